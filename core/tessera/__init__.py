@@ -1,0 +1,3 @@
+"""Tessera CRM kernel."""
+
+__version__ = "0.1.0"

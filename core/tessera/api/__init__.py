@@ -1,0 +1,1 @@
+"""Kernel HTTP API (REST + JSON under /api/)."""

@@ -1,0 +1,193 @@
+"""Builds the standard REST routes of an entity from its ``EntitySpec``:
+
+``GET /things`` (filters, keyset pagination), ``GET /things/count``, ``GET /things/{id}``
+(with ETag), ``POST /things`` (Idempotency-Key), ``PATCH /things/{id}`` (If-Match or
+``version`` for optimistic locking), ``DELETE /things/{id}``.
+
+This module deliberately does not use ``from __future__ import annotations``: the handlers are
+built in closures and Litestar reads their annotations as real objects.
+"""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.di import Provide
+from litestar.params import HeaderParameter, Parameter
+
+from tessera import clock, events
+from tessera.entities import service
+from tessera.entities.dto import set_fields, to_struct
+from tessera.entities.tables import IdempotencyRecord
+from tessera.errors import ValidationFailed
+from tessera.permissions import Principal
+
+Decorate = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+
+Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size (1-500)")]
+CursorParam = Annotated[str | None, Parameter(description="Cursor from the previous page's next_cursor")]
+IfMatch = Annotated[
+    str | None, HeaderParameter(name="If-Match", description="Version the change is based on")
+]
+IdemKey = Annotated[
+    str | None,
+    HeaderParameter(name="Idempotency-Key", description="Retry-safe create: same key, same result"),
+]
+
+
+def page_struct(out: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    return msgspec.defstruct(
+        f"{out.__name__}Page",
+        [("items", list[out]), ("next_cursor", str | None)],  # type: ignore[valid-type]
+        module=out.__module__,
+    )
+
+
+def parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise ValidationFailed.field("If-Match", 'must be the record version, e.g. "3"') from exc
+
+
+async def _decorated(rows: list[dict[str, Any]], decorate: Decorate | None) -> list[dict[str, Any]]:
+    return await decorate(rows) if decorate else rows
+
+
+async def _idempotent_replay(key: str, user_id: int, path: str) -> Response[Any] | None:
+    row = (
+        await IdempotencyRecord.select()
+        .where(
+            IdempotencyRecord.key == key, IdempotencyRecord.user_id == user_id, IdempotencyRecord.path == path
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    return Response(
+        json.loads(row["body"]), status_code=row["status_code"], headers={"Idempotent-Replay": "true"}
+    )
+
+
+def entity_router(
+    *,
+    spec: service.EntitySpec,
+    path: str,
+    tag: str,
+    out: type[msgspec.Struct],
+    create_body: type[msgspec.Struct] | None,
+    patch_body: type[msgspec.Struct] | None,
+    filters: Callable[..., Any],
+    decorate: Decorate | None = None,
+    extra_handlers: list[Any] | None = None,
+    name: str | None = None,
+) -> Router:
+    """The REST routes of one entity as a Router mounted at ``path``."""
+    label = name or spec.name
+    page = page_struct(out)
+
+    async def to_out(row: dict[str, Any]) -> Any:
+        return to_struct((await _decorated([row], decorate))[0], out)
+
+    @get("/", operation_id=f"list_{label}", summary=f"List {label} records")
+    async def list_records(
+        principal: Principal,
+        conditions: list[Any],
+        limit: Limit = 50,
+        cursor: CursorParam = None,
+        order: Annotated[
+            str | None, Parameter(description=f"One of {', '.join(spec.order_fields)}; -x descending")
+        ] = None,
+    ) -> page:  # type: ignore[valid-type]
+        result = await service.list_page(spec, principal, conditions, order=order, cursor=cursor, limit=limit)
+        items = await _decorated(result.items, decorate)
+        return page(items=[to_struct(r, out) for r in items], next_cursor=result.next_cursor)
+
+    list_records.fn.__doc__ = f"List the {label} records you may see, with filters and keyset pagination."
+
+    @get("/count", operation_id=f"count_{label}", summary=f"Count {label} records")
+    async def count_records(principal: Principal, conditions: list[Any]) -> dict[str, int]:
+        """Count the records you may see that match the filters."""
+        return {"count": await service.count(spec, principal, conditions)}
+
+    @get("/{record_id:int}", operation_id=f"get_{label}", summary=f"Get one {label}")
+    async def get_record(principal: Principal, record_id: int) -> Response[out]:  # type: ignore[valid-type]
+        """One record; 404 when it does not exist or you may not see it. ETag is its version."""
+        row = await service.get(spec, principal, record_id)
+        headers = {"ETag": f'"{row["version"]}"'} if "version" in row else {}
+        return Response(await to_out(row), headers=headers)
+
+    handlers: list[Any] = [list_records, count_records, get_record]
+
+    if create_body is not None:
+
+        @post("/", operation_id=f"create_{label}", summary=f"Create a {label}")
+        async def create_record(
+            request: Request[Any, Any, Any],
+            principal: Principal,
+            data: create_body,  # type: ignore[valid-type]
+            idempotency_key: IdemKey = None,
+        ) -> Response[out]:  # type: ignore[valid-type]
+            """Create a record. With an Idempotency-Key header a retry returns the first result."""
+            if idempotency_key:
+                replay = await _idempotent_replay(idempotency_key, principal.user_id, request.url.path)
+                if replay is not None:
+                    return replay
+            async with events.unit_of_work():
+                row = await service.create(spec, principal, set_fields(data))
+                body = await to_out(row)
+                if idempotency_key:
+                    await IdempotencyRecord.insert(
+                        IdempotencyRecord(
+                            key=idempotency_key,
+                            user_id=principal.user_id,
+                            path=request.url.path,
+                            status_code=201,
+                            body=msgspec.json.encode(body).decode(),
+                            created_at=clock.now(),
+                        )
+                    )
+            return Response(body, status_code=201)
+
+        handlers.append(create_record)
+
+    if patch_body is not None:
+
+        @patch("/{record_id:int}", operation_id=f"update_{label}", summary=f"Change a {label}")
+        async def update_record(
+            principal: Principal,
+            record_id: int,
+            data: patch_body,  # type: ignore[valid-type]
+            if_match: IfMatch = None,
+        ) -> out:  # type: ignore[valid-type]
+            """Change the fields you send. Send the version you read (``version`` field or
+            If-Match header) and a concurrent change makes this fail with 409 instead of being
+            overwritten."""
+            values = set_fields(data)
+            expected = values.pop("version", None)
+            header_version = parse_if_match(if_match)
+            if header_version is not None:
+                expected = header_version
+            row = await service.update(spec, principal, record_id, values, expected)
+            return await to_out(row)
+
+        handlers.append(update_record)
+
+    @delete("/{record_id:int}", operation_id=f"delete_{label}", summary=f"Delete a {label}", status_code=204)
+    async def delete_record(principal: Principal, record_id: int, if_match: IfMatch = None) -> None:
+        """Delete the record (the audit log keeps its last values)."""
+        await service.delete(spec, principal, record_id, parse_if_match(if_match))
+
+    handlers.append(delete_record)
+    handlers.extend(extra_handlers or [])
+    return Router(
+        path=path,
+        route_handlers=handlers,
+        tags=[tag],
+        dependencies={"conditions": Provide(filters, sync_to_thread=False)},
+    )

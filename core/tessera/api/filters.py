@@ -1,0 +1,218 @@
+"""Query-string filters of each entity, as Litestar dependencies (so they appear in OpenAPI
+and are shared by list, count and export)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar.params import Parameter
+from piccolo.columns import Column
+
+from tessera import db
+from tessera.entities.activities import ActivityStatus, ActivityType
+from tessera.entities.parties import LifecycleStatus, PartyKind, Relation
+from tessera.entities.tables import (
+    Activity,
+    Attachment,
+    Contact,
+    CrmUser,
+    Note,
+    Party,
+    Role,
+    Substitution,
+    Task,
+    Team,
+)
+from tessera.entities.tasks import Priority, TaskStatus
+
+Q = Annotated[str | None, Parameter(description="Part of the name (case-insensitive)", max_length=200)]
+
+
+def array_contains(column: Column, value: str) -> Any:
+    """Array membership that is exact on both engines (Piccolo's SQLite ``any`` is a substring
+    match, so "vip" would also match "vip2")."""
+    if db.is_postgres():
+        return column.any(value)
+    escaped = value.replace('"', '\\"')
+    return column.like(f'%"{escaped}"%')
+
+
+def _contains(column: Column, text: str) -> Any:
+    return column.ilike(f"%{text.replace('%', '').replace('_', '')}%")
+
+
+def party_filters(
+    q: Q = None,
+    kind: PartyKind | None = None,
+    relation: Relation | None = None,
+    status: LifecycleStatus | None = None,
+    owner_id: int | None = None,
+    team_id: int | None = None,
+    tag: Annotated[str | None, Parameter(max_length=100)] = None,
+    phone_or_email: Annotated[
+        str | None, Parameter(description="Any phone format or an e-mail; matched exactly", max_length=254)
+    ] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    updated_after: datetime | None = None,
+) -> list[Any]:
+    from tessera.entities.channels import normalise_phone, phone_search_forms
+
+    out: list[Any] = []
+    if q:
+        out.append(_contains(Party.name, q))
+    if kind:
+        out.append(Party.kind == kind)
+    if relation:
+        out.append(array_contains(Party.relations, relation))
+    if status:
+        out.append(Party.status == status)
+    if owner_id is not None:
+        out.append(Party.owner_id == owner_id)
+    if team_id is not None:
+        out.append(Party.team_id == team_id)
+    if tag:
+        out.append(array_contains(Party.tags, tag))
+    if phone_or_email:
+        needle = phone_or_email.strip().lower()
+        if "@" not in needle:
+            try:
+                needle = phone_search_forms(normalise_phone(needle))[0]
+            except ValueError:
+                needle = "".join(ch for ch in needle if ch.isdigit()) or needle
+        out.append(Party.contact_index.like(f"%{needle}%"))
+    if created_after:
+        out.append(Party.created_at >= created_after)
+    if created_before:
+        out.append(Party.created_at < created_before)
+    if updated_after:
+        out.append(Party.updated_at >= updated_after)
+    return out
+
+
+def contact_filters(q: Q = None, party_id: int | None = None) -> list[Any]:
+    out: list[Any] = []
+    if q:
+        out.append(_contains(Contact.name, q))
+    if party_id is not None:
+        out.append(Contact.party_id == party_id)
+    return out
+
+
+def activity_filters(
+    type: ActivityType | None = None,
+    status: ActivityStatus | None = None,
+    party_id: int | None = None,
+    owner_id: int | None = None,
+    starts_after: datetime | None = None,
+    starts_before: datetime | None = None,
+    q: Annotated[str | None, Parameter(description="Part of the subject", max_length=200)] = None,
+) -> list[Any]:
+    out: list[Any] = []
+    if type:
+        out.append(Activity.type == type)
+    if status:
+        out.append(Activity.status == status)
+    if party_id is not None:
+        out.append(Activity.party_id == party_id)
+    if owner_id is not None:
+        out.append(Activity.owner_id == owner_id)
+    if starts_after:
+        out.append(Activity.starts_at >= starts_after)
+    if starts_before:
+        out.append(Activity.starts_at < starts_before)
+    if q:
+        out.append(_contains(Activity.subject, q))
+    return out
+
+
+def task_filters(
+    status: TaskStatus | None = None,
+    open: Annotated[bool | None, Parameter(description="Only open / in-progress tasks")] = None,
+    assignee_id: int | None = None,
+    author_id: int | None = None,
+    controller_id: int | None = None,
+    party_id: int | None = None,
+    priority: Priority | None = None,
+    overdue: Annotated[bool | None, Parameter(description="Only open tasks past their deadline")] = None,
+    deadline_before: datetime | None = None,
+) -> list[Any]:
+    from tessera import clock
+
+    out: list[Any] = []
+    if status:
+        out.append(Task.status == status)
+    if open:
+        out.append(Task.status.is_in(["open", "in_progress"]))
+    if assignee_id is not None:
+        out.append(Task.assignee_id == assignee_id)
+    if author_id is not None:
+        out.append(Task.author_id == author_id)
+    if controller_id is not None:
+        out.append(Task.controller_id == controller_id)
+    if party_id is not None:
+        out.append(Task.party_id == party_id)
+    if priority:
+        out.append(Task.priority == priority)
+    if overdue:
+        out.append(Task.status.is_in(["open", "in_progress"]))
+        out.append(Task.deadline < clock.now())
+    if deadline_before:
+        out.append(Task.deadline < deadline_before)
+    return out
+
+
+def note_filters(party_id: int | None = None, subject_ref: str | None = None) -> list[Any]:
+    out: list[Any] = []
+    if party_id is not None:
+        out.append(Note.party_id == party_id)
+    if subject_ref:
+        out.append(Note.subject_ref == subject_ref)
+    return out
+
+
+def attachment_filters(party_id: int | None = None, subject_ref: str | None = None) -> list[Any]:
+    out: list[Any] = []
+    if party_id is not None:
+        out.append(Attachment.party_id == party_id)
+    if subject_ref:
+        out.append(Attachment.subject_ref == subject_ref)
+    return out
+
+
+def user_filters(q: Q = None, team_id: int | None = None, is_active: bool | None = None) -> list[Any]:
+    out: list[Any] = []
+    if q:
+        out.append(_contains(CrmUser.name, q) | _contains(CrmUser.email, q))
+    if team_id is not None:
+        out.append(CrmUser.team_id == team_id)
+    if is_active is not None:
+        out.append(CrmUser.is_active == is_active)
+    return out
+
+
+def team_filters(q: Q = None) -> list[Any]:
+    return [_contains(Team.name, q)] if q else []
+
+
+def role_filters(q: Q = None) -> list[Any]:
+    return [_contains(Role.name, q)] if q else []
+
+
+def substitution_filters(
+    absent_user_id: int | None = None,
+    substitute_id: int | None = None,
+    active_at: Annotated[
+        datetime | None, Parameter(description="Only substitutions in force at this time")
+    ] = None,
+) -> list[Any]:
+    out: list[Any] = []
+    if absent_user_id is not None:
+        out.append(Substitution.absent_user_id == absent_user_id)
+    if substitute_id is not None:
+        out.append(Substitution.substitute_id == substitute_id)
+    if active_at is not None:
+        out.append(Substitution.starts_at <= active_at)
+        out.append(Substitution.ends_at > active_at)
+    return out

@@ -1,0 +1,209 @@
+"""Who is calling: the ``principal`` dependency (Bearer API token or session cookie with CSRF
+header), and the login/logout/token routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import Cookie
+from litestar.params import Parameter
+from msgspec import Meta, Struct
+
+from tessera import audit, auth, clock
+from tessera.config import Settings
+from tessera.entities.tables import ApiToken
+from tessera.errors import NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
+from tessera.events import set_actor
+from tessera.permissions import Principal, build_principal, grants
+
+SESSION_COOKIE = "tessera_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def settings_of(request: Request[Any, Any, Any]) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        found = await auth.token_user(header[7:].strip())
+        if found is None:
+            raise NotAuthenticated("Invalid, expired or revoked API token")
+        user_id, scopes = found
+        principal = await build_principal(user_id, token_scopes=scopes)
+    else:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if not session_id:
+            return None
+        session = await auth.session_user(session_id)
+        if session is None:
+            return None
+        user_id, csrf = session
+        if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != csrf:
+            raise PermissionDenied(f"Missing or wrong {CSRF_HEADER} header (cross-site request refused)")
+        principal = await build_principal(user_id, csrf_token=csrf)
+    set_actor(principal.user_id)
+    return principal
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """Dependency: the signed-in principal, or 401."""
+    principal = await resolve_principal(request)
+    if principal is None:
+        raise NotAuthenticated("Sign in or send an API token (Authorization: Bearer ...)")
+    return principal
+
+
+class LoginIn(Struct, forbid_unknown_fields=True):
+    email: Annotated[str, Meta(min_length=3, max_length=254)]
+    password: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class LoginOut(Struct):
+    user_id: int
+    csrf_token: str
+    expires_at: datetime
+
+
+class MeOut(Struct):
+    user_id: int
+    name: str
+    email: str
+    permissions: list[str]
+    scope: str
+    team_id: int | None
+    acting_for: list[int]
+    csrf_token: str | None
+
+
+class TokenIn(Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    scopes: list[str] = []
+    expires_at: datetime | None = None
+
+
+class TokenCreated(Struct):
+    id: int
+    token: str
+    name: str
+    scopes: list[str]
+    expires_at: datetime | None
+
+
+class TokenOut(Struct):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+@post("/api/auth/login", operation_id="login", tags=["auth"], status_code=200)
+async def login(request: Request[Any, Any, Any], data: LoginIn) -> Response[LoginOut]:
+    """Sign in with e-mail and password. Sets the session cookie (a new session id every time)
+    and returns the CSRF token to send as ``X-CSRF-Token`` on writes. Repeated failures lock the
+    account for a while (429)."""
+    settings = settings_of(request)
+    old = request.cookies.get(SESSION_COOKIE)
+    if old:
+        await auth.logout(old)  # never keep a session id the client brought along
+    result = await auth.login(
+        data.email,
+        data.password,
+        settings.session_ttl,
+        settings.login_max_failures,
+        settings.login_lockout_seconds,
+    )
+    cookie = Cookie(
+        key=SESSION_COOKIE,
+        value=result.session_id,
+        httponly=True,
+        secure=settings.secure_cookies,
+        samesite="lax",
+        max_age=settings.session_ttl,
+        path="/",
+    )
+    return Response(
+        LoginOut(user_id=result.user_id, csrf_token=result.csrf_token, expires_at=result.expires_at),
+        cookies=[cookie],
+    )
+
+
+@post("/api/auth/logout", operation_id="logout", tags=["auth"], status_code=204)
+async def logout(request: Request[Any, Any, Any]) -> Response[None]:
+    """End the current web session."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        await auth.logout(session_id)
+    return Response(
+        None, status_code=204, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
+    )
+
+
+@get("/api/auth/me", operation_id="me", tags=["auth"])
+async def me(principal: Principal) -> MeOut:
+    """The signed-in user, their permissions and visibility scope."""
+    return MeOut(
+        user_id=principal.user_id,
+        name=principal.name,
+        email=principal.email,
+        permissions=sorted(principal.permissions),
+        scope=principal.scope,
+        team_id=principal.team_id,
+        acting_for=sorted(principal.acting_for),
+        csrf_token=principal.csrf_token,
+    )
+
+
+@post("/api/auth/tokens", operation_id="create_token", tags=["auth"])
+async def create_token(principal: Principal, data: TokenIn) -> TokenCreated:
+    """Create an API token for yourself. The token is shown once; only its hash is stored.
+    ``scopes`` narrows it to some of your permissions (empty: all of them)."""
+    if data.expires_at is not None and data.expires_at <= clock.now():
+        raise ValidationFailed.field("expires_at", "must be in the future")
+    for scope in data.scopes:
+        if not grants(principal.permissions, scope):
+            raise ValidationFailed.field("scopes", f"you do not hold {scope!r}")
+    token_id, token = await auth.create_token(principal.user_id, data.name, data.scopes, data.expires_at)
+    return TokenCreated(
+        id=token_id, token=token, name=data.name, scopes=data.scopes, expires_at=data.expires_at
+    )
+
+
+@get("/api/auth/tokens", operation_id="list_tokens", tags=["auth"])
+async def list_tokens(principal: Principal) -> list[TokenOut]:
+    """Your API tokens (without the secret)."""
+    rows = await ApiToken.select().where(ApiToken.user_id == principal.user_id).order_by(ApiToken.id)
+    return [
+        TokenOut(
+            id=r["id"],
+            name=r["name"],
+            prefix=r["prefix"],
+            scopes=r["scopes"] or [],
+            expires_at=r["expires_at"],
+            last_used_at=r["last_used_at"],
+            revoked_at=r["revoked_at"],
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+@delete("/api/auth/tokens/{token_id:int}", operation_id="revoke_token", tags=["auth"], status_code=204)
+async def revoke_token(principal: Principal, token_id: Annotated[int, Parameter(gt=0)]) -> None:
+    """Revoke one of your API tokens (admins holding user.manage may revoke anyone's)."""
+    row = await ApiToken.select(ApiToken.user_id).where(ApiToken.id == token_id).first()
+    if row is None or (row["user_id"] != principal.user_id and not principal.can("user.manage")):
+        raise NotFound(f"token {token_id} not found")
+    await ApiToken.update({ApiToken.revoked_at: clock.now()}).where(ApiToken.id == token_id)
+    await audit.record("revoke", "api_token", token_id)
+
+
+AUTH_HANDLERS = [login, logout, me, create_token, list_tokens, revoke_token]

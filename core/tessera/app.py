@@ -1,0 +1,130 @@
+"""Litestar app factory: builds the app from the settings and the enabled plugins."""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Any
+
+import pluggy
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from tessera import __version__, db, events, migrations
+from tessera.api.errors import EXCEPTION_HANDLERS
+from tessera.api.routes import kernel_route_handlers
+from tessera.api.security import AUTH_HANDLERS, provide_principal
+from tessera.config import Settings, load_settings
+from tessera.entities import service
+from tessera.permissions import Principal
+from tessera.plugins import PluginError, call_each, get_plugin_manager
+
+log = logging.getLogger("tessera")
+
+
+def boot(settings: Settings, plugins: dict[str, ModuleType | object] | None = None) -> pluggy.PluginManager:
+    """Load plugins, select the database and wire the kernel's services. Used by the app, the
+    CLI, the worker and tests alike."""
+    pm = get_plugin_manager(settings, plugins)
+    migrations.use_apps(pm)
+    db.use_engine(db.make_engine(settings.resolved_database_url))
+    service.configure(pm)
+    events.configure(pm, listeners=[])
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return pm
+
+
+def plugin_routers(pm: pluggy.PluginManager) -> list[Router]:
+    routers = []
+    for name, handlers in call_each(pm, "tessera_routes"):
+        if not handlers:
+            continue
+        if not isinstance(handlers, list | tuple):
+            raise PluginError(
+                f"Plugin {name!r}: tessera_routes must return a list of handlers or controllers"
+            )
+        routers.append(Router(path=f"/api/{name}", route_handlers=list(handlers), tags=[name]))
+    return routers
+
+
+async def pending_migrations() -> list[str]:
+    """IDs of migrations not yet applied (kernel and enabled plugins)."""
+    from piccolo.apps.migrations.commands.base import BaseMigrationManager
+    from piccolo.apps.migrations.tables import Migration
+
+    manager = BaseMigrationManager()
+    if not await Migration.table_exists():
+        return ["(no migrations applied yet)"]
+    pending: list[str] = []
+    for app_name in manager.get_sorted_app_names():
+        config = manager.get_app_config(app_name)
+        ids = manager.get_migration_ids(manager.get_migration_modules(config.resolved_migrations_folder_path))
+        ran = set(await Migration.get_migrations_which_ran(app_name=app_name))
+        pending += [f"{app_name}:{i}" for i in ids if i not in ran]
+    return pending
+
+
+async def startup(check_migrations: bool = True) -> None:
+    """Open the database, refuse to serve a schema that is behind, deliver events a crash left
+    undelivered. Run by the app's lifespan (tests call it directly)."""
+    await db.start()
+    if check_migrations:
+        pending = await pending_migrations()
+        if pending:
+            count = len(pending)
+            raise RuntimeError(
+                f"The database schema is behind ({count} migration(s) pending): run `tessera migrate`"
+            )
+    await events.redeliver_pending()
+
+
+def create_app(
+    settings: Settings | None = None,
+    plugins: dict[str, ModuleType | object] | None = None,
+    *,
+    check_migrations: bool = True,
+) -> Litestar:
+    settings = settings or load_settings()
+    pm = boot(settings, plugins)
+
+    async def on_startup(app: Litestar) -> None:
+        await startup(check_migrations)
+
+    async def on_shutdown(app: Litestar) -> None:
+        await db.stop()
+
+    return Litestar(
+        route_handlers=[*AUTH_HANDLERS, *kernel_route_handlers(), *plugin_routers(pm)],
+        dependencies={"principal": Provide(provide_principal)},
+        signature_namespace={"Principal": Principal},
+        exception_handlers=EXCEPTION_HANDLERS,
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        state=State({"settings": settings, "pm": pm}),
+        openapi_config=OpenAPIConfig(
+            title="Tessera CRM",
+            version=__version__,
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", description="API token"),
+                    "SessionCookie": SecurityScheme(
+                        type="apiKey", security_scheme_in="cookie", name="tessera_session"
+                    ),
+                }
+            ),
+            security=[{"BearerToken": []}, {"SessionCookie": []}],
+        ),
+        debug=False,
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """ASGI factory for uvicorn: ``uvicorn --factory tessera.app:create_app_from_env``."""
+    return create_app(load_settings())
+
+
+__all__ = ["Any", "boot", "create_app", "create_app_from_env"]

@@ -1,0 +1,94 @@
+"""Settings: environment variables ``TESSERA_*`` override the file ``tessera.toml``.
+
+One ``Settings`` object is built per process (or per test) and passed explicitly; nothing
+reads the environment after start-up, so tests can run several configurations side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ALL_PLUGINS = "all"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    #: ``sqlite:///path`` (default, inside data_dir) or ``postgresql://user@host:port/db``.
+    database_url: str = ""
+    #: Names of enabled plugins, or ``("all",)`` for every installed one.
+    plugins: tuple[str, ...] = (ALL_PLUGINS,)
+    #: ``whoosh`` (embedded index in data_dir) or ``postgres`` (PostgreSQL full-text search).
+    search_backend: str = "whoosh"
+    #: Mark session cookies Secure; on by default, the demo turns it off for plain http://localhost.
+    secure_cookies: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Seconds a web session stays valid without use.
+    session_ttl: int = 8 * 3600
+    #: Load plugins from entry points; tests switch it off and pass plugin objects directly.
+    autoload_plugins: bool = True
+    #: Failed logins before a temporary lockout, and the lockout length in seconds.
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 900
+    #: Rows one export may return before it is refused (seed 003: a departing manager must not
+    #: silently download the whole base).
+    export_row_limit: int = 10_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tessera.sqlite3').resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.resolved_database_url.startswith(("postgres://", "postgresql://"))
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_settings(config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read ``tessera.toml`` (or ``TESSERA_CONFIG``) and then the ``TESSERA_*`` variables."""
+    env = dict(os.environ if env is None else env)
+    path = Path(config_file or env.get("TESSERA_CONFIG", "tessera.toml"))
+    values: dict[str, Any] = {}
+    if path.is_file():
+        with path.open("rb") as fh:
+            values = dict(tomllib.load(fh).get("tessera", {}))
+    if "TESSERA_DATA_DIR" in env:
+        values["data_dir"] = env["TESSERA_DATA_DIR"]
+    if "TESSERA_DATABASE_URL" in env:
+        values["database_url"] = env["TESSERA_DATABASE_URL"]
+    if "TESSERA_PLUGINS" in env:
+        values["plugins"] = [p.strip() for p in env["TESSERA_PLUGINS"].split(",") if p.strip()]
+    if "TESSERA_SEARCH" in env:
+        values["search_backend"] = env["TESSERA_SEARCH"]
+    if "TESSERA_SECURE_COOKIES" in env:
+        values["secure_cookies"] = _bool(env["TESSERA_SECURE_COOKIES"])
+    if "TESSERA_HOST" in env:
+        values["host"] = env["TESSERA_HOST"]
+    if "TESSERA_PORT" in env:
+        values["port"] = int(env["TESSERA_PORT"])
+    if _bool(env.get("TESSERA_DISABLE_PLUGIN_AUTOLOAD", "")):
+        values["autoload_plugins"] = False
+    known = set(Settings.__dataclass_fields__)
+    extra = {k: v for k, v in values.items() if k not in known}
+    kwargs = {k: v for k, v in values.items() if k in known}
+    if "data_dir" in kwargs:
+        kwargs["data_dir"] = Path(kwargs["data_dir"])
+    if "plugins" in kwargs:
+        kwargs["plugins"] = tuple(kwargs["plugins"])
+    if kwargs.get("search_backend") not in (None, "whoosh", "postgres"):
+        raise ValueError(f"search_backend must be 'whoosh' or 'postgres', not {kwargs['search_backend']!r}")
+    return Settings(**kwargs, extra=extra)

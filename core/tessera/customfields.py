@@ -1,0 +1,116 @@
+"""Custom fields: JSON-schema ``properties`` per entity type, declared by plugins (hook
+``tessera_custom_field_targets``) and by admins (table ``custom_field_schema``), checked with
+jsonschema on every write of that entity type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pluggy
+from jsonschema import Draft202012Validator
+
+from tessera import clock
+from tessera.entities.tables import CustomFieldSchema
+from tessera.errors import FieldError, ValidationFailed
+from tessera.plugins import call_each
+
+KERNEL_TARGETS = ("party", "contact", "activity", "task")
+
+
+def declared_targets(pm: pluggy.PluginManager) -> dict[str, dict[str, Any]]:
+    """Entity types that accept custom fields, with the properties plugins declare."""
+    targets: dict[str, dict[str, Any]] = {name: {} for name in KERNEL_TARGETS}
+    for _plugin, value in call_each(pm, "tessera_custom_field_targets"):
+        for entity_type, properties in (value or {}).items():
+            targets.setdefault(entity_type, {}).update(properties or {})
+    return targets
+
+
+async def effective_schema(pm: pluggy.PluginManager, entity_type: str) -> dict[str, Any]:
+    targets = declared_targets(pm)
+    if entity_type not in targets:
+        raise ValidationFailed.field("entity_type", f"{entity_type!r} does not accept custom fields")
+    properties = dict(targets[entity_type])
+    required: list[str] = []
+    row = (
+        await CustomFieldSchema.select()
+        .where(CustomFieldSchema.entity_type == entity_type)
+        .first()
+        .output(load_json=True)
+    )
+    if row:
+        properties.update(row["properties"] or {})
+        required = list(row["required"] or [])
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def validate_against(schema: dict[str, Any], values: dict[str, Any], prefix: str = "custom") -> None:
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    errors: list[FieldError] = []
+    for error in sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "additionalProperties":
+            extra = sorted(set(values) - set(schema.get("properties", {})))
+            for name in extra:
+                errors.append(FieldError(f"{prefix}.{name}", "unknown custom field"))
+            continue
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            errors.append(FieldError(f"{prefix}.{missing}", f"is required ({error.validator})"))
+            continue
+        field = f"{prefix}.{path}" if path else prefix
+        errors.append(FieldError(field, f"{error.message} (rule: {error.validator})"))
+    if errors:
+        raise ValidationFailed("Custom field validation failed", errors)
+
+
+async def validate(pm: pluggy.PluginManager, entity_type: str, values: dict[str, Any]) -> None:
+    schema = await effective_schema(pm, entity_type)
+    validate_against(schema, values)
+
+
+async def set_admin_properties(
+    pm: pluggy.PluginManager,
+    entity_type: str,
+    properties: dict[str, Any],
+    required: list[str],
+    user_id: int | None,
+) -> dict[str, Any]:
+    if entity_type not in declared_targets(pm):
+        raise ValidationFailed.field("entity_type", f"{entity_type!r} does not accept custom fields")
+    schema = {"type": "object", "properties": properties, "required": required}
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        path = ".".join(str(p) for p in exc.absolute_path)
+        raise ValidationFailed.field(f"properties.{path}" if path else "properties", exc.message) from exc
+    unknown_required = [name for name in required if name not in properties]
+    if unknown_required:
+        raise ValidationFailed.field("required", f"not declared in properties: {', '.join(unknown_required)}")
+    existing = await CustomFieldSchema.objects().where(CustomFieldSchema.entity_type == entity_type).first()
+    if existing is None:
+        await CustomFieldSchema.insert(
+            CustomFieldSchema(
+                entity_type=entity_type,
+                properties=properties,
+                required=required,
+                updated_at=clock.now(),
+                updated_by=user_id,
+            )
+        )
+    else:
+        await CustomFieldSchema.update(
+            {
+                CustomFieldSchema.properties: properties,
+                CustomFieldSchema.required: required,
+                CustomFieldSchema.updated_at: clock.now(),
+                CustomFieldSchema.updated_by: user_id,
+            }
+        ).where(CustomFieldSchema.entity_type == entity_type)
+    return await effective_schema(pm, entity_type)

@@ -1,0 +1,121 @@
+"""Engine selection (SQLite by default, PostgreSQL by URL) and the kernel's transaction helper.
+
+Piccolo caches an engine on every table class (``Table._meta.db``). ``use_engine`` installs one
+engine for the whole process and points every table class at it, so the API, CLI, worker and
+tests all talk to the same database, and a test can switch from SQLite to PostgreSQL in-process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.table import Table
+
+_engine: Engine | None = None
+
+
+class TesseraSQLiteEngine(SQLiteEngine):
+    """SQLite with a busy timeout, so concurrent writers wait instead of failing at once.
+
+    WAL mode is persistent in the file and set by ``prepare_sqlite_file``; ``synchronous`` keeps
+    SQLite's default FULL so a commit survives power loss.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path=path, timeout=30)
+
+
+def make_engine(url: str) -> Engine:
+    parsed = urlparse(url)
+    if parsed.scheme in ("postgres", "postgresql"):
+        return PostgresEngine(
+            config={
+                "host": parsed.hostname or "127.0.0.1",
+                "port": parsed.port or 5432,
+                "user": unquote(parsed.username or "postgres"),
+                "password": unquote(parsed.password or "") or None,
+                "database": parsed.path.lstrip("/") or "postgres",
+            }
+        )
+    if parsed.scheme == "sqlite":
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else parsed.path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_file(path)
+        return TesseraSQLiteEngine(path=path)
+    raise ValueError(f"Unsupported database URL {url!r}: use sqlite:///path or postgresql://host/db")
+
+
+def prepare_sqlite_file(path: str) -> None:
+    """Switch the file to WAL once; the mode is stored in the file, so it holds for every connection."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+
+
+def _all_table_classes() -> list[type[Table]]:
+    found: list[type[Table]] = []
+    stack: list[type[Table]] = list(Table.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def use_engine(engine: Engine) -> None:
+    """Make ``engine`` the process-wide database for every table class (kernel and plugins)."""
+    global _engine
+    _engine = engine
+    for table in _all_table_classes():
+        table._meta.db = engine
+
+
+def get_engine() -> Engine:
+    if _engine is None:
+        raise RuntimeError("No database configured: call tessera.db.use_engine() first")
+    return _engine
+
+
+def is_postgres(engine: Engine | None = None) -> bool:
+    return (engine or get_engine()).engine_type == "postgres"
+
+
+async def start(engine: Engine | None = None) -> None:
+    engine = engine or get_engine()
+    if isinstance(engine, PostgresEngine):
+        await engine.start_connection_pool(min_size=1, max_size=20)
+
+
+async def stop(engine: Engine | None = None) -> None:
+    engine = engine or get_engine()
+    if isinstance(engine, PostgresEngine):
+        await engine.close_connection_pool()
+
+
+def transaction() -> Any:
+    """A write transaction: ``async with transaction(): ...``.
+
+    On SQLite it starts with BEGIN IMMEDIATE so a read-then-write transaction waits for the
+    write lock instead of failing with SQLITE_BUSY half-way. Nested use joins the outer one.
+    """
+    engine = get_engine()
+    if isinstance(engine, SQLiteEngine):
+        return engine.transaction(transaction_type=TransactionType.immediate)
+    return engine.transaction()
+
+
+async def raw(sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Run SQL with ``{}`` placeholders (Piccolo's style) on the current engine, inside the
+    current transaction if there is one."""
+    from piccolo.querystring import QueryString
+
+    rows = await get_engine().run_querystring(QueryString(sql, *args), in_pool=True)
+    return [dict(row) for row in rows or []]

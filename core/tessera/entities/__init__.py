@@ -1,0 +1,1 @@
+"""Kernel entities: parties, contacts, activities, tasks, users/teams/roles, notes, attachments."""

@@ -1,0 +1,218 @@
+"""Parties: the organisations and people the company deals with, and their contacts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from tessera import clock, events
+from tessera.entities import service
+from tessera.entities.channels import contact_index, normalise_channels
+from tessera.entities.dto import partial
+from tessera.entities.tables import Contact, CrmUser, Party, PartyStatusChange
+from tessera.errors import ValidationFailed
+from tessera.permissions import Principal
+
+PartyKind = Literal["organisation", "person"]
+Relation = Literal["client", "partner", "supplier", "competitor"]
+LifecycleStatus = Literal["potential", "current", "former"]
+Name = Annotated[str, Meta(min_length=1, max_length=300)]
+
+
+class Phone(Struct, forbid_unknown_fields=True):
+    number: Annotated[str, Meta(min_length=1, max_length=50)]
+    type: str = "work"
+
+
+class Email(Struct, forbid_unknown_fields=True):
+    address: Annotated[str, Meta(min_length=3, max_length=254)]
+    type: str = "work"
+
+
+class Address(Struct, forbid_unknown_fields=True):
+    text: Annotated[str, Meta(min_length=1, max_length=1000)]
+    type: str = "legal"
+    city: str = ""
+    country: str = ""
+    postcode: str = ""
+
+
+class PartyIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    kind: PartyKind = "organisation"
+    relations: list[Relation] = msgspec.field(default_factory=lambda: ["client"])
+    status: LifecycleStatus = "potential"
+    owner_id: int | None = None
+    team_id: int | None = None
+    tax_id: Annotated[str, Meta(max_length=50)] = ""
+    website: Annotated[str, Meta(max_length=300)] = ""
+    addresses: list[Address] = msgspec.field(default_factory=list)
+    phones: list[Phone] = msgspec.field(default_factory=list)
+    emails: list[Email] = msgspec.field(default_factory=list)
+    tags: list[Annotated[str, Meta(min_length=1, max_length=100)]] = msgspec.field(default_factory=list)
+    custom: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+PartyPatch = partial(PartyIn, "PartyPatch")
+
+
+class PartyOut(Struct, kw_only=True):
+    id: int
+    name: str
+    kind: PartyKind
+    relations: list[str]
+    status: LifecycleStatus
+    status_changed_at: datetime
+    owner_id: int | None
+    team_id: int | None
+    tax_id: str
+    website: str
+    addresses: list[dict[str, Any]]
+    phones: list[dict[str, Any]]
+    emails: list[dict[str, Any]]
+    tags: list[str]
+    custom: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class ContactIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    party_id: int
+    name: Name
+    position: Annotated[str, Meta(max_length=200)] = ""
+    role: Annotated[str, Meta(max_length=100)] = ""
+    phones: list[Phone] = msgspec.field(default_factory=list)
+    emails: list[Email] = msgspec.field(default_factory=list)
+    preferred_channel: Literal["", "phone", "email", "letter", "sms", "messenger"] = ""
+    custom: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+ContactPatch = partial(ContactIn, "ContactPatch")
+
+
+class ContactOut(Struct, kw_only=True):
+    id: int
+    party_id: int
+    name: str
+    position: str
+    role: str
+    phones: list[dict[str, Any]]
+    emails: list[dict[str, Any]]
+    preferred_channel: str
+    custom: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+def party_visibility(principal: Principal) -> Any:
+    return principal.owner_where(Party.owner_id, Party.team_id)
+
+
+async def _check_owner(principal: Principal, owner_id: int | None) -> int | None:
+    """An owner must exist, and be someone whose records the caller may manage."""
+    if owner_id is None:
+        return None
+    owner = await CrmUser.select(CrmUser.team_id).where(CrmUser.id == owner_id).first()
+    if owner is None:
+        raise ValidationFailed.field("owner_id", f"user {owner_id} does not exist")
+    if not principal.check_visible_owner(owner_id):
+        raise ValidationFailed.field("owner_id", "you may only assign records to users whose records you see")
+    return owner["team_id"]
+
+
+async def prepare_party(
+    principal: Principal, values: dict[str, Any], existing: dict[str, Any] | None
+) -> dict[str, Any]:
+    if existing is None and values.get("owner_id") is None:
+        values["owner_id"] = principal.user_id
+    if "owner_id" in values:
+        owner_team = await _check_owner(principal, values["owner_id"])
+        if "team_id" not in values and (existing is None or existing.get("team_id") is None):
+            values["team_id"] = owner_team
+    if "phones" in values or "emails" in values:
+        normalise_channels(values)
+        phones = values.get("phones", existing["phones"] if existing else [])
+        emails = values.get("emails", existing["emails"] if existing else [])
+        values["contact_index"] = contact_index(phones, emails)
+    if "relations" in values:
+        values["relations"] = sorted(set(values["relations"]))
+    if "status" in values and (existing is None or existing["status"] != values["status"]):
+        values["status_changed_at"] = clock.now()
+    return values
+
+
+async def after_party_write(
+    principal: Principal, row: dict[str, Any], existing: dict[str, Any] | None, extras: dict[str, Any]
+) -> None:
+    old_status = existing["status"] if existing else None
+    if old_status != row["status"]:
+        await PartyStatusChange.insert(
+            PartyStatusChange(
+                party_id=row["id"],
+                from_status=old_status,
+                to_status=row["status"],
+                changed_at=row["status_changed_at"],
+                changed_by=principal.user_id,
+            )
+        )
+        if existing is not None:
+            await events.emit(
+                "party.status_changed",
+                "party",
+                row["id"],
+                {"id": row["id"], "from": old_status, "to": row["status"]},
+            )
+
+
+PARTY = service.EntitySpec(
+    name="party",
+    table=Party,
+    permission="party",
+    visibility=party_visibility,
+    order_fields=("id", "name", "created_at", "updated_at"),
+    prepare=prepare_party,
+    after_write=after_party_write,
+    hidden=("contact_index",),
+)
+
+
+def contact_visibility(principal: Principal) -> Any:
+    return principal.owner_where(Contact.party_id.owner_id, Contact.party_id.team_id)
+
+
+async def prepare_contact(
+    principal: Principal, values: dict[str, Any], existing: dict[str, Any] | None
+) -> dict[str, Any]:
+    if "party_id" in values:
+        await service.require_visible(PARTY, principal, values["party_id"], "party_id")
+    if "phones" in values or "emails" in values:
+        normalise_channels(values)
+        phones = values.get("phones", existing["phones"] if existing else [])
+        emails = values.get("emails", existing["emails"] if existing else [])
+        values["contact_index"] = contact_index(phones, emails)
+    return values
+
+
+CONTACT = service.EntitySpec(
+    name="contact",
+    table=Contact,
+    permission="party",
+    visibility=contact_visibility,
+    order_fields=("id", "name", "created_at"),
+    prepare=prepare_contact,
+    hidden=("contact_index",),
+)
+
+
+async def status_history(party_id: int) -> list[dict[str, Any]]:
+    return (
+        await PartyStatusChange.select()
+        .where(PartyStatusChange.party_id == party_id)
+        .order_by(PartyStatusChange.changed_at)
+        .order_by(PartyStatusChange.id)
+    )

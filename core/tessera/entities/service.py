@@ -1,0 +1,314 @@
+"""Generic record service: visibility-filtered get/list/count, and create/update/delete that
+validate custom fields, write the audit log and emit domain events in one transaction.
+
+Entity modules (parties, activities, tasks ...) describe themselves with an ``EntitySpec`` and
+add their own rules through ``prepare``; plugins reuse the same machinery for their records.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pluggy
+from piccolo.columns import Column
+from piccolo.table import Table
+
+from tessera import audit, clock, customfields, events
+from tessera.errors import Conflict, NotFound, ValidationFailed
+from tessera.permissions import Principal
+
+Condition = Any  # a Piccolo Where / And / Or / WhereRaw
+Prepare = Callable[[Principal, dict[str, Any], dict[str, Any] | None], Awaitable[dict[str, Any]]]
+AfterWrite = Callable[[Principal, dict[str, Any], dict[str, Any] | None, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class EntitySpec:
+    """How one entity type is stored, protected and named."""
+
+    name: str
+    table: type[Table]
+    #: Permission prefix: ``party`` -> party.read / party.write / party.delete.
+    permission: str
+    #: Builds the visibility condition for a principal; None means "sees all".
+    visibility: Callable[[Principal], Condition | None]
+    #: Columns allowed in ``order`` (keyset pagination); must be NOT NULL.
+    order_fields: Sequence[str] = ("id",)
+    custom_fields: bool = True
+    #: Normalises/validates values before a write: (principal, values, existing or None) -> values.
+    prepare: Prepare | None = None
+    #: Runs inside the transaction after a create/update: (principal, row, existing or None,
+    #: extras) where extras are the prepared values that are not columns (participants ...).
+    after_write: AfterWrite | None = None
+    #: Columns never returned by the API.
+    hidden: Sequence[str] = ()
+    #: Overrides per action ("read", "write", "delete"): a permission name, or None for
+    #: "any signed-in user".
+    permission_overrides: dict[str, str | None] = field(default_factory=dict)
+
+    def require(self, principal: Principal, action: str) -> None:
+        if action in self.permission_overrides:
+            needed = self.permission_overrides[action]
+            if needed is not None:
+                principal.require(needed)
+            return
+        principal.require(f"{self.permission}.{action}")
+
+
+@dataclass
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+_pm: pluggy.PluginManager | None = None
+
+
+def configure(pm: pluggy.PluginManager) -> None:
+    global _pm
+    _pm = pm
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    if _pm is None:
+        raise RuntimeError("tessera.entities.service.configure(pm) was not called")
+    return _pm
+
+
+def _and(*conditions: Condition | None) -> list[Condition]:
+    return [c for c in conditions if c is not None]
+
+
+def _column(spec: EntitySpec, name: str) -> Column:
+    col = spec.table._meta.get_column_by_name(name)
+    return col
+
+
+def encode_cursor(value: Any, record_id: int) -> str:
+    if isinstance(value, datetime):
+        payload = ["dt", value.isoformat(), record_id]
+    else:
+        payload = ["v", value, record_id]
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        kind, value, record_id = json.loads(base64.urlsafe_b64decode(padded))
+        if kind == "dt":
+            value = datetime.fromisoformat(value)
+        return value, int(record_id)
+    except Exception as exc:
+        raise ValidationFailed.field("cursor", "is not a cursor this API issued") from exc
+
+
+def parse_order(spec: EntitySpec, order: str | None) -> tuple[str, bool]:
+    order = order or "id"
+    descending = order.startswith("-")
+    name = order.lstrip("-")
+    if name not in spec.order_fields:
+        raise ValidationFailed.field(
+            "order", f"must be one of {', '.join(spec.order_fields)} (prefix - for descending)"
+        )
+    return name, descending
+
+
+async def get(spec: EntitySpec, principal: Principal, record_id: int) -> dict[str, Any]:
+    """The record if it exists and the principal may read it; 404 otherwise (a hidden record
+    is indistinguishable from a missing one)."""
+    spec.require(principal, "read")
+    row = await _fetch(spec, principal, record_id)
+    if row is None:
+        raise NotFound(f"{spec.name} {record_id} not found")
+    return row
+
+
+async def _fetch(spec: EntitySpec, principal: Principal | None, record_id: int) -> dict[str, Any] | None:
+    table = spec.table
+    conditions = _and(table._meta.primary_key == record_id, spec.visibility(principal) if principal else None)
+    row = await table.select().where(*conditions).first().output(load_json=True)
+    return _public(spec, row) if row else None
+
+
+def _public(spec: EntitySpec, row: dict[str, Any]) -> dict[str, Any]:
+    for name in spec.hidden:
+        row.pop(name, None)
+    return row
+
+
+async def list_page(
+    spec: EntitySpec,
+    principal: Principal,
+    filters: Sequence[Condition] = (),
+    order: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page:
+    spec.require(principal, "read")
+    if not 1 <= limit <= 500:
+        raise ValidationFailed.field("limit", "must be between 1 and 500")
+    table = spec.table
+    name, descending = parse_order(spec, order)
+    col = _column(spec, name)
+    pk = table._meta.primary_key
+    conditions = _and(spec.visibility(principal), *filters)
+    if cursor:
+        value, last_id = decode_cursor(cursor)
+        if name == "id":
+            conditions.append(pk < last_id if descending else pk > last_id)
+        elif descending:
+            conditions.append((col < value) | ((col == value) & (pk < last_id)))
+        else:
+            conditions.append((col > value) | ((col == value) & (pk > last_id)))
+    query = table.select().where(*conditions) if conditions else table.select()
+    if name == "id":
+        query = query.order_by(pk, ascending=not descending)
+    else:
+        query = query.order_by(col, ascending=not descending).order_by(pk, ascending=not descending)
+    rows = await query.limit(limit + 1).output(load_json=True)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last[name], last[pk._meta.name])
+    return Page(items=[_public(spec, r) for r in rows], next_cursor=next_cursor)
+
+
+async def count(spec: EntitySpec, principal: Principal, filters: Sequence[Condition] = ()) -> int:
+    spec.require(principal, "read")
+    conditions = _and(spec.visibility(principal), *filters)
+    query = spec.table.count()
+    if conditions:
+        query = query.where(*conditions)
+    return await query
+
+
+def _check_version(spec: EntitySpec, existing: dict[str, Any], expected: int | None) -> None:
+    if expected is not None and "version" in existing and existing["version"] != expected:
+        raise Conflict(
+            f"{spec.name} {existing['id']} was changed by someone else (version {existing['version']}, "
+            f"you sent {expected}); reload and apply your change again",
+            current_version=existing["version"],
+        )
+
+
+async def _validate_custom(spec: EntitySpec, values: dict[str, Any]) -> None:
+    if spec.custom_fields and "custom" in values:
+        await customfields.validate(plugin_manager(), spec.name, values["custom"] or {})
+
+
+async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
+    spec.require(principal, "write")
+    async with events.unit_of_work():
+        if spec.prepare:
+            values = await spec.prepare(principal, dict(values), None)
+        await _validate_custom(spec, values)
+        now = clock.now()
+        table = spec.table
+        values, extras = _split_extras(table, values)
+        if "created_at" in _columns(table):
+            values.setdefault("created_at", now)
+        if "updated_at" in _columns(table):
+            values.setdefault("updated_at", now)
+        rows = await table.insert(table(**values)).returning(table._meta.primary_key)
+        record_id = rows[0][table._meta.primary_key._meta.name]
+        row = await _fetch(spec, None, record_id)
+        assert row is not None
+        if spec.after_write:
+            await spec.after_write(principal, row, None, extras)
+        await audit.record("create", spec.name, record_id, audit.diff(None, row))
+        await events.emit(f"{spec.name}.created", spec.name, record_id, {"id": record_id})
+    return row
+
+
+def _split_extras(table: type[Table], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    cols = _columns(table)
+    return {k: v for k, v in values.items() if k in cols}, {k: v for k, v in values.items() if k not in cols}
+
+
+def _columns(table: type[Table]) -> set[str]:
+    return {c._meta.name for c in table._meta.columns}
+
+
+async def update(
+    spec: EntitySpec,
+    principal: Principal,
+    record_id: int,
+    changes: dict[str, Any],
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    spec.require(principal, "write")
+    table = spec.table
+    async with events.unit_of_work():
+        existing = await _fetch(spec, principal, record_id)
+        if existing is None:
+            raise NotFound(f"{spec.name} {record_id} not found")
+        _check_version(spec, existing, expected_version)
+        if spec.prepare:
+            changes = await spec.prepare(principal, dict(changes), existing)
+        await _validate_custom(spec, changes)
+        changes, extras = _split_extras(table, changes)
+        cols = _columns(table)
+        if "updated_at" in cols:
+            changes["updated_at"] = clock.now()
+        where = [table._meta.primary_key == record_id]
+        if "version" in cols:
+            changes["version"] = existing["version"] + 1
+            # Compare-and-set: a concurrent writer that got here first makes this match nothing.
+            where.append(table.version == existing["version"])  # type: ignore[attr-defined]
+        updated = (
+            await table.update({_column(spec, k): v for k, v in changes.items()})
+            .where(*where)
+            .returning(table._meta.primary_key)
+        )
+        if not updated:
+            raise Conflict(f"{spec.name} {record_id} was changed by someone else; reload and try again")
+        row = await _fetch(spec, None, record_id)
+        assert row is not None
+        if spec.after_write:
+            await spec.after_write(principal, row, existing, extras)
+        diff = audit.diff(existing, row)
+        await audit.record("update", spec.name, record_id, diff)
+        await events.emit(
+            f"{spec.name}.updated", spec.name, record_id, {"id": record_id, "fields": sorted(diff)}
+        )
+    return row
+
+
+async def delete(
+    spec: EntitySpec, principal: Principal, record_id: int, expected_version: int | None = None
+) -> None:
+    spec.require(principal, "delete")
+    table = spec.table
+    async with events.unit_of_work():
+        existing = await _fetch(spec, principal, record_id)
+        if existing is None:
+            raise NotFound(f"{spec.name} {record_id} not found")
+        _check_version(spec, existing, expected_version)
+        await table.delete().where(table._meta.primary_key == record_id)
+        await audit.record("delete", spec.name, record_id, audit.diff(existing, None))
+        await events.emit(f"{spec.name}.deleted", spec.name, record_id, {"id": record_id})
+
+
+async def visible_ids(spec: EntitySpec, principal: Principal, ids: Sequence[int]) -> set[int]:
+    if not ids:
+        return set()
+    conditions = _and(spec.table._meta.primary_key.is_in(list(ids)), spec.visibility(principal))
+    rows = await spec.table.select(spec.table._meta.primary_key).where(*conditions)
+    return {r[spec.table._meta.primary_key._meta.name] for r in rows}
+
+
+async def require_visible(spec: EntitySpec, principal: Principal, record_id: int | None, field: str) -> None:
+    """Reject a reference (``party_id`` on an activity ...) to a record the caller cannot see."""
+    if record_id is None:
+        return
+    if not await visible_ids(spec, principal, [record_id]):
+        raise ValidationFailed.field(
+            field, f"{spec.name} {record_id} does not exist or is not visible to you"
+        )

@@ -1,0 +1,330 @@
+"""Piccolo tables of the kernel.
+
+Conventions: every ForeignKey states ``on_delete``; times are ``Timestamptz`` (UTC); records a
+user edits carry ``version`` for optimistic locking and ``custom`` for custom fields; list
+fields that are filtered on (kinds, tags) are arrays, rich sub-records (phones, addresses) JSON.
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    JSON,
+    Array,
+    Boolean,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+
+class Team(Table, tablename="team"):
+    name = Varchar(length=200, unique=True)
+    description = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class CrmUser(Table, tablename="crm_user"):
+    email = Varchar(length=254, unique=True)
+    name = Varchar(length=200)
+    password_hash = Varchar(length=255, default="")
+    is_active = Boolean(default=True)
+    team_id = ForeignKey(Team, null=True, on_delete=OnDelete.set_null)
+    timezone = Varchar(length=64, default="UTC")
+    failed_logins = Integer(default=0)
+    locked_until = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Role(Table, tablename="role"):
+    name = Varchar(length=100, unique=True)
+    description = Text(default="")
+    #: Permission names; ``*`` grants every permission.
+    permissions = Array(base_column=Varchar(length=100))
+    #: Record visibility: own, team or all.
+    scope = Varchar(length=10, default="own")
+
+
+class UserRole(Table, tablename="user_role"):
+    user_id = ForeignKey(CrmUser, on_delete=OnDelete.cascade)
+    role_id = ForeignKey(Role, on_delete=OnDelete.cascade)
+
+
+class Substitution(Table, tablename="substitution"):
+    """While ``starts_at <= now < ends_at`` the substitute sees and works the absent user's
+    records and tasks."""
+
+    absent_user_id = ForeignKey(CrmUser, on_delete=OnDelete.cascade)
+    substitute_id = ForeignKey(CrmUser, on_delete=OnDelete.cascade)
+    starts_at = Timestamptz()
+    ends_at = Timestamptz()
+    reason = Varchar(length=200, default="")
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Party(Table, tablename="party"):
+    kind = Varchar(length=20, default="organisation")  # organisation | person
+    name = Varchar(length=300, index=True)
+    #: client, partner, supplier, competitor (a party may be several at once).
+    relations = Array(base_column=Varchar(length=20))
+    status = Varchar(length=20, default="potential", index=True)  # potential | current | former
+    status_changed_at = Timestamptz(default=TimestamptzNow())
+    owner_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null, index=True)
+    team_id = ForeignKey(Team, null=True, on_delete=OnDelete.set_null, index=True)
+    tax_id = Varchar(length=50, default="")
+    website = Varchar(length=300, default="")
+    addresses = JSON(default=[])
+    phones = JSON(default=[])
+    emails = JSON(default=[])
+    tags = Array(base_column=Varchar(length=100))
+    #: Space-separated E.164 digits and lower-cased e-mails, for exact lookups and dedup.
+    contact_index = Text(default="")
+    custom = JSON(default={})
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class PartyStatusChange(Table, tablename="party_status_change"):
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    from_status = Varchar(length=20, null=True, default=None)
+    to_status = Varchar(length=20)
+    changed_at = Timestamptz(default=TimestamptzNow())
+    changed_by = Integer(null=True, default=None)
+    comment = Text(default="")
+
+
+class Contact(Table, tablename="contact"):
+    """A person at an organisation party."""
+
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    name = Varchar(length=300)
+    position = Varchar(length=200, default="")
+    role = Varchar(length=100, default="")  # decision maker, accountant, ...
+    phones = JSON(default=[])
+    emails = JSON(default=[])
+    preferred_channel = Varchar(length=20, default="")
+    contact_index = Text(default="")
+    custom = JSON(default={})
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class Activity(Table, tablename="activity"):
+    """A call, meeting, e-mail, letter, seminar, mailing, claim or note: planned or done."""
+
+    type = Varchar(length=20, index=True)
+    status = Varchar(length=20, default="planned")  # planned | done | cancelled
+    subject = Varchar(length=500)
+    description = Text(default="")
+    party_id = ForeignKey(Party, null=True, on_delete=OnDelete.cascade, index=True)
+    contact_id = ForeignKey(Contact, null=True, on_delete=OnDelete.set_null)
+    owner_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null, index=True)
+    team_id = ForeignKey(Team, null=True, on_delete=OnDelete.set_null)
+    direction = Varchar(length=10, default="")  # in | out
+    starts_at = Timestamptz(index=True)
+    duration_minutes = Integer(default=0)
+    outcome = Text(default="")
+    agreements = Text(default="")
+    custom = JSON(default={})
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class ActivityParticipant(Table, tablename="activity_participant"):
+    activity_id = ForeignKey(Activity, on_delete=OnDelete.cascade, index=True)
+    user_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.cascade)
+    contact_id = ForeignKey(Contact, null=True, on_delete=OnDelete.cascade)
+
+
+class Task(Table, tablename="task"):
+    title = Varchar(length=500)
+    description = Text(default="")
+    party_id = ForeignKey(Party, null=True, on_delete=OnDelete.cascade, index=True)
+    author_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    assignee_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null, index=True)
+    controller_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    team_id = ForeignKey(Team, null=True, on_delete=OnDelete.set_null)
+    deadline = Timestamptz(null=True, default=None, index=True)
+    priority = Varchar(length=10, default="normal")  # low | normal | high | urgent
+    status = Varchar(length=20, default="open", index=True)  # open | in_progress | done | cancelled
+    result = Text(default="")
+    #: Set when the overdue task was escalated to its controller (once per deadline).
+    escalated_at = Timestamptz(null=True, default=None)
+    completed_at = Timestamptz(null=True, default=None)
+    #: Where the task came from (a workflow instance, a plugin record): "workflow:42".
+    source = Varchar(length=100, default="")
+    custom = JSON(default={})
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class TaskHandoff(Table, tablename="task_handoff"):
+    """One link in a task's chain of executors."""
+
+    task_id = ForeignKey(Task, on_delete=OnDelete.cascade, index=True)
+    from_user_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    to_user_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    at = Timestamptz(default=TimestamptzNow())
+    comment = Text(default="")
+
+
+class Note(Table, tablename="note"):
+    party_id = ForeignKey(Party, null=True, on_delete=OnDelete.cascade, index=True)
+    #: Optional record the note is about, as "entity:id" (activity:5, sales.deal:3).
+    subject_ref = Varchar(length=100, default="")
+    body = Text()
+    author_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class Attachment(Table, tablename="attachment"):
+    party_id = ForeignKey(Party, null=True, on_delete=OnDelete.cascade, index=True)
+    subject_ref = Varchar(length=100, default="")
+    filename = Varchar(length=300)
+    content_type = Varchar(length=200, default="application/octet-stream")
+    size = Integer(default=0)
+    sha256 = Varchar(length=64)
+    #: file:// path in the data dir, or an s3:// URL.
+    storage_url = Text()
+    uploaded_by_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class AuditLog(Table, tablename="audit_log"):
+    """Append-only: who changed what, when, old -> new. User ids are plain integers so the
+    log outlives the users it mentions."""
+
+    at = Timestamptz(default=TimestamptzNow(), index=True)
+    user_id = Integer(null=True, default=None, index=True)
+    action = Varchar(length=20)  # create | update | delete | login | login_failed | export | ...
+    entity = Varchar(length=60, index=True)
+    entity_id = Integer(null=True, default=None, index=True)
+    changes = JSON(default={})
+    detail = Text(default="")
+
+
+class ApiToken(Table, tablename="api_token"):
+    user_id = ForeignKey(CrmUser, on_delete=OnDelete.cascade)
+    name = Varchar(length=200)
+    #: SHA-256 of the token (tokens are 256-bit random, so a fast hash is enough).
+    token_hash = Varchar(length=64, unique=True)
+    prefix = Varchar(length=12)
+    scopes = Array(base_column=Varchar(length=100))
+    expires_at = Timestamptz(null=True, default=None)
+    last_used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebSession(Table, tablename="web_session"):
+    session_hash = Varchar(length=64, unique=True)
+    user_id = ForeignKey(CrmUser, on_delete=OnDelete.cascade)
+    csrf_token = Varchar(length=64)
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz()
+
+
+class CustomFieldSchema(Table, tablename="custom_field_schema"):
+    """Admin-declared custom fields of one entity type (JSON-schema ``properties``)."""
+
+    entity_type = Varchar(length=60, unique=True)
+    properties = JSON(default={})
+    required = Array(base_column=Varchar(length=100))
+    updated_at = Timestamptz(default=TimestamptzNow())
+    updated_by = Integer(null=True, default=None)
+
+
+class Job(Table, tablename="job"):
+    name = Varchar(length=150, unique=True)
+    plugin = Varchar(length=60, default="")
+    schedule = Varchar(length=100)
+    enabled = Boolean(default=True)
+    next_run_at = Timestamptz(null=True, default=None)
+    last_run_at = Timestamptz(null=True, default=None)
+
+
+class JobRun(Table, tablename="job_run"):
+    job_name = Varchar(length=150, index=True)
+    node = Varchar(length=200, default="")
+    scheduled_for = Timestamptz(null=True, default=None)
+    started_at = Timestamptz(default=TimestamptzNow())
+    finished_at = Timestamptz(null=True, default=None)
+    outcome = Varchar(length=20, default="running")  # running | ok | error | timeout
+    error = Text(default="")
+
+
+class DomainEvent(Table, tablename="domain_event"):
+    """Outbox of domain events: written in the same transaction as the change, delivered to
+    plugins and the search index after commit, re-delivered by the worker after a crash."""
+
+    name = Varchar(length=100, index=True)
+    entity = Varchar(length=60)
+    entity_id = Integer(null=True, default=None)
+    payload = JSON(default={})
+    user_id = Integer(null=True, default=None)
+    occurred_at = Timestamptz(default=TimestamptzNow())
+    dispatched_at = Timestamptz(null=True, default=None, index=True)
+    attempts = Integer(default=0)
+    last_error = Text(default="")
+
+
+class Notification(Table, tablename="notification"):
+    """A message in a user's inbox: escalations, hand-offs, deviations."""
+
+    user_id = ForeignKey(CrmUser, on_delete=OnDelete.cascade, index=True)
+    kind = Varchar(length=60)
+    title = Varchar(length=500)
+    body = Text(default="")
+    #: The record it is about, as "entity:id" ("task:12", "workflow_instance:3").
+    ref = Varchar(length=100, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    read_at = Timestamptz(null=True, default=None)
+
+
+class IdempotencyRecord(Table, tablename="idempotency_record"):
+    """The first response to a create carrying an ``Idempotency-Key`` header, replayed on retry."""
+
+    key = Varchar(length=200)
+    user_id = Integer()
+    path = Varchar(length=300)
+    status_code = Integer()
+    body = Text()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+KERNEL_TABLES: list[type[Table]] = [
+    Team,
+    CrmUser,
+    Role,
+    UserRole,
+    Substitution,
+    Party,
+    PartyStatusChange,
+    Contact,
+    Activity,
+    ActivityParticipant,
+    Task,
+    TaskHandoff,
+    Note,
+    Attachment,
+    AuditLog,
+    ApiToken,
+    WebSession,
+    CustomFieldSchema,
+    Job,
+    JobRun,
+    DomainEvent,
+    Notification,
+    IdempotencyRecord,
+]

@@ -1,0 +1,288 @@
+"""Tasks: assignments with author, assignee, controller, deadline and result, handed from one
+executor to the next with the whole chain kept; overdue tasks escalate to the controller."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from tessera import audit, clock, events
+from tessera.entities import service
+from tessera.entities.dto import partial
+from tessera.entities.parties import PARTY
+from tessera.entities.tables import CrmUser, Notification, Task, TaskHandoff
+from tessera.errors import Conflict, ValidationFailed
+from tessera.permissions import Principal
+
+Priority = Literal["low", "normal", "high", "urgent"]
+TaskStatus = Literal["open", "in_progress", "done", "cancelled"]
+OPEN_STATUSES = ("open", "in_progress")
+
+
+class TaskIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    title: Annotated[str, Meta(min_length=1, max_length=500)]
+    description: str = ""
+    party_id: int | None = None
+    assignee_id: int | None = None
+    controller_id: int | None = None
+    deadline: datetime | None = None
+    priority: Priority = "normal"
+    status: TaskStatus = "open"
+    result: str = ""
+    custom: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+TaskPatch = partial(TaskIn, "TaskPatch")
+
+
+class TaskOut(Struct, kw_only=True):
+    id: int
+    title: str
+    description: str
+    party_id: int | None
+    author_id: int | None
+    assignee_id: int | None
+    controller_id: int | None
+    team_id: int | None
+    deadline: datetime | None
+    priority: str
+    status: str
+    result: str
+    escalated_at: datetime | None
+    completed_at: datetime | None
+    source: str
+    custom: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    overdue: bool = False
+
+
+class HandoffIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    to_user_id: int
+    comment: str = ""
+
+
+class HandoffOut(Struct, kw_only=True):
+    id: int
+    task_id: int
+    from_user_id: int | None
+    to_user_id: int | None
+    at: datetime
+    comment: str
+
+
+class CompleteIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    result: Annotated[str, Meta(max_length=10_000)] = ""
+    version: int | None = None
+
+
+def task_visibility(principal: Principal) -> Any:
+    if principal.user_ids is None:
+        return None
+    users = list(principal.user_ids) or [-1]
+    condition = Task.assignee_id.is_in(users) | Task.author_id.is_in(users) | Task.controller_id.is_in(users)
+    if principal.team_ids:
+        condition = condition | Task.team_id.is_in(list(principal.team_ids))
+    via_party = principal.owner_where(Task.party_id.owner_id, Task.party_id.team_id)
+    return condition | via_party
+
+
+async def _user_team(user_id: int, field: str) -> int | None:
+    row = await CrmUser.select(CrmUser.team_id, CrmUser.is_active).where(CrmUser.id == user_id).first()
+    if row is None or not row["is_active"]:
+        raise ValidationFailed.field(field, f"user {user_id} does not exist or is inactive")
+    return row["team_id"]
+
+
+async def prepare_task(
+    principal: Principal, values: dict[str, Any], existing: dict[str, Any] | None
+) -> dict[str, Any]:
+    if existing is None:
+        values["author_id"] = principal.user_id
+        if values.get("assignee_id") is None:
+            values["assignee_id"] = principal.user_id
+    if values.get("deadline") is not None and values["deadline"].tzinfo is None:
+        raise ValidationFailed.field("deadline", "must carry a time zone")
+    await service.require_visible(PARTY, principal, values.get("party_id"), "party_id")
+    if values.get("assignee_id") is not None:
+        values["team_id"] = await _user_team(values["assignee_id"], "assignee_id")
+    if values.get("controller_id") is not None:
+        await _user_team(values["controller_id"], "controller_id")
+    if existing is not None and "deadline" in values and values["deadline"] != existing["deadline"]:
+        values["escalated_at"] = None  # a new deadline is watched afresh
+    if "status" in values:
+        if values["status"] == "done" and (existing is None or existing["status"] != "done"):
+            values["completed_at"] = clock.now()
+        elif values["status"] != "done":
+            values["completed_at"] = None
+    return values
+
+
+async def after_task_write(
+    principal: Principal, row: dict[str, Any], existing: dict[str, Any] | None, extras: dict[str, Any]
+) -> None:
+    if existing is None:
+        await TaskHandoff.insert(
+            TaskHandoff(
+                task_id=row["id"],
+                from_user_id=principal.user_id,
+                to_user_id=row["assignee_id"],
+                at=clock.now(),
+            )
+        )
+        if row["assignee_id"] not in (None, principal.user_id):
+            await notify(
+                row["assignee_id"], "task.assigned", f"New task: {row['title']}", ref=f"task:{row['id']}"
+            )
+    elif existing["assignee_id"] != row["assignee_id"]:
+        await TaskHandoff.insert(
+            TaskHandoff(
+                task_id=row["id"],
+                from_user_id=existing["assignee_id"],
+                to_user_id=row["assignee_id"],
+                at=clock.now(),
+            )
+        )
+    if row["status"] == "done" and (existing is None or existing["status"] != "done"):
+        await events.emit("task.completed", "task", row["id"], {"id": row["id"], "result": row["result"]})
+
+
+TASK = service.EntitySpec(
+    name="task",
+    table=Task,
+    permission="task",
+    visibility=task_visibility,
+    order_fields=("id", "created_at", "updated_at"),
+    prepare=prepare_task,
+    after_write=after_task_write,
+)
+
+
+def decorate(row: dict[str, Any]) -> dict[str, Any]:
+    deadline = row.get("deadline")
+    row["overdue"] = bool(deadline and row["status"] in OPEN_STATUSES and deadline < clock.now())
+    return row
+
+
+async def notify(user_id: int, kind: str, title: str, body: str = "", ref: str = "") -> None:
+    await Notification.insert(
+        Notification(
+            user_id=user_id, kind=kind, title=title[:500], body=body, ref=ref, created_at=clock.now()
+        )
+    )
+
+
+async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: str = "") -> dict[str, Any]:
+    """Hand the task to the next executor; the chain of executors is kept."""
+    principal.require("task.write")
+    async with events.unit_of_work():
+        task = await service.get(TASK, principal, task_id)
+        if task["status"] not in OPEN_STATUSES:
+            raise Conflict(f"task {task_id} is {task['status']}; only open tasks can be handed off")
+        team_id = await _user_team(to_user_id, "to_user_id")
+        if to_user_id == task["assignee_id"]:
+            raise ValidationFailed.field("to_user_id", "the task is already assigned to this user")
+        now = clock.now()
+        await Task.update(
+            {
+                Task.assignee_id: to_user_id,
+                Task.team_id: team_id,
+                Task.updated_at: now,
+                Task.version: Task.version + 1,
+            }
+        ).where(Task.id == task_id)
+        await TaskHandoff.insert(
+            TaskHandoff(
+                task_id=task_id,
+                from_user_id=task["assignee_id"],
+                to_user_id=to_user_id,
+                at=now,
+                comment=comment,
+            )
+        )
+        await audit.record(
+            "handoff", "task", task_id, {"assignee_id": [task["assignee_id"], to_user_id]}, detail=comment
+        )
+        await notify(
+            to_user_id, "task.handed_off", f"Task handed to you: {task['title']}", comment, f"task:{task_id}"
+        )
+        await events.emit(
+            "task.handed_off",
+            "task",
+            task_id,
+            {
+                "id": task_id,
+                "from_user_id": task["assignee_id"],
+                "to_user_id": to_user_id,
+                "by": principal.user_id,
+            },
+        )
+    return await service.get(TASK, principal, task_id) if await _still_visible(principal, task_id) else task
+
+
+async def _still_visible(principal: Principal, task_id: int) -> bool:
+    return bool(await service.visible_ids(TASK, principal, [task_id]))
+
+
+async def complete(
+    principal: Principal, task_id: int, result: str, version: int | None = None
+) -> dict[str, Any]:
+    task = await service.get(TASK, principal, task_id)
+    if task["status"] not in OPEN_STATUSES:
+        raise Conflict(f"task {task_id} is already {task['status']}")
+    return await service.update(TASK, principal, task_id, {"status": "done", "result": result}, version)
+
+
+async def handoff_chain(principal: Principal, task_id: int) -> list[dict[str, Any]]:
+    """Who had the task, from when, in order; the last link is who has it now."""
+    await service.get(TASK, principal, task_id)
+    return (
+        await TaskHandoff.select()
+        .where(TaskHandoff.task_id == task_id)
+        .order_by(TaskHandoff.at)
+        .order_by(TaskHandoff.id)
+    )
+
+
+async def escalate_overdue(now: datetime | None = None) -> int:
+    """Escalate every open task past its deadline once: notify the controller (or the author)
+    and the assignee, mark it, emit ``task.overdue``. Idempotent."""
+    now = now or clock.now()
+    rows = await Task.select().where(
+        Task.status.is_in(list(OPEN_STATUSES)), Task.deadline < now, Task.escalated_at.is_null()
+    )
+    count = 0
+    for task in rows:
+        async with events.unit_of_work():
+            claimed = (
+                await Task.update({Task.escalated_at: now})
+                .where(Task.id == task["id"], Task.escalated_at.is_null())
+                .returning(Task.id)
+            )
+            if not claimed:
+                continue  # another worker escalated it meanwhile
+            boss = task["controller_id"] or task["author_id"]
+            if boss is not None:
+                await notify(boss, "task.overdue", f"Overdue task: {task['title']}", ref=f"task:{task['id']}")
+            if task["assignee_id"] is not None and task["assignee_id"] != boss:
+                await notify(
+                    task["assignee_id"],
+                    "task.overdue",
+                    f"Your task is overdue: {task['title']}",
+                    ref=f"task:{task['id']}",
+                )
+            await audit.record(
+                "escalate", "task", task["id"], detail=f"overdue since {task['deadline'].isoformat()}"
+            )
+            await events.emit(
+                "task.overdue",
+                "task",
+                task["id"],
+                {"id": task["id"], "assignee_id": task["assignee_id"], "controller_id": boss},
+            )
+            count += 1
+    return count

@@ -1,0 +1,196 @@
+"""Domain events through a transactional outbox.
+
+``async with unit_of_work(): ...`` opens the write transaction; ``emit(...)`` inside it writes
+the event to ``domain_event`` in that same transaction. After commit the events are delivered
+to every ``tessera_on_event`` implementation and to kernel listeners (the search indexer).
+An event whose delivery did not finish (crash, failing listener) stays undelivered and is
+delivered again by ``redeliver_pending`` (run by the worker and at start-up): at-least-once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pluggy
+
+from tessera import clock, db
+from tessera.entities.tables import DomainEvent as DomainEventRow
+from tessera.plugins import await_me_maybe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    id: int
+    name: str
+    entity: str
+    entity_id: int | None
+    payload: dict[str, Any]
+    user_id: int | None
+    occurred_at: datetime
+
+
+Listener = Callable[[DomainEvent], Awaitable[None]]
+
+
+@dataclass
+class _Dispatcher:
+    pm: pluggy.PluginManager | None = None
+    listeners: list[Listener] = field(default_factory=list)
+
+
+_dispatcher = _Dispatcher()
+_pending: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "tessera_pending_events", default=None
+)
+_actor: contextvars.ContextVar[int | None] = contextvars.ContextVar("tessera_actor", default=None)
+
+
+def configure(pm: pluggy.PluginManager | None, listeners: list[Listener] | None = None) -> None:
+    """Install the plugin manager and kernel listeners events are delivered to."""
+    _dispatcher.pm = pm
+    _dispatcher.listeners = list(listeners or [])
+
+
+def add_listener(listener: Listener) -> None:
+    _dispatcher.listeners.append(listener)
+
+
+def set_actor(user_id: int | None) -> contextvars.Token[int | None]:
+    """Record who is acting in this context (API request, CLI user, job: None)."""
+    return _actor.set(user_id)
+
+
+def current_actor() -> int | None:
+    return _actor.get()
+
+
+@asynccontextmanager
+async def unit_of_work() -> AsyncIterator[None]:
+    """A write transaction whose events are delivered after it commits. Nested use joins the
+    outer unit; only the outermost one delivers."""
+    outer = _pending.get()
+    if outer is not None:
+        async with db.transaction():
+            yield
+        return
+    collected: list[int] = []
+    token = _pending.set(collected)
+    try:
+        async with db.transaction():
+            yield
+    finally:
+        _pending.reset(token)
+    if collected:
+        await deliver(collected)
+
+
+async def emit(name: str, entity: str, entity_id: int | None, payload: dict[str, Any] | None = None) -> None:
+    """Record a domain event in the current unit of work (required: events without a
+    transaction could be delivered for changes that were rolled back)."""
+    pending = _pending.get()
+    if pending is None:
+        raise RuntimeError(f"emit({name!r}) outside unit_of_work()")
+    rows = await DomainEventRow.insert(
+        DomainEventRow(
+            name=name,
+            entity=entity,
+            entity_id=entity_id,
+            payload=payload or {},
+            user_id=_actor.get(),
+            occurred_at=clock.now(),
+        )
+    ).returning(DomainEventRow.id)
+    pending.append(rows[0]["id"])
+
+
+def _to_event(row: dict[str, Any]) -> DomainEvent:
+    return DomainEvent(
+        id=row["id"],
+        name=row["name"],
+        entity=row["entity"],
+        entity_id=row["entity_id"],
+        payload=row["payload"] or {},
+        user_id=row["user_id"],
+        occurred_at=row["occurred_at"],
+    )
+
+
+async def deliver(event_ids: list[int]) -> int:
+    """Deliver the given undelivered events; returns how many were delivered."""
+    if not event_ids:
+        return 0
+    rows = (
+        await DomainEventRow.select()
+        .where(DomainEventRow.id.is_in(event_ids), DomainEventRow.dispatched_at.is_null())
+        .order_by(DomainEventRow.id)
+        .output(load_json=True)
+    )
+    delivered = 0
+    for row in rows:
+        event = _to_event(row)
+        error = await _deliver_one(event)
+        if error:
+            await DomainEventRow.update(
+                {DomainEventRow.attempts: DomainEventRow.attempts + 1, DomainEventRow.last_error: error}
+            ).where(DomainEventRow.id == event.id)
+        else:
+            await DomainEventRow.update(
+                {
+                    DomainEventRow.dispatched_at: clock.now(),
+                    DomainEventRow.attempts: DomainEventRow.attempts + 1,
+                }
+            ).where(DomainEventRow.id == event.id)
+            delivered += 1
+    return delivered
+
+
+async def _deliver_one(event: DomainEvent) -> str:
+    errors: list[str] = []
+    for listener in _dispatcher.listeners:
+        try:
+            await listener(event)
+        except Exception as exc:  # a listener must not break the others
+            log.exception("event listener failed for %s", event.name)
+            errors.append(f"{getattr(listener, '__name__', listener)}: {exc!r}")
+    pm = _dispatcher.pm
+    if pm is not None:
+        for impl in reversed(pm.hook.tessera_on_event.get_hookimpls()):
+            try:
+                await await_me_maybe(impl.function(event))
+            except Exception as exc:
+                log.exception("plugin %s failed handling %s", impl.plugin_name, event.name)
+                errors.append(f"{impl.plugin_name}: {exc!r}")
+    return "; ".join(errors)
+
+
+async def redeliver_pending(older_than: timedelta = timedelta(seconds=0), batch: int = 500) -> int:
+    """Deliver events left undelivered (crash between commit and delivery, failed listener).
+    Gives up on an event after 20 attempts; its ``last_error`` says why."""
+    cutoff = clock.now() - older_than
+    total = 0
+    while True:
+        ids = [
+            r["id"]
+            for r in await DomainEventRow.select(DomainEventRow.id)
+            .where(
+                DomainEventRow.dispatched_at.is_null(),
+                DomainEventRow.occurred_at <= cutoff,
+                DomainEventRow.attempts < 20,
+            )
+            .order_by(DomainEventRow.id)
+            .limit(batch)
+        ]
+        if not ids:
+            return total
+        delivered = await deliver(ids)
+        total += delivered
+        if delivered == 0:
+            return total

@@ -1,0 +1,175 @@
+"""Every hook a Tessera plugin may implement.
+
+Hooks are synchronous and return *declarations* (table apps, controllers, job specs, JSON
+schemas, templates). Where a hook must do async work it may return a coroutine, which the
+kernel awaits (``tessera.plugins.await_me_maybe``). Each hook is documented with its exact
+signature in ``docs/plugin_hooks.md``; a test keeps that page and this module in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("tessera")
+hookimpl = pluggy.HookimplMarker("tessera")
+
+
+# ---------------------------------------------------------------------------------------------
+# Start-up: schema, routes, permissions
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tessera_tables() -> Any:
+    """Return the plugin's Piccolo ``AppConfig`` (tables and migrations folder).
+
+    Called when the app registry is built (server start, ``tessera migrate``, tests). The
+    kernel runs the app's migrations with ``tessera migrate``; table names carry the plugin's
+    prefix (``sales_deal``). Return ``None`` when the plugin has no tables.
+    """
+
+
+@hookspec
+def tessera_routes() -> list[Any]:
+    """Return Litestar controllers, routers or route handlers of the plugin.
+
+    Called once while the app is built. They are mounted under ``/api/<plugin name>/``; the
+    kernel's authentication, error translation and OpenAPI apply to them.
+    """
+
+
+@hookspec
+def tessera_permissions() -> dict[str, str]:
+    """Return the permission names the plugin defines, mapped to a one-line description.
+
+    Called when roles are validated and by ``GET /api/permissions``. Names are dotted and
+    start with the plugin name: ``{"sales.deal.read": "Read deals"}``.
+    """
+
+
+@hookspec
+def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
+    """Return entity types that accept custom fields, each with the JSON-schema properties the
+    plugin declares for it (may be empty: admins add theirs through the API).
+
+    Example: ``{"party": {"loyalty_tier": {"type": "string", "enum": ["gold", "silver"]}}}``.
+    Called when custom-field schemas are resolved; every write of that entity type is
+    validated against the union of plugin and admin properties.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Running: jobs, events, workflow
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tessera_jobs() -> list[Any]:
+    """Return ``tessera.scheduler.JobSpec`` objects: scheduled work the worker runs.
+
+    Called when the worker starts and by ``tessera migrate`` (which records the jobs so admins
+    can enable/disable them). A job is ``async def job(ctx: JobContext)``, must be idempotent,
+    and runs on exactly one node per due time.
+    """
+
+
+@hookspec
+def tessera_on_event(event: Any) -> Any:
+    """React to a domain event (``tessera.events.DomainEvent``) after its transaction committed.
+
+    :param event: the event: ``name`` (``party.created``, ``task.overdue`` ...), ``entity``,
+        ``entity_id``, ``payload`` and ``occurred_at``.
+
+    Called once per delivery for every implementation; may return a coroutine. Delivery is
+    at-least-once (an event whose delivery crashed is delivered again), so be idempotent.
+    """
+
+
+@hookspec
+def tessera_process_templates() -> list[dict[str, Any]]:
+    """Return workflow process templates (JSON documents validated by the kernel's template
+    schema) that the plugin ships. Called by ``tessera migrate``; a template is stored as a new
+    version only when its content changed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tessera_search_types() -> list[str]:
+    """Return the document types the plugin adds to full-text search (``["deal"]``).
+    Called when the search backend is opened and by ``tessera search reindex``."""
+
+
+@hookspec
+def tessera_search_documents(entity: str, record: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Return search documents for a changed record, or ``None`` when the plugin has nothing.
+
+    :param entity: the record's entity type (``party``, ``deal`` ...).
+    :param record: the record as a dict, after the change.
+
+    Called after commit for every create and update of any entity. A document is a dict with
+    ``type``, ``id``, ``title``, ``body``, ``owner_id``, ``team_id`` and ``party_id``.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Client card and web UI
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tessera_timeline_items(party_id: int) -> Any:
+    """Return items for the client card's chronological history of party ``party_id``.
+
+    :param party_id: the party whose card is shown.
+
+    Called on every client-card request; usually returns a coroutine resolving to a list of
+    dicts with ``kind``, ``at`` (aware datetime), ``title`` and optional ``id``, ``user_id``,
+    ``detail``. Items are merged with the kernel's activities, tasks and notes by time.
+    """
+
+
+@hookspec
+def tessera_party_participants(party_id: int) -> Any:
+    """Return ids of users who work with party ``party_id`` through the plugin's records
+    (open deals, tickets ...), as a list or a coroutine resolving to one.
+
+    :param party_id: the party.
+
+    Called by the "who else works with this client" endpoint.
+    """
+
+
+@hookspec
+def tessera_nav_items() -> list[dict[str, str]]:
+    """Return entries for the web UI's navigation: ``{"label": "Deals", "href": "/sales/"}``.
+    Called when a page is rendered."""
+
+
+@hookspec
+def tessera_party_tabs(party_id: int) -> list[dict[str, str]]:
+    """Return extra tabs for the client card page: ``{"label": ..., "href": ...}``.
+
+    :param party_id: the party whose card is rendered.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Demo data
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tessera_demo_data(ctx: Any) -> Any:
+    """Create demo records for ``tessera demo``; usually returns a coroutine.
+
+    :param ctx: ``tessera.demo.DemoContext`` with the demo users, teams and parties the
+        kernel created (``ctx.users``, ``ctx.parties``) and a seeded ``ctx.random``.
+
+    Called after the kernel's own demo data, in plugin load order.
+    """

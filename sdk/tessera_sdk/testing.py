@@ -1,0 +1,288 @@
+"""pytest plugin for Tessera and its plugins (registered through the ``pytest11`` entry point).
+
+Fixtures:
+
+* ``backend`` — ``"sqlite"`` and ``"postgres"``: every test that uses ``crm`` runs on both.
+  PostgreSQL comes from ``CRM_TEST_POSTGRES`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``);
+  without it PostgreSQL tests are skipped with a message; with it and no server answering,
+  they fail.
+* ``crm`` — a booted kernel on an empty, migrated database with the plugins named by
+  ``@pytest.mark.plugins("sales", ...)`` (none by default), an HTTP client, and helpers to
+  create users and sign in as them.
+* ``frozen_clock`` — the kernel clock stopped at a fixed moment; ``frozen_clock.advance(days=1)``.
+
+Each test gets its own database: SQLite files and PostgreSQL databases are copied from a
+template migrated once per plugin set, so a test costs milliseconds, not a migration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+
+POSTGRES_ENV = "CRM_TEST_POSTGRES"
+DEFAULT_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With CRM_TEST_POSTGRES set, a silent PostgreSQL fails the run instead of skipping."""
+    url = postgres_url()
+    if not url:
+        return
+    try:
+        asyncio.run(_pg_admin(url, "SELECT 1"))
+    except Exception as exc:
+        raise pytest.UsageError(
+            f"{POSTGRES_ENV}={url} is set but PostgreSQL does not answer: {exc!r}"
+        ) from exc
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "plugins(*names): enable these plugins for the crm fixture")
+    config.addinivalue_line("markers", "sqlite_only: storage behaviour that exists only on SQLite")
+    config.addinivalue_line("markers", "postgres_only: storage behaviour that exists only on PostgreSQL")
+
+
+def postgres_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+def _db_url(base: str, name: str) -> str:
+    parsed = urlparse(base)
+    return urlunparse(parsed._replace(path=f"/{name}"))
+
+
+async def _pg_admin(base: str, *statements: str) -> None:
+    import asyncpg
+
+    parsed = urlparse(base)
+    conn = await asyncpg.connect(
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        database=parsed.path.lstrip("/") or "postgres",
+        timeout=10,
+    )
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@dataclass
+class _Templates:
+    """Migrated template databases, one per (backend, plugin set)."""
+
+    root: Path
+    made: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
+    pg_databases: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def _tessera_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Templates]:
+    templates = _Templates(root=tmp_path_factory.mktemp("tessera-templates"))
+    yield templates
+    base = postgres_url()
+    if base and templates.pg_databases:
+        drops = [f'DROP DATABASE IF EXISTS "{name}"' for name in templates.pg_databases]
+        try:
+            asyncio.run(_pg_admin(base, *drops))
+        except Exception:  # best effort: the server may be gone at exit
+            pass
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    if name == "postgres" and request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("SQLite-only behaviour")
+    if name == "sqlite" and request.node.get_closest_marker("postgres_only"):
+        pytest.skip("PostgreSQL-only behaviour")
+    if name == "postgres" and not postgres_url():
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}=postgresql://user@host:port/db")
+    return name
+
+
+def _wanted_plugins(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    names: list[str] = []
+    for marker in request.node.iter_markers("plugins"):
+        names.extend(marker.args)
+    return tuple(sorted(set(names)))
+
+
+@dataclass
+class CRM:
+    """A booted kernel for one test."""
+
+    app: Any
+    client: Any
+    settings: Any
+    pm: Any
+    backend: str
+    _counter: int = 0
+
+    async def user(
+        self,
+        role: str = "manager",
+        team_id: int | None = None,
+        name: str | None = None,
+        password: str = "correct-horse-battery",
+    ) -> dict[str, Any]:
+        """Create a user with a role; returns the user row plus ``token`` (an API token)."""
+        from tessera import auth
+        from tessera.entities import admin, service
+        from tessera.permissions import Principal
+
+        self._counter += 1
+        system = Principal(
+            user_id=0, name="system", email="", permissions=frozenset({"*"}), scope="all", user_ids=None
+        )
+        row = await service.create(
+            admin.USER,
+            system,
+            {
+                "email": f"user{self._counter}-{uuid.uuid4().hex[:6]}@example.com",
+                "name": name or f"User {self._counter}",
+                "password": password,
+                "roles": [role],
+                "team_id": team_id,
+            },
+        )
+        _, token = await auth.create_token(row["id"], "test")
+        row["token"] = token
+        row["headers"] = {"Authorization": f"Bearer {token}"}
+        return row
+
+    async def team(self, name: str | None = None) -> dict[str, Any]:
+        from tessera.entities import admin, service
+
+        self._counter += 1
+        return await service.create(admin.TEAM, self.system, {"name": name or f"Team {self._counter}"})
+
+    @property
+    def system(self) -> Any:
+        from tessera.demo import system_principal
+
+        return system_principal()
+
+    async def principal(self, user: dict[str, Any]) -> Any:
+        from tessera.permissions import build_principal
+
+        return await build_principal(user["id"])
+
+    async def call(self, method: str, url: str, user: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if user is not None:
+            headers.update(user["headers"])
+        return await self.client.request(method, url, headers=headers, **kwargs)
+
+    async def get(self, url: str, user: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return await self.call("GET", url, user, **kwargs)
+
+    async def post(self, url: str, user: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return await self.call("POST", url, user, **kwargs)
+
+    async def patch(self, url: str, user: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return await self.call("PATCH", url, user, **kwargs)
+
+    async def put(self, url: str, user: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return await self.call("PUT", url, user, **kwargs)
+
+    async def delete(self, url: str, user: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return await self.call("DELETE", url, user, **kwargs)
+
+
+async def _migrated_template(
+    templates: _Templates, backend: str, plugins: tuple[str, ...], settings_base: Any
+) -> str:
+    """Path (SQLite) or database name (PostgreSQL) of a template migrated for this plugin set."""
+    key = (backend, plugins)
+    if key in templates.made:
+        return templates.made[key]
+    from tessera import db, migrations
+    from tessera.app import boot
+    from tessera.permissions import ensure_default_roles
+
+    tag = uuid.uuid4().hex[:8]
+    if backend == "sqlite":
+        path = templates.root / f"template-{tag}.sqlite3"
+        settings = settings_base.with_(database_url=f"sqlite:///{path}")
+        target = str(path)
+    else:
+        base = postgres_url()
+        assert base
+        target = f"tessera_tpl_{tag}"
+        await _pg_admin(base, f'CREATE DATABASE "{target}"')
+        templates.pg_databases.append(target)
+        settings = settings_base.with_(database_url=_db_url(base, target))
+    boot(settings)
+    await db.start()
+    try:
+        await migrations.migrate()
+        await ensure_default_roles()
+    finally:
+        await db.stop()
+    templates.made[key] = target
+    return target
+
+
+@pytest.fixture
+async def crm(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, _tessera_templates: _Templates
+) -> AsyncIterator[CRM]:
+    """A kernel with the marked plugins on a fresh database of ``backend``."""
+    import httpx
+    from tessera import clock, db
+    from tessera.app import create_app, startup
+    from tessera.config import Settings
+
+    plugins = _wanted_plugins(request)
+    base_settings = Settings(data_dir=tmp_path / "data", plugins=plugins, secure_cookies=False)
+    template = await _migrated_template(_tessera_templates, backend, plugins, base_settings)
+    if backend == "sqlite":
+        path = tmp_path / "crm.sqlite3"
+        shutil.copyfile(template, path)
+        settings = base_settings.with_(database_url=f"sqlite:///{path}")
+        pg_name = None
+    else:
+        base = postgres_url()
+        assert base
+        pg_name = f"tessera_t_{uuid.uuid4().hex[:10]}"
+        await _pg_admin(base, f'CREATE DATABASE "{pg_name}" TEMPLATE "{template}"')
+        settings = base_settings.with_(database_url=_db_url(base, pg_name))
+    app = create_app(settings)
+    # The app runs in the test's own event loop (Litestar's AsyncTestClient would run it in a
+    # second thread, where a PostgreSQL pool opened by the test cannot be used).
+    await startup()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield CRM(app=app, client=client, settings=settings, pm=app.state.pm, backend=backend)
+    finally:
+        clock.set_clock(None)
+        await db.stop()
+        if pg_name:
+            await _pg_admin(postgres_url() or "", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[Any]:
+    """The kernel clock, stopped at Monday 2026-03-02 09:00 UTC until the test moves it."""
+    from tessera import clock
+
+    frozen = clock.FrozenClock(DEFAULT_START)
+    clock.set_clock(frozen)
+    yield frozen
+    clock.set_clock(None)

@@ -1,0 +1,1 @@
+"""Test-only plugin that exercises every kernel hook; installed in the test environment."""
