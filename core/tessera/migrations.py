@@ -16,8 +16,13 @@ from piccolo.conf.apps import AppRegistry
 
 from tessera.plugins import PluginError, call_each
 
-KERNEL_APP = "tessera.piccolo_app"
-_apps: tuple[str, ...] = (KERNEL_APP,)
+#: The kernel's own Piccolo apps, always migrated (entities first).
+KERNEL_APPS: tuple[str, ...] = (
+    "tessera.piccolo_app",
+    "tessera.workflow.piccolo_app",
+    "tessera.search.piccolo_app",
+)
+_apps: tuple[str, ...] = KERNEL_APPS
 
 
 def plugin_apps(pm: pluggy.PluginManager) -> list[str]:
@@ -37,7 +42,7 @@ def plugin_apps(pm: pluggy.PluginManager) -> list[str]:
 def use_apps(pm: pluggy.PluginManager) -> None:
     global _apps
     os.environ.setdefault("PICCOLO_CONF", "tessera.piccolo_conf")
-    _apps = (KERNEL_APP, *plugin_apps(pm))
+    _apps = (*KERNEL_APPS, *plugin_apps(pm))
 
 
 def app_registry() -> AppRegistry:

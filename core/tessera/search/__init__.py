@@ -1,0 +1,1 @@
+"""Full-text search: the Searcher protocol with whoosh and PostgreSQL backends."""

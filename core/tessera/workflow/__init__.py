@@ -1,0 +1,1 @@
+"""Workflow engine: process templates, instances, stage tasks, hand-offs, deviations."""
