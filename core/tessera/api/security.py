@@ -34,7 +34,10 @@ async def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None
         if found is None:
             raise NotAuthenticated("Invalid, expired or revoked API token")
         user_id, scopes = found
-        principal = await build_principal(user_id, token_scopes=scopes)
+        try:
+            principal = await build_principal(user_id, token_scopes=scopes)
+        except NotFound as exc:  # a deactivated user's tokens stop working: 401, not 404
+            raise NotAuthenticated("Invalid, expired or revoked API token") from exc
     else:
         session_id = request.cookies.get(SESSION_COOKIE)
         if not session_id:
@@ -45,7 +48,10 @@ async def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None
         user_id, csrf = session
         if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != csrf:
             raise PermissionDenied(f"Missing or wrong {CSRF_HEADER} header (cross-site request refused)")
-        principal = await build_principal(user_id, csrf_token=csrf)
+        try:
+            principal = await build_principal(user_id, csrf_token=csrf)
+        except NotFound:  # the user was deactivated: the session is worthless
+            return None
     set_actor(principal.user_id)
     return principal
 
@@ -166,15 +172,21 @@ async def me(principal: Principal) -> MeOut:
 async def create_token(principal: Principal, data: TokenIn) -> TokenCreated:
     """Create an API token for yourself. The token is shown once; only its hash is stored.
     ``scopes`` narrows it to some of your permissions (empty: all of them)."""
-    if data.expires_at is not None and data.expires_at <= clock.now():
-        raise ValidationFailed.field("expires_at", "must be in the future")
+    if data.expires_at is not None:
+        if data.expires_at.tzinfo is None:
+            raise ValidationFailed.field("expires_at", "must carry a time zone")
+        if data.expires_at <= clock.now():
+            raise ValidationFailed.field("expires_at", "must be in the future")
     for scope in data.scopes:
-        if not grants(principal.permissions, scope):
+        # principal.can also applies the calling token's own scopes, so a narrow token can
+        # only mint tokens at most as narrow as itself.
+        if not grants(principal.permissions, scope) or not principal.can(scope):
             raise ValidationFailed.field("scopes", f"you do not hold {scope!r}")
-    token_id, token = await auth.create_token(principal.user_id, data.name, data.scopes, data.expires_at)
-    return TokenCreated(
-        id=token_id, token=token, name=data.name, scopes=data.scopes, expires_at=data.expires_at
-    )
+    scopes = list(data.scopes)
+    if not scopes and principal.token_scopes is not None:
+        scopes = sorted(principal.token_scopes)  # "all of them" means all the caller's token has
+    token_id, token = await auth.create_token(principal.user_id, data.name, scopes, data.expires_at)
+    return TokenCreated(id=token_id, token=token, name=data.name, scopes=scopes, expires_at=data.expires_at)
 
 
 @get("/api/auth/tokens", operation_id="list_tokens", tags=["auth"])
