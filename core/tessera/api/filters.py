@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from litestar.params import Parameter
 from piccolo.columns import Column
+from piccolo.columns.combination import WhereRaw
 
 from tessera import db
 from tessera.entities.activities import ActivityStatus, ActivityType
@@ -38,8 +39,40 @@ def array_contains(column: Column, value: str) -> Any:
     return column.like(f'%"{escaped}"%')
 
 
+def contact_index_match(column: Column, raw: str) -> Any:
+    """Exact match of one phone (any format) or e-mail against a space-separated
+    ``contact_index``: the needle must be a whole token, so 4951234567 does not find
+    +1 495 123 4567 (14951234567) and sales@x.example does not find xsales@x.example."""
+    from tessera.entities.channels import normalise_email, normalise_phone
+
+    needle = raw.strip().lower()
+    if "@" in needle:
+        try:
+            needle = normalise_email(needle)
+        except ValueError:
+            pass
+    else:
+        try:
+            needle = normalise_phone(needle).lstrip("+")  # the E.164 digits are always indexed
+        except ValueError:
+            needle = "".join(ch for ch in needle if ch.isdigit()) or needle
+    needle = needle.replace(" ", "")
+    if not needle:
+        return WhereRaw("1 = 0")
+    # LIKE wildcards in the needle must match themselves; tokens never contain spaces.
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (
+        (column == needle)
+        | WhereRaw(f"{column._meta.get_full_name(with_alias=False)} LIKE {{}} ESCAPE '\\'", f"{escaped} %")
+        | WhereRaw(f"{column._meta.get_full_name(with_alias=False)} LIKE {{}} ESCAPE '\\'", f"% {escaped}")
+        | WhereRaw(f"{column._meta.get_full_name(with_alias=False)} LIKE {{}} ESCAPE '\\'", f"% {escaped} %")
+    )
+
+
 def _contains(column: Column, text: str) -> Any:
-    return column.ilike(f"%{text.replace('%', '').replace('_', '')}%")
+    pattern = f"%{text.replace('%', '').replace('_', '')}%"
+    # SQLite has no ILIKE (Piccolo warns and falls back); its LIKE ignores ASCII case already.
+    return column.ilike(pattern) if db.is_postgres() else column.like(pattern)
 
 
 def party_filters(
@@ -57,8 +90,6 @@ def party_filters(
     created_before: datetime | None = None,
     updated_after: datetime | None = None,
 ) -> list[Any]:
-    from tessera.entities.channels import normalise_phone, phone_search_forms
-
     out: list[Any] = []
     if q:
         out.append(_contains(Party.name, q))
@@ -75,13 +106,7 @@ def party_filters(
     if tag:
         out.append(array_contains(Party.tags, tag))
     if phone_or_email:
-        needle = phone_or_email.strip().lower()
-        if "@" not in needle:
-            try:
-                needle = phone_search_forms(normalise_phone(needle))[0]
-            except ValueError:
-                needle = "".join(ch for ch in needle if ch.isdigit()) or needle
-        out.append(Party.contact_index.like(f"%{needle}%"))
+        out.append(contact_index_match(Party.contact_index, phone_or_email))
     if created_after:
         out.append(Party.created_at >= created_after)
     if created_before:

@@ -12,7 +12,7 @@ from tessera import clock, events
 from tessera.entities import service
 from tessera.entities.channels import contact_index, normalise_channels
 from tessera.entities.dto import partial
-from tessera.entities.tables import Contact, CrmUser, Party, PartyStatusChange
+from tessera.entities.tables import Contact, CrmUser, Party, PartyStatusChange, Team
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 
@@ -130,9 +130,16 @@ async def prepare_party(
 ) -> dict[str, Any]:
     if existing is None and values.get("owner_id") is None:
         values["owner_id"] = principal.user_id
+    if values.get("team_id") is not None and not await Team.exists().where(Team.id == values["team_id"]):
+        raise ValidationFailed.field("team_id", f"team {values['team_id']} does not exist")
     if "owner_id" in values:
         owner_team = await _check_owner(principal, values["owner_id"])
-        if "team_id" not in values and (existing is None or existing.get("team_id") is None):
+        # The party follows its owner into the owner's team (so the owner's head sees it)
+        # unless the caller names a team. A create always carries team_id (None by default).
+        if existing is None:
+            if values.get("team_id") is None:
+                values["team_id"] = owner_team
+        elif "team_id" not in values and values["owner_id"] != existing["owner_id"]:
             values["team_id"] = owner_team
     if "phones" in values or "emails" in values:
         normalise_channels(values)

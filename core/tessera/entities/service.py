@@ -23,6 +23,10 @@ from tessera.errors import Conflict, NotFound, ValidationFailed
 from tessera.permissions import Principal
 
 Condition = Any  # a Piccolo Where / And / Or / WhereRaw
+
+#: Largest primary key (Piccolo's ``Serial`` is a 32-bit integer on PostgreSQL): a larger id
+#: cannot exist, and sending it to the database would fail with an out-of-range error.
+MAX_ID = 2**31 - 1
 Prepare = Callable[[Principal, dict[str, Any], dict[str, Any] | None], Awaitable[dict[str, Any]]]
 AfterWrite = Callable[[Principal, dict[str, Any], dict[str, Any] | None, dict[str, Any]], Awaitable[None]]
 
@@ -89,23 +93,37 @@ def _column(spec: EntitySpec, name: str) -> Column:
     return col
 
 
-def encode_cursor(value: Any, record_id: int) -> str:
+def encode_cursor(value: Any, record_id: int, order: str = "id") -> str:
+    """An opaque cursor: the last row's sort value and id, and the order it belongs to (so a
+    cursor replayed with another ``order`` is refused instead of comparing a name with a date)."""
     if isinstance(value, datetime):
-        payload = ["dt", value.isoformat(), record_id]
+        payload = ["dt", value.isoformat(), record_id, order]
     else:
-        payload = ["v", value, record_id]
+        payload = ["v", value, record_id, order]
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[Any, int]:
+def decode_cursor(cursor: str, order: str = "id") -> tuple[Any, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        kind, value, record_id = json.loads(base64.urlsafe_b64decode(padded))
+        kind, value, record_id, issued_for = json.loads(
+            base64.b64decode(padded, altchars=b"-_", validate=True)
+        )
+        if issued_for != order:
+            raise ValueError("cursor of another order")
         if kind == "dt":
             value = datetime.fromisoformat(value)
-        return value, int(record_id)
+            if value.tzinfo is None:
+                raise ValueError("naive cursor time")
+        elif kind != "v" or not isinstance(value, str | int):
+            raise ValueError("cursor value of an unexpected type")
+        if isinstance(record_id, bool) or not isinstance(record_id, int) or not 0 <= record_id <= MAX_ID:
+            raise ValueError("cursor id out of range")
+        return value, record_id
     except Exception as exc:
-        raise ValidationFailed.field("cursor", "is not a cursor this API issued") from exc
+        raise ValidationFailed.field(
+            "cursor", "is not a cursor this API issued for this order; start again without it"
+        ) from exc
 
 
 def parse_order(spec: EntitySpec, order: str | None) -> tuple[str, bool]:
@@ -159,7 +177,7 @@ async def list_page(
     pk = table._meta.primary_key
     conditions = _and(spec.visibility(principal), *filters)
     if cursor:
-        value, last_id = decode_cursor(cursor)
+        value, last_id = decode_cursor(cursor, order or "id")
         if name == "id":
             conditions.append(pk < last_id if descending else pk > last_id)
         elif descending:
@@ -176,7 +194,7 @@ async def list_page(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = encode_cursor(last[name], last[pk._meta.name])
+        next_cursor = encode_cursor(last[name], last[pk._meta.name], order or "id")
     return Page(items=[_public(spec, r) for r in rows], next_cursor=next_cursor)
 
 
