@@ -84,7 +84,9 @@ def get_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"Plugin {exc.plugin_name!r}: {exc}") from exc
+        # pluggy's error carries the plugin object, not its name.
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f"Plugin {name!r}: {exc}") from exc
     return pm
 
 
