@@ -89,9 +89,44 @@ def tessera_on_event(event: Any) -> Any:
 
 @hookspec
 def tessera_process_templates() -> list[dict[str, Any]]:
-    """Return workflow process templates (JSON documents validated by the kernel's template
-    schema) that the plugin ships. Called by ``tessera migrate``; a template is stored as a new
-    version only when its content changed."""
+    """Return workflow process templates the plugin ships: JSON documents valid against the
+    kernel's template schema (``tessera/workflow/template.schema.json``, see docs/workflow.md).
+
+    Called once per process before the first template listing or instance start (and by
+    ``tessera.workflow.templates.sync_plugin_templates``). A template is stored as a new
+    version of its ``key`` only when its content changed; running instances keep their
+    version. An invalid template fails with a message naming the plugin.
+    """
+
+
+@hookspec(firstresult=True)
+def tessera_workflow_assignee(rule: str, args: dict[str, Any], instance: dict[str, Any]) -> Any:
+    """Answer a stage's ``{"rule": ...}`` responsible/controller with a user id.
+
+    :param rule: the rule name from the template (``"sales.round_robin"``); answer only your own.
+    :param args: the rule's ``args`` object from the template (may be empty).
+    :param instance: the process instance row (``owner_id``, ``party_id``, ``subject_entity``,
+        ``subject_id``, ``params``, ``results`` ...).
+
+    Called when an instance enters a stage whose rule is ``rule``. ``firstresult``: the first
+    implementation returning something other than ``None`` wins; may return a coroutine
+    resolving to the id. Nobody answering falls back to the record owner.
+    """
+
+
+@hookspec
+def tessera_workflow_action(name: str, args: dict[str, Any], instance: dict[str, Any]) -> Any:
+    """Perform a stage's ``{"type": "call_hook", "name": ...}`` action.
+
+    :param name: the action name from the template (``"sales.recalculate_forecast"``).
+    :param args: the action's ``args`` object from the template.
+    :param instance: the process instance row.
+
+    Called when the action is due (on stage entry/exit, or after its ``delay``), inside the
+    transaction that marks it done; may return a coroutine. Return ``None`` for names that are
+    not yours and anything else (``True``) when you handled it; when no plugin handles it the
+    action fails and is retried. Raise to fail it (retried with back-off). Be idempotent.
+    """
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,6 +86,18 @@ async def _redeliver_events(ctx: JobContext) -> int:
     return await events.redeliver_pending(older_than=timedelta(seconds=30))
 
 
+async def _workflow_scan_deviations(ctx: JobContext) -> Any:
+    from tessera.workflow.jobs import scan_deviations
+
+    return await scan_deviations(ctx)
+
+
+async def _workflow_run_due_actions(ctx: JobContext) -> int:
+    from tessera.workflow.jobs import run_due_actions
+
+    return await run_due_actions(ctx)
+
+
 async def _purge_sessions(ctx: JobContext) -> None:
     await WebSession.delete().where(WebSession.expires_at < ctx.now)
 
@@ -102,6 +114,18 @@ KERNEL_JOBS = [
         _redeliver_events,
         every=timedelta(minutes=1),
         description="Deliver domain events left undelivered by a crash",
+    ),
+    JobSpec(
+        "workflow.scan_deviations",
+        _workflow_scan_deviations,
+        every=timedelta(minutes=1),
+        description="Escalate process instances past their stage norm or missing required actions",
+    ),
+    JobSpec(
+        "workflow.run_due_actions",
+        _workflow_run_due_actions,
+        every=timedelta(minutes=1),
+        description="Run delayed process-stage actions that are due (planned calls, tasks, events)",
     ),
     JobSpec(
         "kernel.purge_sessions",

@@ -22,6 +22,7 @@ from tessera.entities.dto import to_struct
 from tessera.entities.tables import AuditLog, Job, JobRun, Notification
 from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal, all_permissions
+from tessera.workflow.routes import workflow_router
 
 
 async def _tasks_decorate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -420,6 +421,7 @@ def kernel_route_handlers() -> list[Any]:
         list_plugins,
         list_permissions,
         health,
+        workflow_router,
     ]
 
 
