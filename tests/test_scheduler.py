@@ -193,7 +193,7 @@ async def test_job_runs_are_listed_for_admins(crm: Any, frozen_clock: Any) -> No
     admin = await crm.user("admin")
     runs = (await crm.get("/api/jobs/runs", admin)).json()
     assert {r["job_name"] for r in runs} == {j.name for j in scheduler.KERNEL_JOBS}
-    assert {r["outcome"] for r in runs} == {"ok"}
+    assert {r["outcome"] for r in runs if r["job_name"].startswith("kernel.")} == {"ok"}
     assert (await crm.get("/api/jobs/runs", await crm.user("manager"))).status_code == 403
 
 
@@ -250,7 +250,7 @@ async def test_concurrent_workers_run_each_due_time_exactly_once(crm: Any, froze
     assert sorted(started) == sorted(
         (r["job_name"], r["scheduled_for"]) for r in runs if r["job_name"].startswith("test.")
     )
-    assert {r["outcome"] for r in runs} == {"ok"}
+    assert {r["outcome"] for r in runs if r["job_name"].startswith("test.")} == {"ok"}
 
 
 @pytest.mark.postgres_only
@@ -284,7 +284,7 @@ async def test_worker_processes_share_due_jobs_without_double_runs(crm: Any) -> 
     expected = {j.name for j in scheduler.KERNEL_JOBS} | {"probe.heartbeat"}
     assert set(names) == expected
     assert all(n == 1 for n in names.values()), names
-    assert {r["outcome"] for r in runs} == {"ok"}
+    assert {r["outcome"] for r in runs if r["job_name"].startswith(("kernel.", "probe."))} == {"ok"}
     admin = await crm.user("admin")
     marks = (await crm.get("/api/probe/marks", admin, params={"kind": "heartbeat"})).json()
     assert len(marks) == 1

@@ -21,6 +21,7 @@ from tessera.config import Settings, load_settings
 from tessera.entities import service
 from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each, get_plugin_manager
+from tessera.search import service as search_service
 
 log = logging.getLogger("tessera")
 
@@ -32,7 +33,7 @@ def boot(settings: Settings, plugins: dict[str, ModuleType | object] | None = No
     migrations.use_apps(pm)
     db.use_engine(db.make_engine(settings.resolved_database_url))
     service.configure(pm)
-    events.configure(pm, listeners=[])
+    events.configure(pm, listeners=[search_service.configure(settings, pm)])
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return pm
 
@@ -79,6 +80,7 @@ async def startup(check_migrations: bool = True) -> None:
                 f"The database schema is behind ({count} migration(s) pending): run `tessera migrate`"
             )
     await events.redeliver_pending()
+    await search_service.start()
 
 
 def create_app(

@@ -17,12 +17,14 @@ from rich.table import Table as RichTable
 from tessera import db, migrations
 from tessera.config import Settings, load_settings
 from tessera.plugins import PluginError
+from tessera.search import cli as search_cli
 
 app = typer.Typer(help="Tessera CRM", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Manage users", no_args_is_help=True)
 plugins_app = typer.Typer(help="Installed and enabled plugins", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(search_cli.app, name="search")
 console = Console()
 err = Console(stderr=True)
 

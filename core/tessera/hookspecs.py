@@ -135,20 +135,35 @@ def tessera_workflow_action(name: str, args: dict[str, Any], instance: dict[str,
 
 
 @hookspec
-def tessera_search_types() -> list[str]:
-    """Return the document types the plugin adds to full-text search (``["deal"]``).
-    Called when the search backend is opened and by ``tessera search reindex``."""
+def tessera_search_types() -> list[Any]:
+    """Return the document types the plugin adds to full-text search, as
+    ``tessera.search.documents.SearchType`` objects:
+    ``SearchType("deal", "Deals", permission="sales.deal.read", entity="sales.deal", table=Deal)``.
+
+    ``permission`` is what a user needs to see hits of the type; ``entity`` names the entity
+    whose ``<entity>.created|updated|deleted`` events refresh the documents (default: the type
+    name); ``table`` is the Piccolo table of its records, read when a record changes and by
+    ``tessera search reindex``. Called once when the kernel boots (server, CLI, worker).
+    A type name declared twice fails start-up with a message naming the plugin.
+    """
 
 
 @hookspec
-def tessera_search_documents(entity: str, record: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Return search documents for a changed record, or ``None`` when the plugin has nothing.
+def tessera_search_documents(entity: str, record: dict[str, Any]) -> Any:
+    """Return search documents for one record, or ``None`` when the plugin has nothing for it.
 
-    :param entity: the record's entity type (``party``, ``deal`` ...).
-    :param record: the record as a dict, after the change.
+    :param entity: the record's entity (``party``, ``activity``, ``sales.deal`` ...): any
+        kernel entity or the ``entity`` of a declared ``SearchType``.
+    :param record: the record's current row, as a dict (JSON columns decoded).
 
-    Called after commit for every create and update of any entity. A document is a dict with
-    ``type``, ``id``, ``title``, ``body``, ``owner_id``, ``team_id`` and ``party_id``.
+    Called after commit for every create and update of such a record (also through the API,
+    CLI imports and jobs), when a party it belongs to changes owner or team, and for every
+    record by ``tessera search reindex``; may return a coroutine. A document is a dict:
+    ``type`` (a declared search type), ``id`` (int), ``title``, ``body``, optional
+    ``owner_id``/``owner_ids`` and ``team_id``/``team_ids`` (who may see it), ``party_id``
+    (its party's owner and team may see it too) and ``date`` (aware datetime, for date
+    filters). The documents replace those the record produced before; when the record is
+    deleted they are removed without calling the hook.
     """
 
 

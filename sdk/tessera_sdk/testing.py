@@ -51,6 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "plugins(*names): enable these plugins for the crm fixture")
     config.addinivalue_line("markers", "sqlite_only: storage behaviour that exists only on SQLite")
     config.addinivalue_line("markers", "postgres_only: storage behaviour that exists only on PostgreSQL")
+    config.addinivalue_line(
+        "markers", "search_backend(name): 'whoosh' (default) or 'postgres' (PostgreSQL databases only)"
+    )
 
 
 def postgres_url() -> str | None:
@@ -110,9 +113,16 @@ def backend(request: pytest.FixtureRequest) -> str:
         pytest.skip("SQLite-only behaviour")
     if name == "sqlite" and request.node.get_closest_marker("postgres_only"):
         pytest.skip("PostgreSQL-only behaviour")
+    if name == "sqlite" and _search_backend(request) == "postgres":
+        pytest.skip("the PostgreSQL search backend needs a PostgreSQL database")
     if name == "postgres" and not postgres_url():
         pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}=postgresql://user@host:port/db")
     return name
+
+
+def _search_backend(request: pytest.FixtureRequest) -> str:
+    marker = request.node.get_closest_marker("search_backend")
+    return str(marker.args[0]) if marker else "whoosh"
 
 
 def _wanted_plugins(request: pytest.FixtureRequest) -> tuple[str, ...]:
@@ -249,7 +259,9 @@ async def crm(
     from tessera.config import Settings
 
     plugins = _wanted_plugins(request)
-    base_settings = Settings(data_dir=tmp_path / "data", plugins=plugins, secure_cookies=False)
+    base_settings = Settings(
+        data_dir=tmp_path / "data", plugins=plugins, secure_cookies=False, search_backend=_search_backend(request)
+    )
     template = await _migrated_template(_tessera_templates, backend, plugins, base_settings)
     if backend == "sqlite":
         path = tmp_path / "crm.sqlite3"

@@ -22,6 +22,7 @@ from tessera.entities.dto import to_struct
 from tessera.entities.tables import AuditLog, Job, JobRun, Notification
 from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal, all_permissions
+from tessera.search import api as search_api
 from tessera.workflow.routes import workflow_router
 
 
@@ -421,6 +422,7 @@ def kernel_route_handlers() -> list[Any]:
         list_plugins,
         list_permissions,
         health,
+        *search_api.HANDLERS,
         workflow_router,
     ]
 

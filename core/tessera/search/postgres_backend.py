@@ -1,0 +1,276 @@
+"""PostgreSQL full-text backend: documents in ``search_document`` with a ``tsvector`` column and
+a GIN index, so every node of a multi-node deployment searches one shared index.
+
+PostgreSQL ships no Ukrainian text-search configuration, and its Russian/English ones differ
+from whoosh's analysis. So the backend does not use a configuration at all: the terms are
+computed in Python by ``tessera.search.analysis`` (the same analyzer whoosh gets) and stored as a
+ready-made tsvector literal (``'договор':3B 'петр':1A``; titles weight A, bodies weight B);
+queries are tsquery literals built from the same terms (``('договор') <-> ('поставк' | 'поставка')``,
+prefix ``'петро':*A`` on titles). Visibility, type permissions and filters are part of the SQL
+``WHERE``; ranking is ``ts_rank_cd``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from tessera import db
+from tessera.search.analysis import ParsedQuery, QueryPart, QueryWord, analyze
+from tessera.search.base import COUNT_CAP, Access, Filters, RawHit, RawResult
+from tessera.search.documents import SCHEMA_VERSION, Document
+
+MAX_POSITION = 16383
+MAX_POSITIONS_PER_LEXEME = 255
+#: Weights of D, C, B, A for ts_rank_cd: a title hit counts 2.5 times a body hit.
+RANK_WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
+
+COLUMNS = (
+    "key",
+    "type",
+    "source",
+    "record_id",
+    "title",
+    "body",
+    "party_id",
+    "owner_id",
+    "acl_users",
+    "acl_teams",
+    "date",
+    "indexed_at",
+    "tsv",
+)
+
+
+def _quote(term: str) -> str:
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_literal(title: list[list[str]], body: list[list[str]]) -> str:
+    lexemes: dict[str, list[str]] = {}
+    pos = 1
+    for weight, positions in (("A", title), ("B", body)):
+        for alts in positions:
+            p = min(pos, MAX_POSITION)
+            for term in dict.fromkeys(alts):
+                where = lexemes.setdefault(term, [])
+                if len(where) < MAX_POSITIONS_PER_LEXEME:
+                    where.append(f"{p}{weight}")
+            pos += 1
+        pos += 1  # no phrase across the title/body boundary
+    return " ".join(f"{_quote(t)}:{','.join(ps)}" for t, ps in lexemes.items())
+
+
+def _word_tsquery(word: QueryWord) -> str:
+    alts = [_quote(t) for t in word.terms]
+    if word.prefix_ok:
+        alts.append(f"{_quote(word.word)}:*A")
+    return "(" + " | ".join(alts) + ")"
+
+
+def _phrase_tsquery(part: QueryPart) -> str:
+    return "(" + " <-> ".join("(" + " | ".join(_quote(t) for t in w.terms) + ")" for w in part.words) + ")"
+
+
+def build_tsquery(parsed: ParsedQuery) -> str:
+    return " & ".join(
+        _phrase_tsquery(p) if p.is_phrase else _word_tsquery(p.words[0]) for p in parsed.parts
+    )
+
+
+def _row(doc: Document, stamp: float) -> tuple[Any, ...]:
+    return (
+        doc.key,
+        doc.type,
+        doc.source,
+        doc.id,
+        doc.title,
+        doc.body[:100_000],
+        doc.party_id,
+        doc.owner_id,
+        sorted(doc.acl_users),
+        sorted(doc.acl_teams),
+        doc.date,
+        datetime.fromtimestamp(stamp, UTC),
+        tsvector_literal(analyze(doc.title, raw=True), analyze(doc.body)),
+    )
+
+
+#: Per-connection staging table for COPY (asyncpg has no binary tsvector codec, so the
+#: tsvector travels as text and is cast on the way into search_document).
+_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS search_stage (
+    key text, type text, source text, record_id integer, title text, body text,
+    party_id integer, owner_id integer, acl_users integer[], acl_teams integer[],
+    date timestamptz, indexed_at timestamptz, tsv text
+) ON COMMIT DELETE ROWS
+"""
+
+_UPSERT_FROM_STAGE = f"""
+INSERT INTO search_document ({", ".join(COLUMNS)})
+SELECT {", ".join(c if c != "tsv" else "tsv::tsvector" for c in COLUMNS)} FROM search_stage
+ON CONFLICT (key) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "key")}
+"""
+
+
+class PostgresSearcher:
+    name = "postgres"
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        engine: Any = db.get_engine()
+        if engine.pool is not None:
+            async with engine.pool.acquire() as conn:
+                yield conn
+        else:
+            conn = await engine.get_new_connection()
+            try:
+                yield conn
+            finally:
+                await conn.close()
+
+    async def open(self) -> bool:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT schema_version, built_at FROM search_state WHERE backend = 'postgres'"
+            )
+        return row is None or row["schema_version"] < SCHEMA_VERSION or row["built_at"] is None
+
+    async def mark_built(self) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                """INSERT INTO search_state (backend, schema_version, built_at) VALUES ('postgres', $1, now())
+                ON CONFLICT (backend) DO UPDATE SET schema_version = $1, built_at = now()""",
+                SCHEMA_VERSION,
+            )
+
+    async def replace(self, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
+        if not sources and not docs:
+            return
+        rows = [_row(d, stamp) for d in docs]
+        async with self._connection() as conn, conn.transaction():
+            keep = [d.key for d in docs]
+            await conn.execute(
+                "DELETE FROM search_document WHERE source = ANY($1::text[]) AND NOT key = ANY($2::text[])",
+                list(sources),
+                keep,
+            )
+            if rows:
+                await self._upsert(conn, rows)
+
+    async def _upsert(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        await conn.execute(_STAGE_DDL)
+        await conn.copy_records_to_table("search_stage", records=rows, columns=list(COLUMNS))
+        await conn.execute(_UPSERT_FROM_STAGE)
+        await conn.execute("DELETE FROM search_stage")
+
+    async def bulk_upsert(self, docs: Sequence[Document], stamp: float) -> None:
+        """Add or replace many documents at once (reindex, benchmark): COPY into a staging table,
+        then one ``INSERT ... ON CONFLICT``."""
+        rows = [_row(d, stamp) for d in docs]
+        async with self._connection() as conn, conn.transaction():
+            await self._upsert(conn, rows)
+
+    async def sources_of_party(self, party_ids: Sequence[int]) -> set[str]:
+        if not party_ids:
+            return set()
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT source FROM search_document WHERE party_id = ANY($1::int[])",
+                list(party_ids),
+            )
+        return {r["source"] for r in rows}
+
+    async def purge_older(self, doc_type: str, stamp: float) -> int:
+        async with self._connection() as conn:
+            status = await conn.execute(
+                "DELETE FROM search_document WHERE type = $1 AND indexed_at < $2",
+                doc_type,
+                datetime.fromtimestamp(stamp, UTC),
+            )
+        return int(status.split()[-1])
+
+    async def search(
+        self, query: ParsedQuery, access: Access, filters: Filters, limit: int, offset: int
+    ) -> RawResult:
+        types = set(access.types)
+        if filters.types:
+            types &= set(filters.types)
+        if query.empty or not types:
+            return RawResult(hits=[], total=0, total_capped=False)
+        args: list[Any] = [build_tsquery(query), sorted(types)]
+        where = ["d.tsv @@ q.q", "d.type = ANY($2::text[])"]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if access.user_ids is not None:
+            where.append(
+                f"(d.acl_users && {arg(sorted(access.user_ids))}::int[]"
+                f" OR d.acl_teams && {arg(sorted(access.team_ids))}::int[])"
+            )
+        if filters.owner_ids:
+            where.append(f"d.owner_id = ANY({arg(sorted(filters.owner_ids))}::int[])")
+        if filters.party_id is not None:
+            where.append(f"d.party_id = {arg(filters.party_id)}")
+        if filters.date_from is not None:
+            where.append(f"d.date >= {arg(filters.date_from)}")
+        if filters.date_to is not None:
+            where.append(f"d.date <= {arg(filters.date_to)}")
+        sql = f"""
+        WITH q AS (SELECT $1::tsquery AS q),
+        cand AS MATERIALIZED (
+            SELECT d.id, d.type, d.owner_id, ts_rank_cd('{RANK_WEIGHTS}', d.tsv, q.q) AS score
+            FROM search_document d, q
+            WHERE {" AND ".join(where)}
+            LIMIT {COUNT_CAP + 1}
+        ),
+        top AS (SELECT id, score FROM cand ORDER BY score DESC, id DESC LIMIT {arg(limit)} OFFSET {arg(offset)})
+        SELECT
+          (SELECT count(*) FROM cand) AS total,
+          (SELECT coalesce(json_object_agg(type, n), '{{}}') FROM
+             (SELECT type, count(*) AS n FROM cand GROUP BY type) t) AS by_type,
+          (SELECT coalesce(json_object_agg(owner_id, n), '{{}}') FROM
+             (SELECT owner_id, count(*) AS n FROM cand WHERE owner_id IS NOT NULL GROUP BY owner_id) o)
+             AS by_owner,
+          (SELECT coalesce(json_agg(json_build_object(
+                'type', d.type, 'id', d.record_id, 'title', d.title, 'body', left(d.body, 20000),
+                'score', top.score, 'party_id', d.party_id, 'owner_id', d.owner_id, 'date', d.date)
+              ORDER BY top.score DESC, top.id DESC), '[]')
+           FROM top JOIN search_document d ON d.id = top.id) AS hits
+        """
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql, *args)
+        total = int(row["total"])
+        hits = [
+            RawHit(
+                type=h["type"],
+                id=int(h["id"]),
+                title=h["title"],
+                body=h["body"],
+                score=float(h["score"]),
+                party_id=h["party_id"],
+                owner_id=h["owner_id"],
+                date=datetime.fromisoformat(h["date"]) if h["date"] else None,
+            )
+            for h in json.loads(row["hits"])
+        ]
+        return RawResult(
+            hits=hits,
+            total=min(total, COUNT_CAP),
+            total_capped=total > COUNT_CAP,
+            by_type={k: int(v) for k, v in json.loads(row["by_type"]).items()},
+            by_owner={int(k): int(v) for k, v in json.loads(row["by_owner"]).items()},
+        )
+
+    async def count(self) -> int:
+        async with self._connection() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM search_document"))
+
+    async def close(self) -> None:
+        return None

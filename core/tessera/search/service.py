@@ -1,0 +1,413 @@
+"""The search service: keeps the index in step with the database and answers queries.
+
+Indexing path. The kernel's write path records domain events in the same transaction as the
+change (``tessera.events``). After commit, ``on_event`` (a kernel event listener) re-reads the
+changed record and replaces its documents in the index. It never raises for an index failure:
+the record goes to the ``search_pending`` table and is retried (by the next event, the next
+search, ``tessera search reindex`` and at start-up) with backoff, so the database write is never
+lost and plugins' ``tessera_on_event`` hooks are not re-notified because the index failed. Only
+a failure to record the pending work itself propagates (the outbox then redelivers the event).
+A crash between commit and indexing leaves the event undelivered: start-up redelivers it.
+
+Every indexing step reads the record's *current* state, so replays and races converge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pluggy
+
+from tessera import clock
+from tessera.config import Settings
+from tessera.entities.tables import Party
+from tessera.events import DomainEvent
+from tessera.permissions import Principal
+from tessera.plugins import PluginError, await_me_maybe, call_each
+from tessera.search import documents as d
+from tessera.search.analysis import parse_query
+from tessera.search.base import Access, Filters, Searcher
+from tessera.search.snippets import snippet
+from tessera.search.tables import SearchPending
+
+log = logging.getLogger("tessera.search")
+
+BATCH = 500
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class _State:
+    settings: Settings | None = None
+    pm: pluggy.PluginManager | None = None
+    searcher: Searcher | None = None
+    types: dict[str, d.SearchType] = field(default_factory=dict)
+    started: bool = False
+
+
+_state = _State()
+
+
+def configure(settings: Settings, pm: pluggy.PluginManager) -> Callable[[DomainEvent], Awaitable[None]]:
+    """Choose the backend from the settings, collect document types; returns the event
+    listener to install with ``events.configure``."""
+    _state.settings = settings
+    _state.pm = pm
+    _state.searcher = make_searcher(settings)
+    _state.types = collect_types(pm)
+    _state.started = False
+    return on_event
+
+
+def make_searcher(settings: Settings) -> Searcher:
+    if settings.search_backend == "postgres":
+        if not settings.is_postgres:
+            raise ValueError("search_backend 'postgres' needs a PostgreSQL database_url")
+        from tessera.search.postgres_backend import PostgresSearcher
+
+        return PostgresSearcher()
+    from tessera.search.whoosh_backend import WhooshSearcher
+
+    return WhooshSearcher(settings.data_dir / "search" / "whoosh")
+
+
+def collect_types(pm: pluggy.PluginManager | None) -> dict[str, d.SearchType]:
+    types = {t.name: t for t in d.KERNEL_TYPES}
+    if pm is None:
+        return types
+    for plugin, declared in call_each(pm, "tessera_search_types"):
+        for t in declared or []:
+            if not isinstance(t, d.SearchType):
+                raise PluginError(f"Plugin {plugin!r}: tessera_search_types must return SearchType objects")
+            if t.name in types:
+                raise PluginError(f"Plugin {plugin!r}: search type {t.name!r} is already declared")
+            types[t.name] = t
+    return types
+
+
+def searcher() -> Searcher:
+    if _state.searcher is None:
+        raise RuntimeError("tessera.search.service.configure() was not called")
+    return _state.searcher
+
+
+def types() -> dict[str, d.SearchType]:
+    return _state.types
+
+
+def _tables() -> dict[str, Any]:
+    return {t.source_entity: t.table for t in _state.types.values() if t.table is not None}
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+async def start(rebuild_progress: Progress | None = None) -> bool:
+    """Open the index; rebuild it when it is missing or was built by an older schema version;
+    catch up on pending work. Returns True when it rebuilt."""
+    s = searcher()
+    rebuilt = False
+    if await s.open():
+        log.info("search index (%s) missing or outdated: rebuilding", s.name)
+        await reindex(progress=rebuild_progress)
+        await s.mark_built()
+        rebuilt = True
+    _state.started = True
+    await drain_pending()
+    return rebuilt
+
+
+# --------------------------------------------------------------------------- indexing
+
+
+async def on_event(event: DomainEvent) -> None:
+    """Kernel event listener: refresh the documents of the record the event is about."""
+    tables = _tables()
+    if event.entity not in tables or event.entity_id is None:
+        return
+    refs = [(event.entity, event.entity_id)]
+    try:
+        await index_records(refs)
+    except Exception as exc:
+        log.warning("indexing %s:%s failed, queued for retry: %r", event.entity, event.entity_id, exc)
+        await enqueue(refs, repr(exc))
+        return
+    if event.entity == "party" and _party_change_affects_dependents(event):
+        sources = await searcher().sources_of_party([event.entity_id])
+        dependents = [_parse_source(s) for s in sources if s != f"party:{event.entity_id}"]
+        if dependents:
+            await enqueue([r for r in dependents if r is not None])
+            await drain_pending()
+
+
+def _party_change_affects_dependents(event: DomainEvent) -> bool:
+    if event.name.endswith(".deleted"):
+        return True
+    if event.name.endswith(".updated"):
+        fields = set(event.payload.get("fields") or [])
+        return not fields or bool(fields & {"owner_id", "team_id", "name"})
+    return False
+
+
+def _parse_source(source: str) -> tuple[str, int] | None:
+    entity, _, raw_id = source.rpartition(":")
+    try:
+        return entity, int(raw_id)
+    except ValueError:
+        return None
+
+
+async def enqueue(refs: Iterable[tuple[str, int]], error: str = "") -> None:
+    now = clock.now()
+    rows = [
+        SearchPending(entity=e, entity_id=i, enqueued_at=now, next_attempt_at=now, last_error=error[:2000])
+        for e, i in refs
+    ]
+    if rows:
+        await SearchPending.insert(*rows)
+
+
+_drain_lock: asyncio.Lock | None = None
+
+
+async def drain_pending(limit: int = BATCH) -> int:
+    """Index records queued in ``search_pending`` whose retry time has come; returns how many
+    were indexed."""
+    global _drain_lock
+    if _drain_lock is None:
+        _drain_lock = asyncio.Lock()
+    done = 0
+    async with _drain_lock:
+        while True:
+            now = clock.now()
+            rows = (
+                await SearchPending.select(SearchPending.id, SearchPending.entity, SearchPending.entity_id)
+                .where(SearchPending.next_attempt_at <= now)
+                .order_by(SearchPending.id)
+                .limit(limit)
+            )
+            if not rows:
+                return done
+            by_ref: dict[tuple[str, int], list[int]] = {}
+            for r in rows:
+                by_ref.setdefault((r["entity"], r["entity_id"]), []).append(r["id"])
+            try:
+                await index_records(list(by_ref))
+                ok = list(by_ref)
+            except Exception:
+                ok = []
+                for ref, ids in by_ref.items():  # find the record(s) that fail
+                    try:
+                        await index_records([ref])
+                        ok.append(ref)
+                    except Exception as exc:
+                        await _postpone(ids, repr(exc))
+            done_ids = [i for ref in ok for i in by_ref[ref]]
+            if done_ids:
+                await SearchPending.delete().where(SearchPending.id.is_in(done_ids))
+            done += len(ok)
+            if len(rows) < limit or not ok:
+                return done
+
+
+async def _postpone(ids: list[int], error: str) -> None:
+    rows = await SearchPending.select(SearchPending.id, SearchPending.attempts).where(
+        SearchPending.id.is_in(ids)
+    )
+    for r in rows:
+        delay = timedelta(seconds=min(3600, 2 ** min(r["attempts"] + 1, 12)))
+        await SearchPending.update(
+            {
+                SearchPending.attempts: r["attempts"] + 1,
+                SearchPending.next_attempt_at: clock.now() + delay,
+                SearchPending.last_error: error[:2000],
+            }
+        ).where(SearchPending.id == r["id"])
+
+
+async def pending_count() -> int:
+    return int(await SearchPending.count())
+
+
+async def _load(entity: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+    table = _tables()[entity]
+    return list(await table.select().where(table._meta.primary_key.is_in(list(ids))).output(load_json=True))
+
+
+async def _parties(ids: Iterable[int | None]) -> dict[int, dict[str, Any]]:
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted:
+        return {}
+    rows = await Party.select(Party.id, Party.name, Party.owner_id, Party.team_id).where(Party.id.is_in(wanted))
+    return {r["id"]: r for r in rows}
+
+
+async def build_documents(entity: str, records: Sequence[dict[str, Any]]) -> list[d.Document]:
+    """Documents of these records: the kernel's own, then every plugin's."""
+    parties = await _parties(r.get("party_id") if entity != "party" else r["id"] for r in records)
+    known = _state.types
+    out: list[d.Document] = []
+    for record in records:
+        party = parties.get(record["id"] if entity == "party" else record.get("party_id"))
+        docs = d.kernel_documents(entity, record, party)
+        if _state.pm is not None:
+            for plugin, value in call_each(_state.pm, "tessera_search_documents", entity=entity, record=record):
+                try:
+                    produced = await await_me_maybe(value)
+                    docs.extend(d.from_plugin(v, party) for v in produced or [])
+                except Exception as exc:
+                    raise PluginError(f"Plugin {plugin!r} failed in tessera_search_documents: {exc!r}") from exc
+        for doc in docs:
+            if doc.type not in known:
+                log.warning("search document of undeclared type %r ignored", doc.type)
+                continue
+            doc.source = f"{entity}:{record['id']}"
+            out.append(doc)
+    return out
+
+
+async def index_records(refs: Sequence[tuple[str, int]]) -> int:
+    """(Re)index these records from their current state; a missing record loses its documents."""
+    by_entity: dict[str, list[int]] = {}
+    for entity, record_id in refs:
+        by_entity.setdefault(entity, []).append(record_id)
+    written = 0
+    tables = _tables()
+    for entity, ids in by_entity.items():
+        if entity not in tables:
+            continue
+        records = await _load(entity, ids)
+        docs = await build_documents(entity, records)
+        await searcher().replace([f"{entity}:{i}" for i in ids], docs, time.time())
+        written += len(docs)
+    return written
+
+
+async def reindex(only_types: Sequence[str] | None = None, progress: Progress | None = None) -> int:
+    """Rebuild documents from the database, in place and in batches, so searches keep working
+    meanwhile; documents of the rebuilt types that were not rewritten are purged at the end."""
+    selected = [t for t in _state.types.values() if not only_types or t.name in only_types]
+    unknown = set(only_types or []) - {t.name for t in selected}
+    if unknown:
+        raise ValueError(f"unknown search type(s): {', '.join(sorted(unknown))}")
+    entities = sorted({t.source_entity for t in selected if t.table is not None})
+    stamp = time.time()
+    tables = _tables()
+    totals = {e: int(await tables[e].count()) for e in entities}
+    grand = sum(totals.values())
+    done = 0
+    written = 0
+    if progress:
+        progress(0, grand)
+    for entity in entities:
+        table = tables[entity]
+        pk = table._meta.primary_key
+        last = 0
+        while True:
+            records = list(
+                await table.select().where(pk > last).order_by(pk).limit(BATCH).output(load_json=True)
+            )
+            if not records:
+                break
+            last = records[-1]["id"]
+            docs = await build_documents(entity, records)
+            await searcher().replace([f"{entity}:{r['id']}" for r in records], docs, stamp)
+            written += len(docs)
+            done += len(records)
+            if progress:
+                progress(done, grand)
+    for t in selected:
+        await searcher().purge_older(t.name, stamp)
+    return written
+
+
+# --------------------------------------------------------------------------- searching
+
+
+@dataclass
+class SearchOptions:
+    types: Sequence[str] = ()
+    owner_ids: Sequence[int] = ()
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    party_id: int | None = None
+    limit: int = 20
+    offset: int = 0
+
+
+def allowed_types(principal: Principal) -> frozenset[str]:
+    return frozenset(
+        t.name for t in _state.types.values() if t.permission is None or principal.can(t.permission)
+    )
+
+
+async def search(principal: Principal, q: str, options: SearchOptions | None = None) -> dict[str, Any]:
+    """Ranked hits the principal may read, grouped by type, with highlighted snippets and facets."""
+    principal.require("search.use")
+    options = options or SearchOptions()
+    if not _state.started:
+        await start()
+    elif await SearchPending.exists().where(SearchPending.next_attempt_at <= clock.now()):
+        await drain_pending()
+    parsed = parse_query(q)
+    access = Access(types=allowed_types(principal), user_ids=principal.user_ids, team_ids=principal.team_ids)
+    filters = Filters(
+        types=frozenset(options.types),
+        owner_ids=frozenset(options.owner_ids),
+        date_from=options.date_from,
+        date_to=options.date_to,
+        party_id=options.party_id,
+    )
+    empty: dict[str, Any] = {
+        "query": q,
+        "total": 0,
+        "total_is_lower_bound": False,
+        "hits": [],
+        "groups": [],
+        "facets": {"type": {}, "owner": {}},
+    }
+    if parsed.empty:
+        return empty
+    raw = await searcher().search(parsed, access, filters, options.limit, options.offset)
+    hits = []
+    for h in raw.hits:
+        title_html, body_html = snippet(h.title, h.body, parsed)
+        hits.append(
+            {
+                "type": h.type,
+                "id": h.id,
+                "title": h.title,
+                "title_html": title_html,
+                "snippet": body_html,
+                "score": round(h.score, 4),
+                "party_id": h.party_id,
+                "owner_id": h.owner_id,
+                "date": h.date,
+            }
+        )
+    groups: list[dict[str, Any]] = []
+    order = list(dict.fromkeys([h["type"] for h in hits] + sorted(raw.by_type, key=lambda t: -raw.by_type[t])))
+    for name in order:
+        t = _state.types.get(name)
+        groups.append(
+            {
+                "type": name,
+                "label": t.label if t else name,
+                "total": raw.by_type.get(name, 0),
+                "hits": [h for h in hits if h["type"] == name],
+            }
+        )
+    return {
+        "query": q,
+        "total": raw.total,
+        "total_is_lower_bound": raw.total_capped,
+        "hits": hits,
+        "groups": groups,
+        "facets": {"type": raw.by_type, "owner": {str(k): v for k, v in raw.by_owner.items()}},
+    }

@@ -1,0 +1,351 @@
+"""The embedded backend: a whoosh index in ``<data_dir>/search/whoosh``.
+
+Text is analysed by ``tessera.search.analysis`` before it reaches whoosh; the ``title`` and
+``body`` fields receive the terms through ``PreAnalyzedTokenizer`` (positions kept, so phrase
+queries work; alternative terms of one word share a position). Queries are built as whoosh
+query objects, never through its parser. The caller's visibility is a whoosh *filter*: it is
+applied while matching, so totals, facets and pages only ever contain visible documents.
+
+whoosh is synchronous: every call runs in a worker thread. Writers take whoosh's file lock, so
+the server, the worker and ``tessera search reindex`` may write to one index on one node; a
+multi-node deployment uses the PostgreSQL backend instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from whoosh import index as windex
+from whoosh import query as wq
+from whoosh.analysis import Token, Tokenizer
+from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, TEXT, Schema
+from whoosh.searching import Searcher as WSearcher
+from whoosh.sorting import Count, FieldFacet
+
+from tessera.search.analysis import ParsedQuery, QueryPart, QueryWord, analyze
+from tessera.search.base import COUNT_CAP, Access, Filters, RawHit, RawResult
+from tessera.search.documents import SCHEMA_VERSION, Document
+
+WRITE_LOCK_TIMEOUT = 30.0
+NONE = -1
+
+
+class PreAnalyzedTokenizer(Tokenizer):  # type: ignore[misc]
+    """Reads ``"a|b c d|e"``: positions separated by spaces, alternatives by ``|``."""
+
+    def __call__(  # type: ignore[override]
+        self,
+        value: str,
+        positions: bool = False,
+        chars: bool = False,
+        keeporiginal: bool = False,
+        removestops: bool = True,
+        start_pos: int = 0,
+        start_char: int = 0,
+        tokenize: bool = True,
+        mode: str = "",
+        **kwargs: Any,
+    ) -> Any:
+        token = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        for pos, group in enumerate(value.split(" ")):
+            for term in group.split("|"):
+                if not term:
+                    continue
+                token.text = term
+                token.boost = 1.0
+                token.stopped = False
+                if keeporiginal:
+                    token.original = term
+                if positions:
+                    token.pos = start_pos + pos
+                yield token
+
+
+def encode(positions: list[list[str]]) -> str:
+    return " ".join("|".join(alts) for alts in positions)
+
+
+def make_schema() -> Schema:
+    pre = PreAnalyzedTokenizer()
+    return Schema(
+        key=ID(stored=True, unique=True),
+        type=ID(stored=True, sortable=True),
+        source=ID(stored=True),
+        record_id=STORED(),
+        party=ID(stored=True),
+        owner=ID(stored=True, sortable=True),
+        acl=KEYWORD(lowercase=False, commas=False),
+        date=NUMERIC(bits=64, signed=True, stored=True, sortable=True),
+        stamp=NUMERIC(numtype=float, bits=64, stored=False),
+        title=TEXT(analyzer=pre, phrase=True, field_boost=3.0),
+        body=TEXT(analyzer=pre, phrase=True),
+        title_text=STORED(),
+        body_text=STORED(),
+    )
+
+
+def _epoch(value: datetime | None) -> int:
+    if value is None:
+        return NONE
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
+
+
+def _word_query(word: QueryWord, fuzzy: bool) -> wq.Query:
+    alts: list[wq.Query] = []
+    for term in word.terms:
+        alts.append(wq.Term("title", term))
+        alts.append(wq.Term("body", term))
+    if word.prefix_ok:
+        alts.append(wq.Prefix("title", word.word))
+    if fuzzy and word.fuzzy_ok:
+        alts.append(wq.FuzzyTerm("title", word.word, maxdist=1, prefixlength=2, boost=0.5))
+    return wq.Or(alts) if len(alts) > 1 else alts[0]
+
+
+def _phrase_query(part: QueryPart) -> wq.Query:
+    per_field = []
+    for fieldname in ("title", "body"):
+        steps = [wq.Or([wq.Term(fieldname, t) for t in w.terms]) for w in part.words]
+        per_field.append(wq.Sequence(steps))
+    return wq.Or(per_field)
+
+
+def build_query(parsed: ParsedQuery, fuzzy: bool = True) -> wq.Query:
+    parts = [_phrase_query(p) if p.is_phrase else _word_query(p.words[0], fuzzy) for p in parsed.parts]
+    return wq.And(parts) if len(parts) > 1 else parts[0]
+
+
+def build_filter(access: Access, filters: Filters) -> wq.Query:
+    conditions: list[wq.Query] = []
+    types = set(access.types)
+    if filters.types:
+        types &= set(filters.types)
+    conditions.append(wq.Or([wq.Term("type", t) for t in sorted(types)]) if types else wq.NullQuery)
+    if access.user_ids is not None:
+        acl = [wq.Term("acl", f"u{u}") for u in sorted(access.user_ids)]
+        acl += [wq.Term("acl", f"t{t}") for t in sorted(access.team_ids)]
+        conditions.append(wq.Or(acl) if acl else wq.NullQuery)
+    if filters.owner_ids:
+        conditions.append(wq.Or([wq.Term("owner", str(o)) for o in sorted(filters.owner_ids)]))
+    if filters.party_id is not None:
+        conditions.append(wq.Term("party", str(filters.party_id)))
+    if filters.date_from or filters.date_to:
+        start = _epoch(filters.date_from) if filters.date_from else 0
+        end = _epoch(filters.date_to) if filters.date_to else None
+        conditions.append(wq.NumericRange("date", start, end))
+    return wq.And(conditions)
+
+
+class WhooshSearcher:
+    name = "whoosh"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._ix: Any = None
+        self._searcher: WSearcher | None = None
+        self._generation = -1
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+
+    @property
+    def _version_file(self) -> Path:
+        return self.directory / "SCHEMA_VERSION"
+
+    def _open_sync(self) -> bool:
+        stale = True
+        if self.directory.is_dir() and windex.exists_in(str(self.directory)):
+            try:
+                version = int(self._version_file.read_text().strip())
+            except (OSError, ValueError):
+                version = 0
+            stale = version < SCHEMA_VERSION
+            if not stale:
+                self._ix = windex.open_dir(str(self.directory))
+                return self._version_file.with_suffix(".building").exists()
+        if stale:
+            if self.directory.exists():
+                shutil.rmtree(self.directory)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._ix = windex.create_in(str(self.directory), make_schema())
+            # Marks a rebuild in progress: a crash mid-rebuild rebuilds again next start.
+            self._version_file.with_suffix(".building").write_text(str(SCHEMA_VERSION))
+            self._version_file.write_text(str(SCHEMA_VERSION))
+        return True
+
+    async def open(self) -> bool:
+        return await asyncio.to_thread(self._open_sync)
+
+    async def mark_built(self) -> None:
+        self._version_file.with_suffix(".building").unlink(missing_ok=True)
+
+    def _index(self) -> Any:
+        if self._ix is None:
+            self._open_sync()
+        return self._ix
+
+    # ------------------------------------------------------------------ writing
+
+    def _replace_sync(self, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
+        writer = self._index().writer(timeout=WRITE_LOCK_TIMEOUT)
+        try:
+            for source in sources:
+                writer.delete_by_term("source", source)
+            for doc in docs:
+                title = analyze(doc.title, raw=True)
+                body = analyze(doc.body)
+                acl = [f"u{u}" for u in sorted(doc.acl_users)] + [f"t{t}" for t in sorted(doc.acl_teams)]
+                writer.delete_by_term("key", doc.key)
+                writer.add_document(
+                    key=doc.key,
+                    type=doc.type,
+                    source=doc.source,
+                    record_id=doc.id,
+                    party=str(doc.party_id) if doc.party_id is not None else "",
+                    owner=str(doc.owner_id) if doc.owner_id is not None else "",
+                    acl=" ".join(acl) or "none",
+                    date=_epoch(doc.date),
+                    stamp=stamp,
+                    title=encode(title),
+                    body=encode(body),
+                    title_text=doc.title,
+                    body_text=doc.body[:20_000],
+                )
+        except BaseException:
+            writer.cancel()
+            raise
+        writer.commit()
+
+    async def replace(self, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
+        if sources or docs:
+            await asyncio.to_thread(self._replace_sync, list(sources), list(docs), stamp)
+
+    def add_batch_sync(self, docs: Sequence[Document], stamp: float) -> None:
+        """Bulk load without deletes (the benchmark's fresh index)."""
+        writer = self._index().writer(timeout=WRITE_LOCK_TIMEOUT, procs=1, limitmb=256)
+        for doc in docs:
+            acl = [f"u{u}" for u in sorted(doc.acl_users)] + [f"t{t}" for t in sorted(doc.acl_teams)]
+            writer.add_document(
+                key=doc.key,
+                type=doc.type,
+                source=doc.source,
+                record_id=doc.id,
+                party=str(doc.party_id) if doc.party_id is not None else "",
+                owner=str(doc.owner_id) if doc.owner_id is not None else "",
+                acl=" ".join(acl) or "none",
+                date=_epoch(doc.date),
+                stamp=stamp,
+                title=encode(analyze(doc.title, raw=True)),
+                body=encode(analyze(doc.body)),
+                title_text=doc.title,
+                body_text=doc.body[:20_000],
+            )
+        writer.commit()
+
+    def _purge_sync(self, doc_type: str, stamp: float) -> int:
+        writer = self._index().writer(timeout=WRITE_LOCK_TIMEOUT)
+        try:
+            q = wq.And([wq.Term("type", doc_type), wq.NumericRange("stamp", None, stamp, endexcl=True)])
+            count: int = writer.delete_by_query(q)
+        except BaseException:
+            writer.cancel()
+            raise
+        writer.commit()
+        return count
+
+    async def purge_older(self, doc_type: str, stamp: float) -> int:
+        return await asyncio.to_thread(self._purge_sync, doc_type, stamp)
+
+    # ------------------------------------------------------------------ reading
+
+    def _get_searcher(self) -> WSearcher:
+        """A cached searcher, reopened when any process committed a new index generation
+        (whoosh's own ``refresh()`` misses commits that only delete)."""
+        with self._lock:
+            ix = self._index()
+            generation = ix.latest_generation()
+            if self._searcher is None or generation != self._generation:
+                # The old searcher may still serve a query in another thread: let GC close it.
+                self._searcher = ix.searcher()
+                self._generation = generation
+            return self._searcher
+
+    def _sources_sync(self, party_ids: Sequence[int]) -> set[str]:
+        searcher = self._get_searcher()
+        q = wq.Or([wq.Term("party", str(p)) for p in party_ids])
+        return {hit["source"] for hit in searcher.search(q, limit=None)}
+
+    async def sources_of_party(self, party_ids: Sequence[int]) -> set[str]:
+        if not party_ids:
+            return set()
+        return await asyncio.to_thread(self._sources_sync, list(party_ids))
+
+    def _search_sync(
+        self, parsed: ParsedQuery, access: Access, filters: Filters, limit: int, offset: int
+    ) -> RawResult:
+        searcher = self._get_searcher()
+        flt = build_filter(access, filters)
+        result = self._run(searcher, build_query(parsed, fuzzy=False), flt, limit, offset)
+        if result.total == 0 and any(w.fuzzy_ok for p in parsed.parts for w in p.words):
+            # Nothing matched exactly: try again allowing one typo in name words.
+            result = self._run(searcher, build_query(parsed, fuzzy=True), flt, limit, offset)
+        return result
+
+    def _run(self, searcher: WSearcher, q: wq.Query, flt: wq.Query, limit: int, offset: int) -> RawResult:
+        page = searcher.search(
+            q,
+            filter=flt,
+            limit=offset + limit,
+            groupedby={"type": FieldFacet("type"), "owner": FieldFacet("owner")},
+            maptype=Count,
+        )
+        hits = []
+        for hit in page[offset : offset + limit]:
+            date = hit.get("date", NONE)
+            hits.append(
+                RawHit(
+                    type=hit["type"],
+                    id=int(hit["record_id"]),
+                    title=hit.get("title_text", ""),
+                    body=hit.get("body_text", ""),
+                    score=float(hit.score or 0.0),
+                    party_id=int(hit["party"]) if hit.get("party") else None,
+                    owner_id=int(hit["owner"]) if hit.get("owner") else None,
+                    date=datetime.fromtimestamp(date, UTC) if date not in (None, NONE) else None,
+                )
+            )
+        total = len(page)
+        by_type = {str(k): int(v) for k, v in page.groups("type").items()}
+        by_owner = {int(k): int(v) for k, v in page.groups("owner").items() if k}
+        return RawResult(
+            hits=hits,
+            total=min(total, COUNT_CAP),
+            total_capped=total > COUNT_CAP,
+            by_type=by_type,
+            by_owner=by_owner,
+        )
+
+    async def search(
+        self, query: ParsedQuery, access: Access, filters: Filters, limit: int, offset: int
+    ) -> RawResult:
+        return await asyncio.to_thread(self._search_sync, query, access, filters, limit, offset)
+
+    async def count(self) -> int:
+        return await asyncio.to_thread(lambda: int(self._get_searcher().doc_count()))
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._searcher is not None:
+                self._searcher.close()
+                self._searcher = None
+        if self._ix is not None:
+            self._ix.close()
+            self._ix = None

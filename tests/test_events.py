@@ -1,0 +1,223 @@
+"""Domain events through the transactional outbox: written with the change, delivered to
+``tessera_on_event`` implementations after commit, never for a rolled-back change, and
+redelivered by the worker and at start-up when delivery did not finish."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from tessera import app as tessera_app
+from tessera import events, scheduler
+from tessera.entities import parties, service
+from tessera.entities.tables import DomainEvent, Party
+from tessera.events import DomainEvent as Event
+from tessera.hookspecs import hookimpl
+
+
+class Recorder:
+    """A real plugin (registered with the plugin manager) that records what it receives and
+    can be told to fail."""
+
+    def __init__(self) -> None:
+        self.received: list[Event] = []
+        self.fail_with: Exception | None = None
+        self.seen_committed: list[bool] = []
+
+    @hookimpl
+    def tessera_on_event(self, event: Event) -> Any:
+        async def handle() -> None:
+            if event.entity in ("user", "team"):
+                return  # test set-up noise (crm.user creates users)
+            if self.fail_with is not None:
+                raise self.fail_with
+            if event.name == "party.created":
+                # The change is committed before anyone hears about it.
+                self.seen_committed.append(await Party.exists().where(Party.id == event.entity_id))
+            self.received.append(event)
+
+        return handle()
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.received]
+
+
+@pytest.fixture
+def recorder(crm: Any) -> Recorder:
+    plugin = Recorder()
+    crm.pm.register(plugin, name="recorder")
+    return plugin
+
+
+async def _outbox() -> list[dict[str, Any]]:
+    return await DomainEvent.select().order_by(DomainEvent.id).output(load_json=True)  # type: ignore[no-any-return]
+
+
+async def test_api_change_is_delivered_after_commit_with_actor(crm: Any, recorder: Recorder) -> None:
+    user = await crm.user("manager")
+    r = await crm.post("/api/parties", user, json={"name": "Acme"})
+    assert r.status_code == 201
+    party_id = r.json()["id"]
+    assert recorder.names() == ["party.created"]
+    event = recorder.received[0]
+    assert (event.entity, event.entity_id, event.user_id) == ("party", party_id, user["id"])
+    assert event.payload == {"id": party_id}
+    assert event.occurred_at.tzinfo is not None
+    assert recorder.seen_committed == [True]
+    (row,) = [r for r in await _outbox() if r["entity"] == "party"]
+    assert row["dispatched_at"] is not None and row["attempts"] == 1 and row["last_error"] == ""
+
+    await crm.patch(f"/api/parties/{party_id}", user, json={"status": "current"})
+    assert recorder.names() == ["party.created", "party.status_changed", "party.updated"]
+    assert recorder.received[1].payload == {"id": party_id, "from": "potential", "to": "current"}
+
+
+async def test_rolled_back_change_emits_nothing(crm: Any, recorder: Recorder) -> None:
+    user = await crm.user("manager")
+    before = await _outbox()
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        async with events.unit_of_work():
+            await service.create(parties.PARTY, crm.system, {"name": "Never", "owner_id": user["id"]})
+            raise RuntimeError("changed my mind")
+    assert recorder.received == []
+    assert await _outbox() == before
+    assert await Party.count() == 0
+    # A failed API write (validation) leaves no event either.
+    r = await crm.post("/api/parties", user, json={"name": "X", "owner_id": 999999})
+    assert r.status_code == 422
+    assert "party.created" not in recorder.names()
+
+
+async def test_nested_units_deliver_once_after_the_outer_commit(crm: Any, recorder: Recorder) -> None:
+    user = await crm.user("manager")
+    async with events.unit_of_work():
+        await service.create(parties.PARTY, crm.system, {"name": "One", "owner_id": user["id"]})
+        await service.create(parties.PARTY, crm.system, {"name": "Two", "owner_id": user["id"]})
+        assert recorder.received == []  # nothing before the outer commit
+    assert recorder.names() == ["party.created", "party.created"]
+    assert [e.entity_id for e in recorder.received] == sorted(e.entity_id for e in recorder.received)
+
+
+async def test_emit_outside_a_unit_of_work_is_refused(crm: Any) -> None:
+    with pytest.raises(RuntimeError, match="outside unit_of_work"):
+        await events.emit("party.created", "party", 1)
+
+
+async def test_failing_plugin_keeps_event_for_redelivery(
+    crm: Any, recorder: Recorder, frozen_clock: Any
+) -> None:
+    other = Recorder()
+    crm.pm.register(other, name="other")
+    recorder.fail_with = ConnectionError("webhook endpoint down")
+    user = await crm.user("manager")
+    r = await crm.post("/api/parties", user, json={"name": "Acme"})
+    assert r.status_code == 201  # the change itself stands
+    assert other.names() == ["party.created"]  # one failing plugin does not block the others
+    (row,) = [r for r in await _outbox() if r["entity"] == "party"]
+    assert row["dispatched_at"] is None and row["attempts"] == 1
+    assert "recorder" in row["last_error"] and "webhook endpoint down" in row["last_error"]
+
+    # The worker's redelivery job retries it once it is old enough, and succeeds when fixed.
+    recorder.fail_with = None
+    await scheduler.sync_jobs(crm.pm)
+    await scheduler.tick(crm.pm)
+    assert recorder.received == []  # too fresh: it may still be in flight elsewhere
+    frozen_clock.advance(minutes=1)
+    ran = await scheduler.tick(crm.pm)
+    assert "kernel.redeliver_events" in ran
+    assert recorder.names() == ["party.created"]
+    (row,) = [r for r in await _outbox() if r["entity"] == "party"]
+    assert row["dispatched_at"] is not None and row["attempts"] == 2
+    # At-least-once: the plugin that already had it hears it again.
+    assert other.names() == ["party.created", "party.created"]
+
+
+async def test_undelivered_events_are_delivered_at_startup(crm: Any, recorder: Recorder) -> None:
+    # A process crashed after commit and before delivery: the outbox row is all that is left.
+    async with events.unit_of_work():
+        await DomainEvent.insert(
+            DomainEvent(name="party.created", entity="party", entity_id=41, payload={"id": 41}),
+            DomainEvent(name="activity.created", entity="activity", entity_id=7, payload={"id": 7}),
+        )
+    assert recorder.received == []
+    await tessera_app.startup()
+    assert recorder.names() == ["party.created", "activity.created"]
+    assert recorder.seen_committed == [False]  # party 41 never existed; delivery does not care
+    assert all(r["dispatched_at"] is not None for r in await _outbox())
+    await tessera_app.startup()  # delivered events are not delivered again
+    assert len(recorder.received) == 2
+
+
+async def test_redelivery_gives_up_after_twenty_attempts(
+    crm: Any, recorder: Recorder, frozen_clock: Any
+) -> None:
+    recorder.fail_with = ValueError("poison")
+    async with events.unit_of_work():
+        await events.emit("party.created", "party", None, {})
+    for _ in range(25):
+        frozen_clock.advance(minutes=1)
+        await events.redeliver_pending()
+    (row,) = await _outbox()
+    assert row["attempts"] == 20 and row["dispatched_at"] is None
+    assert "poison" in row["last_error"]
+
+
+async def test_kernel_listeners_receive_events_too(crm: Any) -> None:
+    got: list[str] = []
+
+    async def listener(event: Event) -> None:
+        got.append(event.name)
+
+    user = await crm.user("manager")
+    events.add_listener(listener)
+    await service.create(parties.PARTY, crm.system, {"name": "Listened", "owner_id": user["id"]})
+    assert got == ["party.created"]
+
+
+async def test_task_overdue_event_from_the_worker(crm: Any, recorder: Recorder, frozen_clock: Any) -> None:
+    head = await crm.user("head")
+    manager = await crm.user("manager")
+    r = await crm.post(
+        "/api/tasks",
+        head,
+        json={
+            "title": "Send the contract",
+            "assignee_id": manager["id"],
+            "controller_id": head["id"],
+            "deadline": (frozen_clock() + timedelta(hours=2)).isoformat(),
+        },
+    )
+    assert r.status_code == 201, r.text
+    task_id = r.json()["id"]
+    await scheduler.sync_jobs(crm.pm)
+    await scheduler.tick(crm.pm)
+    assert "task.overdue" not in recorder.names()
+    frozen_clock.advance(hours=2, minutes=1)
+    await scheduler.tick(crm.pm)
+    overdue = [e for e in recorder.received if e.name == "task.overdue"]
+    assert [(e.entity_id, e.payload["controller_id"]) for e in overdue] == [(task_id, head["id"])]
+    assert overdue[0].user_id is None  # the worker acts, not a person
+    frozen_clock.advance(minutes=5)
+    await scheduler.tick(crm.pm)
+    assert len([e for e in recorder.received if e.name == "task.overdue"]) == 1
+    inbox = (await crm.get("/api/notifications", head)).json()
+    assert [n["kind"] for n in inbox] == ["task.overdue"]
+
+
+@pytest.mark.plugins("probe")
+async def test_probe_plugin_records_events(crm: Any) -> None:
+    admin = await crm.user("admin")
+    party = (await crm.post("/api/parties", admin, json={"name": "Probe me"})).json()
+    await crm.delete(f"/api/parties/{party['id']}", admin)
+    marks = (await crm.get("/api/probe/marks", admin, params={"kind": "event"})).json()
+    party_marks = [m["detail"] for m in marks if m["detail"].startswith("party.")]
+    assert party_marks == ["party.created", "party.deleted"]
+    assert {m["party_id"] for m in marks if m["detail"].startswith("party.")} == {party["id"]}
+
+
+def test_domain_event_is_plain_data() -> None:
+    e = Event(1, "x.y", "x", None, {}, None, SimpleNamespace())  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        e.name = "z"  # type: ignore[misc]

@@ -1,0 +1,318 @@
+"""Full-text search, on both backends: whoosh (SQLite and PostgreSQL databases) and PostgreSQL
+full-text (PostgreSQL databases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tessera import events
+from tessera.app import boot, startup
+from tessera.search import service as search
+
+pytestmark = pytest.mark.usefixtures("search_engine")
+
+
+@pytest.fixture(
+    params=["whoosh", pytest.param("postgres", marks=pytest.mark.search_backend("postgres"))],
+)
+def search_engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def find(crm: Any, user: dict[str, Any], q: str, **params: Any) -> dict[str, Any]:
+    r = await crm.get("/api/search", user, params={"q": q, **params})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def keys(result: dict[str, Any]) -> set[tuple[str, int]]:
+    return {(h["type"], h["id"]) for h in result["hits"]}
+
+
+async def party(crm: Any, user: dict[str, Any], **values: Any) -> dict[str, Any]:
+    r = await crm.post("/api/parties", user, json=values)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def activity(crm: Any, user: dict[str, Any], **values: Any) -> dict[str, Any]:
+    values.setdefault("type", "meeting")
+    values.setdefault("starts_at", "2026-03-02T10:00:00Z")
+    r = await crm.post("/api/activities", user, json=values)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+# --------------------------------------------------------------------------- entities indexed
+
+
+async def test_every_kernel_entity_is_found(crm: Any) -> None:
+    admin = await crm.user("admin")
+    p = await party(crm, admin, name="Ромашка")
+    r = await crm.post(
+        "/api/contacts", admin, json={"party_id": p["id"], "name": "Пётр Сидоренко", "position": "бухгалтер"}
+    )
+    assert r.status_code == 201, r.text
+    contact = r.json()
+    a = await activity(
+        crm,
+        admin,
+        party_id=p["id"],
+        subject="Встреча в офисе",
+        description="обсудили сроки",
+        agreements="подписать договор поставки до пятницы",
+    )
+    r = await crm.post("/api/tasks", admin, json={"title": "Подготовить коммерческое предложение", "party_id": p["id"]})
+    assert r.status_code == 201, r.text
+    task = r.json()
+    r = await crm.post("/api/notes", admin, json={"body": "Клиент просит скидку на логистику", "party_id": p["id"]})
+    assert r.status_code == 201, r.text
+    note = r.json()
+
+    assert ("party", p["id"]) in keys(await find(crm, admin, "Ромашка"))
+    assert keys(await find(crm, admin, "Сидоренко")) == {("contact", contact["id"])}
+    found = await find(crm, admin, "поставки")
+    assert keys(found) == {("activity", a["id"])}
+    assert "<mark>поставки</mark>" in found["hits"][0]["snippet"]
+    assert keys(await find(crm, admin, "коммерческое")) == {("task", task["id"])}
+    assert keys(await find(crm, admin, "скидку")) == {("note", note["id"])}
+
+
+async def test_results_are_grouped_by_type_with_facets(crm: Any) -> None:
+    admin = await crm.user("admin")
+    p = await party(crm, admin, name="Альфа Логистика")
+    await activity(crm, admin, party_id=p["id"], subject="Звонок по логистике")
+    await activity(crm, admin, party_id=p["id"], subject="Логистика: тарифы")
+    result = await find(crm, admin, "логистика")
+    assert result["total"] == 3
+    assert result["facets"]["type"] == {"party": 1, "activity": 2}
+    groups = {g["type"]: g for g in result["groups"]}
+    assert groups["activity"]["total"] == 2 and len(groups["activity"]["hits"]) == 2
+    assert groups["party"]["label"] == "Parties"
+    only = await find(crm, admin, "логистика", type="activity")
+    assert {h["type"] for h in only["hits"]} == {"activity"}
+    assert only["total"] == 2
+
+
+async def test_filters_by_owner_and_date(crm: Any) -> None:
+    admin = await crm.user("admin")
+    other = await crm.user("manager")
+    await activity(crm, admin, subject="Тендер март", starts_at="2026-03-05T10:00:00Z")
+    late = await activity(crm, admin, subject="Тендер май", starts_at="2026-05-05T10:00:00Z")
+    mine = await activity(crm, admin, subject="Тендер чужой", starts_at="2026-05-06T10:00:00Z", owner_id=other["id"])
+    result = await find(crm, admin, "тендер", date_from="2026-04-01T00:00:00Z")
+    assert keys(result) == {("activity", late["id"]), ("activity", mine["id"])}
+    result = await find(crm, admin, "тендер", owner_id=other["id"])
+    assert keys(result) == {("activity", mine["id"])}
+    assert result["facets"]["owner"] == {str(other["id"]): 1}
+
+
+# --------------------------------------------------------------------------- languages
+
+
+async def test_russian_ukrainian_english_inflections(crm: Any) -> None:
+    admin = await crm.user("admin")
+    ru1 = await activity(crm, admin, subject="Условия договора")
+    ru2 = await activity(crm, admin, subject="Реестр договоров")
+    uk = await activity(crm, admin, subject="Підписання договорів з постачальником")
+    en = await activity(crm, admin, subject="Contracts renewal call")
+    assert keys(await find(crm, admin, "договор")) >= {("activity", ru1["id"]), ("activity", ru2["id"])}
+    assert ("activity", uk["id"]) in keys(await find(crm, admin, "договір"))
+    assert ("activity", uk["id"]) in keys(await find(crm, admin, "постачальника"))
+    assert keys(await find(crm, admin, "contract")) == {("activity", en["id"])}
+    assert keys(await find(crm, admin, "renewing")) == {("activity", en["id"])}
+
+
+async def test_phrase_query_needs_adjacent_words(crm: Any) -> None:
+    admin = await crm.user("admin")
+    near = await activity(crm, admin, subject="Договор поставки оборудования")
+    far = await activity(crm, admin, subject="Поставки идут, договор позже")
+    assert keys(await find(crm, admin, "договор поставки")) == {("activity", near["id"]), ("activity", far["id"])}
+    assert keys(await find(crm, admin, '"договор поставки"')) == {("activity", near["id"])}
+
+
+async def test_phone_matches_in_any_format(crm: Any) -> None:
+    admin = await crm.user("admin")
+    p = await party(crm, admin, name="Вектор", phones=[{"number": "+7 (495) 123-45-67"}])
+    for q in ["84951234567", "+7 495 123 45 67", "74951234567", "(495) 123-45-67", "123-45-67"]:
+        assert keys(await find(crm, admin, q)) == {("party", p["id"])}, q
+    assert keys(await find(crm, admin, "84951234568")) == set()
+
+
+async def test_email_and_name_prefix(crm: Any) -> None:
+    admin = await crm.user("admin")
+    p = await party(crm, admin, name="Петренко и партнёры", emails=[{"address": "Office@Petrenko.UA"}])
+    assert keys(await find(crm, admin, "office@petrenko.ua")) == {("party", p["id"])}
+    assert keys(await find(crm, admin, "Петрен")) == {("party", p["id"])}
+    assert keys(await find(crm, admin, "партнеры")) == {("party", p["id"])}  # ё folded
+
+
+@pytest.mark.parametrize("typo", ["Ромошка"])
+async def test_typo_in_a_name(crm: Any, search_engine: str, typo: str) -> None:
+    admin = await crm.user("admin")
+    p = await party(crm, admin, name="Ромашка")
+    found = keys(await find(crm, admin, typo))
+    if search_engine == "whoosh":
+        assert found == {("party", p["id"])}
+    else:  # PostgreSQL full-text has no edit-distance matching (documented)
+        assert found == set()
+
+
+# --------------------------------------------------------------------------- visibility
+
+
+async def test_own_scope_user_never_sees_another_users_party(crm: Any) -> None:
+    alice = await crm.user("manager", name="Alice")
+    bob = await crm.user("manager", name="Bob")
+    secret = await party(crm, bob, name="Квазар", tags=["секретный"])
+    await activity(crm, bob, party_id=secret["id"], subject="Квазар: переговоры", agreements="скидка квазар")
+    result = await find(crm, alice, "квазар")
+    assert result["hits"] == [] and result["total"] == 0 and result["groups"] == []
+    assert result["facets"]["type"] == {}
+    assert "квазар" not in str(result).lower().replace("'квазар'", "")
+    bob_result = await find(crm, bob, "квазар")
+    assert bob_result["total"] == 2
+
+
+async def test_team_scope_and_reassigning_a_party_moves_its_history(crm: Any) -> None:
+    team = await crm.team()
+    head = await crm.user("head", team_id=team["id"])
+    member = await crm.user("manager", team_id=team["id"])
+    outsider = await crm.user("manager")
+    p = await party(crm, outsider, name="Гелиос")
+    a = await activity(crm, outsider, party_id=p["id"], subject="Гелиос: замер")
+    assert keys(await find(crm, head, "гелиос")) == set()
+    admin = await crm.user("admin")
+    r = await crm.patch(f"/api/parties/{p['id']}", admin, json={"owner_id": member["id"], "team_id": team["id"]})
+    assert r.status_code == 200, r.text
+    # The activity stays owned by the outsider but is now visible through its party.
+    assert keys(await find(crm, head, "гелиос")) == {("party", p["id"]), ("activity", a["id"])}
+    assert keys(await find(crm, member, "гелиос")) == {("party", p["id"]), ("activity", a["id"])}
+
+
+async def test_type_permission_is_required(crm: Any) -> None:
+    admin = await crm.user("admin")
+    await party(crm, admin, name="Орбита")
+    r = await crm.post("/api/roles", admin, json={"name": "searcher", "permissions": ["search.use", "activity.read"], "scope": "all"})
+    assert r.status_code == 201, r.text
+    limited = await crm.user("searcher")
+    assert (await find(crm, limited, "орбита"))["total"] == 0
+    r = await crm.post("/api/roles", admin, json={"name": "blind", "permissions": ["party.read"], "scope": "all"})
+    blind = await crm.user("blind")
+    r = await crm.get("/api/search", blind, params={"q": "орбита"})
+    assert r.status_code == 403
+
+
+# --------------------------------------------------------------------------- index upkeep
+
+
+async def test_update_and_delete_reach_the_index(crm: Any) -> None:
+    admin = await crm.user("admin")
+    p = await party(crm, admin, name="Старое Название")
+    r = await crm.patch(f"/api/parties/{p['id']}", admin, json={"name": "Новое Имя"})
+    assert r.status_code == 200
+    assert keys(await find(crm, admin, "старое")) == set()
+    assert keys(await find(crm, admin, "новое")) == {("party", p["id"])}
+    a = await activity(crm, admin, party_id=p["id"], subject="Звонок новому клиенту")
+    r = await crm.delete(f"/api/activities/{a['id']}", admin)
+    assert r.status_code == 204, r.text
+    assert keys(await find(crm, admin, "звонок")) == set()
+    await activity(crm, admin, party_id=p["id"], subject="Звонок снова")
+    r = await crm.delete(f"/api/parties/{p['id']}", admin)
+    assert r.status_code == 204, r.text
+    # The party and the activities deleted with it are gone.
+    assert (await find(crm, admin, "звонок"))["total"] == 0
+    assert (await find(crm, admin, "новое"))["total"] == 0
+
+
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing on the way catches it."""
+
+
+async def crash_listener(event: Any) -> None:
+    raise Crash
+
+
+async def test_crash_between_commit_and_indexing_is_repaired_at_restart(crm: Any) -> None:
+    admin = await crm.user("admin")
+    events.configure(crm.pm, listeners=[crash_listener])  # the indexing step dies
+    with pytest.raises(Crash):
+        await party(crm, admin, name="Феникс")
+    r = await crm.get("/api/parties", admin, params={"q": "Феникс"})
+    assert r.status_code == 200 and len(r.json()["items"]) == 1  # the write committed
+    # Restart: boot wires the indexer again, start-up redelivers what was left undelivered.
+    boot(crm.settings)
+    await startup()
+    assert [h["title"] for h in (await find(crm, admin, "феникс"))["hits"]] == ["Феникс"]
+
+
+async def test_failed_indexing_is_retried_without_losing_the_write(crm: Any, search_engine: str) -> None:
+    admin = await crm.user("admin")
+    if search_engine == "whoosh":
+        # Another process holds the index's write lock for longer than a writer waits.
+        from whoosh.index import open_dir
+
+        ix = open_dir(str(crm.settings.data_dir / "search" / "whoosh"))
+        lock = ix.lock("WRITELOCK")
+        assert lock.acquire()
+        import tessera.search.whoosh_backend as wb
+
+        old_timeout, wb.WRITE_LOCK_TIMEOUT = wb.WRITE_LOCK_TIMEOUT, 0.2
+        try:
+            p = await party(crm, admin, name="Меридиан")
+            assert await search.pending_count() == 1
+        finally:
+            wb.WRITE_LOCK_TIMEOUT = old_timeout
+            lock.release()
+    else:
+        # The search table is locked by a long-running maintenance transaction.
+        from tessera import db
+
+        engine: Any = db.get_engine()
+        conn = await engine.get_new_connection()
+        try:
+            await conn.execute("BEGIN")
+            await conn.execute("LOCK TABLE search_document IN ACCESS EXCLUSIVE MODE")
+            await db.raw("SET lock_timeout = '300ms'") if False else None
+            import asyncio
+
+            async def write() -> dict[str, Any]:
+                return await party(crm, admin, name="Меридиан")
+
+            task = asyncio.create_task(write())
+            await asyncio.sleep(0.5)
+            await conn.execute("ROLLBACK")
+            p = await task
+        finally:
+            await conn.close()
+    r = await crm.get(f"/api/parties/{p['id']}", admin)
+    assert r.status_code == 200  # the database write is never lost
+    assert keys(await find(crm, admin, "меридиан")) == {("party", p["id"])}
+    assert await search.pending_count() == 0
+
+
+async def test_reindex_rebuilds_a_missing_index(crm: Any, search_engine: str) -> None:
+    admin = await crm.user("admin")
+    p = await party(crm, admin, name="Сириус")
+    if search_engine == "whoosh":
+        import shutil
+
+        shutil.rmtree(crm.settings.data_dir / "search")
+    else:
+        from tessera import db
+
+        await db.raw("DELETE FROM search_document")
+        await db.raw("DELETE FROM search_state")
+    boot(crm.settings)
+    await startup()
+    assert keys(await find(crm, admin, "сириус")) == {("party", p["id"])}
+
+
+async def test_reindex_of_one_type_keeps_the_others(crm: Any) -> None:
+    admin = await crm.user("admin")
+    p = await party(crm, admin, name="Полярис")
+    a = await activity(crm, admin, party_id=p["id"], subject="Полярис встреча")
+    written = await search.reindex(["activity"])
+    assert written == 1
+    assert keys(await find(crm, admin, "полярис")) == {("party", p["id"]), ("activity", a["id"])}
