@@ -59,7 +59,7 @@ def _csv(values: list[str] | None) -> list[str]:
 @get("/api/search", operation_id="search", tags=["search"])
 async def search_endpoint(
     principal: Principal,
-    q: Annotated[str, Parameter(description="Words (all must match); \"quoted phrase\"; phone; e-mail")],
+    q: Annotated[str, Parameter(description='Words (all must match); "quoted phrase"; phone; e-mail')],
     type: Annotated[
         list[str] | None, Parameter(description="Only these document types (repeat or comma-separate)")
     ] = None,

@@ -76,9 +76,7 @@ def _phrase_tsquery(part: QueryPart) -> str:
 
 
 def build_tsquery(parsed: ParsedQuery) -> str:
-    return " & ".join(
-        _phrase_tsquery(p) if p.is_phrase else _word_tsquery(p.words[0]) for p in parsed.parts
-    )
+    return " & ".join(_phrase_tsquery(p) if p.is_phrase else _word_tsquery(p.words[0]) for p in parsed.parts)
 
 
 def _row(doc: Document, stamp: float) -> tuple[Any, ...]:
@@ -230,7 +228,10 @@ class PostgresSearcher:
             WHERE {" AND ".join(where)}
             LIMIT {COUNT_CAP + 1}
         ),
-        top AS (SELECT id, score FROM cand ORDER BY score DESC, id DESC LIMIT {arg(limit)} OFFSET {arg(offset)})
+        top AS (
+            SELECT id, score FROM cand ORDER BY score DESC, id DESC
+            LIMIT {arg(limit)} OFFSET {arg(offset)}
+        )
         SELECT
           (SELECT count(*) FROM cand) AS total,
           (SELECT coalesce(json_object_agg(type, n), '{{}}') FROM

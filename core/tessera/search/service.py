@@ -244,7 +244,9 @@ async def _parties(ids: Iterable[int | None]) -> dict[int, dict[str, Any]]:
     wanted = sorted({i for i in ids if i is not None})
     if not wanted:
         return {}
-    rows = await Party.select(Party.id, Party.name, Party.owner_id, Party.team_id).where(Party.id.is_in(wanted))
+    rows = await Party.select(Party.id, Party.name, Party.owner_id, Party.team_id).where(
+        Party.id.is_in(wanted)
+    )
     return {r["id"]: r for r in rows}
 
 
@@ -257,12 +259,16 @@ async def build_documents(entity: str, records: Sequence[dict[str, Any]]) -> lis
         party = parties.get(record["id"] if entity == "party" else record.get("party_id"))
         docs = d.kernel_documents(entity, record, party)
         if _state.pm is not None:
-            for plugin, value in call_each(_state.pm, "tessera_search_documents", entity=entity, record=record):
+            for plugin, value in call_each(
+                _state.pm, "tessera_search_documents", entity=entity, record=record
+            ):
                 try:
                     produced = await await_me_maybe(value)
                     docs.extend(d.from_plugin(v, party) for v in produced or [])
                 except Exception as exc:
-                    raise PluginError(f"Plugin {plugin!r} failed in tessera_search_documents: {exc!r}") from exc
+                    raise PluginError(
+                        f"Plugin {plugin!r} failed in tessera_search_documents: {exc!r}"
+                    ) from exc
         for doc in docs:
             if doc.type not in known:
                 log.warning("search document of undeclared type %r ignored", doc.type)
@@ -392,7 +398,9 @@ async def search(principal: Principal, q: str, options: SearchOptions | None = N
             }
         )
     groups: list[dict[str, Any]] = []
-    order = list(dict.fromkeys([h["type"] for h in hits] + sorted(raw.by_type, key=lambda t: -raw.by_type[t])))
+    order = list(
+        dict.fromkeys([h["type"] for h in hits] + sorted(raw.by_type, key=lambda t: -raw.by_type[t]))
+    )
     for name in order:
         t = _state.types.get(name)
         groups.append(

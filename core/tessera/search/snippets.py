@@ -47,7 +47,9 @@ def highlight(text: str, query: ParsedQuery, window: int = WINDOW) -> tuple[str,
         best_start = max(0, min(best_start, first - 3))
     chosen = tokens[best_start : best_start + window]
     marks = hits[best_start : best_start + window]
-    parts = [f"<mark>{html.escape(t)}</mark>" if m else html.escape(t) for t, m in zip(chosen, marks, strict=True)]
+    parts = [
+        f"<mark>{html.escape(t)}</mark>" if m else html.escape(t) for t, m in zip(chosen, marks, strict=True)
+    ]
     out = " ".join(parts)
     if best_start > 0:
         out = "… " + out
