@@ -1,5 +1,25 @@
-"""Tessera SDK: the typed HTTP client and the plugin author's kit."""
+"""Tessera SDK: the typed HTTP client and the plugin author's kit.
+
+* ``Client`` / ``AsyncClient`` — typed API client (``tessera_sdk.models``), see ``client.py``.
+* ``hookimpl`` and the declaration helpers in ``tessera_sdk.plugin`` — for plugin authors.
+* pytest plugin — fixtures ``tessera_app``, ``api_client``, ``as_user``, ``live_server``,
+  ``frozen_clock``, ``crm`` and ``pytest --tessera-contract PLUGIN``.
+"""
 
 from tessera.hookspecs import hookimpl
 
-__all__ = ["hookimpl"]
+from tessera_sdk import errors, models
+from tessera_sdk.client import AsyncClient, Client, Page, RetryPolicy
+from tessera_sdk.errors import FieldError, TesseraError
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "FieldError",
+    "Page",
+    "RetryPolicy",
+    "TesseraError",
+    "errors",
+    "hookimpl",
+    "models",
+]
