@@ -28,19 +28,16 @@ def _body(
 
 def _field_from_msgspec(message: str, key: str | None) -> tuple[str, str]:
     # msgspec says "Expected `str`, got `int` - at `$.phones[0].number`" or "Object missing
-    # required field `name`"; turn both into a dotted field name.
+    # required field `number`"; Litestar strips the " - at" part and passes the path as the
+    # key ("phones[0]", or "data" for the body itself). Turn both into a dotted field name.
     match = re.search(r"at `\$\.?([^`]*)`", message)
     text = message.split(" - at ")[0]
-    if match:
-        path = re.sub(r"\[(\d+)\]", r".\1", match.group(1)).lstrip(".")
-        missing = re.search(r"required field `([^`]+)`", text)
-        if missing:
-            path = f"{path}.{missing.group(1)}" if path else missing.group(1)
-        return path or (key or "body"), text
-    missing = re.search(r"(?:required|unknown) field `([^`]+)`", text)
-    if missing:
-        return missing.group(1), text
-    return key or "body", text
+    path = match.group(1) if match else ("" if key in (None, "data") else key)
+    path = re.sub(r"\[(\d+)\]", r".\1", path).lstrip(".")
+    named = re.search(r"(?:required|unknown) field `([^`]+)`", text)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or "body", text
 
 
 def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -86,6 +86,12 @@ async def prepare_activity(
         owner = await CrmUser.select(CrmUser.team_id).where(CrmUser.id == values["owner_id"]).first()
         if owner is None:
             raise ValidationFailed.field("owner_id", f"user {values['owner_id']} does not exist")
+        # Same rule as parties: nobody files work in the book of a user whose records they
+        # cannot see (the record would vanish from their own lists at once).
+        if not principal.check_visible_owner(values["owner_id"]):
+            raise ValidationFailed.field(
+                "owner_id", "you may only assign records to users whose records you see"
+            )
         values["team_id"] = owner["team_id"]
     user_ids = values.get("participant_user_ids")
     if user_ids:

@@ -6,6 +6,8 @@ import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from msgspec import Meta, Struct
 
@@ -144,4 +146,5 @@ async def attachment_path(principal: Principal, attachment_id: int) -> tuple[dic
     url = stored["storage_url"]
     if not url.startswith("file://"):
         raise ValidationFailed.field("storage_url", "only local files can be downloaded through the API")
-    return row, Path(url[len("file://") :])
+    # as_uri() percent-encodes spaces and non-ASCII letters: decode, do not just strip "file://".
+    return row, Path(url2pathname(urlparse(url).path))

@@ -216,6 +216,19 @@ def _check_version(spec: EntitySpec, existing: dict[str, Any], expected: int | N
         )
 
 
+def merge_custom(current: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH of ``custom`` is a JSON merge patch (RFC 7386, one level): the fields it names
+    change, ``null`` removes one, the others stay, so a client editing one field cannot wipe
+    the fields it did not know about."""
+    merged = dict(current or {})
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
 async def _validate_custom(spec: EntitySpec, values: dict[str, Any]) -> None:
     if spec.custom_fields and "custom" in values:
         await customfields.validate(plugin_manager(), spec.name, values["custom"] or {})
@@ -268,6 +281,8 @@ async def update(
         if existing is None:
             raise NotFound(f"{spec.name} {record_id} not found")
         _check_version(spec, existing, expected_version)
+        if spec.custom_fields and isinstance(changes.get("custom"), dict):
+            changes["custom"] = merge_custom(existing.get("custom"), changes["custom"])
         if spec.prepare:
             changes = await spec.prepare(principal, dict(changes), existing)
         await _validate_custom(spec, changes)

@@ -147,6 +147,11 @@ async def after_task_write(
                 at=clock.now(),
             )
         )
+        # Reassigning by PATCH is a hand-off too: the new assignee must hear about it.
+        if row["assignee_id"] not in (None, principal.user_id):
+            await notify(
+                row["assignee_id"], "task.assigned", f"New task: {row['title']}", ref=f"task:{row['id']}"
+            )
     if row["status"] == "done" and (existing is None or existing["status"] != "done"):
         await events.emit("task.completed", "task", row["id"], {"id": row["id"], "result": row["result"]})
 
@@ -221,11 +226,10 @@ async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: 
                 "by": principal.user_id,
             },
         )
-    return await service.get(TASK, principal, task_id) if await _still_visible(principal, task_id) else task
-
-
-async def _still_visible(principal: Principal, task_id: int) -> bool:
-    return bool(await service.visible_ids(TASK, principal, [task_id]))
+    # The caller may no longer see the task once it left their hands; they still get the
+    # record as it is now (not as it was), since they just made the change.
+    fresh = await Task.select().where(Task.id == task_id).first().output(load_json=True)
+    return fresh or task
 
 
 async def complete(
