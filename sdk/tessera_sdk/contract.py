@@ -98,12 +98,17 @@ def _installed_from(dist: Distribution | None) -> Path | None:
     return Path(unquote(urlparse(url).path)).resolve()
 
 
-def first_party_plugins(include_tests: bool = True, root: Path = REPO_ROOT) -> list[str]:
-    """Installed plugins built from this repository: ``plugins/*`` and, with
-    ``include_tests``, the test-only plugins under ``tests/`` and the ``examples/``."""
+def first_party_plugins(
+    include_tests: bool = True, include_examples: bool = False, root: Path = REPO_ROOT
+) -> list[str]:
+    """Installed plugins built from this repository: ``plugins/*``, with ``include_tests`` the
+    test-only plugins under ``tests/``, with ``include_examples`` those under ``examples/``
+    (which run the contract in their own test suites)."""
     folders = [root / "plugins"]
     if include_tests:
-        folders += [root / "tests", root / "examples"]
+        folders.append(root / "tests")
+    if include_examples:
+        folders.append(root / "examples")
     names = []
     for name, ep in _plugin_entry_points().items():
         source = _installed_from(ep.dist)
