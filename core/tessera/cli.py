@@ -313,6 +313,22 @@ def plugins_list(config: ConfigOpt = None) -> None:
     console.print(table)
 
 
+@plugins_app.command("new")
+def plugins_new(
+    name: str,
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create tessera-NAME/")] = Path("."),
+) -> None:
+    """Scaffold a plugin with the standard layout (see docs/plugins.md)."""
+    from tessera.scaffold import ScaffoldError, create_plugin
+
+    try:
+        root = create_plugin(name, directory)
+    except ScaffoldError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"Created {root}: `pip install -e {root}` then `pytest {root}`")
+
+
 def main() -> None:
     try:
         app()
