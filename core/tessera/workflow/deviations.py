@@ -9,11 +9,12 @@ Three kinds, each shown by ``GET /api/workflow/deviations`` (the "incident manag
   after that time.
 
 The scan job escalates ``stage_overdue`` and ``actions_missing`` once per stage visit: it
-notifies the responsible person and the controller and records a ``workflow_deviation``
-row. ``task_overdue`` is escalated by the kernel's overdue-task job (the stage task's
-controller is the stage controller). The scan only reads instances whose ``next_check_at``
-has come (an indexed column), so its cost follows the number of new deviations, not the
-number of running instances.
+notifies the responsible person and the controller, records a ``workflow_deviation`` row,
+and emits one ``workflow.deviations_detected`` event per batch whose ``items`` name each
+instance, kind, stage and people. ``task_overdue`` is escalated by the kernel's overdue-task
+job (the stage task's controller is the stage controller). The scan only reads instances
+whose ``next_check_at`` has come (an indexed column), so its cost follows the number of new
+deviations, not the number of running instances.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ async def _escalate_batch(
     deviations: list[WorkflowDeviation] = []
     notifications: list[Notification] = []
     updates: dict[tuple[str, datetime | None], list[int]] = defaultdict(list)
+    detected: list[dict[str, Any]] = []
     for row in rows:
         template_id = row["template_id"]
         if template_id not in definitions:
@@ -151,17 +153,15 @@ async def _escalate_batch(
                         created_at=now,
                     )
                 )
-            await events.emit(
-                "workflow.deviation",
-                "workflow_instance",
-                row["id"],
+            detected.append(
                 {
                     "instance_id": row["id"],
                     "kind": kind,
                     "stage": row["current_stage"],
+                    "template": row["template_key"],
                     "responsible_id": row["responsible_id"],
                     "controller_id": row["controller_id"],
-                },
+                }
             )
         watch = []
         if "stage_overdue" not in done and row["stage_due_at"] is not None:
@@ -175,6 +175,9 @@ async def _escalate_batch(
         await WorkflowDeviation.insert(*deviations)
     if notifications:
         await Notification.insert(*notifications)
+    if detected:
+        # One event per scan batch (not per instance): delivery costs a write per event.
+        await events.emit("workflow.deviations_detected", "workflow_instance", None, {"items": detected})
     for (escalated, next_check), ids in updates.items():
         await WI.update({WI.escalated: escalated, WI.next_check_at: next_check}).where(WI.id.is_in(ids))
 
