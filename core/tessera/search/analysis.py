@@ -67,7 +67,8 @@ def word_terms(word: str) -> tuple[str, ...]:
     if _CYRILLIC.search(word):
         terms = [_ru.stemWord(word)]
         morph = _uk()
-        if morph is not None:
+        # Only dictionary words: pymorphy3's guesser is slow and its guesses are noise here.
+        if morph is not None and word.isalpha() and morph.word_is_known(word):  # type: ignore[attr-defined]
             for parse in morph.parse(word)[:3]:  # type: ignore[attr-defined]
                 if parse.is_known:
                     lemma = parse.normal_form.translate(_APOSTROPHES)
@@ -77,6 +78,17 @@ def word_terms(word: str) -> tuple[str, ...]:
     if _LATIN.search(word):
         return (_en.stemWord(word),)
     return (word,)
+
+
+@lru_cache(maxsize=200_000)
+def _span_terms(span: str, raw: bool) -> tuple[str, ...]:
+    word = fold(span)
+    if len(word) > MAX_WORD:
+        return ()
+    terms = word_terms(word)
+    if raw and word not in terms:
+        return (*terms, word)
+    return terms
 
 
 def _phone_terms(span: str) -> list[str] | None:
@@ -114,7 +126,7 @@ def analyze(text: str, raw: bool = False, limit: int = 100_000) -> Positions:
         if kind == "email":
             out.append(_email_terms(span))
             for word in _WORD_RE.findall(span.split("@", 1)[0]):
-                out.append(_terms(fold(word), raw))
+                out.append(list(_span_terms(word, raw)))
             continue
         if kind == "phone":
             terms = _phone_terms(span)
@@ -127,19 +139,12 @@ def analyze(text: str, raw: bool = False, limit: int = 100_000) -> Positions:
                 out.append([digits, *groups])
                 continue
             for word in groups:
-                out.append(_terms(fold(word), raw))
+                out.append(list(_span_terms(word, raw)))
             continue
-        word = fold(span)
-        if len(word) <= MAX_WORD:
-            out.append(_terms(word, raw))
+        terms = _span_terms(span, raw)
+        if terms:
+            out.append(list(terms))
     return out
-
-
-def _terms(word: str, raw: bool) -> list[str]:
-    terms = list(word_terms(word))
-    if raw and word not in terms:
-        terms.append(word)
-    return terms
 
 
 def position_terms(text: str, raw: bool = False) -> list[set[str]]:

@@ -68,7 +68,7 @@ async def search_endpoint(
     date_from: Annotated[datetime | None, Parameter(description="Documents dated at or after")] = None,
     date_to: Annotated[datetime | None, Parameter(description="Documents dated at or before")] = None,
     limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-    offset: Annotated[int, Parameter(ge=0, le=10_000)] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=900)] = 0,
 ) -> SearchOut:
     """Full-text search across parties, contacts, activities, tasks, notes and plugin documents.
 

@@ -27,6 +27,9 @@ MAX_POSITION = 16383
 MAX_POSITIONS_PER_LEXEME = 255
 #: Weights of D, C, B, A for ts_rank_cd: a title hit counts 2.5 times a body hit.
 RANK_WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
+#: Matches ranked per query at most (the most recently indexed ones when more match): ranking
+#: reads each candidate's tsvector, the one cost that grows with the number of matches.
+RANK_CAP = 1000
 
 COLUMNS = (
     "key",
@@ -223,13 +226,18 @@ class PostgresSearcher:
         sql = f"""
         WITH q AS (SELECT $1::tsquery AS q),
         cand AS MATERIALIZED (
-            SELECT d.id, d.type, d.owner_id, ts_rank_cd('{RANK_WEIGHTS}', d.tsv, q.q) AS score
+            SELECT d.id, d.type, d.owner_id
             FROM search_document d, q
             WHERE {" AND ".join(where)}
             LIMIT {COUNT_CAP + 1}
         ),
+        ranked AS (
+            SELECT d.id, ts_rank_cd('{RANK_WEIGHTS}', d.tsv, q.q) AS score
+            FROM (SELECT id FROM cand ORDER BY id DESC LIMIT {RANK_CAP}) c
+            JOIN search_document d ON d.id = c.id, q
+        ),
         top AS (
-            SELECT id, score FROM cand ORDER BY score DESC, id DESC
+            SELECT id, score FROM ranked ORDER BY score DESC, id DESC
             LIMIT {arg(limit)} OFFSET {arg(offset)}
         )
         SELECT

@@ -26,7 +26,6 @@ from whoosh import query as wq
 from whoosh.analysis import Token, Tokenizer
 from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, TEXT, Schema
 from whoosh.searching import Searcher as WSearcher
-from whoosh.sorting import Count, FieldFacet
 
 from tessera.search.analysis import ParsedQuery, QueryPart, QueryWord, analyze
 from tessera.search.base import COUNT_CAP, Access, Filters, RawHit, RawResult
@@ -123,12 +122,14 @@ def build_query(parsed: ParsedQuery, fuzzy: bool = True) -> wq.Query:
     return wq.And(parts) if len(parts) > 1 else parts[0]
 
 
-def build_filter(access: Access, filters: Filters) -> wq.Query:
+def build_filter(access: Access, filters: Filters) -> list[wq.Query]:
+    """Conditions ANDed into the query (constant score, so they do not change ranking): whoosh
+    then skips through their posting lists instead of materialising a filter set of every
+    visible document on each search."""
     conditions: list[wq.Query] = []
-    types = set(access.types)
     if filters.types:
-        types &= set(filters.types)
-    conditions.append(wq.Or([wq.Term("type", t) for t in sorted(types)]) if types else wq.NullQuery)
+        wanted = sorted(set(filters.types) & set(access.types))
+        conditions.append(wq.Or([wq.Term("type", t) for t in wanted]) if wanted else wq.NullQuery)
     if access.user_ids is not None:
         acl = [wq.Term("acl", f"u{u}") for u in sorted(access.user_ids)]
         acl += [wq.Term("acl", f"t{t}") for t in sorted(access.team_ids)]
@@ -141,7 +142,14 @@ def build_filter(access: Access, filters: Filters) -> wq.Query:
         start = _epoch(filters.date_from) if filters.date_from else 0
         end = _epoch(filters.date_to) if filters.date_to else None
         conditions.append(wq.NumericRange("date", start, end))
-    return wq.And(conditions)
+    return [wq.ConstantScoreQuery(c, 0.0) if c is not wq.NullQuery else c for c in conditions]
+
+
+def _hidden_types(searcher: WSearcher, access: Access) -> list[str]:
+    """Types in the index the caller may not see (missing read permission, or a type no
+    enabled plugin declares any more): masked out of every search."""
+    present = {t.decode() if isinstance(t, bytes) else str(t) for t in searcher.lexicon("type")}
+    return sorted(present - set(access.types))
 
 
 class WhooshSearcher:
@@ -292,21 +300,26 @@ class WhooshSearcher:
         self, parsed: ParsedQuery, access: Access, filters: Filters, limit: int, offset: int
     ) -> RawResult:
         searcher = self._get_searcher()
-        flt = build_filter(access, filters)
-        result = self._run(searcher, build_query(parsed, fuzzy=False), flt, limit, offset)
+        conditions = build_filter(access, filters)
+        hidden = _hidden_types(searcher, access)
+        mask = wq.Or([wq.Term("type", t) for t in hidden]) if hidden else None
+        result = self._run(searcher, build_query(parsed, fuzzy=False), conditions, mask, limit, offset)
         if result.total == 0 and any(w.fuzzy_ok for p in parsed.parts for w in p.words):
             # Nothing matched exactly: try again allowing one typo in name words.
-            result = self._run(searcher, build_query(parsed, fuzzy=True), flt, limit, offset)
+            result = self._run(searcher, build_query(parsed, fuzzy=True), conditions, mask, limit, offset)
         return result
 
-    def _run(self, searcher: WSearcher, q: wq.Query, flt: wq.Query, limit: int, offset: int) -> RawResult:
-        page = searcher.search(
-            q,
-            filter=flt,
-            limit=offset + limit,
-            groupedby={"type": FieldFacet("type"), "owner": FieldFacet("owner")},
-            maptype=Count,
-        )
+    def _run(
+        self,
+        searcher: WSearcher,
+        text_query: wq.Query,
+        conditions: list[wq.Query],
+        mask: wq.Query | None,
+        limit: int,
+        offset: int,
+    ) -> RawResult:
+        q = wq.And([text_query, *conditions]) if conditions else text_query
+        page = searcher.search(q, mask=mask, limit=offset + limit)
         hits = []
         for hit in page[offset : offset + limit]:
             date = hit.get("date", NONE)
@@ -322,9 +335,24 @@ class WhooshSearcher:
                     date=datetime.fromtimestamp(date, UTC) if date not in (None, NONE) else None,
                 )
             )
-        total = len(page)
-        by_type = {str(k): int(v) for k, v in page.groups("type").items()}
-        by_owner = {int(k): int(v) for k, v in page.groups("owner").items() if k}
+        # Totals and facets: walk the matches without scoring, up to COUNT_CAP.
+        masked = set(searcher.docs_for_query(mask)) if mask is not None else set()
+        types = searcher.reader().column_reader("type")
+        owners = searcher.reader().column_reader("owner")
+        by_type: dict[str, int] = {}
+        by_owner: dict[int, int] = {}
+        total = 0
+        matcher = q.matcher(searcher, searcher.boolean_context())
+        while matcher.is_active() and total <= COUNT_CAP:
+            docnum = matcher.id()
+            if docnum not in masked and not searcher.reader().is_deleted(docnum):
+                total += 1
+                t = types[docnum]
+                by_type[t] = by_type.get(t, 0) + 1
+                o = owners[docnum]
+                if o:
+                    by_owner[int(o)] = by_owner.get(int(o), 0) + 1
+            matcher.next()
         return RawResult(
             hits=hits,
             total=min(total, COUNT_CAP),
