@@ -344,3 +344,70 @@ async def test_serve_migrates_and_answers(cli: Cli) -> None:
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
+
+
+async def test_serve_reads_the_config_file_it_was_given(cli: Cli, tmp_path: Path) -> None:
+    """Settings that only the file carries (here: the lockout threshold) reach the server."""
+    import httpx
+
+    _ok(cli.run("migrate"))
+    _ok(cli.run("users", "create", "u@example.com", "--name", "U", "--password", "pw-123456789"))
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    config = conf_dir / "tessera.toml"
+    config.write_text(
+        f'[tessera]\ndata_dir = "{cli.cwd / "data"}"\nplugins = []\nlogin_max_failures = 2\n',
+        encoding="utf-8",
+    )
+    port = _free_port()
+    env = {k: v for k, v in cli.env.items() if k != "TESSERA_PLUGINS"}
+    proc = await asyncio.create_subprocess_exec(
+        TESSERA,
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        cwd=cli.cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        statuses: list[int] = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(600):  # bounded wait for start-up
+                if proc.returncode is not None:
+                    break
+                try:
+                    await client.get("/api/health", timeout=2)
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            for _ in range(3):
+                r = await client.post(
+                    "/api/auth/login", json={"email": "u@example.com", "password": "wrong-password"}
+                )
+                statuses.append(r.status_code)
+        assert statuses == [401, 401, 429]
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+
+def test_init_refuses_admin_without_password_before_touching_anything(cli: Cli) -> None:
+    result = cli.run("init", "--admin-email", "boss@example.com")
+    assert result.returncode == 2
+    assert "--admin-password is required" in result.stdout + result.stderr
+    assert not (cli.cwd / "tessera.toml").exists()
+    assert not (cli.cwd / "data" / "tessera.sqlite3").exists()
+
+
+def test_unreachable_database_is_a_clear_message(cli: Cli) -> None:
+    result = cli.run(
+        "migrate", extra_env={"TESSERA_DATABASE_URL": "postgresql://postgres:pw@127.0.0.1:1/nowhere"}
+    )
+    assert result.returncode == 4
+    assert "Cannot open the database" in result.stderr
+    assert "Traceback" not in result.stderr and ":pw@" not in result.stderr

@@ -50,7 +50,11 @@ def _run(settings: Settings, body: Callable[[Any], Awaitable[Any]]) -> Any:
         raise typer.Exit(3) from exc
 
     async def main() -> Any:
-        await db.start()
+        try:
+            await db.start()
+        except Exception as exc:  # unreachable server, unknown database, bad credentials
+            err.print(f"[red]Cannot open the database[/red] {_safe_url(settings)}: {exc}")
+            raise typer.Exit(4) from exc
         try:
             return await body(pm)
         finally:
@@ -96,6 +100,8 @@ def init(
 ) -> None:
     """Create the data directory, a tessera.toml (when missing) and the schema; optionally the
     first admin."""
+    if admin_email and not admin_password:
+        raise typer.BadParameter("--admin-password is required with --admin-email")
     path = config or Path("tessera.toml")
     if not path.exists():
         path.write_text('[tessera]\ndata_dir = "data"\nplugins = ["all"]\n', encoding="utf-8")
@@ -107,8 +113,7 @@ def init(
         if admin_email:
             from tessera.demo import ensure_admin
 
-            if not admin_password:
-                raise typer.BadParameter("--admin-password is required with --admin-email")
+            assert admin_password is not None
             await ensure_admin(admin_email.lower(), "Administrator", admin_password)
             console.print(f"Admin {admin_email} is ready")
 
@@ -116,9 +121,12 @@ def init(
     console.print("[green]Initialised[/green]")
 
 
-def _serve(settings: Settings, reload: bool = False) -> None:
+def _serve(settings: Settings, config: Path | None = None, reload: bool = False) -> None:
     import uvicorn
 
+    if config is not None:
+        # The ASGI factory reads the settings again: it must read the same file.
+        os.environ["TESSERA_CONFIG"] = str(config.resolve())
     os.environ["TESSERA_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url:
         os.environ["TESSERA_DATABASE_URL"] = settings.database_url
@@ -148,7 +156,7 @@ def serve(
     settings = settings.with_(host=host or settings.host, port=port or settings.port)
     if not no_migrate:
         _run(settings, _migrate)
-    _serve(settings)
+    _serve(settings, config)
 
 
 @app.command()
@@ -205,7 +213,7 @@ def demo(
         f"(also head@example.com, manager1@example.com ... same password)\n"
     )
     if serve_after:
-        _serve(settings)
+        _serve(settings, config)
 
 
 @users_app.command("create")
