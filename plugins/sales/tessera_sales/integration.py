@@ -1,0 +1,146 @@
+"""What the sales plugin contributes to the kernel's shared views: client-card timeline items,
+search documents, "who works with this client", and reactions to workflow events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tessera.entities.tables import CrmUser
+from tessera.workflow.tables import WorkflowInstance
+
+from tessera_sales import services
+from tessera_sales.pipelines import DEAL_SUBJECT
+from tessera_sales.tables import Deal, Proposal, SalesDocument, StageVisit
+
+
+async def timeline(party_id: int) -> list[dict[str, Any]]:
+    deals = await Deal.select().where(Deal.party_id == party_id)
+    if not deals:
+        return []
+    by_id = {d["id"]: d for d in deals}
+    items: list[dict[str, Any]] = []
+    for d in deals:
+        items.append(
+            {
+                "kind": "sales.deal.opened",
+                "at": d["created_at"],
+                "id": d["id"],
+                "user_id": d["owner_id"],
+                "title": f"Сделка открыта: {d['title']} ({services.money(d['amount'])} {d['currency']})",
+                "status": d["status"],
+            }
+        )
+    visits = (
+        await StageVisit.select().where(StageVisit.deal_id.is_in(list(by_id))).order_by(StageVisit.entered_at)
+    )
+    for v in visits:
+        if v["seq"] <= 1:
+            continue
+        d = by_id[v["deal_id"]]
+        items.append(
+            {
+                "kind": f"sales.deal.{v['stage'] if v['stage'] in ('won', 'lost') else 'stage'}",
+                "at": v["entered_at"],
+                "id": d["id"],
+                "user_id": d["owner_id"],
+                "title": f"{d['title']}: этап «{v['stage']}»",
+                "detail": d["loss_comment"] if v["stage"] == "lost" else "",
+            }
+        )
+    for p in await Proposal.select(
+        Proposal.id,
+        Proposal.deal_id,
+        Proposal.number,
+        Proposal.version,
+        Proposal.total,
+        Proposal.currency,
+        Proposal.created_at,
+        Proposal.created_by,
+    ).where(Proposal.deal_id.is_in(list(by_id))):
+        items.append(
+            {
+                "kind": "sales.proposal",
+                "at": p["created_at"],
+                "id": p["id"],
+                "user_id": p["created_by"],
+                "title": f"КП {p['number']} v{p['version']}: {services.money(p['total'])} {p['currency']}",
+            }
+        )
+    for doc in await SalesDocument.select().where(SalesDocument.party_id == party_id):
+        items.append(
+            {
+                "kind": f"sales.{doc['kind']}",
+                "at": doc["created_at"],
+                "id": doc["id"],
+                "user_id": doc["created_by"],
+                "title": f"{doc['number']}: {services.money(doc['amount'])} {doc['currency']}",
+            }
+        )
+    return items
+
+
+async def participants(party_id: int) -> list[int]:
+    rows = (
+        await Deal.select(Deal.owner_id)
+        .where(Deal.party_id == party_id, Deal.status == "open", Deal.owner_id.is_not_null())
+        .distinct()
+    )
+    return [r["owner_id"] for r in rows]
+
+
+async def search_documents(entity: str, record: dict[str, Any]) -> list[dict[str, Any]] | None:
+    if entity == "sales.deal":
+        owner = await CrmUser.select(CrmUser.name).where(CrmUser.id == record.get("owner_id")).first()
+        return [
+            {
+                "type": "deal",
+                "id": record["id"],
+                "title": record["title"],
+                "body": f"{record.get('stage', '')} {record.get('status', '')} {record.get('source', '')} "
+                f"{owner['name'] if owner else ''}",
+                "owner_id": record.get("owner_id"),
+                "team_id": record.get("team_id"),
+                "date": record.get("created_at"),
+            }
+        ]
+    if entity == "sales.proposal":
+        deal = (
+            await Deal.select(Deal.title, Deal.owner_id, Deal.team_id)
+            .where(Deal.id == record["deal_id"])
+            .first()
+        )
+        snapshot = record.get("snapshot") or {}
+        lines = " ".join(line.get("name", "") for line in snapshot.get("lines", []))
+        return [
+            {
+                "type": "proposal",
+                "id": record["id"],
+                "title": f"КП {record['number']} v{record['version']} — {deal['title'] if deal else ''}",
+                "body": f"{(snapshot.get('party') or {}).get('name', '')} {lines}",
+                "owner_id": deal["owner_id"] if deal else None,
+                "team_id": deal["team_id"] if deal else None,
+                "date": record.get("created_at"),
+            }
+        ]
+    return None
+
+
+async def on_workflow_event(event: Any) -> None:
+    """A deal's instance moved through the workflow API (or its own delayed actions): refresh
+    the deal's projection. Idempotent (a rebuild from the transitions)."""
+    payload = event.payload or {}
+    if payload.get("subject_entity") != DEAL_SUBJECT or payload.get("subject_id") is None:
+        if event.name != "workflow.stopped":
+            return
+        instance = (
+            await WorkflowInstance.select(WorkflowInstance.subject_entity, WorkflowInstance.subject_id)
+            .where(WorkflowInstance.id == event.entity_id)
+            .first()
+        )
+        if instance is None or instance["subject_entity"] != DEAL_SUBJECT:
+            return
+        payload = {"subject_id": instance["subject_id"]}
+    from tessera import db
+
+    async with db.transaction():
+        await services.sync_deal(int(payload["subject_id"]))

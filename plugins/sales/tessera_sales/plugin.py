@@ -1,0 +1,122 @@
+"""Hook implementations of the sales plugin (nothing else lives here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tessera.hookspecs import hookimpl
+
+PERMISSIONS = {
+    "sales.deal.read": "Read deals, products, proposals and sales reports (within record visibility)",
+    "sales.deal.write": "Open deals, move them through stages, close them, make proposals and documents",
+    "sales.deal.delete": "Delete deals",
+    "sales.product.manage": "Manage products and price lists",
+    "sales.plan.manage": "Set sales plans for managers and teams",
+    "sales.settings.manage": "Manage loss reasons, proposal templates and contact-cadence norms",
+}
+
+
+@hookimpl
+def tessera_tables() -> str:
+    return "tessera_sales.piccolo_app"
+
+
+@hookimpl
+def tessera_routes() -> list[Any]:
+    from tessera_sales.routes import routers
+
+    return routers()
+
+
+@hookimpl
+def tessera_permissions() -> dict[str, str]:
+    return dict(PERMISSIONS)
+
+
+@hookimpl
+def tessera_jobs() -> list[Any]:
+    from tessera_sales.jobs import JOBS
+
+    return list(JOBS)
+
+
+@hookimpl
+def tessera_process_templates() -> list[dict[str, Any]]:
+    from tessera_sales.pipelines import SHIPPED
+
+    return [dict(t) for t in SHIPPED]
+
+
+@hookimpl
+def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
+    return {
+        "party": {
+            "sales_category": {"type": "string", "enum": ["A", "B", "C"], "title": "Категория клиента"},
+            "sales_client_group": {"type": "string", "maxLength": 100, "title": "Группа цен"},
+        },
+        "sales.deal": {},
+    }
+
+
+@hookimpl
+def tessera_on_event(event: Any) -> Any:
+    if event.name in ("workflow.stage_entered", "workflow.stopped", "workflow.migrated"):
+        from tessera_sales.integration import on_workflow_event
+
+        if event.name == "workflow.migrated":
+            return None
+        return on_workflow_event(event)
+    return None
+
+
+@hookimpl
+def tessera_search_types() -> list[Any]:
+    from tessera.search.documents import SearchType
+
+    from tessera_sales.tables import Deal, Proposal
+
+    return [
+        SearchType("deal", "Сделки", permission="sales.deal.read", entity="sales.deal", table=Deal),
+        SearchType(
+            "proposal",
+            "Коммерческие предложения",
+            permission="sales.deal.read",
+            entity="sales.proposal",
+            table=Proposal,
+        ),
+    ]
+
+
+@hookimpl
+def tessera_search_documents(entity: str, record: dict[str, Any]) -> Any:
+    if entity not in ("sales.deal", "sales.proposal"):
+        return None
+    from tessera_sales.integration import search_documents
+
+    return search_documents(entity, record)
+
+
+@hookimpl
+def tessera_timeline_items(party_id: int) -> Any:
+    from tessera_sales.integration import timeline
+
+    return timeline(party_id)
+
+
+@hookimpl
+def tessera_party_participants(party_id: int) -> Any:
+    from tessera_sales.integration import participants
+
+    return participants(party_id)
+
+
+@hookimpl
+def tessera_nav_items() -> list[dict[str, str]]:
+    return [{"label": "Сделки", "href": "/api/sales/deals"}]
+
+
+@hookimpl
+def tessera_demo_data(ctx: Any) -> Any:
+    from tessera_sales.demo import load
+
+    return load(ctx)
