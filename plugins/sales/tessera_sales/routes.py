@@ -12,7 +12,7 @@ import msgspec
 from litestar import Response, Router, get, patch, post, put
 from litestar.params import Parameter
 from msgspec import Meta, Struct
-from tessera import db
+from tessera import clock, db
 from tessera.api.crud import entity_router
 from tessera.entities.dto import Id, partial, set_fields
 from tessera.errors import NotFound, ValidationFailed
@@ -418,7 +418,7 @@ async def quote_price(
     """The price that applies to a product for a client (its group) in a currency on a date."""
     principal.require("sales.deal.read")
     group = await services.client_group(party_id)
-    quote = await services.price_for(product_id, currency.upper(), group, on or dt.date.today())
+    quote = await services.price_for(product_id, currency.upper(), group, on or clock.now().date())
     if quote is None:
         raise NotFound(f"no valid {currency} price for product {product_id}")
     return {**quote, "client_group": group}
