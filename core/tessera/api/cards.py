@@ -219,10 +219,16 @@ async def party_participants(
         Task.party_id == party_id, Task.status.is_in(["open", "in_progress"])
     ):
         add(t["assignee_id"], "open task")
-    for a in await Activity.select(Activity.owner_id).where(Activity.party_id == party_id):
+    # A cancelled activity is work that did not happen: it does not make someone a colleague
+    # on the account.
+    for a in await Activity.select(Activity.owner_id).where(
+        Activity.party_id == party_id, Activity.status != "cancelled"
+    ):
         add(a["owner_id"], "activity")
     for p in await ActivityParticipant.select(ActivityParticipant.user_id).where(
-        ActivityParticipant.activity_id.party_id == party_id, ActivityParticipant.user_id.is_not_null()
+        ActivityParticipant.activity_id.party_id == party_id,
+        ActivityParticipant.activity_id.status != "cancelled",
+        ActivityParticipant.user_id.is_not_null(),
     ):
         add(p["user_id"], "activity participant")
     for plugin, ids in await call_each_async(_pm(request), "tessera_party_participants", party_id=party_id):

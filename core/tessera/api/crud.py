@@ -24,6 +24,9 @@ from tessera.entities.tables import IdempotencyRecord
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 
+#: Length of ``idempotency_record.key``.
+MAX_IDEMPOTENCY_KEY = 200
+
 Decorate = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size (1-500)")]
@@ -134,6 +137,9 @@ def entity_router(
             idempotency_key: IdemKey = None,
         ) -> Response[out]:  # type: ignore[valid-type]
             """Create a record. With an Idempotency-Key header a retry returns the first result."""
+            if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+                # Checked up front: a longer key would only fail when stored, after the create.
+                raise ValidationFailed.field("Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} characters")
             if idempotency_key:
                 replay = await _idempotent_replay(idempotency_key, principal.user_id, request.url.path)
                 if replay is not None:

@@ -12,6 +12,7 @@ from piccolo.columns.combination import WhereRaw
 
 from tessera import db
 from tessera.entities.activities import ActivityStatus, ActivityType
+from tessera.entities.dto import MAX_ID
 from tessera.entities.parties import LifecycleStatus, PartyKind, Relation
 from tessera.entities.tables import (
     Activity,
@@ -26,8 +27,21 @@ from tessera.entities.tables import (
     Team,
 )
 from tessera.entities.tasks import Priority, TaskStatus
+from tessera.errors import ValidationFailed
 
 Q = Annotated[str | None, Parameter(description="Part of the name (case-insensitive)", max_length=200)]
+#: A record id in a filter: out-of-range ids are a 422 on the parameter, not a database error.
+IdQ = Annotated[int | None, Parameter(ge=1, le=MAX_ID)]
+#: A time in a filter must say its time zone (a naive time would mean something different on
+#: each server and engine): 2026-03-02T09:00:00Z or 2026-03-02T12:00:00+03:00.
+When = Annotated[datetime | None, Parameter(description="ISO 8601 with a time zone")]
+
+
+def _aware(**values: datetime | None) -> None:
+    # Litestar drops msgspec's Meta(tz=True) on query parameters, so the check is explicit.
+    for name, value in values.items():
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed.field(name, "must carry a time zone (e.g. 2026-03-02T09:00:00Z)")
 
 
 def array_contains(column: Column, value: str) -> Any:
@@ -80,16 +94,17 @@ def party_filters(
     kind: PartyKind | None = None,
     relation: Relation | None = None,
     status: LifecycleStatus | None = None,
-    owner_id: int | None = None,
-    team_id: int | None = None,
+    owner_id: IdQ = None,
+    team_id: IdQ = None,
     tag: Annotated[str | None, Parameter(max_length=100)] = None,
     phone_or_email: Annotated[
         str | None, Parameter(description="Any phone format or an e-mail; matched exactly", max_length=254)
     ] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    updated_after: datetime | None = None,
+    created_after: When = None,
+    created_before: When = None,
+    updated_after: When = None,
 ) -> list[Any]:
+    _aware(created_after=created_after, created_before=created_before, updated_after=updated_after)
     out: list[Any] = []
     if q:
         out.append(_contains(Party.name, q))
@@ -116,7 +131,7 @@ def party_filters(
     return out
 
 
-def contact_filters(q: Q = None, party_id: int | None = None) -> list[Any]:
+def contact_filters(q: Q = None, party_id: IdQ = None) -> list[Any]:
     out: list[Any] = []
     if q:
         out.append(_contains(Contact.name, q))
@@ -128,12 +143,13 @@ def contact_filters(q: Q = None, party_id: int | None = None) -> list[Any]:
 def activity_filters(
     type: ActivityType | None = None,
     status: ActivityStatus | None = None,
-    party_id: int | None = None,
-    owner_id: int | None = None,
-    starts_after: datetime | None = None,
-    starts_before: datetime | None = None,
+    party_id: IdQ = None,
+    owner_id: IdQ = None,
+    starts_after: When = None,
+    starts_before: When = None,
     q: Annotated[str | None, Parameter(description="Part of the subject", max_length=200)] = None,
 ) -> list[Any]:
+    _aware(starts_after=starts_after, starts_before=starts_before)
     out: list[Any] = []
     if type:
         out.append(Activity.type == type)
@@ -155,16 +171,17 @@ def activity_filters(
 def task_filters(
     status: TaskStatus | None = None,
     open: Annotated[bool | None, Parameter(description="Only open / in-progress tasks")] = None,
-    assignee_id: int | None = None,
-    author_id: int | None = None,
-    controller_id: int | None = None,
-    party_id: int | None = None,
+    assignee_id: IdQ = None,
+    author_id: IdQ = None,
+    controller_id: IdQ = None,
+    party_id: IdQ = None,
     priority: Priority | None = None,
     overdue: Annotated[bool | None, Parameter(description="Only open tasks past their deadline")] = None,
-    deadline_before: datetime | None = None,
+    deadline_before: When = None,
 ) -> list[Any]:
     from tessera import clock
 
+    _aware(deadline_before=deadline_before)
     out: list[Any] = []
     if status:
         out.append(Task.status == status)
@@ -188,7 +205,7 @@ def task_filters(
     return out
 
 
-def note_filters(party_id: int | None = None, subject_ref: str | None = None) -> list[Any]:
+def note_filters(party_id: IdQ = None, subject_ref: str | None = None) -> list[Any]:
     out: list[Any] = []
     if party_id is not None:
         out.append(Note.party_id == party_id)
@@ -197,7 +214,7 @@ def note_filters(party_id: int | None = None, subject_ref: str | None = None) ->
     return out
 
 
-def attachment_filters(party_id: int | None = None, subject_ref: str | None = None) -> list[Any]:
+def attachment_filters(party_id: IdQ = None, subject_ref: str | None = None) -> list[Any]:
     out: list[Any] = []
     if party_id is not None:
         out.append(Attachment.party_id == party_id)
@@ -206,7 +223,7 @@ def attachment_filters(party_id: int | None = None, subject_ref: str | None = No
     return out
 
 
-def user_filters(q: Q = None, team_id: int | None = None, is_active: bool | None = None) -> list[Any]:
+def user_filters(q: Q = None, team_id: IdQ = None, is_active: bool | None = None) -> list[Any]:
     out: list[Any] = []
     if q:
         out.append(_contains(CrmUser.name, q) | _contains(CrmUser.email, q))
@@ -226,12 +243,13 @@ def role_filters(q: Q = None) -> list[Any]:
 
 
 def substitution_filters(
-    absent_user_id: int | None = None,
-    substitute_id: int | None = None,
+    absent_user_id: IdQ = None,
+    substitute_id: IdQ = None,
     active_at: Annotated[
-        datetime | None, Parameter(description="Only substitutions in force at this time")
+        datetime | None, Parameter(description="Only substitutions in force at this time (with a time zone)")
     ] = None,
 ) -> list[Any]:
+    _aware(active_at=active_at)
     out: list[Any] = []
     if absent_user_id is not None:
         out.append(Substitution.absent_user_id == absent_user_id)

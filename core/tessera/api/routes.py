@@ -18,7 +18,7 @@ from tessera.api import filters as f
 from tessera.api.cards import PARTY_EXTRA_HANDLERS
 from tessera.api.crud import entity_router
 from tessera.entities import activities, admin, notes, parties, service, tasks
-from tessera.entities.dto import to_struct
+from tessera.entities.dto import MAX_ID, to_struct
 from tessera.entities.tables import AuditLog, Job, JobRun, Notification
 from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal, all_permissions
@@ -152,10 +152,12 @@ class AuditOut(Struct, kw_only=True):
 async def list_audit(
     principal: Principal,
     entity: str | None = None,
-    entity_id: int | None = None,
-    user_id: int | None = None,
+    entity_id: f.IdQ = None,
+    user_id: f.IdQ = None,
     action: str | None = None,
-    before_id: Annotated[int | None, Parameter(description="Cursor: entries older than this id")] = None,
+    before_id: Annotated[
+        int | None, Parameter(ge=1, le=MAX_ID, description="Cursor: entries older than this id")
+    ] = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
 ) -> list[AuditOut]:
     """The audit log, newest first (needs audit.read)."""
@@ -212,6 +214,8 @@ async def read_notification(principal: Principal, notification_id: int) -> None:
     """Mark one of your notifications read."""
     from tessera import clock
 
+    if not service.valid_id(notification_id):
+        raise NotFound(f"notification {notification_id} not found")
     done = (
         await Notification.update({Notification.read_at: clock.now()})
         .where(Notification.id == notification_id, Notification.user_id == principal.user_id)

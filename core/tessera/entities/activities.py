@@ -11,7 +11,7 @@ from msgspec import Meta, Struct
 
 from tessera import events
 from tessera.entities import service
-from tessera.entities.dto import partial
+from tessera.entities.dto import Id, partial
 from tessera.entities.parties import CONTACT, PARTY
 from tessera.entities.tables import Activity, ActivityParticipant, CrmUser
 from tessera.errors import ValidationFailed
@@ -27,15 +27,15 @@ class ActivityIn(Struct, kw_only=True, forbid_unknown_fields=True):
     starts_at: datetime
     status: ActivityStatus = "planned"
     description: str = ""
-    party_id: int | None = None
-    contact_id: int | None = None
-    owner_id: int | None = None
+    party_id: Id | None = None
+    contact_id: Id | None = None
+    owner_id: Id | None = None
     direction: Literal["", "in", "out"] = ""
     duration_minutes: Annotated[int, Meta(ge=0, le=100_000)] = 0
     outcome: str = ""
     agreements: str = ""
-    participant_user_ids: list[int] = msgspec.field(default_factory=list)
-    participant_contact_ids: list[int] = msgspec.field(default_factory=list)
+    participant_user_ids: list[Id] = msgspec.field(default_factory=list)
+    participant_contact_ids: list[Id] = msgspec.field(default_factory=list)
     custom: dict[str, Any] = msgspec.field(default_factory=dict)
 
 

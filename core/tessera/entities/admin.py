@@ -11,7 +11,7 @@ from msgspec import Meta, Struct
 
 from tessera import auth
 from tessera.entities import service
-from tessera.entities.dto import partial
+from tessera.entities.dto import Id, partial
 from tessera.entities.tables import CrmUser, Role, Substitution, Team, UserRole
 from tessera.errors import ValidationFailed
 from tessera.permissions import SCOPES, Principal
@@ -23,10 +23,10 @@ class UserIn(Struct, kw_only=True, forbid_unknown_fields=True):
     email: Email
     name: Annotated[str, Meta(min_length=1, max_length=200)]
     password: Annotated[str, Meta(min_length=8, max_length=200)] | None = None
-    team_id: int | None = None
+    team_id: Id | None = None
     roles: list[str] = msgspec.field(default_factory=lambda: ["manager"])
     is_active: bool = True
-    timezone: str = "UTC"
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
 
 
 UserPatch = partial(UserIn, "UserPatch")
@@ -77,8 +77,8 @@ class RoleOut(Struct, kw_only=True):
 
 
 class SubstitutionIn(Struct, kw_only=True, forbid_unknown_fields=True):
-    absent_user_id: int
-    substitute_id: int
+    absent_user_id: Id
+    substitute_id: Id
     starts_at: datetime
     ends_at: datetime
     reason: Annotated[str, Meta(max_length=200)] = ""
@@ -124,6 +124,13 @@ async def prepare_user(
         clash = await CrmUser.select(CrmUser.id).where(CrmUser.email == values["email"]).first()
         if clash and (existing is None or clash["id"] != existing["id"]):
             raise ValidationFailed.field("email", "another user has this e-mail")
+    if "timezone" in values:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(values["timezone"])
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValidationFailed.field("timezone", "is not an IANA time zone (e.g. Europe/Moscow)") from exc
     password = values.pop("password", None)
     if password:
         values["password_hash"] = auth.hash_password(password)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
+
+#: Largest primary key (Piccolo's ``Serial`` is a 32-bit integer on PostgreSQL): a larger id
+#: cannot exist, and sending it to the database would fail with an out-of-range error.
+MAX_ID = 2**31 - 1
+
+#: A reference to a record in a request body: a 422 on the field when out of range.
+Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
 
 
 def partial(struct: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:

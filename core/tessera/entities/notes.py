@@ -13,7 +13,7 @@ from msgspec import Meta, Struct
 
 from tessera import clock, events
 from tessera.entities import service
-from tessera.entities.dto import partial
+from tessera.entities.dto import Id, partial
 from tessera.entities.parties import PARTY
 from tessera.entities.tables import Attachment, Note
 from tessera.errors import ValidationFailed
@@ -24,7 +24,7 @@ MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
 
 class NoteIn(Struct, kw_only=True, forbid_unknown_fields=True):
     body: Annotated[str, Meta(min_length=1, max_length=100_000)]
-    party_id: int | None = None
+    party_id: Id | None = None
     subject_ref: Annotated[str, Meta(max_length=100)] = ""
 
 
@@ -110,6 +110,13 @@ async def store_attachment(
     principal.require("note.write")
     if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
         raise ValidationFailed.field("file", "needs a plain file name")
+    # The columns' lengths: checked here so a long name is a 422, not a database error.
+    if len(filename) > 300:
+        raise ValidationFailed.field("file", "file name is longer than 300 characters")
+    if len(content_type or "") > 200:
+        raise ValidationFailed.field("file", "content type is longer than 200 characters")
+    if len(subject_ref) > 100:
+        raise ValidationFailed.field("subject_ref", "is longer than 100 characters")
     if len(content) > MAX_ATTACHMENT_BYTES:
         raise ValidationFailed.field("file", f"is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MiB")
     await service.require_visible(PARTY, principal, party_id, "party_id")

@@ -11,7 +11,7 @@ from msgspec import Meta, Struct
 from tessera import clock, events
 from tessera.entities import service
 from tessera.entities.channels import contact_index, normalise_channels
-from tessera.entities.dto import partial
+from tessera.entities.dto import Id, partial
 from tessera.entities.tables import Contact, CrmUser, Party, PartyStatusChange, Team
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
@@ -45,8 +45,8 @@ class PartyIn(Struct, kw_only=True, forbid_unknown_fields=True):
     kind: PartyKind = "organisation"
     relations: list[Relation] = msgspec.field(default_factory=lambda: ["client"])
     status: LifecycleStatus = "potential"
-    owner_id: int | None = None
-    team_id: int | None = None
+    owner_id: Id | None = None
+    team_id: Id | None = None
     tax_id: Annotated[str, Meta(max_length=50)] = ""
     website: Annotated[str, Meta(max_length=300)] = ""
     addresses: list[Address] = msgspec.field(default_factory=list)
@@ -81,7 +81,7 @@ class PartyOut(Struct, kw_only=True):
 
 
 class ContactIn(Struct, kw_only=True, forbid_unknown_fields=True):
-    party_id: int
+    party_id: Id
     name: Name
     position: Annotated[str, Meta(max_length=200)] = ""
     role: Annotated[str, Meta(max_length=100)] = ""

@@ -19,14 +19,11 @@ from piccolo.columns import Column
 from piccolo.table import Table
 
 from tessera import audit, clock, customfields, events
+from tessera.entities.dto import MAX_ID
 from tessera.errors import Conflict, NotFound, ValidationFailed
 from tessera.permissions import Principal
 
 Condition = Any  # a Piccolo Where / And / Or / WhereRaw
-
-#: Largest primary key (Piccolo's ``Serial`` is a 32-bit integer on PostgreSQL): a larger id
-#: cannot exist, and sending it to the database would fail with an out-of-range error.
-MAX_ID = 2**31 - 1
 Prepare = Callable[[Principal, dict[str, Any], dict[str, Any] | None], Awaitable[dict[str, Any]]]
 AfterWrite = Callable[[Principal, dict[str, Any], dict[str, Any] | None, dict[str, Any]], Awaitable[None]]
 
@@ -147,7 +144,15 @@ async def get(spec: EntitySpec, principal: Principal, record_id: int) -> dict[st
     return row
 
 
+def valid_id(record_id: Any) -> bool:
+    """Whether ``record_id`` could be a primary key (ids from paths and forms are not range
+    checked by the API layer; PostgreSQL would reject a larger one with an error, not a miss)."""
+    return isinstance(record_id, int) and not isinstance(record_id, bool) and 1 <= record_id <= MAX_ID
+
+
 async def _fetch(spec: EntitySpec, principal: Principal | None, record_id: int) -> dict[str, Any] | None:
+    if not valid_id(record_id):
+        return None
     table = spec.table
     conditions = _and(table._meta.primary_key == record_id, spec.visibility(principal) if principal else None)
     row = await table.select().where(*conditions).first().output(load_json=True)
@@ -330,9 +335,10 @@ async def delete(
 
 
 async def visible_ids(spec: EntitySpec, principal: Principal, ids: Sequence[int]) -> set[int]:
+    ids = [i for i in ids if valid_id(i)]
     if not ids:
         return set()
-    conditions = _and(spec.table._meta.primary_key.is_in(list(ids)), spec.visibility(principal))
+    conditions = _and(spec.table._meta.primary_key.is_in(ids), spec.visibility(principal))
     rows = await spec.table.select(spec.table._meta.primary_key).where(*conditions)
     return {r[spec.table._meta.primary_key._meta.name] for r in rows}
 

@@ -11,7 +11,7 @@ from msgspec import Meta, Struct
 
 from tessera import audit, clock, events
 from tessera.entities import service
-from tessera.entities.dto import partial
+from tessera.entities.dto import Id, partial
 from tessera.entities.parties import PARTY
 from tessera.entities.tables import CrmUser, Notification, Task, TaskHandoff
 from tessera.errors import Conflict, ValidationFailed
@@ -25,9 +25,9 @@ OPEN_STATUSES = ("open", "in_progress")
 class TaskIn(Struct, kw_only=True, forbid_unknown_fields=True):
     title: Annotated[str, Meta(min_length=1, max_length=500)]
     description: str = ""
-    party_id: int | None = None
-    assignee_id: int | None = None
-    controller_id: int | None = None
+    party_id: Id | None = None
+    assignee_id: Id | None = None
+    controller_id: Id | None = None
     deadline: datetime | None = None
     priority: Priority = "normal"
     status: TaskStatus = "open"
@@ -62,7 +62,7 @@ class TaskOut(Struct, kw_only=True):
 
 
 class HandoffIn(Struct, kw_only=True, forbid_unknown_fields=True):
-    to_user_id: int
+    to_user_id: Id
     comment: str = ""
 
 

@@ -1,0 +1,148 @@
+"""The audit log (GET /api/audit) records every create/update/delete with old -> new values,
+and a failed write leaves no row, no audit entry and no domain event."""
+
+from __future__ import annotations
+
+from entity_helpers import new_party, table_counts
+from tessera.entities.tables import DomainEvent
+
+
+async def _audit(crm, user, **params):
+    r = await crm.get("/api/audit", user, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_party_create_update_delete_are_audited_with_old_and_new(crm, frozen_clock):
+    admin = await crm.user("admin")
+    alice = await crm.user("manager")
+    party = await new_party(crm, alice, name="Old name", tags=["a"])
+    frozen_clock.advance(minutes=5)
+    r = await crm.patch(f"/api/parties/{party['id']}", alice, json={"name": "New name", "status": "current"})
+    assert r.status_code == 200
+    frozen_clock.advance(minutes=5)
+    assert (await crm.delete(f"/api/parties/{party['id']}", admin)).status_code == 204
+
+    entries = await _audit(crm, admin, entity="party", entity_id=party["id"])
+    assert [e["action"] for e in entries] == ["delete", "update", "create"]  # newest first
+    delete, update, create = entries
+    assert create["user_id"] == alice["id"]
+    assert create["changes"]["name"] == [None, "Old name"]
+    assert create["changes"]["tags"] == [None, ["a"]]
+    assert "contact_index" not in create["changes"]
+    assert update["user_id"] == alice["id"]
+    assert update["changes"]["name"] == ["Old name", "New name"]
+    assert update["changes"]["status"] == ["potential", "current"]
+    assert "tags" not in update["changes"]  # unchanged fields are not logged
+    assert update["at"].startswith("2026-03-02T09:05:00")
+    assert delete["user_id"] == admin["id"]
+    assert delete["changes"]["name"] == ["New name", None]
+    assert delete["at"].startswith("2026-03-02T09:10:00")
+
+
+async def test_audit_filters_and_paging(crm):
+    admin = await crm.user("admin")
+    alice = await crm.user("manager")
+    p = await new_party(crm, alice)
+    await crm.post("/api/tasks", admin, json={"title": "T"})
+    await crm.patch(f"/api/parties/{p['id']}", admin, json={"name": "B"})
+    assert {e["entity"] for e in await _audit(crm, admin, entity="task")} == {"task"}
+    assert {e["user_id"] for e in await _audit(crm, admin, user_id=alice["id"])} == {alice["id"]}
+    assert {e["action"] for e in await _audit(crm, admin, action="update")} == {"update"}
+    everything = await _audit(crm, admin)
+    first = await _audit(crm, admin, limit=1)
+    rest = await _audit(crm, admin, before_id=first[0]["id"])
+    assert [e["id"] for e in first + rest] == [e["id"] for e in everything]
+    r = await crm.get("/api/audit", alice)
+    assert r.status_code == 403
+
+
+async def test_task_and_activity_changes_are_audited(crm):
+    admin = await crm.user("admin")
+    bob = await crm.user("manager")
+    task = (await crm.post("/api/tasks", admin, json={"title": "T"})).json()
+    await crm.post(
+        f"/api/tasks/{task['id']}/handoff", admin, json={"to_user_id": bob["id"], "comment": "yours"}
+    )
+    await crm.post(f"/api/tasks/{task['id']}/complete", bob, json={"result": "done it"})
+    entries = await _audit(crm, admin, entity="task", entity_id=task["id"])
+    assert [e["action"] for e in entries] == ["update", "handoff", "create"]
+    assert entries[1]["changes"] == {"assignee_id": [admin["id"], bob["id"]]}
+    assert entries[1]["detail"] == "yours"
+    assert entries[0]["changes"]["status"] == ["open", "done"]
+    assert entries[0]["changes"]["result"] == ["", "done it"]
+    assert entries[0]["user_id"] == bob["id"]
+
+    act = (
+        await crm.post(
+            "/api/activities",
+            admin,
+            json={"type": "call", "subject": "S", "starts_at": "2026-03-02T09:00:00Z"},
+        )
+    ).json()
+    await crm.patch(f"/api/activities/{act['id']}", admin, json={"status": "done", "outcome": "ok"})
+    update = (await _audit(crm, admin, entity="activity", entity_id=act["id"]))[0]
+    assert update["changes"]["status"] == ["planned", "done"]
+    assert update["changes"]["outcome"] == ["", "ok"]
+
+
+async def test_failed_writes_leave_nothing_behind(crm):
+    admin = await crm.user("admin")
+    r = await crm.put(
+        "/api/custom-fields/party", admin, json={"properties": {"size": {"type": "integer", "minimum": 1}}}
+    )
+    assert r.status_code == 200
+    party = await new_party(crm, admin, custom={"size": 3})
+    colleague = await crm.user("manager")
+    activity = (
+        await crm.post(
+            "/api/activities",
+            admin,
+            json={
+                "type": "call",
+                "subject": "S",
+                "starts_at": "2026-03-02T09:00:00Z",
+                "party_id": party["id"],
+            },
+        )
+    ).json()
+    before = await table_counts()
+    events_before = await DomainEvent.count()
+    attempts = [
+        ("post", "/api/parties", {"name": "X", "status": "current", "custom": {"size": 0}}),
+        ("patch", f"/api/parties/{party['id']}", {"status": "former", "custom": {"size": -1}}),
+        ("patch", f"/api/parties/{party['id']}", {"name": "Y", "version": 99}),
+        (
+            "post",
+            "/api/activities",
+            {
+                "type": "meeting",
+                "subject": "S",
+                "starts_at": "2026-03-02T09:00:00Z",
+                "party_id": party["id"],
+                "participant_user_ids": [colleague["id"], 777_777],
+            },
+        ),
+        (
+            "patch",
+            f"/api/activities/{activity['id']}",
+            {"status": "done", "participant_contact_ids": [777_777]},
+        ),
+        ("post", "/api/tasks", {"title": "T", "assignee_id": colleague["id"], "controller_id": 777_777}),
+    ]
+    for method, url, body in attempts:
+        r = await getattr(crm, method)(url, admin, json=body)
+        assert r.status_code in (409, 422), (url, body, r.text)
+    assert await table_counts() == before
+    assert await DomainEvent.count() == events_before
+    r = await crm.get(f"/api/parties/{party['id']}", admin)
+    assert (r.json()["status"], r.json()["custom"], r.json()["version"]) == ("potential", {"size": 3}, 1)
+    assert (await crm.get(f"/api/activities/{activity['id']}", admin)).json()["status"] == "planned"
+
+
+async def test_domain_events_are_written_with_the_change(crm):
+    admin = await crm.user("admin")
+    party = await new_party(crm, admin)
+    await crm.patch(f"/api/parties/{party['id']}", admin, json={"status": "current"})
+    names = [r["name"] for r in await DomainEvent.select(DomainEvent.name).order_by(DomainEvent.id)]
+    assert names[-3:] == ["party.created", "party.status_changed", "party.updated"]
