@@ -45,7 +45,7 @@ class SearchFacetsOut(Struct, kw_only=True):
 class SearchOut(Struct, kw_only=True):
     query: str
     total: int
-    #: True when more than ``total`` documents matched (counting stops at 10,000).
+    #: True when more than ``total`` documents matched (counting stops at 2,000).
     total_is_lower_bound: bool
     hits: list[SearchHitOut]
     groups: list[SearchGroupOut]

@@ -12,7 +12,7 @@ from tessera.search.documents import Document
 
 #: Matches counted (for totals and facets) per query at most; beyond it totals are reported as
 #: "at least" (``SearchPage.total_capped``). Keeps a one-word query over a million documents fast.
-COUNT_CAP = 10_000
+COUNT_CAP = 2_000
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ MAX_POSITIONS_PER_LEXEME = 255
 RANK_WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
 #: Matches ranked per query at most (the most recently indexed ones when more match): ranking
 #: reads each candidate's tsvector, the one cost that grows with the number of matches.
-RANK_CAP = 1000
+RANK_CAP = 500
 
 COLUMNS = (
     "key",
@@ -253,7 +253,10 @@ class PostgresSearcher:
               ORDER BY top.score DESC, top.id DESC), '[]')
            FROM top JOIN search_document d ON d.id = top.id) AS hits
         """
-        async with self._connection() as conn:
+        async with self._connection() as conn, conn.transaction(readonly=True):
+            # With LIMIT the planner may prefer a sequential scan that reads every row when a
+            # word is common; the GIN bitmaps are always the better path for this table.
+            await conn.execute("SET LOCAL enable_seqscan = off")
             row = await conn.fetchrow(sql, *args)
         total = int(row["total"])
         hits = [

@@ -382,8 +382,9 @@ async def search(principal: Principal, q: str, options: SearchOptions | None = N
         return empty
     raw = await searcher().search(parsed, access, filters, options.limit, options.offset)
     hits = []
+    memo: dict[str, bool] = {}
     for h in raw.hits:
-        title_html, body_html = snippet(h.title, h.body, parsed)
+        title_html, body_html = snippet(h.title, h.body, parsed, memo)
         hits.append(
             {
                 "type": h.type,

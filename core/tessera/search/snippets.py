@@ -7,23 +7,30 @@ from __future__ import annotations
 import html
 import re
 
-from tessera.search.analysis import ParsedQuery, position_terms
+from tessera.search.analysis import _WORD_RE, ParsedQuery, _span_terms, analyze
 
 _SPLIT = re.compile(r"(\s+)")
 WINDOW = 24
+#: Words of a body looked at for the snippet (the best window is searched among them).
+MAX_TOKENS = 1500
 
 
 def _word_matches(token: str, terms: set[str], prefixes: set[str]) -> bool:
-    found = position_terms(token, raw=True)
-    for alts in found:
+    if "@" in token or ((token[:1].isdigit() or token[:1] in "+(") and not any(c.isalpha() for c in token)):
+        groups = [set(p) for p in analyze(token, raw=True)]  # phones, e-mails, numbers
+    else:
+        groups = [set(_span_terms(w, True)) for w in _WORD_RE.findall(token)]
+    for alts in groups:
         if alts & terms:
             return True
-        if any(a.startswith(p) for a in alts for p in prefixes):
+        if prefixes and any(a.startswith(p) for a in alts for p in prefixes):
             return True
     return False
 
 
-def highlight(text: str, query: ParsedQuery, window: int = WINDOW) -> tuple[str, int]:
+def highlight(
+    text: str, query: ParsedQuery, window: int = WINDOW, memo: dict[str, bool] | None = None
+) -> tuple[str, int]:
     """HTML: the ``window`` words of ``text`` around the most matches, matches in ``<mark>``;
     and how many words matched."""
     terms = query.all_terms()
@@ -31,7 +38,13 @@ def highlight(text: str, query: ParsedQuery, window: int = WINDOW) -> tuple[str,
     tokens = [t for t in _SPLIT.split(text.strip()) if t and not t.isspace()]
     if not tokens:
         return "", 0
-    hits = [_word_matches(tok, terms, prefixes) for tok in tokens[:5000]]
+    memo = {} if memo is None else memo
+    hits = []
+    for tok in tokens[:MAX_TOKENS]:
+        hit = memo.get(tok)
+        if hit is None:
+            hit = memo[tok] = _word_matches(tok, terms, prefixes)
+        hits.append(hit)
     tokens = tokens[: len(hits)]
     prefix_sums = [0]
     for h in hits:
@@ -58,8 +71,11 @@ def highlight(text: str, query: ParsedQuery, window: int = WINDOW) -> tuple[str,
     return out, sum(hits)
 
 
-def snippet(title: str, body: str, query: ParsedQuery) -> tuple[str, str]:
-    """(highlighted title, highlighted body snippet)."""
-    title_html, _ = highlight(title, query, window=60)
-    body_html, matched = highlight(body, query)
+def snippet(
+    title: str, body: str, query: ParsedQuery, memo: dict[str, bool] | None = None
+) -> tuple[str, str]:
+    """(highlighted title, highlighted body snippet). Pass one ``memo`` for all hits of a query."""
+    memo = {} if memo is None else memo
+    title_html, _ = highlight(title, query, window=60, memo=memo)
+    body_html, matched = highlight(body, query, memo=memo)
     return title_html, body_html if matched or body else ""
