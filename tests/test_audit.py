@@ -146,3 +146,23 @@ async def test_domain_events_are_written_with_the_change(crm):
     await crm.patch(f"/api/parties/{party['id']}", admin, json={"status": "current"})
     names = [r["name"] for r in await DomainEvent.select(DomainEvent.name).order_by(DomainEvent.id)]
     assert names[-3:] == ["party.created", "party.status_changed", "party.updated"]
+
+
+async def test_patch_that_changes_nothing_is_not_an_edit(crm, frozen_clock):
+    admin = await crm.user("admin")
+    party = await new_party(
+        crm, admin, name="Same", relations=["partner", "client"], phones=[{"number": "84951234567"}]
+    )
+    frozen_clock.advance(hours=1)
+    audit_before = len(await _audit(crm, admin, entity="party"))
+    events_before = await DomainEvent.count()
+    same = {"name": "Same", "relations": ["client", "partner"], "phones": [{"number": "+7 495 123-45-67"}]}
+    r = await crm.patch(f"/api/parties/{party['id']}", admin, json=same | {"version": 1})
+    assert r.status_code == 200, r.text
+    assert r.json() == party  # same version, same updated_at
+    assert len(await _audit(crm, admin, entity="party")) == audit_before
+    assert await DomainEvent.count() == events_before
+    # A stale version is still refused even when nothing would change.
+    await crm.patch(f"/api/parties/{party['id']}", admin, json={"name": "Other"})
+    r = await crm.patch(f"/api/parties/{party['id']}", admin, json={"name": "Other", "version": 1})
+    assert r.status_code == 409

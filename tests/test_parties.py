@@ -194,6 +194,28 @@ async def test_each_party_filter_filters(crm, frozen_clock):
     assert await ids(q="alpha", status="current") == {a["id"]}
 
 
+async def test_name_search_ignores_case_in_any_alphabet(crm):
+    admin = await crm.user("admin")
+    romashka = await new_party(crm, admin, name="ООО «Ромашка»")
+    yolka = await new_party(crm, admin, name="Ёлка и партнёры")
+    odd = await new_party(crm, admin, name="100% [Best]_Co*")
+    await new_party(crm, admin, name="Other")
+
+    async def ids(q):
+        r = await crm.get("/api/parties", admin, params={"q": q})
+        assert r.status_code == 200, r.text
+        return {p["id"] for p in r.json()["items"]}
+
+    assert await ids("ромашка") == {romashka["id"]}
+    assert await ids("РОМАШ") == {romashka["id"]}
+    assert await ids("ёлка") == {yolka["id"]}
+    assert await ids("ПАРТНЁРЫ") == {yolka["id"]}
+    assert await ids("[best]") == {odd["id"]}
+    assert await ids("co*") == {odd["id"]}
+    assert await ids("100") == {odd["id"]}
+    assert await ids("ромашки") == set()
+
+
 async def test_datetime_filter_respects_time_zone(crm, frozen_clock):
     admin = await crm.user("admin")
     party = await new_party(crm, admin)  # created 2026-03-02 09:00 UTC

@@ -83,10 +83,28 @@ def contact_index_match(column: Column, raw: str) -> Any:
     )
 
 
+def _glob_ignoring_case(text: str) -> str:
+    """A GLOB pattern matching ``text`` anywhere in any letter case: "Ром" -> "*[Рр][Оо][Мм]*".
+
+    SQLite's LIKE folds only ASCII letters, so "ромашка" would not find "ООО Ромашка" there;
+    GLOB's character classes fold every letter that has a one-letter upper/lower case."""
+    parts = []
+    for ch in text:
+        variants = sorted({v for v in (ch, ch.lower(), ch.upper()) if len(v) == 1})
+        if len(variants) > 1:
+            parts.append("[" + "".join(variants) + "]")
+        elif ch in "*?[":
+            parts.append(f"[{ch}]")  # GLOB's own wildcards, matched literally
+        else:
+            parts.append(ch)
+    return "*" + "".join(parts) + "*"
+
+
 def _contains(column: Column, text: str) -> Any:
-    pattern = f"%{text.replace('%', '').replace('_', '')}%"
-    # SQLite has no ILIKE (Piccolo warns and falls back); its LIKE ignores ASCII case already.
-    return column.ilike(pattern) if db.is_postgres() else column.like(pattern)
+    """Case-insensitive substring match, the same on both engines (Cyrillic included)."""
+    if db.is_postgres():
+        return column.ilike(f"%{text.replace('%', '').replace('_', '')}%")
+    return WhereRaw(f"{column._meta.get_full_name(with_alias=False)} GLOB {{}}", _glob_ignoring_case(text))
 
 
 def party_filters(

@@ -16,7 +16,7 @@ from tessera.entities import service
 from tessera.entities.dto import Id, partial
 from tessera.entities.parties import PARTY
 from tessera.entities.tables import Attachment, Note
-from tessera.errors import ValidationFailed
+from tessera.errors import PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
 
 MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
@@ -70,7 +70,7 @@ async def prepare_note(
     if existing is None:
         values["author_id"] = principal.user_id
     elif existing["author_id"] != principal.user_id and not principal.can("user.manage"):
-        raise ValidationFailed.field("body", "only the author may edit a note")
+        raise PermissionDenied("Only the author may edit a note")
     await service.require_visible(PARTY, principal, values.get("party_id"), "party_id")
     return values
 

@@ -263,6 +263,12 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
     return row
 
 
+async def _changes_nothing(table: type[Table], record_id: int, changes: dict[str, Any]) -> bool:
+    # Compared with the stored row, hidden columns included (a new password_hash is a change).
+    stored = await table.select().where(table._meta.primary_key == record_id).first().output(load_json=True)
+    return stored is not None and all(k in stored and stored[k] == v for k, v in changes.items())
+
+
 def _split_extras(table: type[Table], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     cols = _columns(table)
     return {k: v for k, v in values.items() if k in cols}, {k: v for k, v in values.items() if k not in cols}
@@ -292,6 +298,10 @@ async def update(
             changes = await spec.prepare(principal, dict(changes), existing)
         await _validate_custom(spec, changes)
         changes, extras = _split_extras(table, changes)
+        if not extras and await _changes_nothing(table, record_id, changes):
+            # Nothing would change: no new version, no audit entry, no event. A client that
+            # re-sends what it read (a form saved twice, a sync job) must not look like an edit.
+            return existing
         cols = _columns(table)
         if "updated_at" in cols:
             changes["updated_at"] = clock.now()
