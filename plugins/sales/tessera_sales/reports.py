@@ -87,25 +87,30 @@ async def funnel(
     group = _group_column(group_by)
     where, args = _filters(principal, owner_id, team_id, None)
     now = clock.now()
-    key = f"{group}" if group else "0"
+    key = group or "NULL"
+    grouping = f"{group}, " if group else ""
     sql = (
         f"SELECT {key} AS grp, v.stage AS stage, COUNT(DISTINCT v.deal_id) AS entered, "
         "SUM(CASE WHEN v.seconds IS NOT NULL THEN v.seconds ELSE 0 END) AS spent, "
         "SUM(CASE WHEN v.seconds IS NOT NULL THEN 1 ELSE 0 END) AS finished, "
-        "SUM(CASE WHEN v.norm_seconds IS NOT NULL AND ((v.seconds IS NOT NULL AND v.seconds > v.norm_seconds) "
-        "OR (v.seconds IS NULL AND d.status = 'open' AND d.stage_due_at < {})) THEN 1 ELSE 0 END) AS over_norm, "
-        "SUM(CASE WHEN v.left_at IS NULL AND d.status = 'open' AND d.stage_due_at < {} THEN 1 ELSE 0 END) AS stuck "
+        "SUM(CASE WHEN v.norm_seconds IS NOT NULL AND ((v.seconds IS NOT NULL AND v.seconds > "
+        "v.norm_seconds) "
+        "OR (v.seconds IS NULL AND d.status = 'open' AND d.stage_due_at < {})) THEN 1 ELSE 0 END) "
+        "AS over_norm, "
+        "SUM(CASE WHEN v.left_at IS NULL AND d.status = 'open' AND d.stage_due_at < {} THEN 1 ELSE "
+        "0 END) AS stuck "
         "FROM sales_stage_visit v JOIN sales_deal d ON d.id = v.deal_id "
         "WHERE d.pipeline = {} AND d.created_at >= {} AND d.created_at < {} AND "
         + " AND ".join(where)
-        + f" GROUP BY {key}, v.stage"
+        + f" GROUP BY {grouping}v.stage"
     )
     rows = await db.raw(sql, now, now, pipeline, start, end, *args)
     amounts = await db.raw(
-        f"SELECT {key} AS grp, d.status AS status, d.currency AS currency, COUNT(*) AS n, SUM(d.amount) AS amount "
+        f"SELECT {key} AS grp, d.status AS status, d.currency AS currency, COUNT(*) AS n, "
+        "SUM(d.amount) AS amount "
         "FROM sales_deal d WHERE d.pipeline = {} AND d.created_at >= {} AND d.created_at < {} AND "
         + " AND ".join(where)
-        + f" GROUP BY {key}, d.status, d.currency",
+        + f" GROUP BY {grouping}d.status, d.currency",
         pipeline,
         start,
         end,
@@ -236,7 +241,8 @@ async def stuck_deals(
         where.append("d.stage = {}")
         args.append(stage)
     rows = await db.raw(
-        "SELECT d.id AS id, d.title AS title, d.pipeline AS pipeline, d.stage AS stage, d.owner_id AS owner_id, "
+        "SELECT d.id AS id, d.title AS title, d.pipeline AS pipeline, d.stage AS stage, d.owner_id "
+        "AS owner_id, "
         "d.team_id AS team_id, d.party_id AS party_id, d.amount AS amount, d.currency AS currency, "
         "d.stage_entered_at AS stage_entered_at, d.stage_due_at AS stage_due_at "
         "FROM sales_deal d WHERE d.status = 'open' AND d.stage_due_at < {} AND "
@@ -286,14 +292,16 @@ async def loss_reasons(
     """Lost deals closed in the period by reason (count, amount per currency)."""
     principal.require("sales.deal.read")
     start, end = _period(date_from, date_to)
-    group = _group_column(group_by) or "0"
+    column = _group_column(group_by)
+    group = column or "NULL"
+    grouping = f"{column}, " if column else ""
     where, args = _filters(principal, None, None, pipeline)
     rows = await db.raw(
         f"SELECT {group} AS grp, r.id AS reason_id, r.name AS reason, d.currency AS currency, COUNT(*) AS n, "
         "SUM(d.amount) AS amount FROM sales_deal d JOIN sales_loss_reason r ON r.id = d.loss_reason_id "
         "WHERE d.status = 'lost' AND d.closed_at >= {} AND d.closed_at < {} AND "
         + " AND ".join(where)
-        + f" GROUP BY {group}, r.id, r.name, d.currency ORDER BY COUNT(*) DESC, r.id",
+        + f" GROUP BY {grouping}r.id, r.name, d.currency ORDER BY COUNT(*) DESC, r.id",
         start,
         end,
         *args,
@@ -330,7 +338,7 @@ async def forecast(
     """Expected revenue per month from open deals, two ways:
 
     * ``weighted``: amount × stage probability, in the month of the deal's expected close date
-      (deals without one fall in the month the stage norm runs out);
+      (deals without an expected close date are left out of this method);
     * ``historical``: amount × the share of this pipeline's closed deals that had been in the
       deal's current stage and were won, in the month the deal should close given the average
       time won deals took from that stage to ``won``.
@@ -339,28 +347,41 @@ async def forecast(
     definition = await services.pipeline(pipeline)
     start, end = _period(date_from, date_to)
     where, args = _filters(principal, owner_id, team_id, pipeline)
-    open_rows = await db.raw(
-        "SELECT d.stage AS stage, d.currency AS currency, d.expected_close AS expected_close, "
-        "d.stage_entered_at AS stage_entered_at, d.stage_due_at AS stage_due_at, d.amount AS amount, "
-        "d.probability AS probability FROM sales_deal d WHERE d.status = 'open' AND " + " AND ".join(where),
+    # Aggregated in SQL to (currency, day) rows, so a million open deals cost a few thousand rows.
+    weighted_rows = await db.raw(
+        "SELECT d.currency AS currency, d.expected_close AS day, SUM(d.amount * d.probability) AS amount "
+        "FROM sales_deal d WHERE d.status = 'open' AND d.expected_close >= {} AND d.expected_close < {} AND "
+        + " AND ".join(where)
+        + " GROUP BY d.currency, d.expected_close",
+        start.date(),
+        end.date(),
+        *args,
+    )
+    entered_day = (
+        "CAST(d.stage_entered_at AS DATE)" if db.is_postgres() else "substr(d.stage_entered_at, 1, 10)"
+    )
+    stage_rows = await db.raw(
+        f"SELECT d.stage AS stage, d.currency AS currency, {entered_day} AS day, SUM(d.amount) AS amount "
+        "FROM sales_deal d WHERE d.status = 'open' AND d.stage_entered_at IS NOT NULL AND "
+        + " AND ".join(where)
+        + f" GROUP BY d.stage, d.currency, {entered_day}",
         *args,
     )
     history = await stage_history_stats(principal, pipeline, owner_id, team_id)
     weighted: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     historical: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for r in open_rows:
-        amount = Decimal(str(r["amount"]))
-        close = r["expected_close"] or r["stage_due_at"] or r["stage_entered_at"]
-        if close is not None:
-            day = _date(close)
-            if start.date() <= day < end.date():
-                weighted[(_month(day), r["currency"])] += amount * Decimal(r["probability"] or 0) / 100
+    for r in weighted_rows:
+        weighted[(_month(_date(r["day"])), r["currency"])] += Decimal(str(r["amount"])) / 100
+    today = clock.now().date()
+    for r in stage_rows:
         stats = history.get(r["stage"])
-        if stats and stats["win_rate"] is not None and r["stage_entered_at"] is not None:
-            predicted = _dt(r["stage_entered_at"]) + dt.timedelta(seconds=stats["avg_seconds_to_won"] or 0)
-            day = max(predicted, clock.now()).date()
-            if start.date() <= day < end.date():
-                historical[(_month(day), r["currency"])] += amount * Decimal(str(stats["win_rate"]))
+        if not stats or stats["win_rate"] is None:
+            continue
+        predicted = _date(r["day"]) + dt.timedelta(seconds=stats["avg_seconds_to_won"] or 0)
+        day = max(predicted, today)
+        if start.date() <= day < end.date():
+            rate = Decimal(stats["won_deals"]) / Decimal(stats["closed_deals"])
+            historical[(_month(day), r["currency"])] += Decimal(str(r["amount"])) * rate
 
     def listing(values: dict[tuple[str, str], Decimal]) -> list[dict[str, Any]]:
         return [
@@ -592,9 +613,12 @@ async def manager_kpis(
         "SUM(CASE WHEN d.status = 'open' THEN 1 ELSE 0 END) AS open_n, "
         "SUM(CASE WHEN d.status = 'open' THEN d.amount ELSE 0 END) AS open_amount, "
         "SUM(CASE WHEN d.created_at >= {} AND d.created_at < {} THEN 1 ELSE 0 END) AS new_n, "
-        "SUM(CASE WHEN d.status = 'won' AND d.closed_at >= {} AND d.closed_at < {} THEN 1 ELSE 0 END) AS won_n, "
-        "SUM(CASE WHEN d.status = 'won' AND d.closed_at >= {} AND d.closed_at < {} THEN d.amount ELSE 0 END) AS won_amount, "
-        "SUM(CASE WHEN d.status = 'lost' AND d.closed_at >= {} AND d.closed_at < {} THEN 1 ELSE 0 END) AS lost_n "
+        "SUM(CASE WHEN d.status = 'won' AND d.closed_at >= {} AND d.closed_at < {} THEN 1 ELSE 0 "
+        "END) AS won_n, "
+        "SUM(CASE WHEN d.status = 'won' AND d.closed_at >= {} AND d.closed_at < {} THEN d.amount "
+        "ELSE 0 END) AS won_amount, "
+        "SUM(CASE WHEN d.status = 'lost' AND d.closed_at >= {} AND d.closed_at < {} THEN 1 ELSE 0 "
+        "END) AS lost_n "
         "FROM sales_deal d WHERE d.owner_id IS NOT NULL AND "
         + " AND ".join(where)
         + " GROUP BY d.owner_id, d.currency",

@@ -562,9 +562,9 @@ async def deal_lines(deal_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
             {
                 "product_id": r["product_id"],
                 "name": r["name"],
-                "quantity": Decimal(str(r["quantity"])),
+                "quantity": Decimal(str(r["quantity"])).quantize(Decimal("0.001")),
                 "unit_price": money(r["unit_price"]),
-                "discount_pct": Decimal(str(r["discount_pct"])),
+                "discount_pct": money(r["discount_pct"]),
                 "amount": money(r["amount"]),
             }
         )
@@ -604,7 +604,7 @@ async def price_for(product_id: int, currency: str, group: str, on: dt.date) -> 
     )
     return {
         "price": money(best["price"]),
-        "discount_pct": Decimal(str(best["discount_pct"] or 0)),
+        "discount_pct": money(best["discount_pct"] or 0),
         "price_list_id": best["list_id"],
     }
 
@@ -647,7 +647,7 @@ async def price_list(list_id: int) -> dict[str, Any]:
         .order_by(Price.product_id)
     )
     row["prices"] = [{"product_id": p["product_id"], "price": money(p["price"])} for p in prices]
-    row["discount_pct"] = Decimal(str(row["discount_pct"]))
+    row["discount_pct"] = money(row["discount_pct"])
     return row
 
 

@@ -50,11 +50,11 @@ async def test_prices_follow_currency_group_and_dates(crm, world, frozen_clock):
     ids = await _catalogue(crm, admin)
     party = world["anna_party"]["id"]
     r = await crm.get("/api/sales/prices", anna, params={"product_id": ids["LIC"], "party_id": party})
-    assert r.json()["price"] == "12000.00" and r.json()["discount_pct"] == "0"
+    assert r.json()["price"] == "12000.00" and r.json()["discount_pct"] == "0.00"
     r = await crm.patch(f"/api/parties/{party}", anna, json={"custom": {"sales_client_group": "partner"}})
     assert r.status_code == 200, r.text
     r = await crm.get("/api/sales/prices", anna, params={"product_id": ids["LIC"], "party_id": party})
-    assert r.json()["price"] == "11000.00" and r.json()["discount_pct"] == "10"
+    assert r.json()["price"] == "11000.00" and r.json()["discount_pct"] == "10.00"
     # After the partner list expires the general price applies again.
     r = await crm.get(
         "/api/sales/prices", anna, params={"product_id": ids["LIC"], "party_id": party, "on": "2026-07-01"}
