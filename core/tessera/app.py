@@ -21,6 +21,7 @@ from tessera.config import Settings, load_settings
 from tessera.entities import service
 from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each, get_plugin_manager
+from tessera.web.pages import WEB_HANDLERS
 from tessera.search import service as search_service
 
 log = logging.getLogger("tessera")
@@ -99,7 +100,7 @@ def create_app(
         await db.stop()
 
     return Litestar(
-        route_handlers=[*AUTH_HANDLERS, *kernel_route_handlers(), *plugin_routers(pm)],
+        route_handlers=[*AUTH_HANDLERS, *kernel_route_handlers(), *plugin_routers(pm), *WEB_HANDLERS],
         dependencies={"principal": Provide(provide_principal)},
         signature_namespace={"Principal": Principal},
         exception_handlers=EXCEPTION_HANDLERS,

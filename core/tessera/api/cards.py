@@ -181,12 +181,19 @@ async def client_card(
 ) -> ClientCard:
     """The client card: the party, its contacts and its whole history in time order — kernel
     activities (done and planned), tasks, notes, files, status changes and what plugins add."""
+    return await client_card_data(_pm(request), principal, party_id, newest_first=order == "desc")
+
+
+async def client_card_data(
+    pm: pluggy.PluginManager, principal: Principal, party_id: int, newest_first: bool = True
+) -> ClientCard:
+    """The client card for the API and the web page alike (404 when the party is not visible)."""
     party = await service.get(PARTY, principal, party_id)
     from tessera.entities.tables import Contact
 
     contacts = await _all(CONTACT, principal, [Contact.party_id == party_id])
-    timeline = await kernel_timeline(principal, party_id) + await plugin_timeline(_pm(request), party_id)
-    timeline.sort(key=lambda item: (item.at, item.kind, item.id or 0), reverse=order == "desc")
+    timeline = await kernel_timeline(principal, party_id) + await plugin_timeline(pm, party_id)
+    timeline.sort(key=lambda item: (item.at, item.kind, item.id or 0), reverse=newest_first)
     now = clock.now()
     return ClientCard(
         party=to_struct(party, PartyOut),

@@ -1,0 +1,253 @@
+"""Web pages (Jinja2, no JavaScript needed). They call the same services as the API, so the
+same permissions and visibility apply; forms carry the session's CSRF token."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect
+
+from tessera import auth, clock
+from tessera.api.cards import client_card_data
+from tessera.api.filters import party_filters
+from tessera.api.security import SESSION_COOKIE
+from tessera.entities import activities, parties, service, tasks
+from tessera.entities.tables import Activity, Notification, Task
+from tessera.errors import DomainError, NotAuthenticated, PermissionDenied
+from tessera.permissions import Principal, build_principal
+from tessera.plugins import call_each
+
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+_env.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
+
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+async def _principal(request: Request[Any, Any, Any]) -> Principal | None:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        return None
+    found = await auth.session_user(session_id)
+    if found is None:
+        return None
+    user_id, csrf = found
+    return await build_principal(user_id, csrf_token=csrf)
+
+
+def _render(
+    request: Request[Any, Any, Any], template: str, status: int = 200, **context: Any
+) -> Response[str]:
+    pm = request.app.state.pm
+    nav = [item for _name, items in call_each(pm, "tessera_nav_items") for item in (items or [])]
+    html = _env.get_template(template).render(nav=nav, **context)
+    return Response(html, media_type="text/html; charset=utf-8", status_code=status)
+
+
+def _check_csrf(principal: Principal, form: dict[str, str]) -> None:
+    if not principal.csrf_token or form.get("csrf_token") != principal.csrf_token:
+        raise PermissionDenied("The form expired; reload the page and try again")
+
+
+@get("/", include_in_schema=False)
+async def home(request: Request[Any, Any, Any]) -> Redirect:
+    return Redirect("/app" if await _principal(request) else "/login")
+
+
+@get("/login", include_in_schema=False)
+async def login_page(request: Request[Any, Any, Any]) -> Response[str]:
+    return _render(request, "login.html", principal=None, error=None, email="")
+
+
+@post("/login", include_in_schema=False, status_code=303)
+async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
+    settings = request.app.state.settings
+    old = request.cookies.get(SESSION_COOKIE)
+    if old:
+        await auth.logout(old)
+    try:
+        result = await auth.login(
+            data.get("email", ""),
+            data.get("password", ""),
+            settings.session_ttl,
+            settings.login_max_failures,
+            settings.login_lockout_seconds,
+        )
+    except DomainError as exc:
+        return _render(
+            request,
+            "login.html",
+            status=exc.status,
+            principal=None,
+            error=exc.detail,
+            email=data.get("email", ""),
+        )
+    cookie = Cookie(
+        key=SESSION_COOKIE,
+        value=result.session_id,
+        httponly=True,
+        secure=settings.secure_cookies,
+        samesite="lax",
+        max_age=settings.session_ttl,
+        path="/",
+    )
+    return Redirect("/app", status_code=303, cookies=[cookie])
+
+
+@post("/logout", include_in_schema=False, status_code=303)
+async def logout_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
+    principal = await _principal(request)
+    if principal is not None:
+        _check_csrf(principal, data)
+        await auth.logout(request.cookies.get(SESSION_COOKIE, ""))
+    return Redirect(
+        "/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
+    )
+
+
+async def _require(request: Request[Any, Any, Any]) -> Principal:
+    principal = await _principal(request)
+    if principal is None:
+        raise NotAuthenticated("Sign in first")
+    return principal
+
+
+@get("/app", include_in_schema=False)
+async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
+    principal = await _principal(request)
+    if principal is None:
+        return Redirect("/login")
+    now = clock.now()
+    my_tasks = (
+        await Task.select()
+        .where(
+            Task.assignee_id.is_in([principal.user_id, *principal.acting_for]),
+            Task.status.is_in(["open", "in_progress"]),
+        )
+        .order_by(Task.deadline)
+        .limit(50)
+    )
+    planned = (
+        await Activity.select(
+            Activity.id,
+            Activity.type,
+            Activity.subject,
+            Activity.starts_at,
+            Activity.party_id,
+            Activity.party_id.name,
+        )
+        .where(
+            Activity.owner_id.is_in([principal.user_id, *principal.acting_for]),
+            Activity.status == "planned",
+            Activity.starts_at >= now - timedelta(days=1),
+            Activity.starts_at < now + timedelta(days=14),
+        )
+        .order_by(Activity.starts_at)
+        .limit(50)
+    )
+    inbox = (
+        await Notification.select()
+        .where(Notification.user_id == principal.user_id, Notification.read_at.is_null())
+        .order_by(Notification.id, ascending=False)
+        .limit(20)
+    )
+    return _render(
+        request,
+        "dashboard.html",
+        principal=principal,
+        tasks=[tasks.decorate(t) for t in my_tasks],
+        planned=planned,
+        inbox=inbox,
+        now=now,
+    )
+
+
+@get("/app/parties", include_in_schema=False)
+async def party_list(
+    request: Request[Any, Any, Any], q: str | None = None, cursor: str | None = None
+) -> Response[Any]:
+    principal = await _principal(request)
+    if principal is None:
+        return Redirect("/login")
+    conditions = party_filters(q=q) if q else []
+    page = await service.list_page(
+        parties.PARTY, principal, conditions, order="name", cursor=cursor, limit=50
+    )
+    total = await service.count(parties.PARTY, principal, conditions)
+    return _render(request, "parties.html", principal=principal, page=page, q=q or "", total=total)
+
+
+@get("/app/parties/{party_id:int}", include_in_schema=False)
+async def party_card(request: Request[Any, Any, Any], party_id: int) -> Response[Any]:
+    principal = await _principal(request)
+    if principal is None:
+        return Redirect("/login")
+    try:
+        card = await client_card_data(request.app.state.pm, principal, party_id, newest_first=True)
+    except DomainError as exc:
+        return _render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
+    tabs = [
+        tab
+        for _n, items in call_each(request.app.state.pm, "tessera_party_tabs", party_id=party_id)
+        for tab in items or []
+    ]
+    return _render(
+        request,
+        "card.html",
+        principal=principal,
+        card=card,
+        tabs=tabs,
+        activity_types=["call", "meeting", "email", "letter", "seminar", "claim", "note"],
+        now=clock.now(),
+        error=request.query_params.get("error"),
+    )
+
+
+@post("/app/parties/{party_id:int}/activities", include_in_schema=False, status_code=303)
+async def log_activity(request: Request[Any, Any, Any], party_id: int, data: Form) -> Response[Any]:
+    principal = await _require(request)
+    _check_csrf(principal, data)
+    try:
+        starts_at = datetime.fromisoformat(data["starts_at"]) if data.get("starts_at") else clock.now()
+        if starts_at.tzinfo is None:
+            starts_at = starts_at.replace(tzinfo=clock.now().tzinfo)
+        await service.create(
+            activities.ACTIVITY,
+            principal,
+            {
+                "type": data.get("type", "call"),
+                "subject": data.get("subject", "").strip(),
+                "status": "done" if starts_at <= clock.now() else "planned",
+                "starts_at": starts_at,
+                "party_id": party_id,
+                "outcome": data.get("outcome", ""),
+                "agreements": data.get("agreements", ""),
+            },
+        )
+    except (DomainError, ValueError) as exc:
+        message = exc.detail if isinstance(exc, DomainError) else f"starts_at: {exc}"
+        from urllib.parse import quote
+
+        return Redirect(f"/app/parties/{party_id}?error={quote(message)}", status_code=303)
+    return Redirect(f"/app/parties/{party_id}", status_code=303)
+
+
+WEB_HANDLERS = [
+    home,
+    login_page,
+    login_submit,
+    logout_submit,
+    dashboard,
+    party_list,
+    party_card,
+    log_activity,
+]
