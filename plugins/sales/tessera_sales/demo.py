@@ -25,7 +25,7 @@ PRODUCTS = [
 DEALS = 200
 
 
-async def load(ctx: Any) -> None:
+async def load(ctx: Any, deals: int = DEALS) -> None:
     if await Product.count() > 0:
         return
     rnd = ctx.random
@@ -96,7 +96,7 @@ async def load(ctx: Any) -> None:
     reasons = [r["id"] for r in await LossReason.select(LossReason.id)]
     saved = clock._clock
     try:
-        for i in range(DEALS):
+        for i in range(deals):
             party = ctx.parties[i % len(ctx.parties)]
             owner_id = party["owner_id"] or managers[i % len(managers)]["id"]
             start = now - dt.timedelta(days=rnd.randint(1, 150), hours=rnd.randint(0, 8))
