@@ -277,3 +277,20 @@ async def test_task_pagination(crm, frozen_clock):
     for order in ("id", "-created_at", "updated_at"):
         items = await walk(crm, admin, "/api/tasks", order=order, limit=3)
         assert sorted(t["id"] for t in items) == sorted(t["id"] for t in made)
+
+
+async def test_notifications_can_be_marked_read(crm):
+    boss = await crm.user("admin")
+    alice = await crm.user("manager")
+    await _task(crm, boss, assignee_id=alice["id"], title="One")
+    await _task(crm, boss, assignee_id=alice["id"], title="Two")
+    inbox = await _inbox(crm, alice)
+    assert [n["title"] for n in inbox] == ["New task: Two", "New task: One"]
+    assert all(n["read_at"] is None for n in inbox)
+    r = await crm.post(f"/api/notifications/{inbox[1]['id']}/read", alice)
+    assert r.status_code == 204
+    unread = (await crm.get("/api/notifications", alice, params={"unread": "true"})).json()
+    assert [n["title"] for n in unread] == ["New task: Two"]
+    # Someone else's notification cannot be touched (nor its existence learnt).
+    assert (await crm.post(f"/api/notifications/{inbox[0]['id']}/read", boss)).status_code == 404
+    assert (await crm.get("/api/notifications", boss)).json() == []
