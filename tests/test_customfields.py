@@ -141,3 +141,35 @@ async def test_declaring_fields_needs_permission_and_a_valid_schema(crm):
     assert r.status_code == 422
     # Nothing was declared by the failed attempts.
     assert (await crm.get("/api/custom-fields/party", admin)).json()["properties"] == {}
+
+
+async def test_object_valued_custom_field_is_checked_inside(crm):
+    admin = await crm.user("admin")
+    schema = {
+        "properties": {
+            "bank": {
+                "type": "object",
+                "properties": {
+                    "bic": {"type": "string", "pattern": "^[0-9]{9}$"},
+                    "name": {"type": "string"},
+                },
+                "required": ["bic"],
+                "additionalProperties": False,
+            }
+        }
+    }
+    await _declare(crm, admin, schema=schema)
+    cases = [
+        ({"bank": {"bic": "044525225", "iban": "x"}}, "custom.bank.iban", "unknown custom field"),
+        ({"bank": {"name": "Sber"}}, "custom.bank.bic", "required"),
+        ({"bank": {"bic": "12"}}, "custom.bank.bic", "pattern"),
+    ]
+    for custom, field, rule in cases:
+        r = await crm.post("/api/parties", admin, json={"name": "X", "custom": custom})
+        assert r.status_code == 422, (custom, r.text)
+        errors = field_errors(r)
+        assert field in errors, errors
+        assert rule in errors[field]
+    assert (await crm.get("/api/parties/count", admin)).json() == {"count": 0}
+    party = await new_party(crm, admin, custom={"bank": {"bic": "044525225", "name": "Sber"}})
+    assert party["custom"]["bank"]["bic"] == "044525225"

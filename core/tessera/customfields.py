@@ -53,21 +53,31 @@ async def effective_schema(pm: pluggy.PluginManager, entity_type: str) -> dict[s
 def validate_against(schema: dict[str, Any], values: dict[str, Any], prefix: str = "custom") -> None:
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     errors: list[FieldError] = []
-    for error in sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path)):
-        path = ".".join(str(p) for p in error.absolute_path)
-        if error.validator == "additionalProperties":
-            extra = sorted(set(values) - set(schema.get("properties", {})))
+    for error in sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path]):
+        # Where the error is: "custom", or "custom.address" inside an object-valued field.
+        where = ".".join([prefix, *(str(p) for p in error.absolute_path)])
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # Named from the offending object itself, so a stray key nested in an object
+            # field is reported (and rejected) too, not only one at the top level.
+            declared = set(error.schema.get("properties", {}))
+            extra = sorted(set(error.instance) - declared)
             for name in extra:
-                errors.append(FieldError(f"{prefix}.{name}", "unknown custom field"))
-            continue
-        if error.validator == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else ""
-            errors.append(FieldError(f"{prefix}.{missing}", f"is required ({error.validator})"))
-            continue
-        field = f"{prefix}.{path}" if path else prefix
-        errors.append(FieldError(field, f"{error.message} (rule: {error.validator})"))
+                errors.append(
+                    FieldError(f"{where}.{name}", "unknown custom field (rule: additionalProperties)")
+                )
+            if extra:
+                continue
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing = [n for n in error.validator_value if n not in error.instance]
+            for name in missing:
+                errors.append(FieldError(f"{where}.{name}", "is required (rule: required)"))
+            if missing:
+                continue
+        errors.append(FieldError(where, f"{error.message} (rule: {error.validator})"))
     if errors:
-        raise ValidationFailed("Custom field validation failed", errors)
+        # One entry per field and message: jsonschema reports each missing name once per rule.
+        unique = list(dict.fromkeys(errors))
+        raise ValidationFailed("Custom field validation failed", unique)
 
 
 async def validate(pm: pluggy.PluginManager, entity_type: str, values: dict[str, Any]) -> None:
