@@ -173,3 +173,19 @@ async def test_object_valued_custom_field_is_checked_inside(crm):
     assert (await crm.get("/api/parties/count", admin)).json() == {"count": 0}
     party = await new_party(crm, admin, custom={"bank": {"bic": "044525225", "name": "Sber"}})
     assert party["custom"]["bank"]["bic"] == "044525225"
+
+
+async def test_declarations_are_audited(crm):
+    admin = await crm.user("admin")
+    await _declare(crm, admin)
+    await _declare(
+        crm, admin, schema={"properties": {"industry": {"type": "string"}}, "required": ["industry"]}
+    )
+    r = await crm.get("/api/audit", admin, params={"entity": "custom_field_schema"})
+    update, create = r.json()
+    assert (create["action"], update["action"]) == ("create", "update")
+    assert create["user_id"] == update["user_id"] == admin["id"]
+    assert create["detail"] == "party"
+    assert create["changes"]["properties"][1] == SCHEMA["properties"]
+    assert update["changes"]["properties"] == [SCHEMA["properties"], {"industry": {"type": "string"}}]
+    assert update["changes"]["required"] == [[], ["industry"]]

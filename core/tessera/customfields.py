@@ -10,7 +10,7 @@ import jsonschema
 import pluggy
 from jsonschema import Draft202012Validator
 
-from tessera import clock
+from tessera import audit, clock, events
 from tessera.entities.tables import CustomFieldSchema
 from tessera.errors import FieldError, ValidationFailed
 from tessera.plugins import call_each
@@ -103,9 +103,22 @@ async def set_admin_properties(
     unknown_required = [name for name in required if name not in properties]
     if unknown_required:
         raise ValidationFailed.field("required", f"not declared in properties: {', '.join(unknown_required)}")
-    existing = await CustomFieldSchema.objects().where(CustomFieldSchema.entity_type == entity_type).first()
+    async with events.unit_of_work():
+        await _store_admin_properties(entity_type, properties, required, user_id)
+    return await effective_schema(pm, entity_type)
+
+
+async def _store_admin_properties(
+    entity_type: str, properties: dict[str, Any], required: list[str], user_id: int | None
+) -> None:
+    existing = (
+        await CustomFieldSchema.select()
+        .where(CustomFieldSchema.entity_type == entity_type)
+        .first()
+        .output(load_json=True)
+    )
     if existing is None:
-        await CustomFieldSchema.insert(
+        rows = await CustomFieldSchema.insert(
             CustomFieldSchema(
                 entity_type=entity_type,
                 properties=properties,
@@ -113,8 +126,10 @@ async def set_admin_properties(
                 updated_at=clock.now(),
                 updated_by=user_id,
             )
-        )
+        ).returning(CustomFieldSchema.id)
+        schema_id = rows[0]["id"]
     else:
+        schema_id = existing["id"]
         await CustomFieldSchema.update(
             {
                 CustomFieldSchema.properties: properties,
@@ -122,5 +137,15 @@ async def set_admin_properties(
                 CustomFieldSchema.updated_at: clock.now(),
                 CustomFieldSchema.updated_by: user_id,
             }
-        ).where(CustomFieldSchema.entity_type == entity_type)
-    return await effective_schema(pm, entity_type)
+        ).where(CustomFieldSchema.id == schema_id)
+    # Changing what every write is checked against is an admin change like any other: audited
+    # with old -> new, in the same transaction.
+    old = {"properties": existing["properties"], "required": existing["required"]} if existing else None
+    new = {"properties": properties, "required": list(required)}
+    await audit.record(
+        "create" if existing is None else "update",
+        "custom_field_schema",
+        schema_id,
+        audit.diff(old, new),
+        detail=entity_type,
+    )
