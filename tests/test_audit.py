@@ -166,3 +166,40 @@ async def test_patch_that_changes_nothing_is_not_an_edit(crm, frozen_clock):
     await crm.patch(f"/api/parties/{party['id']}", admin, json={"name": "Other"})
     r = await crm.patch(f"/api/parties/{party['id']}", admin, json={"name": "Other", "version": 1})
     assert r.status_code == 409
+
+
+async def test_deleting_a_party_audits_and_announces_what_goes_with_it(crm):
+    admin = await crm.user("admin")
+    party = await new_party(crm, admin)
+    other = await new_party(crm, admin, name="Other")
+    contact = (await crm.post("/api/contacts", admin, json={"party_id": party["id"], "name": "Irina"})).json()
+    body = {"type": "call", "subject": "Call", "starts_at": "2026-03-02T09:00:00Z", "party_id": party["id"]}
+    activity = (await crm.post("/api/activities", admin, json=body)).json()
+    task = (await crm.post("/api/tasks", admin, json={"title": "T", "party_id": party["id"]})).json()
+    note = (await crm.post("/api/notes", admin, json={"body": "N", "party_id": party["id"]})).json()
+    kept = (await crm.post("/api/tasks", admin, json={"title": "Keep", "party_id": other["id"]})).json()
+
+    assert (await crm.delete(f"/api/parties/{party['id']}", admin)).status_code == 204
+    gone = {
+        "contact": contact["id"],
+        "activity": activity["id"],
+        "task": task["id"],
+        "note": note["id"],
+    }
+    paths = {"contact": "contacts", "activity": "activities", "task": "tasks", "note": "notes"}
+    for entity, record_id in gone.items():
+        assert (await crm.get(f"/api/{paths[entity]}/{record_id}", admin)).status_code == 404
+        entries = await _audit(crm, admin, entity=entity, entity_id=record_id)
+        assert entries[0]["action"] == "delete", entity
+        assert entries[0]["user_id"] == admin["id"]
+        assert entries[0]["detail"] == f"deleted with party {party['id']}"
+        events = await DomainEvent.count().where(
+            DomainEvent.name == f"{entity}.deleted", DomainEvent.entity_id == record_id
+        )
+        assert events == 1, entity
+    assert (await _audit(crm, admin, entity="contact", entity_id=contact["id"]))[0]["changes"]["name"] == [
+        "Irina",
+        None,
+    ]
+    assert (await crm.get(f"/api/tasks/{kept['id']}", admin)).status_code == 200
+    assert await _audit(crm, admin, entity="task", entity_id=kept["id"], action="delete") == []

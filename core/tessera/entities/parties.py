@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from tessera import clock, events
+from tessera import audit, clock, events
 from tessera.entities import service
 from tessera.entities.channels import contact_index, normalise_channels
 from tessera.entities.dto import Id, partial
@@ -176,6 +176,38 @@ async def after_party_write(
             )
 
 
+async def before_party_delete(principal: Principal, row: dict[str, Any]) -> None:
+    """The database deletes a party's contacts, activities, tasks, notes and files with it:
+    audit each one with its last values and emit its ``.deleted`` event, so the history is
+    not lost silently and listeners (the search index) drop them too."""
+    from tessera.entities.tables import Activity, Attachment, Note, Task
+
+    children: list[tuple[str, Any]] = [
+        ("contact", Contact),
+        ("activity", Activity),
+        ("task", Task),
+        ("note", Note),
+        ("attachment", Attachment),
+    ]
+    for entity, table in children:
+        rows = (
+            await table.select().where(table.party_id == row["id"]).order_by(table.id).output(load_json=True)
+        )
+        for child in rows:
+            for hidden in ("contact_index", "storage_url"):
+                child.pop(hidden, None)
+            await audit.record(
+                "delete",
+                entity,
+                child["id"],
+                audit.diff(child, None),
+                detail=f"deleted with party {row['id']}",
+            )
+            await events.emit(
+                f"{entity}.deleted", entity, child["id"], {"id": child["id"], "party_id": row["id"]}
+            )
+
+
 PARTY = service.EntitySpec(
     name="party",
     table=Party,
@@ -184,6 +216,7 @@ PARTY = service.EntitySpec(
     order_fields=("id", "name", "created_at", "updated_at"),
     prepare=prepare_party,
     after_write=after_party_write,
+    before_delete=before_party_delete,
     hidden=("contact_index",),
 )
 

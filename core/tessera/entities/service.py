@@ -46,6 +46,9 @@ class EntitySpec:
     #: Runs inside the transaction after a create/update: (principal, row, existing or None,
     #: extras) where extras are the prepared values that are not columns (participants ...).
     after_write: AfterWrite | None = None
+    #: Runs inside the transaction just before a delete: (principal, row). Used to audit and
+    #: announce the records the database deletes with it (ON DELETE CASCADE).
+    before_delete: Callable[[Principal, dict[str, Any]], Awaitable[None]] | None = None
     #: Columns never returned by the API.
     hidden: Sequence[str] = ()
     #: Overrides per action ("read", "write", "delete"): a permission name, or None for
@@ -339,6 +342,8 @@ async def delete(
         if existing is None:
             raise NotFound(f"{spec.name} {record_id} not found")
         _check_version(spec, existing, expected_version)
+        if spec.before_delete:
+            await spec.before_delete(principal, existing)
         await table.delete().where(table._meta.primary_key == record_id)
         await audit.record("delete", spec.name, record_id, audit.diff(existing, None))
         await events.emit(f"{spec.name}.deleted", spec.name, record_id, {"id": record_id})
