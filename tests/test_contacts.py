@@ -95,6 +95,15 @@ async def test_contact_filters_and_pagination(crm):
 
     r = await crm.get("/api/contacts", admin, params={"party_id": p2["id"]})
     assert {c["id"] for c in r.json()["items"]} == {c["id"] for c in made if c["party_id"] == p2["id"]}
+    r = await crm.patch(
+        f"/api/contacts/{made[4]['id']}", admin, json={"phones": [{"number": "+7 (916) 123-45-67"}]}
+    )
+    assert r.status_code == 200
+    for needle in ("89161234567", "+7 916 1234567"):
+        r = await crm.get("/api/contacts", admin, params={"phone_or_email": needle})
+        assert [c["id"] for c in r.json()["items"]] == [made[4]["id"]]
+    r = await crm.get("/api/contacts", admin, params={"phone_or_email": "1234567"})
+    assert r.json()["items"] == []
     r = await crm.get("/api/contacts", admin, params={"q": "OL"})
     assert {c["name"] for c in r.json()["items"]} == {"Olga", "oleg"}
     assert (await crm.get("/api/contacts/count", admin, params={"q": "olga"})).json() == {"count": 3}

@@ -414,3 +414,35 @@ async def test_party_writes_need_permission(crm):
     assert (await crm.get(f"/api/parties/{party['id']}", manager)).status_code == 200
     assert (await crm.delete(f"/api/parties/{party['id']}", head)).status_code == 204
     assert (await crm.get("/api/parties")).status_code == 401
+
+
+async def test_party_found_by_its_contacts_phone_or_email(crm):
+    admin = await crm.user("admin")
+    alice = await crm.user("manager")
+    party = await new_party(crm, alice, name="Client", phones=[{"number": "+7 495 000-00-01"}])
+    other = await new_party(crm, admin, name="Other client")
+    body = {
+        "party_id": party["id"],
+        "name": "Accountant",
+        "phones": [{"number": "8 (916) 555-44-33"}],
+        "emails": [{"address": "Buh@Client.Example"}],
+    }
+    assert (await crm.post("/api/contacts", alice, json=body)).status_code == 201
+    body = {"party_id": other["id"], "name": "Other", "phones": [{"number": "+7 916 555-44-34"}]}
+    assert (await crm.post("/api/contacts", admin, json=body)).status_code == 201
+
+    async def ids(user, needle):
+        r = await crm.get("/api/parties", user, params={"phone_or_email": needle})
+        assert r.status_code == 200, r.text
+        count = (await crm.get("/api/parties/count", user, params={"phone_or_email": needle})).json()
+        assert count["count"] == len(r.json()["items"])
+        return [p["id"] for p in r.json()["items"]]
+
+    assert await ids(alice, "+79165554433") == [party["id"]]
+    assert await ids(alice, "9165554433") == [party["id"]]
+    assert await ids(alice, "buh@client.example") == [party["id"]]
+    assert await ids(alice, "84950000001") == [party["id"]]
+    # Visibility still applies: Alice does not learn about the other client through its contact.
+    assert await ids(alice, "+79165554434") == []
+    assert await ids(admin, "+79165554434") == [other["id"]]
+    assert await ids(admin, "+79165554435") == []

@@ -53,10 +53,9 @@ def array_contains(column: Column, value: str) -> Any:
     return column.like(f'%"{escaped}"%')
 
 
-def contact_index_match(column: Column, raw: str) -> Any:
-    """Exact match of one phone (any format) or e-mail against a space-separated
-    ``contact_index``: the needle must be a whole token, so 4951234567 does not find
-    +1 495 123 4567 (14951234567) and sales@x.example does not find xsales@x.example."""
+def _contact_needle(raw: str) -> str:
+    """The ``contact_index`` token for what a user typed: E.164 digits for a phone in any
+    format, the normalised address for an e-mail."""
     from tessera.entities.channels import normalise_email, normalise_phone
 
     needle = raw.strip().lower()
@@ -70,16 +69,42 @@ def contact_index_match(column: Column, raw: str) -> Any:
             needle = normalise_phone(needle).lstrip("+")  # the E.164 digits are always indexed
         except ValueError:
             needle = "".join(ch for ch in needle if ch.isdigit()) or needle
-    needle = needle.replace(" ", "")
+    return needle.replace(" ", "")
+
+
+def _token_sql(column_sql: str) -> str:
+    # Whole-token match in a space-separated index: " a b c " LIKE "% b %" (one placeholder).
+    return f"(' ' || {column_sql} || ' ') LIKE {{}} ESCAPE '\\'"
+
+
+def _token_pattern(needle: str) -> str:
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"% {escaped} %"
+
+
+def contact_index_match(column: Column, raw: str) -> Any:
+    """Exact match of one phone (any format) or e-mail against a space-separated
+    ``contact_index``: the needle must be a whole token, so 4951234567 does not find
+    +1 495 123 4567 (14951234567) and sales@x.example does not find xsales@x.example."""
+    needle = _contact_needle(raw)
     if not needle:
         return WhereRaw("1 = 0")
-    # LIKE wildcards in the needle must match themselves; tokens never contain spaces.
-    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return (
-        (column == needle)
-        | WhereRaw(f"{column._meta.get_full_name(with_alias=False)} LIKE {{}} ESCAPE '\\'", f"{escaped} %")
-        | WhereRaw(f"{column._meta.get_full_name(with_alias=False)} LIKE {{}} ESCAPE '\\'", f"% {escaped}")
-        | WhereRaw(f"{column._meta.get_full_name(with_alias=False)} LIKE {{}} ESCAPE '\\'", f"% {escaped} %")
+    return WhereRaw(_token_sql(column._meta.get_full_name(with_alias=False)), _token_pattern(needle))
+
+
+def party_channel_match(raw: str) -> Any:
+    """Parties whose own phones/e-mails match, or one of whose contacts' do: an incoming call
+    from the accountant's mobile finds the client."""
+    needle = _contact_needle(raw)
+    if not needle:
+        return WhereRaw("1 = 0")
+    pattern = _token_pattern(needle)
+    own = _token_sql(Party.contact_index._meta.get_full_name(with_alias=False))
+    via_contact = _token_sql('"contact"."contact_index"')
+    return WhereRaw(
+        f'({own} OR "party"."id" IN (SELECT "contact"."party_id" FROM "contact" WHERE {via_contact}))',
+        pattern,
+        pattern,
     )
 
 
@@ -139,7 +164,7 @@ def party_filters(
     if tag:
         out.append(array_contains(Party.tags, tag))
     if phone_or_email:
-        out.append(contact_index_match(Party.contact_index, phone_or_email))
+        out.append(party_channel_match(phone_or_email))
     if created_after:
         out.append(Party.created_at >= created_after)
     if created_before:
@@ -149,10 +174,18 @@ def party_filters(
     return out
 
 
-def contact_filters(q: Q = None, party_id: IdQ = None) -> list[Any]:
+def contact_filters(
+    q: Q = None,
+    party_id: IdQ = None,
+    phone_or_email: Annotated[
+        str | None, Parameter(description="Any phone format or an e-mail; matched exactly", max_length=254)
+    ] = None,
+) -> list[Any]:
     out: list[Any] = []
     if q:
         out.append(_contains(Contact.name, q))
+    if phone_or_email:
+        out.append(contact_index_match(Contact.contact_index, phone_or_email))
     if party_id is not None:
         out.append(Contact.party_id == party_id)
     return out
