@@ -340,6 +340,9 @@ async def test_token_scopes_narrow_permissions(crm: Any) -> None:
     assert denied.status_code == 403
     assert (await crm.get("/api/tasks", headers=headers)).status_code == 403
     assert (await crm.get("/api/parties/count", user)).json()["count"] == 1
+    # /me tells the integration what this token may do, not everything the user may do.
+    assert (await crm.get("/api/auth/me", headers=headers)).json()["permissions"] == ["party.read"]
+    assert "party.write" in (await crm.get("/api/auth/me", user)).json()["permissions"]
 
 
 async def test_token_scopes_cannot_exceed_the_users_permissions(crm: Any) -> None:

@@ -28,7 +28,7 @@ class Settings:
     secure_cookies: bool = True
     host: str = "127.0.0.1"
     port: int = 8000
-    #: Seconds a web session stays valid without use.
+    #: Seconds a web session stays valid after sign-in (absolute; the user signs in again).
     session_ttl: int = 8 * 3600
     #: Load plugins from entry points; tests switch it off and pass plugin objects directly.
     autoload_plugins: bool = True

@@ -3,6 +3,7 @@ header), and the login/logout/token routes."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -46,7 +47,8 @@ async def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None
         if session is None:
             return None
         user_id, csrf = session
-        if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != csrf:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if request.method not in SAFE_METHODS and not secrets.compare_digest(sent.encode(), csrf.encode()):
             raise PermissionDenied(f"Missing or wrong {CSRF_HEADER} header (cross-site request refused)")
         try:
             principal = await build_principal(user_id, csrf_token=csrf)
@@ -155,12 +157,16 @@ async def logout(request: Request[Any, Any, Any]) -> Response[None]:
 
 @get("/api/auth/me", operation_id="me", tags=["auth"])
 async def me(principal: Principal) -> MeOut:
-    """The signed-in user, their permissions and visibility scope."""
+    """The signed-in user, their permissions and visibility scope. With a scoped API token,
+    ``permissions`` are what that token may do."""
+    permissions = principal.permissions
+    if principal.token_scopes is not None:
+        permissions = frozenset(s for s in principal.token_scopes if grants(principal.permissions, s))
     return MeOut(
         user_id=principal.user_id,
         name=principal.name,
         email=principal.email,
-        permissions=sorted(principal.permissions),
+        permissions=sorted(permissions),
         scope=principal.scope,
         team_id=principal.team_id,
         acting_for=sorted(principal.acting_for),
