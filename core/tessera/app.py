@@ -21,8 +21,8 @@ from tessera.config import Settings, load_settings
 from tessera.entities import service
 from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each, get_plugin_manager
-from tessera.web.pages import WEB_HANDLERS
 from tessera.search import service as search_service
+from tessera.web.pages import WEB_HANDLERS
 
 log = logging.getLogger("tessera")
 
