@@ -145,6 +145,17 @@ class AuditOut(Struct, kw_only=True):
     detail: str
 
 
+class CadenceRuleIn(Struct, kw_only=True):
+    """The ``CadenceRuleIn`` schema of the API."""
+
+    name: str
+    every_days: int
+    activity_types: list[str] | UnsetType = UNSET
+    party_status: Literal["potential", "current", "former"] = "current"
+    category: str = ""
+    active: bool = True
+
+
 class ChangeIn(Struct, kw_only=True):
     """The ``ChangeIn`` schema of the API."""
 
@@ -172,6 +183,14 @@ class ClientCard(Struct, kw_only=True):
     timeline: list[TimelineItem]
     open_tasks: int
     planned_activities: int
+
+
+class CloseIn(Struct, kw_only=True):
+    """The ``CloseIn`` schema of the API."""
+
+    outcome: Literal["won", "lost"]
+    loss_reason_id: int | UnsetType | None = UNSET
+    comment: str = ""
 
 
 class CommentIn(Struct, kw_only=True):
@@ -254,6 +273,88 @@ class CustomFieldsIn(Struct, kw_only=True):
 
     properties: dict[str, Any]
     required: list[str] | UnsetType = UNSET
+
+
+class DealIn(Struct, kw_only=True):
+    """The ``DealIn`` schema of the API."""
+
+    title: str
+    party_id: int
+    contact_id: int | UnsetType | None = UNSET
+    owner_id: int | UnsetType | None = UNSET
+    amount: str = Decimal("0")
+    currency: str = "RUB"
+    expected_close: datetime.date | UnsetType | None = UNSET
+    source: str = ""
+    campaign_id: int | UnsetType | None = UNSET
+    pipeline: str = "sales.b2b"
+    lines: list[LineIn] | UnsetType = UNSET
+    custom: dict[str, Any] | UnsetType = UNSET
+
+
+class DealOut(Struct, kw_only=True):
+    """The ``DealOut`` schema of the API."""
+
+    id: int
+    title: str
+    party_id: int
+    contact_id: int | None
+    owner_id: int | None
+    team_id: int | None
+    amount: str
+    currency: str
+    expected_close: datetime.date | None
+    source: str
+    campaign_id: int | None
+    pipeline: str
+    instance_id: int | None
+    stage: str
+    stage_entered_at: datetime.datetime | None
+    stage_due_at: datetime.datetime | None
+    probability: int
+    status: str
+    loss_reason_id: int | None
+    loss_comment: str
+    closed_at: datetime.datetime | None
+    lines: list[LineOut]
+    custom: dict[str, Any]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class DealOutPage(Struct, kw_only=True):
+    """The ``DealOutPage`` schema of the API."""
+
+    items: list[DealOut]
+    next_cursor: str | None
+
+
+class DealPatch(Struct, kw_only=True):
+    """The ``DealPatch`` schema of the API."""
+
+    title: str | UnsetType = UNSET
+    party_id: int | UnsetType = UNSET
+    contact_id: int | UnsetType | None = UNSET
+    owner_id: int | UnsetType | None = UNSET
+    amount: str | UnsetType = UNSET
+    currency: str | UnsetType = UNSET
+    expected_close: datetime.date | UnsetType | None = UNSET
+    source: str | UnsetType = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    pipeline: str | UnsetType = UNSET
+    lines: list[LineIn] | UnsetType = UNSET
+    custom: dict[str, Any] | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class DocumentIn(Struct, kw_only=True):
+    """The ``DocumentIn`` schema of the API."""
+
+    kind: Literal["order", "invoice", "shipment", "act"]
+    amount: str | UnsetType | None = UNSET
+    due_on: datetime.date | UnsetType | None = UNSET
+    comment: str = ""
 
 
 class Email(Struct, kw_only=True):
@@ -360,6 +461,27 @@ class JobRunOut(Struct, kw_only=True):
     error: str
 
 
+class LineIn(Struct, kw_only=True):
+    """The ``LineIn`` schema of the API."""
+
+    product_id: int | UnsetType | None = UNSET
+    name: str = ""
+    quantity: str = Decimal("1")
+    unit_price: str | UnsetType | None = UNSET
+    discount_pct: str | UnsetType | None = UNSET
+
+
+class LineOut(Struct, kw_only=True):
+    """The ``LineOut`` schema of the API."""
+
+    product_id: int | None
+    name: str
+    quantity: str
+    unit_price: str
+    discount_pct: str
+    amount: str
+
+
 class LoginIn(Struct, kw_only=True):
     """The ``LoginIn`` schema of the API."""
 
@@ -393,6 +515,14 @@ class MigrateSpec(Struct, kw_only=True):
 
     stage_map: dict[str, str] | UnsetType = UNSET
     from_versions: list[int] | UnsetType | None = UNSET
+    comment: str = ""
+
+
+class MoveIn(Struct, kw_only=True):
+    """The ``MoveIn`` schema of the API."""
+
+    to: str | UnsetType | None = UNSET
+    results: dict[str, Any] | UnsetType = UNSET
     comment: str = ""
 
 
@@ -527,6 +657,48 @@ class Phone(Struct, kw_only=True):
     type: str = "work"
 
 
+class PlanIn(Struct, kw_only=True):
+    """The ``PlanIn`` schema of the API."""
+
+    period_start: datetime.date
+    period_end: datetime.date
+    user_id: int | UnsetType | None = UNSET
+    team_id: int | UnsetType | None = UNSET
+    pipeline: str = ""
+    currency: str = "RUB"
+    amount: str = Decimal("0")
+    stage_targets: dict[str, int] | UnsetType = UNSET
+
+
+class PriceIn(Struct, kw_only=True):
+    """The ``PriceIn`` schema of the API."""
+
+    product_id: int
+    price: str
+
+
+class PriceListIn(Struct, kw_only=True):
+    """The ``PriceListIn`` schema of the API."""
+
+    name: str
+    currency: str
+    valid_from: datetime.date
+    valid_to: datetime.date | UnsetType | None = UNSET
+    client_group: str = ""
+    discount_pct: str = Decimal("0")
+    prices: list[PriceIn] | UnsetType = UNSET
+
+
+class ProductIn(Struct, kw_only=True):
+    """The ``ProductIn`` schema of the API."""
+
+    sku: str
+    name: str
+    unit: str = "шт"
+    description: str = ""
+    active: bool = True
+
+
 class PublishIn(Struct, kw_only=True):
     """The ``PublishIn`` schema of the API."""
 
@@ -540,6 +712,14 @@ class PublishOut(Struct, kw_only=True):
     template: TemplateOut
     created: bool
     migrated: int
+
+
+class ReasonIn(Struct, kw_only=True):
+    """The ``ReasonIn`` schema of the API."""
+
+    name: str
+    active: bool = True
+    position: int = 0
 
 
 class ReassignIn(Struct, kw_only=True):
@@ -775,12 +955,6 @@ class TeamPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
-class TemplateIn(Struct, kw_only=True):
-    """The ``TemplateIn`` schema of the API."""
-
-    definition: dict[str, Any]
-
-
 class TemplateOut(Struct, kw_only=True):
     """The ``TemplateOut`` schema of the API."""
 
@@ -794,6 +968,13 @@ class TemplateOut(Struct, kw_only=True):
     created_by: int | None
     created_at: datetime.datetime
     definition: dict[str, Any]
+
+
+class TickIn(Struct, kw_only=True):
+    """The ``TickIn`` schema of the API."""
+
+    item: str
+    done: bool = True
 
 
 class TimelineItem(Struct, kw_only=True):
@@ -885,6 +1066,20 @@ class UserPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class tessera_sales_routes_TemplateIn(Struct, kw_only=True):
+    """The ``tessera_sales_routes_TemplateIn`` schema of the API."""
+
+    name: str
+    body: str
+    is_default: bool = True
+
+
+class tessera_workflow_routes_TemplateIn(Struct, kw_only=True):
+    """The ``tessera_workflow_routes_TemplateIn`` schema of the API."""
+
+    definition: dict[str, Any]
+
+
 MODELS: dict[str, type[Struct]] = {
     "ActivityIn": ActivityIn,
     "ActivityOut": ActivityOut,
@@ -895,9 +1090,11 @@ MODELS: dict[str, type[Struct]] = {
     "AttachmentOut": AttachmentOut,
     "AttachmentOutPage": AttachmentOutPage,
     "AuditOut": AuditOut,
+    "CadenceRuleIn": CadenceRuleIn,
     "ChangeIn": ChangeIn,
     "ChecklistIn": ChecklistIn,
     "ClientCard": ClientCard,
+    "CloseIn": CloseIn,
     "CommentIn": CommentIn,
     "CompleteIn": CompleteIn,
     "ContactBrief": ContactBrief,
@@ -906,6 +1103,11 @@ MODELS: dict[str, type[Struct]] = {
     "ContactOutPage": ContactOutPage,
     "ContactPatch": ContactPatch,
     "CustomFieldsIn": CustomFieldsIn,
+    "DealIn": DealIn,
+    "DealOut": DealOut,
+    "DealOutPage": DealOutPage,
+    "DealPatch": DealPatch,
+    "DocumentIn": DocumentIn,
     "Email": Email,
     "HandoffIn": HandoffIn,
     "HandoffOut": HandoffOut,
@@ -915,10 +1117,13 @@ MODELS: dict[str, type[Struct]] = {
     "JobOut": JobOut,
     "JobPatch": JobPatch,
     "JobRunOut": JobRunOut,
+    "LineIn": LineIn,
+    "LineOut": LineOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
     "MeOut": MeOut,
     "MigrateSpec": MigrateSpec,
+    "MoveIn": MoveIn,
     "NoteIn": NoteIn,
     "NoteOut": NoteOut,
     "NoteOutPage": NoteOutPage,
@@ -930,8 +1135,13 @@ MODELS: dict[str, type[Struct]] = {
     "PartyOutPage": PartyOutPage,
     "PartyPatch": PartyPatch,
     "Phone": Phone,
+    "PlanIn": PlanIn,
+    "PriceIn": PriceIn,
+    "PriceListIn": PriceListIn,
+    "ProductIn": ProductIn,
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
+    "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
     "RoleIn": RoleIn,
     "RoleOut": RoleOut,
@@ -954,8 +1164,8 @@ MODELS: dict[str, type[Struct]] = {
     "TeamOut": TeamOut,
     "TeamOutPage": TeamOutPage,
     "TeamPatch": TeamPatch,
-    "TemplateIn": TemplateIn,
     "TemplateOut": TemplateOut,
+    "TickIn": TickIn,
     "TimelineItem": TimelineItem,
     "TokenCreated": TokenCreated,
     "TokenIn": TokenIn,
@@ -964,4 +1174,6 @@ MODELS: dict[str, type[Struct]] = {
     "UserOut": UserOut,
     "UserOutPage": UserOutPage,
     "UserPatch": UserPatch,
+    "tessera_sales_routes_TemplateIn": tessera_sales_routes_TemplateIn,
+    "tessera_workflow_routes_TemplateIn": tessera_workflow_routes_TemplateIn,
 }

@@ -260,7 +260,10 @@ async def crm(
 
     plugins = _wanted_plugins(request)
     base_settings = Settings(
-        data_dir=tmp_path / "data", plugins=plugins, secure_cookies=False, search_backend=_search_backend(request)
+        data_dir=tmp_path / "data",
+        plugins=plugins,
+        secure_cookies=False,
+        search_backend=_search_backend(request),
     )
     template = await _migrated_template(_tessera_templates, backend, plugins, base_settings)
     if backend == "sqlite":
