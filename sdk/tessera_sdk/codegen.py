@@ -15,6 +15,7 @@ included), for integrators who want types for their own plugins too.
 from __future__ import annotations
 
 import argparse
+import json
 import keyword
 import re
 import shutil
@@ -107,7 +108,8 @@ def type_of(schema: dict[str, Any]) -> str:
 def _default(value: Any) -> str:
     if isinstance(value, list | dict) and value:
         raise ValueError("non-empty collection defaults are not supported")
-    return repr(value)
+    # The in-process schema may hold Python objects (Decimal) where JSON would hold strings.
+    return repr(json.loads(json.dumps(value, default=str)))
 
 
 def _field_name(name: str) -> tuple[str, str | None]:

@@ -282,7 +282,7 @@ class DealIn(Struct, kw_only=True):
     party_id: int
     contact_id: int | UnsetType | None = UNSET
     owner_id: int | UnsetType | None = UNSET
-    amount: str = Decimal("0")
+    amount: str = "0"
     currency: str = "RUB"
     expected_close: datetime.date | UnsetType | None = UNSET
     source: str = ""
@@ -466,7 +466,7 @@ class LineIn(Struct, kw_only=True):
 
     product_id: int | UnsetType | None = UNSET
     name: str = ""
-    quantity: str = Decimal("1")
+    quantity: str = "1"
     unit_price: str | UnsetType | None = UNSET
     discount_pct: str | UnsetType | None = UNSET
 
@@ -666,7 +666,7 @@ class PlanIn(Struct, kw_only=True):
     team_id: int | UnsetType | None = UNSET
     pipeline: str = ""
     currency: str = "RUB"
-    amount: str = Decimal("0")
+    amount: str = "0"
     stage_targets: dict[str, int] | UnsetType = UNSET
 
 
@@ -685,7 +685,7 @@ class PriceListIn(Struct, kw_only=True):
     valid_from: datetime.date
     valid_to: datetime.date | UnsetType | None = UNSET
     client_group: str = ""
-    discount_pct: str = Decimal("0")
+    discount_pct: str = "0"
     prices: list[PriceIn] | UnsetType = UNSET
 
 
