@@ -129,6 +129,14 @@ async def test_migrate_is_idempotent_and_runs_newly_enabled_plugin(cli: Cli) -> 
     assert [r[0] for r in await cli.query("SELECT app_name FROM migration")].count("probe") == 1
 
 
+async def test_migrate_stores_the_process_templates_plugins_ship_once(cli: Cli) -> None:
+    _ok(cli.run("migrate", plugins="sales"))
+    _ok(cli.run("migrate", plugins="sales"))
+    rows = await cli.query("SELECT key, version FROM workflow_template ORDER BY key")
+    assert ("sales.b2b", 1) in rows  # stored at deploy time, and not again when unchanged
+    assert [key for key, _ in rows].count("sales.b2b") == 1
+
+
 async def test_database_url_password_is_not_printed(cli: Cli) -> None:
     if cli.backend != "postgres":
         pytest.skip("only a PostgreSQL URL carries credentials")

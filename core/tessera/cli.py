@@ -66,10 +66,14 @@ def _run(settings: Settings, body: Callable[[Any], Awaitable[Any]]) -> Any:
 async def _migrate(pm: Any) -> None:
     from tessera.permissions import ensure_default_roles
     from tessera.scheduler import sync_jobs
+    from tessera.workflow.templates import sync_plugin_templates
 
     await migrations.migrate()
     await ensure_default_roles()
     await sync_jobs(pm)
+    # Plugins' process templates are stored (as new versions when changed) at migrate time,
+    # so the first request after a deploy does not pay for it.
+    await sync_plugin_templates(pm)
 
 
 @app.command()

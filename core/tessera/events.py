@@ -133,7 +133,7 @@ async def deliver(event_ids: list[int]) -> int:
         .order_by(DomainEventRow.id)
         .output(load_json=True)
     )
-    delivered = 0
+    delivered: list[int] = []
     for row in rows:
         event = _to_event(row)
         error = await _deliver_one(event)
@@ -142,14 +142,14 @@ async def deliver(event_ids: list[int]) -> int:
                 {DomainEventRow.attempts: DomainEventRow.attempts + 1, DomainEventRow.last_error: error}
             ).where(DomainEventRow.id == event.id)
         else:
-            await DomainEventRow.update(
-                {
-                    DomainEventRow.dispatched_at: clock.now(),
-                    DomainEventRow.attempts: DomainEventRow.attempts + 1,
-                }
-            ).where(DomainEventRow.id == event.id)
-            delivered += 1
-    return delivered
+            delivered.append(event.id)
+    if delivered:
+        # One write for the whole batch: a crash before it only means these are delivered
+        # again (at-least-once), and a busy unit of work no longer pays a commit per event.
+        await DomainEventRow.update(
+            {DomainEventRow.dispatched_at: clock.now(), DomainEventRow.attempts: DomainEventRow.attempts + 1}
+        ).where(DomainEventRow.id.is_in(delivered))
+    return len(delivered)
 
 
 async def _deliver_one(event: DomainEvent) -> str:
