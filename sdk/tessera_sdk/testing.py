@@ -132,6 +132,21 @@ def _wanted_plugins(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
+_HASHES: dict[str, str] = {}
+#: One Litestar app per plugin set, reused across tests (see the ``crm`` fixture).
+_APPS: dict[tuple[str, ...], Any] = {}
+
+
+def _password_hash(password: str) -> str:
+    """argon2 is slow on purpose; tests create many users with the same password, so the
+    (salted, valid) hash is computed once per password and reused."""
+    if password not in _HASHES:
+        from tessera import auth
+
+        _HASHES[password] = auth.hash_password(password)
+    return _HASHES[password]
+
+
 @dataclass
 class CRM:
     """A booted kernel for one test."""
@@ -165,7 +180,7 @@ class CRM:
             {
                 "email": f"user{self._counter}-{uuid.uuid4().hex[:6]}@example.com",
                 "name": name or f"User {self._counter}",
-                "password": password,
+                "password_hash": _password_hash(password),
                 "roles": [role],
                 "team_id": team_id,
             },
@@ -255,7 +270,7 @@ async def crm(
     """A kernel with the marked plugins on a fresh database of ``backend``."""
     import httpx
     from tessera import clock, db
-    from tessera.app import create_app, startup
+    from tessera.app import boot, create_app, startup
     from tessera.config import Settings
 
     plugins = _wanted_plugins(request)
@@ -277,7 +292,14 @@ async def crm(
         pg_name = f"tessera_t_{uuid.uuid4().hex[:10]}"
         await _pg_admin(base, f'CREATE DATABASE "{pg_name}" TEMPLATE "{template}"')
         settings = base_settings.with_(database_url=_db_url(base, pg_name))
-    app = create_app(settings)
+    app = _APPS.get(plugins)
+    if app is None:
+        app = _APPS[plugins] = create_app(settings)
+    else:
+        # Building a Litestar app with every route costs most of a second; routes depend only
+        # on the plugin set, so the app is reused and pointed at this test's database and data.
+        app.state.pm = boot(settings)
+        app.state.settings = settings
     # The app runs in the test's own event loop (Litestar's AsyncTestClient would run it in a
     # second thread, where a PostgreSQL pool opened by the test cannot be used).
     await startup()
