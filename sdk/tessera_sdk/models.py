@@ -689,6 +689,27 @@ class PriceListIn(Struct, kw_only=True):
     prices: list[PriceIn] | UnsetType = UNSET
 
 
+class ProcessTemplateIn(Struct, kw_only=True):
+    """The ``ProcessTemplateIn`` schema of the API."""
+
+    definition: dict[str, Any]
+
+
+class ProcessTemplateOut(Struct, kw_only=True):
+    """The ``ProcessTemplateOut`` schema of the API."""
+
+    id: int
+    key: str
+    version: int
+    name: str
+    description: str
+    source: str
+    is_current: bool
+    created_by: int | None
+    created_at: datetime.datetime
+    definition: dict[str, Any]
+
+
 class ProductIn(Struct, kw_only=True):
     """The ``ProductIn`` schema of the API."""
 
@@ -697,6 +718,14 @@ class ProductIn(Struct, kw_only=True):
     unit: str = "шт"
     description: str = ""
     active: bool = True
+
+
+class ProposalTemplateIn(Struct, kw_only=True):
+    """The ``ProposalTemplateIn`` schema of the API."""
+
+    name: str
+    body: str
+    is_default: bool = True
 
 
 class PublishIn(Struct, kw_only=True):
@@ -709,7 +738,7 @@ class PublishIn(Struct, kw_only=True):
 class PublishOut(Struct, kw_only=True):
     """The ``PublishOut`` schema of the API."""
 
-    template: TemplateOut
+    template: ProcessTemplateOut
     created: bool
     migrated: int
 
@@ -955,21 +984,6 @@ class TeamPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
-class TemplateOut(Struct, kw_only=True):
-    """The ``TemplateOut`` schema of the API."""
-
-    id: int
-    key: str
-    version: int
-    name: str
-    description: str
-    source: str
-    is_current: bool
-    created_by: int | None
-    created_at: datetime.datetime
-    definition: dict[str, Any]
-
-
 class TickIn(Struct, kw_only=True):
     """The ``TickIn`` schema of the API."""
 
@@ -1066,20 +1080,6 @@ class UserPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
-class tessera_sales_routes_TemplateIn(Struct, kw_only=True):
-    """The ``tessera_sales_routes_TemplateIn`` schema of the API."""
-
-    name: str
-    body: str
-    is_default: bool = True
-
-
-class tessera_workflow_routes_TemplateIn(Struct, kw_only=True):
-    """The ``tessera_workflow_routes_TemplateIn`` schema of the API."""
-
-    definition: dict[str, Any]
-
-
 MODELS: dict[str, type[Struct]] = {
     "ActivityIn": ActivityIn,
     "ActivityOut": ActivityOut,
@@ -1138,7 +1138,10 @@ MODELS: dict[str, type[Struct]] = {
     "PlanIn": PlanIn,
     "PriceIn": PriceIn,
     "PriceListIn": PriceListIn,
+    "ProcessTemplateIn": ProcessTemplateIn,
+    "ProcessTemplateOut": ProcessTemplateOut,
     "ProductIn": ProductIn,
+    "ProposalTemplateIn": ProposalTemplateIn,
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
     "ReasonIn": ReasonIn,
@@ -1164,7 +1167,6 @@ MODELS: dict[str, type[Struct]] = {
     "TeamOut": TeamOut,
     "TeamOutPage": TeamOutPage,
     "TeamPatch": TeamPatch,
-    "TemplateOut": TemplateOut,
     "TickIn": TickIn,
     "TimelineItem": TimelineItem,
     "TokenCreated": TokenCreated,
@@ -1174,6 +1176,4 @@ MODELS: dict[str, type[Struct]] = {
     "UserOut": UserOut,
     "UserOutPage": UserOutPage,
     "UserPatch": UserPatch,
-    "tessera_sales_routes_TemplateIn": tessera_sales_routes_TemplateIn,
-    "tessera_workflow_routes_TemplateIn": tessera_workflow_routes_TemplateIn,
 }

@@ -25,7 +25,7 @@ Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size (1-500)")]
 Comment = Annotated[str, Meta(max_length=10_000)]
 
 
-class TemplateOut(Struct, kw_only=True):
+class ProcessTemplateOut(Struct, kw_only=True):
     id: int
     key: str
     version: int
@@ -38,7 +38,7 @@ class TemplateOut(Struct, kw_only=True):
     definition: dict[str, Any]
 
 
-class TemplateIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class ProcessTemplateIn(Struct, kw_only=True, forbid_unknown_fields=True):
     definition: dict[str, Any]
 
 
@@ -57,7 +57,7 @@ class PublishIn(Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class PublishOut(Struct, kw_only=True):
-    template: TemplateOut
+    template: ProcessTemplateOut
     created: bool
     migrated: int
 
@@ -171,11 +171,11 @@ async def template_schema(principal: Principal) -> dict[str, Any]:
 
 
 @get("/templates", operation_id="list_process_templates")
-async def list_templates(request: Request[Any, Any, Any], principal: Principal) -> list[TemplateOut]:
+async def list_templates(request: Request[Any, Any, Any], principal: Principal) -> list[ProcessTemplateOut]:
     """The current version of every process template (admin-made and plugin-shipped)."""
     principal.require("workflow.read")
     await templates.sync_plugin_templates(_pm(request))
-    return [to_struct(r, TemplateOut) for r in await templates.list_current()]
+    return [to_struct(r, ProcessTemplateOut) for r in await templates.list_current()]
 
 
 @get("/templates/{key:str}", operation_id="get_process_template")
@@ -184,26 +184,26 @@ async def get_template(
     principal: Principal,
     key: str,
     version: Annotated[int | None, Parameter(description="A given version (default: current)")] = None,
-) -> TemplateOut:
+) -> ProcessTemplateOut:
     """One template: the current version, or ``?version=N``."""
     principal.require("workflow.read")
     await templates.sync_plugin_templates(_pm(request))
-    return to_struct(await templates.get_version(key, version), TemplateOut)  # type: ignore[no-any-return]
+    return to_struct(await templates.get_version(key, version), ProcessTemplateOut)  # type: ignore[no-any-return]
 
 
 @get("/templates/{key:str}/versions", operation_id="list_process_template_versions")
-async def list_versions(principal: Principal, key: str) -> list[TemplateOut]:
+async def list_versions(principal: Principal, key: str) -> list[ProcessTemplateOut]:
     """Every published version of a template, oldest first."""
     principal.require("workflow.read")
-    return [to_struct(r, TemplateOut) for r in await templates.list_versions(key)]
+    return [to_struct(r, ProcessTemplateOut) for r in await templates.list_versions(key)]
 
 
 @post("/templates", operation_id="create_process_template", status_code=201)
-async def create_template(principal: Principal, data: TemplateIn) -> TemplateOut:
+async def create_template(principal: Principal, data: ProcessTemplateIn) -> ProcessTemplateOut:
     """Create a new template (version 1). 422 names every invalid path of the definition."""
     principal.require("workflow.manage")
     row, _ = await templates.publish(data.definition, "admin", principal.user_id, new_key=True)
-    return to_struct(row, TemplateOut)  # type: ignore[no-any-return]
+    return to_struct(row, ProcessTemplateOut)  # type: ignore[no-any-return]
 
 
 @post("/templates/{key:str}/versions", operation_id="publish_process_template_version", status_code=201)
@@ -230,7 +230,7 @@ async def publish_version(principal: Principal, key: str, data: PublishIn) -> Pu
             from_versions=migrating.from_versions,
             comment=migrating.comment,
         )
-    return PublishOut(template=to_struct(row, TemplateOut), created=created, migrated=migrated)
+    return PublishOut(template=to_struct(row, ProcessTemplateOut), created=created, migrated=migrated)
 
 
 # --------------------------------------------------------------------------- instances

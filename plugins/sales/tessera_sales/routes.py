@@ -271,7 +271,7 @@ def _quote(name: str) -> str:
     return quote(name)
 
 
-class TemplateIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class ProposalTemplateIn(Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200)]
     body: Annotated[str, Meta(min_length=1, max_length=200_000)]
     is_default: bool = True
@@ -286,14 +286,14 @@ async def list_templates(principal: Principal) -> dict[str, Any]:
 
 
 @post("/proposal-templates", operation_id="create_proposal_template", status_code=201)
-async def create_template(principal: Principal, data: TemplateIn) -> dict[str, Any]:
+async def create_template(principal: Principal, data: ProposalTemplateIn) -> dict[str, Any]:
     """Add a Jinja2 HTML template (422 naming the line when it does not compile)."""
     principal.require("sales.settings.manage")
     return await proposals.save_template(data.name, data.body, data.is_default)
 
 
 @put("/proposal-templates/{template_id:int}", operation_id="update_proposal_template")
-async def update_template(principal: Principal, template_id: int, data: TemplateIn) -> dict[str, Any]:
+async def update_template(principal: Principal, template_id: int, data: ProposalTemplateIn) -> dict[str, Any]:
     """Replace a template's text (proposals already made keep their HTML)."""
     principal.require("sales.settings.manage")
     return await proposals.save_template(data.name, data.body, data.is_default, template_id)
