@@ -34,7 +34,8 @@ def boot(settings: Settings, plugins: dict[str, ModuleType | object] | None = No
     migrations.use_apps(pm)
     db.use_engine(db.make_engine(settings.resolved_database_url))
     service.configure(pm)
-    events.configure(pm, listeners=[search_service.configure(settings, pm)])
+    search_service.configure(settings, pm)
+    events.configure(pm, batch_listeners=[search_service.on_events])
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return pm
 

@@ -134,6 +134,10 @@ async def load(
     admin_p = await build_principal(admin_id)
     ctx = DemoContext(random=rnd, admin=admin_p)
     if await parties.Party.count() > 0:
+        # The kernel's demo data is there already (an earlier run); a plugin enabled since
+        # then still gets the chance to add its own (plugins skip what they already loaded).
+        await _reload_context(ctx)
+        await call_each_async(pm, "tessera_demo_data", ctx=ctx)
         return ctx
     now = clock.now()
     with Progress() as progress:
@@ -249,9 +253,21 @@ async def load(
                 )
             progress.advance(step)
 
-    for _plugin, _ in await call_each_async(pm, "tessera_demo_data", ctx=ctx):
-        pass
+    await call_each_async(pm, "tessera_demo_data", ctx=ctx)
     return ctx
+
+
+async def _reload_context(ctx: DemoContext) -> None:
+    from tessera.entities.tables import Party, Team, UserRole
+
+    ctx.teams = {t["name"]: t for t in await Team.select()}
+    links = await UserRole.select(UserRole.user_id).where(UserRole.role_id.name == "manager")
+    manager_ids = {r["user_id"] for r in links}
+    columns = (CrmUser.id, CrmUser.email, CrmUser.name, CrmUser.team_id)
+    users = await CrmUser.select(*columns).order_by(CrmUser.id)
+    ctx.users = {u["email"]: u for u in users}
+    ctx.managers = [u for u in users if u["id"] in manager_ids]
+    ctx.parties = await Party.select().order_by(Party.id).output(load_json=True)
 
 
 __all__ = ["DEMO_PASSWORD", "DemoContext", "auth", "load"]

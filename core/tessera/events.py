@@ -38,12 +38,16 @@ class DomainEvent:
 
 
 Listener = Callable[[DomainEvent], Awaitable[None]]
+#: Receives every event of one delivery batch at once (the search indexer: one index commit
+#: per batch instead of one per event).
+BatchListener = Callable[[list[DomainEvent]], Awaitable[None]]
 
 
 @dataclass
 class _Dispatcher:
     pm: pluggy.PluginManager | None = None
     listeners: list[Listener] = field(default_factory=list)
+    batch_listeners: list[BatchListener] = field(default_factory=list)
 
 
 _dispatcher = _Dispatcher()
@@ -53,10 +57,15 @@ _pending: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
 _actor: contextvars.ContextVar[int | None] = contextvars.ContextVar("tessera_actor", default=None)
 
 
-def configure(pm: pluggy.PluginManager | None, listeners: list[Listener] | None = None) -> None:
+def configure(
+    pm: pluggy.PluginManager | None,
+    listeners: list[Listener] | None = None,
+    batch_listeners: list[BatchListener] | None = None,
+) -> None:
     """Install the plugin manager and kernel listeners events are delivered to."""
     _dispatcher.pm = pm
     _dispatcher.listeners = list(listeners or [])
+    _dispatcher.batch_listeners = list(batch_listeners or [])
 
 
 def add_listener(listener: Listener) -> None:
@@ -133,10 +142,17 @@ async def deliver(event_ids: list[int]) -> int:
         .order_by(DomainEventRow.id)
         .output(load_json=True)
     )
+    batch = [_to_event(row) for row in rows]
+    batch_error = ""
+    for batch_listener in _dispatcher.batch_listeners:
+        try:
+            await batch_listener(batch)
+        except Exception as exc:  # keep the events for redelivery, like a failing listener
+            log.exception("batch event listener failed")
+            batch_error = f"{getattr(batch_listener, '__name__', batch_listener)}: {exc!r}"
     delivered: list[int] = []
-    for row in rows:
-        event = _to_event(row)
-        error = await _deliver_one(event)
+    for event in batch:
+        error = "; ".join(e for e in (batch_error, await _deliver_one(event)) if e)
         if error:
             await DomainEventRow.update(
                 {DomainEventRow.attempts: DomainEventRow.attempts + 1, DomainEventRow.last_error: error}

@@ -128,19 +128,31 @@ async def start(rebuild_progress: Progress | None = None) -> bool:
 
 async def on_event(event: DomainEvent) -> None:
     """Kernel event listener: refresh the documents of the record the event is about."""
+    await on_events([event])
+
+
+async def on_events(batch: list[DomainEvent]) -> None:
+    """Kernel batch listener: refresh the documents of every record a delivery batch is about,
+    with one index write per entity type (a unit of work often emits several events)."""
     tables = _tables()
-    if event.entity not in tables or event.entity_id is None:
+    refs = list(
+        dict.fromkeys(
+            (e.entity, e.entity_id) for e in batch if e.entity in tables and e.entity_id is not None
+        )
+    )
+    if not refs:
         return
-    refs = [(event.entity, event.entity_id)]
     try:
         await index_records(refs)
     except Exception as exc:
-        log.warning("indexing %s:%s failed, queued for retry: %r", event.entity, event.entity_id, exc)
+        log.warning("indexing %s failed, queued for retry: %r", refs[:5], exc)
         await enqueue(refs, repr(exc))
         return
-    if event.entity == "party" and _party_change_affects_dependents(event):
-        sources = await searcher().sources_of_party([event.entity_id])
-        dependents = [_parse_source(s) for s in sources if s != f"party:{event.entity_id}"]
+    parties = [e.entity_id for e in batch if e.entity == "party" and _party_change_affects_dependents(e)]
+    if parties:
+        own = {f"party:{p}" for p in parties}
+        sources = await searcher().sources_of_party(list(dict.fromkeys(parties)))
+        dependents = [_parse_source(s) for s in sources if s not in own]
         if dependents:
             await enqueue([r for r in dependents if r is not None])
             await drain_pending()

@@ -8,6 +8,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from rich.progress import Progress
 from tessera import clock
 from tessera.entities import activities, service
 from tessera.permissions import build_principal
@@ -96,13 +97,16 @@ async def load(ctx: Any, deals: int = DEALS) -> None:
     reasons = [r["id"] for r in await LossReason.select(LossReason.id)]
     saved = clock._clock
     try:
-        for i in range(deals):
-            party = ctx.parties[i % len(ctx.parties)]
-            owner_id = party["owner_id"] or managers[i % len(managers)]["id"]
-            start = now - dt.timedelta(days=rnd.randint(1, 150), hours=rnd.randint(0, 8))
-            frozen = clock.FrozenClock(start)
-            clock.set_clock(frozen)
-            await _one_deal(ctx, i, party, owner_id, product_ids, reasons, frozen, now)
+        with Progress() as progress:
+            step = progress.add_task("Demo: sales pipeline deals", total=deals)
+            for i in range(deals):
+                party = ctx.parties[i % len(ctx.parties)]
+                owner_id = party["owner_id"] or managers[i % len(managers)]["id"]
+                start = now - dt.timedelta(days=rnd.randint(1, 150), hours=rnd.randint(0, 8))
+                frozen = clock.FrozenClock(start)
+                clock.set_clock(frozen)
+                await _one_deal(ctx, i, party, owner_id, product_ids, reasons, frozen, now)
+                progress.advance(step)
     finally:
         clock.set_clock(saved)
 
