@@ -260,3 +260,14 @@ def test_autoload_can_be_switched_off(tmp_path: Path) -> None:
     assert settings.autoload_plugins is False
     with pytest.raises(PluginError, match="not installed"):
         get_plugin_manager(settings.with_(plugins=("probe",)))
+
+
+async def test_jobs_of_a_plugin_disabled_since_are_not_listed(crm: Any) -> None:
+    from tessera.config import Settings
+    from tessera.plugins import get_plugin_manager
+
+    # The plugin was enabled once (its job was recorded), then switched off in the configuration.
+    await scheduler.sync_jobs(get_plugin_manager(Settings(plugins=("probe",))))
+    admin = await crm.user("admin")
+    jobs = [j["name"] for j in (await crm.get("/api/jobs", admin)).json()]
+    assert "probe.heartbeat" not in jobs and "kernel.search_retry" in jobs

@@ -264,10 +264,9 @@ async def test_crash_between_commit_and_indexing_is_repaired_at_restart(crm: Any
     assert [h["title"] for h in (await find(crm, admin, "феникс"))["hits"]] == ["Феникс"]
 
 
-async def test_failed_indexing_is_retried_without_losing_the_write(
-    crm: Any, search_engine: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    admin = await crm.user("admin")
+async def _create_while_index_is_broken(
+    crm: Any, admin: Any, search_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     if search_engine == "whoosh":
         # Another process holds the index's write lock for longer than a writer waits.
         import tessera.search.whoosh_backend as wb
@@ -277,22 +276,41 @@ async def test_failed_indexing_is_retried_without_losing_the_write(
         lock = open_dir(str(crm.settings.data_dir / "search" / "whoosh")).lock("WRITELOCK")
         assert lock.acquire()
         try:
-            p = await party(crm, admin, name="Меридиан")
+            return await party(crm, admin, name="Меридиан")
         finally:
             lock.release()
-    else:
-        # The index table is unavailable (an operator is rebuilding it by hand).
-        from tessera import db
+    # The index table is unavailable (an operator is rebuilding it by hand).
+    from tessera import db
 
-        await db.raw("ALTER TABLE search_document RENAME TO search_document_away")
-        try:
-            p = await party(crm, admin, name="Меридиан")
-        finally:
-            await db.raw("ALTER TABLE search_document_away RENAME TO search_document")
+    await db.raw("ALTER TABLE search_document RENAME TO search_document_away")
+    try:
+        return await party(crm, admin, name="Меридиан")
+    finally:
+        await db.raw("ALTER TABLE search_document_away RENAME TO search_document")
+
+
+async def test_failed_indexing_is_retried_without_losing_the_write(
+    crm: Any, search_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await crm.user("admin")
+    p = await _create_while_index_is_broken(crm, admin, search_engine, monkeypatch)
     assert await search.pending_count() == 1
     r = await crm.get(f"/api/parties/{p['id']}", admin)
     assert r.status_code == 200  # the database write is never lost
     assert keys(await find(crm, admin, "меридиан")) == {("party", p["id"])}  # retried
+    assert await search.pending_count() == 0
+
+
+async def test_the_worker_retries_failed_indexing_without_anyone_searching(
+    crm: Any, search_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessera.scheduler import sync_jobs, tick
+
+    admin = await crm.user("admin")
+    await _create_while_index_is_broken(crm, admin, search_engine, monkeypatch)
+    assert await search.pending_count() == 1
+    await sync_jobs(crm.pm)
+    assert "kernel.search_retry" in await tick(crm.pm)
     assert await search.pending_count() == 0
 
 

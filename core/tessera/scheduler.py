@@ -98,6 +98,12 @@ async def _workflow_run_due_actions(ctx: JobContext) -> int:
     return await run_due_actions(ctx)
 
 
+async def _search_retry(ctx: JobContext) -> int:
+    from tessera.search.service import drain_pending
+
+    return await drain_pending()
+
+
 async def _purge_sessions(ctx: JobContext) -> None:
     await WebSession.delete().where(WebSession.expires_at < ctx.now)
 
@@ -126,6 +132,12 @@ KERNEL_JOBS = [
         _workflow_run_due_actions,
         every=timedelta(minutes=1),
         description="Run delayed process-stage actions that are due (planned calls, tasks, events)",
+    ),
+    JobSpec(
+        "kernel.search_retry",
+        _search_retry,
+        every=timedelta(minutes=1),
+        description="Index records whose indexing failed (index locked or unavailable)",
     ),
     JobSpec(
         "kernel.purge_sessions",

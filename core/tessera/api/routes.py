@@ -253,10 +253,14 @@ class JobPatch(Struct, forbid_unknown_fields=True):
 
 
 @get("/api/jobs", operation_id="list_jobs", tags=["jobs"])
-async def list_jobs(principal: Principal) -> list[JobOut]:
-    """Scheduled jobs contributed by the kernel and enabled plugins."""
+async def list_jobs(request: Request[Any, Any, Any], principal: Principal) -> list[JobOut]:
+    """Scheduled jobs contributed by the kernel and enabled plugins (a disabled plugin's jobs
+    stay recorded, with their switch, but are not listed: no worker runs them)."""
+    from tessera.scheduler import collect_jobs
+
     principal.require("job.manage")
-    return [to_struct(r, JobOut) for r in await Job.select().order_by(Job.name)]
+    known = collect_jobs(request.app.state.pm)
+    return [to_struct(r, JobOut) for r in await Job.select().order_by(Job.name) if r["name"] in known]
 
 
 @put("/api/jobs/{name:str}", operation_id="set_job", tags=["jobs"])
