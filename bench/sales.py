@@ -26,30 +26,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 os.environ.setdefault("PICCOLO_CONF", "tessera.piccolo_conf")
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 STAGES = [("qualification", 3), ("needs", 5), ("proposal", 7), ("negotiation", 10)]
 CHUNK = 1000  # rows per INSERT (PostgreSQL allows 32767 parameters per statement)
-
-
-async def _pg_admin(base: str, statement: str) -> None:
-    import asyncpg
-
-    parsed = urlparse(base)
-    conn = await asyncpg.connect(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.path.lstrip("/") or "postgres",
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def timed(coro: Any) -> tuple[float, Any]:
@@ -167,8 +149,8 @@ async def main(args: argparse.Namespace) -> None:
     pg_name = None
     if args.pg:
         pg_name = f"tessera_bench_{uuid.uuid4().hex[:8]}"
-        await _pg_admin(args.pg, f'CREATE DATABASE "{pg_name}"')
-        url = urlunparse(urlparse(args.pg)._replace(path=f"/{pg_name}"))
+        await db.execute_on_server(args.pg, f'CREATE DATABASE "{pg_name}"')
+        url = db.database_url_for(args.pg, pg_name)
         backend = "PostgreSQL"
     else:
         url = f"sqlite:///{scratch}/bench.sqlite3"
@@ -263,7 +245,7 @@ async def main(args: argparse.Namespace) -> None:
         clock.set_clock(None)
         await db.stop()
         if pg_name:
-            await _pg_admin(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await db.execute_on_server(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 os.environ.setdefault("PICCOLO_CONF", "tessera.piccolo_conf")
 os.environ.setdefault("TESSERA_DISABLE_PLUGIN_AUTOLOAD", "1")
@@ -68,23 +67,6 @@ def template(engineer_id: int) -> dict[str, Any]:
             },
         ],
     }
-
-
-async def _pg_admin(base: str, statement: str) -> None:
-    import asyncpg
-
-    parsed = urlparse(base)
-    conn = await asyncpg.connect(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.path.lstrip("/") or "postgres",
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def timed(label: str, coro: Any) -> tuple[float, Any]:
@@ -158,8 +140,8 @@ async def main(args: argparse.Namespace) -> None:
     pg_name = None
     if args.pg:
         pg_name = f"tessera_bench_{uuid.uuid4().hex[:8]}"
-        await _pg_admin(args.pg, f'CREATE DATABASE "{pg_name}"')
-        url = urlunparse(urlparse(args.pg)._replace(path=f"/{pg_name}"))
+        await db.execute_on_server(args.pg, f'CREATE DATABASE "{pg_name}"')
+        url = db.database_url_for(args.pg, pg_name)
         backend = "PostgreSQL"
     else:
         url = f"sqlite:///{scratch}/bench.sqlite3"
@@ -273,7 +255,7 @@ async def main(args: argparse.Namespace) -> None:
         clock.set_clock(None)
         await db.stop()
         if pg_name:
-            await _pg_admin(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await db.execute_on_server(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlunparse
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
@@ -119,3 +119,29 @@ async def raw(sql: str, *args: Any) -> list[dict[str, Any]]:
 
     rows = await get_engine().run_querystring(QueryString(sql, *args), in_pool=True)
     return [dict(row) for row in rows or []]
+
+
+def database_url_for(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the same PostgreSQL server as ``server_url``."""
+    return urlunparse(urlparse(server_url)._replace(path=f"/{name}"))
+
+
+async def execute_on_server(server_url: str, *statements: str) -> None:
+    """Run statements on a separate connection, outside the app's engine and transactions:
+    CREATE/DROP DATABASE for tests, benchmarks and contract checks."""
+    import asyncpg
+
+    parsed = urlparse(server_url)
+    conn = await asyncpg.connect(
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=unquote(parsed.username or "postgres"),
+        password=unquote(parsed.password or "") or None,
+        database=parsed.path.lstrip("/") or "postgres",
+        timeout=10,
+    )
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()

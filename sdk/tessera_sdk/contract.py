@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
+from tessera.db import database_url_for, execute_on_server
 
 ENTRY_POINT_GROUP = "tessera.plugins"
 POSTGRES_ENV = "CRM_TEST_POSTGRES"
@@ -127,27 +128,11 @@ def _settings(data_dir: Path, plugins: tuple[str, ...], database_url: str = "") 
 
 
 def _pg_url(name: str) -> str:
-    base = os.environ[POSTGRES_ENV]
-    return urlparse(base)._replace(path=f"/{name}").geturl()
+    return database_url_for(os.environ[POSTGRES_ENV], name)
 
 
 async def _pg_admin(*statements: str) -> None:
-    import asyncpg
-
-    base = urlparse(os.environ[POSTGRES_ENV])
-    conn = await asyncpg.connect(
-        host=base.hostname or "127.0.0.1",
-        port=base.port or 5432,
-        user=base.username or "postgres",
-        password=base.password,
-        database=base.path.lstrip("/") or "postgres",
-        timeout=10,
-    )
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+    await execute_on_server(os.environ[POSTGRES_ENV], *statements)
 
 
 @contextmanager

@@ -17,8 +17,6 @@ build on):
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ import pytest
 
 from tessera_sdk.client import AsyncClient
 from tessera_sdk.live import LiveServer
-from tessera_sdk.testing import CRM, _db_url, _migrated_template, _pg_admin, _Templates, postgres_url
+from tessera_sdk.testing import CRM, _Templates, booted_crm, postgres_url
 
 
 @pytest.fixture
@@ -46,35 +44,9 @@ async def tessera_app(
 ) -> AsyncIterator[CRM]:
     """A booted kernel with ``tessera_plugins`` on a fresh database (SQLite, or PostgreSQL
     when ``CRM_TEST_POSTGRES`` is set)."""
-    import httpx
-    from tessera import clock, db
-    from tessera.app import create_app, startup
-    from tessera.config import Settings
-
     backend = "postgres" if postgres_url() else "sqlite"
-    base_settings = Settings(data_dir=tmp_path / "data", plugins=tessera_plugins, secure_cookies=False)
-    template = await _migrated_template(_tessera_templates, backend, tessera_plugins, base_settings)
-    pg_name = None
-    if backend == "sqlite":
-        path = tmp_path / "tessera.sqlite3"
-        shutil.copyfile(template, path)
-        settings = base_settings.with_(database_url=f"sqlite:///{path}")
-    else:
-        base = postgres_url() or ""
-        pg_name = f"tessera_t_{uuid.uuid4().hex[:10]}"
-        await _pg_admin(base, f'CREATE DATABASE "{pg_name}" TEMPLATE "{template}"')
-        settings = base_settings.with_(database_url=_db_url(base, pg_name))
-    app = create_app(settings)
-    await startup()
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield CRM(app=app, client=client, settings=settings, pm=app.state.pm, backend=backend)
-    finally:
-        clock.set_clock(None)
-        await db.stop()
-        if pg_name:
-            await _pg_admin(postgres_url() or "", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    async with booted_crm(_tessera_templates, backend, tessera_plugins, tmp_path) as booted:
+        yield booted
 
 
 def _in_process_client(app: CRM, token: str) -> AsyncClient:

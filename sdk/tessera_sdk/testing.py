@@ -22,13 +22,14 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import pytest
+from tessera.db import database_url_for, execute_on_server
 
 POSTGRES_ENV = "CRM_TEST_POSTGRES"
 DEFAULT_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
@@ -60,28 +61,9 @@ def postgres_url() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None
 
 
-def _db_url(base: str, name: str) -> str:
-    parsed = urlparse(base)
-    return urlunparse(parsed._replace(path=f"/{name}"))
-
-
-async def _pg_admin(base: str, *statements: str) -> None:
-    import asyncpg
-
-    parsed = urlparse(base)
-    conn = await asyncpg.connect(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.path.lstrip("/") or "postgres",
-        timeout=10,
-    )
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+# The kernel's helpers, under the names tests and the SDK's fixtures import.
+_db_url = database_url_for
+_pg_admin = execute_on_server
 
 
 @dataclass
@@ -263,24 +245,25 @@ async def _migrated_template(
     return target
 
 
-@pytest.fixture
-async def crm(
-    request: pytest.FixtureRequest, backend: str, tmp_path: Path, _tessera_templates: _Templates
+@asynccontextmanager
+async def booted_crm(
+    templates: _Templates,
+    backend: str,
+    plugins: tuple[str, ...],
+    tmp_path: Path,
+    search_backend: str = "whoosh",
 ) -> AsyncIterator[CRM]:
-    """A kernel with the marked plugins on a fresh database of ``backend``."""
+    """A kernel with ``plugins`` on a fresh database of ``backend``, copied from a migrated
+    template; serves both ``crm`` and the plugin author's ``tessera_app``."""
     import httpx
     from tessera import clock, db
     from tessera.app import boot, create_app, startup
     from tessera.config import Settings
 
-    plugins = _wanted_plugins(request)
     base_settings = Settings(
-        data_dir=tmp_path / "data",
-        plugins=plugins,
-        secure_cookies=False,
-        search_backend=_search_backend(request),
+        data_dir=tmp_path / "data", plugins=plugins, secure_cookies=False, search_backend=search_backend
     )
-    template = await _migrated_template(_tessera_templates, backend, plugins, base_settings)
+    template = await _migrated_template(templates, backend, plugins, base_settings)
     if backend == "sqlite":
         path = tmp_path / "crm.sqlite3"
         shutil.copyfile(template, path)
@@ -312,6 +295,16 @@ async def crm(
         await db.stop()
         if pg_name:
             await _pg_admin(postgres_url() or "", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def crm(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, _tessera_templates: _Templates
+) -> AsyncIterator[CRM]:
+    """A kernel with the marked plugins on a fresh database of ``backend``."""
+    plugins = _wanted_plugins(request)
+    async with booted_crm(_tessera_templates, backend, plugins, tmp_path, _search_backend(request)) as booted:
+        yield booted
 
 
 @pytest.fixture

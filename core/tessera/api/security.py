@@ -113,21 +113,17 @@ class TokenOut(Struct):
     created_at: datetime
 
 
-@post("/api/auth/login", operation_id="login", tags=["auth"], status_code=200)
-async def login(request: Request[Any, Any, Any], data: LoginIn) -> Response[LoginOut]:
-    """Sign in with e-mail and password. Sets the session cookie (a new session id every time)
-    and returns the CSRF token to send as ``X-CSRF-Token`` on writes. Repeated failures lock the
-    account for a while (429)."""
+async def open_session(
+    request: Request[Any, Any, Any], email: str, password: str
+) -> tuple[auth.LoginResult, Cookie]:
+    """Sign in for the API and the web page alike: drop any session id the client brought
+    along (never adopt it), check the password, return the result and the cookie to set."""
     settings = settings_of(request)
     old = request.cookies.get(SESSION_COOKIE)
     if old:
-        await auth.logout(old)  # never keep a session id the client brought along
+        await auth.logout(old)
     result = await auth.login(
-        data.email,
-        data.password,
-        settings.session_ttl,
-        settings.login_max_failures,
-        settings.login_lockout_seconds,
+        email, password, settings.session_ttl, settings.login_max_failures, settings.login_lockout_seconds
     )
     cookie = Cookie(
         key=SESSION_COOKIE,
@@ -138,6 +134,15 @@ async def login(request: Request[Any, Any, Any], data: LoginIn) -> Response[Logi
         max_age=settings.session_ttl,
         path="/",
     )
+    return result, cookie
+
+
+@post("/api/auth/login", operation_id="login", tags=["auth"], status_code=200)
+async def login(request: Request[Any, Any, Any], data: LoginIn) -> Response[LoginOut]:
+    """Sign in with e-mail and password. Sets the session cookie (a new session id every time)
+    and returns the CSRF token to send as ``X-CSRF-Token`` on writes. Repeated failures lock the
+    account for a while (429)."""
+    result, cookie = await open_session(request, data.email, data.password)
     return Response(
         LoginOut(user_id=result.user_id, csrf_token=result.csrf_token, expires_at=result.expires_at),
         cookies=[cookie],

@@ -17,7 +17,7 @@ from litestar.response import Redirect
 from tessera import auth, clock
 from tessera.api.cards import client_card_data
 from tessera.api.filters import party_filters
-from tessera.api.security import SESSION_COOKIE
+from tessera.api.security import SESSION_COOKIE, open_session
 from tessera.entities import activities, parties, service, tasks
 from tessera.entities.tables import Activity, Notification, Task
 from tessera.errors import DomainError, NotAuthenticated, PermissionDenied
@@ -70,18 +70,8 @@ async def login_page(request: Request[Any, Any, Any]) -> Response[str]:
 
 @post("/login", include_in_schema=False, status_code=303)
 async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
-    settings = request.app.state.settings
-    old = request.cookies.get(SESSION_COOKIE)
-    if old:
-        await auth.logout(old)
     try:
-        result = await auth.login(
-            data.get("email", ""),
-            data.get("password", ""),
-            settings.session_ttl,
-            settings.login_max_failures,
-            settings.login_lockout_seconds,
-        )
+        _, cookie = await open_session(request, data.get("email", ""), data.get("password", ""))
     except DomainError as exc:
         return _render(
             request,
@@ -91,15 +81,6 @@ async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[
             error=exc.detail,
             email=data.get("email", ""),
         )
-    cookie = Cookie(
-        key=SESSION_COOKIE,
-        value=result.session_id,
-        httponly=True,
-        secure=settings.secure_cookies,
-        samesite="lax",
-        max_age=settings.session_ttl,
-        path="/",
-    )
     return Redirect("/app", status_code=303, cookies=[cookie])
 
 
