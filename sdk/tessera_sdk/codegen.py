@@ -3,7 +3,9 @@
 The models are generated, not hand-typed, so they follow the API exactly; a test regenerates
 them from the kernel and every first-party plugin and fails when the committed file differs.
 
-Regenerate after changing an API DTO::
+It also writes the blocking client ``_sync/client.py`` from the asyncio one (unasync).
+
+Regenerate after changing an API DTO or the asyncio client::
 
     .venv/bin/python -m tessera_sdk.codegen            # kernel + first-party plugins
     .venv/bin/python -m tessera_sdk.codegen --url http://127.0.0.1:8000 -o mymodels.py
@@ -198,6 +200,47 @@ def first_party_openapi() -> dict[str, Any]:
         return app.openapi_schema.to_schema()
 
 
+ASYNC_CLIENT_PATH = Path(__file__).with_name("_async") / "client.py"
+SYNC_CLIENT_PATH = Path(__file__).with_name("_sync") / "client.py"
+# Names unasync must map beyond its defaults (async iterators, __aenter__ ...).
+_SYNC_NAMES = {
+    "AsyncClient": "Client",
+    "AsyncEntity": "Entity",
+    "AsyncParties": "Parties",
+    "AsyncTasks": "Tasks",
+    "AsyncAttachments": "Attachments",
+    "AsyncBaseTransport": "BaseTransport",
+    "aclose": "close",
+    "async_sleep": "sync_sleep",
+}
+_SYNC_HEADER = '''"""The blocking client.
+
+GENERATED from ``tessera_sdk/_async/client.py`` by ``python -m tessera_sdk.codegen`` (unasync):
+do not edit by hand; ``sdk/tests/test_sdk_models.py`` fails when the two disagree.
+"""
+'''
+
+
+def sync_client_source() -> str:
+    """The blocking client as unasync writes it from the asyncio source (needs the test group's
+    ``unasync``), formatted like the rest of the tree."""
+    import tempfile
+
+    import unasync
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source_dir, target_dir = Path(tmp) / "_async", Path(tmp) / "_sync"
+        source_dir.mkdir()
+        source = source_dir / "client.py"
+        source.write_text(ASYNC_CLIENT_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+        rule = unasync.Rule(str(source_dir), str(target_dir), additional_replacements=_SYNC_NAMES)
+        unasync.unasync_files([str(source)], rules=[rule])
+        body = (target_dir / "client.py").read_text(encoding="utf-8")
+    # Replace the asyncio source's module docstring with one that says the file is generated.
+    body = body[body.index('"""', 3) + 3 :].lstrip("\n")
+    return format_source(_SYNC_HEADER + "\n" + body, SYNC_CLIENT_PATH)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="Read the schema from a running server instead")
@@ -211,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         openapi = first_party_openapi()
     args.output.write_text(format_source(generate(openapi), args.output.resolve()), encoding="utf-8")
     print(f"wrote {args.output} ({len(openapi.get('components', {}).get('schemas', {}))} models)")
+    if not args.url:
+        SYNC_CLIENT_PATH.write_text(sync_client_source(), encoding="utf-8")
+        print(f"wrote {SYNC_CLIENT_PATH} (from {ASYNC_CLIENT_PATH.name})")
     return 0
 
 
@@ -218,4 +264,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["first_party_openapi", "format_source", "generate", "main", "type_of"]
+__all__ = ["first_party_openapi", "format_source", "generate", "main", "sync_client_source", "type_of"]

@@ -86,6 +86,13 @@ async def test_async_client_is_the_same_api_awaited(tessera_app, live_server) ->
         with pytest.raises(errors.ValidationError) as invalid:
             await crm.tasks.create({"title": ""})
         assert "title" in invalid.value.field_errors
+        # What only the blocking client had before it was generated from this one.
+        first = (await crm.parties.page(tag=tag, order="name", limit=1)).items[0]
+        exported = await crm.parties.export_csv(tag=tag)
+        assert exported.count("Async ") == 3
+        stored = await crm.attachments.upload("offer.txt", b"price list", "text/plain", party_id=first.id)
+        assert await crm.attachments.download(stored.id) == b"price list"
+        assert [h.to_user_id for h in await crm.tasks.handoffs(task.id)] == [admin["id"]]
 
 
 async def test_retries_429_and_503_and_a_lost_create_makes_no_duplicate(

@@ -20,6 +20,25 @@ def test_committed_models_match_the_openapi_schema() -> None:
     )
 
 
+def test_blocking_client_is_generated_from_the_asyncio_client() -> None:
+    actual = codegen.SYNC_CLIENT_PATH.read_text(encoding="utf-8")
+    assert actual == codegen.sync_client_source(), (
+        "tessera_sdk/_sync/client.py is out of date with _async/client.py: "
+        "run `.venv/bin/python -m tessera_sdk.codegen`"
+    )
+
+
+def test_both_clients_offer_the_same_methods() -> None:
+    def public(cls: type) -> set[str]:
+        return {name for name in dir(cls) if not name.startswith("_")}
+
+    assert public(Client) - {"close"} == public(AsyncClient) - {"aclose"}
+    for attr in ENTITY_RESOURCES:
+        sync_resource = type(getattr(Client("http://x"), attr))
+        async_resource = type(getattr(AsyncClient("http://x"), attr))
+        assert public(sync_resource) == public(async_resource), attr
+
+
 def _response_ref(operation: dict[str, Any]) -> str | None:
     for status in ("200", "201"):
         content = operation.get("responses", {}).get(status, {}).get("content", {})

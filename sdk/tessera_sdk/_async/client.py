@@ -1,0 +1,310 @@
+"""The asyncio client: the one source of both clients.
+
+``tessera_sdk/_sync/client.py`` (the blocking ``Client``) is generated from this file by
+``python -m tessera_sdk.codegen`` with unasync (``async``/``await`` dropped, ``Async*`` names
+renamed), so the two clients always offer the same resources; edit only this file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Generic
+
+import httpx
+import msgspec
+
+from tessera_sdk import _base as b
+from tessera_sdk import models as m
+from tessera_sdk._base import Call, InT, OutT, Page, PatchT, RetryPolicy, async_sleep
+from tessera_sdk.errors import TransportError
+
+
+class AsyncClient(b.BaseClient):
+    """``AsyncClient(base_url, token)``; use as a context manager or close it when done."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, token, timeout, retry, headers)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
+        )
+        self.parties = AsyncParties(self, "/api/parties", m.PartyOut, m.PartyOutPage)
+        self.contacts = AsyncEntity[m.ContactOut, m.ContactIn, m.ContactPatch](
+            self, "/api/contacts", m.ContactOut, m.ContactOutPage
+        )
+        self.activities = AsyncEntity[m.ActivityOut, m.ActivityIn, m.ActivityPatch](
+            self, "/api/activities", m.ActivityOut, m.ActivityOutPage
+        )
+        self.tasks = AsyncTasks(self, "/api/tasks", m.TaskOut, m.TaskOutPage)
+        self.notes = AsyncEntity[m.NoteOut, m.NoteIn, m.NotePatch](
+            self, "/api/notes", m.NoteOut, m.NoteOutPage
+        )
+        self.attachments = AsyncAttachments(self, "/api/attachments", m.AttachmentOut, m.AttachmentOutPage)
+        self.users = AsyncEntity[m.UserOut, m.UserIn, m.UserPatch](
+            self, "/api/users", m.UserOut, m.UserOutPage
+        )
+        self.teams = AsyncEntity[m.TeamOut, m.TeamIn, m.TeamPatch](
+            self, "/api/teams", m.TeamOut, m.TeamOutPage
+        )
+        self.roles = AsyncEntity[m.RoleOut, m.RoleIn, m.RolePatch](
+            self, "/api/roles", m.RoleOut, m.RoleOutPage
+        )
+        self.substitutions = AsyncEntity[m.SubstitutionOut, m.SubstitutionIn, m.SubstitutionPatch](
+            self, "/api/substitutions", m.SubstitutionOut, m.SubstitutionOutPage
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _execute(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(call.method, call.path, **self._kwargs(call))
+            except httpx.TransportError as exc:
+                if not self._should_retry(call, attempt, None):
+                    raise TransportError(0, f"{call.method} {call.path}: {exc!r}") from exc
+                await async_sleep(self.retry.delay(attempt, None))
+                attempt += 1
+                continue
+            if response.status_code in b.RETRY_STATUSES and self._should_retry(
+                call, attempt, response.status_code
+            ):
+                await async_sleep(self.retry.delay(attempt, response.headers.get("Retry-After")))
+                attempt += 1
+                continue
+            return b.decode(response, call)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        model: Any = Any,
+    ) -> Any:
+        """Any endpoint (plugin routes included); the JSON answer converted to ``model``."""
+        call = Call(
+            method.upper(),
+            path,
+            b.params(params or {}),
+            None if json is None else b.body(json),
+            dict(headers or {}),
+            model=model,
+        )
+        return await self._execute(call)
+
+    async def get(self, path: str, *, model: Any = Any, **params: Any) -> Any:
+        return await self.request("GET", path, params=params, model=model)
+
+    async def post(
+        self, path: str, json: Any = None, *, model: Any = Any, idempotency_key: str | None = None
+    ) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return await self.request("POST", path, json=json, headers=headers, model=model)
+
+    async def iterate(
+        self, path: str, model: Any = Any, *, limit: int = 100, **filters: Any
+    ) -> AsyncIterator[Any]:
+        """Items of any paginated list endpoint (``{"items", "next_cursor"}``), page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.request("GET", path, params={**filters, "limit": limit, "cursor": cursor})
+            for item in page["items"]:
+                yield item if model is Any else msgspec.convert(item, model)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    # ------------------------------------------------------------------ kernel endpoints
+
+    async def health(self) -> dict[str, str]:
+        return await self._execute(Call("GET", "/api/health"))  # type: ignore[no-any-return]
+
+    async def me(self) -> m.MeOut:
+        return await self._execute(Call("GET", "/api/auth/me", model=m.MeOut))  # type: ignore[no-any-return]
+
+    async def create_token(self, name: str, scopes: list[str] | None = None) -> m.TokenCreated:
+        body = b.body(m.TokenIn(name=name, scopes=scopes or []))
+        call = Call("POST", "/api/auth/tokens", json=body, model=m.TokenCreated)
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    async def tokens(self) -> list[m.TokenOut]:
+        return await self._execute(Call("GET", "/api/auth/tokens", model=list[m.TokenOut]))  # type: ignore[no-any-return]
+
+    async def revoke_token(self, token_id: int) -> None:
+        await self._execute(Call("DELETE", f"/api/auth/tokens/{token_id}"))
+
+    async def permissions(self) -> dict[str, str]:
+        return await self._execute(Call("GET", "/api/permissions", model=dict[str, str]))  # type: ignore[no-any-return]
+
+    async def plugins(self) -> list[dict[str, Any]]:
+        return await self._execute(Call("GET", "/api/plugins"))  # type: ignore[no-any-return]
+
+    async def jobs(self) -> list[m.JobOut]:
+        return await self._execute(Call("GET", "/api/jobs", model=list[m.JobOut]))  # type: ignore[no-any-return]
+
+    async def set_job_enabled(self, name: str, enabled: bool) -> m.JobOut:
+        call = Call("PUT", f"/api/jobs/{name}", json={"enabled": enabled}, model=m.JobOut)
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    async def job_runs(self, job_name: str | None = None, limit: int = 100) -> list[m.JobRunOut]:
+        params = b.params({"job_name": job_name, "limit": limit})
+        return await self._execute(Call("GET", "/api/jobs/runs", params, model=list[m.JobRunOut]))  # type: ignore[no-any-return]
+
+    async def audit(self, **filters: Any) -> list[m.AuditOut]:
+        call = Call("GET", "/api/audit", b.params(filters), model=list[m.AuditOut])
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    async def notifications(self, unread: bool = False) -> list[m.NotificationOut]:
+        call = Call("GET", "/api/notifications", {"unread": unread}, model=list[m.NotificationOut])
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    async def custom_fields(self, entity_type: str) -> dict[str, Any]:
+        return await self._execute(Call("GET", f"/api/custom-fields/{entity_type}"))  # type: ignore[no-any-return]
+
+    async def set_custom_fields(
+        self, entity_type: str, properties: dict[str, Any], required: list[str] | None = None
+    ) -> dict[str, Any]:
+        body = b.body(m.CustomFieldsIn(properties=properties, required=required or []))
+        return await self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))  # type: ignore[no-any-return]
+
+
+class AsyncEntity(Generic[OutT, InT, PatchT]):
+    """The standard REST routes of one kernel entity."""
+
+    def __init__(self, client: AsyncClient, path: str, out: type[OutT], page: type[msgspec.Struct]) -> None:
+        self._client = client
+        self.path = path
+        self.out = out
+        self._page = page
+
+    async def page(
+        self, *, cursor: str | None = None, limit: int = 50, order: str | None = None, **filters: Any
+    ) -> Page[OutT]:
+        params = b.params({**filters, "cursor": cursor, "limit": limit, "order": order})
+        data = await self._client._execute(Call("GET", self.path, params))
+        return Page([msgspec.convert(i, self.out) for i in data["items"]], data.get("next_cursor"))
+
+    async def list(
+        self, *, page_size: int = 100, order: str | None = None, **filters: Any
+    ) -> AsyncIterator[OutT]:
+        """Every record you may see that matches the filters, fetched page by page."""
+        cursor: str | None = None
+        while True:
+            page = await self.page(cursor=cursor, limit=page_size, order=order, **filters)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def count(self, **filters: Any) -> int:
+        data = await self._client._execute(Call("GET", f"{self.path}/count", b.params(filters)))
+        return int(data["count"])
+
+    async def get(self, record_id: int) -> OutT:
+        return await self._client._execute(Call("GET", f"{self.path}/{record_id}", model=self.out))  # type: ignore[no-any-return]
+
+    async def create(self, data: InT | Mapping[str, Any], *, idempotency_key: str | None = None) -> OutT:
+        """Create a record. A fresh Idempotency-Key is sent unless you pass one (pass your own
+        to make a create safe across process restarts)."""
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        call = Call("POST", self.path, json=b.body(data), headers=headers, model=self.out)
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
+    async def update(
+        self, record_id: int, changes: PatchT | Mapping[str, Any], *, version: int | None = None
+    ) -> OutT:
+        """Change the given fields. With ``version`` (the one you read) a concurrent change
+        raises ``Conflict`` instead of being overwritten."""
+        call = Call(
+            "PATCH",
+            f"{self.path}/{record_id}",
+            json=b.body(changes),
+            headers=b.version_header(version),
+            model=self.out,
+        )
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
+    async def delete(self, record_id: int, *, version: int | None = None) -> None:
+        call = Call("DELETE", f"{self.path}/{record_id}", headers=b.version_header(version))
+        await self._client._execute(call)
+
+
+class AsyncParties(AsyncEntity[m.PartyOut, m.PartyIn, m.PartyPatch]):
+    async def card(self, party_id: int, order: str = "desc") -> m.ClientCard:
+        """The client card: the party, its contacts and its whole history (plugins' items too)."""
+        call = Call("GET", f"{self.path}/{party_id}/card", {"order": order}, model=m.ClientCard)
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
+    async def participants(self, party_id: int) -> list[m.Participant]:
+        call = Call("GET", f"{self.path}/{party_id}/participants", model=list[m.Participant])
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
+    async def status_history(self, party_id: int) -> list[dict[str, Any]]:
+        return await self._client._execute(Call("GET", f"{self.path}/{party_id}/status-history"))  # type: ignore[no-any-return]
+
+    async def export_csv(self, **filters: Any) -> str:
+        call = Call("GET", f"{self.path}/export", b.params(filters), raw=True)
+        response = await self._client._execute(call)
+        return str(response.text)
+
+
+class AsyncTasks(AsyncEntity[m.TaskOut, m.TaskIn, m.TaskPatch]):
+    async def handoff(self, task_id: int, to_user_id: int, comment: str = "") -> m.TaskOut:
+        body = b.body(m.HandoffIn(to_user_id=to_user_id, comment=comment))
+        call = Call("POST", f"{self.path}/{task_id}/handoff", json=body, model=m.TaskOut)
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
+    async def complete(self, task_id: int, result: str = "", version: int | None = None) -> m.TaskOut:
+        body = b.body(m.CompleteIn(result=result, version=m.UNSET if version is None else version))
+        call = Call("POST", f"{self.path}/{task_id}/complete", json=body, model=m.TaskOut)
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
+    async def handoffs(self, task_id: int) -> list[m.HandoffOut]:
+        call = Call("GET", f"{self.path}/{task_id}/handoffs", model=list[m.HandoffOut])
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
+
+class AsyncAttachments(AsyncEntity[m.AttachmentOut, msgspec.Struct, msgspec.Struct]):
+    async def upload(
+        self,
+        filename: str,
+        content: bytes,
+        content_type: str = "application/octet-stream",
+        party_id: int | None = None,
+        subject_ref: str = "",
+    ) -> m.AttachmentOut:
+        data = {"party_id": "" if party_id is None else str(party_id), "subject_ref": subject_ref}
+        call = Call(
+            "POST",
+            f"{self.path}/upload",
+            files={"file": (filename, content, content_type)},
+            data=data,
+            model=m.AttachmentOut,
+        )
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
+    async def download(self, attachment_id: int) -> bytes:
+        response = await self._client._execute(Call("GET", f"{self.path}/{attachment_id}/content", raw=True))
+        return bytes(response.content)

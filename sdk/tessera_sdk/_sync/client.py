@@ -1,0 +1,297 @@
+"""The blocking client.
+
+GENERATED from ``tessera_sdk/_async/client.py`` by ``python -m tessera_sdk.codegen`` (unasync):
+do not edit by hand; ``sdk/tests/test_sdk_models.py`` fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, Generic
+
+import httpx
+import msgspec
+
+from tessera_sdk import _base as b
+from tessera_sdk import models as m
+from tessera_sdk._base import Call, InT, OutT, Page, PatchT, RetryPolicy, sync_sleep
+from tessera_sdk.errors import TransportError
+
+
+class Client(b.BaseClient):
+    """``AsyncClient(base_url, token)``; use as a context manager or close it when done."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, token, timeout, retry, headers)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
+        )
+        self.parties = Parties(self, "/api/parties", m.PartyOut, m.PartyOutPage)
+        self.contacts = Entity[m.ContactOut, m.ContactIn, m.ContactPatch](
+            self, "/api/contacts", m.ContactOut, m.ContactOutPage
+        )
+        self.activities = Entity[m.ActivityOut, m.ActivityIn, m.ActivityPatch](
+            self, "/api/activities", m.ActivityOut, m.ActivityOutPage
+        )
+        self.tasks = Tasks(self, "/api/tasks", m.TaskOut, m.TaskOutPage)
+        self.notes = Entity[m.NoteOut, m.NoteIn, m.NotePatch](self, "/api/notes", m.NoteOut, m.NoteOutPage)
+        self.attachments = Attachments(self, "/api/attachments", m.AttachmentOut, m.AttachmentOutPage)
+        self.users = Entity[m.UserOut, m.UserIn, m.UserPatch](self, "/api/users", m.UserOut, m.UserOutPage)
+        self.teams = Entity[m.TeamOut, m.TeamIn, m.TeamPatch](self, "/api/teams", m.TeamOut, m.TeamOutPage)
+        self.roles = Entity[m.RoleOut, m.RoleIn, m.RolePatch](self, "/api/roles", m.RoleOut, m.RoleOutPage)
+        self.substitutions = Entity[m.SubstitutionOut, m.SubstitutionIn, m.SubstitutionPatch](
+            self, "/api/substitutions", m.SubstitutionOut, m.SubstitutionOutPage
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _execute(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(call.method, call.path, **self._kwargs(call))
+            except httpx.TransportError as exc:
+                if not self._should_retry(call, attempt, None):
+                    raise TransportError(0, f"{call.method} {call.path}: {exc!r}") from exc
+                sync_sleep(self.retry.delay(attempt, None))
+                attempt += 1
+                continue
+            if response.status_code in b.RETRY_STATUSES and self._should_retry(
+                call, attempt, response.status_code
+            ):
+                sync_sleep(self.retry.delay(attempt, response.headers.get("Retry-After")))
+                attempt += 1
+                continue
+            return b.decode(response, call)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        model: Any = Any,
+    ) -> Any:
+        """Any endpoint (plugin routes included); the JSON answer converted to ``model``."""
+        call = Call(
+            method.upper(),
+            path,
+            b.params(params or {}),
+            None if json is None else b.body(json),
+            dict(headers or {}),
+            model=model,
+        )
+        return self._execute(call)
+
+    def get(self, path: str, *, model: Any = Any, **params: Any) -> Any:
+        return self.request("GET", path, params=params, model=model)
+
+    def post(
+        self, path: str, json: Any = None, *, model: Any = Any, idempotency_key: str | None = None
+    ) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", path, json=json, headers=headers, model=model)
+
+    def iterate(self, path: str, model: Any = Any, *, limit: int = 100, **filters: Any) -> Iterator[Any]:
+        """Items of any paginated list endpoint (``{"items", "next_cursor"}``), page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.request("GET", path, params={**filters, "limit": limit, "cursor": cursor})
+            for item in page["items"]:
+                yield item if model is Any else msgspec.convert(item, model)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    # ------------------------------------------------------------------ kernel endpoints
+
+    def health(self) -> dict[str, str]:
+        return self._execute(Call("GET", "/api/health"))  # type: ignore[no-any-return]
+
+    def me(self) -> m.MeOut:
+        return self._execute(Call("GET", "/api/auth/me", model=m.MeOut))  # type: ignore[no-any-return]
+
+    def create_token(self, name: str, scopes: list[str] | None = None) -> m.TokenCreated:
+        body = b.body(m.TokenIn(name=name, scopes=scopes or []))
+        call = Call("POST", "/api/auth/tokens", json=body, model=m.TokenCreated)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def tokens(self) -> list[m.TokenOut]:
+        return self._execute(Call("GET", "/api/auth/tokens", model=list[m.TokenOut]))  # type: ignore[no-any-return]
+
+    def revoke_token(self, token_id: int) -> None:
+        self._execute(Call("DELETE", f"/api/auth/tokens/{token_id}"))
+
+    def permissions(self) -> dict[str, str]:
+        return self._execute(Call("GET", "/api/permissions", model=dict[str, str]))  # type: ignore[no-any-return]
+
+    def plugins(self) -> list[dict[str, Any]]:
+        return self._execute(Call("GET", "/api/plugins"))  # type: ignore[no-any-return]
+
+    def jobs(self) -> list[m.JobOut]:
+        return self._execute(Call("GET", "/api/jobs", model=list[m.JobOut]))  # type: ignore[no-any-return]
+
+    def set_job_enabled(self, name: str, enabled: bool) -> m.JobOut:
+        call = Call("PUT", f"/api/jobs/{name}", json={"enabled": enabled}, model=m.JobOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def job_runs(self, job_name: str | None = None, limit: int = 100) -> list[m.JobRunOut]:
+        params = b.params({"job_name": job_name, "limit": limit})
+        return self._execute(Call("GET", "/api/jobs/runs", params, model=list[m.JobRunOut]))  # type: ignore[no-any-return]
+
+    def audit(self, **filters: Any) -> list[m.AuditOut]:
+        call = Call("GET", "/api/audit", b.params(filters), model=list[m.AuditOut])
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def notifications(self, unread: bool = False) -> list[m.NotificationOut]:
+        call = Call("GET", "/api/notifications", {"unread": unread}, model=list[m.NotificationOut])
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def custom_fields(self, entity_type: str) -> dict[str, Any]:
+        return self._execute(Call("GET", f"/api/custom-fields/{entity_type}"))  # type: ignore[no-any-return]
+
+    def set_custom_fields(
+        self, entity_type: str, properties: dict[str, Any], required: list[str] | None = None
+    ) -> dict[str, Any]:
+        body = b.body(m.CustomFieldsIn(properties=properties, required=required or []))
+        return self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))  # type: ignore[no-any-return]
+
+
+class Entity(Generic[OutT, InT, PatchT]):
+    """The standard REST routes of one kernel entity."""
+
+    def __init__(self, client: Client, path: str, out: type[OutT], page: type[msgspec.Struct]) -> None:
+        self._client = client
+        self.path = path
+        self.out = out
+        self._page = page
+
+    def page(
+        self, *, cursor: str | None = None, limit: int = 50, order: str | None = None, **filters: Any
+    ) -> Page[OutT]:
+        params = b.params({**filters, "cursor": cursor, "limit": limit, "order": order})
+        data = self._client._execute(Call("GET", self.path, params))
+        return Page([msgspec.convert(i, self.out) for i in data["items"]], data.get("next_cursor"))
+
+    def list(self, *, page_size: int = 100, order: str | None = None, **filters: Any) -> Iterator[OutT]:
+        """Every record you may see that matches the filters, fetched page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.page(cursor=cursor, limit=page_size, order=order, **filters)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def count(self, **filters: Any) -> int:
+        data = self._client._execute(Call("GET", f"{self.path}/count", b.params(filters)))
+        return int(data["count"])
+
+    def get(self, record_id: int) -> OutT:
+        return self._client._execute(Call("GET", f"{self.path}/{record_id}", model=self.out))  # type: ignore[no-any-return]
+
+    def create(self, data: InT | Mapping[str, Any], *, idempotency_key: str | None = None) -> OutT:
+        """Create a record. A fresh Idempotency-Key is sent unless you pass one (pass your own
+        to make a create safe across process restarts)."""
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        call = Call("POST", self.path, json=b.body(data), headers=headers, model=self.out)
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def update(
+        self, record_id: int, changes: PatchT | Mapping[str, Any], *, version: int | None = None
+    ) -> OutT:
+        """Change the given fields. With ``version`` (the one you read) a concurrent change
+        raises ``Conflict`` instead of being overwritten."""
+        call = Call(
+            "PATCH",
+            f"{self.path}/{record_id}",
+            json=b.body(changes),
+            headers=b.version_header(version),
+            model=self.out,
+        )
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def delete(self, record_id: int, *, version: int | None = None) -> None:
+        call = Call("DELETE", f"{self.path}/{record_id}", headers=b.version_header(version))
+        self._client._execute(call)
+
+
+class Parties(Entity[m.PartyOut, m.PartyIn, m.PartyPatch]):
+    def card(self, party_id: int, order: str = "desc") -> m.ClientCard:
+        """The client card: the party, its contacts and its whole history (plugins' items too)."""
+        call = Call("GET", f"{self.path}/{party_id}/card", {"order": order}, model=m.ClientCard)
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def participants(self, party_id: int) -> list[m.Participant]:
+        call = Call("GET", f"{self.path}/{party_id}/participants", model=list[m.Participant])
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def status_history(self, party_id: int) -> list[dict[str, Any]]:
+        return self._client._execute(Call("GET", f"{self.path}/{party_id}/status-history"))  # type: ignore[no-any-return]
+
+    def export_csv(self, **filters: Any) -> str:
+        call = Call("GET", f"{self.path}/export", b.params(filters), raw=True)
+        response = self._client._execute(call)
+        return str(response.text)
+
+
+class Tasks(Entity[m.TaskOut, m.TaskIn, m.TaskPatch]):
+    def handoff(self, task_id: int, to_user_id: int, comment: str = "") -> m.TaskOut:
+        body = b.body(m.HandoffIn(to_user_id=to_user_id, comment=comment))
+        call = Call("POST", f"{self.path}/{task_id}/handoff", json=body, model=m.TaskOut)
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def complete(self, task_id: int, result: str = "", version: int | None = None) -> m.TaskOut:
+        body = b.body(m.CompleteIn(result=result, version=m.UNSET if version is None else version))
+        call = Call("POST", f"{self.path}/{task_id}/complete", json=body, model=m.TaskOut)
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def handoffs(self, task_id: int) -> list[m.HandoffOut]:
+        call = Call("GET", f"{self.path}/{task_id}/handoffs", model=list[m.HandoffOut])
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+
+class Attachments(Entity[m.AttachmentOut, msgspec.Struct, msgspec.Struct]):
+    def upload(
+        self,
+        filename: str,
+        content: bytes,
+        content_type: str = "application/octet-stream",
+        party_id: int | None = None,
+        subject_ref: str = "",
+    ) -> m.AttachmentOut:
+        data = {"party_id": "" if party_id is None else str(party_id), "subject_ref": subject_ref}
+        call = Call(
+            "POST",
+            f"{self.path}/upload",
+            files={"file": (filename, content, content_type)},
+            data=data,
+            model=m.AttachmentOut,
+        )
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def download(self, attachment_id: int) -> bytes:
+        response = self._client._execute(Call("GET", f"{self.path}/{attachment_id}/content", raw=True))
+        return bytes(response.content)
