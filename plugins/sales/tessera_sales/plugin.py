@@ -12,7 +12,9 @@ PERMISSIONS = {
     "sales.deal.delete": "Delete deals",
     "sales.product.manage": "Manage products and price lists",
     "sales.plan.manage": "Set sales plans for managers and teams",
-    "sales.settings.manage": "Manage loss reasons, proposal templates and contact-cadence norms",
+    "sales.settings.manage": "Manage loss reasons, proposal templates, contact-cadence norms and the base "
+    "currency",
+    "sales.rates.manage": "Enter dated exchange rates against the base currency",
 }
 
 

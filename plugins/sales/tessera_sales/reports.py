@@ -17,7 +17,7 @@ from tessera import clock, db
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 
-from tessera_sales import services
+from tessera_sales import rates, services
 from tessera_sales.tables import ForecastSnapshot, SalesPlan
 
 GROUPS = {"": None, "owner": "d.owner_id", "team": "d.team_id"}
@@ -89,33 +89,56 @@ async def funnel(
     now = clock.now()
     key = group or "NULL"
     grouping = f"{group}, " if group else ""
-    sql = (
-        f"SELECT {key} AS grp, v.stage AS stage, COUNT(DISTINCT v.deal_id) AS entered, "
-        "SUM(CASE WHEN v.seconds IS NOT NULL THEN v.seconds ELSE 0 END) AS spent, "
-        "SUM(CASE WHEN v.seconds IS NOT NULL THEN 1 ELSE 0 END) AS finished, "
-        "SUM(CASE WHEN v.norm_seconds IS NOT NULL AND ((v.seconds IS NOT NULL AND v.seconds > "
-        "v.norm_seconds) "
-        "OR (v.seconds IS NULL AND d.status = 'open' AND d.stage_due_at < {})) THEN 1 ELSE 0 END) "
-        "AS over_norm, "
-        "SUM(CASE WHEN v.left_at IS NULL AND d.status = 'open' AND d.stage_due_at < {} THEN 1 ELSE "
-        "0 END) AS stuck "
-        "FROM sales_stage_visit v JOIN sales_deal d ON d.id = v.deal_id "
-        "WHERE d.pipeline = {} AND d.created_at >= {} AND d.created_at < {} AND "
-        + " AND ".join(where)
-        + f" GROUP BY {grouping}v.stage"
-    )
-    rows = await db.raw(sql, now, now, pipeline, start, end, *args)
-    amounts = await db.raw(
-        f"SELECT {key} AS grp, d.status AS status, d.currency AS currency, COUNT(*) AS n, "
-        "SUM(d.amount) AS amount "
-        "FROM sales_deal d WHERE d.pipeline = {} AND d.created_at >= {} AND d.created_at < {} AND "
-        + " AND ".join(where)
-        + f" GROUP BY {grouping}d.status, d.currency",
+    vis = " AND ".join(where)
+    # Ended stays, entries and totals come from the summary kept on every deal change
+    # (``stats.py``): a few rows per day, owner and stage instead of every deal and stay.
+    rows = await db.raw(
+        f"SELECT {key} AS grp, d.stage AS stage, SUM(d.n) AS entered, SUM(d.seconds) AS spent, "
+        "SUM(d.n2) AS finished, SUM(d.n3) AS over_norm "
+        "FROM sales_stat d WHERE d.kind = 'stage' AND d.pipeline = {} AND d.day >= {} AND d.day <= {} AND "
+        + vis
+        + f" GROUP BY {grouping}d.stage",
         pipeline,
+        date_from,
+        date_to,
+        *args,
+    )
+    amounts = await db.raw(
+        f"SELECT {key} AS grp, d.stage AS status, d.currency AS currency, SUM(d.n) AS n, "
+        "SUM(d.amount) AS amount "
+        "FROM sales_stat d WHERE d.kind = 'deal' AND d.pipeline = {} AND d.day >= {} AND d.day <= {} AND "
+        + vis
+        + f" GROUP BY {grouping}d.stage, d.currency",
+        pipeline,
+        date_from,
+        date_to,
+        *args,
+    )
+    # What depends on "now" (stays running past their norm) comes from the open deals, through
+    # the partial index ``sales_deal_open_due``.
+    stuck_rows = await db.raw(
+        f"SELECT {key} AS grp, d.stage AS stage, COUNT(*) AS stuck FROM sales_deal d "
+        "WHERE d.status = 'open' AND d.pipeline = {} AND d.stage_due_at < {} AND d.created_at >= {} "
+        "AND d.created_at < {} AND " + vis + f" GROUP BY {grouping}d.stage",
+        pipeline,
+        now,
         start,
         end,
         *args,
     )
+    stuck_by: dict[tuple[Any, str], int] = {(_grp(r["grp"]), r["stage"]): int(r["stuck"]) for r in stuck_rows}
+    for r in rows:
+        r["grp"] = _grp(r["grp"])
+        r["stuck"] = stuck_by.pop((r["grp"], r["stage"]), 0)
+        r["over_norm"] = int(r["over_norm"] or 0) + r["stuck"]
+    for (grp, stage), n in stuck_by.items():  # a stay without a summary row cannot be, but be safe
+        rows.append(
+            {"grp": grp, "stage": stage, "entered": 0, "spent": 0, "finished": 0, "over_norm": n, "stuck": n}
+        )
+    amounts = [{**r, "grp": _grp(r["grp"])} for r in amounts if int(r["n"] or 0)]
+    rows = [r for r in rows if int(r["entered"] or 0) or r["stuck"]]
+    converter = await rates.converter()
+    rate_day = min(date_to, now.date())
     order = [s["key"] for s in definition["stages"]]
     names = {s["key"]: s["name"] for s in definition["stages"]}
     norms = {s["key"]: services.norm_seconds(s) for s in definition["stages"]}
@@ -123,15 +146,18 @@ async def funnel(
     for r in rows:
         by_group[r["grp"]][r["stage"]] = r
     totals: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    in_base: dict[Any, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for r in amounts:
+        exact = Decimal(str(r["amount"] or 0))
         totals[r["grp"]].append(
             {
                 "status": r["status"],
                 "currency": r["currency"],
-                "deals": r["n"],
-                "amount": services.money(r["amount"]),
+                "deals": int(r["n"]),
+                "amount": services.money(exact),
             }
         )
+        in_base[r["grp"]][r["status"]] += converter.to_base(exact, r["currency"], rate_day)
     groups = []
     for grp in sorted(set(by_group) | set(totals), key=lambda g: (g is None, g)):
         stages = []
@@ -158,14 +184,28 @@ async def funnel(
             )
             if stage not in ("won", "lost"):
                 previous = entered
-        groups.append({"group": grp, "stages": stages, "deals": totals.get(grp, [])})
+        groups.append(
+            {
+                "group": grp,
+                "stages": stages,
+                "deals": totals.get(grp, []),
+                "totals_base": {k: services.money(v) for k, v in sorted(in_base.get(grp, {}).items())},
+            }
+        )
     return {
         "pipeline": pipeline,
+        "base_currency": converter.base,
+        "rate_date": rate_day,
         "date_from": date_from,
         "date_to": date_to,
         "group_by": group_by,
         "groups": groups,
     }
+
+
+def _grp(value: Any) -> Any:
+    """Summary rows store a missing owner/team as 0; reports show None."""
+    return None if value in (0, None) else int(value)
 
 
 def _ratio(part: int, whole: int | None) -> float | None:
@@ -357,9 +397,7 @@ async def forecast(
         end.date(),
         *args,
     )
-    entered_day = (
-        "CAST(d.stage_entered_at AS DATE)" if db.is_postgres() else "substr(d.stage_entered_at, 1, 10)"
-    )
+    entered_day = utc_day_sql("d.stage_entered_at")
     stage_rows = await db.raw(
         f"SELECT d.stage AS stage, d.currency AS currency, {entered_day} AS day, SUM(d.amount) AS amount "
         "FROM sales_deal d WHERE d.status = 'open' AND d.stage_entered_at IS NOT NULL AND "
@@ -370,8 +408,15 @@ async def forecast(
     history = await stage_history_stats(principal, pipeline, owner_id, team_id)
     weighted: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     historical: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    converter = await rates.converter()
+    weighted_base: dict[str, Decimal] = defaultdict(Decimal)
+    historical_base: dict[str, Decimal] = defaultdict(Decimal)
     for r in weighted_rows:
-        weighted[(_month(_date(r["day"])), r["currency"])] += Decimal(str(r["amount"])) / 100
+        day = _date(r["day"])
+        value = Decimal(str(r["amount"])) / 100
+        weighted[(_month(day), r["currency"])] += value
+        # Converted with the rate in force on the expected close day (the latest known rate).
+        weighted_base[_month(day)] += converter.to_base(value, r["currency"], day)
     today = clock.now().date()
     for r in stage_rows:
         stats = history.get(r["stage"])
@@ -381,17 +426,25 @@ async def forecast(
         day = max(predicted, today)
         if start.date() <= day < end.date():
             rate = Decimal(stats["won_deals"]) / Decimal(stats["closed_deals"])
-            historical[(_month(day), r["currency"])] += Decimal(str(r["amount"])) * rate
+            value = Decimal(str(r["amount"])) * rate
+            historical[(_month(day), r["currency"])] += value
+            historical_base[_month(day)] += converter.to_base(value, r["currency"], day)
 
     def listing(values: dict[tuple[str, str], Decimal]) -> list[dict[str, Any]]:
         return [
             {"month": m, "currency": c, "amount": services.money(v)} for (m, c), v in sorted(values.items())
         ]
 
+    def in_base(values: dict[str, Decimal]) -> list[dict[str, Any]]:
+        return [{"month": m, "amount": services.money(v)} for m, v in sorted(values.items())]
+
     return {
         "pipeline": pipeline,
+        "base_currency": converter.base,
         "weighted": listing(weighted),
         "historical": listing(historical),
+        "weighted_base": in_base(weighted_base),
+        "historical_base": in_base(historical_base),
         "stage_stats": [
             {"stage": k, **v} for k, v in history.items() if k in services.open_stages(definition)
         ],
@@ -404,20 +457,14 @@ async def stage_history_stats(
     """Per stage, over closed deals of the pipeline that went through it: win rate and the
     average time from entering the stage to winning (won deals)."""
     where, args = _filters(principal, owner_id, team_id, pipeline)
-    if db.is_postgres():
-        seconds = "EXTRACT(EPOCH FROM (d.closed_at - v.entered_at))"
-    else:
-        seconds = "(julianday(d.closed_at) - julianday(v.entered_at)) * 86400.0"
     rows = await db.raw(
-        "SELECT v.stage AS stage, COUNT(DISTINCT d.id) AS closed, "
-        "COUNT(DISTINCT CASE WHEN d.status = 'won' THEN d.id END) AS won, "
-        f"AVG(CASE WHEN d.status = 'won' THEN {seconds} END) AS to_won "
-        "FROM sales_stage_visit v JOIN sales_deal d ON d.id = v.deal_id "
-        "WHERE d.status IN ('won', 'lost') AND v.stage NOT IN ('won', 'lost') AND "
-        + " AND ".join(where)
-        + " GROUP BY v.stage",
+        "SELECT d.stage AS stage, SUM(d.n) AS closed, SUM(d.n2) AS won, SUM(d.seconds) AS seconds "
+        "FROM sales_stat d WHERE d.kind = 'history' AND " + " AND ".join(where) + " GROUP BY d.stage",
         *args,
     )
+    rows = [r for r in rows if int(r["closed"] or 0)]
+    for r in rows:
+        r["to_won"] = int(r["seconds"]) / int(r["won"]) if int(r["won"] or 0) else None
     return {
         r["stage"]: {
             "closed_deals": int(r["closed"]),
@@ -457,6 +504,43 @@ async def won_total(
         *args,
     )
     return {r["currency"]: services.money(r["amount"]) for r in rows}
+
+
+def utc_day_sql(column: str) -> str:
+    """SQL for the UTC calendar day of a timestamp column, on either engine."""
+    if db.is_postgres():
+        return f"CAST(({column} AT TIME ZONE 'UTC') AS DATE)"
+    return f"substr({column}, 1, 10)"
+
+
+async def won_by_day(
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    pipeline: str | None = None,
+    owner_id: int | None = None,
+    team_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Won amount per currency and UTC day of winning, for deals won in [start, end)."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("d.owner_id", owner_id), ("d.team_id", team_id), ("d.pipeline", pipeline)):
+        if value:
+            where.append(f"{column} = {{}}")
+            args.append(value)
+    day = utc_day_sql("d.closed_at")
+    rows = await db.raw(
+        f"SELECT d.currency AS currency, {day} AS day, SUM(d.amount) AS amount FROM sales_deal d "
+        "WHERE d.status = 'won' AND d.closed_at >= {} AND d.closed_at < {}"
+        + "".join(f" AND {w}" for w in where)
+        + f" GROUP BY d.currency, {day}",
+        start,
+        end,
+        *args,
+    )
+    return [
+        {"currency": r["currency"], "day": _date(r["day"]), "amount": Decimal(str(r["amount"]))} for r in rows
+    ]
 
 
 async def snapshot_forecast(pipeline: str, date_from: dt.date, date_to: dt.date) -> int:
@@ -554,10 +638,15 @@ async def plan_vs_actual(principal: Principal, plan_id: int) -> dict[str, Any]:
 
         raise NotFound(f"plan {plan_id} not found")
     start, end = _period(plan["period_start"], plan["period_end"])
-    won = await won_total(
-        None, start, end, pipeline=plan["pipeline"] or None, owner_id=plan["user_id"], team_id=plan["team_id"]
-    )
-    actual_amount = won.get(plan["currency"], Decimal("0.00"))
+    # Won deals in any currency, each converted into the plan's currency with the rates in
+    # force on the day it was won.
+    converter = await rates.converter()
+    actual_exact = Decimal(0)
+    for r in await won_by_day(
+        start, end, pipeline=plan["pipeline"] or None, owner_id=plan["user_id"], team_id=plan["team_id"]
+    ):
+        actual_exact += converter.convert(r["amount"], r["currency"], plan["currency"], r["day"])
+    actual_amount = services.money(actual_exact)
     where = ["v.entered_at >= {}", "v.entered_at < {}"]
     args: list[Any] = [start, end]
     if plan["user_id"] is not None:

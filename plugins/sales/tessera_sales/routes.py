@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Response, Router, get, patch, post, put
+from litestar import Response, Router, delete, get, patch, post, put
 from litestar.params import Parameter
 from msgspec import Meta, Struct
 from tessera import clock, db
@@ -18,7 +18,7 @@ from tessera.entities.dto import Id, partial, set_fields
 from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal
 
-from tessera_sales import cadence, documents, proposals, reports, services
+from tessera_sales import cadence, documents, proposals, rates, reports, services
 from tessera_sales.tables import CadenceRule, LossReason, Product, ProposalTemplate, SalesPlan
 
 #: msgspec cannot bound a Decimal; the services refuse negative amounts (422 naming the field).
@@ -628,6 +628,65 @@ async def contacts_report(principal: Principal, date_from: dt.date, date_to: dt.
     return await cadence.contacts_by_type(principal, date_from, date_to)
 
 
+# --------------------------------------------------------------------------- currencies
+
+
+class SalesSettingsIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    base_currency: Currency
+
+
+class SalesSettingsOut(Struct, kw_only=True):
+    base_currency: str
+
+
+class RateIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    currency: Currency
+    valid_from: dt.date
+    rate: Decimal
+
+
+class RateOut(Struct, kw_only=True):
+    id: int
+    base: str
+    currency: str
+    valid_from: dt.date
+    rate: Decimal
+    created_by: int | None
+    created_at: dt.datetime
+
+
+@get("/settings", operation_id="get_sales_settings")
+async def get_settings(principal: Principal) -> SalesSettingsOut:
+    """Company settings of the sales plugin: the base currency reports are converted into."""
+    principal.require("sales.deal.read")
+    return SalesSettingsOut(**await rates.settings())
+
+
+@put("/settings", operation_id="update_sales_settings")
+async def update_settings(principal: Principal, data: SalesSettingsIn) -> SalesSettingsOut:
+    """Change the base currency (rates are kept per base: add the new base's rates)."""
+    return SalesSettingsOut(**await rates.update_settings(principal, set_fields(data)))
+
+
+@get("/rates", operation_id="list_exchange_rates")
+async def list_rates(principal: Principal, currency: str | None = None) -> list[RateOut]:
+    """Dated exchange rates against the base currency (units of base per unit of currency)."""
+    return [RateOut(**r) for r in await rates.list_rates(principal, currency)]
+
+
+@post("/rates", operation_id="create_exchange_rate", status_code=201)
+async def create_rate(principal: Principal, data: RateIn) -> RateOut:
+    """Set a currency's rate from a date on (replaces a rate of the same day).
+    Needs ``sales.rates.manage`` (or ``sales.settings.manage``)."""
+    return RateOut(**await rates.add_rate(principal, set_fields(data)))
+
+
+@delete("/rates/{rate_id:int}", operation_id="delete_exchange_rate", status_code=204)
+async def delete_rate(principal: Principal, rate_id: int) -> None:
+    """Remove a rate entered by mistake."""
+    await rates.delete_rate(principal, rate_id)
+
+
 def routers() -> list[Any]:
     return [
         deals_router,
@@ -664,6 +723,11 @@ def routers() -> list[Any]:
                 cadence_report,
                 cadence_overdue,
                 contacts_report,
+                get_settings,
+                update_settings,
+                list_rates,
+                create_rate,
+                delete_rate,
             ],
             tags=["sales"],
         ),

@@ -22,6 +22,7 @@ from tessera.permissions import Principal
 from tessera.workflow import business_time, engine, templates
 from tessera.workflow.tables import WorkflowInstance, WorkflowTransition
 
+from tessera_sales import stats
 from tessera_sales.pipelines import DEAL_SUBJECT, DEFAULT_PIPELINE
 from tessera_sales.tables import Deal, DealLine, LossReason, Price, PriceList, Product, StageVisit
 
@@ -186,6 +187,8 @@ async def _after_deal_write(
     if "lines" in extras:
         await _replace_lines(row["id"], extras["lines"])
     if existing is None:
+        # The deal enters the report summary now; sync_deal below adds its first stay.
+        await stats.apply(stats.contributions(row, []))
         instance = await engine.start(
             engine.engine_principal(principal.user_id),
             service.plugin_manager(),
@@ -213,13 +216,34 @@ async def _after_deal_write(
                 "currency": row["currency"],
             },
         )
-    elif existing["owner_id"] != row["owner_id"] and row["instance_id"]:
+    else:
+        await _restate(existing, row)
+    if existing is not None and existing["owner_id"] != row["owner_id"] and row["instance_id"]:
         await WorkflowInstance.update(
             {WorkflowInstance.owner_id: row["owner_id"], WorkflowInstance.team_id: row["team_id"]}
         ).where(WorkflowInstance.id == row["instance_id"])
         await StageVisit.update(
             {StageVisit.owner_id: row["owner_id"], StageVisit.team_id: row["team_id"]}
         ).where(StageVisit.deal_id == row["id"])
+
+
+_STAT_FIELDS = ("owner_id", "team_id", "amount", "currency", "status", "pipeline", "created_at", "closed_at")
+
+
+async def _restate(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """An edit changed what the deal adds to the report summary (owner, amount, currency):
+    move its contribution (the stays are the same before and after)."""
+    if all(before.get(f) == after.get(f) for f in _STAT_FIELDS):
+        return
+    _, visits = await stats.deal_state(after["id"])
+    await stats.apply(
+        stats.difference(stats.contributions(after, visits), stats.contributions(before, visits))
+    )
+
+
+async def _before_deal_delete(principal: Principal, existing: dict[str, Any]) -> None:
+    deal, visits = await stats.deal_state(existing["id"])
+    await stats.apply(stats.difference({}, stats.contributions(deal, visits)))
 
 
 DEAL = service.EntitySpec(
@@ -230,6 +254,7 @@ DEAL = service.EntitySpec(
     order_fields=("id", "created_at", "updated_at", "amount"),
     prepare=_prepare_deal,
     after_write=_after_deal_write,
+    before_delete=_before_deal_delete,
 )
 
 
@@ -253,6 +278,7 @@ async def sync_deal(deal_id: int) -> dict[str, Any]:
     instance = await WorkflowInstance.select().where(WorkflowInstance.id == deal["instance_id"]).first()
     if instance is None:
         return {}
+    before_deal, before_visits = await stats.deal_state(deal_id)
     definition = await engine.definition_of(instance)
     stages = templates.stage_map(definition)
     transitions = (
@@ -313,6 +339,8 @@ async def sync_deal(deal_id: int) -> dict[str, Any]:
             changes.update(status="won", closed_at=current["entered_at"])
         elif current["stage"] == "lost":
             changes.update(status="lost", closed_at=current["entered_at"])
+    for v in visits:
+        v["seconds"] = int((v["left_at"] - v["entered_at"]).total_seconds()) if v["left_at"] else None
     await StageVisit.delete().where(StageVisit.deal_id == deal_id)
     if visits:
         await StageVisit.insert(
@@ -324,7 +352,7 @@ async def sync_deal(deal_id: int) -> dict[str, Any]:
                     seq=v["seq"],
                     entered_at=v["entered_at"],
                     left_at=v["left_at"],
-                    seconds=int((v["left_at"] - v["entered_at"]).total_seconds()) if v["left_at"] else None,
+                    seconds=v["seconds"],
                     norm_seconds=v["norm_seconds"],
                     owner_id=deal["owner_id"],
                     team_id=deal["team_id"],
@@ -334,6 +362,13 @@ async def sync_deal(deal_id: int) -> dict[str, Any]:
         )
     if changes:
         await Deal.update({getattr(Deal, k): v for k, v in changes.items()}).where(Deal.id == deal_id)
+    # Same transaction: the report summary follows the stays and the status.
+    after_deal = {**before_deal, **changes} if before_deal else None
+    await stats.apply(
+        stats.difference(
+            stats.contributions(after_deal, visits), stats.contributions(before_deal, before_visits)
+        )
+    )
     return changes
 
 

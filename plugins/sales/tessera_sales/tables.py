@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from piccolo.columns import (
     JSON,
+    BigInt,
     Boolean,
     Date,
     ForeignKey,
@@ -222,6 +223,53 @@ class ForecastSnapshot(Table, tablename="sales_forecast_snapshot"):
     made_at = Timestamptz()
 
 
+class SalesStat(Table, tablename="sales_stat"):
+    """Report summary maintained in the same transaction as every deal change (``stats.py``):
+    one row per (kind, pipeline, day, stage, owner, team, currency) with counters, so funnel
+    and forecast reports add up a few thousand rows instead of scanning every deal and stay.
+
+    * ``stage``: cohort day (deal opened) x stage: ``n`` deals that entered it, ``n2`` stays
+      that ended, ``n3`` of those longer than the norm, ``seconds`` spent in ended stays;
+    * ``deal``: cohort day x status x currency: ``n`` deals, ``amount``;
+    * ``history``: stage of closed deals (``day`` unused): ``n`` closed deals that went
+      through it, ``n2`` of them won, ``seconds`` from entering it to winning (won deals).
+
+    Missing dimensions are 0 / "" / 1970-01-01 (never NULL, so the unique key matches).
+    """
+
+    kind = Varchar(length=10)
+    pipeline = Varchar(length=100)
+    day = Date()
+    stage = Varchar(length=100, default="")
+    owner_id = Integer(default=0)
+    team_id = Integer(default=0)
+    currency = Varchar(length=3, default="")
+    n = BigInt(default=0)
+    n2 = BigInt(default=0)
+    n3 = BigInt(default=0)
+    seconds = BigInt(default=0)
+    amount = Numeric(digits=(20, 2), default=Decimal(0))
+
+
+class ExchangeRate(Table, tablename="sales_exchange_rate"):
+    """``rate`` units of ``base`` for one unit of ``currency``, in force from ``valid_from``
+    until the next rate of the pair."""
+
+    base = Varchar(length=3)
+    currency = Varchar(length=3)
+    valid_from = Date()
+    rate = Numeric(digits=(18, 6))
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class SalesSetting(Table, tablename="sales_setting"):
+    """Company settings of the sales plugin (``base_currency``)."""
+
+    key = Varchar(length=100, unique=True)
+    value = JSON(default={})
+
+
 TABLES: list[type[Table]] = [
     LossReason,
     Deal,
@@ -237,4 +285,7 @@ TABLES: list[type[Table]] = [
     CadenceRule,
     CadenceFlag,
     ForecastSnapshot,
+    SalesStat,
+    ExchangeRate,
+    SalesSetting,
 ]
