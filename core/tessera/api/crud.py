@@ -21,7 +21,7 @@ from tessera import clock, events
 from tessera.entities import service
 from tessera.entities.dto import set_fields, to_struct
 from tessera.entities.tables import IdempotencyRecord
-from tessera.errors import ValidationFailed
+from tessera.errors import Conflict, FieldError, ValidationFailed
 from tessera.permissions import Principal
 
 #: Length of ``idempotency_record.key``.
@@ -70,11 +70,29 @@ async def _idempotent_replay(key: str, user_id: int, path: str) -> Response[Any]
         )
         .first()
     )
-    if row is None:
+    if row is None or not row["status_code"]:
         return None
     return Response(
         json.loads(row["body"]), status_code=row["status_code"], headers={"Idempotent-Replay": "true"}
     )
+
+
+async def _claim_idempotency_key(key: str, user_id: int, path: str) -> int | None:
+    """Insert the key's row in the current transaction, before the create; None when another
+    request holds it. The unique index on (user_id, path, key) makes this the arbiter: on
+    PostgreSQL a concurrent request with the same key waits here until the first one commits
+    (then finds its row) or rolls back (then claims the key itself); on SQLite write
+    transactions are serialised, so the second one sees the first's committed row."""
+    rows = (
+        await IdempotencyRecord.insert(
+            IdempotencyRecord(
+                key=key, user_id=user_id, path=path, status_code=0, body="", created_at=clock.now()
+            )
+        )
+        .on_conflict(action="DO NOTHING")
+        .returning(IdempotencyRecord.id)
+    )
+    return rows[0]["id"] if rows else None
 
 
 def entity_router(
@@ -140,24 +158,34 @@ def entity_router(
             if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
                 # Checked up front: a longer key would only fail when stored, after the create.
                 raise ValidationFailed.field("Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+            path = request.url.path
             if idempotency_key:
-                replay = await _idempotent_replay(idempotency_key, principal.user_id, request.url.path)
+                replay = await _idempotent_replay(idempotency_key, principal.user_id, path)
                 if replay is not None:
                     return replay
             async with events.unit_of_work():
+                claim = None
+                if idempotency_key:
+                    claim = await _claim_idempotency_key(idempotency_key, principal.user_id, path)
+                    if claim is None:
+                        # A concurrent request with this key committed first: answer as it did.
+                        replay = await _idempotent_replay(idempotency_key, principal.user_id, path)
+                        if replay is not None:
+                            return replay
+                        raise Conflict(
+                            "a request with this Idempotency-Key is still in progress; retry it shortly",
+                            [FieldError("Idempotency-Key", "is in use by a request still in progress")],
+                        )
                 row = await service.create(spec, principal, set_fields(data))
                 body = await to_out(row)
-                if idempotency_key:
-                    await IdempotencyRecord.insert(
-                        IdempotencyRecord(
-                            key=idempotency_key,
-                            user_id=principal.user_id,
-                            path=request.url.path,
-                            status_code=201,
-                            body=msgspec.json.encode(body).decode(),
-                            created_at=clock.now(),
-                        )
-                    )
+                if claim is not None:
+                    # Same transaction as the record: the stored answer exists exactly when it does.
+                    await IdempotencyRecord.update(
+                        {
+                            IdempotencyRecord.status_code: 201,
+                            IdempotencyRecord.body: msgspec.json.encode(body).decode(),
+                        }
+                    ).where(IdempotencyRecord.id == claim)
             return Response(body, status_code=201)
 
         handlers.append(create_record)

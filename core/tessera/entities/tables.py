@@ -293,7 +293,9 @@ class Notification(Table, tablename="notification"):
 
 
 class IdempotencyRecord(Table, tablename="idempotency_record"):
-    """The first response to a create carrying an ``Idempotency-Key`` header, replayed on retry."""
+    """The first response to a create carrying an ``Idempotency-Key`` header, replayed on retry.
+    Unique per (user_id, path, key): an index made by a hand-written migration
+    (``tessera_2026_11_26t16_45_00_000000``), as Piccolo columns cannot declare it."""
 
     key = Varchar(length=200)
     user_id = Integer()
