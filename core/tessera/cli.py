@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from tessera import db, migrations
+from tessera import db, importer_cli, migrations
 from tessera.config import Settings, load_settings
 from tessera.plugins import PluginError
 from tessera.search import cli as search_cli
@@ -25,6 +25,7 @@ plugins_app = typer.Typer(help="Installed and enabled plugins", no_args_is_help=
 app.add_typer(users_app, name="users")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(search_cli.app, name="search")
+app.add_typer(importer_cli.app, name="import")
 console = Console()
 err = Console(stderr=True)
 
