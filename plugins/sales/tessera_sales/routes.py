@@ -18,7 +18,7 @@ from tessera.entities.dto import Id, partial, set_fields
 from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal
 
-from tessera_sales import cadence, documents, proposals, rates, reports, services
+from tessera_sales import cadence, documents, proposals, rates, reports, services, sources
 from tessera_sales.tables import CadenceRule, LossReason, Product, ProposalTemplate, SalesPlan
 
 #: msgspec cannot bound a Decimal; the services refuse negative amounts (422 naming the field).
@@ -687,6 +687,14 @@ async def delete_rate(principal: Principal, rate_id: int) -> None:
     await rates.delete_rate(principal, rate_id)
 
 
+@get("/sources", operation_id="list_deal_sources")
+async def list_sources(principal: Principal) -> dict[str, Any]:
+    """Deal sources: the built-in ones and the campaigns enabled plugins supply (hook
+    ``tessera_sales_deal_sources``)."""
+    principal.require("sales.deal.read")
+    return {"sources": [s for s in services.SOURCES if s], "campaigns": await sources.campaigns()}
+
+
 def routers() -> list[Any]:
     return [
         deals_router,
@@ -728,6 +736,7 @@ def routers() -> list[Any]:
                 list_rates,
                 create_rate,
                 delete_rate,
+                list_sources,
             ],
             tags=["sales"],
         ),

@@ -156,8 +156,16 @@ async def _prepare_deal(
         values["amount"] = money(values["amount"])
     if values.get("source") not in (None, *SOURCES):
         raise ValidationFailed.field("source", f"must be one of {', '.join(s for s in SOURCES if s)}")
-    if values.get("campaign_id") is not None and "source" not in values and existing is None:
-        values["source"] = "campaign"
+    if values.get("campaign_id") is not None and (
+        existing is None or values["campaign_id"] != existing.get("campaign_id")
+    ):
+        from tessera_sales import sources
+
+        found = await sources.check_campaign(values["campaign_id"])
+        if not values.get("source") and (existing is None or "source" not in values):
+            values["source"] = (
+                found["source"] if found.get("source") and found["source"] in SOURCES else "campaign"
+            )
     if "owner_id" in values:
         if values["owner_id"] is None:
             raise ValidationFailed.field("owner_id", "a deal needs an owner")
