@@ -221,6 +221,56 @@ async def test_type_permission_is_required(crm: Any) -> None:
     assert r.status_code == 403
 
 
+# --------------------------------------------------------------------------- bounded work per query
+
+
+@pytest.fixture
+def small_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting and ranking caps small enough to exceed with a handful of records (the real ones,
+    2,000 and 500, bound the work of a query over a million documents)."""
+    import tessera.search.postgres_backend as pb
+    import tessera.search.whoosh_backend as wb
+
+    monkeypatch.setattr(pb, "COUNT_CAP", 4)
+    monkeypatch.setattr(wb, "COUNT_CAP", 4)
+    monkeypatch.setattr(pb, "RANK_CAP", 2)
+
+
+@pytest.mark.usefixtures("small_caps")
+async def test_a_record_named_after_the_query_comes_first_however_many_mention_it(crm: Any) -> None:
+    admin = await crm.user("admin")
+    named = await party(crm, admin, name="Стройресурс")
+    other = await party(crm, admin, name="Вектор")
+    mentions = [
+        await activity(crm, admin, party_id=other["id"], subject=f"Звонок {i}", description="про стройресурс")
+        for i in range(5)
+    ]
+    result = await find(crm, admin, "стройресурс")
+    # More match than are counted and ranked: the total says "at least", yet the party whose
+    # name is the query is on the page, first, and the newest mentions fill the rest.
+    assert result["total"] == 4 and result["total_is_lower_bound"] is True
+    assert (result["hits"][0]["type"], result["hits"][0]["id"]) == ("party", named["id"])
+    assert ("activity", mentions[-1]["id"]) in keys(result)
+    # A prefix of the name finds it the same way.
+    assert (await find(crm, admin, "Стройрес"))["hits"][0]["id"] == named["id"]
+
+
+@pytest.mark.usefixtures("small_caps")
+async def test_counting_cap_applies_to_visible_records_only(crm: Any) -> None:
+    admin = await crm.user("admin")
+    alice = await crm.user("manager", name="Alice")
+    bob = await crm.user("manager", name="Bob")
+    for i in range(6):
+        await activity(crm, bob, subject=f"Аукцион {i}")
+    mine = await activity(crm, alice, subject="Аукцион Алисы")
+    seen = await find(crm, alice, "аукцион")
+    assert keys(seen) == {("activity", mine["id"])}
+    assert seen["total"] == 1 and seen["total_is_lower_bound"] is False
+    assert seen["facets"]["owner"] == {str(alice["id"]): 1}
+    everything = await find(crm, admin, "аукцион")
+    assert everything["total"] == 4 and everything["total_is_lower_bound"] is True
+
+
 # --------------------------------------------------------------------------- index upkeep
 
 

@@ -20,7 +20,7 @@ from tessera.entities.tables import Activity, Contact, Note, Party, Task
 
 #: Bump when the analysis or the stored fields change: indexes built by an older version are
 #: rebuilt automatically at start-up.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ MAX_POSITION = 16383
 MAX_POSITIONS_PER_LEXEME = 255
 #: Weights of D, C, B, A for ts_rank_cd: a title hit counts 2.5 times a body hit.
 RANK_WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
-#: Matches ranked per query at most (the most recently indexed ones when more match): ranking
-#: reads each candidate's tsvector, the one cost that grows with the number of matches.
+#: Matches ranked per query at most: the most recently indexed ones plus as many matching in
+#: the title (see ``search_sql``). Ranking reads each candidate's tsvector, the one cost that
+#: grows with the number of matches.
 RANK_CAP = 500
 
 COLUMNS = (
@@ -52,13 +53,32 @@ def _quote(term: str) -> str:
     return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def tsvector_literal(title: list[list[str]], body: list[list[str]]) -> str:
+#: Marks title lexemes: every title term is stored a second time as ``^term`` (and the folded
+#: word as ``^word``), so "in the title" and "a title word starting with" are plain GIN lookups
+#: on small posting lists (``'^петро':*``) instead of weight-restricted matches, which GIN
+#: cannot answer from the index and must recheck row by row.
+TITLE_MARK = "^"
+
+
+def _markable(term: str) -> bool:
+    return not term.isdigit() and "@" not in term
+
+
+def tsvector_literal(
+    title: list[list[str]], body: list[list[str]], title_raw: list[list[str]] | None = None
+) -> str:
+    """``title``/``body``: positions of alternative terms (``analyze``); ``title_raw``: the title
+    analysed with ``raw=True`` (same positions plus the folded words), stored marked."""
     lexemes: dict[str, list[str]] = {}
     pos = 1
-    for weight, positions in (("A", title), ("B", body)):
-        for alts in positions:
+    raw = title_raw if title_raw is not None else title
+    for weight, positions, marked in (("A", title, raw), ("B", body, None)):
+        for i, alts in enumerate(positions):
             p = min(pos, MAX_POSITION)
-            for term in dict.fromkeys(alts):
+            terms = list(dict.fromkeys(alts))
+            if marked is not None:
+                terms += [TITLE_MARK + t for t in dict.fromkeys(marked[i]) if _markable(t)]
+            for term in terms:
                 where = lexemes.setdefault(term, [])
                 if len(where) < MAX_POSITIONS_PER_LEXEME:
                     where.append(f"{p}{weight}")
@@ -67,10 +87,11 @@ def tsvector_literal(title: list[list[str]], body: list[list[str]]) -> str:
     return " ".join(f"{_quote(t)}:{','.join(ps)}" for t, ps in lexemes.items())
 
 
-def _word_tsquery(word: QueryWord) -> str:
-    alts = [_quote(t) for t in word.terms]
+def _word_tsquery(word: QueryWord, title_only: bool = False) -> str:
+    mark = TITLE_MARK if title_only else ""
+    alts = [_quote(mark + t if title_only and _markable(t) else t) for t in word.terms]
     if word.prefix_ok:
-        alts.append(f"{_quote(word.word)}:*A")
+        alts.append(f"{_quote(TITLE_MARK + word.word)}:*")
     return "(" + " | ".join(alts) + ")"
 
 
@@ -79,7 +100,19 @@ def _phrase_tsquery(part: QueryPart) -> str:
 
 
 def build_tsquery(parsed: ParsedQuery) -> str:
+    """The whole query: every word (or phrase) anywhere in the document; a word of three
+    letters or more also matches the beginning of a title word."""
     return " & ".join(_phrase_tsquery(p) if p.is_phrase else _word_tsquery(p.words[0]) for p in parsed.parts)
+
+
+def build_title_tsquery(parsed: ParsedQuery) -> str:
+    """The query restricted to titles (phrases still match anywhere): its matches are ranked
+    even when more than ``RANK_CAP`` documents match, so a record named after the query is
+    never lost among many documents that merely mention the words."""
+    return " & ".join(
+        _phrase_tsquery(p) if p.is_phrase else _word_tsquery(p.words[0], title_only=True)
+        for p in parsed.parts
+    )
 
 
 def _row(doc: Document, stamp: float) -> tuple[Any, ...]:
@@ -96,7 +129,7 @@ def _row(doc: Document, stamp: float) -> tuple[Any, ...]:
         sorted(doc.acl_teams),
         doc.date,
         datetime.fromtimestamp(stamp, UTC),
-        tsvector_literal(analyze(doc.title, raw=True), analyze(doc.body)),
+        tsvector_literal(analyze(doc.title), analyze(doc.body), analyze(doc.title, raw=True)),
     )
 
 
@@ -116,6 +149,90 @@ SELECT {", ".join(c if c != "tsv" else "tsv::tsvector" for c in COLUMNS)} FROM s
 ON CONFLICT (key) DO UPDATE SET
 {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "key")}
 """
+
+
+#: Settings of the search transaction. The tsquery is a literal parameter and every query is
+#: planned for its own words (``force_custom_plan``: a generic plan cannot know whether a word is
+#: in 60 % of the documents or in three), so PostgreSQL picks, per query, between the GIN index
+#: (rare words) and walking the newest documents backwards until enough match (common words).
+#: Sequential scans never pay off here; JIT compilation and parallel workers cost more than
+#: the bounded queries they would speed up.
+SESSION_SETTINGS = (
+    "plan_cache_mode = force_custom_plan",
+    "enable_seqscan = off",
+    "jit = off",
+    "max_parallel_workers_per_gather = 0",
+)
+
+
+def search_sql(
+    query: ParsedQuery, access: Access, filters: Filters, types: list[str], limit: int, offset: int
+) -> tuple[str, list[Any]]:
+    """The search statement and its arguments.
+
+    * ``cand``: the newest ``COUNT_CAP + 1`` visible matches (visibility, type permissions and
+      filters are in the ``WHERE``): totals and facets count them.
+    * ``pool``: what gets ranked: the newest ``RANK_CAP`` matches plus the newest ``RANK_CAP``
+      documents matching in the title. Ranking reads each candidate's tsvector, the one cost that
+      grows with the number of matches, so it is bounded; a document named after the query stays
+      in the pool however many documents mention the words in their bodies.
+    * ``top``: the requested page of the pool by ``ts_rank_cd`` (titles weigh 2.5 times bodies).
+    """
+    args: list[Any] = [build_tsquery(query), build_title_tsquery(query), types]
+    where = ["d.type = ANY($3::text[])"]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if access.user_ids is not None:
+        acl = [f"d.acl_users && {arg(sorted(access.user_ids))}::int[]"]
+        if access.team_ids:
+            acl.append(f"d.acl_teams && {arg(sorted(access.team_ids))}::int[]")
+        where.append("(" + " OR ".join(acl) + ")")
+    if filters.owner_ids:
+        where.append(f"d.owner_id = ANY({arg(sorted(filters.owner_ids))}::int[])")
+    if filters.party_id is not None:
+        where.append(f"d.party_id = {arg(filters.party_id)}")
+    if filters.date_from is not None:
+        where.append(f"d.date >= {arg(filters.date_from)}")
+    if filters.date_to is not None:
+        where.append(f"d.date <= {arg(filters.date_to)}")
+    cond = " AND ".join(where)
+    pool = max(RANK_CAP, offset + limit)
+    sql = f"""
+    WITH cand AS MATERIALIZED (
+        SELECT d.id, d.type, d.owner_id FROM search_document d
+        WHERE d.tsv @@ $1::tsquery AND {cond}
+        ORDER BY d.id DESC LIMIT {COUNT_CAP + 1}
+    ),
+    pool AS (
+        (SELECT id FROM cand ORDER BY id DESC LIMIT {pool})
+        UNION
+        (SELECT d.id FROM search_document d
+         WHERE d.tsv @@ $2::tsquery AND {cond}
+         ORDER BY d.id DESC LIMIT {pool})
+    ),
+    top AS (
+        SELECT d.id, ts_rank_cd('{RANK_WEIGHTS}', d.tsv, $1::tsquery) AS score
+        FROM pool JOIN search_document d ON d.id = pool.id
+        ORDER BY score DESC, d.id DESC
+        LIMIT {arg(limit)} OFFSET {arg(offset)}
+    )
+    SELECT
+      (SELECT count(*) FROM cand) AS total,
+      (SELECT coalesce(json_object_agg(type, n), '{{}}') FROM
+         (SELECT type, count(*) AS n FROM cand GROUP BY type) t) AS by_type,
+      (SELECT coalesce(json_object_agg(owner_id, n), '{{}}') FROM
+         (SELECT owner_id, count(*) AS n FROM cand WHERE owner_id IS NOT NULL GROUP BY owner_id) o)
+         AS by_owner,
+      (SELECT coalesce(json_agg(json_build_object(
+            'type', d.type, 'id', d.record_id, 'title', d.title, 'body', left(d.body, 20000),
+            'score', top.score, 'party_id', d.party_id, 'owner_id', d.owner_id, 'date', d.date)
+          ORDER BY top.score DESC, top.id DESC), '[]')
+       FROM top JOIN search_document d ON d.id = top.id) AS hits
+    """
+    return sql, args
 
 
 class PostgresSearcher:
@@ -203,60 +320,9 @@ class PostgresSearcher:
             types &= set(filters.types)
         if query.empty or not types:
             return RawResult(hits=[], total=0, total_capped=False)
-        args: list[Any] = [build_tsquery(query), sorted(types)]
-        where = ["d.tsv @@ q.q", "d.type = ANY($2::text[])"]
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        if access.user_ids is not None:
-            where.append(
-                f"(d.acl_users && {arg(sorted(access.user_ids))}::int[]"
-                f" OR d.acl_teams && {arg(sorted(access.team_ids))}::int[])"
-            )
-        if filters.owner_ids:
-            where.append(f"d.owner_id = ANY({arg(sorted(filters.owner_ids))}::int[])")
-        if filters.party_id is not None:
-            where.append(f"d.party_id = {arg(filters.party_id)}")
-        if filters.date_from is not None:
-            where.append(f"d.date >= {arg(filters.date_from)}")
-        if filters.date_to is not None:
-            where.append(f"d.date <= {arg(filters.date_to)}")
-        sql = f"""
-        WITH q AS (SELECT $1::tsquery AS q),
-        cand AS MATERIALIZED (
-            SELECT d.id, d.type, d.owner_id
-            FROM search_document d, q
-            WHERE {" AND ".join(where)}
-            LIMIT {COUNT_CAP + 1}
-        ),
-        ranked AS (
-            SELECT d.id, ts_rank_cd('{RANK_WEIGHTS}', d.tsv, q.q) AS score
-            FROM (SELECT id FROM cand ORDER BY id DESC LIMIT {RANK_CAP}) c
-            JOIN search_document d ON d.id = c.id, q
-        ),
-        top AS (
-            SELECT id, score FROM ranked ORDER BY score DESC, id DESC
-            LIMIT {arg(limit)} OFFSET {arg(offset)}
-        )
-        SELECT
-          (SELECT count(*) FROM cand) AS total,
-          (SELECT coalesce(json_object_agg(type, n), '{{}}') FROM
-             (SELECT type, count(*) AS n FROM cand GROUP BY type) t) AS by_type,
-          (SELECT coalesce(json_object_agg(owner_id, n), '{{}}') FROM
-             (SELECT owner_id, count(*) AS n FROM cand WHERE owner_id IS NOT NULL GROUP BY owner_id) o)
-             AS by_owner,
-          (SELECT coalesce(json_agg(json_build_object(
-                'type', d.type, 'id', d.record_id, 'title', d.title, 'body', left(d.body, 20000),
-                'score', top.score, 'party_id', d.party_id, 'owner_id', d.owner_id, 'date', d.date)
-              ORDER BY top.score DESC, top.id DESC), '[]')
-           FROM top JOIN search_document d ON d.id = top.id) AS hits
-        """
+        sql, args = search_sql(query, access, filters, sorted(types), limit, offset)
         async with self._connection() as conn, conn.transaction(readonly=True):
-            # With LIMIT the planner may prefer a sequential scan that reads every row when a
-            # word is common; the GIN bitmaps are always the better path for this table.
-            await conn.execute("SET LOCAL enable_seqscan = off")
+            await conn.execute(";".join(f"SET LOCAL {setting}" for setting in SESSION_SETTINGS))
             row = await conn.fetchrow(sql, *args)
         total = int(row["total"])
         hits = [
