@@ -18,7 +18,7 @@ import pluggy
 from piccolo.columns import Column
 from piccolo.table import Table
 
-from tessera import audit, clock, customfields, events
+from tessera import audit, clock, customfields, db, events
 from tessera.entities.dto import MAX_ID
 from tessera.errors import Conflict, NotFound, ValidationFailed
 from tessera.permissions import Principal
@@ -215,6 +215,16 @@ async def count(spec: EntitySpec, principal: Principal, filters: Sequence[Condit
     return await query
 
 
+async def _lock_for_write(table: type[Table], record_id: int) -> None:
+    """PostgreSQL: take the row's write lock before reading it, so concurrent writers of one
+    record queue here and each reads what the previous one committed (an unversioned PATCH then
+    applies on top of the latest state instead of failing the compare-and-set). SQLite needs
+    nothing: BEGIN IMMEDIATE already serialises write transactions."""
+    if valid_id(record_id) and db.is_postgres():
+        pk = table._meta.primary_key
+        await table.select(pk).where(pk == record_id).lock_rows()
+
+
 def _check_version(spec: EntitySpec, existing: dict[str, Any], expected: int | None) -> None:
     if expected is not None and "version" in existing and existing["version"] != expected:
         raise Conflict(
@@ -291,6 +301,7 @@ async def update(
     spec.require(principal, "write")
     table = spec.table
     async with events.unit_of_work():
+        await _lock_for_write(table, record_id)
         existing = await _fetch(spec, principal, record_id)
         if existing is None:
             raise NotFound(f"{spec.name} {record_id} not found")
@@ -338,6 +349,7 @@ async def delete(
     spec.require(principal, "delete")
     table = spec.table
     async with events.unit_of_work():
+        await _lock_for_write(table, record_id)
         existing = await _fetch(spec, principal, record_id)
         if existing is None:
             raise NotFound(f"{spec.name} {record_id} not found")
