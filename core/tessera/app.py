@@ -23,6 +23,7 @@ from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each, get_plugin_manager
 from tessera.search import service as search_service
 from tessera.web.pages import WEB_HANDLERS
+from tessera.web.plugin_pages import web_routers
 
 log = logging.getLogger("tessera")
 
@@ -101,7 +102,13 @@ def create_app(
         await db.stop()
 
     return Litestar(
-        route_handlers=[*AUTH_HANDLERS, *kernel_route_handlers(), *plugin_routers(pm), *WEB_HANDLERS],
+        route_handlers=[
+            *AUTH_HANDLERS,
+            *kernel_route_handlers(),
+            *plugin_routers(pm),
+            *WEB_HANDLERS,
+            *web_routers(pm),
+        ],
         dependencies={"principal": Provide(provide_principal)},
         signature_namespace={"Principal": Principal},
         exception_handlers=EXCEPTION_HANDLERS,

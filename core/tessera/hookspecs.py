@@ -209,6 +209,18 @@ def tessera_party_tabs(party_id: int) -> list[dict[str, str]]:
     """
 
 
+@hookspec
+def tessera_web_routes() -> list[Any]:
+    """Return Litestar route handlers of the plugin's web pages (HTML, not in the OpenAPI).
+
+    Called once when the app is built; they are mounted under ``/<plugin name>/``. Templates
+    live in the ``templates/`` folder of the plugin's package and are rendered as
+    ``"<plugin name>/<file>"`` with ``tessera.web.plugin_pages.render`` (they may extend the
+    kernel's ``base.html``); ``current_principal`` and ``check_csrf`` give pages the kernel's
+    sign-in and form protection.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Demo data
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
@@ -24,8 +24,13 @@ from tessera.errors import DomainError, NotAuthenticated, PermissionDenied
 from tessera.permissions import Principal, build_principal
 from tessera.plugins import call_each
 
+#: Template folders of plugins by plugin name (``"sales/deals.html"``), filled by
+#: ``plugin_pages.web_routers`` when an app is built.
+PLUGIN_TEMPLATES: dict[str, BaseLoader] = {}
 _env = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    loader=ChoiceLoader(
+        [FileSystemLoader(Path(__file__).parent / "templates"), PrefixLoader(PLUGIN_TEMPLATES)]
+    ),
     autoescape=select_autoescape(["html"]),
 )
 _env.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""

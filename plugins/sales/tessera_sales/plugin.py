@@ -114,7 +114,19 @@ def tessera_party_participants(party_id: int) -> Any:
 
 @hookimpl
 def tessera_nav_items() -> list[dict[str, str]]:
-    return [{"label": "Сделки", "href": "/api/sales/deals"}]
+    return [{"label": "Сделки", "href": "/sales/deals"}, {"label": "Воронка", "href": "/sales/funnel"}]
+
+
+@hookimpl
+def tessera_party_tabs(party_id: int) -> list[dict[str, str]]:
+    return [{"label": "Сделки", "href": f"/sales/parties/{party_id}/deals"}]
+
+
+@hookimpl
+def tessera_web_routes() -> list[Any]:
+    from tessera_sales.web import HANDLERS
+
+    return list(HANDLERS)
 
 
 @hookimpl

@@ -1,0 +1,75 @@
+"""Web pages contributed by plugins: their routes (hook ``tessera_web_routes``, mounted under
+``/<plugin name>/``), their Jinja2 templates (the ``templates/`` folder of the plugin's package,
+addressed as ``"<plugin name>/<file>"`` and free to ``{% extends "base.html" %}``), and the few
+helpers a plugin page needs to behave like the kernel's own pages: the signed-in user, the CSRF
+check of forms, rendering inside the shell, an error page."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from jinja2 import FileSystemLoader
+from litestar import Request, Response, Router
+
+from tessera.errors import DomainError
+from tessera.permissions import Principal
+from tessera.plugins import PluginError, call_each
+from tessera.web import pages
+
+#: The form body type of kernel and plugin pages (``data: Form``).
+Form = pages.Form
+
+
+async def current_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    """The signed-in user of a web request (session cookie), or None."""
+    return await pages._principal(request)
+
+
+def check_csrf(principal: Principal, form: dict[str, str]) -> None:
+    """Refuse (403) a form that does not carry the session's ``csrf_token`` field."""
+    pages._check_csrf(principal, form)
+
+
+def render(
+    request: Request[Any, Any, Any], template: str, status: int = 200, **context: Any
+) -> Response[str]:
+    """Render a template (``"sales/deals.html"`` or a kernel one) with the navigation."""
+    return pages._render(request, template, status=status, **context)
+
+
+def error_page(
+    request: Request[Any, Any, Any], principal: Principal | None, exc: DomainError
+) -> Response[str]:
+    """The kernel's error page with the error's status (404 for a record the user may not read)."""
+    return pages._render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
+
+
+def _templates_dir(plugin: object) -> Path | None:
+    module = plugin.__name__ if hasattr(plugin, "__file__") else type(plugin).__module__
+    package = importlib.import_module(module.rpartition(".")[0] or module)
+    for root in getattr(package, "__path__", []) or []:
+        folder = Path(root) / "templates"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def web_routers(pm: pluggy.PluginManager) -> list[Router]:
+    """Routers of the enabled plugins' pages; also makes their templates loadable."""
+    routers = []
+    for name, plugin in pm.list_name_plugin():
+        if name is None or plugin is None:
+            continue
+        folder = _templates_dir(plugin)
+        if folder is not None:
+            pages.PLUGIN_TEMPLATES[name] = FileSystemLoader(folder)
+    for name, handlers in call_each(pm, "tessera_web_routes"):
+        if not handlers:
+            continue
+        if not isinstance(handlers, list | tuple):
+            raise PluginError(f"Plugin {name!r}: tessera_web_routes must return a list of handlers")
+        routers.append(Router(path=f"/{name}", route_handlers=list(handlers), include_in_schema=False))
+    return routers

@@ -1,0 +1,243 @@
+"""Web pages of the sales plugin (mounted by the kernel under ``/sales/``): deals list (mine /
+all I may see), a deal with its lines and stage history and forms to move, win or lose it, the
+funnel, and the "Deals" tab of the client card. They call the same services as the API, so the
+same permissions and record visibility apply; every form carries the session's CSRF token.
+
+No ``from __future__ import annotations``: Litestar reads the handlers' annotations.
+"""
+
+import datetime as dt
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from litestar import Request, Response, get, post
+from litestar.params import Parameter
+from litestar.response import Redirect
+from tessera import clock
+from tessera.entities import service
+from tessera.entities.parties import PARTY
+from tessera.entities.tables import CrmUser, Party
+from tessera.errors import DomainError
+from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, render
+
+from tessera_sales import reports, services, sources
+from tessera_sales.tables import Deal, LossReason
+
+SCOPES = {"mine": "Мои сделки", "all": "Все доступные"}
+STATUSES = {"open": "в работе", "won": "выиграна", "lost": "проиграна"}
+
+
+async def _names(user_ids: set[int], party_ids: set[int]) -> tuple[dict[int, str], dict[int, str]]:
+    users = {
+        u["id"]: u["name"]
+        for u in await CrmUser.select(CrmUser.id, CrmUser.name).where(
+            CrmUser.id.is_in(list(user_ids) or [-1])
+        )
+    }
+    parties = {
+        p["id"]: p["name"]
+        for p in await Party.select(Party.id, Party.name).where(Party.id.is_in(list(party_ids) or [-1]))
+    }
+    return users, parties
+
+
+async def _stage_names(pipeline: str) -> dict[str, str]:
+    try:
+        definition = await services.pipeline(pipeline)
+    except DomainError:
+        return {}
+    return {s["key"]: s["name"] for s in definition["stages"]}
+
+
+@get("/deals", include_in_schema=False)
+async def deal_list(
+    request: Request[Any, Any, Any],
+    who: Annotated[str, Parameter(query="scope")] = "mine",
+    status: str = "open",
+    cursor: str | None = None,
+) -> Response[Any]:
+    """Deals: mine, or every deal I may see (my team's for a head, all for an admin)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    scope = who if who in SCOPES else "mine"
+    conditions: list[Any] = []
+    if scope == "mine":
+        conditions.append(Deal.owner_id == principal.user_id)
+    if status in STATUSES:
+        conditions.append(Deal.status == status)
+    try:
+        page = await service.list_page(
+            services.DEAL, principal, conditions, order="-id", cursor=cursor, limit=50
+        )
+        total = await service.count(services.DEAL, principal, conditions)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    users, parties = await _names(
+        {d["owner_id"] for d in page.items if d["owner_id"]}, {d["party_id"] for d in page.items}
+    )
+    stage_names = await _stage_names(services.DEFAULT_PIPELINE)
+    return render(
+        request,
+        "sales/deals.html",
+        principal=principal,
+        page=page,
+        total=total,
+        scope=scope,
+        show_status=status,
+        scopes=SCOPES,
+        statuses=STATUSES,
+        users=users,
+        parties=parties,
+        stage_names=stage_names,
+        money=services.money,
+        now=clock.now(),
+    )
+
+
+@get("/deals/{deal_id:int}", include_in_schema=False)
+async def deal_page(request: Request[Any, Any, Any], deal_id: int) -> Response[Any]:
+    """One deal: stage, amount, lines, stage history; move / win / lose forms."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    try:
+        deal = await services.get_deal(principal, deal_id)
+        history = await services.stage_history(principal, deal_id)
+        definition = await services.pipeline(deal["pipeline"])
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    lines = (await services.deal_lines([deal_id]))[deal_id]
+    users, parties = await _names({deal["owner_id"]} - {None}, {deal["party_id"]})
+    stage_names = {s["key"]: s["name"] for s in definition["stages"]}
+    order = [s["key"] for s in definition["stages"] if not s.get("final")]
+    following = order[order.index(deal["stage"]) + 1] if deal["stage"] in order[:-1] else None
+    reasons = await LossReason.select().where(LossReason.active == True).order_by(LossReason.position)  # noqa: E712
+    campaign = await sources.campaign(deal["campaign_id"]) if deal["campaign_id"] else None
+    return render(
+        request,
+        "sales/deal.html",
+        principal=principal,
+        deal=deal,
+        lines=lines,
+        history=history,
+        stage_names=stage_names,
+        following=following,
+        reasons=reasons,
+        owner=users.get(deal["owner_id"], ""),
+        party=parties.get(deal["party_id"], ""),
+        campaign=campaign,
+        statuses=STATUSES,
+        can_write=principal.can("sales.deal.write"),
+        money=services.money,
+        error=request.query_params.get("error"),
+        now=clock.now(),
+    )
+
+
+def _back(deal_id: int, error: str | None = None) -> Redirect:
+    url = f"/sales/deals/{deal_id}" + (f"?error={quote(error)}" if error else "")
+    return Redirect(url, status_code=303)
+
+
+@post("/deals/{deal_id:int}/move", include_in_schema=False, status_code=303)
+async def move_submit(request: Request[Any, Any, Any], deal_id: int, data: Form) -> Response[Any]:
+    """Complete the current stage and go to the next one (the stage's requirements apply)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    check_csrf(principal, data)
+    try:
+        await services.move_deal(
+            principal, deal_id, to=data.get("to") or None, comment=data.get("comment", "")
+        )
+    except DomainError as exc:
+        return _back(deal_id, exc.detail)
+    return _back(deal_id)
+
+
+@post("/deals/{deal_id:int}/close", include_in_schema=False, status_code=303)
+async def close_submit(request: Request[Any, Any, Any], deal_id: int, data: Form) -> Response[Any]:
+    """Win or lose the deal (losing needs a reason from the managed list)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    check_csrf(principal, data)
+    reason = data.get("loss_reason_id") or ""
+    try:
+        await services.close_deal(
+            principal,
+            deal_id,
+            data.get("outcome", ""),
+            loss_reason_id=int(reason) if reason.isdigit() else None,
+            comment=data.get("comment", ""),
+        )
+    except DomainError as exc:
+        return _back(deal_id, exc.detail)
+    return _back(deal_id)
+
+
+@get("/funnel", include_in_schema=False)
+async def funnel_page(
+    request: Request[Any, Any, Any],
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    group_by: str = "",
+) -> Response[Any]:
+    """The funnel of deals opened in a period (default: the last 90 days), per stage."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    today = clock.now().date()
+    date_to = date_to or today
+    date_from = date_from or date_to - dt.timedelta(days=90)
+    try:
+        report = await reports.funnel(
+            principal,
+            date_from=date_from,
+            date_to=date_to,
+            group_by=group_by if group_by in ("owner", "team") else "",
+        )
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    users, _ = await _names({g["group"] for g in report["groups"] if g["group"]}, set())
+    return render(
+        request,
+        "sales/funnel.html",
+        principal=principal,
+        report=report,
+        users=users,
+        date_from=date_from,
+        date_to=date_to,
+        group_by=group_by,
+    )
+
+
+@get("/parties/{party_id:int}/deals", include_in_schema=False)
+async def party_deals(request: Request[Any, Any, Any], party_id: int) -> Response[Any]:
+    """The "Deals" tab of the client card: the client's deals the user may see."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    try:
+        party = await service.get(PARTY, principal, party_id)
+        page = await service.list_page(
+            services.DEAL, principal, [Deal.party_id == party_id], order="-id", limit=200
+        )
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    users, _ = await _names({d["owner_id"] for d in page.items if d["owner_id"]}, set())
+    return render(
+        request,
+        "sales/party_deals.html",
+        principal=principal,
+        party=party,
+        deals=page.items,
+        users=users,
+        statuses=STATUSES,
+        stage_names=await _stage_names(services.DEFAULT_PIPELINE),
+        money=services.money,
+    )
+
+
+HANDLERS = [deal_list, deal_page, move_submit, close_submit, funnel_page, party_deals]

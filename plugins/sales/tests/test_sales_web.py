@@ -1,0 +1,135 @@
+"""The sales web pages, rendered by the real app for a signed-in user: what each user sees,
+and that forms need the session's CSRF token."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+from sales_helpers import log_call, open_deal
+
+pytestmark = pytest.mark.plugins("sales")
+
+
+async def _sign_in(crm, user, password="correct-horse-battery"):
+    crm.client.cookies.clear()
+    r = await crm.client.post("/login", data={"email": user["email"], "password": password})
+    assert r.status_code == 303, r.text
+
+
+async def _page(crm, url, status=200):
+    r = await crm.client.get(url)
+    assert r.status_code == status, r.text[:500]
+    return html.unescape(r.text)
+
+
+def _csrf(text):
+    match = re.search(r'name="csrf_token" value="([^"]+)"', text)
+    assert match
+    return match.group(1)
+
+
+async def _deals(crm, w):
+    return {
+        "anna": await open_deal(crm, w["anna"], w["anna_party"]["id"], title="Сделка Анны", amount="125000"),
+        "boris": await open_deal(crm, w["boris"], w["boris_party"]["id"], title="Сделка Бориса"),
+        "olena": await open_deal(crm, w["olena"], w["olena_party"]["id"], title="Угода Олени"),
+    }
+
+
+async def test_deal_lists_follow_visibility(crm, world):
+    deals = await _deals(crm, world)
+    await _sign_in(crm, world["anna"])
+    mine = await _page(crm, "/sales/deals")
+    assert "Сделка Анны" in mine and "125 000.00 RUB" in mine and "ООО Ромашка" in mine
+    assert "Сделка Бориса" not in mine and "Угода Олени" not in mine
+    assert 'href="/sales/deals"' in mine  # the navigation entry
+    everything = await _page(crm, "/sales/deals?scope=all")
+    assert "Сделка Анны" in everything and "Сделка Бориса" not in everything
+
+    # The head sees the team (Anna and Boris), not the other team's deals.
+    await _sign_in(crm, world["head"])
+    team = await _page(crm, "/sales/deals?scope=all")
+    assert "Сделка Анны" in team and "Сделка Бориса" in team and "Угода Олени" not in team
+    assert "Сделка Анны" not in await _page(crm, "/sales/deals?scope=mine")
+
+    # A manager of the other team cannot open Anna's deal, her client's deals tab or see her in the funnel.
+    await _sign_in(crm, world["olena"])
+    denied = await _page(crm, f"/sales/deals/{deals['anna']['id']}", status=404)
+    assert "Сделка Анны" not in denied
+    tab = await _page(crm, f"/sales/parties/{world['anna_party']['id']}/deals", status=404)
+    assert "Сделка Анны" not in tab
+    assert "Сделка Анны" not in await _page(crm, "/sales/deals?scope=all")
+
+
+async def test_signed_out_users_go_to_the_sign_in_page(crm, world):
+    crm.client.cookies.clear()
+    for url in ("/sales/deals", "/sales/funnel", "/sales/deals/1"):
+        r = await crm.client.get(url)
+        assert r.status_code in (302, 303) and r.headers["location"] == "/login"
+
+
+async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, frozen_clock):
+    anna = world["anna"]
+    deal = (await _deals(crm, world))["anna"]
+    await _sign_in(crm, anna)
+    url = f"/sales/deals/{deal['id']}"
+    page = await _page(crm, url)
+    assert "Сделка Анны" in page and "Квалификация" in page and "125 000.00 RUB" in page
+    assert "На этап «Выявление потребностей»" in page
+
+    forged = await crm.client.post(f"{url}/move", data={"to": "needs"})
+    assert forged.status_code == 403
+    token = _csrf(page)
+    # Qualification needs a done call first: the page says so.
+    r = await crm.client.post(f"{url}/move", data={"csrf_token": token, "to": "needs"})
+    assert r.status_code == 303
+    refused = await _page(crm, r.headers["location"])
+    assert re.search(r'class="error">[^<]*missing: required\.first_call', refused)
+    await log_call(crm, anna, deal["party_id"])
+    frozen_clock.advance(hours=2)
+    r = await crm.client.post(f"{url}/move", data={"csrf_token": token, "to": "needs"})
+    assert r.status_code == 303 and "error" not in r.headers["location"]
+    moved = await _page(crm, url)
+    assert "Выявление потребностей" in moved and "На этап «Коммерческое предложение»" in moved
+    history = moved.split("История этапов")[1]
+    assert history.index("Квалификация") < history.index("Выявление потребностей")
+    api = (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()
+    assert api["stage"] == "needs"
+
+    reasons = (await crm.get("/api/sales/loss-reasons", anna)).json()
+    r = await crm.client.post(
+        f"{url}/close",
+        data={
+            "csrf_token": token,
+            "outcome": "lost",
+            "loss_reason_id": str(reasons[1]["id"]),
+            "comment": "ушли",
+        },
+    )
+    assert r.status_code == 303
+    closed = await _page(crm, url)
+    assert "проиграна" in closed and "Сделка проиграна" not in closed  # no forms on a closed deal
+    assert (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()["status"] == "lost"
+
+
+async def test_funnel_page_and_the_deals_tab_of_the_client_card(crm, world, frozen_clock):
+    deals = await _deals(crm, world)
+    await log_call(crm, world["anna"], world["anna_party"]["id"])
+    r = await crm.post(f"/api/sales/deals/{deals['anna']['id']}/move", world["anna"], json={})
+    assert r.status_code == 200, r.text
+    await _sign_in(crm, world["head"])
+    funnel = await _page(crm, "/sales/funnel?date_from=2026-03-01&date_to=2026-03-31")
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td>", funnel))
+    # The head's team: Anna's and Boris's deals entered qualification, Anna's went on to needs.
+    assert rows["Квалификация"] == "2" and rows["Выявление потребностей"] == "1"
+    assert rows["Коммерческое предложение"] == "0"
+    by_owner = await _page(crm, "/sales/funnel?date_from=2026-03-01&date_to=2026-03-31&group_by=owner")
+    assert "Анна" in by_owner and "Борис" in by_owner and "Олена" not in by_owner
+
+    await _sign_in(crm, world["anna"])
+    card = await _page(crm, f"/app/parties/{world['anna_party']['id']}")
+    assert f'href="/sales/parties/{world["anna_party"]["id"]}/deals"' in card
+    tab = await _page(crm, f"/sales/parties/{world['anna_party']['id']}/deals")
+    assert "Сделка Анны" in tab and "Выявление потребностей" in tab
