@@ -36,7 +36,7 @@ from piccolo.utils.encoding import dump_json
 from tessera import audit, clock, customfields, db, events
 from tessera.entities import service
 from tessera.entities.channels import contact_index, normalise_email, normalise_phone
-from tessera.entities.parties import PartyIn
+from tessera.entities.parties import PARTY, PartyIn
 from tessera.entities.tables import CrmUser, Party
 from tessera.errors import FieldError, ValidationFailed
 from tessera.permissions import Principal
@@ -460,6 +460,21 @@ def fast_normalise_phone(raw: str) -> str:
     return normalise_phone(raw)
 
 
+def import_phone(raw: str) -> str:
+    """A phone from a cell. Beyond the API's rule: a number cell cannot hold the "+", so bare
+    digits the API would refuse (380671234567) are read as international (+380 67 123 4567)."""
+    try:
+        return fast_normalise_phone(raw)
+    except ValueError:
+        text = raw.strip()
+        if text.isdigit() and len(text) >= 11:
+            try:
+                return normalise_phone("+" + text)
+            except ValueError:
+                pass
+        raise
+
+
 _DOT_ATOM = re.compile(r"[a-zA-Z0-9_!#$%&'*+\-/=?^`{|}~]+(?:\.[a-zA-Z0-9_!#$%&'*+\-/=?^`{|}~]+)*")
 _domains: dict[str, str | None] = {}
 
@@ -553,7 +568,7 @@ def _parse_row(ctx: _Context, line: int, cells: list[str]) -> _Row:
                 if not part.strip():
                     continue
                 try:
-                    number = fast_normalise_phone(part)
+                    number = import_phone(part)
                 except ValueError as exc:
                     errors.append(FieldError("phones", f"column {header!r}: {part.strip()!r} {exc}"))
                     continue
@@ -764,7 +779,7 @@ async def import_parties(
             f"on_duplicate must be one of {', '.join(DUPLICATE_POLICIES)}, not {on_duplicate!r}"
         )
     if principal is not None:
-        service.PARTY.require(principal, "write")
+        PARTY.require(principal, "write")
     file = Path(path)
     report = ImportReport(path=str(file), dry_run=dry_run)
     rows_iter = read_rows(file, encoding, report)
@@ -817,14 +832,16 @@ async def import_parties(
 
     async with db.transaction():
         existing = await _existing_keys({k for r in rows if not r.errors for k, _, _ in r.keys})
-        _resolve_duplicates(rows, existing, on_duplicate, report)
+        hidden: set[int] = set()
+        if principal is not None and not principal.sees_all:
+            matched = sorted(set(existing.values()))
+            visible: set[int] = set()
+            for start in range(0, len(matched), 1000):
+                visible |= await service.visible_ids(PARTY, principal, matched[start : start + 1000])
+            hidden = set(matched) - visible
+        _resolve_duplicates(rows, existing, on_duplicate, report, hidden)
         targets = [r for r in rows if r.writable and r.target_id is not None]
         loaded = await _load_parties([r.target_id for r in targets if r.target_id is not None])
-        if principal is not None:
-            visible = await service.visible_ids(service.PARTY, principal, list(loaded))
-            for r in targets:
-                if r.target_id not in visible:
-                    r.errors.append(FieldError("duplicate", "matches an existing party you cannot see"))
         now = clock.now()
         changes = _plan_updates(ctx, [r for r in targets if r.writable], loaded, now, report)
         inserts = [r for r in rows if r.writable and r.target_id is None]
@@ -902,24 +919,30 @@ def _describe(field_name: str) -> str:
 
 
 def _resolve_duplicates(
-    rows: list[_Row], existing: dict[str, int], policy: str, report: ImportReport
+    rows: list[_Row], existing: dict[str, int], policy: str, report: ImportReport, hidden: set[int]
 ) -> None:
-    first_row: dict[str, _Row] = {}
+    """Apply the duplicate policy. ``hidden``: matched parties the caller may not see, never
+    named in a message (a manager learns a duplicate exists, not whose it is)."""
+    first_row: dict[str, _Row] = {}  # key -> the row that holds it (after merging)
+    by_party: dict[int, _Row] = {}  # existing party -> the row that updates it
+
+    def register(row: _Row, holder: _Row) -> None:
+        for k, _, _ in row.keys:
+            first_row.setdefault(k, holder)
+
     for row in rows:
         if row.errors:
             continue
-        matches_db = {(existing[k], f, v) for k, f, v in row.keys if k in existing}
-        earlier = next(((first_row[k], f, v) for k, f, v in row.keys if k in first_row), None)
+        matches_db = sorted({(existing[k], f, v) for k, f, v in row.keys if k in existing})
         db_ids = sorted({m[0] for m in matches_db})
+        earlier = next(((first_row[k], f, v) for k, f, v in row.keys if k in first_row), None)
         if not db_ids and earlier is None:
-            for k, _, _ in row.keys:
-                first_row.setdefault(k, row)
+            register(row, row)
             continue
         if policy == "error":
-            for party_id, f, v in sorted(matches_db):
-                row.errors.append(
-                    FieldError(f, f"duplicate of existing party {party_id} (same {_describe(f)} {v})")
-                )
+            for party_id, f, v in matches_db:
+                which = "a party you cannot see" if party_id in hidden else f"existing party {party_id}"
+                row.errors.append(FieldError(f, f"duplicate of {which} (same {_describe(f)} {v})"))
             if earlier is not None and not matches_db:
                 other, f, v = earlier
                 row.errors.append(FieldError(f, f"duplicate of line {other.line} (same {_describe(f)} {v})"))
@@ -928,38 +951,45 @@ def _resolve_duplicates(
             row.skip = True
             report.skipped_lines.append(row.line)
             continue
-        # update
+        # update: fill the existing party, or merge into the earlier row that holds the key.
+        if hidden.intersection(db_ids):
+            row.errors.append(FieldError("duplicate", "matches an existing party you cannot see"))
+            continue
         if len(db_ids) > 1:
+            listed = ", ".join(map(str, db_ids))
             row.errors.append(
-                FieldError(
-                    "duplicate",
-                    "matches several existing parties ("
-                    + ", ".join(map(str, db_ids))
-                    + "); merge them first",
-                )
+                FieldError("duplicate", f"matches several existing parties ({listed}); merge them first")
             )
             continue
-        if earlier is not None:
-            other = earlier[0]
-            target = other.merged_into or other
-            if db_ids and target.target_id not in (None, db_ids[0]):
+        target = (earlier[0].merged_into or earlier[0]) if earlier is not None else None
+        if db_ids and db_ids[0] in by_party:
+            holder = by_party[db_ids[0]]
+            if target is not None and target is not holder:
                 row.errors.append(
-                    FieldError("duplicate", f"matches line {other.line} and party {db_ids[0]}, which differ")
+                    FieldError("duplicate", f"matches both line {target.line} and line {holder.line}")
                 )
                 continue
-            _merge_values(target.values, row.values)
-            if db_ids and target.target_id is None:
-                target.target_id = db_ids[0]
-            row.merged_into = target
-            for k, f, v in row.keys:
-                if (k, f, v) not in target.keys:
-                    target.keys.append((k, f, v))
-                first_row.setdefault(k, target)
-            report.merged += 1
+            target = holder
+        if target is None:
+            row.target_id = db_ids[0]
+            by_party[db_ids[0]] = row
+            register(row, row)
             continue
-        row.target_id = db_ids[0]
-        for k, _, _ in row.keys:
-            first_row.setdefault(k, row)
+        if db_ids and target.target_id not in (None, db_ids[0]):
+            row.errors.append(
+                FieldError("duplicate", f"matches line {target.line} and party {db_ids[0]}, which differ")
+            )
+            continue
+        _merge_values(target.values, row.values)
+        if db_ids:
+            target.target_id = db_ids[0]
+            by_party[db_ids[0]] = target
+        for key in row.keys:
+            if key not in target.keys:
+                target.keys.append(key)
+        register(row, target)
+        row.merged_into = target
+        report.merged += 1
 
 
 def _merge_list(current: list[Any], extra: list[Any], key: str | None) -> list[Any]:
