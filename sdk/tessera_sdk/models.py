@@ -743,6 +743,26 @@ class PublishOut(Struct, kw_only=True):
     migrated: int
 
 
+class RateIn(Struct, kw_only=True):
+    """The ``RateIn`` schema of the API."""
+
+    currency: str
+    valid_from: datetime.date
+    rate: str
+
+
+class RateOut(Struct, kw_only=True):
+    """The ``RateOut`` schema of the API."""
+
+    id: int
+    base: str
+    currency: str
+    valid_from: datetime.date
+    rate: str
+    created_by: int | None
+    created_at: datetime.datetime
+
+
 class ReasonIn(Struct, kw_only=True):
     """The ``ReasonIn`` schema of the API."""
 
@@ -792,6 +812,18 @@ class RolePatch(Struct, kw_only=True):
     scope: Literal["own", "team", "all"] | UnsetType = UNSET
     description: str | UnsetType = UNSET
     version: int | UnsetType = UNSET
+
+
+class SalesSettingsIn(Struct, kw_only=True):
+    """The ``SalesSettingsIn`` schema of the API."""
+
+    base_currency: str
+
+
+class SalesSettingsOut(Struct, kw_only=True):
+    """The ``SalesSettingsOut`` schema of the API."""
+
+    base_currency: str
 
 
 class SearchFacetsOut(Struct, kw_only=True):
@@ -1144,12 +1176,16 @@ MODELS: dict[str, type[Struct]] = {
     "ProposalTemplateIn": ProposalTemplateIn,
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
+    "RateIn": RateIn,
+    "RateOut": RateOut,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
     "RoleIn": RoleIn,
     "RoleOut": RoleOut,
     "RoleOutPage": RoleOutPage,
     "RolePatch": RolePatch,
+    "SalesSettingsIn": SalesSettingsIn,
+    "SalesSettingsOut": SalesSettingsOut,
     "SearchFacetsOut": SearchFacetsOut,
     "SearchGroupOut": SearchGroupOut,
     "SearchHitOut": SearchHitOut,
