@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from tessera import __version__, db, events, migrations
-from tessera.api.errors import EXCEPTION_HANDLERS
+from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
 from tessera.api.routes import kernel_route_handlers
 from tessera.api.security import AUTH_HANDLERS, provide_principal
 from tessera.config import Settings, load_settings
@@ -101,7 +101,7 @@ def create_app(
     async def on_shutdown(app: Litestar) -> None:
         await db.stop()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *AUTH_HANDLERS,
             *kernel_route_handlers(),
@@ -131,6 +131,8 @@ def create_app(
         ),
         debug=False,
     )
+    install_error_documentation(app)
+    return app
 
 
 def create_app_from_env() -> Litestar:

@@ -74,15 +74,109 @@ def domain_handler(request: Request[Any, Any, Any], exc: DomainError) -> Respons
 def http_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     detail = exc.detail if status < 500 else "Internal server error"
+    errors = None
+    if status in (400, 413, 415):  # the body itself is malformed, too large or of the wrong type
+        errors = [{"field": "body", "message": detail, "source": "body"}]
     return Response(
-        _body(status, detail),
+        _body(status, detail, errors),
         status_code=status,
         media_type=MediaType.JSON,
         headers=getattr(exc, "headers", None),
     )
 
 
+#: Integer columns are 32-bit on PostgreSQL (64-bit on SQLite): a larger number in a path,
+#: query or body makes the driver raise instead of the query returning nothing.
+INT_RANGE = (-(2**31), 2**31 - 1)
+
+
+def _is_overflow(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, OverflowError) or any(
+        marker in text for marker in ("out of range", "out of int32 range", "out of int64 range", "too large")
+    )
+
+
+def _out_of_range(value: Any, path: str) -> list[str]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [path or "body"] if not INT_RANGE[0] <= value <= INT_RANGE[1] else []
+    if isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            return []
+        return _out_of_range(number, path)
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _out_of_range(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found += _out_of_range(item, f"{path}.{i}" if path else str(i))
+    return found
+
+
+def _out_of_range_errors(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    """Fields of the request holding a number the database cannot store."""
+    import json
+
+    errors = []
+    for source, values in (("path", dict(request.path_params)), ("query", dict(request.query_params))):
+        for name in _out_of_range(values, ""):
+            errors.append({"field": name, "message": "number out of range", "source": source})
+    body = request._connection_state.body  # read (and cached) by the handler that failed
+    if isinstance(body, bytes) and body and "json" in request.headers.get("content-type", ""):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        for name in _out_of_range(data, ""):
+            errors.append({"field": name, "message": "number out of range", "source": "body"})
+    return errors
+
+
+def _integrity_error(exc: BaseException) -> tuple[int, str, list[dict[str, Any]]] | None:
+    """A constraint the database enforced that the service did not check first: 409 for a
+    duplicate or a record still referenced elsewhere, 422 for a missing value; the field is
+    named when the database says which one (SQLite: ``table.column``; PostgreSQL: the detail)."""
+    name = type(exc).__name__
+    text = str(exc)
+    detail = str(getattr(exc, "detail", "") or "")
+    if name == "UniqueViolationError" or "UNIQUE constraint failed" in text:
+        match = re.search(r"Key \(([^)]+)\)=", detail) or re.search(
+            r"UNIQUE constraint failed: ([\w., ]+)", text
+        )
+        fields = [f.strip().split(".")[-1] for f in (match.group(1).split(",") if match else ["body"])]
+        return (
+            409,
+            "A record with this value already exists",
+            [{"field": f, "message": "already exists"} for f in fields],
+        )
+    if name == "ForeignKeyViolationError" or "FOREIGN KEY constraint failed" in text:
+        table = re.search(r'from table "([^"]+)"', detail)
+        where = f" (by {table.group(1)})" if table else ""
+        return 409, f"The record is still referenced by other records{where}", []
+    if name == "NotNullViolationError" or "NOT NULL constraint failed" in text:
+        column = getattr(exc, "column_name", None)
+        match = re.search(r"NOT NULL constraint failed: [\w]+\.(\w+)", text)
+        field = column or (match.group(1) if match else "body")
+        return 422, f"Validation failed: {field}: is required", [{"field": field, "message": "is required"}]
+    return None
+
+
 def internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    integrity = _integrity_error(exc)
+    if integrity is not None:
+        status, detail, errors = integrity
+        log.info("constraint refused %s %s: %s", request.method, request.url.path, exc)
+        return Response(_body(status, detail, errors), status_code=status, media_type=MediaType.JSON)
+    if _is_overflow(exc):
+        # A number too large for an integer column: the client's mistake, not the server's.
+        errors = _out_of_range_errors(request) or [{"field": "body", "message": "number out of range"}]
+        detail = "Validation failed: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return Response(_body(422, detail, errors), status_code=422, media_type=MediaType.JSON)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response(_body(500, "Internal server error"), status_code=500, media_type=MediaType.JSON)
 
@@ -93,3 +187,107 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_handler,
     Exception: internal_handler,
 }
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+ERROR_SCHEMA_NAME = "Error"
+
+_ERROR_DESCRIPTIONS = {
+    "400": "Malformed request (body that is not valid JSON or multipart)",
+    "401": "Not signed in, or an invalid, expired or revoked API token",
+    "403": "A permission is missing (``missing_permission``) or the CSRF header is wrong",
+    "404": "No such record, or one the caller may not read",
+    "409": "Conflict: stale version (optimistic locking), duplicate, or a state that forbids it",
+    "413": "The upload is too large",
+    "422": "Validation failed; ``errors`` names each field",
+    "429": "Too many attempts; see ``Retry-After``",
+}
+_PUBLIC_PATHS = {"/api/health", "/api/auth/login", "/api/auth/logout"}
+
+
+def _error_schema() -> Any:
+    from litestar.openapi.spec import OpenAPIType, Schema
+
+    field_error = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["field", "message"],
+        properties={
+            "field": Schema(type=OpenAPIType.STRING, description="Dotted name of the field, or 'body'"),
+            "message": Schema(type=OpenAPIType.STRING),
+            "source": Schema(type=OpenAPIType.STRING, description="body, query, path, header ..."),
+        },
+    )
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["status", "detail", "errors"],
+        properties={
+            "status": Schema(type=OpenAPIType.INTEGER),
+            "detail": Schema(type=OpenAPIType.STRING),
+            "errors": Schema(type=OpenAPIType.ARRAY, items=field_error),
+        },
+        additional_properties=True,
+        description="Every error the API answers: status, human-readable detail, per-field errors",
+    )
+
+
+def _error_codes(path: str, method: str, operation: Any) -> set[str]:
+    """The 4xx codes an operation can answer, from its shape (auth, path ids, body, query)."""
+    codes: set[str] = set()
+    params = operation.parameters or []
+    if operation.request_body is not None or params:
+        codes |= {"400", "422"}
+    if path not in _PUBLIC_PATHS:
+        codes |= {"401", "403"}
+    if "{" in path:
+        codes.add("404")
+    if method in {"post", "put", "patch", "delete"} and path not in _PUBLIC_PATHS:
+        codes |= {"404", "409", "422"}
+    if path == "/api/auth/login":
+        codes |= {"401", "422", "429"}
+    if path.endswith("/upload"):
+        codes.add("413")
+    return codes
+
+
+def document_errors(openapi: Any) -> Any:
+    """Make the OpenAPI tell the truth about errors: Litestar documents its own error body
+    (``status_code``/``extra``) on 400s, while every error here is ``{status, detail, errors}``;
+    guard and domain errors (401/403/404/409/422/429) are not documented at all; and bodiless
+    204s are described as JSON ``null``. Applied once to the generated schema."""
+    from litestar.openapi.spec import Components, OpenAPIMediaType, OpenAPIResponse, Reference
+
+    openapi.components = openapi.components or Components()
+    schemas = openapi.components.schemas = dict(openapi.components.schemas or {})
+    schemas[ERROR_SCHEMA_NAME] = _error_schema()
+    ref = Reference(ref=f"#/components/schemas/{ERROR_SCHEMA_NAME}")
+    for path, item in (openapi.paths or {}).items():
+        if not path.startswith("/api/"):
+            continue
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            responses = operation.responses = dict(operation.responses or {})
+            for code in _error_codes(path, method, operation) | {c for c in responses if c >= "400"}:
+                existing = responses.get(code)
+                description = _ERROR_DESCRIPTIONS.get(code, "Error")
+                if isinstance(existing, OpenAPIResponse) and existing.description and code not in {"400"}:
+                    description = existing.description
+                responses[code] = OpenAPIResponse(
+                    description=description, content={MediaType.JSON: OpenAPIMediaType(schema=ref)}
+                )
+            for code, response in responses.items():
+                if code == "204" and isinstance(response, OpenAPIResponse):
+                    response.content = None
+            operation.responses = dict(sorted(responses.items()))
+    return openapi
+
+
+def install_error_documentation(app: Any) -> None:
+    """Build the app's OpenAPI now and post-process it with :func:`document_errors` (Litestar
+    has no public hook for this; the schema is built once and cached by its OpenAPI plugin,
+    so editing the cached object is what ``/schema`` then serves)."""
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    document_errors(app.plugins.get(OpenAPIPlugin).provide_openapi())

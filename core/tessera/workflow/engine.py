@@ -764,6 +764,8 @@ async def resume(principal: Principal, instance_id: int, comment: str = "") -> d
     _require_status(instance, "suspended")
     now = clock.now()
     paused = now - (instance["suspended_at"] or now)
+    # SQL interval arithmetic (``Task.deadline + paused``) takes whole milliseconds only.
+    paused -= timedelta(microseconds=paused.microseconds % 1000)
     async with events.unit_of_work():
         await _claim(instance, ("suspended",))
         values: dict[Any, Any] = {WI.status: "running", WI.suspended_at: None}
