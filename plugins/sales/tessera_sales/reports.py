@@ -387,22 +387,21 @@ async def forecast(
     definition = await services.pipeline(pipeline)
     start, end = _period(date_from, date_to)
     where, args = _filters(principal, owner_id, team_id, pipeline)
-    # Aggregated in SQL to (currency, day) rows, so a million open deals cost a few thousand rows.
+    vis = " AND ".join(where)
+    # Open deals come from the summary kept on every deal change (``stats.py``): a few rows per
+    # day, owner and currency however many deals are open.
     weighted_rows = await db.raw(
-        "SELECT d.currency AS currency, d.expected_close AS day, SUM(d.amount * d.probability) AS amount "
-        "FROM sales_deal d WHERE d.status = 'open' AND d.expected_close >= {} AND d.expected_close < {} AND "
-        + " AND ".join(where)
-        + " GROUP BY d.currency, d.expected_close",
+        "SELECT d.currency AS currency, d.day AS day, SUM(d.amount) AS amount FROM sales_stat d "
+        "WHERE d.kind = 'open_close' AND d.day >= {} AND d.day < {} AND "
+        + vis
+        + " GROUP BY d.currency, d.day",
         start.date(),
         end.date(),
         *args,
     )
-    entered_day = utc_day_sql("d.stage_entered_at")
     stage_rows = await db.raw(
-        f"SELECT d.stage AS stage, d.currency AS currency, {entered_day} AS day, SUM(d.amount) AS amount "
-        "FROM sales_deal d WHERE d.status = 'open' AND d.stage_entered_at IS NOT NULL AND "
-        + " AND ".join(where)
-        + f" GROUP BY d.stage, d.currency, {entered_day}",
+        "SELECT d.stage AS stage, d.currency AS currency, d.day AS day, SUM(d.amount) AS amount "
+        "FROM sales_stat d WHERE d.kind = 'open_stage' AND " + vis + " GROUP BY d.stage, d.currency, d.day",
         *args,
     )
     history = await stage_history_stats(principal, pipeline, owner_id, team_id)

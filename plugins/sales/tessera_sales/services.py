@@ -235,7 +235,20 @@ async def _after_deal_write(
         ).where(StageVisit.deal_id == row["id"])
 
 
-_STAT_FIELDS = ("owner_id", "team_id", "amount", "currency", "status", "pipeline", "created_at", "closed_at")
+_STAT_FIELDS = (
+    "owner_id",
+    "team_id",
+    "amount",
+    "currency",
+    "status",
+    "pipeline",
+    "created_at",
+    "closed_at",
+    "expected_close",
+    "probability",
+    "stage",
+    "stage_entered_at",
+)
 
 
 async def _restate(before: dict[str, Any], after: dict[str, Any]) -> None:

@@ -53,6 +53,21 @@ def contributions(deal: dict[str, Any] | None, visits: Iterable[dict[str, Any]])
     row = out[("deal", pipeline, cohort, deal["status"], owner, team, deal["currency"])]
     row[0] += 1
     row[4] += amount
+    if deal["status"] == "open":
+        # The forecast's inputs: weighted amount by expected close day, amount by the day the
+        # current stage began.
+        if deal.get("expected_close"):
+            close = deal["expected_close"]
+            if isinstance(close, str):
+                close = dt.date.fromisoformat(close[:10])
+            cell = out[("open_close", pipeline, close, "", owner, team, deal["currency"])]
+            cell[0] += 1
+            cell[4] += amount * int(deal.get("probability") or 0)
+        if deal.get("stage_entered_at"):
+            day = cohort_day(deal["stage_entered_at"])
+            cell = out[("open_stage", pipeline, day, deal.get("stage") or "", owner, team, deal["currency"])]
+            cell[0] += 1
+            cell[4] += amount
     seen: set[str] = set()
     first_entry: dict[str, dt.datetime] = {}
     for v in sorted(visits, key=lambda v: (_aware(v["entered_at"]), v.get("seq") or 0)):
@@ -144,6 +159,10 @@ def _deal_columns() -> list[Any]:
         Deal.currency,
         Deal.amount,
         Deal.closed_at,
+        Deal.expected_close,
+        Deal.probability,
+        Deal.stage,
+        Deal.stage_entered_at,
     ]
 
 

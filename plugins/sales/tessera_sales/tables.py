@@ -232,7 +232,11 @@ class SalesStat(Table, tablename="sales_stat"):
       that ended, ``n3`` of those longer than the norm, ``seconds`` spent in ended stays;
     * ``deal``: cohort day x status x currency: ``n`` deals, ``amount``;
     * ``history``: stage of closed deals (``day`` unused): ``n`` closed deals that went
-      through it, ``n2`` of them won, ``seconds`` from entering it to winning (won deals).
+      through it, ``n2`` of them won, ``seconds`` from entering it to winning (won deals);
+    * ``open_close``: open deals by expected close day x currency: ``n``, ``amount`` =
+      sum of amount x probability (percent points);
+    * ``open_stage``: open deals by the day their current stage began x stage x currency:
+      ``n``, ``amount``.
 
     Missing dimensions are 0 / "" / 1970-01-01 (never NULL, so the unique key matches).
     """

@@ -88,7 +88,7 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
     refused = await _page(crm, r.headers["location"])
     assert re.search(r'class="error">[^<]*missing: required\.first_call', refused)
     await log_call(crm, anna, deal["party_id"])
-    frozen_clock.advance(hours=2)
+    frozen_clock.advance(minutes=30)
     r = await crm.client.post(f"{url}/move", data={"csrf_token": token, "to": "needs"})
     assert r.status_code == 303 and "error" not in r.headers["location"]
     moved = await _page(crm, url)
