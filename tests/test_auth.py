@@ -106,13 +106,14 @@ async def test_logout_ends_the_session(crm: Any) -> None:
     assert r.status_code == 401
 
 
-async def test_session_expires_after_ttl(crm: Any, frozen_clock: Any) -> None:
+async def test_session_expires_after_idle_time(crm: Any, frozen_clock: Any) -> None:
+    # Idle timeout and absolute lifetime: tests/test_security.py.
     user = await crm.user("manager")
     session = _session_cookie(await _login(crm, user["email"]))
     assert session
-    frozen_clock.advance(seconds=crm.settings.session_ttl - 60)
+    frozen_clock.advance(seconds=crm.settings.session_idle - 60)
     assert (await _with_cookie(crm, "GET", "/api/auth/me", session)).status_code == 200
-    frozen_clock.advance(seconds=120)
+    frozen_clock.advance(seconds=crm.settings.session_idle + 1)
     assert (await _with_cookie(crm, "GET", "/api/auth/me", session)).status_code == 401
 
 

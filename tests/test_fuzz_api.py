@@ -39,13 +39,13 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 from tessera.entities.tables import Role
 from tessera_sdk.live import LiveServer
 
 EXAMPLES = int(os.environ.get("TESSERA_FUZZ_EXAMPLES", "5"))
 PG_EXAMPLES = max(1, EXAMPLES // 3)
-CHECKS = [not_a_server_error, response_schema_conformance]
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
 
 
 def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str], examples: int) -> list[str]:

@@ -28,13 +28,17 @@ class Settings:
     secure_cookies: bool = True
     host: str = "127.0.0.1"
     port: int = 8000
-    #: Seconds a web session stays valid after sign-in (absolute; the user signs in again).
+    #: Seconds a web session stays valid after sign-in at most (absolute; the user signs in again).
     session_ttl: int = 8 * 3600
+    #: Seconds a web session survives without being used (sliding: each request extends it).
+    session_idle: int = 3600
     #: Load plugins from entry points; tests switch it off and pass plugin objects directly.
     autoload_plugins: bool = True
     #: Failed logins before a temporary lockout, and the lockout length in seconds.
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
+    #: Failed logins for one login from any address before that login is locked out.
+    login_max_failures_any_address: int = 50
     #: Rows one export may return before it is refused (seed 003: a departing manager must not
     #: silently download the whole base).
     export_row_limit: int = 10_000

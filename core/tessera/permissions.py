@@ -142,6 +142,20 @@ class Principal:
             condition = condition | team.is_in(list(self.team_ids))
         return condition
 
+    def member_where(
+        self, record_id: Column, link_record: Column, link_user: Column
+    ) -> Where | WhereRaw | None:
+        """Condition "a user whose records I see takes part in the record" through a link table
+        (``link_record`` -> the record, ``link_user`` -> the user), as a sub-select; None = all.
+        Meeting participants read the activity they take part in, whoever owns it."""
+        if self.user_ids is None:
+            return None
+        if not self.user_ids:
+            return WhereRaw("1 = 0")
+        link_table = link_record._meta.table
+        members = link_table.select(link_record).where(link_user.is_in(sorted(self.user_ids)))
+        return record_id.is_in(members)
+
     def check_visible_owner(self, owner_id: int | None, team_id: int | None = None) -> bool:
         if self.user_ids is None:
             return True

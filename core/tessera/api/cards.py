@@ -290,6 +290,8 @@ async def export_parties(
     limit = request.app.state.settings.export_row_limit
     total = await service.count(PARTY, principal, conditions)
     if total > limit:
+        # A refused attempt to take more than the limit is exactly what admins must hear of.
+        await _report_export(request, principal, total, refused=True)
         raise ValidationFailed.field(
             "filters", f"{total} rows match; exports are limited to {limit}: narrow the filters"
         )
@@ -312,29 +314,40 @@ async def export_parties(
                 for c in EXPORT_COLUMNS
             ]
         )
-    async with events.unit_of_work():
-        await audit.record(
-            "export", "party", None, {"rows": [None, len(rows)]}, detail=str(request.url.query or "")
-        )
-        admins = await _admin_ids()
-        for admin_id in admins:
-            if admin_id != principal.user_id:
-                await Notification.insert(
-                    Notification(
-                        user_id=admin_id,
-                        kind="export",
-                        title=f"{principal.name} exported {len(rows)} parties",
-                        ref="audit:export",
-                        created_at=clock.now(),
-                    )
-                )
-        await events.emit("party.exported", "party", None, {"rows": len(rows), "user_id": principal.user_id})
+    await _report_export(request, principal, len(rows), refused=False)
     stamp = clock.now().strftime("%Y%m%d-%H%M%S")
     return Response(
         buffer.getvalue(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="parties-{stamp}.csv"'},
     )
+
+
+async def _report_export(
+    request: Request[Any, Any, Any], principal: Principal, rows: int, refused: bool
+) -> None:
+    """Audit an export (or a refused one) and tell every administrator."""
+    action = "export_refused" if refused else "export"
+    title = (
+        f"{principal.name} tried to export {rows} parties (refused: over the limit)"
+        if refused
+        else f"{principal.name} exported {rows} parties"
+    )
+    async with events.unit_of_work():
+        await audit.record(action, "party", None, {"rows": [None, rows]}, detail=str(request.url.query or ""))
+        for admin_id in await _admin_ids():
+            if admin_id != principal.user_id:
+                await Notification.insert(
+                    Notification(
+                        user_id=admin_id,
+                        kind="export",
+                        title=title,
+                        ref=f"audit:{action}",
+                        created_at=clock.now(),
+                    )
+                )
+        if not refused:
+            await events.emit("party.exported", "party", None, {"rows": rows, "user_id": principal.user_id})
 
 
 async def _admin_ids() -> list[int]:

@@ -238,9 +238,8 @@ def _error_codes(path: str, method: str, operation: Any) -> set[str]:
     if operation.request_body is not None or params:
         codes |= {"400", "422"}
     if path not in _PUBLIC_PATHS:
-        codes |= {"401", "403"}
-    if "{" in path:
-        codes.add("404")
+        # Any id a route is given (path, query or body) may name a missing or hidden record.
+        codes |= {"401", "403", "404"}
     if method in {"post", "put", "patch", "delete"} and path not in _PUBLIC_PATHS:
         codes |= {"404", "409", "422"}
     if path == "/api/auth/login":

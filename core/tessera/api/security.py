@@ -28,6 +28,30 @@ def settings_of(request: Request[Any, Any, Any]) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+def login_policy(settings: Settings) -> auth.LoginPolicy:
+    return auth.LoginPolicy(
+        session_ttl=settings.session_ttl,
+        session_idle=settings.session_idle,
+        max_failures=settings.login_max_failures,
+        max_failures_any_address=settings.login_max_failures_any_address,
+        lockout_seconds=settings.login_lockout_seconds,
+    )
+
+
+def client_address(request: Request[Any, Any, Any]) -> str:
+    """The peer address as the ASGI server reports it (behind a proxy, configure the server to
+    take it from the forwarded headers, e.g. uvicorn's ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def session_of(request: Request[Any, Any, Any]) -> tuple[int, str] | None:
+    """``(user id, csrf token)`` of the request's live session cookie (sliding its idle end)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        return None
+    return await auth.session_user(session_id, login_policy(settings_of(request)))
+
+
 async def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -40,10 +64,7 @@ async def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None
         except NotFound as exc:  # a deactivated user's tokens stop working: 401, not 404
             raise NotAuthenticated("Invalid, expired or revoked API token") from exc
     else:
-        session_id = request.cookies.get(SESSION_COOKIE)
-        if not session_id:
-            return None
-        session = await auth.session_user(session_id)
+        session = await session_of(request)
         if session is None:
             return None
         user_id, csrf = session
@@ -122,9 +143,7 @@ async def open_session(
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         await auth.logout(old)
-    result = await auth.login(
-        email, password, settings.session_ttl, settings.login_max_failures, settings.login_lockout_seconds
-    )
+    result = await auth.login(email, password, client_address(request), login_policy(settings))
     cookie = Cookie(
         key=SESSION_COOKIE,
         value=result.session_id,
@@ -140,8 +159,9 @@ async def open_session(
 @post("/api/auth/login", operation_id="login", tags=["auth"], status_code=200)
 async def login(request: Request[Any, Any, Any], data: LoginIn) -> Response[LoginOut]:
     """Sign in with e-mail and password. Sets the session cookie (a new session id every time)
-    and returns the CSRF token to send as ``X-CSRF-Token`` on writes. Repeated failures lock the
-    account for a while (429)."""
+    and returns the CSRF token to send as ``X-CSRF-Token`` on writes. ``expires_at`` is the
+    session's absolute end; unused for ``session_idle`` seconds it ends sooner. Repeated
+    failures from one address for one login (existing or not) answer 429 for a while."""
     result, cookie = await open_session(request, data.email, data.password)
     return Response(
         LoginOut(user_id=result.user_id, csrf_token=result.csrf_token, expires_at=result.expires_at),

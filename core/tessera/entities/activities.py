@@ -70,7 +70,10 @@ def activity_visibility(principal: Principal) -> Any:
     if own is None:
         return None
     via_party = principal.owner_where(Activity.party_id.owner_id, Activity.party_id.team_id)
-    return own | via_party
+    taking_part = principal.member_where(
+        Activity.id, ActivityParticipant.activity_id, ActivityParticipant.user_id
+    )
+    return own | via_party | taking_part
 
 
 async def prepare_activity(

@@ -235,6 +235,16 @@ class WebSession(Table, tablename="web_session"):
     expires_at = Timestamptz()
 
 
+class LoginThrottle(Table, tablename="login_throttle"):
+    """Failed sign-ins per key (a hash of client address + login, or of the login alone),
+    kept alike whether or not the account exists, so a lockout reveals nothing."""
+
+    key_hash = Varchar(length=64, unique=True)
+    failures = Integer(default=0)
+    window_started_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)
+
+
 class CustomFieldSchema(Table, tablename="custom_field_schema"):
     """Admin-declared custom fields of one entity type (JSON-schema ``properties``)."""
 
@@ -323,6 +333,7 @@ KERNEL_TABLES: list[type[Table]] = [
     AuditLog,
     ApiToken,
     WebSession,
+    LoginThrottle,
     CustomFieldSchema,
     Job,
     JobRun,

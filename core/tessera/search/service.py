@@ -262,14 +262,31 @@ async def _parties(ids: Iterable[int | None]) -> dict[int, dict[str, Any]]:
     return {r["id"]: r for r in rows}
 
 
+async def _participants(activity_ids: list[int]) -> dict[int, set[int]]:
+    from tessera.entities.tables import ActivityParticipant
+
+    if not activity_ids:
+        return {}
+    rows = await ActivityParticipant.select(
+        ActivityParticipant.activity_id, ActivityParticipant.user_id
+    ).where(ActivityParticipant.activity_id.is_in(activity_ids), ActivityParticipant.user_id.is_not_null())
+    out: dict[int, set[int]] = {}
+    for row in rows:
+        out.setdefault(row["activity_id"], set()).add(row["user_id"])
+    return out
+
+
 async def build_documents(entity: str, records: Sequence[dict[str, Any]]) -> list[d.Document]:
     """Documents of these records: the kernel's own, then every plugin's."""
     parties = await _parties(r.get("party_id") if entity != "party" else r["id"] for r in records)
+    taking_part = await _participants([r["id"] for r in records]) if entity == "activity" else {}
     known = _state.types
     out: list[d.Document] = []
     for record in records:
         party = parties.get(record["id"] if entity == "party" else record.get("party_id"))
         docs = d.kernel_documents(entity, record, party)
+        for doc in docs:  # participants read the activity they take part in (permissions.py)
+            doc.acl_users |= taking_part.get(record["id"], set())
         if _state.pm is not None:
             for plugin, value in call_each(
                 _state.pm, "tessera_search_documents", entity=entity, record=record

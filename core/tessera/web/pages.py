@@ -17,7 +17,7 @@ from litestar.response import Redirect
 from tessera import auth, clock
 from tessera.api.cards import client_card_data
 from tessera.api.filters import party_filters
-from tessera.api.security import SESSION_COOKIE, open_session
+from tessera.api.security import SESSION_COOKIE, open_session, session_of
 from tessera.entities import activities, parties, service, tasks
 from tessera.entities.tables import Activity, Notification, Task
 from tessera.errors import DomainError, NotAuthenticated, PermissionDenied
@@ -39,10 +39,7 @@ Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED
 
 
 async def _principal(request: Request[Any, Any, Any]) -> Principal | None:
-    session_id = request.cookies.get(SESSION_COOKIE)
-    if not session_id:
-        return None
-    found = await auth.session_user(session_id)
+    found = await session_of(request)
     if found is None:
         return None
     user_id, csrf = found
