@@ -345,6 +345,7 @@ async def test_acknowledged_writes_survive_sigkill(crm) -> None:
     if crm.backend == "sqlite":
         mode = await db.raw("PRAGMA journal_mode")
         assert mode[0]["journal_mode"] == "wal"
+        assert (await db.raw("PRAGMA synchronous"))[0]["synchronous"] == 2  # FULL
     admin = await crm.user("admin")
     assert (await crm.put("/api/custom-fields/party", admin, json=SCHEMA)).status_code == 200
 
