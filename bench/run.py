@@ -1111,6 +1111,83 @@ def bench_import(rows: int, workdir: Path, plugins: tuple[str, ...]) -> dict[str
     return result
 
 
+# =========================================================================== summary
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    """The results as the Markdown tables of docs/performance.md."""
+    m = result["machine"]
+    size = result["size"]
+    lines = [
+        f"Run {result['generated_at']}: `{result['command']}`",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}; Python {m['python']}, "
+        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql'] or '-'}. Data: {size['parties']:,} parties, "
+        f"{size['activities']:,} activities, {size['deals']:,} deals, {size['managers']} managers in "
+        f"{size['teams']} teams; {size['search_docs']:,} parties in the search index. Latency: "
+        f"{result['settings']['requests']} sequential requests on one keep-alive connection; throughput: "
+        f"{result['settings']['concurrency']} concurrent clients for {result['settings']['duration_s']:g} s.",
+    ]
+    labels = {
+        "party_list": "party list (status + name filter, manager)",
+        "client_card": "client card",
+        "search": "search",
+        "create_party": "create party",
+    }
+    for engine, e in result["engines"].items():
+        lines += [
+            "",
+            f"### {'SQLite' if engine == 'sqlite' else 'PostgreSQL'}",
+            "",
+            f"Bulk load {e['seed']['rows']:,} rows in {e['seed']['seconds']:g} s "
+            f"({e['seed']['rows_per_s']:,} rows/s); search index of {e['search_index']['docs']:,} parties "
+            f"({e['search_index']['backend']}) in {e['search_index']['seconds']:g} s.",
+            "",
+            "| measure | ours p50 / p95 ms | bare Litestar + SQL p50 / p95 ms | PiccoloCRUD p50 / p95 ms "
+            "| ours / bare (p50, p95) | ours / PiccoloCRUD (p50, p95) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, label in labels.items():
+            r = e["measures"][name]
+
+            def f(x: dict[str, Any]) -> str:
+                return f"{x['p50_ms']:.1f} / {x['p95_ms']:.1f}"
+
+            lines.append(
+                f"| {label} | {f(r['ours'])} | {f(r['bare'])} | {f(r['crud'])} | "
+                f"{r['ratio_p50_vs_bare']:.2f}, {r['ratio_p95_vs_bare']:.2f} | "
+                f"{r['ratio_p50_vs_crud']:.2f}, {r['ratio_p95_vs_crud']:.2f} |"
+            )
+        lines += [
+            "",
+            "| throughput | ours req/s | bare req/s | PiccoloCRUD req/s | ours % of bare "
+            "| ours % of PiccoloCRUD |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, label in (("party_list_rps", "party list"), ("create_party_rps", "create party")):
+            r = e["measures"][name]
+            lines.append(
+                f"| {label} | {r['ours']['rps']:,.1f} | {r['bare']['rps']:,.1f} | {r['crud']['rps']:,.1f} | "
+                f"{r['pct_of_bare']} % | {r['pct_of_crud']} % |"
+            )
+        lines += ["", "| target | value | result |", "| --- | --- | --- |"]
+        for name, t in e["targets"].items():
+            lines.append(f"| {name} {t['target']} | {t['value']} | {'pass' if t['pass'] else '**fail**'} |")
+    imp = result.get("import", {})
+    lines.append("")
+    if imp.get("available") and "rows_per_s" in imp:
+        lines.append(
+            f"Import (`tessera import parties FILE.csv` into SQLite, process start included): "
+            f"{imp['rows']:,} rows in {imp['seconds']:g} s = {imp['rows_per_s']:,} rows/s "
+            f"(target {imp['target']}: {'pass' if imp['pass'] else '**fail**'})."
+        )
+    elif imp.get("available"):
+        lines.append(f"Import: failed ({imp.get('error', '')[-200:]!r}).")
+    else:
+        lines.append("Import: not available (no `tessera.importer` when this run was made).")
+    return "\n".join(lines) + "\n"
+
+
 # =========================================================================== machine, main
 
 
@@ -1173,7 +1250,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     parser.add_argument("--quick", action="store_true", help="few requests, short throughput runs (CI smoke)")
     parser.add_argument(
-        "--requests", type=int, default=None, help="requests per latency measure (default 300)"
+        "--requests", type=int, default=None, help="requests per latency measure (default 200)"
     )
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds per throughput run (default 10)"
@@ -1187,8 +1264,12 @@ def main() -> None:
     )
     parser.add_argument("--workdir", default=None, help="where the SQLite file and data dirs go (a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir and the PostgreSQL database")
+    parser.add_argument("--summary", metavar="JSON", help="only print the Markdown tables of a results file")
     opts = parser.parse_args()
-    opts.requests = opts.requests or (20 if opts.quick else 300)
+    if opts.summary:
+        print(summary_markdown(json.loads(Path(opts.summary).read_text())), end="")
+        return
+    opts.requests = opts.requests or (20 if opts.quick else 200)
     opts.duration = opts.duration or (1.5 if opts.quick else 10.0)
     opts.concurrency = opts.concurrency or (4 if opts.quick else 16)
     opts.import_rows = opts.import_rows or (1000 if opts.quick else 20_000)
