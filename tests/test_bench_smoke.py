@@ -96,6 +96,7 @@ def test_run_py_writes_every_figure(tmp_path: Path) -> None:
         ),
         ("sales.py", ("--size", "200"), "funnel"),
         ("workflow.py", ("--size", "200", "--transitions", "5"), "deviation"),
+        ("importer.py", ("--rows", "300"), "rows/s"),
     ],
 )
 def test_other_benchmarks_run_at_a_tiny_size(
