@@ -313,11 +313,10 @@ async def seed(
 ) -> dict[str, Any]:
     """Migrate, create users and tokens, bulk-load the data set, build the search index."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from tessera import auth, db, migrations
+    from tessera import auth, cli, db
     from tessera.app import boot
     from tessera.config import Settings
     from tessera.entities.tables import Activity, CrmUser, Party, Role, Team, UserRole
-    from tessera.permissions import ensure_default_roles
     from tessera.search import service as search_service
 
     settings = Settings(
@@ -327,13 +326,12 @@ async def seed(
         search_backend="postgres" if url.startswith("postgres") else "whoosh",
         secure_cookies=False,
     )
-    boot(settings)
+    pm = boot(settings)
     await db.start()
     info: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
-        await migrations.migrate()
-        await ensure_default_roles()
+        await cli._migrate(pm)  # what `tessera migrate` runs
         if "sales" in plugins:
             from tessera_sales import services as sales_services
 
@@ -664,6 +662,19 @@ def serve_main(argv: list[str]) -> None:
         "bare": lambda: bare_app(url),
         "crud": lambda: crud_app(url),
     }[kind]()
+    if kind == "ours":
+        # As `tessera serve`: pending migrations first (the tree may have gained one since the
+        # data set was built).
+        from tessera import cli, db
+
+        async def migrate() -> None:
+            await db.start()
+            try:
+                await cli._migrate(app.state.pm)
+            finally:
+                await db.stop()
+
+        asyncio.run(migrate())
     uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning", access_log=False, lifespan="on")
 
 
