@@ -160,9 +160,14 @@ async def list_audit(
     ] = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
 ) -> list[AuditOut]:
-    """The audit log, newest first (needs audit.read)."""
+    """The audit log, newest first (needs audit.read): everything for those who see every
+    record, otherwise the actions of the users whose records the caller sees."""
     principal.require("audit.read")
     conditions = []
+    if not principal.sees_all:
+        # Entries hold record contents (old -> new): a team head reads what the people whose
+        # records they see did, not the whole company's history.
+        conditions.append(AuditLog.user_id.is_in(sorted(principal.user_ids or {0})))
     if entity:
         conditions.append(AuditLog.entity == entity)
     if entity_id is not None:

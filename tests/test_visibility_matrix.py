@@ -1,0 +1,487 @@
+"""Visibility matrix: every list / search / report / export endpoint of the kernel and the sales
+plugin x roles (admin, head, manager permissions) x scopes (own, team, all).
+
+The endpoints are enumerated from the app's OpenAPI: every GET route must be classified below,
+so a new endpoint fails :func:`test_every_get_route_is_classified` until someone decides how
+the matrix covers it. Two properties are checked for each (endpoint, caller):
+
+1. **Markers**: records of two teams carry unique marker strings; no marker of a record the
+   caller may not read appears in any response body (items, counts, facets, snippets, CSV).
+   Single-record routes answer 404 for those records' ids.
+2. **Differential**: records are added that the caller may not read (a manager of the other team,
+   then a manager of the caller's own team, including deals on the caller's own client with
+   large amounts, won deals and plans); every response of every caller who may not read them
+   must be byte-for-byte what it was before, so they are not counted in totals, sums, funnels,
+   forecasts, plan actuals, facets or pages either. The callers who may read them must see a
+   change (so the check is not vacuous).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from tessera.entities.tables import Role
+
+pytestmark = pytest.mark.plugins("sales")
+
+ROLES = {
+    "admin": ["*"],
+    "head": [
+        "party.*",
+        "activity.*",
+        "task.*",
+        "note.*",
+        "search.use",
+        "workflow.read",
+        "audit.read",
+        "sales.*",
+    ],
+    "manager": [
+        "party.read",
+        "party.write",
+        "activity.read",
+        "activity.write",
+        "task.read",
+        "task.write",
+        "note.read",
+        "note.write",
+        "search.use",
+        "workflow.read",
+        "sales.deal.read",
+        "sales.deal.write",
+    ],
+}
+SCOPES = ("own", "team", "all")
+PERIOD = {"date_from": "2026-01-01", "date_to": "2026-12-31"}
+YEAR = {"period_start": "2026-01-01", "period_end": "2026-12-31"}
+
+#: GET routes that list, count, search, report or export records: checked for every caller.
+#: The value is the query string the matrix sends (placeholders filled per caller).
+LISTS: dict[str, dict[str, Any]] = {
+    "/api/parties": {"limit": 500},
+    "/api/parties/count": {},
+    "/api/parties/export": {},
+    "/api/contacts": {"limit": 500},
+    "/api/contacts/count": {},
+    "/api/activities": {"limit": 500},
+    "/api/activities/count": {},
+    "/api/tasks": {"limit": 500},
+    "/api/tasks/count": {},
+    "/api/notes": {"limit": 500},
+    "/api/notes/count": {},
+    "/api/attachments": {"limit": 500},
+    "/api/attachments/count": {},
+    "/api/audit": {"limit": 500},
+    "/api/search": {"q": "zebra", "limit": 100},
+    "/api/workflow/instances": {"limit": 500},
+    "/api/workflow/deviations": {},
+    "/api/workflow/handoffs": {},
+    "/api/sales/deals": {"limit": 500},
+    "/api/sales/deals/count": {},
+    "/api/sales/plans": {},
+    "/api/sales/reports/funnel": PERIOD,
+    "/api/sales/reports/funnel/deals": {**PERIOD, "stage": "{stage}"},
+    "/api/sales/reports/stuck": {},
+    "/api/sales/reports/loss-reasons": PERIOD,
+    "/api/sales/reports/forecast": PERIOD,
+    "/api/sales/reports/forecast/accuracy": {},
+    "/api/sales/reports/kpi": PERIOD,
+    "/api/sales/reports/cadence": {},
+    "/api/sales/reports/cadence/overdue": {},
+    "/api/sales/reports/contacts": PERIOD,
+}
+#: GET routes about one record the caller can read, that show related records (client card,
+#: plan actuals ...): called for the caller's own records; placeholders name which.
+RECORD_VIEWS: dict[str, str] = {
+    "/api/parties/{party_id}/card": "party",
+    "/api/parties/{party_id}/participants": "party",
+    "/api/parties/{party_id}/status-history": "party",
+    "/api/sales/plans/{plan_id}/actual": "plan",
+    "/api/sales/deals/{record_id}/history": "deal",
+    "/api/sales/deals/{record_id}/proposals": "deal",
+    "/api/sales/deals/{record_id}/documents": "deal",
+    "/api/workflow/instances/{instance_id}/card": "instance",
+}
+#: GET routes returning one record by id: must be 404 for ids of records the caller may not read.
+SINGLE: dict[str, str] = {
+    "/api/parties/{record_id}": "party",
+    "/api/contacts/{record_id}": "contact",
+    "/api/activities/{record_id}": "activity",
+    "/api/tasks/{record_id}": "task",
+    "/api/notes/{record_id}": "note",
+    "/api/sales/deals/{record_id}": "deal",
+    "/api/parties/{party_id}/card": "party",
+    "/api/parties/{party_id}/participants": "party",
+    "/api/parties/{party_id}/status-history": "party",
+    "/api/tasks/{task_id}/handoffs": "task",
+    "/api/sales/deals/{record_id}/history": "deal",
+    "/api/sales/deals/{record_id}/proposals": "deal",
+    "/api/sales/deals/{record_id}/documents": "deal",
+}
+#: GET routes that hold no CRM records of other users (the caller's own data, the directory,
+#: configuration, catalogues), with the reason they are outside the matrix.
+NOT_RECORDS: dict[str, str] = {
+    "/api/auth/me": "the caller",
+    "/api/auth/tokens": "the caller's tokens",
+    "/api/notifications": "the caller's inbox",
+    "/api/users": "directory (names, teams, roles) every colleague may see",
+    "/api/users/count": "directory",
+    "/api/users/{record_id}": "directory",
+    "/api/teams": "directory",
+    "/api/teams/count": "directory",
+    "/api/teams/{record_id}": "directory",
+    "/api/roles": "configuration",
+    "/api/roles/count": "configuration",
+    "/api/roles/{record_id}": "configuration",
+    "/api/substitutions": "directory of absences (who stands in for whom)",
+    "/api/substitutions/count": "directory of absences",
+    "/api/substitutions/{record_id}": "directory of absences",
+    "/api/attachments/{record_id}": "attachment metadata; visibility tested in test_notes_attachments",
+    "/api/attachments/{attachment_id}/content": "file bytes; tested in test_notes_attachments",
+    "/api/custom-fields": "configuration",
+    "/api/custom-fields/{entity_type}": "configuration",
+    "/api/jobs": "configuration (job.manage)",
+    "/api/jobs/runs": "job runs (job.manage), no record data",
+    "/api/plugins": "configuration",
+    "/api/permissions": "configuration",
+    "/api/health": "liveness",
+    "/api/workflow/template-schema": "configuration",
+    "/api/workflow/templates": "configuration",
+    "/api/workflow/templates/{key}": "configuration",
+    "/api/workflow/templates/{key}/versions": "configuration",
+    "/api/workflow/instances/{instance_id}": "one instance; covered by its card below",
+    "/api/sales/proposals/{proposal_id}": "one proposal; visibility tested in plugins/sales/tests",
+    "/api/sales/proposals/{proposal_id}/html": "one proposal",
+    "/api/sales/proposals/{proposal_id}/pdf": "one proposal",
+    "/api/sales/proposal-templates": "configuration",
+    "/api/sales/pipelines": "configuration",
+    "/api/sales/loss-reasons": "catalogue",
+    "/api/sales/products": "catalogue",
+    "/api/sales/price-lists/{list_id}": "catalogue",
+    "/api/sales/prices": "catalogue",
+    "/api/sales/cadence-rules": "configuration",
+    "/api/sales/settings": "configuration",
+    "/api/sales/rates": "catalogue (currency rates)",
+    "/api/sales/sources": "catalogue (deal sources)",
+}
+
+
+async def test_every_get_route_is_classified(crm: Any) -> None:
+    """A new GET endpoint must be put in LISTS / RECORD_VIEWS / SINGLE or, with a reason, in
+    NOT_RECORDS: otherwise it would escape the matrix."""
+    schema = (await crm.get("/schema/openapi.json")).json()
+    routes = {path for path, item in schema["paths"].items() if "get" in item and path.startswith("/api/")}
+    classified = set(LISTS) | set(RECORD_VIEWS) | set(SINGLE) | set(NOT_RECORDS)
+    assert routes - classified == set(), "unclassified GET routes: add them to the visibility matrix"
+    assert classified - routes == set(), "classified routes that no longer exist"
+
+
+# --------------------------------------------------------------------------- the data
+
+
+class World:
+    """Users, records and markers of one matrix run."""
+
+    def __init__(self, crm: Any) -> None:
+        self.crm = crm
+        self.admin: dict[str, Any] = {}
+        self.teams: dict[str, dict[str, Any]] = {}
+        self.callers: dict[tuple[str, str], dict[str, Any]] = {}
+        #: marker -> the (user id, team id) pairs whose visibility opens it
+        self.markers: dict[str, list[tuple[int, int]]] = {}
+        #: (kind, id) -> the (user id, team id) pairs whose visibility opens it
+        self.records: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        #: caller key -> {"party": id, "deal": id, "plan": [ids], "instance": id}
+        self.own: dict[tuple[str, str], dict[str, Any]] = {}
+        self.stage = ""
+        self.loss_reason = 0
+
+    async def setup(self) -> None:
+        crm = self.crm
+        self.admin = await crm.user("admin")
+        self.teams = {"t1": await crm.team("North"), "t2": await crm.team("South")}
+        for role, scope in itertools.product(ROLES, SCOPES):
+            name = f"matrix-{role}-{scope}"
+            await Role.insert(Role(name=name, description=name, permissions=ROLES[role], scope=scope))
+            self.callers[(role, scope)] = await crm.user(name, team_id=self.teams["t1"]["id"], name=name)
+        pipeline = (await crm.get("/api/sales/pipelines", self.admin)).json()
+        b2b = next(p for p in pipeline if p["key"] == "sales.b2b")
+        self.stage = b2b["stages"][0]["key"]
+        reasons = (await crm.get("/api/sales/loss-reasons", self.admin)).json()
+        self.loss_reason = reasons[0]["id"]
+        for key, caller in self.callers.items():
+            party = await self.post("/api/parties", caller, {"name": f"Own client of {caller['name']}"})
+            deal = await self.post(
+                "/api/sales/deals", caller, {"party_id": party["id"], "title": "own deal", "amount": "10.00"}
+            )
+            self.own[key] = {"party": party["id"], "deal": deal["id"], "plan": [], "instance": None}
+            if deal.get("instance_id"):
+                self.own[key]["instance"] = deal["instance_id"]
+            plan = await self.post(
+                "/api/sales/plans",
+                self.admin,
+                {
+                    "period_start": "2026-01-01",
+                    "period_end": "2026-12-31",
+                    "user_id": caller["id"],
+                    "amount": "5",
+                },
+            )
+            self.own[key]["plan"].append(plan["plan_id"])
+        team_plan = await self.post(
+            "/api/sales/plans",
+            self.admin,
+            {**YEAR, "team_id": self.teams["t1"]["id"]},
+        )
+        for key in self.own:
+            self.own[key]["plan"].append(team_plan["plan_id"])
+
+    async def post(self, url: str, user: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        r = await self.crm.post(url, user, json=body)
+        assert r.status_code in (200, 201), (url, r.status_code, r.text)
+        return r.json()  # type: ignore[no-any-return]
+
+    async def book(self, label: str, team: str, on_callers_clients: bool = True) -> dict[str, Any]:
+        """A manager of ``team`` (not a caller) with a full book of marked records, plus deals
+        on every caller's own client, a won and a lost deal, and a plan."""
+        team_id = self.teams[team]["id"]
+        owner = await self.crm.user("manager", team_id=team_id, name=f"Owner {label}")
+
+        readers = [(owner["id"], team_id)]
+
+        def mark(kind: str, *also: tuple[int, int]) -> str:
+            marker = f"mk{label}{kind}"
+            self.markers[marker] = [*readers, *also]
+            return f"zebra {marker}"
+
+        def remember(kind: str, row: dict[str, Any], *also: tuple[int, int]) -> dict[str, Any]:
+            self.records[(kind, row["id"])] = [*readers, *also]
+            return row
+
+        party = remember("party", await self.post("/api/parties", owner, {"name": mark("party")}))
+        remember(
+            "contact",
+            await self.post("/api/contacts", owner, {"party_id": party["id"], "name": mark("contact")}),
+        )
+        remember(
+            "activity",
+            await self.post(
+                "/api/activities",
+                owner,
+                {
+                    "type": "meeting",
+                    "subject": mark("activity"),
+                    "agreements": mark("agreement"),
+                    "starts_at": "2026-03-02T12:00:00Z",
+                    "party_id": party["id"],
+                },
+            ),
+        )
+        remember(
+            "task",
+            await self.post(
+                "/api/tasks",
+                owner,
+                {"title": mark("task"), "party_id": party["id"], "deadline": "2026-03-01T10:00:00Z"},
+            ),
+        )
+        remember(
+            "note", await self.post("/api/notes", owner, {"party_id": party["id"], "body": mark("note")})
+        )
+        amounts = iter(range(1, 100))
+        deals = []
+        for _ in range(3):
+            deals.append(
+                remember(
+                    "deal",
+                    await self.post(
+                        "/api/sales/deals",
+                        owner,
+                        {
+                            "party_id": party["id"],
+                            "title": mark("deal"),
+                            "amount": f"{next(amounts) * 1_000_000}.00",
+                            "expected_close": "2026-06-30",
+                        },
+                    ),
+                )
+            )
+        await self.post(
+            "/api/activities",
+            owner,
+            {
+                "type": "call",
+                "status": "done",
+                "subject": mark("call"),
+                "starts_at": "2026-03-02T09:30:00Z",
+                "party_id": party["id"],
+            },
+        )
+        r = await self.crm.post(f"/api/sales/deals/{deals[1]['id']}/close", owner, json={"outcome": "won"})
+        assert r.status_code == 200, r.text
+        r = await self.crm.post(
+            f"/api/sales/deals/{deals[2]['id']}/close",
+            owner,
+            json={"outcome": "lost", "loss_reason_id": self.loss_reason, "comment": mark("losscomment")},
+        )
+        assert r.status_code == 200, r.text
+        # Deals of this owner on every caller's own client: the client card, the participants
+        # list and the deal counts of that client must not show them to callers who cannot read them.
+        # (A client's deals are open to the client's responsible manager, as its activities are.)
+        for i, (key, caller) in enumerate(self.callers.items() if on_callers_clients else []):
+            client_owner = (caller["id"], caller["team_id"])
+            remember(
+                "deal",
+                await self.post(
+                    "/api/sales/deals",
+                    self.admin,
+                    {
+                        "party_id": self.own[key]["party"],
+                        "owner_id": owner["id"],
+                        "title": mark(f"ondeal{i}x", client_owner),
+                        "amount": "77777777.00",
+                        "expected_close": "2026-06-30",
+                    },
+                ),
+                client_owner,
+            )
+        await self.post(
+            "/api/sales/plans",
+            self.admin,
+            {
+                "period_start": "2026-01-01",
+                "period_end": "2026-12-31",
+                "user_id": owner["id"],
+                "amount": "999",
+            },
+        )
+        return owner
+
+    def may_read(self, key: tuple[str, str], readers: list[tuple[int, int]]) -> bool:
+        _role, scope = key
+        caller = self.callers[key]
+        if scope == "all":
+            return True
+        if scope == "team":
+            return any(team_id == caller["team_id"] for _, team_id in readers)
+        return any(user_id == caller["id"] for user_id, _ in readers)
+
+    def urls(self, key: tuple[str, str]) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        for path, params in LISTS.items():
+            out.append((path, {k: (self.stage if v == "{stage}" else v) for k, v in params.items()}))
+        own = self.own[key]
+        for path, kind in RECORD_VIEWS.items():
+            ids = own[kind] if isinstance(own[kind], list) else [own[kind]]
+            for value in ids:
+                if value is None:
+                    continue
+                name = path[path.index("{") + 1 : path.index("}")]
+                out.append((path.replace("{" + name + "}", str(value)), {}))
+        return out
+
+
+async def _snapshot(world: World, key: tuple[str, str]) -> dict[str, tuple[int, str]]:
+    caller = world.callers[key]
+    out = {}
+    for url, params in world.urls(key):
+        r = await world.crm.get(url, caller, params=params)
+        assert r.status_code < 500, (key, url, r.text)
+        out[url] = (r.status_code, r.text)
+    return out
+
+
+def _marker_leaks(world: World, key: tuple[str, str], snapshot: dict[str, tuple[int, str]]) -> list[str]:
+    hidden = [m for m, owner in world.markers.items() if not world.may_read(key, owner)]
+    return [f"{key}: {url} shows {m}" for url, (_s, body) in snapshot.items() for m in hidden if m in body]
+
+
+async def _single_leaks(world: World, key: tuple[str, str]) -> list[str]:
+    caller = world.callers[key]
+    leaks = []
+    for (kind, record_id), owner in world.records.items():
+        if world.may_read(key, owner):
+            continue
+        for path, path_kind in SINGLE.items():
+            if path_kind != kind:
+                continue
+            name = path[path.index("{") + 1 : path.index("}")]
+            url = path.replace("{" + name + "}", str(record_id))
+            r = await world.crm.get(url, caller)
+            if r.status_code not in (403, 404):
+                leaks.append(f"{key}: {url} answers {r.status_code} for a record it may not read")
+    return leaks
+
+
+#: Responses the differential cannot compare as they are: the audit log records the matrix's
+#: own exports (its markers are still checked); search ranks by corpus statistics (BM25), so
+#: scores move when any document is added, while the hits, totals and facets must not.
+NOT_DIFFERENTIAL = {"/api/audit"}
+
+
+def _comparable(url: str, body: str) -> str:
+    if url != "/api/search":
+        return body
+    data = json.loads(body)
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "score"}
+        if isinstance(value, list):
+            return sorted((strip(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+        return value
+
+    return json.dumps(strip(data), sort_keys=True)
+
+
+def _differences(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> list[str]:
+    changed = []
+    for url, (status, body) in before.items():
+        if url in NOT_DIFFERENTIAL:
+            continue
+        other_status, other_body = after[url]
+        if status != other_status or _comparable(url, body) != _comparable(url, other_body):
+            changed.append(url)
+    return changed
+
+
+async def test_visibility_matrix(crm: Any, frozen_clock: Any) -> None:
+    world = World(crm)
+    await world.setup()
+    await world.book("north", "t1")
+    await world.book("south", "t2")
+    problems: list[str] = []
+
+    # 1. Markers and single records, for every caller.
+    before = {key: await _snapshot(world, key) for key in world.callers}
+    for key in world.callers:
+        problems += _marker_leaks(world, key, before[key])
+        problems += await _single_leaks(world, key)
+    # Not vacuous: readable markers do show up.
+    for key in world.callers:
+        parties = before[key]["/api/parties"][1]
+        for marker in ("mknorthparty", "mksouthparty"):
+            if world.may_read(key, world.markers[marker]):
+                assert marker in parties, (key, marker)
+
+    # 2. Differential: a book the other team's manager owns, then one of the caller's own team.
+    for label, team in (("west", "t2"), ("east", "t1")):
+        owner = await world.book(label, team, on_callers_clients=False)
+        after = {key: await _snapshot(world, key) for key in world.callers}
+        for key in world.callers:
+            readable = world.may_read(key, [(owner["id"], world.teams[team]["id"])])
+            changed = _differences(before[key], after[key])
+            if not readable:
+                problems += [
+                    f"{key}: {url} changed when unreadable records of {label} were added" for url in changed
+                ]
+            else:
+                must_change = {"/api/parties", "/api/sales/deals/count", "/api/sales/reports/forecast"}
+                assert must_change <= set(changed), (key, label, must_change - set(changed))
+            problems += _marker_leaks(world, key, after[key])
+        before = after
+
+    assert not problems, f"{len(problems)} visibility leak(s):\n" + "\n".join(sorted(set(problems)))
