@@ -381,6 +381,10 @@ async def test_acknowledged_writes_survive_sigkill(crm) -> None:
                 base_url=server.url, headers=admin["headers"], timeout=30.0
             ) as client:
                 await _verify(client, ledger, seed)
+            log = server.log_path.read_text(errors="replace")
+            assert "Traceback" not in log and "ERROR" not in log, (
+                f"seed {seed}: restart was not clean:\n{log[-3000:]}"
+            )
             print(
                 f"kill {kill + 1}: {acknowledged} writes acknowledged, {in_doubt} in doubt "
                 f"({ledger.committed_in_doubt - committed} of the creates had committed)"
