@@ -13,8 +13,10 @@ import asyncio
 import random
 from typing import Any
 
+import httpx
 import pytest
 from tessera.entities import tables
+from tessera_sdk.live import LiveServer
 
 WRITERS = 50
 COUNTER_SCHEMA = {
@@ -193,3 +195,34 @@ async def test_stale_delete_is_refused_while_writers_race(crm):
     else:
         _assert_conflict_body(deleted)
         assert (await crm.get(url, admin)).json()["version"] == 11
+
+
+class _OverHttp:
+    """The ``crm`` call shape (``get(url, user)``, ``patch(url, user, json=, headers=)``) over
+    a real socket to a live server."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def get(self, url: str, user: dict[str, Any], **kwargs: Any) -> httpx.Response:
+        return await self.client.get(url, headers=user["headers"], **kwargs)
+
+    async def patch(
+        self, url: str, user: dict[str, Any], headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        return await self.client.patch(url, headers=user["headers"] | (headers or {}), **kwargs)
+
+
+async def test_fifty_writers_through_the_real_server(crm):
+    """The same race through ``tessera serve`` (uvicorn, real connections, its own pool)."""
+    admin = await crm.user("admin")
+    await _declare_counter(crm, admin, "party")
+    party = (await crm.post("/api/parties", admin, json={"name": "Contended live"})).json()
+    server = LiveServer(crm.settings.resolved_database_url, crm.settings.data_dir / "live")
+    await asyncio.to_thread(server.start)
+    try:
+        limits = httpx.Limits(max_connections=WRITERS)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60.0, limits=limits) as client:
+            await _race_versioned_writers(_OverHttp(client), admin, f"/api/parties/{party['id']}", "party")
+    finally:
+        await asyncio.to_thread(server.stop)
