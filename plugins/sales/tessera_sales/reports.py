@@ -519,10 +519,12 @@ async def won_by_day(
     pipeline: str | None = None,
     owner_id: int | None = None,
     team_id: int | None = None,
+    visible: tuple[str, list[Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Won amount per currency and UTC day of winning, for deals won in [start, end)."""
-    where: list[str] = []
-    args: list[Any] = []
+    """Won amount per currency and UTC day of winning, for deals won in [start, end);
+    ``visible`` is a caller's ``services.visibility_sql(principal, "d")``."""
+    where: list[str] = [visible[0]] if visible else []
+    args: list[Any] = list(visible[1]) if visible else []
     for column, value in (("d.owner_id", owner_id), ("d.team_id", team_id), ("d.pipeline", pipeline)):
         if value:
             where.append(f"{column} = {{}}")
@@ -641,13 +643,21 @@ async def plan_vs_actual(principal: Principal, plan_id: int) -> dict[str, Any]:
     # force on the day it was won.
     converter = await rates.converter()
     actual_exact = Decimal(0)
+    # Only deals the caller may read count: a manager looking at the team's plan sees the
+    # team's target beside their own contribution, never the colleagues' amounts.
     for r in await won_by_day(
-        start, end, pipeline=plan["pipeline"] or None, owner_id=plan["user_id"], team_id=plan["team_id"]
+        start,
+        end,
+        pipeline=plan["pipeline"] or None,
+        owner_id=plan["user_id"],
+        team_id=plan["team_id"],
+        visible=services.visibility_sql(principal, "d"),
     ):
         actual_exact += converter.convert(r["amount"], r["currency"], plan["currency"], r["day"])
     actual_amount = services.money(actual_exact)
-    where = ["v.entered_at >= {}", "v.entered_at < {}"]
-    args: list[Any] = [start, end]
+    seen, seen_args = services.visibility_sql(principal, "v")
+    where = ["v.entered_at >= {}", "v.entered_at < {}", seen]
+    args: list[Any] = [start, end, *seen_args]
     if plan["user_id"] is not None:
         where.append("v.owner_id = {}")
         args.append(plan["user_id"])

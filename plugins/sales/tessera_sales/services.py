@@ -41,12 +41,21 @@ def money(value: Any) -> Decimal:
 
 
 def deal_visibility(principal: Principal) -> Any:
-    """Deals of owners the principal sees (own, team, substitutes), or of teams it sees."""
-    return principal.owner_where(Deal.owner_id, Deal.team_id)
+    """Deals of owners the principal sees (own, team, substitutes), or of teams it sees, and
+    every deal on a client the principal sees: like the client's activities, tasks and process
+    instances, a client's deals are open to the client's responsible manager (the client card,
+    the deal's stage tasks and search already show them there)."""
+    own = principal.owner_where(Deal.owner_id, Deal.team_id)
+    if own is None:
+        return None
+    return own | principal.owner_where(Deal.party_id.owner_id, Deal.party_id.team_id)
 
 
 def visibility_sql(principal: Principal, alias: str = "d") -> tuple[str, list[Any]]:
-    """The same rule as ``deal_visibility`` as a raw SQL fragment (for report queries)."""
+    """Deals of owners or teams the principal sees, as a raw SQL fragment on ``alias`` (any
+    table with ``owner_id`` and ``team_id``: deals, stage visits, the report summaries). It
+    leaves out the deals readable only through their client (see ``deal_visibility``): reports
+    count a subset of what the caller may read, never more."""
     if principal.user_ids is None:
         return "1 = 1", []
     parts, args = [], []
