@@ -25,10 +25,62 @@ class TesseraSQLiteEngine(SQLiteEngine):
 
     WAL mode is persistent in the file and set by ``prepare_sqlite_file``; ``synchronous`` keeps
     SQLite's default FULL so a commit survives power loss.
+
+    Between ``start()`` and ``stop()`` a query outside a transaction reuses an idle connection:
+    Piccolo opens a connection (and aiosqlite a thread) per query, which costs ~2 ms, ten times
+    the query itself, and a request runs several (bench/run.py). Transactions still get a
+    connection of their own.
     """
+
+    #: Idle connections kept for queries outside transactions.
+    MAX_IDLE = 8
 
     def __init__(self, path: str) -> None:
         super().__init__(path=path, timeout=30)
+        self._idle: list[Any] = []
+        self._reuse = False
+
+    async def _connect_daemon(self) -> Any:
+        import aiosqlite
+        from piccolo.engine.sqlite import dict_factory
+
+        pending = aiosqlite.connect(**self.connection_kwargs)
+        thread = getattr(pending, "_thread", None)
+        if thread is not None:  # an idle connection must not keep the process alive at exit
+            thread.daemon = True
+        connection = await pending
+        connection.row_factory = dict_factory
+        await connection.execute("PRAGMA foreign_keys = 1")
+        return connection
+
+    async def _run_in_new_connection(
+        self, query: str, args: list[Any] | None = None, query_type: str = "generic", table: Any = None
+    ) -> Any:
+        if not self._reuse or (query_type == "insert" and sqlite3.sqlite_version_info < (3, 35)):
+            # (without RETURNING, Piccolo reads the new id back on the same cursor)
+            return await super()._run_in_new_connection(query, args, query_type, table)
+        connection = self._idle.pop() if self._idle else await self._connect_daemon()
+        try:
+            async with connection.execute(query, args or []) as cursor:
+                await connection.commit()
+                rows = await cursor.fetchall()
+        except BaseException:
+            await connection.close()  # its state is unknown (a failed write may leave a transaction)
+            raise
+        if self._reuse and len(self._idle) < self.MAX_IDLE:
+            self._idle.append(connection)
+        else:
+            await connection.close()
+        return rows
+
+    def reuse_connections(self) -> None:
+        self._reuse = True
+
+    async def close_idle(self) -> None:
+        self._reuse = False
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.close()
 
 
 def make_engine(url: str) -> Engine:
@@ -92,12 +144,16 @@ async def start(engine: Engine | None = None) -> None:
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
         await engine.start_connection_pool(min_size=1, max_size=20)
+    elif isinstance(engine, TesseraSQLiteEngine):
+        engine.reuse_connections()
 
 
 async def stop(engine: Engine | None = None) -> None:
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
+    elif isinstance(engine, TesseraSQLiteEngine):
+        await engine.close_idle()
 
 
 def transaction() -> Any:
