@@ -327,15 +327,28 @@ async def test_openapi_documents_the_error_body_routes_answer_with(crm: Any) -> 
     assert r.json()["errors"] == [{"field": "body", "message": r.json()["detail"], "source": "body"}]
 
 
-async def test_numbers_beyond_the_integer_columns_are_422_naming_the_field(crm: Any) -> None:
+async def test_out_of_range_ids_are_422_naming_the_parameter(crm: Any) -> None:
     admin = await crm.user("admin")
-    r = await crm.post(
-        "/api/activities",
-        admin,
-        json={"type": "call", "subject": "x", "starts_at": "2026-03-02T10:00:00Z", "duration_minutes": 1},
-    )
-    assert r.status_code == 201
     r = await crm.delete("/api/auth/tokens/99999999999999999999", admin)
-    assert r.status_code in (404, 422), r.text
-    if r.status_code == 422:
-        assert r.json()["errors"][0]["field"] == "token_id"
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "token_id"
+
+
+@pytest.mark.plugins("sales")
+async def test_database_refusals_are_4xx_naming_the_field(crm: Any) -> None:
+    """Constraints and integer ranges the database enforces (found by the fuzzer as 500s)."""
+    admin = await crm.user("admin")
+    r = await crm.post("/api/sales/loss-reasons", admin, json={"name": "Too far", "position": 2**70})
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["position"]
+    assert (await crm.post("/api/sales/loss-reasons", admin, json={"name": "Too far"})).status_code == 201
+    r = await crm.post("/api/sales/loss-reasons", admin, json={"name": "Too far"})
+    assert r.status_code in (409, 422), r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["name"]
+    party = (await crm.post("/api/parties", admin, json={"name": "Referenced"})).json()
+    deal = await crm.post("/api/sales/deals", admin, json={"party_id": party["id"], "title": "d"})
+    assert deal.status_code == 201, deal.text
+    r = await crm.delete(f"/api/parties/{party['id']}", admin)
+    assert r.status_code == 409, r.text
+    assert r.json()["status"] == 409 and "referenced" in r.json()["detail"]
+    assert (await crm.get(f"/api/parties/{party['id']}", admin)).status_code == 200

@@ -14,6 +14,7 @@ from msgspec import Meta, Struct
 
 from tessera import audit, auth, clock
 from tessera.config import Settings
+from tessera.entities.dto import MAX_ID
 from tessera.entities.tables import ApiToken
 from tessera.errors import NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
 from tessera.events import set_actor
@@ -240,7 +241,7 @@ async def list_tokens(principal: Principal) -> list[TokenOut]:
 
 
 @delete("/api/auth/tokens/{token_id:int}", operation_id="revoke_token", tags=["auth"], status_code=204)
-async def revoke_token(principal: Principal, token_id: Annotated[int, Parameter(gt=0)]) -> None:
+async def revoke_token(principal: Principal, token_id: Annotated[int, Parameter(gt=0, le=MAX_ID)]) -> None:
     """Revoke one of your API tokens (admins holding user.manage may revoke anyone's)."""
     row = await ApiToken.select(ApiToken.user_id).where(ApiToken.id == token_id).first()
     if row is None or (row["user_id"] != principal.user_id and not principal.can("user.manage")):
