@@ -6,7 +6,9 @@ an administrator with a bearer token, and every response must pass two checks:
 
 * ``not_a_server_error`` — no 5xx, whatever the input;
 * ``response_schema_conformance`` — a documented status code comes with a body that matches the
-  schema the OpenAPI promises.
+  schema the OpenAPI promises;
+* ``status_code_conformance`` — every status code a route answers is documented (so the OpenAPI
+  describes what routes actually return, errors included).
 
 How it runs, and why:
 
