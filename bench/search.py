@@ -291,13 +291,20 @@ async def incremental(searcher: Any, size: int, n: int) -> float:
     return len(docs) / (time.perf_counter() - t0)
 
 
-async def bench_whoosh(size: int, qs_n: int, jobs: int, full: int) -> None:
+async def bench_whoosh(size: int, qs_n: int, jobs: int, full: int, keep_dir: str) -> None:
     from tessera.search.whoosh_backend import WhooshSearcher
 
     note = f" (of --size {full:,}: see --whoosh-size)" if size < full else ""
     print(f"whoosh: {size:,} documents{note}")
-    directory = Path(tempfile.mkdtemp(prefix="tessera-bench-whoosh-"))
+    directory = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="tessera-bench-whoosh-"))
     try:
+        searcher = WhooshSearcher(directory / "ix")
+        if keep_dir and not await searcher.open() and await searcher.count() == size:
+            print(f"whoosh: reusing the index in {directory}")
+            await bench_whoosh_queries(searcher, size, qs_n)
+            return
+        await searcher.close()
+        shutil.rmtree(directory / "ix", ignore_errors=True)
         searcher = WhooshSearcher(directory / "ix")
         await searcher.open()
         t0 = time.perf_counter()
@@ -317,14 +324,19 @@ async def bench_whoosh(size: int, qs_n: int, jobs: int, full: int) -> None:
         )
         rate = await incremental(searcher, size, 2000)
         print(f"whoosh: incremental replace() of 2,000 documents in batches of 500: {rate:,.0f} docs/s")
-        qs = queries(sample_docs(size), random.Random(11), qs_n)
-        await time_queries(searcher, {"1-word": qs["1-word"][:20]}, ACCESS_ALL)  # warm up
-        report("whoosh, admin (all)", await time_queries(searcher, qs, ACCESS_ALL))
-        report("whoosh, manager (own, 0.5 %)", await time_queries(searcher, qs, ACCESS_MANAGER))
-        print(f"  {load()}")
-        await searcher.close()
+        await bench_whoosh_queries(searcher, size, qs_n)
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if not keep_dir:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+async def bench_whoosh_queries(searcher: Any, size: int, qs_n: int) -> None:
+    qs = queries(sample_docs(size), random.Random(11), qs_n)
+    await time_queries(searcher, {"1-word": qs["1-word"][:20]}, ACCESS_ALL)  # warm up
+    report("whoosh, admin (all)", await time_queries(searcher, qs, ACCESS_ALL))
+    report("whoosh, manager (own, 0.5 %)", await time_queries(searcher, qs, ACCESS_MANAGER))
+    print(f"  {load()}")
+    await searcher.close()
 
 
 async def pg_bulk_load(conn: Any, size: int, jobs: int) -> None:
@@ -472,6 +484,9 @@ async def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("CRM_TEST_POSTGRES", ""))
     parser.add_argument("--pg-database", default="bench_search", help="scratch database (bench_search*)")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument(
+        "--whoosh-dir", default="", help="keep the whoosh index here; reused when it has the size"
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse a kept database of --size documents")
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s), {load()}")
@@ -484,7 +499,9 @@ async def main() -> None:
                 args.postgres, args.size, args.queries, args.jobs, args.pg_database, args.keep, args.reuse
             )
     if "whoosh" in backends:
-        await bench_whoosh(min(args.size, args.whoosh_size), args.queries, args.jobs, args.size)
+        await bench_whoosh(
+            min(args.size, args.whoosh_size), args.queries, args.jobs, args.size, args.whoosh_dir
+        )
 
 
 if __name__ == "__main__":

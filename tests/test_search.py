@@ -271,6 +271,41 @@ async def test_counting_cap_applies_to_visible_records_only(crm: Any) -> None:
     assert everything["total"] == 4 and everything["total_is_lower_bound"] is True
 
 
+@pytest.mark.usefixtures("small_caps")
+@pytest.mark.parametrize("plan", ["sorted", "walk", "storage", "visible"])
+async def test_every_query_plan_keeps_visibility_and_ranking(
+    crm: Any, plan: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PostgreSQL backend picks how to find candidates from the planner's estimate (a rare
+    word, a common one, in between, a caller who sees few documents); thresholds are set here so
+    that this small database takes each path. Every path filters visibility inside the query."""
+    import tessera.search.postgres_backend as pb
+
+    never, always = -1, 10**9
+    thresholds = {
+        "sorted": (always, 2.0, never),
+        "walk": (never, 0.0, never),
+        "storage": (never, 2.0, never),
+        "visible": (never, 2.0, always),
+    }[plan]
+    for name, value in zip(("SORT_UP_TO", "WALK_FROM", "VISIBLE_UP_TO"), thresholds, strict=True):
+        monkeypatch.setattr(pb, name, value)
+    alice = await crm.user("manager", name="Alice")
+    bob = await crm.user("manager", name="Bob")
+    named = await party(crm, alice, name="Уралтех")
+    for i in range(6):
+        await activity(crm, alice, subject=f"Встреча {i}", description="поставка для уралтех")
+    hidden = await activity(crm, bob, subject="Уралтех у Боба", description="уралтех")
+    seen = await find(crm, alice, "уралтех")
+    assert ("activity", hidden["id"]) not in keys(seen)
+    assert (seen["hits"][0]["type"], seen["hits"][0]["id"]) == ("party", named["id"])
+    assert seen["total"] == 4 and seen["total_is_lower_bound"] is True
+    assert set(seen["facets"]["owner"]) == {str(alice["id"])}
+    bobs = await find(crm, bob, "уралтех")
+    assert keys(bobs) == {("activity", hidden["id"])} and bobs["total"] == 1
+    assert "поставка" not in str(bobs)  # no snippet of Alice's records
+
+
 # --------------------------------------------------------------------------- index upkeep
 
 

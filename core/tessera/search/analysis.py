@@ -238,4 +238,5 @@ def parse_query(text: str) -> ParsedQuery:
             parts.append(QueryPart(tuple(words)))
         else:
             parts.extend(QueryPart((w,)) for w in words)
-    return ParsedQuery(text=text, parts=tuple(parts))
+    # A word given twice is one condition (and must not look twice as selective to a planner).
+    return ParsedQuery(text=text, parts=tuple(dict.fromkeys(parts)))

@@ -151,35 +151,44 @@ ON CONFLICT (key) DO UPDATE SET
 """
 
 
-#: Settings of the search transaction. The tsquery is a literal parameter and every query is
-#: planned for its own words (``force_custom_plan``: a generic plan cannot know whether a word is
-#: in 60 % of the documents or in three), so PostgreSQL picks, per query, between the GIN index
-#: (rare words) and walking the newest documents backwards until enough match (common words).
-#: Sequential scans never pay off here; JIT compilation and parallel workers cost more than
-#: the bounded queries they would speed up.
+#: Settings of every search transaction. Each statement is planned for its own words
+#: (``force_custom_plan``: a generic plan cannot know whether a word is in 60 % of the
+#: documents or in three). Sequential scans never pay off; JIT compilation and parallel workers
+#: cost more than the bounded statements they would speed up.
 SESSION_SETTINGS = (
     "plan_cache_mode = force_custom_plan",
     "enable_seqscan = off",
+    "work_mem = '32MB'",
     "jit = off",
     "max_parallel_workers_per_gather = 0",
 )
+#: Estimated matches up to which the newest are found through the GIN index and sorted (reading
+#: every match's row is cheap while they are few).
+SORT_UP_TO = 10_000
+#: Estimated share of the documents from which the newest matches are found by walking the
+#: primary key backwards (a common word: a few thousand rows give 2,001 matches) ...
+WALK_FROM = 0.08
+#: ... looking at most at this many of the newest documents (a misestimate, e.g. a phrase of two
+#: common words that are rarely adjacent, falls back to the GIN index instead of a long walk).
+WALK_BUDGET = 40_000
+
+#: How ``cand`` finds its candidates, chosen per query from the planner's estimate.
+NEWEST_SORTED = "sorted"  # few matches: GIN, then the newest by id
+NEWEST_WALK = "walk"  # a common word: the newest documents, backwards, until enough match
+STORAGE_ORDER = "storage"  # in between: GIN, the first matches in storage order
+VISIBLE_FIRST = "visible"  # a caller who sees few documents: those, newest first, then the words
+#: Visible documents up to which a restricted caller's search reads them all and checks the
+#: words on each (an own-scope manager's few thousand) rather than reading a common word's
+#: whole GIN posting list to intersect it with them.
+VISIBLE_UP_TO = 20_000
 
 
-def search_sql(
-    query: ParsedQuery, access: Access, filters: Filters, types: list[str], limit: int, offset: int
-) -> tuple[str, list[Any]]:
-    """The search statement and its arguments.
-
-    * ``cand``: the newest ``COUNT_CAP + 1`` visible matches (visibility, type permissions and
-      filters are in the ``WHERE``): totals and facets count them.
-    * ``pool``: what gets ranked: the newest ``RANK_CAP`` matches plus the newest ``RANK_CAP``
-      documents matching in the title. Ranking reads each candidate's tsvector, the one cost that
-      grows with the number of matches, so it is bounded; a document named after the query stays
-      in the pool however many documents mention the words in their bodies.
-    * ``top``: the requested page of the pool by ``ts_rank_cd`` (titles weigh 2.5 times bodies).
-    """
-    args: list[Any] = [build_tsquery(query), build_title_tsquery(query), types]
-    where = ["d.type = ANY($3::text[])"]
+def _conditions(access: Access, filters: Filters, args: list[Any]) -> tuple[str, str]:
+    """(visibility and filters, the visibility part alone) over ``search_document d``."""
+    # Function form: a filter, never an index scan (the type index would add a bitmap of most
+    # of the table to every search).
+    where = ["array_position($3::text[], d.type::text) IS NOT NULL"]
+    acl_sql = ""
 
     def arg(value: Any) -> str:
         args.append(value)
@@ -189,7 +198,8 @@ def search_sql(
         acl = [f"d.acl_users && {arg(sorted(access.user_ids))}::int[]"]
         if access.team_ids:
             acl.append(f"d.acl_teams && {arg(sorted(access.team_ids))}::int[]")
-        where.append("(" + " OR ".join(acl) + ")")
+        acl_sql = "(" + " OR ".join(acl) + ")"
+        where.append(acl_sql)
     if filters.owner_ids:
         where.append(f"d.owner_id = ANY({arg(sorted(filters.owner_ids))}::int[])")
     if filters.party_id is not None:
@@ -198,26 +208,94 @@ def search_sql(
         where.append(f"d.date >= {arg(filters.date_from)}")
     if filters.date_to is not None:
         where.append(f"d.date <= {arg(filters.date_to)}")
-    cond = " AND ".join(where)
+    return " AND ".join(where), acl_sql
+
+
+def search_args(
+    query: ParsedQuery, access: Access, filters: Filters, types: list[str]
+) -> tuple[list[Any], str, str]:
+    """Arguments shared by the estimate and the search statement, the visibility/filter
+    conditions over ``search_document d`` (``$1`` the tsquery, ``$2`` its title-only variant)
+    and the visibility condition alone (empty: the caller sees every record)."""
+    args: list[Any] = [build_tsquery(query), build_title_tsquery(query), types]
+    cond, acl = _conditions(access, filters, args)
+    return args, cond, acl
+
+
+def estimate_sql(cond: str, acl: str) -> str:
+    """The planner's estimates (planning only, no row is read) of the visible matches and of
+    the documents the caller may see. ``$2`` (folded away) only so that every statement takes
+    the same arguments."""
+    return (
+        "EXPLAIN (FORMAT JSON) SELECT"
+        " (SELECT count(*) FROM search_document d"
+        f"  WHERE d.tsv @@ $1::tsquery AND $2::tsquery IS NOT NULL AND {cond}),"
+        f" (SELECT count(*) FROM search_document d WHERE {acl or 'true'})"
+    )
+
+
+def parse_estimates(plan: dict[str, Any]) -> tuple[float, float]:
+    """(visible matches, visible documents) from ``estimate_sql``'s plan."""
+    rows = [float(sub["Plans"][0]["Plan Rows"]) for sub in plan["Plans"]]
+    return rows[0], rows[1]
+
+
+def search_sql(cond: str, args: list[Any], strategy: str, limit: int, offset: int) -> str:
+    """The search statement.
+
+    * ``cand``: up to ``COUNT_CAP + 1`` visible matches (visibility, type permissions and
+      filters are in the ``WHERE``) — the newest ones, except for words of middling frequency
+      (``STORAGE_ORDER``), where finding the newest would mean reading every match's row;
+      totals and facets count them.
+    * ``pool``: what gets ranked: the first ``RANK_CAP`` candidates plus ``RANK_CAP`` documents
+      matching in the title. Ranking reads each ranked tsvector, the one cost that grows with the
+      number of matches, so it is bounded; a document named after the query stays in the pool
+      however many documents mention the words in their bodies.
+    * ``top``: the requested page of the pool by ``ts_rank_cd`` (titles weigh 2.5 times bodies).
+    """
     pool = max(RANK_CAP, offset + limit)
-    sql = f"""
-    WITH cand AS MATERIALIZED (
-        SELECT d.id, d.type, d.owner_id FROM search_document d
-        WHERE d.tsv @@ $1::tsquery AND {cond}
-        ORDER BY d.id DESC LIMIT {COUNT_CAP + 1}
-    ),
+    order = "" if strategy == STORAGE_ORDER else "ORDER BY d.id DESC"
+    window = ""
+    if strategy == NEWEST_WALK:
+        window = f"AND d.id > (SELECT max(id) FROM search_document) - {WALK_BUDGET}"
+    # Matching through the GIN index, or (a caller who sees few documents) as a filter on the
+    # documents the access-list index yields: the function form is never used as an index.
+    match = "ts_match_vq(d.tsv, $1::tsquery)" if strategy == VISIBLE_FIRST else "d.tsv @@ $1::tsquery"
+    columns = "d.id, d.type, d.owner_id, d.tsv"
+    candidates = f"""
+        SELECT {columns} FROM search_document d WHERE {match} AND {cond} {window}
+        {order} LIMIT {COUNT_CAP + 1}"""
+    if strategy == NEWEST_SORTED:
+        # The newest of at most SORT_UP_TO matches: bounded even when the estimate was low.
+        candidates = f"""
+        SELECT * FROM (SELECT {columns} FROM search_document d WHERE {match} AND {cond}
+                       LIMIT {SORT_UP_TO}) d
+        ORDER BY d.id DESC LIMIT {COUNT_CAP + 1}"""
+    if strategy == VISIBLE_FIRST:
+        # Every visible match is a candidate unless more than COUNT_CAP matched: then, and only
+        # then (a one-time filter), the visible documents are read again for title matches.
+        full = f"(SELECT count(*) FROM cand) > {COUNT_CAP}"
+        title_pool = f"""
+        SELECT id, tsv FROM cand WHERE NOT {full} AND ts_match_vq(tsv, $2::tsquery)
+        UNION ALL
+        SELECT d.id, d.tsv FROM search_document d
+        WHERE {full} AND ts_match_vq(d.tsv, $2::tsquery) AND {cond}"""
+    else:
+        title_pool = f"SELECT d.id, d.tsv FROM search_document d WHERE d.tsv @@ $2::tsquery AND {cond}"
+    args.extend([limit, offset])
+    n = len(args)
+    return f"""
+    WITH cand AS MATERIALIZED ({candidates}),
     pool AS (
-        (SELECT id FROM cand ORDER BY id DESC LIMIT {pool})
-        UNION
-        (SELECT d.id FROM search_document d
-         WHERE d.tsv @@ $2::tsquery AND {cond}
-         ORDER BY d.id DESC LIMIT {pool})
+        (SELECT id, tsv FROM cand LIMIT {pool})
+        UNION ALL
+        ({title_pool} LIMIT {pool})
     ),
     top AS (
-        SELECT d.id, ts_rank_cd('{RANK_WEIGHTS}', d.tsv, $1::tsquery) AS score
-        FROM pool JOIN search_document d ON d.id = pool.id
-        ORDER BY score DESC, d.id DESC
-        LIMIT {arg(limit)} OFFSET {arg(offset)}
+        SELECT DISTINCT id, score FROM
+          (SELECT id, ts_rank_cd('{RANK_WEIGHTS}', tsv, $1::tsquery) AS score FROM pool) r
+        ORDER BY score DESC, id DESC
+        LIMIT ${n - 1} OFFSET ${n}
     )
     SELECT
       (SELECT count(*) FROM cand) AS total,
@@ -232,7 +310,18 @@ def search_sql(
           ORDER BY top.score DESC, top.id DESC), '[]')
        FROM top JOIN search_document d ON d.id = top.id) AS hits
     """
-    return sql, args
+
+
+def choose_strategy(estimated: float, documents: float, visible: float | None = None) -> str:
+    """``estimated``: visible matches; ``documents``: the table's size; ``visible``: the documents
+    the caller may see, when restricted."""
+    if visible is not None and visible <= VISIBLE_UP_TO:
+        return VISIBLE_FIRST
+    if estimated <= SORT_UP_TO:
+        return NEWEST_SORTED
+    if documents > 0 and estimated / documents >= WALK_FROM:
+        return NEWEST_WALK
+    return STORAGE_ORDER
 
 
 class PostgresSearcher:
@@ -320,10 +409,19 @@ class PostgresSearcher:
             types &= set(filters.types)
         if query.empty or not types:
             return RawResult(hits=[], total=0, total_capped=False)
-        sql, args = search_sql(query, access, filters, sorted(types), limit, offset)
+        args, cond, acl = search_args(query, access, filters, sorted(types))
         async with self._connection() as conn, conn.transaction(readonly=True):
             await conn.execute(";".join(f"SET LOCAL {setting}" for setting in SESSION_SETTINGS))
-            row = await conn.fetchrow(sql, *args)
+            plan = json.loads(await conn.fetchval(estimate_sql(cond, acl), *args))[0]["Plan"]
+            matches, visible = parse_estimates(plan)
+            documents = await conn.fetchval(
+                "SELECT reltuples FROM pg_class WHERE oid = 'search_document'::regclass"
+            )
+            strategy = choose_strategy(matches, float(documents or 0), visible if acl else None)
+            row = await self._run(conn, cond, args, strategy, limit, offset)
+            if strategy == NEWEST_WALK and int(row["total"]) <= COUNT_CAP:
+                # Fewer matches among the newest documents than estimated: use the index.
+                row = await self._run(conn, cond, args, STORAGE_ORDER, limit, offset)
         total = int(row["total"])
         hits = [
             RawHit(
@@ -345,6 +443,16 @@ class PostgresSearcher:
             by_type={k: int(v) for k, v in json.loads(row["by_type"]).items()},
             by_owner={int(k): int(v) for k, v in json.loads(row["by_owner"]).items()},
         )
+
+    async def _run(
+        self, conn: Any, cond: str, args: list[Any], strategy: str, limit: int, offset: int
+    ) -> Any:
+        if strategy in (NEWEST_SORTED, VISIBLE_FIRST):  # never walk an index in order for these
+            await conn.execute("SET LOCAL enable_indexscan = off")
+        else:
+            await conn.execute("SET LOCAL enable_indexscan = on")
+        params = list(args)
+        return await conn.fetchrow(search_sql(cond, params, strategy, limit, offset), *params)
 
     async def count(self) -> int:
         async with self._connection() as conn:

@@ -14,8 +14,10 @@ multi-node deployment uses the PostgreSQL backend instead.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import shutil
 import threading
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from whoosh.codec import whoosh3
 from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, TEXT, Schema
 from whoosh.searching import Searcher as WSearcher
 
-from tessera.search.analysis import ParsedQuery, QueryPart, QueryWord, analyze
+from tessera.search.analysis import ParsedQuery, QueryPart, QueryWord, analyze, word_terms
 from tessera.search.base import COUNT_CAP, Access, Filters, RawHit, RawResult
 from tessera.search.documents import SCHEMA_VERSION, Document
 
@@ -114,13 +116,44 @@ def _epoch(value: datetime | None) -> int:
     return int(value.timestamp())
 
 
-def _word_query(word: QueryWord, fuzzy: bool) -> wq.Query:
+#: Documents scored per query at most: the newest matches plus as many matching in the title
+#: (the PostgreSQL backend ranks the same way).
+RANK_CAP = 500
+#: The newest documents looked at first; each further window is twice as large.
+FIRST_WINDOW = 4096
+#: Queries estimated to match at most this many documents are walked once, start to end.
+SELECTIVE = 20_000
+#: Title words a prefix may stand for at most (a three-letter prefix could expand to thousands).
+MAX_PREFIX_EXPANSIONS = 64
+
+
+def prefix_expansions(reader: Any, word: QueryWord) -> list[str]:
+    """Title terms starting with the word that the word's own terms do not already match: «Петрен»
+    -> «петренко»; for «договора» none, since «договорами», «договоров» ... share its stem. Keeps
+    a common word's query to a couple of posting lists instead of a dozen."""
+    out: list[str] = []
+    own = set(word.terms)
+    for raw in reader.expand_prefix("title", word.word):
+        term = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if term in own or own & set(word_terms(term)):
+            continue
+        out.append(term)
+        if len(out) >= MAX_PREFIX_EXPANSIONS:
+            break
+    return out
+
+
+def _word_query(word: QueryWord, fuzzy: bool, reader: Any = None, title_only: bool = False) -> wq.Query:
     alts: list[wq.Query] = []
     for term in word.terms:
         alts.append(wq.Term("title", term))
-        alts.append(wq.Term("body", term))
+        if not title_only:
+            alts.append(wq.Term("body", term))
     if word.prefix_ok:
-        alts.append(wq.Prefix("title", word.word))
+        if reader is None:
+            alts.append(wq.Prefix("title", word.word))
+        else:
+            alts.extend(wq.Term("title", t) for t in prefix_expansions(reader, word))
     if fuzzy and word.fuzzy_ok:
         alts.append(wq.FuzzyTerm("title", word.word, maxdist=1, prefixlength=2, boost=0.5))
     return wq.Or(alts) if len(alts) > 1 else alts[0]
@@ -134,8 +167,15 @@ def _phrase_query(part: QueryPart) -> wq.Query:
     return wq.Or(per_field)
 
 
-def build_query(parsed: ParsedQuery, fuzzy: bool = True) -> wq.Query:
-    parts = [_phrase_query(p) if p.is_phrase else _word_query(p.words[0], fuzzy) for p in parsed.parts]
+def build_query(
+    parsed: ParsedQuery, fuzzy: bool = True, reader: Any = None, title_only: bool = False
+) -> wq.Query:
+    """The text query; with ``reader``, name prefixes are expanded against its title terms;
+    ``title_only``: words must be in the title (phrases still match anywhere)."""
+    parts = [
+        _phrase_query(p) if p.is_phrase else _word_query(p.words[0], fuzzy, reader, title_only)
+        for p in parsed.parts
+    ]
     return wq.And(parts) if len(parts) > 1 else parts[0]
 
 
@@ -330,63 +370,129 @@ class WhooshSearcher:
         view = self._get_view()
         conditions = build_filter(access, filters)
         hidden = tuple(sorted(view.types - set(access.types)))
-        result = self._run(view, build_query(parsed, fuzzy=False), conditions, hidden, limit, offset)
+        result = self._run(view, parsed, False, conditions, hidden, limit, offset)
         if result.total == 0 and any(w.fuzzy_ok for p in parsed.parts for w in p.words):
             # Nothing matched exactly: try again allowing one typo in name words.
-            result = self._run(view, build_query(parsed, fuzzy=True), conditions, hidden, limit, offset)
+            result = self._run(view, parsed, True, conditions, hidden, limit, offset)
         return result
+
+    def _newest(
+        self, view: _View, q: wq.Query, masked: frozenset[int], wanted: int, score_up_to: int = 0
+    ) -> tuple[list[int], dict[int, float]]:
+        """Up to ``wanted`` visible matches of ``q``, newest (highest docnum) first, and, when
+        there are at most ``score_up_to`` matches in all, their scores (else an empty dict).
+
+        A selective query (its estimated matches, e.g. an own-scope caller's documents or a rare
+        word's postings, are few) is walked once from the start. Otherwise the index is walked in
+        windows from its end, each twice the size of the previous one, so a common word stops
+        within the first window instead of walking every match."""
+        searcher = view.searcher
+        reader = searcher.reader()
+        context = searcher.boolean_context()
+        end = reader.doc_count_all()
+        if q.estimate_size(reader) <= SELECTIVE:
+            last: deque[int] = deque(maxlen=wanted)
+            scores: dict[int, float] = {}
+            matcher = q.matcher(searcher, searcher.context() if score_up_to else context)
+            seen = 0
+            while matcher.is_active():
+                docnum = matcher.id()
+                if docnum not in masked and not reader.is_deleted(docnum):
+                    last.append(docnum)
+                    seen += 1
+                    if seen <= score_up_to:
+                        scores[docnum] = matcher.score()
+                matcher.next()
+            return list(reversed(last)), scores if seen <= score_up_to else {}
+        size = FIRST_WINDOW
+        found: list[int] = []
+        while end > 0 and len(found) < wanted:
+            start = max(0, end - size)
+            matcher = q.matcher(searcher, context)
+            if start > 0 and matcher.is_active():
+                matcher.skip_to(start)
+            window: list[int] = []
+            while matcher.is_active():
+                docnum = matcher.id()
+                if docnum >= end:
+                    break
+                if docnum not in masked and not reader.is_deleted(docnum):
+                    window.append(docnum)
+                matcher.next()
+            found.extend(reversed(window))
+            end = start
+            size *= 2
+        return found[:wanted], {}
 
     def _run(
         self,
         view: _View,
-        text_query: wq.Query,
+        parsed: ParsedQuery,
+        fuzzy: bool,
         conditions: list[wq.Query],
         hidden: tuple[str, ...],
         limit: int,
         offset: int,
     ) -> RawResult:
+        """The same bounded plan as the PostgreSQL backend: the newest ``COUNT_CAP + 1`` visible
+        matches are counted (totals, facets); the newest ``RANK_CAP`` of them plus the newest
+        ``RANK_CAP`` matching in the title are scored (BM25F, titles boosted) and the page is
+        taken from those. Scoring and counting every match of a common word is what made a
+        query's time grow with the index."""
         searcher = view.searcher
-        mask = wq.Or([wq.Term("type", t) for t in hidden]) if hidden else None
+        reader = searcher.reader()
+        text_query = build_query(parsed, fuzzy, reader)
+        title_query = build_query(parsed, fuzzy, reader, title_only=True)
         q = wq.And([text_query, *conditions]) if conditions else text_query
-        page = searcher.search(q, mask=mask, limit=offset + limit)
+        tq = wq.And([title_query, *conditions]) if conditions else title_query
+        masked = view.masked(hidden)
+        pool_size = max(RANK_CAP, offset + limit)
+        candidates, scores = self._newest(view, q, masked, COUNT_CAP + 1, pool_size)
+        if scores:  # every match was scored on the way (few matches)
+            scored = [(-score, -docnum) for docnum, score in scores.items()]
+        else:
+            pool = set(candidates[:pool_size])
+            if len(candidates) > pool_size:
+                pool.update(self._newest(view, tq, masked, pool_size)[0])
+            scored = []
+            matcher = q.matcher(searcher, searcher.context())
+            for docnum in sorted(pool):
+                if not matcher.is_active():
+                    break
+                matcher.skip_to(docnum)
+                if matcher.is_active() and matcher.id() == docnum:
+                    scored.append((-matcher.score(), -docnum))
+        page = heapq.nsmallest(offset + limit, scored)[offset:]
+        types = view.type_column
+        owners = view.owner_column
+        by_type: dict[str, int] = {}
+        by_owner: dict[int, int] = {}
+        for docnum in candidates[:COUNT_CAP]:
+            t = types[docnum]
+            by_type[t] = by_type.get(t, 0) + 1
+            o = owners[docnum]
+            if o:
+                by_owner[int(o)] = by_owner.get(int(o), 0) + 1
         hits = []
-        for hit in page[offset : offset + limit]:
-            date = hit.get("date", NONE)
+        for neg_score, neg_docnum in page:
+            fields = searcher.stored_fields(-neg_docnum)
+            date = fields.get("date", NONE)
             hits.append(
                 RawHit(
-                    type=hit["type"],
-                    id=int(hit["record_id"]),
-                    title=hit.get("title_text", ""),
-                    body=hit.get("body_text", ""),
-                    score=float(hit.score or 0.0),
-                    party_id=int(hit["party"]) if hit.get("party") else None,
-                    owner_id=int(hit["owner"]) if hit.get("owner") else None,
+                    type=fields["type"],
+                    id=int(fields["record_id"]),
+                    title=fields.get("title_text", ""),
+                    body=fields.get("body_text", ""),
+                    score=-neg_score,
+                    party_id=int(fields["party"]) if fields.get("party") else None,
+                    owner_id=int(fields["owner"]) if fields.get("owner") else None,
                     date=datetime.fromtimestamp(date, UTC) if date not in (None, NONE) else None,
                 )
             )
-        # Totals and facets: walk the matches without scoring, up to COUNT_CAP.
-        masked = view.masked(hidden)
-        types = view.type_column
-        owners = view.owner_column
-        reader = searcher.reader()
-        by_type: dict[str, int] = {}
-        by_owner: dict[int, int] = {}
-        total = 0
-        matcher = q.matcher(searcher, searcher.boolean_context())
-        while matcher.is_active() and total <= COUNT_CAP:
-            docnum = matcher.id()
-            if docnum not in masked and not reader.is_deleted(docnum):
-                total += 1
-                t = types[docnum]
-                by_type[t] = by_type.get(t, 0) + 1
-                o = owners[docnum]
-                if o:
-                    by_owner[int(o)] = by_owner.get(int(o), 0) + 1
-            matcher.next()
         return RawResult(
             hits=hits,
-            total=min(total, COUNT_CAP),
-            total_capped=total > COUNT_CAP,
+            total=min(len(candidates), COUNT_CAP),
+            total_capped=len(candidates) > COUNT_CAP,
             by_type=by_type,
             by_owner=by_owner,
         )
