@@ -167,7 +167,7 @@ SESSION_SETTINGS = (
 SORT_UP_TO = 10_000
 #: Estimated share of the documents from which the newest matches are found by walking the
 #: primary key backwards (a common word: a few thousand rows give 2,001 matches) ...
-WALK_FROM = 0.08
+WALK_FROM = 0.12
 #: ... looking at most at this many of the newest documents (a misestimate, e.g. a phrase of two
 #: common words that are rarely adjacent, falls back to the GIN index instead of a long walk).
 WALK_BUDGET = 40_000
