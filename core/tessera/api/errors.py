@@ -91,9 +91,16 @@ INT_RANGE = (-(2**31), 2**31 - 1)
 
 
 def _is_overflow(exc: BaseException) -> bool:
+    """The driver refused a number (SQLite: OverflowError; asyncpg: DataError "value out of
+    int32 range", NumericValueOutOfRangeError). Other "out of range" errors (IndexError ...)
+    are bugs and stay 500s."""
+    if isinstance(exc, OverflowError):
+        return True
     text = str(exc).lower()
-    return isinstance(exc, OverflowError) or any(
-        marker in text for marker in ("out of range", "out of int32 range", "out of int64 range", "too large")
+    return (
+        type(exc).__name__ in {"DataError", "NumericValueOutOfRangeError"}
+        and "out of" in text
+        and ("range" in text)
     )
 
 
