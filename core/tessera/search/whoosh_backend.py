@@ -155,8 +155,27 @@ def _word_query(word: QueryWord, fuzzy: bool, reader: Any = None, title_only: bo
         else:
             alts.extend(wq.Term("title", t) for t in prefix_expansions(reader, word))
     if fuzzy and word.fuzzy_ok:
-        alts.append(wq.FuzzyTerm("title", word.word, maxdist=1, prefixlength=2, boost=0.5))
+        if reader is None:
+            alts.append(wq.FuzzyTerm("title", word.word, maxdist=1, prefixlength=2, boost=0.5))
+        else:
+            alts.extend(wq.Term("title", t, boost=0.5) for t in fuzzy_expansions(reader, word))
+    if not alts:
+        return wq.NullQuery
     return wq.Or(alts) if len(alts) > 1 else alts[0]
+
+
+def fuzzy_expansions(reader: Any, word: QueryWord) -> list[str]:
+    """Title words one edit away from the word (same first two letters), found segment by
+    segment: each segment answers with a Levenshtein automaton, whereas whoosh's ``FuzzyTerm``
+    over an index of several segments (any index that has seen an update) computes the
+    distance to every title word in Python — seconds at 200,000 documents."""
+    found: dict[str, None] = {}
+    for leaf, _offset in reader.leaf_readers():
+        for raw in leaf.terms_within("title", word.word, 1, prefix=2):
+            found[raw.decode() if isinstance(raw, bytes) else str(raw)] = None
+            if len(found) >= MAX_PREFIX_EXPANSIONS:
+                return list(found)
+    return list(found)
 
 
 def _phrase_query(part: QueryPart) -> wq.Query:
@@ -371,7 +390,7 @@ class WhooshSearcher:
         conditions = build_filter(access, filters)
         hidden = tuple(sorted(view.types - set(access.types)))
         result = self._run(view, parsed, False, conditions, hidden, limit, offset)
-        if result.total == 0 and any(w.fuzzy_ok for p in parsed.parts for w in p.words):
+        if result.total == 0 and any(not p.is_phrase and p.words[0].fuzzy_ok for p in parsed.parts):
             # Nothing matched exactly: try again allowing one typo in name words.
             result = self._run(view, parsed, True, conditions, hidden, limit, offset)
         return result
