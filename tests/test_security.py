@@ -352,3 +352,18 @@ async def test_database_refusals_are_4xx_naming_the_field(crm: Any) -> None:
     assert r.status_code == 409, r.text
     assert r.json()["status"] == 409 and "referenced" in r.json()["detail"]
     assert (await crm.get(f"/api/parties/{party['id']}", admin)).status_code == 200
+
+
+async def test_nul_characters_postgresql_cannot_store_are_422_naming_the_field(crm: Any) -> None:
+    """Found by the fuzzer on PostgreSQL (text cannot hold U+0000); SQLite stores them."""
+    admin = await crm.user("admin")
+    listed = await crm.get("/api/parties", admin, params={"q": "a\x00b"})
+    created = await crm.post("/api/parties", admin, json={"name": "Nul\x00Ltd"})
+    if crm.backend == "postgres":
+        assert listed.status_code == 422, listed.text
+        assert [(e["field"], e["source"]) for e in listed.json()["errors"]] == [("q", "query")]
+        assert created.status_code == 422, created.text
+        assert [e["field"] for e in created.json()["errors"]] == ["name"]
+    else:
+        assert listed.status_code == 200
+        assert created.status_code == 201

@@ -104,44 +104,57 @@ def _is_overflow(exc: BaseException) -> bool:
     )
 
 
-def _out_of_range(value: Any, path: str) -> list[str]:
+def _too_large(value: Any) -> bool:
     if isinstance(value, bool):
-        return []
-    if isinstance(value, int):
-        return [path or "body"] if not INT_RANGE[0] <= value <= INT_RANGE[1] else []
+        return False
     if isinstance(value, str):
         try:
-            number = int(value)
+            value = int(value)
         except ValueError:
-            return []
-        return _out_of_range(number, path)
-    found: list[str] = []
+            return False
+    return isinstance(value, int) and not INT_RANGE[0] <= value <= INT_RANGE[1]
+
+
+def _has_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
+def _find(value: Any, path: str, bad: Any) -> list[str]:
+    """Dotted paths of the leaves of ``value`` for which ``bad(leaf)`` holds."""
     if isinstance(value, dict):
-        for key, item in value.items():
-            found += _out_of_range(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            found += _out_of_range(item, f"{path}.{i}" if path else str(i))
-    return found
+        return [
+            f for key, item in value.items() for f in _find(item, f"{path}.{key}" if path else str(key), bad)
+        ]
+    if isinstance(value, list | tuple):
+        return [
+            f for i, item in enumerate(value) for f in _find(item, f"{path}.{i}" if path else str(i), bad)
+        ]
+    return [path or "body"] if bad(value) else []
 
 
-def _out_of_range_errors(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-    """Fields of the request holding a number the database cannot store."""
+def _request_fields(request: Request[Any, Any, Any], bad: Any, message: str) -> list[dict[str, Any]]:
+    """Errors naming every path parameter, query parameter and JSON body field of the request
+    whose value ``bad`` rejects."""
     import json
 
     errors = []
-    for source, values in (("path", dict(request.path_params)), ("query", dict(request.query_params))):
-        for name in _out_of_range(values, ""):
-            errors.append({"field": name, "message": "number out of range", "source": source})
+    sources = [("path", dict(request.path_params)), ("query", dict(request.query_params))]
     body = request._connection_state.body  # read (and cached) by the handler that failed
     if isinstance(body, bytes) and body and "json" in request.headers.get("content-type", ""):
         try:
-            data = json.loads(body)
+            sources.append(("body", json.loads(body)))
         except ValueError:
-            data = None
-        for name in _out_of_range(data, ""):
-            errors.append({"field": name, "message": "number out of range", "source": "body"})
+            pass
+    for source, values in sources:
+        for name in _find(values, "", bad):
+            errors.append({"field": name, "message": message, "source": source})
     return errors
+
+
+def _is_nul_refused(exc: BaseException) -> bool:
+    """PostgreSQL stores no NUL character in text (SQLite does)."""
+    text = str(exc)
+    return type(exc).__name__ == "CharacterNotInRepertoireError" or "(0x00)" in text or ": 0x00" in text
 
 
 def _integrity_error(exc: BaseException) -> tuple[int, str, list[dict[str, Any]]] | None:
@@ -179,9 +192,14 @@ def internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Respons
         status, detail, errors = integrity
         log.info("constraint refused %s %s: %s", request.method, request.url.path, exc)
         return Response(_body(status, detail, errors), status_code=status, media_type=MediaType.JSON)
-    if _is_overflow(exc):
-        # A number too large for an integer column: the client's mistake, not the server's.
-        errors = _out_of_range_errors(request) or [{"field": "body", "message": "number out of range"}]
+    if _is_overflow(exc) or _is_nul_refused(exc):
+        # A number too large for an integer column, or a NUL character PostgreSQL cannot store:
+        # the client's mistake, not the server's.
+        if _is_overflow(exc):
+            message, bad = "number out of range", _too_large
+        else:
+            message, bad = "must not contain NUL (\\u0000) characters", _has_nul
+        errors = _request_fields(request, bad, message) or [{"field": "body", "message": message}]
         detail = "Validation failed: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return Response(_body(422, detail, errors), status_code=422, media_type=MediaType.JSON)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
