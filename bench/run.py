@@ -743,13 +743,18 @@ async def load_main(spec: dict[str, Any]) -> dict[str, Any]:
     async def send(client: httpx.AsyncClient, sample: list[dict[str, Any]]) -> str | None:
         for req in sample:
             r = materialise(req)
-            resp = await client.request(r["method"], r["path"], headers=r.get("headers"), json=r.get("json"))
+            try:
+                resp = await client.request(
+                    r["method"], r["path"], headers=r.get("headers"), json=r.get("json")
+                )
+            except httpx.HTTPError as exc:  # a timeout is a failed request, not a failed benchmark
+                return f"{r['method']} {r['path']} -> {type(exc).__name__}"
             if resp.status_code >= 400:
                 return f"{r['method']} {r['path']} -> {resp.status_code} {resp.text[:300]}"
         return None
 
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=spec["base"], timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=spec["base"], timeout=60, limits=limits) as client:
         for name, m in spec["measures"].items():
             samples = m["samples"]
             errors: list[str] = []
@@ -951,8 +956,14 @@ def bench_engine(
     data_dir = workdir / f"data-{label}"
     data_dir.mkdir(parents=True, exist_ok=True)
     print(f"\n== {label}: {opts.size:,} parties ({url.split('@')[-1]})", flush=True)
-    info = asyncio.run(seed(url, data_dir, opts.size, opts.search_docs, plugins))
-    info["creator_token"] = asyncio.run(_token_for(url, data_dir, plugins, info["creator"]))
+    saved = workdir / f"seed-{label}.json"
+    if opts.reuse and saved.is_file():
+        info = json.loads(saved.read_text())
+        print(f"  reusing the data set built by an earlier run ({saved})")
+    else:
+        info = asyncio.run(seed(url, data_dir, opts.size, opts.search_docs, plugins))
+        info["creator_token"] = asyncio.run(_token_for(url, data_dir, plugins, info["creator"]))
+        saved.write_text(json.dumps(info, default=str))
     results: dict[str, dict[str, Any]] = {}
     for kind in ("ours", "bare", "crud"):
         rnd = random.Random(5)
@@ -1152,7 +1163,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
             "",
             f"Bulk load {e['seed']['rows']:,} rows in {e['seed']['seconds']:g} s "
             f"({e['seed']['rows_per_s']:,} rows/s); search index of {e['search_index']['docs']:,} parties "
-            f"({e['search_index']['backend']}) in {e['search_index']['seconds']:g} s.",
+            f"({e['search_index']['backend']}) in {e['search_index']['seconds'] or '?'} s.",
             "",
             "| measure | ours p50 / p95 ms | bare Litestar + SQL p50 / p95 ms | PiccoloCRUD p50 / p95 ms "
             "| ours / bare (p50, p95) | ours / PiccoloCRUD (p50, p95) |",
@@ -1275,6 +1286,9 @@ def main() -> None:
     )
     parser.add_argument("--workdir", default=None, help="where the SQLite file and data dirs go (a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir and the PostgreSQL database")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure on the data sets a --keep run left in --workdir"
+    )
     parser.add_argument("--summary", metavar="JSON", help="only print the Markdown tables of a results file")
     opts = parser.parse_args()
     if opts.summary:
@@ -1314,19 +1328,27 @@ def main() -> None:
         "targets": TARGETS,
         "engines": {},
     }
+    out = Path(opts.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write() -> None:
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
+
     try:
         if not opts.pg_only:
             sqlite_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
             result["engines"]["sqlite"] = bench_engine("SQLite", sqlite_url, opts, plugins, workdir)
+            write()  # what is measured survives a failure further on
         if pg_url:
             from tessera import db
 
             name = opts.pg_db
-            asyncio.run(
-                db.execute_on_server(
-                    pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+            if not (opts.reuse and (workdir / "seed-PostgreSQL.json").is_file()):
+                asyncio.run(
+                    db.execute_on_server(
+                        pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+                    )
                 )
-            )
             try:
                 result["engines"]["postgresql"] = bench_engine(
                     "PostgreSQL", db.database_url_for(pg_url, name), opts, plugins, workdir
@@ -1340,9 +1362,7 @@ def main() -> None:
     finally:
         if not opts.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    out = Path(opts.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
+    write()
     print(f"\nwritten {out}")
 
 
