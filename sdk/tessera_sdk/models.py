@@ -364,6 +364,14 @@ class Email(Struct, kw_only=True):
     type: str = "work"
 
 
+class Error(Struct, kw_only=True):
+    """Every error the API answers: status, human-readable detail, per-field errors"""
+
+    status: int
+    detail: str
+    errors: list[dict[str, Any]]
+
+
 class HandoffIn(Struct, kw_only=True):
     """The ``HandoffIn`` schema of the API."""
 
@@ -1141,6 +1149,7 @@ MODELS: dict[str, type[Struct]] = {
     "DealPatch": DealPatch,
     "DocumentIn": DocumentIn,
     "Email": Email,
+    "Error": Error,
     "HandoffIn": HandoffIn,
     "HandoffOut": HandoffOut,
     "InstanceMigrateIn": InstanceMigrateIn,
