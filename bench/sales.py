@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -400,6 +401,7 @@ async def main(args: argparse.Namespace) -> None:
         await db.stop()
         if pg_name and not args.keep:
             await db.execute_on_server(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        shutil.rmtree(scratch, ignore_errors=True)  # the SQLite file and data dir
 
 
 def explain_queries(start: datetime, end: datetime) -> list[tuple[str, str, list[Any]]]:
