@@ -306,6 +306,32 @@ async def test_every_query_plan_keeps_visibility_and_ranking(
     assert "поставка" not in str(bobs)  # no snippet of Alice's records
 
 
+@pytest.mark.search_backend("postgres")
+async def test_many_matches_give_estimated_totals_without_leaking(
+    crm: Any, search_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the planner expects many matches (here: every estimate counts as many), only the
+    ranking pool is fetched; totals and facets are estimates, still of visible records only."""
+    if search_engine != "postgres":
+        pytest.skip("the estimate path is the PostgreSQL backend's")
+    import tessera.search.postgres_backend as pb
+
+    monkeypatch.setattr(pb, "SORT_UP_TO", -1)
+    monkeypatch.setattr(pb, "VISIBLE_UP_TO", -1)
+    monkeypatch.setattr(pb, "WALK_FROM", 2.0)
+    monkeypatch.setattr(pb, "RANK_CAP", 3)
+    alice = await crm.user("manager", name="Alice")
+    bob = await crm.user("manager", name="Bob")
+    for i in range(5):
+        await activity(crm, alice, subject=f"Монтаж {i}")
+    secret = await activity(crm, bob, subject="Монтаж у Боба")
+    result = await find(crm, alice, "монтаж", limit=2)
+    assert len(result["hits"]) == 2 and ("activity", secret["id"]) not in keys(result)
+    assert result["total"] >= 3
+    assert set(result["facets"]["owner"]) == {str(alice["id"])}
+    assert set(result["facets"]["type"]) == {"activity"}
+
+
 # --------------------------------------------------------------------------- index upkeep
 
 

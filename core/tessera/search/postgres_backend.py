@@ -167,10 +167,10 @@ SESSION_SETTINGS = (
 SORT_UP_TO = 10_000
 #: Estimated share of the documents from which the newest matches are found by walking the
 #: primary key backwards (a common word: a few thousand rows give 2,001 matches) ...
-WALK_FROM = 0.12
+WALK_FROM = 0.04
 #: ... looking at most at this many of the newest documents (a misestimate, e.g. a phrase of two
 #: common words that are rarely adjacent, falls back to the GIN index instead of a long walk).
-WALK_BUDGET = 40_000
+WALK_BUDGET = 25_000
 
 #: How ``cand`` finds its candidates, chosen per query from the planner's estimate.
 NEWEST_SORTED = "sorted"  # few matches: GIN, then the newest by id
@@ -262,9 +262,10 @@ def search_sql(cond: str, args: list[Any], strategy: str, limit: int, offset: in
     # documents the access-list index yields: the function form is never used as an index.
     match = "ts_match_vq(d.tsv, $1::tsquery)" if strategy == VISIBLE_FIRST else "d.tsv @@ $1::tsquery"
     columns = "d.id, d.type, d.owner_id, d.tsv"
+    cap = candidate_limit(strategy, limit, offset)
     candidates = f"""
         SELECT {columns} FROM search_document d WHERE {match} AND {cond} {window}
-        {order} LIMIT {COUNT_CAP + 1}"""
+        {order} LIMIT {cap}"""
     if strategy == NEWEST_SORTED:
         # The newest of at most SORT_UP_TO matches: bounded even when the estimate was low.
         candidates = f"""
@@ -310,6 +311,15 @@ def search_sql(cond: str, args: list[Any], strategy: str, limit: int, offset: in
           ORDER BY top.score DESC, top.id DESC), '[]')
        FROM top JOIN search_document d ON d.id = top.id) AS hits
     """
+
+
+def candidate_limit(strategy: str, limit: int, offset: int) -> int:
+    """Candidates fetched: enough to count exactly up to ``COUNT_CAP`` when the matches are few
+    or the caller sees few documents; only the ranking pool when the planner expects more than
+    ``SORT_UP_TO`` matches (totals and facets are then estimated, see ``PostgresSearcher.search``)."""
+    if strategy in (NEWEST_SORTED, VISIBLE_FIRST):
+        return COUNT_CAP + 1
+    return max(RANK_CAP, offset + limit)
 
 
 def choose_strategy(estimated: float, documents: float, visible: float | None = None) -> str:
@@ -419,10 +429,24 @@ class PostgresSearcher:
             )
             strategy = choose_strategy(matches, float(documents or 0), visible if acl else None)
             row = await self._run(conn, cond, args, strategy, limit, offset)
-            if strategy == NEWEST_WALK and int(row["total"]) <= COUNT_CAP:
+            cap = candidate_limit(strategy, limit, offset)
+            if strategy == NEWEST_WALK and int(row["total"]) < cap:
                 # Fewer matches among the newest documents than estimated: use the index.
-                row = await self._run(conn, cond, args, STORAGE_ORDER, limit, offset)
-        total = int(row["total"])
+                strategy = STORAGE_ORDER
+                row = await self._run(conn, cond, args, strategy, limit, offset)
+        found = int(row["total"])
+        by_type = {k: int(v) for k, v in json.loads(row["by_type"]).items()}
+        by_owner = {int(k): int(v) for k, v in json.loads(row["by_owner"]).items()}
+        if found >= cap and cap <= COUNT_CAP:
+            # A common word: the planner's estimate is the total (capped as always), and the
+            # facets are the shares among the candidates scaled to it — bounded estimates
+            # instead of counting thousands of rows.
+            total = max(found, min(int(matches), COUNT_CAP + 1))
+            scale = min(total, COUNT_CAP) / found
+            by_type = {k: max(1, round(v * scale)) for k, v in by_type.items()}
+            by_owner = {k: max(1, round(v * scale)) for k, v in by_owner.items()}
+        else:
+            total = found
         hits = [
             RawHit(
                 type=h["type"],
@@ -440,8 +464,8 @@ class PostgresSearcher:
             hits=hits,
             total=min(total, COUNT_CAP),
             total_capped=total > COUNT_CAP,
-            by_type={k: int(v) for k, v in json.loads(row["by_type"]).items()},
-            by_owner={int(k): int(v) for k, v in json.loads(row["by_owner"]).items()},
+            by_type=by_type,
+            by_owner=by_owner,
         )
 
     async def _run(
