@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Redirect
 from tessera import clock
 from tessera.entities import service
@@ -52,7 +52,7 @@ async def _stage_names(pipeline: str) -> dict[str, str]:
 @get("/deals", include_in_schema=False)
 async def deal_list(
     request: Request[Any, Any, Any],
-    who: Annotated[str, Parameter(query="scope")] = "mine",
+    who: Annotated[str, QueryParameter(name="scope")] = "mine",
     status: str = "open",
     cursor: str | None = None,
 ) -> Response[Any]:
