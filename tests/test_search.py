@@ -306,6 +306,53 @@ async def test_every_query_plan_keeps_visibility_and_ranking(
     assert "поставка" not in str(bobs)  # no snippet of Alice's records
 
 
+@pytest.mark.usefixtures("small_caps")
+@pytest.mark.parametrize("plan", ["in-query", "from-visible"])
+async def test_whoosh_plans_for_a_caller_who_sees_few_documents(
+    crm: Any, search_engine: str, plan: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """whoosh matches an own-scope caller's query either with the access list inside the query or,
+    when the access list holds few documents, from those documents (the word postings decoded only
+    where they are); the threshold is set so this small index takes each path. Both show only the
+    caller's records, count and facet only them, and rank the record named after the query first."""
+    if search_engine != "whoosh":
+        pytest.skip("the access-list-driven plan is the whoosh backend's")
+    import tessera.search.whoosh_backend as wb
+
+    monkeypatch.setattr(wb, "ACL_DRIVEN", -1 if plan == "in-query" else 10**9)
+    monkeypatch.setattr(wb, "RANK_CAP", 2)
+    alice = await crm.user("manager", name="Alice")
+    bob = await crm.user("manager", name="Bob")
+    named = await party(crm, alice, name="Уралтех")
+    mentions, hidden_ones = [], []
+    for i in range(6):  # interleaved, so that Bob's records share index segments with Alice's
+        mentions.append(
+            await activity(crm, alice, subject=f"Встреча {i}", description="поставка для уралтех")
+        )
+        hidden_ones.append(
+            await activity(crm, bob, subject=f"Уралтех у Боба {i}", description="поставка уралтех")
+        )
+    bobs_keys = {("activity", h["id"]) for h in hidden_ones}
+    seen = await find(crm, alice, "уралтех")
+    assert not keys(seen) & bobs_keys
+    assert (seen["hits"][0]["type"], seen["hits"][0]["id"]) == ("party", named["id"])
+    assert ("activity", mentions[-1]["id"]) in keys(seen)
+    assert seen["total"] == 4 and seen["total_is_lower_bound"] is True
+    assert set(seen["facets"]["owner"]) == {str(alice["id"])}
+    # Two words: both must match, still only Alice's records; a type filter applies too.
+    both = await find(crm, alice, "поставка уралтех")
+    assert ("party", named["id"]) not in keys(both) and not keys(both) & bobs_keys
+    assert keys(both) and keys(both) <= {("activity", m["id"]) for m in mentions}
+    parties = await find(crm, alice, "уралтех", type="party")
+    assert keys(parties) == {("party", named["id"])} and parties["total"] == 1
+    # A typo finds the name through the retry, on this path as well.
+    typo = await find(crm, alice, "Уралтек")
+    assert typo["hits"] and (typo["hits"][0]["type"], typo["hits"][0]["id"]) == ("party", named["id"])
+    bobs = await find(crm, bob, "поставка")
+    assert keys(bobs) and keys(bobs) <= bobs_keys and bobs["total"] == 4
+    assert "Встреча" not in str(bobs) and set(bobs["facets"]["owner"]) == {str(bob["id"])}
+
+
 @pytest.mark.search_backend("postgres")
 async def test_many_matches_give_estimated_totals_without_leaking(
     crm: Any, search_engine: str, monkeypatch: pytest.MonkeyPatch

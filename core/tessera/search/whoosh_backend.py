@@ -17,16 +17,19 @@ import asyncio
 import heapq
 import shutil
 import threading
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from whoosh import index as windex
 from whoosh import query as wq
 from whoosh.analysis import Token, Tokenizer
 from whoosh.codec import whoosh3
+from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, TEXT, Schema
 from whoosh.searching import Searcher as WSearcher
 
@@ -123,6 +126,12 @@ RANK_CAP = 500
 FIRST_WINDOW = 4096
 #: Queries estimated to match at most this many documents are walked once, start to end.
 SELECTIVE = 20_000
+#: Callers whose access-list terms match at most this many documents (an own-scope user, a small
+#: team) are searched from their documents: the word postings are only decoded in the blocks
+#: that hold one of them (see ``WhooshSearcher._acl_driven``).
+ACL_DRIVEN = 20_000
+#: Visible-document sets kept per index generation (one per access list and hidden types).
+ALLOWED_CACHE = 256
 #: Title words a prefix may stand for at most (a three-letter prefix could expand to thousands).
 MAX_PREFIX_EXPANSIONS = 64
 
@@ -198,18 +207,25 @@ def build_query(
     return wq.And(parts) if len(parts) > 1 else parts[0]
 
 
-def build_filter(access: Access, filters: Filters) -> list[wq.Query]:
+def acl_terms(access: Access) -> tuple[str, ...] | None:
+    """The ``acl`` terms of which a document must hold one to be visible; None: sees everything."""
+    if access.user_ids is None:
+        return None
+    return tuple([f"u{u}" for u in sorted(access.user_ids)] + [f"t{t}" for t in sorted(access.team_ids)])
+
+
+def build_filter(access: Access, filters: Filters, acl: bool = True) -> list[wq.Query]:
     """Conditions ANDed into the query (constant score, so they do not change ranking): whoosh
     then skips through their posting lists instead of materialising a filter set of every
-    visible document on each search."""
+    visible document on each search. ``acl=False`` leaves out the access list (the caller
+    restricts to the visible documents itself)."""
     conditions: list[wq.Query] = []
     if filters.types:
         wanted = sorted(set(filters.types) & set(access.types))
         conditions.append(wq.Or([wq.Term("type", t) for t in wanted]) if wanted else wq.NullQuery)
-    if access.user_ids is not None:
-        acl = [wq.Term("acl", f"u{u}") for u in sorted(access.user_ids)]
-        acl += [wq.Term("acl", f"t{t}") for t in sorted(access.team_ids)]
-        conditions.append(wq.Or(acl) if acl else wq.NullQuery)
+    terms = acl_terms(access)
+    if acl and terms is not None:
+        conditions.append(wq.Or([wq.Term("acl", t) for t in terms]) if terms else wq.NullQuery)
     if filters.owner_ids:
         conditions.append(wq.Or([wq.Term("owner", str(o)) for o in sorted(filters.owner_ids)]))
     if filters.party_id is not None:
@@ -241,6 +257,46 @@ def document_fields(doc: Document, stamp: float) -> dict[str, Any]:
     }
 
 
+class Visible(NamedTuple):
+    """The documents an access list may see, for the plan driven from them."""
+
+    query: wq.Query  #: the access-list condition, for a query the driven plan does not cover
+    ordered: list[int]  #: their docnums, ascending
+    docs: frozenset[int]
+
+
+def _postings_in(
+    matcher: Any, ordered: list[int], lo: int, hi: int, base: int, allowed: frozenset[int]
+) -> list[tuple[int, float]]:
+    """(docnum, weight) of the postings of one segment (``base``: its first docnum) whose
+    documents are in ``allowed`` (``ordered[lo:hi]``: those in this segment, ascending). A block
+    whose id range holds none of them is skipped by its header; the others are decoded in C."""
+    out: list[tuple[int, float]] = []
+    if not isinstance(matcher, W3LeafMatcher):  # a short (inlined) posting list
+        while matcher.is_active():
+            docnum = matcher.id() + base
+            if docnum in allowed:
+                out.append((docnum, matcher.weight()))
+            matcher.next()
+        return out
+    while lo < hi and matcher.is_active():
+        top = bisect_right(ordered, matcher.block_max_id() + base, lo, hi)
+        if top > lo:
+            if matcher._data is None:
+                matcher._read_data()
+            raw = matcher._data[0]
+            ids = [i + base for i in (raw if matcher._byteids else accumulate(raw))]
+            hit = allowed.intersection(ids)
+            if hit:
+                matcher._read_weights()
+                weights = matcher._weights
+                for docnum in hit:
+                    out.append((docnum, weights[bisect_left(ids, docnum)]))
+            lo = top
+        matcher._next_block()
+    return out
+
+
 class _View:
     """One index generation as the queries see it: the searcher, its column readers, the types
     present and the documents of each set of hidden types."""
@@ -254,6 +310,34 @@ class _View:
         #: no enabled plugin declares any more) are masked out of every search.
         self.types = {t.decode() if isinstance(t, bytes) else str(t) for t in searcher.lexicon("type")}
         self._masked: dict[tuple[str, ...], frozenset[int]] = {}
+        self._allowed: dict[tuple[tuple[str, ...], tuple[str, ...]], Visible] = {}
+        self._allowed_lock = threading.Lock()
+
+    def acl_size(self, terms: tuple[str, ...]) -> int:
+        """Documents holding any of the access-list terms (an upper bound: deletions included)."""
+        reader = self.searcher.reader()
+        return sum(reader.doc_frequency("acl", t) for t in terms)
+
+    def allowed(self, terms: tuple[str, ...], hidden: tuple[str, ...]) -> Visible:
+        """The visible documents of an access list (hidden types and deleted documents out),
+        ascending and as a set; computed once per index generation."""
+        key = (terms, hidden)
+        found = self._allowed.get(key)
+        if found is None:
+            reader = self.searcher.reader()
+            masked = self.masked(hidden)
+            docs: set[int] = set()
+            for term in terms:
+                if ("acl", term) in reader:
+                    docs.update(reader.postings("acl", term).all_ids())
+            ordered = sorted(d for d in docs if d not in masked and not reader.is_deleted(d))
+            acl_query = wq.Or([wq.Term("acl", t) for t in terms])
+            found = Visible(wq.ConstantScoreQuery(acl_query, 0.0), ordered, frozenset(ordered))
+            with self._allowed_lock:
+                if len(self._allowed) >= ALLOWED_CACHE:
+                    self._allowed.clear()
+                self._allowed[key] = found
+        return found
 
     def masked(self, hidden: tuple[str, ...]) -> frozenset[int]:
         if not hidden:
@@ -387,13 +471,88 @@ class WhooshSearcher:
         self, parsed: ParsedQuery, access: Access, filters: Filters, limit: int, offset: int
     ) -> RawResult:
         view = self._get_view()
-        conditions = build_filter(access, filters)
         hidden = tuple(sorted(view.types - set(access.types)))
-        result = self._run(view, parsed, False, conditions, hidden, limit, offset)
+        terms = acl_terms(access)
+        allowed: Visible | None = None
+        if terms and not any(p.is_phrase for p in parsed.parts) and view.acl_size(terms) <= ACL_DRIVEN:
+            # Few visible documents: match from them (``_acl_driven``) rather than through the words.
+            allowed = view.allowed(terms, hidden)
+        conditions = build_filter(access, filters, acl=allowed is None)
+        result = self._run(view, parsed, False, conditions, hidden, limit, offset, allowed)
         if result.total == 0 and any(not p.is_phrase and p.words[0].fuzzy_ok for p in parsed.parts):
             # Nothing matched exactly: try again allowing one typo in name words.
-            result = self._run(view, parsed, True, conditions, hidden, limit, offset)
+            result = self._run(view, parsed, True, conditions, hidden, limit, offset, allowed)
         return result
+
+    @staticmethod
+    def _acl_driven(
+        searcher: WSearcher,
+        parts: list[wq.Query],
+        allowed: Visible,
+        conditions: list[wq.Query],
+    ) -> tuple[dict[int, float], set[int]] | None:
+        """The visible matches of ``parts`` (each a word: a term or an Or of terms), with their
+        scores, and those that match every word in the title; None when a part is not of that
+        shape. Driven from the caller's few documents: each term's posting blocks are walked by
+        their headers, and only a block whose id range holds a visible document is decoded (in C:
+        ``accumulate`` and a set intersection), instead of the matcher unpacking and stepping
+        through most of a common word's postings in Python. Scores are whoosh's own: each
+        term's scorer (BM25F, global statistics) on the posting's weight, times the term's
+        boost, summed over the matching terms like ``Or``/``And`` matchers sum them."""
+        words: list[list[wq.Term]] = []
+        for part in parts:
+            if part is wq.NullQuery:
+                return {}, set()
+            leaves = part.subqueries if type(part) is wq.Or else [part]
+            if not all(type(leaf) is wq.Term for leaf in leaves):
+                return None
+            words.append(leaves)
+        ordered, allowed_set = allowed.ordered, allowed.docs
+        weighting = searcher.weighting
+        scores: dict[int, float] | None = None
+        in_title: set[int] | None = None
+        for leaves in words:
+            word_scores: dict[int, float] = {}
+            word_title: set[int] = set()
+            for leaf in leaves:
+                field = searcher.schema[leaf.fieldname]
+                text = field.to_bytes(leaf.text)
+                for sub, base in searcher.leaf_searchers():
+                    reader = sub.reader()
+                    if (leaf.fieldname, text) not in reader:
+                        continue
+                    lo = bisect_left(ordered, base)
+                    hi = bisect_left(ordered, base + reader.doc_count_all())
+                    if lo == hi:
+                        continue
+                    scorer = weighting.scorer(sub, leaf.fieldname, text)
+                    postings = reader.postings(leaf.fieldname, text)
+                    matches = _postings_in(postings, ordered, lo, hi, base, allowed_set)
+                    for docnum, weight in matches:
+                        score = scorer._score(weight, scorer.dfl(docnum - base)) * leaf.boost
+                        word_scores[docnum] = word_scores.get(docnum, 0.0) + score
+                        if leaf.fieldname == "title":
+                            word_title.add(docnum)
+            if scores is None:
+                scores, in_title = word_scores, word_title
+            else:
+                assert in_title is not None
+                scores = {d: s + word_scores[d] for d, s in scores.items() if d in word_scores}
+                in_title &= word_title
+            if not scores:
+                return {}, set()
+        assert scores is not None and in_title is not None
+        if conditions and scores:
+            keep: dict[int, float] = {}
+            matcher = wq.And(conditions).matcher(searcher, searcher.boolean_context())
+            for docnum in sorted(scores):
+                if not matcher.is_active():
+                    break
+                matcher.skip_to(docnum)
+                if matcher.is_active() and matcher.id() == docnum:
+                    keep[docnum] = scores[docnum]
+            scores = keep
+        return scores, in_title & scores.keys()
 
     def _newest(
         self, view: _View, q: wq.Query, masked: frozenset[int], wanted: int, score_up_to: int = 0
@@ -452,6 +611,7 @@ class WhooshSearcher:
         hidden: tuple[str, ...],
         limit: int,
         offset: int,
+        allowed: Visible | None = None,
     ) -> RawResult:
         """The same bounded plan as the PostgreSQL backend: the newest ``COUNT_CAP + 1`` visible
         matches are counted (totals, facets); the newest ``RANK_CAP`` of them plus the newest
@@ -466,8 +626,30 @@ class WhooshSearcher:
         tq = wq.And([title_query, *conditions]) if conditions else title_query
         masked = view.masked(hidden)
         pool_size = max(RANK_CAP, offset + limit)
-        candidates, scores = self._newest(view, q, masked, COUNT_CAP + 1, pool_size)
-        if scores:  # every match was scored on the way (few matches)
+        driven = None
+        if allowed is not None:
+            parts = list(text_query.subqueries) if type(text_query) is wq.And else [text_query]
+            driven = self._acl_driven(searcher, parts, allowed, conditions)
+            if driven is None:  # a query the driven plan does not cover: the access list in the query
+                conditions = [allowed.query, *conditions]
+                q = wq.And([text_query, *conditions])
+                tq = wq.And([title_query, *conditions])
+        scores: dict[int, float] = {}
+        if driven is not None:
+            # The caller's documents drove the matching: the same candidates, counts and pool
+            # as the plan below, from the (few) visible matches found.
+            matched, in_title = driven
+            newest = sorted(matched, reverse=True)
+            candidates = newest[: COUNT_CAP + 1]
+            pool = set(newest[:pool_size])
+            if len(matched) > pool_size:
+                pool.update(sorted(in_title, reverse=True)[:pool_size])
+            scored = [(-matched[docnum], -docnum) for docnum in pool]
+        else:
+            candidates, scores = self._newest(view, q, masked, COUNT_CAP + 1, pool_size)
+        if driven is not None:
+            pass  # scored above
+        elif scores:  # every match was scored on the way (few matches)
             scored = [(-score, -docnum) for docnum, score in scores.items()]
         else:
             pool = set(candidates[:pool_size])
