@@ -343,6 +343,11 @@ async def test_whoosh_plans_for_a_caller_who_sees_few_documents(
     both = await find(crm, alice, "поставка уралтех")
     assert ("party", named["id"]) not in keys(both) and not keys(both) & bobs_keys
     assert keys(both) and keys(both) <= {("activity", m["id"]) for m in mentions}
+    # A phrase: candidates from Alice's records, positions checked by whoosh.
+    phrase = await find(crm, alice, '"поставка для уралтех"')
+    assert keys(phrase) and keys(phrase) <= {("activity", m["id"]) for m in mentions}
+    assert (await find(crm, alice, '"уралтех у боба"'))["total"] == 0
+    assert (await find(crm, alice, '"уралтех поставка"'))["total"] == 0  # both words, other order
     parties = await find(crm, alice, "уралтех", type="party")
     assert keys(parties) == {("party", named["id"])} and parties["total"] == 1
     # A typo finds the name through the retry, on this path as well.

@@ -474,7 +474,7 @@ class WhooshSearcher:
         hidden = tuple(sorted(view.types - set(access.types)))
         terms = acl_terms(access)
         allowed: Visible | None = None
-        if terms and not any(p.is_phrase for p in parsed.parts) and view.acl_size(terms) <= ACL_DRIVEN:
+        if terms and view.acl_size(terms) <= ACL_DRIVEN:
             # Few visible documents: match from them (``_acl_driven``) rather than through the words.
             allowed = view.allowed(terms, hidden)
         conditions = build_filter(access, filters, acl=allowed is None)
@@ -500,18 +500,32 @@ class WhooshSearcher:
         term's scorer (BM25F, global statistics) on the posting's weight, times the term's
         boost, summed over the matching terms like ``Or``/``And`` matchers sum them."""
         words: list[list[wq.Term]] = []
+        #: Words of phrases: their documents are candidates, which the phrase then confirms.
+        phrase_words: set[int] = set()
         for part in parts:
             if part is wq.NullQuery:
                 return {}, set()
+            if type(part) is wq.Or and all(type(seq) is wq.Sequence for seq in part.subqueries):
+                steps = [seq.subqueries for seq in part.subqueries]  # title, body
+                if len({len(s) for s in steps}) != 1:
+                    return None
+                for at in range(len(steps[0])):
+                    leaves = []
+                    for field_steps in steps:
+                        step = field_steps[at]
+                        leaves.extend(step.subqueries if type(step) is wq.Or else [step])
+                    phrase_words.add(len(words))
+                    words.append(leaves)
+                continue
             leaves = part.subqueries if type(part) is wq.Or else [part]
-            if not all(type(leaf) is wq.Term for leaf in leaves):
-                return None
             words.append(leaves)
+        if not all(type(leaf) is wq.Term for leaves in words for leaf in leaves):
+            return None
         ordered, allowed_set = allowed.ordered, allowed.docs
         weighting = searcher.weighting
         scores: dict[int, float] | None = None
         in_title: set[int] | None = None
-        for leaves in words:
+        for index, leaves in enumerate(words):
             word_scores: dict[int, float] = {}
             word_title: set[int] = set()
             for leaf in leaves:
@@ -533,6 +547,8 @@ class WhooshSearcher:
                         word_scores[docnum] = word_scores.get(docnum, 0.0) + score
                         if leaf.fieldname == "title":
                             word_title.add(docnum)
+            if index in phrase_words:  # a phrase matches "in the title" wherever it is
+                word_title = set(word_scores)
             if scores is None:
                 scores, in_title = word_scores, word_title
             else:
@@ -542,6 +558,18 @@ class WhooshSearcher:
             if not scores:
                 return {}, set()
         assert scores is not None and in_title is not None
+        if phrase_words:
+            # Candidates hold every word; whoosh's matcher checks the positions and scores.
+            confirmed: dict[int, float] = {}
+            query = wq.And(parts) if len(parts) > 1 else parts[0]
+            matcher = query.matcher(searcher, searcher.context())
+            for docnum in sorted(scores):
+                if not matcher.is_active():
+                    break
+                matcher.skip_to(docnum)
+                if matcher.is_active() and matcher.id() == docnum:
+                    confirmed[docnum] = matcher.score()
+            scores = confirmed
         if conditions and scores:
             keep: dict[int, float] = {}
             matcher = wq.And(conditions).matcher(searcher, searcher.boolean_context())
