@@ -31,6 +31,7 @@ from whoosh.analysis import Token, Tokenizer
 from whoosh.codec import whoosh3
 from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, TEXT, Schema
+from whoosh.matching.wrappers import FilterMatcher
 from whoosh.searching import Searcher as WSearcher
 
 from tessera.search.analysis import ParsedQuery, QueryPart, QueryWord, analyze, word_terms
@@ -272,6 +273,10 @@ def _postings_in(
     documents are in ``allowed`` (``ordered[lo:hi]``: those in this segment, ascending). A block
     whose id range holds none of them is skipped by its header; the others are decoded in C."""
     out: list[tuple[int, float]] = []
+    if isinstance(matcher, FilterMatcher) and matcher._exclude:
+        # The segment's deleted documents, hidden by a Python-level filter: ``allowed`` holds
+        # no deleted document, so read the postings themselves.
+        matcher = matcher.child
     if not isinstance(matcher, W3LeafMatcher):  # a short (inlined) posting list
         while matcher.is_active():
             docnum = matcher.id() + base
