@@ -3,8 +3,9 @@
 Text is analysed by ``tessera.search.analysis`` before it reaches whoosh; the ``title`` and
 ``body`` fields receive the terms through ``PreAnalyzedTokenizer`` (positions kept, so phrase
 queries work; alternative terms of one word share a position). Queries are built as whoosh
-query objects, never through its parser. The caller's visibility is a whoosh *filter*: it is
-applied while matching, so totals, facets and pages only ever contain visible documents.
+query objects, never through its parser. The caller's visibility is applied while matching (a
+condition inside the query, or, for a caller who sees few documents, matching starts from those
+documents), so totals, facets and pages only ever contain visible documents.
 
 whoosh is synchronous: every call runs in a worker thread. Writers take whoosh's file lock, so
 the server, the worker and ``tessera search reindex`` may write to one index on one node; a
