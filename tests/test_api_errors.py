@@ -211,3 +211,11 @@ async def test_values_longer_than_their_columns_are_422(crm):
         r = await crm.get("/api/audit", admin, params=params)
         assert r.status_code == 422, (params, r.text)
     assert (await crm.post(f"/api/notifications/{BIG}/read", admin)).status_code == 404
+
+
+@pytest.mark.plugins("sales")
+async def test_a_missing_query_parameter_is_named(crm) -> None:
+    admin = await crm.user("admin")
+    r = await crm.get("/api/sales/reports/funnel?date_from=2026-01-01", admin)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"field": "date_to", "message": "is required", "source": "query"}]

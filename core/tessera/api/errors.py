@@ -47,7 +47,12 @@ def validation_handler(request: Request[Any, Any, Any], exc: ValidationException
             field, message = _field_from_msgspec(str(item.get("message", "")), item.get("key"))
             errors.append({"field": field, "message": message, "source": item.get("source", "body")})
     if not errors:
-        errors.append({"field": "body", "message": str(exc.detail)})
+        # Litestar reports a missing parameter only in its detail text: name the parameter.
+        missing = re.search(r"Missing required (\w+) parameter '([^']+)'", str(exc.detail))
+        if missing:
+            errors.append({"field": missing.group(2), "message": "is required", "source": missing.group(1)})
+        else:
+            errors.append({"field": "body", "message": str(exc.detail)})
     return Response(
         _body(
             422, "Validation failed: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors
