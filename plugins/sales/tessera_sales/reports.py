@@ -18,14 +18,10 @@ from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 
 from tessera_sales import rates, services
+from tessera_sales.stats import aware
 from tessera_sales.tables import ForecastSnapshot, SalesPlan
 
 GROUPS = {"": None, "owner": "d.owner_id", "team": "d.team_id"}
-
-
-def _aware(moment: dt.datetime, name: str) -> None:
-    if moment.tzinfo is None:
-        raise ValidationFailed.field(name, "must carry a time zone")
 
 
 def _period(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -296,7 +292,7 @@ async def stuck_deals(
     stages: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         r["amount"] = services.money(r["amount"])
-        r["overdue_days"] = round((now - _dt(r["stage_due_at"])).total_seconds() / 86400, 2)
+        r["overdue_days"] = round((now - aware(r["stage_due_at"])).total_seconds() / 86400, 2)
         cell = stages.setdefault(
             (r["pipeline"], r["stage"]),
             {"pipeline": r["pipeline"], "stage": r["stage"], "deals": 0, "overdue_days": 0.0},
@@ -305,14 +301,6 @@ async def stuck_deals(
         cell["overdue_days"] += r["overdue_days"]
     problem = sorted(stages.values(), key=lambda c: (-c["deals"], -c["overdue_days"]))
     return {"deals": rows, "problem_stages": problem}
-
-
-def _dt(value: Any) -> dt.datetime:
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value  # type: ignore[no-any-return]
 
 
 def _date(value: Any) -> dt.date:

@@ -27,7 +27,8 @@ Key = tuple[str, str, dt.date, str, int, int, str]
 Counters = list[Any]
 
 
-def _aware(value: Any) -> dt.datetime:
+def aware(value: Any) -> dt.datetime:
+    """A database timestamp (SQLite gives ISO text, sometimes naive) as an aware UTC-based datetime."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
     if value.tzinfo is None:
@@ -37,7 +38,7 @@ def _aware(value: Any) -> dt.datetime:
 
 def cohort_day(created_at: Any) -> dt.date:
     """The UTC day a deal was opened (the funnel's cohort)."""
-    return _aware(created_at).astimezone(dt.UTC).date()
+    return aware(created_at).astimezone(dt.UTC).date()
 
 
 def contributions(deal: dict[str, Any] | None, visits: Iterable[dict[str, Any]]) -> dict[Key, Counters]:
@@ -70,7 +71,7 @@ def contributions(deal: dict[str, Any] | None, visits: Iterable[dict[str, Any]])
             cell[4] += amount
     seen: set[str] = set()
     first_entry: dict[str, dt.datetime] = {}
-    for v in sorted(visits, key=lambda v: (_aware(v["entered_at"]), v.get("seq") or 0)):
+    for v in sorted(visits, key=lambda v: (aware(v["entered_at"]), v.get("seq") or 0)):
         cell = out[("stage", pipeline, cohort, v["stage"], owner, team, "")]
         if v["stage"] not in seen:
             seen.add(v["stage"])
@@ -81,9 +82,9 @@ def contributions(deal: dict[str, Any] | None, visits: Iterable[dict[str, Any]])
             if v.get("norm_seconds") is not None and int(v["seconds"]) > int(v["norm_seconds"]):
                 cell[2] += 1
         if v["stage"] not in FINAL:
-            first_entry.setdefault(v["stage"], _aware(v["entered_at"]))
+            first_entry.setdefault(v["stage"], aware(v["entered_at"]))
     if deal["status"] in FINAL:
-        closed_at = _aware(deal["closed_at"]) if deal.get("closed_at") else None
+        closed_at = aware(deal["closed_at"]) if deal.get("closed_at") else None
         for stage, entered in first_entry.items():
             cell = out[("history", pipeline, NO_DAY, stage, owner, team, "")]
             cell[0] += 1
