@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse, urlunparse
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType
 from piccolo.table import Table
 
 _engine: Engine | None = None
@@ -26,10 +26,9 @@ class TesseraSQLiteEngine(SQLiteEngine):
     WAL mode is persistent in the file and set by ``prepare_sqlite_file``; ``synchronous`` keeps
     SQLite's default FULL so a commit survives power loss.
 
-    Between ``start()`` and ``stop()`` a query outside a transaction reuses an idle connection:
-    Piccolo opens a connection (and aiosqlite a thread) per query, which costs ~2 ms, ten times
-    the query itself, and a request runs several (bench/run.py). Transactions still get a
-    connection of their own.
+    Between ``start()`` and ``stop()`` queries and transactions reuse idle connections:
+    Piccolo opens a connection (and aiosqlite a thread) per query and per transaction, which
+    costs ~2 ms, ten times the query itself, and a request runs several (bench/run.py).
     """
 
     #: Idle connections kept for queries outside transactions.
@@ -59,7 +58,7 @@ class TesseraSQLiteEngine(SQLiteEngine):
         if not self._reuse or (query_type == "insert" and sqlite3.sqlite_version_info < (3, 35)):
             # (without RETURNING, Piccolo reads the new id back on the same cursor)
             return await super()._run_in_new_connection(query, args, query_type, table)
-        connection = self._idle.pop() if self._idle else await self._connect_daemon()
+        connection = await self.take_connection()
         try:
             async with connection.execute(query, args or []) as cursor:
                 await connection.commit()
@@ -67,11 +66,25 @@ class TesseraSQLiteEngine(SQLiteEngine):
         except BaseException:
             await connection.close()  # its state is unknown (a failed write may leave a transaction)
             raise
+        await self.give_back(connection)
+        return rows
+
+    async def take_connection(self) -> Any:
+        return self._idle.pop() if self._idle else await self._connect_daemon()
+
+    async def give_back(self, connection: Any) -> None:
+        """Keep a connection that finished cleanly (no open transaction) for the next use."""
         if self._reuse and len(self._idle) < self.MAX_IDLE:
             self._idle.append(connection)
         else:
             await connection.close()
-        return rows
+
+    def transaction(
+        self, transaction_type: TransactionType = TransactionType.deferred, allow_nested: bool = True
+    ) -> SQLiteTransaction:
+        if not self._reuse:
+            return super().transaction(transaction_type, allow_nested)
+        return _PooledTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
 
     def reuse_connections(self) -> None:
         self._reuse = True
@@ -81,6 +94,44 @@ class TesseraSQLiteEngine(SQLiteEngine):
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.close()
+
+
+class _PooledTransaction(SQLiteTransaction):
+    """A transaction on a reused connection, given back after COMMIT/ROLLBACK succeeded (closed
+    when either failed: its state is unknown)."""
+
+    engine: TesseraSQLiteEngine
+
+    async def __aenter__(self) -> SQLiteTransaction:
+        if self._parent is not None:
+            return self._parent
+        self.connection = await self.engine.take_connection()
+        try:
+            await self.begin()
+        except BaseException:  # e.g. the write lock was not free within the busy timeout
+            await self.connection.close()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        clean = False
+        try:
+            if exception:
+                if not self._rolled_back:
+                    await self.rollback()
+            elif not self._committed and not self._rolled_back:
+                await self.commit()
+            clean = True
+        finally:
+            if clean and not self.connection.in_transaction:
+                await self.engine.give_back(self.connection)
+            else:
+                await self.connection.close()
+            self.engine.current_transaction.reset(self.context)
+        return exception is None
 
 
 def make_engine(url: str) -> Engine:
