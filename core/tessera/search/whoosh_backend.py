@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import mmap
+import os
 import shutil
 import threading
 from bisect import bisect_left, bisect_right
@@ -32,6 +34,8 @@ from whoosh.analysis import Token, Tokenizer
 from whoosh.codec import whoosh3
 from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, TEXT, Schema
+from whoosh.filedb.filestore import FileStorage
+from whoosh.filedb.structfile import BufferFile, StructFile
 from whoosh.matching.wrappers import FilterMatcher
 from whoosh.searching import Searcher as WSearcher
 
@@ -355,6 +359,32 @@ class _View:
         return found
 
 
+class _MappedFile(BufferFile):
+    """A segment file read through a memory map: ``get`` (random access) is a slice, safe for
+    the searcher that concurrent queries share, and nothing is copied into memory."""
+
+    def __init__(self, mapped: mmap.mmap, name: str | None = None, onclose: Any = None) -> None:
+        self._buf = mapped
+        self.file = mapped
+        self._name = name
+        self.onclose = onclose
+        self.is_real = False
+        self.is_closed = False
+
+
+class _MappedStorage(FileStorage):
+    """The index directory, its files opened as ``_MappedFile``. (Whoosh's compound segments
+    are memory-mapped too, but it copies each file of one into memory when it opens it, which
+    every writer would pay for the whole index; writers therefore leave separate files.)"""
+
+    def open_file(self, name: str, **kwargs: Any) -> StructFile:
+        with open(self._fpath(name), "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:  # an empty file cannot be mapped
+                return super().open_file(name, **kwargs)
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return _MappedFile(mapped, name=name, **kwargs)
+
+
 class WhooshSearcher:
     name = "whoosh"
 
@@ -381,13 +411,13 @@ class WhooshSearcher:
                 version = 0
             stale = version < SCHEMA_VERSION
             if not stale:
-                self._ix = windex.open_dir(str(self.directory))
+                self._ix = _MappedStorage(str(self.directory)).open_index()
                 return self._version_file.with_suffix(".building").exists()
         if stale:
             if self.directory.exists():
                 shutil.rmtree(self.directory)
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._ix = windex.create_in(str(self.directory), make_schema())
+            self._ix = _MappedStorage(str(self.directory)).create_index(make_schema())
             # Marks a rebuild in progress: a crash mid-rebuild rebuilds again next start.
             self._version_file.with_suffix(".building").write_text(str(SCHEMA_VERSION))
             self._version_file.write_text(str(SCHEMA_VERSION))
@@ -406,8 +436,14 @@ class WhooshSearcher:
 
     # ------------------------------------------------------------------ writing
 
+    def _writer(self, **options: Any) -> Any:
+        """A writer that leaves separate segment files (``compound=False``): whoosh reads a
+        compound segment's files by copying them into memory, which every writer (one per
+        delivery batch) would pay for the whole index."""
+        return self._index().writer(timeout=WRITE_LOCK_TIMEOUT, compound=False, **options)
+
     def _replace_sync(self, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
-        writer = self._index().writer(timeout=WRITE_LOCK_TIMEOUT)
+        writer = self._writer()
         try:
             for source in sources:
                 writer.delete_by_term("source", source)
@@ -427,10 +463,10 @@ class WhooshSearcher:
         """A writer for loading many new documents (benchmark, fresh index): call
         ``add_document(**document_fields(doc, stamp))`` on it, then ``commit()``. Analysis is
         the costly part, so ``document_fields`` may run in other processes."""
-        return self._index().writer(timeout=WRITE_LOCK_TIMEOUT, procs=1, limitmb=limitmb)
+        return self._writer(procs=1, limitmb=limitmb)
 
     def _purge_sync(self, doc_type: str, stamp: float) -> int:
-        writer = self._index().writer(timeout=WRITE_LOCK_TIMEOUT)
+        writer = self._writer()
         try:
             q = wq.And([wq.Term("type", doc_type), wq.NumericRange("stamp", None, stamp, endexcl=True)])
             count: int = writer.delete_by_query(q)
