@@ -221,3 +221,67 @@ def test_domain_event_is_plain_data() -> None:
     e = Event(1, "x.y", "x", None, {}, None, SimpleNamespace())  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
         e.name = "z"  # type: ignore[misc]
+
+
+async def test_concurrent_writes_share_deliveries_and_each_waits_for_its_own(crm: Any) -> None:
+    """Units of work that commit while a delivery runs are delivered together in the next one
+    (one search index commit for many writes), and none returns before its events were
+    delivered: a client that got its 201 finds the record in search."""
+    import asyncio
+
+    batches: list[list[int]] = []
+
+    async def slow_batch_listener(batch: list[Event]) -> None:
+        batches.append([e.entity_id for e in batch if e.name == "party.created"])
+        await asyncio.sleep(0.05)  # an index commit: others commit meanwhile
+
+    kernel_batch_listeners = list(events._dispatcher.batch_listeners)
+    events.configure(crm.pm, batch_listeners=[slow_batch_listener, *kernel_batch_listeners])
+    try:
+        await _create_concurrently(crm, batches)
+    finally:
+        events.configure(crm.pm, batch_listeners=kernel_batch_listeners)
+
+
+async def _create_concurrently(crm: Any, batches: list[list[int]]) -> None:
+    import asyncio
+
+    user = await crm.user("manager")
+
+    async def create(i: int) -> int:
+        r = await crm.post("/api/parties", user, json={"name": f"Grouped {i}"})
+        assert r.status_code == 201, r.text
+        party_id: int = r.json()["id"]
+        assert any(party_id in b for b in batches), "answered before its event was delivered"
+        found = (await crm.get("/api/search", user, params={"q": f"Grouped {i}"})).json()
+        assert ("party", party_id) in [(h["type"], h["id"]) for h in found["hits"]]
+        return party_id
+
+    ids = await asyncio.gather(*(create(i) for i in range(12)))
+    delivered = [i for b in batches for i in b]
+    assert sorted(delivered) == sorted(ids)  # each exactly once
+    assert len([b for b in batches if b]) < len(ids)  # and together
+    rows = await DomainEvent.select().where(DomainEvent.name == "party.created")
+    assert all(r["dispatched_at"] is not None for r in rows)
+
+
+async def test_a_listener_may_write_while_delivering(crm: Any, recorder: Recorder) -> None:
+    """A plugin reacting to an event with a change of its own (a unit of work inside a
+    delivery) gets that change delivered too instead of waiting for the delivery it runs in."""
+
+    class Follower:
+        @hookimpl
+        def tessera_on_event(self, event: Event) -> Any:
+            async def handle() -> None:
+                if event.name == "party.created" and not event.payload.get("follow_up"):
+                    async with events.unit_of_work():
+                        await events.emit("party.followed", "party", event.entity_id, {"follow_up": True})
+
+            return handle()
+
+    crm.pm.register(Follower(), name="follower")
+    user = await crm.user("manager")
+    r = await crm.post("/api/parties", user, json={"name": "Acme"})
+    assert r.status_code == 201, r.text
+    assert sorted(recorder.names()) == ["party.created", "party.followed"]
+    assert all(r["dispatched_at"] is not None for r in await _outbox())

@@ -9,8 +9,11 @@ delivered again by ``redeliver_pending`` (run by the worker and at start-up): at
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import json
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pluggy
+from piccolo.utils.encoding import dump_json
 
 from tessera import clock, db
 from tessera.entities.tables import DomainEvent as DomainEventRow
@@ -51,7 +55,7 @@ class _Dispatcher:
 
 
 _dispatcher = _Dispatcher()
-_pending: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+_pending: contextvars.ContextVar[list[DomainEvent] | None] = contextvars.ContextVar(
     "tessera_pending_events", default=None
 )
 _actor: contextvars.ContextVar[int | None] = contextvars.ContextVar("tessera_actor", default=None)
@@ -90,7 +94,7 @@ async def unit_of_work() -> AsyncIterator[None]:
         async with db.transaction():
             yield
         return
-    collected: list[int] = []
+    collected: list[DomainEvent] = []
     token = _pending.set(collected)
     try:
         async with db.transaction():
@@ -98,7 +102,57 @@ async def unit_of_work() -> AsyncIterator[None]:
     finally:
         _pending.reset(token)
     if collected:
-        await deliver(collected)
+        await deliver_grouped(collected)
+
+
+@dataclass
+class _Waiting:
+    events: list[DomainEvent]
+    done: bool = False
+
+
+@dataclass
+class _Group:
+    """Per event loop: units of work that committed and wait for their events' delivery."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    queue: list[_Waiting] = field(default_factory=list)
+
+
+_groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Group] = weakref.WeakKeyDictionary()
+_delivering: contextvars.ContextVar[bool] = contextvars.ContextVar("tessera_delivering", default=False)
+
+
+async def deliver_grouped(batch: list[DomainEvent]) -> None:
+    """Deliver the events of a committed unit of work, together with those of every other unit
+    of work that committed in this process while a delivery was running (group commit): N
+    concurrent writes cost one delivery — one search index commit — instead of N queued on the
+    index's write lock. Returns once this unit's events were delivered, so a client that got
+    its response finds the record in search. A failure is logged, not raised: the change is
+    committed and its events stay in the outbox for redelivery."""
+    if _delivering.get():
+        # A listener's own unit of work: the group is held by the delivery that called it.
+        await deliver_events(batch)
+        return
+    loop = asyncio.get_running_loop()
+    group = _groups.get(loop)
+    if group is None:
+        group = _groups[loop] = _Group()
+    mine = _Waiting(batch)
+    group.queue.append(mine)
+    async with group.lock:
+        if mine.done:  # an earlier delivery took ours along
+            return
+        taken, group.queue[:] = list(group.queue), []
+        token = _delivering.set(True)
+        try:
+            await deliver_events([event for waiting in taken for event in waiting.events])
+        except Exception:
+            log.exception("event delivery failed; the outbox keeps the events for redelivery")
+        finally:
+            _delivering.reset(token)
+            for waiting in taken:
+                waiting.done = True
 
 
 async def emit(name: str, entity: str, entity_id: int | None, payload: dict[str, Any] | None = None) -> None:
@@ -107,17 +161,20 @@ async def emit(name: str, entity: str, entity_id: int | None, payload: dict[str,
     pending = _pending.get()
     if pending is None:
         raise RuntimeError(f"emit({name!r}) outside unit_of_work()")
+    # Listeners get the payload as stored (JSON types), also when it is delivered at once.
+    stored = json.loads(dump_json(payload or {}))
+    user_id, occurred_at = _actor.get(), clock.now()
     rows = await DomainEventRow.insert(
         DomainEventRow(
             name=name,
             entity=entity,
             entity_id=entity_id,
-            payload=payload or {},
-            user_id=_actor.get(),
-            occurred_at=clock.now(),
+            payload=stored,
+            user_id=user_id,
+            occurred_at=occurred_at,
         )
     ).returning(DomainEventRow.id)
-    pending.append(rows[0]["id"])
+    pending.append(DomainEvent(rows[0]["id"], name, entity, entity_id, stored, user_id, occurred_at))
 
 
 def _to_event(row: dict[str, Any]) -> DomainEvent:
@@ -142,7 +199,14 @@ async def deliver(event_ids: list[int]) -> int:
         .order_by(DomainEventRow.id)
         .output(load_json=True)
     )
-    batch = [_to_event(row) for row in rows]
+    return await deliver_events([_to_event(row) for row in rows])
+
+
+async def deliver_events(batch: list[DomainEvent]) -> int:
+    """Deliver events just written by committed units of work (as ``deliver``, without reading
+    them back)."""
+    if not batch:
+        return 0
     batch_error = ""
     for batch_listener in _dispatcher.batch_listeners:
         try:
