@@ -401,3 +401,26 @@ async def test_exports_are_audited(crm: Any, action: str) -> None:
     assert len(entries) == 1
     assert entries[0]["user_id"] == admin["id"]
     assert entries[0]["changes"]["rows"] == [None, 1]
+
+
+async def test_access_changes_take_effect_on_the_next_request(crm: Any) -> None:
+    """Requests reuse a user's principal for a moment (it costs four queries); a change of the
+    user's roles, of a role's permissions or the user's deactivation must still count at once."""
+    admin = await crm.user("admin")
+    manager = await crm.user("manager")
+    assert (await crm.get("/api/audit", manager)).status_code == 403  # principal now cached
+
+    r = await crm.patch(f"/api/users/{manager['id']}", admin, json={"roles": ["manager", "head"]})
+    assert r.status_code == 200, r.text
+    assert (await crm.get("/api/audit", manager)).status_code == 200
+
+    roles = {r["name"]: r for r in (await crm.get("/api/roles", admin)).json()["items"]}
+    head = roles["head"]
+    without_audit = [p for p in head["permissions"] if p != "audit.read"]
+    r = await crm.patch(f"/api/roles/{head['id']}", admin, json={"permissions": without_audit})
+    assert r.status_code == 200, r.text
+    assert (await crm.get("/api/audit", manager)).status_code == 403
+
+    r = await crm.patch(f"/api/users/{manager['id']}", admin, json={"is_active": False})
+    assert r.status_code == 200, r.text
+    assert (await crm.get("/api/parties", manager)).status_code == 401

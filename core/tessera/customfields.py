@@ -4,13 +4,14 @@ jsonschema on every write of that entity type."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jsonschema
 import pluggy
 from jsonschema import Draft202012Validator
 
-from tessera import audit, clock, events
+from tessera import audit, clock, db, events
 from tessera.entities.tables import CustomFieldSchema
 from tessera.errors import FieldError, ValidationFailed
 from tessera.plugins import call_each
@@ -80,9 +81,24 @@ def validate_against(schema: dict[str, Any], values: dict[str, Any], prefix: str
         raise ValidationFailed("Custom field validation failed", unique)
 
 
+#: Seconds a write reuses the schema an earlier write of the same entity type read: reading it
+#: is a query on every create and update. An admin change in this process is seen at once
+#: (the cache is dropped), one made by another process within this many seconds.
+SCHEMA_TTL = 2.0
+#: (plugin manager, database engine, entity type) -> (when read, schema)
+_schemas: dict[tuple[int, int, str], tuple[float, dict[str, Any], object, object]] = {}
+
+
 async def validate(pm: pluggy.PluginManager, entity_type: str, values: dict[str, Any]) -> None:
-    schema = await effective_schema(pm, entity_type)
-    validate_against(schema, values)
+    engine = db.get_engine()
+    key = (id(pm), id(engine), entity_type)
+    hit = _schemas.get(key)
+    # (the objects themselves are compared too: an id may be reused after garbage collection)
+    if hit is None or hit[2] is not pm or hit[3] is not engine or time.monotonic() - hit[0] > SCHEMA_TTL:
+        if len(_schemas) > 100:  # entries of plugin managers and databases no longer in use
+            _schemas.clear()
+        hit = _schemas[key] = (time.monotonic(), await effective_schema(pm, entity_type), pm, engine)
+    validate_against(hit[1], values)
 
 
 async def set_admin_properties(
@@ -103,8 +119,11 @@ async def set_admin_properties(
     unknown_required = [name for name in required if name not in properties]
     if unknown_required:
         raise ValidationFailed.field("required", f"not declared in properties: {', '.join(unknown_required)}")
-    async with events.unit_of_work():
-        await _store_admin_properties(entity_type, properties, required, user_id)
+    try:
+        async with events.unit_of_work():
+            await _store_admin_properties(entity_type, properties, required, user_id)
+    finally:
+        _schemas.clear()
     return await effective_schema(pm, entity_type)
 
 

@@ -4,14 +4,16 @@ counts, searches, reports and exports apply the very same rule inside the query.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import pluggy
 from piccolo.columns import Column
 from piccolo.columns.combination import Or, Where, WhereRaw
 
-from tessera import clock
+from tessera import clock, db
 from tessera.entities.tables import CrmUser, Role, Substitution, UserRole
 from tessera.errors import NotFound, PermissionDenied
 from tessera.plugins import call_each
@@ -192,14 +194,71 @@ async def _team_members(team_ids: set[int]) -> set[int]:
 async def build_principal(
     user_id: int, token_scopes: frozenset[str] | None = None, csrf_token: str | None = None
 ) -> Principal:
+    principal, _ = await _build_principal(user_id)
+    return replace(principal, token_scopes=token_scopes, csrf_token=csrf_token)
+
+
+#: Seconds a request may use a principal built by an earlier request of the same user. Building
+#: one costs four queries, more than a typical API call's own work (bench/run.py); a change made
+#: through the API in this process (users, teams, roles, substitutions) is seen at once
+#: (``forget_principals``), one made by another process within this many seconds.
+PRINCIPAL_TTL = 2.0
+
+
+@dataclass(frozen=True)
+class _Cached:
+    principal: Principal
+    built: float  # time.monotonic()
+    built_at: datetime  # the application clock (tests move it)
+    #: When a substitution of this user starts or ends: the principal changes then.
+    changes_at: datetime | None
+
+
+_principals: dict[int, _Cached] = {}
+#: The database the cached principals were read from (tests switch databases in one process).
+_principals_engine: list[object] = [None]
+
+
+def forget_principals() -> None:
+    """Drop every cached principal (a user, team, role or substitution changed)."""
+    _principals.clear()
+
+
+async def cached_principal(
+    user_id: int, token_scopes: frozenset[str] | None = None, csrf_token: str | None = None
+) -> Principal:
+    """``build_principal`` for a request: reuses this user's principal for ``PRINCIPAL_TTL``
+    seconds unless access data changed in this process or a substitution began or ended."""
+    now = clock.now()
+    engine = db.get_engine()
+    if _principals_engine[0] is not engine:
+        _principals.clear()
+        _principals_engine[0] = engine
+    hit = _principals.get(user_id)
+    if (
+        hit is None
+        or time.monotonic() - hit.built > PRINCIPAL_TTL
+        or now < hit.built_at
+        or (hit.changes_at is not None and now >= hit.changes_at)
+    ):
+        principal, changes_at = await _build_principal(user_id)
+        if len(_principals) > 10_000:
+            _principals.clear()
+        hit = _principals[user_id] = _Cached(principal, time.monotonic(), now, changes_at)
+    return replace(hit.principal, token_scopes=token_scopes, csrf_token=csrf_token)
+
+
+async def _build_principal(user_id: int) -> tuple[Principal, datetime | None]:
+    """The principal, and when it next changes by itself (a substitution starts or ends)."""
     user = await CrmUser.select().where(CrmUser.id == user_id).first()
     if user is None or not user["is_active"]:
         raise NotFound("User not found or inactive")
     now = clock.now()
-    subs = await Substitution.select(Substitution.absent_user_id).where(
-        Substitution.substitute_id == user_id, Substitution.starts_at <= now, Substitution.ends_at > now
-    )
-    acting_for = {s["absent_user_id"] for s in subs}
+    subs = await Substitution.select(
+        Substitution.absent_user_id, Substitution.starts_at, Substitution.ends_at
+    ).where(Substitution.substitute_id == user_id, Substitution.ends_at > now)
+    acting_for = {s["absent_user_id"] for s in subs if s["starts_at"] <= now}
+    boundaries = [s["starts_at"] if s["starts_at"] > now else s["ends_at"] for s in subs]
     roles = await _roles_of([user_id, *acting_for])
     permissions: set[str] = set()
     for role in roles[user_id]:
@@ -229,9 +288,7 @@ async def build_principal(
         team_ids=team_ids,
         acting_for=frozenset(acting_for),
         team_id=user["team_id"],
-        token_scopes=token_scopes,
-        csrf_token=csrf_token,
-    )
+    ), min(boundaries, default=None)
 
 
 async def ensure_default_roles() -> None:

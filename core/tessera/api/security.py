@@ -18,7 +18,7 @@ from tessera.entities.dto import MAX_ID
 from tessera.entities.tables import ApiToken
 from tessera.errors import NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
 from tessera.events import set_actor
-from tessera.permissions import Principal, build_principal, grants
+from tessera.permissions import Principal, cached_principal, grants
 
 SESSION_COOKIE = "tessera_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -61,7 +61,7 @@ async def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None
             raise NotAuthenticated("Invalid, expired or revoked API token")
         user_id, scopes = found
         try:
-            principal = await build_principal(user_id, token_scopes=scopes)
+            principal = await cached_principal(user_id, token_scopes=scopes)
         except NotFound as exc:  # a deactivated user's tokens stop working: 401, not 404
             raise NotAuthenticated("Invalid, expired or revoked API token") from exc
     else:
@@ -73,7 +73,7 @@ async def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None
         if request.method not in SAFE_METHODS and not secrets.compare_digest(sent.encode(), csrf.encode()):
             raise PermissionDenied(f"Missing or wrong {CSRF_HEADER} header (cross-site request refused)")
         try:
-            principal = await build_principal(user_id, csrf_token=csrf)
+            principal = await cached_principal(user_id, csrf_token=csrf)
         except NotFound:  # the user was deactivated: the session is worthless
             return None
     set_actor(principal.user_id)

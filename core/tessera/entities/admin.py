@@ -172,10 +172,14 @@ async def prepare_role(
 
     if "permissions" in values:
         known = all_permissions(service.plugin_manager())
+        # What the role already grants stays acceptable: the default roles name the permissions
+        # of first-party plugins a deployment may not have enabled (yet).
+        kept = set(existing["permissions"] or []) if existing else set()
         bad = [
             p
             for p in values["permissions"]
             if p != "*"
+            and p not in kept
             and p not in known
             and not (p.endswith(".*") and any(k.startswith(p[:-1]) for k in known))
         ]
@@ -222,6 +226,7 @@ async def prepare_substitution(
 ADMIN_ONLY_WRITES: dict[str, str | None] = {"read": None, "write": "user.manage", "delete": "user.manage"}
 
 USER = service.EntitySpec(
+    changes_access=True,
     name="user",
     table=CrmUser,
     permission="user",
@@ -234,6 +239,7 @@ USER = service.EntitySpec(
     hidden=("password_hash", "failed_logins", "locked_until"),
 )
 TEAM = service.EntitySpec(
+    changes_access=True,
     name="team",
     table=Team,
     permission="user",
@@ -244,6 +250,7 @@ TEAM = service.EntitySpec(
     prepare=prepare_team,
 )
 ROLE = service.EntitySpec(
+    changes_access=True,
     name="role",
     table=Role,
     permission="user",
@@ -254,6 +261,7 @@ ROLE = service.EntitySpec(
     prepare=prepare_role,
 )
 SUBSTITUTION = service.EntitySpec(
+    changes_access=True,
     name="substitution",
     table=Substitution,
     permission="user",

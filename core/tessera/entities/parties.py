@@ -117,6 +117,8 @@ async def _check_owner(principal: Principal, owner_id: int | None) -> int | None
     """An owner must exist, and be someone whose records the caller may manage."""
     if owner_id is None:
         return None
+    if owner_id == principal.user_id:  # the caller: active (signed in) and their own records
+        return principal.team_id
     owner = await CrmUser.select(CrmUser.team_id).where(CrmUser.id == owner_id).first()
     if owner is None:
         raise ValidationFailed.field("owner_id", f"user {owner_id} does not exist")

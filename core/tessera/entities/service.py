@@ -21,7 +21,7 @@ from piccolo.table import Table
 from tessera import audit, clock, customfields, db, events
 from tessera.entities.dto import MAX_ID
 from tessera.errors import Conflict, NotFound, ValidationFailed
-from tessera.permissions import Principal
+from tessera.permissions import Principal, forget_principals
 
 Condition = Any  # a Piccolo Where / And / Or / WhereRaw
 Prepare = Callable[[Principal, dict[str, Any], dict[str, Any] | None], Awaitable[dict[str, Any]]]
@@ -54,6 +54,9 @@ class EntitySpec:
     #: Overrides per action ("read", "write", "delete"): a permission name, or None for
     #: "any signed-in user".
     permission_overrides: dict[str, str | None] = field(default_factory=dict)
+    #: Writes change who may see or do what (users, teams, roles, substitutions): cached
+    #: principals are dropped after each commit.
+    changes_access: bool = False
 
     def require(self, principal: Principal, action: str) -> None:
         if action in self.permission_overrides:
@@ -273,6 +276,7 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
             await spec.after_write(principal, row, None, extras)
         await audit.record("create", spec.name, record_id, audit.diff(None, row))
         await events.emit(f"{spec.name}.created", spec.name, record_id, {"id": record_id})
+    _after_commit(spec)
     return row
 
 
@@ -324,10 +328,13 @@ async def update(
             changes["version"] = existing["version"] + 1
             # Compare-and-set: a concurrent writer that got here first makes this match nothing.
             where.append(table.version == existing["version"])  # type: ignore[attr-defined]
+        # Only non-column values (a user's roles) may change: then there is no row to update.
         updated = (
             await table.update({_column(spec, k): v for k, v in changes.items()})
             .where(*where)
             .returning(table._meta.primary_key)
+            if changes
+            else [existing]
         )
         if not updated:
             raise Conflict(f"{spec.name} {record_id} was changed by someone else; reload and try again")
@@ -340,6 +347,7 @@ async def update(
         await events.emit(
             f"{spec.name}.updated", spec.name, record_id, {"id": record_id, "fields": sorted(diff)}
         )
+    _after_commit(spec)
     return row
 
 
@@ -359,6 +367,12 @@ async def delete(
         await table.delete().where(table._meta.primary_key == record_id)
         await audit.record("delete", spec.name, record_id, audit.diff(existing, None))
         await events.emit(f"{spec.name}.deleted", spec.name, record_id, {"id": record_id})
+    _after_commit(spec)
+
+
+def _after_commit(spec: EntitySpec) -> None:
+    if spec.changes_access:
+        forget_principals()
 
 
 async def visible_ids(spec: EntitySpec, principal: Principal, ids: Sequence[int]) -> set[int]:

@@ -21,7 +21,7 @@ from tessera.api.security import SESSION_COOKIE, open_session, session_of
 from tessera.entities import activities, parties, service, tasks
 from tessera.entities.tables import Activity, Notification, Task
 from tessera.errors import DomainError, NotAuthenticated, PermissionDenied
-from tessera.permissions import Principal, build_principal
+from tessera.permissions import Principal, cached_principal
 from tessera.plugins import call_each
 
 #: Template folders of plugins by plugin name (``"sales/deals.html"``), filled by
@@ -43,7 +43,7 @@ async def _principal(request: Request[Any, Any, Any]) -> Principal | None:
     if found is None:
         return None
     user_id, csrf = found
-    return await build_principal(user_id, csrf_token=csrf)
+    return await cached_principal(user_id, csrf_token=csrf)
 
 
 def _render(
