@@ -1099,6 +1099,7 @@ def bench_import(rows: int, workdir: Path, plugins: tuple[str, ...]) -> dict[str
                 ]
             )
     data_dir = workdir / "data-import"
+    shutil.rmtree(data_dir, ignore_errors=True)  # a fresh database (--reuse keeps the work dir)
     env = dict(os.environ, TESSERA_DATA_DIR=str(data_dir), TESSERA_PLUGINS=",".join(plugins) or "none")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("TESSERA_DATABASE_URL", None)
