@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -230,16 +231,45 @@ async def create_token(
     return rows[0]["id"], token
 
 
+#: Seconds a request may trust what an earlier request read about the same API token (one query
+#: per request saved). Revoking through the API counts at once in this process
+#: (``forget_tokens``), in another process within this many seconds; expiry is checked every time.
+TOKEN_TTL = 2.0
+_tokens: dict[str, tuple[float, int, frozenset[str] | None, datetime | None]] = {}
+#: The database the cached tokens were read from (tests switch databases in one process).
+_tokens_engine: list[object] = [None]
+
+
+def forget_tokens() -> None:
+    _tokens.clear()
+
+
 async def token_user(token: str) -> tuple[int, frozenset[str] | None] | None:
     """``(user id, scopes or None for full access)`` for a valid token, else None."""
-    row = await ApiToken.select().where(ApiToken.token_hash == sha256(token)).first()
+    digest = sha256(token)
     now = clock.now()
+    engine = db.get_engine()
+    if _tokens_engine[0] is not engine:
+        _tokens.clear()
+        _tokens_engine[0] = engine
+    hit = _tokens.get(digest)
+    if hit is not None and time.monotonic() - hit[0] <= TOKEN_TTL:
+        _, user_id, scopes, expires_at = hit
+        if expires_at is not None and expires_at <= now:
+            return None
+        return user_id, scopes
+    row = await ApiToken.select().where(ApiToken.token_hash == digest).first()
     if row is None or row["revoked_at"] is not None:
+        _tokens.pop(digest, None)
         return None
     if row["expires_at"] is not None and row["expires_at"] <= now:
+        _tokens.pop(digest, None)
         return None
     last = row["last_used_at"]
     if last is None or (now - last) > timedelta(minutes=5):  # avoid a write on every request
         await ApiToken.update({ApiToken.last_used_at: now}).where(ApiToken.id == row["id"])
-    scopes = row["scopes"] or []
-    return row["user_id"], (frozenset(scopes) if scopes else None)
+    scopes = frozenset(row["scopes"]) if row["scopes"] else None
+    if len(_tokens) > 10_000:
+        _tokens.clear()
+    _tokens[digest] = (time.monotonic(), row["user_id"], scopes, row["expires_at"])
+    return row["user_id"], scopes

@@ -247,6 +247,7 @@ async def revoke_token(principal: Principal, token_id: Annotated[int, Parameter(
     if row is None or (row["user_id"] != principal.user_id and not principal.can("user.manage")):
         raise NotFound(f"token {token_id} not found")
     await ApiToken.update({ApiToken.revoked_at: clock.now()}).where(ApiToken.id == token_id)
+    auth.forget_tokens()
     await audit.record("revoke", "api_token", token_id)
 
 
