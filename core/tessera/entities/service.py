@@ -165,6 +165,15 @@ async def _fetch(spec: EntitySpec, principal: Principal | None, record_id: int) 
     return _public(spec, row) if row else None
 
 
+def _loaded(table: type[Table], row: dict[str, Any]) -> dict[str, Any]:
+    """A row from ``RETURNING`` as ``select().output(load_json=True)`` gives it: JSON parsed."""
+    for column in table._meta.json_columns:
+        name = column._meta.name
+        if isinstance(row.get(name), str):
+            row[name] = json.loads(row[name])
+    return row
+
+
 def _public(spec: EntitySpec, row: dict[str, Any]) -> dict[str, Any]:
     for name in spec.hidden:
         row.pop(name, None)
@@ -268,10 +277,10 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
             values.setdefault("created_at", now)
         if "updated_at" in _columns(table):
             values.setdefault("updated_at", now)
-        rows = await table.insert(table(**values)).returning(table._meta.primary_key)
-        record_id = rows[0][table._meta.primary_key._meta.name]
-        row = await _fetch(spec, None, record_id)
-        assert row is not None
+        # The stored row comes back with the insert (no second query); JSON as a select reads it.
+        rows = await table.insert(table(**values)).returning(*table._meta.columns)
+        row = _public(spec, _loaded(table, rows[0]))
+        record_id = row[table._meta.primary_key._meta.name]
         if spec.after_write:
             await spec.after_write(principal, row, None, extras)
         await audit.record("create", spec.name, record_id, audit.diff(None, row))
@@ -332,14 +341,13 @@ async def update(
         updated = (
             await table.update({_column(spec, k): v for k, v in changes.items()})
             .where(*where)
-            .returning(table._meta.primary_key)
+            .returning(*table._meta.columns)
             if changes
-            else [existing]
+            else [await table.select().where(*where).first()]
         )
-        if not updated:
+        if not updated or updated[0] is None:
             raise Conflict(f"{spec.name} {record_id} was changed by someone else; reload and try again")
-        row = await _fetch(spec, None, record_id)
-        assert row is not None
+        row = _public(spec, _loaded(table, updated[0]))
         if spec.after_write:
             await spec.after_write(principal, row, existing, extras)
         diff = audit.diff(existing, row)
