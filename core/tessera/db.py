@@ -36,7 +36,7 @@ class TesseraSQLiteEngine(SQLiteEngine):
     """
 
     #: Idle connections kept for queries outside transactions.
-    MAX_IDLE = 8
+    MAX_IDLE = 32
 
     def __init__(self, path: str) -> None:
         super().__init__(path=path, timeout=30)
@@ -232,9 +232,16 @@ def is_postgres(engine: Engine | None = None) -> bool:
 async def start(engine: Engine | None = None) -> None:
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
-        await engine.start_connection_pool(min_size=1, max_size=20)
+        await engine.start_connection_pool(min_size=1, max_size=20, reset=_keep_session)
     elif isinstance(engine, TesseraSQLiteEngine):
         engine.reuse_connections()
+
+
+async def _keep_session(connection: Any) -> None:
+    """Pool release without asyncpg's default reset query (RESET ALL, UNLISTEN *, CLOSE ALL,
+    advisory unlock): a round trip for every pooled query, and the kernel keeps no session
+    state (only SET LOCAL and transaction-level advisory locks). asyncpg still rolls back a
+    transaction left open before this is called."""
 
 
 async def stop(engine: Engine | None = None) -> None:
