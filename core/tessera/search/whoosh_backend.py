@@ -359,6 +359,10 @@ class _View:
         return found
 
 
+#: Segments an index may hold before a commit merges the small ones (see ``_replace_sync``).
+MERGE_AFTER_SEGMENTS = 8
+
+
 class _MappedFile(BufferFile):
     """A segment file read through a memory map: ``get`` (random access) is a slice, safe for
     the searcher that concurrent queries share, and nothing is copied into memory."""
@@ -453,7 +457,9 @@ class WhooshSearcher:
         except BaseException:
             writer.cancel()
             raise
-        writer.commit()
+        # Merging small segments on every commit was most of a small batch's cost; let a few
+        # accumulate (a query reads each) and merge them together.
+        writer.commit(merge=len(writer.segments) >= MERGE_AFTER_SEGMENTS)
 
     async def replace(self, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
         if sources or docs:
