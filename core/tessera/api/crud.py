@@ -177,8 +177,8 @@ def entity_router(
                             [FieldError("Idempotency-Key", "is in use by a request still in progress")],
                         )
                 row = await service.create(spec, principal, set_fields(data))
-                body = await to_out(row)
                 if claim is not None:
+                    body = await to_out(row)
                     # Same transaction as the record: the stored answer exists exactly when it does.
                     await IdempotencyRecord.update(
                         {
@@ -186,7 +186,9 @@ def entity_router(
                             IdempotencyRecord.body: msgspec.json.encode(body).decode(),
                         }
                     ).where(IdempotencyRecord.id == claim)
-            return Response(body, status_code=201)
+            # Without a key the answer is built after the commit: the write lock (SQLite) and
+            # the transaction are held no longer than the writes need.
+            return Response(body if claim is not None else await to_out(row), status_code=201)
 
         handlers.append(create_record)
 
