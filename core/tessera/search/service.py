@@ -135,11 +135,10 @@ async def on_events(batch: list[DomainEvent]) -> None:
     """Kernel batch listener: refresh the documents of every record a delivery batch is about,
     with one index write per entity type (a unit of work often emits several events)."""
     tables = _tables()
-    refs = list(
-        dict.fromkeys(
-            (e.entity, e.entity_id) for e in batch if e.entity in tables and e.entity_id is not None
-        )
-    )
+    wanted = [(e.entity, e.entity_id) for e in batch if e.entity in tables and e.entity_id is not None]
+    # A bulk import announces its new parties in a few events listing their ids (importer.py).
+    wanted += [("party", i) for e in batch if e.name == "parties.imported" for i in e.payload.get("ids", ())]
+    refs = list(dict.fromkeys(wanted))
     if not refs:
         return
     try:
