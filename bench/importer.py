@@ -2,7 +2,7 @@
 and import it with ``tessera.importer.import_parties`` into a fresh database; prints rows/s
 (issue 7 target: >= 20,000 rows/s on SQLite) next to a baseline measured in the same run: bare
 ``executemany`` of the same rows into a table of the same shape, without validation, audit or
-events.
+events; then the time of each stage up to the commit (read, check, duplicates, write, commit).
 
     .venv/bin/python bench/importer.py --rows 100000            # SQLite
     .venv/bin/python bench/importer.py --rows 100000 --pg URL   # PostgreSQL too
@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 PREFIXES = ["ООО", "АО", "ТОВ", "ПАО", "ЗАО", "ИП", "Ltd", "LLC"]
 WORDS = [
@@ -79,7 +80,7 @@ def baseline(path: Path, rows: int) -> float:
     return rows / elapsed
 
 
-async def run_import(workdir: Path, url: str, csv_path: Path, owner: str) -> tuple[float, float, float, int]:
+async def run_import(workdir: Path, url: str, csv_path: Path, owner: str) -> Any:
     from tessera import db, importer, migrations
     from tessera.app import boot
     from tessera.config import Settings
@@ -97,7 +98,7 @@ async def run_import(workdir: Path, url: str, csv_path: Path, owner: str) -> tup
         await search_service.start()
         report = await importer.import_parties(csv_path, owner_email=owner, index=True)
         assert report.committed, report.rejected[:3]
-        return report.rows_per_second, report.seconds, report.index_seconds, report.imported
+        return report
     finally:
         await db.stop()
 
@@ -130,14 +131,14 @@ def main() -> None:
         targets.append(("postgres", database_url_for(args.pg, pg_name)))
     try:
         for engine, url in targets:
-            rate, seconds, index_seconds, imported = asyncio.run(
-                run_import(workdir / engine, url, csv_path, "owner@example.com")
-            )
+            report = asyncio.run(run_import(workdir / engine, url, csv_path, "owner@example.com"))
+            rate = report.rows_per_second
             print(
-                f"{engine:8} import {imported} rows in {seconds:.2f} s = {rate:,.0f} rows/s "
+                f"{engine:8} import {report.imported} rows in {report.seconds:.2f} s = {rate:,.0f} rows/s "
                 f"(bare executemany baseline {base:,.0f} rows/s, ratio {rate / base:.2f}); "
-                f"search indexing afterwards {index_seconds:.1f} s"
+                f"search indexing afterwards {report.index_seconds:.1f} s"
             )
+            print("         stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.stages.items()))
     finally:
         if pg_name and args.pg:
             from tessera.db import execute_on_server
