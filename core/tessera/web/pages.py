@@ -38,7 +38,8 @@ _env.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if isinsta
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
-async def _principal(request: Request[Any, Any, Any]) -> Principal | None:
+async def current_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    """The signed-in user of a web request (session cookie), or None."""
     found = await session_of(request)
     if found is None:
         return None
@@ -46,28 +47,31 @@ async def _principal(request: Request[Any, Any, Any]) -> Principal | None:
     return await cached_principal(user_id, csrf_token=csrf)
 
 
-def _render(
+def render(
     request: Request[Any, Any, Any], template: str, status: int = 200, **context: Any
 ) -> Response[str]:
+    """Render a template (``"party.html"``, or a plugin's ``"sales/deals.html"``) with the
+    navigation of every enabled plugin."""
     pm = request.app.state.pm
     nav = [item for _name, items in call_each(pm, "tessera_nav_items") for item in (items or [])]
     html = _env.get_template(template).render(nav=nav, **context)
     return Response(html, media_type="text/html; charset=utf-8", status_code=status)
 
 
-def _check_csrf(principal: Principal, form: dict[str, str]) -> None:
+def check_csrf(principal: Principal, form: dict[str, str]) -> None:
+    """Refuse (403) a form that does not carry the session's ``csrf_token`` field."""
     if not principal.csrf_token or form.get("csrf_token") != principal.csrf_token:
         raise PermissionDenied("The form expired; reload the page and try again")
 
 
 @get("/", include_in_schema=False)
 async def home(request: Request[Any, Any, Any]) -> Redirect:
-    return Redirect("/app" if await _principal(request) else "/login")
+    return Redirect("/app" if await current_principal(request) else "/login")
 
 
 @get("/login", include_in_schema=False)
 async def login_page(request: Request[Any, Any, Any]) -> Response[str]:
-    return _render(request, "login.html", principal=None, error=None, email="")
+    return render(request, "login.html", principal=None, error=None, email="")
 
 
 @post("/login", include_in_schema=False, status_code=303)
@@ -75,7 +79,7 @@ async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[
     try:
         _, cookie = await open_session(request, data.get("email", ""), data.get("password", ""))
     except DomainError as exc:
-        return _render(
+        return render(
             request,
             "login.html",
             status=exc.status,
@@ -88,9 +92,9 @@ async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[
 
 @post("/logout", include_in_schema=False, status_code=303)
 async def logout_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
-    principal = await _principal(request)
+    principal = await current_principal(request)
     if principal is not None:
-        _check_csrf(principal, data)
+        check_csrf(principal, data)
         await auth.logout(request.cookies.get(SESSION_COOKIE, ""))
     return Redirect(
         "/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
@@ -98,7 +102,7 @@ async def logout_submit(request: Request[Any, Any, Any], data: Form) -> Response
 
 
 async def _require(request: Request[Any, Any, Any]) -> Principal:
-    principal = await _principal(request)
+    principal = await current_principal(request)
     if principal is None:
         raise NotAuthenticated("Sign in first")
     return principal
@@ -106,7 +110,7 @@ async def _require(request: Request[Any, Any, Any]) -> Principal:
 
 @get("/app", include_in_schema=False)
 async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
-    principal = await _principal(request)
+    principal = await current_principal(request)
     if principal is None:
         return Redirect("/login")
     now = clock.now()
@@ -143,7 +147,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         .order_by(Notification.id, ascending=False)
         .limit(20)
     )
-    return _render(
+    return render(
         request,
         "dashboard.html",
         principal=principal,
@@ -158,7 +162,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
 async def party_list(
     request: Request[Any, Any, Any], q: str | None = None, cursor: str | None = None
 ) -> Response[Any]:
-    principal = await _principal(request)
+    principal = await current_principal(request)
     if principal is None:
         return Redirect("/login")
     conditions = party_filters(q=q) if q else []
@@ -166,24 +170,24 @@ async def party_list(
         parties.PARTY, principal, conditions, order="name", cursor=cursor, limit=50
     )
     total = await service.count(parties.PARTY, principal, conditions)
-    return _render(request, "parties.html", principal=principal, page=page, q=q or "", total=total)
+    return render(request, "parties.html", principal=principal, page=page, q=q or "", total=total)
 
 
 @get("/app/parties/{party_id:int}", include_in_schema=False)
 async def party_card(request: Request[Any, Any, Any], party_id: int) -> Response[Any]:
-    principal = await _principal(request)
+    principal = await current_principal(request)
     if principal is None:
         return Redirect("/login")
     try:
         card = await client_card_data(request.app.state.pm, principal, party_id, newest_first=True)
     except DomainError as exc:
-        return _render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
+        return render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
     tabs = [
         tab
         for _n, items in call_each(request.app.state.pm, "tessera_party_tabs", party_id=party_id)
         for tab in items or []
     ]
-    return _render(
+    return render(
         request,
         "card.html",
         principal=principal,
@@ -198,7 +202,7 @@ async def party_card(request: Request[Any, Any, Any], party_id: int) -> Response
 @post("/app/parties/{party_id:int}/activities", include_in_schema=False, status_code=303)
 async def log_activity(request: Request[Any, Any, Any], party_id: int, data: Form) -> Response[Any]:
     principal = await _require(request)
-    _check_csrf(principal, data)
+    check_csrf(principal, data)
     try:
         starts_at = datetime.fromisoformat(data["starts_at"]) if data.get("starts_at") else clock.now()
         if starts_at.tzinfo is None:

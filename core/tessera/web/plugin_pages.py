@@ -18,33 +18,17 @@ from tessera.errors import DomainError
 from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each
 from tessera.web import pages
+from tessera.web.pages import Form, check_csrf, current_principal, render
 
-#: The form body type of kernel and plugin pages (``data: Form``).
-Form = pages.Form
-
-
-async def current_principal(request: Request[Any, Any, Any]) -> Principal | None:
-    """The signed-in user of a web request (session cookie), or None."""
-    return await pages._principal(request)
-
-
-def check_csrf(principal: Principal, form: dict[str, str]) -> None:
-    """Refuse (403) a form that does not carry the session's ``csrf_token`` field."""
-    pages._check_csrf(principal, form)
-
-
-def render(
-    request: Request[Any, Any, Any], template: str, status: int = 200, **context: Any
-) -> Response[str]:
-    """Render a template (``"sales/deals.html"`` or a kernel one) with the navigation."""
-    return pages._render(request, template, status=status, **context)
+# The helpers kernel pages use, for plugin pages too (one implementation).
+__all__ = ["Form", "check_csrf", "current_principal", "error_page", "render", "web_routers"]
 
 
 def error_page(
     request: Request[Any, Any, Any], principal: Principal | None, exc: DomainError
 ) -> Response[str]:
     """The kernel's error page with the error's status (404 for a record the user may not read)."""
-    return pages._render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
+    return render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
 
 
 def _templates_dir(plugin: object) -> Path | None:
