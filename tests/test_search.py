@@ -501,3 +501,10 @@ async def test_reindex_of_one_type_keeps_the_others(crm: Any) -> None:
     written = await search.reindex(["activity"])
     assert written == 1
     assert keys(await find(crm, admin, "полярис")) == {("party", p["id"]), ("activity", a["id"])}
+
+
+async def test_search_before_anything_was_indexed(crm: Any, search_engine: str) -> None:
+    """A fresh installation: nothing indexed yet, search answers an empty result, not an error."""
+    user = await crm.user("manager")
+    result = await find(crm, user, "Ромашка")
+    assert result["hits"] == [] and result["total"] == 0

@@ -314,8 +314,11 @@ class _View:
     def __init__(self, searcher: WSearcher) -> None:
         self.searcher = searcher
         reader = searcher.reader()
-        self.type_column = reader.column_reader("type")
-        self.owner_column = reader.column_reader("owner")
+        # An index without segments (nothing indexed yet) has no column readers; nothing will
+        # ask them for a document either.
+        empty = reader.doc_count_all() == 0
+        self.type_column: Any = {} if empty else reader.column_reader("type")
+        self.owner_column: Any = {} if empty else reader.column_reader("owner")
         #: Types in the index; those the caller may not see (missing read permission, or a type
         #: no enabled plugin declares any more) are masked out of every search.
         self.types = {t.decode() if isinstance(t, bytes) else str(t) for t in searcher.lexicon("type")}
