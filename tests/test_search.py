@@ -508,3 +508,53 @@ async def test_search_before_anything_was_indexed(crm: Any, search_engine: str) 
     user = await crm.user("manager")
     result = await find(crm, user, "Ромашка")
     assert result["hits"] == [] and result["total"] == 0
+
+
+async def test_whoosh_indexing_process_is_restarted_after_it_died(crm: Any) -> None:
+    """Index changes are applied by a child process; when it dies (killed, out of memory) the
+    next change starts a new one and nothing acknowledged is missing from search."""
+    from tessera.search import indexer
+
+    if crm.settings.search_backend != "whoosh":
+        pytest.skip("the PostgreSQL backend indexes inside the database")
+    user = await crm.user("manager")
+    first = await party(crm, user, name="Первый Гранит")
+    assert indexer._child, "the change went through the indexing process"
+    indexer._child[0].process.kill()
+    indexer._child[0].process.wait()
+    second = await party(crm, user, name="Второй Гранит")
+    assert keys(await find(crm, user, "Гранит")) == {("party", first["id"]), ("party", second["id"])}
+
+
+def test_whoosh_indexing_process_ends_with_the_server(tmp_path: Any) -> None:
+    """A server killed with SIGKILL leaves no indexing process behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from tessera.search import indexer, whoosh_backend\n"
+        "from tessera.search.documents import Document\n"
+        f"searcher = whoosh_backend.WhooshSearcher(__import__('pathlib').Path({str(tmp_path)!r}))\n"
+        "searcher._open_sync()\n"
+        "indexer.call(str(searcher.directory), [], [], 0.0)\n"
+        "print(indexer._child[0].process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    child = int(server.stdout.readline())
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the indexing process outlived the server")

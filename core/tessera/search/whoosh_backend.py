@@ -366,6 +366,38 @@ class _View:
 MERGE_AFTER_SEGMENTS = 8
 
 
+def _replace_in(ix: Any, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
+    writer = ix.writer(timeout=WRITE_LOCK_TIMEOUT, compound=False)
+    try:
+        for source in sources:
+            writer.delete_by_term("source", source)
+        for doc in docs:
+            writer.delete_by_term("key", doc.key)
+            writer.add_document(**document_fields(doc, stamp))
+    except BaseException:
+        writer.cancel()
+        raise
+    # Merging small segments on every commit was most of a small batch's cost; let a few
+    # accumulate (a query reads each) and merge them together.
+    writer.commit(merge=len(writer.segments) >= MERGE_AFTER_SEGMENTS)
+
+
+#: Index changes in a separate process (``tessera.search.indexer``). Analysing and writing
+#: documents is pure Python: in the serving process it held the interpreter lock for half of a
+#: create's time while the machine's other cores sat idle (bench/run.py, docs/performance.md).
+#: ``TESSERA_INDEX_PROCESS=0`` keeps it in a thread of the process itself.
+INDEX_IN_PROCESS = os.environ.get("TESSERA_INDEX_PROCESS", "1") != "0"
+_child_indexes: dict[str, Any] = {}
+
+
+def replace_at(directory: str, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
+    """Apply one batch of changes to the index in ``directory`` (the indexing process's task)."""
+    ix = _child_indexes.get(directory)
+    if ix is None:
+        ix = _child_indexes[directory] = _MappedStorage(directory).open_index()
+    _replace_in(ix, sources, docs, stamp)
+
+
 class _MappedFile(BufferFile):
     """A segment file read through a memory map: ``get`` (random access) is a slice, safe for
     the searcher that concurrent queries share, and nothing is copied into memory."""
@@ -450,23 +482,17 @@ class WhooshSearcher:
         return self._index().writer(timeout=WRITE_LOCK_TIMEOUT, compound=False, **options)
 
     def _replace_sync(self, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
-        writer = self._writer()
-        try:
-            for source in sources:
-                writer.delete_by_term("source", source)
-            for doc in docs:
-                writer.delete_by_term("key", doc.key)
-                writer.add_document(**document_fields(doc, stamp))
-        except BaseException:
-            writer.cancel()
-            raise
-        # Merging small segments on every commit was most of a small batch's cost; let a few
-        # accumulate (a query reads each) and merge them together.
-        writer.commit(merge=len(writer.segments) >= MERGE_AFTER_SEGMENTS)
+        _replace_in(self._index(), sources, docs, stamp)
 
     async def replace(self, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
-        if sources or docs:
+        if not (sources or docs):
+            return
+        if not INDEX_IN_PROCESS:
             await asyncio.to_thread(self._replace_sync, list(sources), list(docs), stamp)
+            return
+        from tessera.search import indexer
+
+        await asyncio.to_thread(indexer.call, str(self.directory), list(sources), list(docs), stamp)
 
     def bulk_writer(self, limitmb: int = 256) -> Any:
         """A writer for loading many new documents (benchmark, fresh index): call

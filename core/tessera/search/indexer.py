@@ -1,0 +1,116 @@
+"""The whoosh indexing process: a child of the server process that applies index changes.
+
+Analysing and writing documents is pure Python; in the serving process it held the interpreter
+lock for about half of a create's time while the machine's other cores sat idle. The server
+sends each batch (``call``) to one long-lived child over a pipe and waits for its answer, so
+an acknowledged write is still searchable at once. The child is a plain subprocess (``python -m
+tessera.search.indexer``): it never re-imports the server's main module (multiprocessing's
+``spawn`` does), and it ends when the pipe closes, also when the server was killed.
+
+Messages are length-prefixed pickles between two processes of the same installation.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, Any
+
+from tessera.search.documents import Document
+
+_HEADER = 8
+
+
+class IndexerFailed(RuntimeError):
+    """The indexing process failed a batch or died (the batch is retried from the search queue)."""
+
+
+def _send(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(_HEADER, "big") + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER)
+    if len(header) < _HEADER:
+        raise EOFError
+    size = int.from_bytes(header, "big")
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+class _Child:
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tessera.search.indexer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+
+    def call(self, message: Any) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        _send(self.process.stdin, message)
+        return _receive(self.process.stdout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+_lock = threading.Lock()
+_child: list[_Child] = []
+
+
+def call(directory: str, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
+    """Apply one batch in the indexing process (started on first use, restarted after it died).
+    Blocking: run it in a thread."""
+    with _lock:
+        if not _child or _child[0].process.poll() is not None:
+            _child[:] = [_Child()]
+        try:
+            status, detail = _child[0].call((directory, list(sources), list(docs), stamp))
+        except (OSError, EOFError) as exc:
+            _child.pop().stop()
+            raise IndexerFailed(f"the indexing process died: {exc!r}") from exc
+    if status != "ok":
+        raise IndexerFailed(detail)
+
+
+def stop() -> None:
+    with _lock:
+        if _child:
+            _child.pop().stop()
+
+
+def main() -> None:
+    """The child: apply batches until the server closes the pipe."""
+    from tessera.search.whoosh_backend import replace_at
+
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stdout carries answers only
+    while True:
+        try:
+            directory, sources, docs, stamp = _receive(requests)
+        except EOFError:
+            return
+        try:
+            replace_at(directory, sources, docs, stamp)
+            answer: tuple[str, str] = ("ok", "")
+        except Exception as exc:
+            answer = ("error", repr(exc))
+        _send(answers, answer)
+
+
+if __name__ == "__main__":
+    main()
