@@ -95,8 +95,13 @@ def stop() -> None:
 
 def main() -> None:
     """The child: apply batches until the server closes the pipe."""
+    import signal
+
     from tessera.search.whoosh_backend import replace_at
 
+    # Ctrl-C in a terminal reaches the whole process group: the server stops, and this
+    # process then ends when the pipe closes (instead of printing a KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stdout carries answers only
     while True:
@@ -109,7 +114,10 @@ def main() -> None:
             answer: tuple[str, str] = ("ok", "")
         except Exception as exc:
             answer = ("error", repr(exc))
-        _send(answers, answer)
+        try:
+            _send(answers, answer)
+        except OSError:  # the server is gone (killed while we worked): nobody to answer
+            return
 
 
 if __name__ == "__main__":
