@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,6 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from tessera import audit, clock, db
+from tessera.cache import ReadCache
 from tessera.entities.tables import ApiToken, CrmUser, LoginThrottle, WebSession
 from tessera.errors import NotAuthenticated, TooManyRequests, ValidationFailed
 
@@ -235,9 +235,8 @@ async def create_token(
 #: per request saved). Revoking through the API counts at once in this process
 #: (``forget_tokens``), in another process within this many seconds; expiry is checked every time.
 TOKEN_TTL = 2.0
-_tokens: dict[str, tuple[float, int, frozenset[str] | None, datetime | None]] = {}
-#: The database the cached tokens were read from (tests switch databases in one process).
-_tokens_engine: list[object] = [None]
+#: token hash -> (user id, scopes, expires_at)
+_tokens: ReadCache[str, tuple[int, frozenset[str] | None, datetime | None]] = ReadCache(TOKEN_TTL)
 
 
 def forget_tokens() -> None:
@@ -248,28 +247,22 @@ async def token_user(token: str) -> tuple[int, frozenset[str] | None] | None:
     """``(user id, scopes or None for full access)`` for a valid token, else None."""
     digest = sha256(token)
     now = clock.now()
-    engine = db.get_engine()
-    if _tokens_engine[0] is not engine:
-        _tokens.clear()
-        _tokens_engine[0] = engine
     hit = _tokens.get(digest)
-    if hit is not None and time.monotonic() - hit[0] <= TOKEN_TTL:
-        _, user_id, scopes, expires_at = hit
+    if hit is not None:
+        user_id, scopes, expires_at = hit
         if expires_at is not None and expires_at <= now:
             return None
         return user_id, scopes
     row = await ApiToken.select().where(ApiToken.token_hash == digest).first()
     if row is None or row["revoked_at"] is not None:
-        _tokens.pop(digest, None)
+        _tokens.pop(digest)
         return None
     if row["expires_at"] is not None and row["expires_at"] <= now:
-        _tokens.pop(digest, None)
+        _tokens.pop(digest)
         return None
     last = row["last_used_at"]
     if last is None or (now - last) > timedelta(minutes=5):  # avoid a write on every request
         await ApiToken.update({ApiToken.last_used_at: now}).where(ApiToken.id == row["id"])
     scopes = frozenset(row["scopes"]) if row["scopes"] else None
-    if len(_tokens) > 10_000:
-        _tokens.clear()
-    _tokens[digest] = (time.monotonic(), row["user_id"], scopes, row["expires_at"])
+    _tokens.put(digest, (row["user_id"], scopes, row["expires_at"]))
     return row["user_id"], scopes

@@ -4,14 +4,14 @@ jsonschema on every write of that entity type."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import jsonschema
 import pluggy
 from jsonschema import Draft202012Validator
 
-from tessera import audit, clock, db, events
+from tessera import audit, clock, events
+from tessera.cache import ReadCache
 from tessera.entities.tables import CustomFieldSchema
 from tessera.errors import FieldError, ValidationFailed
 from tessera.plugins import call_each
@@ -85,19 +85,16 @@ def validate_against(schema: dict[str, Any], values: dict[str, Any], prefix: str
 #: is a query on every create and update. An admin change in this process is seen at once
 #: (the cache is dropped), one made by another process within this many seconds.
 SCHEMA_TTL = 2.0
-#: (plugin manager, database engine, entity type) -> (when read, schema)
-_schemas: dict[tuple[int, int, str], tuple[float, dict[str, Any], object, object]] = {}
+#: (plugin manager, entity type) -> (plugin manager, schema); the manager itself is kept and
+#: compared: an id may be reused after garbage collection.
+_schemas: ReadCache[tuple[int, str], tuple[object, dict[str, Any]]] = ReadCache(SCHEMA_TTL, max_entries=100)
 
 
 async def validate(pm: pluggy.PluginManager, entity_type: str, values: dict[str, Any]) -> None:
-    engine = db.get_engine()
-    key = (id(pm), id(engine), entity_type)
+    key = (id(pm), entity_type)
     hit = _schemas.get(key)
-    # (the objects themselves are compared too: an id may be reused after garbage collection)
-    if hit is None or hit[2] is not pm or hit[3] is not engine or time.monotonic() - hit[0] > SCHEMA_TTL:
-        if len(_schemas) > 100:  # entries of plugin managers and databases no longer in use
-            _schemas.clear()
-        hit = _schemas[key] = (time.monotonic(), await effective_schema(pm, entity_type), pm, engine)
+    if hit is None or hit[0] is not pm:
+        hit = _schemas.put(key, (pm, await effective_schema(pm, entity_type)))
     validate_against(hit[1], values)
 
 

@@ -4,7 +4,6 @@ counts, searches, reports and exports apply the very same rule inside the query.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -13,7 +12,8 @@ import pluggy
 from piccolo.columns import Column
 from piccolo.columns.combination import Or, Where, WhereRaw
 
-from tessera import clock, db
+from tessera import clock
+from tessera.cache import ReadCache
 from tessera.entities.tables import CrmUser, Role, Substitution, UserRole
 from tessera.errors import NotFound, PermissionDenied
 from tessera.plugins import call_each
@@ -208,15 +208,12 @@ PRINCIPAL_TTL = 2.0
 @dataclass(frozen=True)
 class _Cached:
     principal: Principal
-    built: float  # time.monotonic()
     built_at: datetime  # the application clock (tests move it)
     #: When a substitution of this user starts or ends: the principal changes then.
     changes_at: datetime | None
 
 
-_principals: dict[int, _Cached] = {}
-#: The database the cached principals were read from (tests switch databases in one process).
-_principals_engine: list[object] = [None]
+_principals: ReadCache[int, _Cached] = ReadCache(PRINCIPAL_TTL)
 
 
 def forget_principals() -> None:
@@ -230,21 +227,10 @@ async def cached_principal(
     """``build_principal`` for a request: reuses this user's principal for ``PRINCIPAL_TTL``
     seconds unless access data changed in this process or a substitution began or ended."""
     now = clock.now()
-    engine = db.get_engine()
-    if _principals_engine[0] is not engine:
-        _principals.clear()
-        _principals_engine[0] = engine
     hit = _principals.get(user_id)
-    if (
-        hit is None
-        or time.monotonic() - hit.built > PRINCIPAL_TTL
-        or now < hit.built_at
-        or (hit.changes_at is not None and now >= hit.changes_at)
-    ):
+    if hit is None or now < hit.built_at or (hit.changes_at is not None and now >= hit.changes_at):
         principal, changes_at = await _build_principal(user_id)
-        if len(_principals) > 10_000:
-            _principals.clear()
-        hit = _principals[user_id] = _Cached(principal, time.monotonic(), now, changes_at)
+        hit = _principals.put(user_id, _Cached(principal, now, changes_at))
     return replace(hit.principal, token_scopes=token_scopes, csrf_token=csrf_token)
 
 
