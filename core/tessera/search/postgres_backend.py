@@ -151,6 +151,17 @@ ON CONFLICT (key) DO UPDATE SET
 """
 
 
+#: Batches up to this many documents are upserted row by row in one pipelined round trip;
+#: larger ones (reindex, imports) go through COPY into the staging table.
+SMALL_BATCH = 200
+_UPSERT_ROW = f"""
+INSERT INTO search_document ({", ".join(COLUMNS)})
+VALUES ({", ".join(f"${i}" if c != "tsv" else f"${i}::text::tsvector" for i, c in enumerate(COLUMNS, 1))})
+ON CONFLICT (key) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "key")}
+"""
+
+
 #: Settings of every search transaction. Each statement is planned for its own words
 #: (``force_custom_plan``: a generic plan cannot know whether a word is in 60 % of the
 #: documents or in three). Sequential scans never pay off; JIT compilation and parallel workers
@@ -380,6 +391,11 @@ class PostgresSearcher:
                 await self._upsert(conn, rows)
 
     async def _upsert(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        if len(rows) <= SMALL_BATCH:
+            # One pipelined round trip (asyncpg sends every row's Bind/Execute, then one Sync)
+            # instead of four for the staging table: most batches are a few API writes.
+            await conn.executemany(_UPSERT_ROW, rows)
+            return
         await conn.execute(_STAGE_DDL)
         await conn.copy_records_to_table("search_stage", records=rows, columns=list(COLUMNS))
         await conn.execute(_UPSERT_FROM_STAGE)
