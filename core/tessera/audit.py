@@ -6,6 +6,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from piccolo.query import Insert
+
 from tessera import clock
 from tessera.entities.tables import AuditLog
 from tessera.events import current_actor
@@ -36,15 +38,17 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, li
     return changes
 
 
-async def record(
+def entry(
     action: str,
     entity: str,
     entity_id: int | None,
     changes: dict[str, Any] | None = None,
     detail: str = "",
     user_id: int | None = None,
-) -> None:
-    await AuditLog.insert(
+) -> Insert:
+    """The audit entry as a query not run yet: ``await`` it, or hand it to ``events.emit(...,
+    also=[...])`` to write it in the same statement as the event."""
+    return AuditLog.insert(
         AuditLog(
             at=clock.now(),
             user_id=user_id if user_id is not None else current_actor(),
@@ -55,3 +59,14 @@ async def record(
             detail=detail,
         )
     )
+
+
+async def record(
+    action: str,
+    entity: str,
+    entity_id: int | None,
+    changes: dict[str, Any] | None = None,
+    detail: str = "",
+    user_id: int | None = None,
+) -> None:
+    await entry(action, entity, entity_id, changes, detail, user_id)

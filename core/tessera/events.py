@@ -14,13 +14,15 @@ import contextvars
 import json
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import pluggy
+from piccolo.query.base import Query
+from piccolo.querystring import QueryString
 from piccolo.utils.encoding import dump_json
 
 from tessera import clock, db
@@ -155,16 +157,24 @@ async def deliver_grouped(batch: list[DomainEvent]) -> None:
                 waiting.done = True
 
 
-async def emit(name: str, entity: str, entity_id: int | None, payload: dict[str, Any] | None = None) -> None:
+async def emit(
+    name: str,
+    entity: str,
+    entity_id: int | None,
+    payload: dict[str, Any] | None = None,
+    also: Sequence[Query[Any, Any]] = (),
+) -> None:
     """Record a domain event in the current unit of work (required: events without a
-    transaction could be delivered for changes that were rolled back)."""
+    transaction could be delivered for changes that were rolled back). ``also``: inserts to
+    write with it (the change's audit entry): on PostgreSQL in the same statement, one round
+    trip instead of one each."""
     pending = _pending.get()
     if pending is None:
         raise RuntimeError(f"emit({name!r}) outside unit_of_work()")
     # Listeners get the payload as stored (JSON types), also when it is delivered at once.
     stored = json.loads(dump_json(payload or {}))
     user_id, occurred_at = _actor.get(), clock.now()
-    rows = await DomainEventRow.insert(
+    insert = DomainEventRow.insert(
         DomainEventRow(
             name=name,
             entity=entity,
@@ -174,6 +184,16 @@ async def emit(name: str, entity: str, entity_id: int | None, payload: dict[str,
             occurred_at=occurred_at,
         )
     ).returning(DomainEventRow.id)
+    if also and db.is_postgres():
+        parts = [q.querystrings[0] for q in also]
+        ctes = ", ".join(f"also_{i} AS ({{}})" for i in range(len(parts)))
+        rows = await db.get_engine().run_querystring(
+            QueryString(f"WITH {ctes} {{}}", *parts, insert.querystrings[0]), in_pool=True
+        )
+    else:
+        for query in also:
+            await query
+        rows = await insert
     pending.append(DomainEvent(rows[0]["id"], name, entity, entity_id, stored, user_id, occurred_at))
 
 

@@ -283,8 +283,13 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
         record_id = row[table._meta.primary_key._meta.name]
         if spec.after_write:
             await spec.after_write(principal, row, None, extras)
-        await audit.record("create", spec.name, record_id, audit.diff(None, row))
-        await events.emit(f"{spec.name}.created", spec.name, record_id, {"id": record_id})
+        await events.emit(
+            f"{spec.name}.created",
+            spec.name,
+            record_id,
+            {"id": record_id},
+            also=[audit.entry("create", spec.name, record_id, audit.diff(None, row))],
+        )
     _after_commit(spec)
     return row
 
@@ -351,9 +356,12 @@ async def update(
         if spec.after_write:
             await spec.after_write(principal, row, existing, extras)
         diff = audit.diff(existing, row)
-        await audit.record("update", spec.name, record_id, diff)
         await events.emit(
-            f"{spec.name}.updated", spec.name, record_id, {"id": record_id, "fields": sorted(diff)}
+            f"{spec.name}.updated",
+            spec.name,
+            record_id,
+            {"id": record_id, "fields": sorted(diff)},
+            also=[audit.entry("update", spec.name, record_id, diff)],
         )
     _after_commit(spec)
     return row
@@ -373,8 +381,13 @@ async def delete(
         if spec.before_delete:
             await spec.before_delete(principal, existing)
         await table.delete().where(table._meta.primary_key == record_id)
-        await audit.record("delete", spec.name, record_id, audit.diff(existing, None))
-        await events.emit(f"{spec.name}.deleted", spec.name, record_id, {"id": record_id})
+        await events.emit(
+            f"{spec.name}.deleted",
+            spec.name,
+            record_id,
+            {"id": record_id},
+            also=[audit.entry("delete", spec.name, record_id, audit.diff(existing, None))],
+        )
     _after_commit(spec)
 
 
