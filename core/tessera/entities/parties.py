@@ -157,25 +157,29 @@ async def prepare_party(
 
 async def after_party_write(
     principal: Principal, row: dict[str, Any], existing: dict[str, Any] | None, extras: dict[str, Any]
-) -> None:
+) -> list[Any]:
     old_status = existing["status"] if existing else None
-    if old_status != row["status"]:
-        await PartyStatusChange.insert(
-            PartyStatusChange(
-                party_id=row["id"],
-                from_status=old_status,
-                to_status=row["status"],
-                changed_at=row["status_changed_at"],
-                changed_by=principal.user_id,
-            )
+    if old_status == row["status"]:
+        return []
+    status_entry = PartyStatusChange.insert(
+        PartyStatusChange(
+            party_id=row["id"],
+            from_status=old_status,
+            to_status=row["status"],
+            changed_at=row["status_changed_at"],
+            changed_by=principal.user_id,
         )
-        if existing is not None:
-            await events.emit(
-                "party.status_changed",
-                "party",
-                row["id"],
-                {"id": row["id"], "from": old_status, "to": row["status"]},
-            )
+    )
+    if existing is None:
+        return [status_entry]  # written with the create's event (one statement on PostgreSQL)
+    await events.emit(
+        "party.status_changed",
+        "party",
+        row["id"],
+        {"id": row["id"], "from": old_status, "to": row["status"]},
+        also=[status_entry],
+    )
+    return []
 
 
 async def before_party_delete(principal: Principal, row: dict[str, Any]) -> None:

@@ -25,7 +25,9 @@ from tessera.permissions import Principal, forget_principals
 
 Condition = Any  # a Piccolo Where / And / Or / WhereRaw
 Prepare = Callable[[Principal, dict[str, Any], dict[str, Any] | None], Awaitable[dict[str, Any]]]
-AfterWrite = Callable[[Principal, dict[str, Any], dict[str, Any] | None, dict[str, Any]], Awaitable[None]]
+AfterWrite = Callable[
+    [Principal, dict[str, Any], dict[str, Any] | None, dict[str, Any]], Awaitable[Sequence[Any] | None]
+]
 
 
 @dataclass
@@ -45,6 +47,7 @@ class EntitySpec:
     prepare: Prepare | None = None
     #: Runs inside the transaction after a create/update: (principal, row, existing or None,
     #: extras) where extras are the prepared values that are not columns (participants ...).
+    #: May return inserts (queries not run yet) to write together with the change's event.
     after_write: AfterWrite | None = None
     #: Runs inside the transaction just before a delete: (principal, row). Used to audit and
     #: announce the records the database deletes with it (ON DELETE CASCADE).
@@ -281,14 +284,13 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
         rows = await table.insert(table(**values)).returning(*table._meta.columns)
         row = _public(spec, _loaded(table, rows[0]))
         record_id = row[table._meta.primary_key._meta.name]
-        if spec.after_write:
-            await spec.after_write(principal, row, None, extras)
+        written_with = await _after_write(spec, principal, row, None, extras)
         await events.emit(
             f"{spec.name}.created",
             spec.name,
             record_id,
             {"id": record_id},
-            also=[audit.entry("create", spec.name, record_id, audit.diff(None, row))],
+            also=[*written_with, audit.entry("create", spec.name, record_id, audit.diff(None, row))],
         )
     _after_commit(spec)
     return row
@@ -353,15 +355,14 @@ async def update(
         if not updated or updated[0] is None:
             raise Conflict(f"{spec.name} {record_id} was changed by someone else; reload and try again")
         row = _public(spec, _loaded(table, updated[0]))
-        if spec.after_write:
-            await spec.after_write(principal, row, existing, extras)
+        written_with = await _after_write(spec, principal, row, existing, extras)
         diff = audit.diff(existing, row)
         await events.emit(
             f"{spec.name}.updated",
             spec.name,
             record_id,
             {"id": record_id, "fields": sorted(diff)},
-            also=[audit.entry("update", spec.name, record_id, diff)],
+            also=[*written_with, audit.entry("update", spec.name, record_id, diff)],
         )
     _after_commit(spec)
     return row
@@ -389,6 +390,19 @@ async def delete(
             also=[audit.entry("delete", spec.name, record_id, audit.diff(existing, None))],
         )
     _after_commit(spec)
+
+
+async def _after_write(
+    spec: EntitySpec,
+    principal: Principal,
+    row: dict[str, Any],
+    existing: dict[str, Any] | None,
+    extras: dict[str, Any],
+) -> list[Any]:
+    """Run the spec's ``after_write``; the inserts it hands back go with the change's event."""
+    if spec.after_write is None:
+        return []
+    return list(await spec.after_write(principal, row, existing, extras) or [])
 
 
 def _after_commit(spec: EntitySpec) -> None:
