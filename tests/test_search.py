@@ -558,3 +558,17 @@ def test_whoosh_indexing_process_ends_with_the_server(tmp_path: Any) -> None:
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the indexing process outlived the server")
+
+
+def test_writes_before_start_up_create_the_index(tmp_path: Any) -> None:
+    """`tessera demo` and the CLI write before any server opened the index: the first change
+    creates it instead of failing into the retry queue."""
+    import asyncio
+
+    from tessera.search import whoosh_backend
+    from tessera.search.documents import Document
+
+    searcher = whoosh_backend.WhooshSearcher(tmp_path / "whoosh")
+    doc = Document(type="party", id=1, title="Ромашка", source="party:1")
+    asyncio.run(searcher.replace(["party:1"], [doc], 0.0))
+    assert asyncio.run(searcher.count()) == 1

@@ -490,6 +490,10 @@ class WhooshSearcher:
         if not INDEX_IN_PROCESS:
             await asyncio.to_thread(self._replace_sync, list(sources), list(docs), stamp)
             return
+        if self._ix is None:
+            # Creates the index when missing (a first write before start-up, e.g. `tessera demo`
+            # loading its data): the indexing process only opens existing ones.
+            await asyncio.to_thread(self._index)
         from tessera.search import indexer
 
         await asyncio.to_thread(indexer.call, str(self.directory), list(sources), list(docs), stamp)
