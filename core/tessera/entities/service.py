@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 from piccolo.columns import Column
 from piccolo.table import Table
+from piccolo.utils.encoding import load_json
 
 from tessera import audit, clock, customfields, db, events
 from tessera.entities.dto import MAX_ID
@@ -169,11 +170,12 @@ async def _fetch(spec: EntitySpec, principal: Principal | None, record_id: int) 
 
 
 def _loaded(table: type[Table], row: dict[str, Any]) -> dict[str, Any]:
-    """A row from ``RETURNING`` as ``select().output(load_json=True)`` gives it: JSON parsed."""
+    """A row from ``RETURNING`` as ``select().output(load_json=True)`` gives it: JSON parsed
+    (with the decoder Piccolo uses there)."""
     for column in table._meta.json_columns:
         name = column._meta.name
         if isinstance(row.get(name), str):
-            row[name] = json.loads(row[name])
+            row[name] = load_json(row[name])
     return row
 
 

@@ -79,18 +79,12 @@ def call(directory: str, sources: Sequence[str], docs: Sequence[Document], stamp
         if not _child or _child[0].process.poll() is not None:
             _child[:] = [_Child()]
         try:
-            status, detail = _child[0].call((directory, list(sources), list(docs), stamp))
+            status, detail = _child[0].call((directory, sources, docs, stamp))
         except (OSError, EOFError) as exc:
             _child.pop().stop()
             raise IndexerFailed(f"the indexing process died: {exc!r}") from exc
     if status != "ok":
         raise IndexerFailed(detail)
-
-
-def stop() -> None:
-    with _lock:
-        if _child:
-            _child.pop().stop()
 
 
 def main() -> None:

@@ -143,11 +143,14 @@ CREATE TEMP TABLE IF NOT EXISTS search_stage (
 ) ON COMMIT DELETE ROWS
 """
 
+#: A document already indexed under its key is replaced.
+_ON_KEY_CONFLICT = f"""ON CONFLICT (key) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "key")}"""
+
 _UPSERT_FROM_STAGE = f"""
 INSERT INTO search_document ({", ".join(COLUMNS)})
 SELECT {", ".join(c if c != "tsv" else "tsv::tsvector" for c in COLUMNS)} FROM search_stage
-ON CONFLICT (key) DO UPDATE SET
-{", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "key")}
+{_ON_KEY_CONFLICT}
 """
 
 
@@ -157,8 +160,7 @@ SMALL_BATCH = 200
 _UPSERT_ROW = f"""
 INSERT INTO search_document ({", ".join(COLUMNS)})
 VALUES ({", ".join(f"${i}" if c != "tsv" else f"${i}::text::tsvector" for i, c in enumerate(COLUMNS, 1))})
-ON CONFLICT (key) DO UPDATE SET
-{", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "key")}
+{_ON_KEY_CONFLICT}
 """
 
 

@@ -366,8 +366,15 @@ class _View:
 MERGE_AFTER_SEGMENTS = 8
 
 
+def _open_writer(ix: Any, **options: Any) -> Any:
+    """A writer that leaves separate segment files (``compound=False``): whoosh reads a
+    compound segment's files by copying them into memory, which every writer (one per
+    delivery batch) would pay for the whole index."""
+    return ix.writer(timeout=WRITE_LOCK_TIMEOUT, compound=False, **options)
+
+
 def _replace_in(ix: Any, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
-    writer = ix.writer(timeout=WRITE_LOCK_TIMEOUT, compound=False)
+    writer = _open_writer(ix)
     try:
         for source in sources:
             writer.delete_by_term("source", source)
@@ -476,10 +483,7 @@ class WhooshSearcher:
     # ------------------------------------------------------------------ writing
 
     def _writer(self, **options: Any) -> Any:
-        """A writer that leaves separate segment files (``compound=False``): whoosh reads a
-        compound segment's files by copying them into memory, which every writer (one per
-        delivery batch) would pay for the whole index."""
-        return self._index().writer(timeout=WRITE_LOCK_TIMEOUT, compound=False, **options)
+        return _open_writer(self._index(), **options)
 
     def _replace_sync(self, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
         _replace_in(self._index(), sources, docs, stamp)
