@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import weakref
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
@@ -22,6 +23,137 @@ from piccolo.table import Table
 _engine: Engine | None = None
 #: Bytes of the database file SQLite reads through a memory map (see ``_connect_daemon``).
 MMAP_SIZE = 2**31
+
+
+#: How long a write transaction waits for another process's write lock before it fails.
+WRITE_LOCK_WAIT_S = 30.0
+#: SQLite's own busy wait for a statement of a running inline transaction (milliseconds): it
+#: holds the write lock already, so only rare cases (WAL recovery) wait, and they block the loop.
+INLINE_BUSY_MS = 200
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class _InlineCursor:
+    """A finished statement's rows, with the async surface of an aiosqlite cursor."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def execute(self, sql: str, params: Any = ()) -> _InlineCursor:
+        self._cursor.execute(sql, params)
+        return self
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+
+class _InlineStatement:
+    """What ``execute`` returns: awaited it gives the cursor, ``async with`` closes it after."""
+
+    def __init__(self, connection: sqlite3.Connection, sql: str, params: Any) -> None:
+        self._connection, self._sql, self._params = connection, sql, params
+        self._cursor: _InlineCursor | None = None
+
+    def _run(self) -> _InlineCursor:
+        return _InlineCursor(self._connection.execute(self._sql, self._params))
+
+    async def _awaited(self) -> _InlineCursor:
+        return self._run()
+
+    def __await__(self) -> Any:
+        return self._awaited().__await__()
+
+    async def __aenter__(self) -> _InlineCursor:
+        self._cursor = self._run()
+        return self._cursor
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._cursor is not None:
+            await self._cursor.close()
+
+
+class _InlineConnection:
+    """A sqlite3 connection whose statements run on the event loop's own thread, with the part
+    of aiosqlite's interface Piccolo's transactions and the importer use.
+
+    Write transactions run on it. They are serialised (one write lock per database), and with
+    a worker thread each of their statements waited for a turn of the event loop to come back:
+    with 16 concurrent creates the lock was held ~7 ms for ~0.3 ms of SQLite work, which capped
+    creates at ~140/s (bench/run.py). A statement of a short transaction costs microseconds,
+    less than the thread hop; long bulk writes ask for a thread (``transaction(bulk=True)``).
+    """
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    @property
+    def row_factory(self) -> Any:
+        return self.raw.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        self.raw.row_factory = factory
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    def execute(self, sql: str, params: Any = ()) -> _InlineStatement:
+        return _InlineStatement(self.raw, sql, params)
+
+    async def executemany(self, sql: str, rows: Any) -> _InlineCursor:
+        return _InlineCursor(self.raw.executemany(sql, rows))
+
+    async def execute_fetchall(self, sql: str, params: Any = ()) -> list[Any]:
+        return self.raw.execute(sql, params).fetchall()
+
+    async def commit(self) -> None:
+        self.raw.commit()
+
+    async def rollback(self) -> None:
+        self.raw.rollback()
+
+    async def close(self) -> None:
+        self.raw.close()
+
+    async def begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE without blocking the event loop while another process writes: SQLite
+        is asked not to wait, and the wait happens here, asleep, up to ``WRITE_LOCK_WAIT_S``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_LOCK_WAIT_S
+        delay = 0.001
+        self.raw.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    self.raw.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    busy = "locked" in str(exc) or "busy" in str(exc)
+                    if not busy or loop.time() > deadline:
+                        raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        finally:
+            self.raw.execute(f"PRAGMA busy_timeout = {INLINE_BUSY_MS}")
 
 
 class TesseraSQLiteEngine(SQLiteEngine):
@@ -41,6 +173,7 @@ class TesseraSQLiteEngine(SQLiteEngine):
     def __init__(self, path: str) -> None:
         super().__init__(path=path, timeout=30)
         self._idle: list[Any] = []
+        self._idle_inline: list[_InlineConnection] = []
         self._reuse = False
         self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -71,12 +204,42 @@ class TesseraSQLiteEngine(SQLiteEngine):
         await connection.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
         return connection
 
+    def _connect_inline(self) -> _InlineConnection:
+        from piccolo.engine.sqlite import dict_factory
+
+        raw = sqlite3.connect(**self.connection_kwargs, check_same_thread=False)
+        raw.row_factory = dict_factory
+        raw.execute("PRAGMA foreign_keys = 1")
+        raw.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
+        raw.execute(f"PRAGMA busy_timeout = {INLINE_BUSY_MS}")
+        return _InlineConnection(raw)
+
+    async def _run_in_existing_connection(
+        self,
+        connection: Any,
+        query: str,
+        args: list[Any] | None = None,
+        query_type: str = "generic",
+        table: Any = None,
+    ) -> Any:
+        if query_type == "insert" and sqlite3.sqlite_version_info < (3, 35):
+            return await super()._run_in_existing_connection(connection, query, args, query_type, table)
+        # Piccolo re-sends PRAGMA foreign_keys before every statement of a transaction (one more
+        # round trip each); every connection here has it on from the start.
+        async with connection.execute(query, args or []) as cursor:
+            return await cursor.fetchall()
+
     async def _run_in_new_connection(
         self, query: str, args: list[Any] | None = None, query_type: str = "generic", table: Any = None
     ) -> Any:
         if not self._reuse or (query_type == "insert" and sqlite3.sqlite_version_info < (3, 35)):
             # (without RETURNING, Piccolo reads the new id back on the same cursor)
             return await super()._run_in_new_connection(query, args, query_type, table)
+        if query.lstrip()[:7].upper().startswith(_WRITE_VERBS):
+            # A write outside a transaction queues with the write transactions (see
+            # ``_PooledTransaction``) instead of racing them for SQLite's lock.
+            async with self.transaction(TransactionType.immediate) as tx:
+                return await self._run_in_existing_connection(tx.connection, query, args, query_type, table)
         connection = await self.take_connection()
         try:
             async with connection.execute(query, args or []) as cursor:
@@ -91,26 +254,36 @@ class TesseraSQLiteEngine(SQLiteEngine):
     async def take_connection(self) -> Any:
         return self._idle.pop() if self._idle else await self._connect_daemon()
 
+    def take_inline(self) -> _InlineConnection:
+        return self._idle_inline.pop() if self._idle_inline else self._connect_inline()
+
     async def give_back(self, connection: Any) -> None:
         """Keep a connection that finished cleanly (no open transaction) for the next use."""
-        if self._reuse and len(self._idle) < self.MAX_IDLE:
-            self._idle.append(connection)
+        idle: list[Any] = self._idle_inline if isinstance(connection, _InlineConnection) else self._idle
+        if self._reuse and len(idle) < self.MAX_IDLE:
+            idle.append(connection)
         else:
             await connection.close()
 
     def transaction(
-        self, transaction_type: TransactionType = TransactionType.deferred, allow_nested: bool = True
+        self,
+        transaction_type: TransactionType = TransactionType.deferred,
+        allow_nested: bool = True,
+        bulk: bool = False,
     ) -> SQLiteTransaction:
         if not self._reuse:
             return super().transaction(transaction_type, allow_nested)
-        return _PooledTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
+        tx = _PooledTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
+        tx.inline = transaction_type != TransactionType.deferred and not bulk
+        return tx
 
     def reuse_connections(self) -> None:
         self._reuse = True
 
     async def close_idle(self) -> None:
         self._reuse = False
-        idle, self._idle = self._idle, []
+        idle, self._idle = [*self._idle, *self._idle_inline], []
+        self._idle_inline = []
         for connection in idle:
             await connection.close()
 
@@ -121,6 +294,8 @@ class _PooledTransaction(SQLiteTransaction):
 
     engine: TesseraSQLiteEngine
     _writer: asyncio.Lock | None = None
+    #: A write transaction on an ``_InlineConnection`` (else an aiosqlite one).
+    inline: bool = False
 
     async def __aenter__(self) -> SQLiteTransaction:
         if self._parent is not None:
@@ -132,9 +307,15 @@ class _PooledTransaction(SQLiteTransaction):
             self._writer = self.engine.writer_lock()
             await self._writer.acquire()
         try:
-            self.connection = await self.engine.take_connection()
+            if self.inline:
+                self.connection = self.engine.take_inline()
+            else:
+                self.connection = await self.engine.take_connection()
             try:
-                await self.begin()
+                if self.inline:
+                    await self.connection.begin_immediate()
+                else:
+                    await self.begin()
             except BaseException:  # e.g. another process kept the write lock past the timeout
                 await self.connection.close()
                 raise
@@ -244,7 +425,18 @@ async def _keep_session(connection: Any) -> None:
     transaction left open before this is called."""
 
 
+_before_stop: list[Callable[[], Awaitable[None]]] = []
+
+
+def before_stop(callback: Callable[[], Awaitable[None]]) -> None:
+    """Run ``callback`` when ``stop`` is called, before connections close (work a write left
+    to finish in the background: event deliveries)."""
+    _before_stop.append(callback)
+
+
 async def stop(engine: Engine | None = None) -> None:
+    for callback in _before_stop:
+        await callback()
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
@@ -252,13 +444,18 @@ async def stop(engine: Engine | None = None) -> None:
         await engine.close_idle()
 
 
-def transaction() -> Any:
+def transaction(bulk: bool = False) -> Any:
     """A write transaction: ``async with transaction(): ...``.
 
     On SQLite it starts with BEGIN IMMEDIATE so a read-then-write transaction waits for the
-    write lock instead of failing with SQLITE_BUSY half-way. Nested use joins the outer one.
+    write lock instead of failing with SQLITE_BUSY half-way, and its statements run on the
+    event loop's thread (``_InlineConnection``); ``bulk=True`` (imports: statements of many
+    milliseconds) runs them in a connection thread instead, so the server keeps answering.
+    Nested use joins the outer one.
     """
     engine = get_engine()
+    if isinstance(engine, TesseraSQLiteEngine):
+        return engine.transaction(transaction_type=TransactionType.immediate, bulk=bulk)
     if isinstance(engine, SQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)
     return engine.transaction()

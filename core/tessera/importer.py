@@ -934,7 +934,7 @@ async def _import(
         progress("check", len(data), len(data))
     lap("check")
 
-    async with db.transaction():
+    async with db.transaction(bulk=True):
         existing = await _existing_keys({k for r in rows if not r.errors for k, _, _ in r.keys})
         hidden: set[int] = set()
         if principal is not None and not principal.sees_all:
