@@ -52,6 +52,7 @@ def recorder(crm: Any) -> Recorder:
 
 
 async def _outbox() -> list[dict[str, Any]]:
+    await events.settle()  # deliveries finish their search indexing in the background
     return await DomainEvent.select().order_by(DomainEvent.id).output(load_json=True)  # type: ignore[no-any-return]
 
 
@@ -224,9 +225,9 @@ def test_domain_event_is_plain_data() -> None:
 
 
 async def test_concurrent_writes_share_deliveries_and_each_waits_for_its_own(crm: Any) -> None:
-    """Units of work that commit while a delivery runs are delivered together in the next one
-    (one search index commit for many writes), and none returns before its events were
-    delivered: a client that got its 201 finds the record in search."""
+    """Units of work that commit while a delivery runs are delivered together in the next one,
+    and none returns before its events were delivered; a client that got its 201 finds the
+    record in search (which waits for the indexing handed over before it)."""
     import asyncio
 
     batches: list[list[int]] = []
@@ -261,6 +262,7 @@ async def _create_concurrently(crm: Any, batches: list[list[int]]) -> None:
     delivered = [i for b in batches for i in b]
     assert sorted(delivered) == sorted(ids)  # each exactly once
     assert len([b for b in batches if b]) < len(ids)  # and together
+    await events.settle()
     rows = await DomainEvent.select().where(DomainEvent.name == "party.created")
     assert all(r["dispatched_at"] is not None for r in rows)
 

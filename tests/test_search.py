@@ -439,7 +439,9 @@ async def _create_while_index_is_broken(
         lock = open_dir(str(crm.settings.data_dir / "search" / "whoosh")).lock("WRITELOCK")
         assert lock.acquire()
         try:
-            return await party(crm, admin, name="Меридиан")
+            created = await party(crm, admin, name="Меридиан")
+            await search.settled()  # indexing runs after the answer: let it meet the lock
+            return created
         finally:
             lock.release()
     # The index table is unavailable (an operator is rebuilding it by hand).
@@ -447,7 +449,9 @@ async def _create_while_index_is_broken(
 
     await db.raw("ALTER TABLE search_document RENAME TO search_document_away")
     try:
-        return await party(crm, admin, name="Меридиан")
+        created = await party(crm, admin, name="Меридиан")
+        await search.settled()
+        return created
     finally:
         await db.raw("ALTER TABLE search_document_away RENAME TO search_document")
 

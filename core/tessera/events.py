@@ -45,8 +45,10 @@ class DomainEvent:
 
 Listener = Callable[[DomainEvent], Awaitable[None]]
 #: Receives every event of one delivery batch at once (the search indexer: one index commit
-#: per batch instead of one per event).
-BatchListener = Callable[[list[DomainEvent]], Awaitable[None]]
+#: per batch instead of one per event). It may return an awaitable for work it finishes in the
+#: background: the events count as delivered once that completes, and a failure there leaves
+#: them for redelivery, like a failing listener.
+BatchListener = Callable[[list[DomainEvent]], Awaitable[Awaitable[None] | None]]
 
 
 @dataclass
@@ -130,11 +132,12 @@ async def deliver_grouped(batch: list[DomainEvent]) -> None:
     of work that committed in this process while a delivery was running (group commit): N
     concurrent writes cost one delivery — one search index commit — instead of N queued on the
     index's write lock. Returns once this unit's events were delivered, so a client that got
-    its response finds the record in search. A failure is logged, not raised: the change is
+    its response finds the record in search (which waits for the indexing handed over before
+    it, ``tessera.search.service.settled``). A failure is logged, not raised: the change is
     committed and its events stay in the outbox for redelivery."""
     if _delivering.get():
         # A listener's own unit of work: the group is held by the delivery that called it.
-        await deliver_events(batch)
+        await deliver_events(batch, wait=False)
         return
     loop = asyncio.get_running_loop()
     group = _groups.get(loop)
@@ -148,7 +151,7 @@ async def deliver_grouped(batch: list[DomainEvent]) -> None:
         taken, group.queue[:] = list(group.queue), []
         token = _delivering.set(True)
         try:
-            await deliver_events([event for waiting in taken for event in waiting.events])
+            await deliver_events([event for waiting in taken for event in waiting.events], wait=False)
         except Exception:
             log.exception("event delivery failed; the outbox keeps the events for redelivery")
         finally:
@@ -222,15 +225,20 @@ async def deliver(event_ids: list[int]) -> int:
     return await deliver_events([_to_event(row) for row in rows])
 
 
-async def deliver_events(batch: list[DomainEvent]) -> int:
+async def deliver_events(batch: list[DomainEvent], wait: bool = True) -> int:
     """Deliver events just written by committed units of work (as ``deliver``, without reading
-    them back)."""
+    them back). ``wait=False``: return once the listeners and hooks ran, and let what batch
+    listeners finish in the background (search indexing) complete the delivery later
+    (``settle`` waits for it)."""
     if not batch:
         return 0
     batch_error = ""
+    finishing: list[Awaitable[None]] = []
     for batch_listener in _dispatcher.batch_listeners:
         try:
-            await batch_listener(batch)
+            later = await batch_listener(batch)
+            if later is not None:
+                finishing.append(later)
         except Exception as exc:  # keep the events for redelivery, like a failing listener
             log.exception("batch event listener failed")
             batch_error = f"{getattr(batch_listener, '__name__', batch_listener)}: {exc!r}"
@@ -238,18 +246,67 @@ async def deliver_events(batch: list[DomainEvent]) -> int:
     for event in batch:
         error = "; ".join(e for e in (batch_error, await _deliver_one(event)) if e)
         if error:
-            await DomainEventRow.update(
-                {DomainEventRow.attempts: DomainEventRow.attempts + 1, DomainEventRow.last_error: error}
-            ).where(DomainEventRow.id == event.id)
+            await _failed([event.id], error)
         else:
             delivered.append(event.id)
-    if delivered:
-        # One write for the whole batch: a crash before it only means these are delivered
-        # again (at-least-once), and a busy unit of work no longer pays a commit per event.
-        await DomainEventRow.update(
-            {DomainEventRow.dispatched_at: clock.now(), DomainEventRow.attempts: DomainEventRow.attempts + 1}
-        ).where(DomainEventRow.id.is_in(delivered))
+    if finishing and not wait:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(_complete_later(delivered, finishing))
+        tasks = _finishing.setdefault(loop, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    else:
+        await _complete(delivered, finishing)
     return len(delivered)
+
+
+_finishing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Task[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _complete(delivered: list[int], finishing: list[Awaitable[None]]) -> None:
+    error = ""
+    for later in finishing:
+        try:
+            await later
+        except Exception as exc:
+            log.exception("batch event listener failed")
+            error = repr(exc)
+    if not delivered:
+        return
+    if error:
+        await _failed(delivered, error)
+        return
+    # One write for the whole batch: a crash before it only means these are delivered again
+    # (at-least-once), and a busy unit of work no longer pays a commit per event.
+    await DomainEventRow.update(
+        {DomainEventRow.dispatched_at: clock.now(), DomainEventRow.attempts: DomainEventRow.attempts + 1}
+    ).where(DomainEventRow.id.is_in(delivered))
+
+
+async def _complete_later(delivered: list[int], finishing: list[Awaitable[None]]) -> None:
+    try:
+        await _complete(delivered, finishing)
+    except Exception:
+        log.exception("event delivery failed; the outbox keeps the events for redelivery")
+
+
+async def _failed(event_ids: list[int], error: str) -> None:
+    await DomainEventRow.update(
+        {DomainEventRow.attempts: DomainEventRow.attempts + 1, DomainEventRow.last_error: error}
+    ).where(DomainEventRow.id.is_in(event_ids))
+
+
+async def settle() -> None:
+    """Wait until every delivery of this event loop completed, its background part included
+    (run before the database closes: at shutdown, at the end of a CLI command, in tests)."""
+    tasks = _finishing.get(asyncio.get_running_loop())
+    while tasks:
+        await asyncio.wait(list(tasks))
+
+
+db.before_stop(settle)
 
 
 async def _deliver_one(event: DomainEvent) -> str:
@@ -274,6 +331,7 @@ async def _deliver_one(event: DomainEvent) -> str:
 async def redeliver_pending(older_than: timedelta = timedelta(seconds=0), batch: int = 500) -> int:
     """Deliver events left undelivered (crash between commit and delivery, failed listener).
     Gives up on an event after 20 attempts; its ``last_error`` says why."""
+    await settle()  # this process's own deliveries in flight are not leftovers
     cutoff = clock.now() - older_than
     total = 0
     while True:
