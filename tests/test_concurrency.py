@@ -226,3 +226,30 @@ async def test_fifty_writers_through_the_real_server(crm):
             await _race_versioned_writers(_OverHttp(client), admin, f"/api/parties/{party['id']}", "party")
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_a_write_waits_for_another_process_and_the_server_keeps_answering(crm: Any) -> None:
+    """While another process holds SQLite's write lock, a create waits for it (no "database
+    is locked", no 500) and the server answers other requests meanwhile: a write transaction
+    runs on the event loop's thread, so its wait must not block the loop (docs/kernel.md)."""
+    if crm.backend != "sqlite":
+        pytest.skip("SQLite's database-wide write lock; PostgreSQL locks rows")
+    import sqlite3
+
+    user = await crm.user("manager")
+    assert (await crm.get("/api/parties", user)).status_code == 200  # the token's first use writes
+    other = sqlite3.connect(crm.settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        create = asyncio.ensure_future(crm.post("/api/parties", user, json={"name": "Waits its turn"}))
+        await asyncio.sleep(0.3)
+        assert not create.done(), "the create did not wait for the other process's write"
+        listed = await asyncio.wait_for(crm.get("/api/parties", user), 5)
+        assert listed.status_code == 200
+        assert not create.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    created = await asyncio.wait_for(create, 10)
+    assert created.status_code == 201, created.text
+    assert (await crm.get(f"/api/parties/{created.json()['id']}", user)).json()["name"] == "Waits its turn"
