@@ -130,10 +130,10 @@ _delivering: contextvars.ContextVar[bool] = contextvars.ContextVar("tessera_deli
 async def deliver_grouped(batch: list[DomainEvent]) -> None:
     """Deliver the events of a committed unit of work, together with those of every other unit
     of work that committed in this process while a delivery was running (group commit): N
-    concurrent writes cost one delivery — one search index commit — instead of N queued on the
-    index's write lock. Returns once this unit's events were delivered, so a client that got
-    its response finds the record in search (which waits for the indexing handed over before
-    it, ``tessera.search.service.settled``). A failure is logged, not raised: the change is
+    concurrent writes cost one delivery instead of N. Returns once this unit's events reached
+    the listeners and plugin hooks; search indexing finishes in the background (a search
+    waits for the indexing handed over before it, ``tessera.search.service.settled``, so a
+    client that got its response finds the record). A failure is logged, not raised: the change is
     committed and its events stay in the outbox for redelivery."""
     if _delivering.get():
         # A listener's own unit of work: the group is held by the delivery that called it.
