@@ -321,6 +321,9 @@ def _snapshot_tables() -> Callable[[], Awaitable[dict[str, list[str]]]]:
     existing: list[Any] = []
 
     async def snapshot() -> dict[str, list[str]]:
+        from tessera import events
+
+        await events.settle()  # deliveries still finishing mark their events delivered
         if not existing:
             existing.extend([t for t in tables if await t.table_exists()])
         out: dict[str, list[str]] = {}
