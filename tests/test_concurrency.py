@@ -253,3 +253,32 @@ async def test_a_write_waits_for_another_process_and_the_server_keeps_answering(
     created = await asyncio.wait_for(create, 10)
     assert created.status_code == 201, created.text
     assert (await crm.get(f"/api/parties/{created.json()['id']}", user)).json()["name"] == "Waits its turn"
+
+
+async def test_a_long_write_transaction_lets_other_requests_through(crm: Any) -> None:
+    """A write transaction runs on the event loop's thread; a long one (a job recomputing
+    figures) hands the loop to other requests every few milliseconds instead of freezing the
+    server until it commits."""
+    if crm.backend != "sqlite":
+        pytest.skip("inline write transactions are SQLite's")
+    import time
+
+    from tessera import db
+
+    user = await crm.user("manager")
+    assert (await crm.get("/api/parties", user)).status_code == 200  # the token's first use writes
+
+    async def long_job() -> float:
+        async with db.transaction():
+            deadline = time.monotonic() + 0.6
+            while time.monotonic() < deadline:
+                await db.raw("SELECT COUNT(*) AS n FROM party")
+        return time.monotonic()
+
+    job = asyncio.ensure_future(long_job())
+    await asyncio.sleep(0)  # the job takes the write lock and starts
+    listed = await crm.get("/api/parties", user)
+    answered = time.monotonic()
+    committed = await job
+    assert listed.status_code == 200
+    assert answered < committed, "the read waited for the whole write transaction"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,6 +32,9 @@ WRITE_LOCK_WAIT_S = 30.0
 #: holds the write lock already, so only rare cases (WAL recovery) wait, and they block the loop.
 INLINE_BUSY_MS = 200
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+#: An inline transaction lets the event loop run other requests once it has held the thread
+#: this long (a long job's transaction must not freeze the server; short ones never yield).
+INLINE_SLICE_S = 0.02
 
 
 class _InlineCursor:
@@ -68,21 +72,20 @@ class _InlineCursor:
 class _InlineStatement:
     """What ``execute`` returns: awaited it gives the cursor, ``async with`` closes it after."""
 
-    def __init__(self, connection: sqlite3.Connection, sql: str, params: Any) -> None:
+    def __init__(self, connection: _InlineConnection, sql: str, params: Any) -> None:
         self._connection, self._sql, self._params = connection, sql, params
         self._cursor: _InlineCursor | None = None
 
-    def _run(self) -> _InlineCursor:
-        return _InlineCursor(self._connection.execute(self._sql, self._params))
-
-    async def _awaited(self) -> _InlineCursor:
-        return self._run()
+    async def _run(self) -> _InlineCursor:
+        cursor = _InlineCursor(self._connection.raw.execute(self._sql, self._params))
+        await self._connection.take_turns()
+        return cursor
 
     def __await__(self) -> Any:
-        return self._awaited().__await__()
+        return self._run().__await__()
 
     async def __aenter__(self) -> _InlineCursor:
-        self._cursor = self._run()
+        self._cursor = await self._run()
         return self._cursor
 
     async def __aexit__(self, *exc: object) -> None:
@@ -103,6 +106,14 @@ class _InlineConnection:
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self.raw = raw
+        self._slice_started = time.monotonic()
+
+    async def take_turns(self) -> None:
+        """Let other tasks run if this connection has held the thread for ``INLINE_SLICE_S``."""
+        now = time.monotonic()
+        if now - self._slice_started > INLINE_SLICE_S:
+            await asyncio.sleep(0)
+            self._slice_started = time.monotonic()
 
     @property
     def row_factory(self) -> Any:
@@ -117,13 +128,17 @@ class _InlineConnection:
         return self.raw.in_transaction
 
     def execute(self, sql: str, params: Any = ()) -> _InlineStatement:
-        return _InlineStatement(self.raw, sql, params)
+        return _InlineStatement(self, sql, params)
 
     async def executemany(self, sql: str, rows: Any) -> _InlineCursor:
-        return _InlineCursor(self.raw.executemany(sql, rows))
+        cursor = _InlineCursor(self.raw.executemany(sql, rows))
+        await self.take_turns()
+        return cursor
 
     async def execute_fetchall(self, sql: str, params: Any = ()) -> list[Any]:
-        return self.raw.execute(sql, params).fetchall()
+        rows = self.raw.execute(sql, params).fetchall()
+        await self.take_turns()
+        return rows
 
     async def commit(self) -> None:
         self.raw.commit()
@@ -145,6 +160,7 @@ class _InlineConnection:
             while True:
                 try:
                     self.raw.execute("BEGIN IMMEDIATE")
+                    self._slice_started = time.monotonic()
                     return
                 except sqlite3.OperationalError as exc:
                     busy = "locked" in str(exc) or "busy" in str(exc)
