@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,15 +59,14 @@ class _State:
 _state = _State()
 
 
-def configure(settings: Settings, pm: pluggy.PluginManager) -> Callable[[DomainEvent], Awaitable[None]]:
-    """Choose the backend from the settings, collect document types; returns the event
-    listener to install with ``events.configure``."""
+def configure(settings: Settings, pm: pluggy.PluginManager) -> None:
+    """Choose the backend from the settings, collect document types (``on_events`` is the
+    batch listener to install with ``events.configure``)."""
     _state.settings = settings
     _state.pm = pm
     _state.searcher = make_searcher(settings)
     _state.types = collect_types(pm)
     _state.started = False
-    return on_event
 
 
 def make_searcher(settings: Settings) -> Searcher:
@@ -129,13 +128,6 @@ async def start(rebuild_progress: Progress | None = None) -> bool:
 
 
 # --------------------------------------------------------------------------- indexing
-
-
-async def on_event(event: DomainEvent) -> None:
-    """Refresh the documents of the record the event is about; returns once indexed."""
-    done = await on_events([event])
-    if done is not None:
-        await done
 
 
 async def on_events(batch: list[DomainEvent]) -> asyncio.Future[None] | None:

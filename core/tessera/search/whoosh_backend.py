@@ -362,7 +362,7 @@ class _View:
         return found
 
 
-#: Segments an index may hold before a commit merges the small ones (see ``_replace_sync``).
+#: Segments an index may hold before a commit merges the small ones (see ``_replace_in``).
 MERGE_AFTER_SEGMENTS = 8
 
 

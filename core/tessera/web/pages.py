@@ -58,6 +58,13 @@ def render(
     return Response(html, media_type="text/html; charset=utf-8", status_code=status)
 
 
+def error_page(
+    request: Request[Any, Any, Any], principal: Principal | None, exc: DomainError
+) -> Response[str]:
+    """The kernel's error page with the error's status (404 for a record the user may not read)."""
+    return render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
+
+
 def check_csrf(principal: Principal, form: dict[str, str]) -> None:
     """Refuse (403) a form that does not carry the session's ``csrf_token`` field."""
     if not principal.csrf_token or form.get("csrf_token") != principal.csrf_token:
@@ -181,7 +188,7 @@ async def party_card(request: Request[Any, Any, Any], party_id: int) -> Response
     try:
         card = await client_card_data(request.app.state.pm, principal, party_id, newest_first=True)
     except DomainError as exc:
-        return render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
+        return error_page(request, principal, exc)
     tabs = [
         tab
         for _n, items in call_each(request.app.state.pm, "tessera_party_tabs", party_id=party_id)

@@ -8,27 +8,17 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
 
 import pluggy
 from jinja2 import FileSystemLoader
-from litestar import Request, Response, Router
+from litestar import Router
 
-from tessera.errors import DomainError
-from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each
 from tessera.web import pages
-from tessera.web.pages import Form, check_csrf, current_principal, render
+from tessera.web.pages import Form, check_csrf, current_principal, error_page, render
 
 # The helpers kernel pages use, for plugin pages too (one implementation).
 __all__ = ["Form", "check_csrf", "current_principal", "error_page", "render", "web_routers"]
-
-
-def error_page(
-    request: Request[Any, Any, Any], principal: Principal | None, exc: DomainError
-) -> Response[str]:
-    """The kernel's error page with the error's status (404 for a record the user may not read)."""
-    return render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
 
 
 def _templates_dir(plugin: object) -> Path | None:
