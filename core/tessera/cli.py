@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from tessera import backup as backup_cmd
 from tessera import db, importer_cli, migrations
 from tessera.config import Settings, load_settings
 from tessera.plugins import PluginError
@@ -340,6 +341,11 @@ def plugins_new(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     console.print(f"Created {root}: `pip install -e {root}` then `pytest {root}`")
+
+
+# Defined in tessera.backup; registered last so they list after the daily commands.
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 
 
 def main() -> None:
