@@ -323,7 +323,10 @@ def backup(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Archive to write, or a directory for tessera-backup-<UTC time>.tar.gz"
+            "--output",
+            "-o",
+            help="Archive to write (.tar.gz), or a directory (a name without an extension) for "
+            "tessera-backup-<UTC time>.tar.gz",
         ),
     ] = None,
     config: ConfigOpt = None,
@@ -334,7 +337,8 @@ def backup(
 
     settings = _settings(config)
     target = output or default_output(Path.cwd())
-    if target.is_dir():
+    if target.is_dir() or not target.suffix:  # a directory, existing or not ("--output backups/")
+        target.mkdir(parents=True, exist_ok=True)
         target = default_output(target)
     if target.exists():
         err.print(f"[red]{target} exists:[/red] choose another --output (or a directory)")
