@@ -210,3 +210,54 @@ async def test_restore_refuses_a_damaged_archive_and_another_engine(crm, tmp_pat
     expected = "backup is of a SQLite" if crm.backend == "sqlite" else "backup is of a PostgreSQL"
     assert expected in " ".join(run.stderr.split()), run.stderr
     assert not (target / "tessera.sqlite3").exists()
+
+
+#: A kernel migration a backup from an older Tessera lacks (idempotent: GIN indexes on
+#: PostgreSQL, nothing on SQLite).
+LATER_MIGRATION = "2026-11-26T14:38:44:000000"
+
+
+async def _restored_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url[len("sqlite:///") :])
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+    import asyncpg
+
+    pg = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await pg.fetch(sql)]
+    finally:
+        await pg.close()
+
+
+async def test_restoring_a_backup_of_an_older_version_brings_it_up_to_date(crm, tmp_path: Path) -> None:
+    from tessera import db
+
+    await db.raw("DELETE FROM migration WHERE name = {}", LATER_MIGRATION)
+    if crm.backend == "postgres":
+        await db.raw("DROP INDEX IF EXISTS search_document_acl_users_gin")
+    archive = tmp_path / "older.tar.gz"
+    made = await _tessera(
+        tmp_path, crm.settings.data_dir, crm.settings.resolved_database_url, "backup", "-o", str(archive)
+    )
+    assert made.returncode == 0, made.stderr
+    with tarfile.open(archive) as tar:
+        manifest = tar.extractfile("manifest.json").read().decode()  # type: ignore[union-attr]
+    assert LATER_MIGRATION not in manifest
+
+    data_dir, target_url, pg_name = await _fresh_target(crm, tmp_path)
+    url = target_url or f"sqlite:///{data_dir / 'tessera.sqlite3'}"
+    try:
+        run = await _tessera(tmp_path, data_dir, target_url, "restore", str(archive))
+        assert run.returncode == 0, run.stderr
+        applied = await _restored_rows(url, f"SELECT name FROM migration WHERE name = '{LATER_MIGRATION}'")
+        assert applied == [(LATER_MIGRATION,)]
+        if crm.backend == "postgres":
+            index = "SELECT indexname FROM pg_indexes WHERE indexname = 'search_document_acl_users_gin'"
+            assert await _restored_rows(url, index) == [("search_document_acl_users_gin",)]
+    finally:
+        if pg_name:
+            await execute_on_server(postgres_url() or "", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
