@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from tessera import __version__, db, events, migrations
+from tessera.api import openapi
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
 from tessera.api.routes import kernel_route_handlers
 from tessera.api.security import AUTH_HANDLERS, provide_principal
@@ -132,6 +133,7 @@ def create_app(
         debug=False,
     )
     install_error_documentation(app)
+    openapi.install(app)
     return app
 
 

@@ -42,6 +42,9 @@ class Settings:
     #: Rows one export may return before it is refused (seed 003: a departing manager must not
     #: silently download the whole base).
     export_row_limit: int = 10_000
+    #: Changes and deletes of versioned records must carry a precondition (``If-Match``, or
+    #: ``version`` in a PATCH body); without one they answer 428 (RFC 6585).
+    require_preconditions: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,6 +87,8 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         values["host"] = env["TESSERA_HOST"]
     if "TESSERA_PORT" in env:
         values["port"] = int(env["TESSERA_PORT"])
+    if "TESSERA_REQUIRE_PRECONDITIONS" in env:
+        values["require_preconditions"] = _bool(env["TESSERA_REQUIRE_PRECONDITIONS"])
     if _bool(env.get("TESSERA_DISABLE_PLUGIN_AUTOLOAD", "")):
         values["autoload_plugins"] = False
     known = set(Settings.__dataclass_fields__)

@@ -55,7 +55,17 @@ class Conflict(DomainError):
 
 
 class PreconditionFailed(DomainError):
+    """A stale ``If-Match``: the record changed since the client read it (412, RFC 9110); the
+    body carries ``current_version``."""
+
     status = 412
+
+
+class PreconditionRequired(DomainError):
+    """The server requires a precondition (``If-Match``) on this write and none was sent (428,
+    RFC 6585)."""
+
+    status = 428
 
 
 class TooManyRequests(DomainError):

@@ -60,9 +60,23 @@ class NotFound(TesseraError):
 class Conflict(TesseraError):
     """409: a stale version (someone changed the record since you read it) or a duplicate."""
 
+    @property
+    def current_version(self) -> int | None:
+        """The record's version now, when the answer names it (a stale version): reload it,
+        apply your change again and send this version."""
+        value = self.body.get("current_version")
+        return value if isinstance(value, int) else None
 
-class PreconditionFailed(TesseraError):
-    """412."""
+
+class PreconditionFailed(Conflict):
+    """412: the version you sent in ``If-Match`` (``version=`` of the SDK's ``update`` and
+    ``delete``) is no longer current; ``current_version`` says which one is. A subclass of
+    :class:`Conflict`, so code written for the 409 of a stale version keeps working."""
+
+
+class PreconditionRequired(TesseraError):
+    """428: the server requires a version on changes and deletes (``require_preconditions``):
+    pass ``version=`` to ``update``/``delete``."""
 
 
 class ValidationError(TesseraError):
@@ -92,6 +106,7 @@ _BY_STATUS: dict[int, type[TesseraError]] = {
     404: NotFound,
     409: Conflict,
     412: PreconditionFailed,
+    428: PreconditionRequired,
     422: ValidationError,
     429: RateLimited,
     503: ServiceUnavailable,
@@ -119,6 +134,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "PreconditionFailed",
+    "PreconditionRequired",
     "RateLimited",
     "ServerError",
     "ServiceUnavailable",

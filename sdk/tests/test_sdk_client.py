@@ -34,9 +34,12 @@ async def test_sync_client_round_trip_with_typed_models_pages_and_errors(tessera
         assert changed.website == "https://acme.example" and changed.version == 2
         assert changed.name == "Client 0"  # fields not sent stay as they were
 
-        with pytest.raises(errors.Conflict) as stale:
+        with pytest.raises(errors.PreconditionFailed) as stale:
             crm.parties.update(party.id, {"website": "https://other.example"}, version=1)
-        assert stale.value.status == 409
+        assert stale.value.status == 412 and stale.value.current_version == 2
+        assert isinstance(stale.value, errors.Conflict)  # code catching the old 409 still works
+        with pytest.raises(errors.PreconditionFailed):
+            crm.parties.delete(party.id, version=1)
 
         with pytest.raises(errors.ValidationError) as invalid:
             crm.parties.create({"name": "", "status": "nonsense"})

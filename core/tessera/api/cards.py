@@ -14,6 +14,7 @@ from litestar.params import Parameter
 from msgspec import Struct
 
 from tessera import audit, clock, events
+from tessera.api.openapi import download
 from tessera.entities import service
 from tessera.entities.activities import ACTIVITY
 from tessera.entities.dto import to_struct
@@ -277,7 +278,7 @@ EXPORT_COLUMNS = [
 ]
 
 
-@get("/export", operation_id="export_parties", tags=["parties"])
+@get("/export", operation_id="export_parties", tags=["parties"], opt=download("text/csv"))
 async def export_parties(
     request: Request[Any, Any, Any],
     principal: Principal,

@@ -21,7 +21,7 @@ from tessera import clock, events
 from tessera.entities import service
 from tessera.entities.dto import set_fields, to_struct
 from tessera.entities.tables import IdempotencyRecord
-from tessera.errors import Conflict, FieldError, ValidationFailed
+from tessera.errors import Conflict, FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
 from tessera.permissions import Principal
 
 #: Length of ``idempotency_record.key``.
@@ -56,6 +56,35 @@ def parse_if_match(value: str | None) -> int | None:
         return int(text)
     except ValueError as exc:
         raise ValidationFailed.field("If-Match", 'must be the record version, e.g. "3"') from exc
+
+
+def _precondition_failed(exc: Conflict) -> PreconditionFailed | Conflict:
+    """A stale ``If-Match`` is an HTTP precondition that failed (RFC 9110: 412), with the
+    current version in the body; other conflicts (a stale ``version`` in the body, a duplicate,
+    a state that forbids the change) stay 409."""
+    if "current_version" not in exc.extra:
+        return exc
+    return PreconditionFailed(
+        exc.detail, [FieldError("If-Match", "does not match the current version")], **exc.extra
+    )
+
+
+def require_precondition(
+    request: Request[Any, Any, Any], spec: service.EntitySpec, if_match: str | None, body_version: Any
+) -> None:
+    """With the ``require_preconditions`` setting, a change or delete of a versioned record
+    must say which version it is based on (``If-Match``, or ``version`` in a PATCH body),
+    else 428 Precondition Required (RFC 6585): no blind overwrite of someone else's change."""
+    settings = request.app.state.settings
+    if not getattr(settings, "require_preconditions", False) or if_match is not None:
+        return
+    if body_version is not None or not any(c._meta.name == "version" for c in spec.table._meta.columns):
+        return
+    raise PreconditionRequired(
+        f"this server requires a precondition on writes: send If-Match with the {spec.name}'s "
+        "version (its ETag)",
+        [FieldError("If-Match", "is required")],
+    )
 
 
 async def _decorated(rows: list[dict[str, Any]], decorate: Decorate | None) -> list[dict[str, Any]]:
@@ -196,28 +225,43 @@ def entity_router(
 
         @patch("/{record_id:int}", operation_id=f"update_{label}", summary=f"Change a {label}")
         async def update_record(
+            request: Request[Any, Any, Any],
             principal: Principal,
             record_id: int,
             data: patch_body,  # type: ignore[valid-type]
             if_match: IfMatch = None,
         ) -> out:  # type: ignore[valid-type]
-            """Change the fields you send. Send the version you read (``version`` field or
-            If-Match header) and a concurrent change makes this fail with 409 instead of being
-            overwritten."""
+            """Change the fields you send. Send the version you read (If-Match header, or the
+            ``version`` field) and a concurrent change makes this fail instead of being
+            overwritten: 412 for a stale If-Match, 409 for a stale ``version`` (both with
+            ``current_version``). With ``require_preconditions`` set, a change without either is
+            428."""
             values = set_fields(data)
             expected = values.pop("version", None)
+            require_precondition(request, spec, if_match, expected)
             header_version = parse_if_match(if_match)
             if header_version is not None:
                 expected = header_version
-            row = await service.update(spec, principal, record_id, values, expected)
+            try:
+                row = await service.update(spec, principal, record_id, values, expected)
+            except Conflict as exc:
+                raise (_precondition_failed(exc) if header_version is not None else exc) from None
             return await to_out(row)
 
         handlers.append(update_record)
 
     @delete("/{record_id:int}", operation_id=f"delete_{label}", summary=f"Delete a {label}", status_code=204)
-    async def delete_record(principal: Principal, record_id: int, if_match: IfMatch = None) -> None:
-        """Delete the record (the audit log keeps its last values)."""
-        await service.delete(spec, principal, record_id, parse_if_match(if_match))
+    async def delete_record(
+        request: Request[Any, Any, Any], principal: Principal, record_id: int, if_match: IfMatch = None
+    ) -> None:
+        """Delete the record (the audit log keeps its last values). A stale If-Match is 412
+        (with ``current_version``); with ``require_preconditions`` set, no If-Match is 428."""
+        require_precondition(request, spec, if_match, None)
+        header_version = parse_if_match(if_match)
+        try:
+            await service.delete(spec, principal, record_id, header_version)
+        except Conflict as exc:
+            raise (_precondition_failed(exc) if header_version is not None else exc) from None
 
     handlers.append(delete_record)
     handlers.extend(extra_handlers or [])

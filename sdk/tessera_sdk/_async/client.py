@@ -235,8 +235,9 @@ class AsyncEntity(Generic[OutT, InT, PatchT]):
     async def update(
         self, record_id: int, changes: PatchT | Mapping[str, Any], *, version: int | None = None
     ) -> OutT:
-        """Change the given fields. With ``version`` (the one you read) a concurrent change
-        raises ``Conflict`` instead of being overwritten."""
+        """Change the given fields. With ``version`` (the one you read, sent as ``If-Match``) a
+        concurrent change raises ``PreconditionFailed`` (a ``Conflict``, with
+        ``current_version``) instead of being overwritten."""
         call = Call(
             "PATCH",
             f"{self.path}/{record_id}",
@@ -247,6 +248,8 @@ class AsyncEntity(Generic[OutT, InT, PatchT]):
         return await self._client._execute(call)  # type: ignore[no-any-return]
 
     async def delete(self, record_id: int, *, version: int | None = None) -> None:
+        """Delete the record. With ``version`` a concurrent change raises
+        ``PreconditionFailed`` instead."""
         call = Call("DELETE", f"{self.path}/{record_id}", headers=b.version_header(version))
         await self._client._execute(call)
 

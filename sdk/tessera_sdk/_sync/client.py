@@ -222,8 +222,9 @@ class Entity(Generic[OutT, InT, PatchT]):
     def update(
         self, record_id: int, changes: PatchT | Mapping[str, Any], *, version: int | None = None
     ) -> OutT:
-        """Change the given fields. With ``version`` (the one you read) a concurrent change
-        raises ``Conflict`` instead of being overwritten."""
+        """Change the given fields. With ``version`` (the one you read, sent as ``If-Match``) a
+        concurrent change raises ``PreconditionFailed`` (a ``Conflict``, with
+        ``current_version``) instead of being overwritten."""
         call = Call(
             "PATCH",
             f"{self.path}/{record_id}",
@@ -234,6 +235,8 @@ class Entity(Generic[OutT, InT, PatchT]):
         return self._client._execute(call)  # type: ignore[no-any-return]
 
     def delete(self, record_id: int, *, version: int | None = None) -> None:
+        """Delete the record. With ``version`` a concurrent change raises
+        ``PreconditionFailed`` instead."""
         call = Call("DELETE", f"{self.path}/{record_id}", headers=b.version_header(version))
         self._client._execute(call)
 

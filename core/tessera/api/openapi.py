@@ -1,0 +1,134 @@
+"""Post-processing that makes the generated OpenAPI document say exactly what the API does,
+for every route a plugin adds as well as the kernel's (applied once to the built schema, after
+:func:`tessera.api.errors.document_errors`):
+
+* **Nullable fields validate ``null``.** Litestar writes ``X | None`` as ``oneOf: [X, {type:
+  null}]``; when ``X`` is an open schema (``{}`` for ``Any``) both branches accept ``null`` and
+  ``oneOf`` (exactly one) rejects the very value the field may hold. Every ``oneOf`` that has a
+  ``null`` branch becomes an ``anyOf`` (the same set of values when the branches are disjoint,
+  the right one when they overlap), and an open branch absorbs the ``null`` one.
+* **Downloads name their media types.** A handler declares what its 200 carries with
+  :func:`download` (``opt={"download": [...]}``) or a binary ``media_type=`` on its decorator;
+  the schema then lists those media types (binary ones as ``format: binary`` strings) instead
+  of the JSON Litestar assumes for a ``Response``. A file answer without a declared type
+  (``File`` with the type the uploader gave) is ``*/*`` binary.
+* **Preconditions.** Every operation that takes an ``If-Match`` header documents 412 (stale
+  version, ``current_version`` in the body) and 428 (the server requires a precondition and
+  none was sent; only with the ``require_preconditions`` setting).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import MediaType
+
+_PRECONDITION_DESCRIPTIONS = {
+    "412": "Precondition failed: If-Match names a version that is no longer current "
+    "(``current_version`` in the body)",
+    "428": "Precondition required: this server requires If-Match (or ``version`` in the body) on "
+    "changes and deletes of versioned records (setting ``require_preconditions``)",
+}
+
+#: Binary media types are described as ``format: binary`` strings, text ones as strings.
+_TEXT_TYPES = ("text/",)
+
+
+def download(*media_types: str) -> dict[str, Any]:
+    """``opt`` for a route handler whose 200 answer is a file of one of ``media_types``:
+    ``@get("/export", opt=download("text/csv"))``."""
+    return {"download": list(media_types)}
+
+
+def _is_open(schema: Any) -> bool:
+    return isinstance(schema, dict) and not schema
+
+
+def _fix_nullable(node: Any) -> Any:
+    """Rewrite, in place and recursively, every ``oneOf`` with a ``{type: null}`` branch."""
+    if isinstance(node, dict):
+        for value in node.values():
+            _fix_nullable(value)
+        branches = node.get("oneOf")
+        if isinstance(branches, list) and {"type": "null"} in branches:
+            others = [b for b in branches if b != {"type": "null"}]
+            del node["oneOf"]
+            if any(_is_open(b) for b in others):
+                pass  # an open schema already accepts null (and everything else)
+            else:
+                node["anyOf"] = [*others, {"type": "null"}]
+    elif isinstance(node, list):
+        for item in node:
+            _fix_nullable(item)
+    return node
+
+
+def _binary_content(media_types: list[str]) -> dict[str, Any]:
+    from litestar.openapi.spec import OpenAPIMediaType, Schema
+    from litestar.openapi.spec.enums import OpenAPIType
+
+    content = {}
+    for media_type in media_types:
+        text = media_type.startswith(_TEXT_TYPES)
+        schema = Schema(type=OpenAPIType.STRING) if text else Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
+        content[media_type] = OpenAPIMediaType(schema=schema)
+    return content
+
+
+def _downloads(app: Any) -> dict[tuple[str, str], list[str]]:
+    """``(path, method) -> media types`` of the handlers that declared :func:`download`."""
+    from litestar.response import File
+
+    found: dict[tuple[str, str], list[str]] = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            declared = handler.opt.get("download")
+            returns_file = getattr(handler.parsed_fn_signature.return_type, "annotation", None) is File
+            media_type = getattr(handler.media_type, "value", handler.media_type) or ""
+            if not declared and media_type and not media_type.startswith(("application/json", "text/")):
+                declared = [media_type]  # e.g. media_type="application/pdf" on the decorator
+            if not declared and not returns_file:
+                continue
+            for method in handler.http_methods:
+                found[(route.path_format, method.lower())] = list(declared or ["*/*"])
+    return found
+
+
+def tell_the_truth(app: Any, openapi: Any) -> Any:
+    """Apply the rules of this module to ``openapi`` (the app's built schema object)."""
+    from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Reference
+
+    from tessera.api.errors import ERROR_SCHEMA_NAME
+
+    ref = Reference(ref=f"#/components/schemas/{ERROR_SCHEMA_NAME}")
+    downloads = _downloads(app)
+    for path, item in (openapi.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            responses = operation.responses = dict(operation.responses or {})
+            media_types = downloads.get((path, method))
+            if media_types and isinstance(responses.get("200"), OpenAPIResponse):
+                responses["200"].content = _binary_content(media_types)
+            headers = {
+                p.name.lower() for p in operation.parameters or [] if getattr(p, "param_in", "") == "header"
+            }
+            if "if-match" in headers:
+                for code, description in _PRECONDITION_DESCRIPTIONS.items():
+                    responses[code] = OpenAPIResponse(
+                        description=description, content={MediaType.JSON: OpenAPIMediaType(schema=ref)}
+                    )
+                operation.responses = dict(sorted(responses.items()))
+    return openapi
+
+
+def install(app: Any) -> None:
+    """Post-process the app's cached OpenAPI document (as ``install_error_documentation``
+    does), then cache its JSON form with the nullable rewrite applied (Litestar serves
+    ``/schema`` from that cache)."""
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    plugin = app.plugins.get(OpenAPIPlugin)
+    tell_the_truth(app, plugin.provide_openapi())
+    plugin._openapi_schema = _fix_nullable(plugin.provide_openapi().to_schema())
