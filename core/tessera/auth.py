@@ -7,13 +7,14 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from tessera import audit, clock, db
 from tessera.cache import ReadCache
-from tessera.entities.tables import ApiToken, CrmUser, LoginThrottle, WebSession
+from tessera.entities.tables import ApiToken, CrmUser, LoginThrottle, PasswordReset, WebSession
 from tessera.errors import NotAuthenticated, TooManyRequests, ValidationFailed
 
 _hasher = PasswordHasher()
@@ -266,3 +267,200 @@ async def token_user(token: str) -> tuple[int, frozenset[str] | None] | None:
     scopes = frozenset(row["scopes"]) if row["scopes"] else None
     _tokens.put(digest, (row["user_id"], scopes, row["expires_at"]))
     return row["user_id"], scopes
+
+
+# --------------------------------------------------------------------------- password changes
+
+
+async def end_sessions(user_id: int, keep_session_id: str | None = None) -> int:
+    """End every web session of ``user_id`` (except ``keep_session_id``, the caller's own):
+    each one's next request is unauthenticated. Returns how many ended."""
+    where = [WebSession.user_id == user_id]
+    if keep_session_id:
+        where.append(WebSession.session_hash != sha256(keep_session_id))
+    rows = await WebSession.delete().where(*where).returning(WebSession.id)
+    return len(rows)
+
+
+async def revoke_all_tokens(user_id: int) -> int:
+    """Revoke every live API token of ``user_id`` (counts at once in this process)."""
+    rows = await (
+        ApiToken.update({ApiToken.revoked_at: clock.now()})
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_null())
+        .returning(ApiToken.id)
+    )
+    forget_tokens()
+    for row in rows:
+        await audit.record("revoke", "api_token", row["id"], user_id=user_id, detail="password changed")
+    return len(rows)
+
+
+async def password_changed(
+    user_id: int, *, keep_session_id: str | None = None, revoke_tokens: bool = False
+) -> None:
+    """What follows every password change (self-service, by an administrator, by a reset):
+    the user's other web sessions end; their API tokens stay unless ``revoke_tokens``; reset
+    tokens not used yet stop working. Run inside the change's transaction."""
+    await end_sessions(user_id, keep_session_id)
+    if revoke_tokens:
+        await revoke_all_tokens(user_id)
+    await PasswordReset.update({PasswordReset.used_at: clock.now()}).where(
+        PasswordReset.user_id == user_id, PasswordReset.used_at.is_null()
+    )
+
+
+async def _throttled(keys: list[tuple[str, str]], now: datetime) -> None:
+    locked_for = await _locked_for([k for k, _ in keys], now)
+    if locked_for is not None:
+        raise TooManyRequests(LOCKED_DETAIL, retry_after=locked_for)
+
+
+async def _fail(keys: list[tuple[str, str]], policy: LoginPolicy, now: datetime) -> None:
+    thresholds = {"pair": policy.max_failures, "login": policy.max_failures_any_address}
+    for key, kind in keys:
+        await _count_failure(key, thresholds[kind], policy, now)
+
+
+async def change_password(
+    user_id: int,
+    current_password: str,
+    new_password: str,
+    client: str,
+    policy: LoginPolicy,
+    *,
+    keep_session_id: str | None = None,
+    revoke_tokens: bool = False,
+) -> None:
+    """Self-service password change: the current password is required (a stolen session or
+    token alone cannot take the account over), wrong guesses count against the same
+    throttle as sign-ins of this login; then :func:`password_changed`."""
+    now = clock.now()
+    user = await CrmUser.select().where(CrmUser.id == user_id).first()
+    if user is None:
+        raise NotAuthenticated("Sign in again")
+    keys = _throttle_keys(user["email"], client)
+    await _throttled(keys, now)
+    if not verify_password(user["password_hash"], current_password):
+        await _fail(keys, policy, now)
+        await audit.record("password_wrong", "user", user_id, user_id=user_id, detail=f"from {client}")
+        raise ValidationFailed.field("current_password", "is not your current password")
+    new_hash = hash_password(new_password)
+    async with db.transaction():
+        await CrmUser.update({CrmUser.password_hash: new_hash}).where(CrmUser.id == user_id)
+        await password_changed(user_id, keep_session_id=keep_session_id, revoke_tokens=revoke_tokens)
+        await audit.record(
+            "password_change",
+            "user",
+            user_id,
+            user_id=user_id,
+            detail=f"from {client}" + ("; API tokens revoked" if revoke_tokens else ""),
+        )
+
+
+# --------------------------------------------------------------------------- password reset
+
+#: Prefix of reset tokens (so a leaked one is recognisable, like API tokens).
+RESET_PREFIX = "tsr_reset_"
+RESET_INVALID = "The reset token is invalid, expired or already used"
+
+
+async def create_reset_token(
+    user_id: int, ttl_seconds: int, created_by: int | None = None
+) -> tuple[str, datetime]:
+    """A single-use reset token for ``user_id`` valid ``ttl_seconds``; only its SHA-256 is
+    stored. Returns the token (shown once) and its expiry."""
+    token = RESET_PREFIX + secrets.token_urlsafe(32)
+    now = clock.now()
+    expires_at = now + timedelta(seconds=ttl_seconds)
+    await PasswordReset.insert(
+        PasswordReset(
+            user_id=user_id,
+            token_hash=sha256(token),
+            created_by=created_by,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    await audit.record(
+        "reset_created",
+        "user",
+        user_id,
+        detail="by an administrator" if created_by else "requested by the user",
+    )
+    return token, expires_at
+
+
+def _reset_keys(client: str) -> list[tuple[str, str]]:
+    """Reset attempts are throttled per client address (the token names no login) and, against
+    guessing spread over many addresses, under one key for all of them."""
+    return [(sha256(f"reset\n{client}"), "pair"), (sha256("reset\n*"), "login")]
+
+
+async def reset_password(
+    token: str, new_password: str, client: str, policy: LoginPolicy, *, revoke_tokens: bool = False
+) -> int:
+    """Set a new password with a reset token: the token is consumed (atomically: two requests
+    with one token cannot both succeed), every session of the user ends. Wrong, expired and used
+    tokens count as failed sign-ins do (per address, then 429 with ``Retry-After``). Returns
+    the user id."""
+    now = clock.now()
+    keys = _reset_keys(client)
+    await _throttled(keys, now)
+    new_hash = hash_password(new_password)  # a too short password spends no attempt, no token
+    async with db.transaction():
+        used = await (
+            PasswordReset.update({PasswordReset.used_at: now})
+            .where(
+                PasswordReset.token_hash == sha256(token),
+                PasswordReset.used_at.is_null(),
+                PasswordReset.expires_at > now,
+            )
+            .returning(PasswordReset.user_id)
+        )
+        user = None
+        if used:
+            user = (
+                await CrmUser.select(CrmUser.id, CrmUser.is_active)
+                .where(CrmUser.id == used[0]["user_id"])
+                .first()
+            )
+        if user is not None and user["is_active"]:
+            await CrmUser.update({CrmUser.password_hash: new_hash}).where(CrmUser.id == user["id"])
+            await password_changed(user["id"], revoke_tokens=revoke_tokens)
+            await audit.record(
+                "password_reset",
+                "user",
+                user["id"],
+                user_id=user["id"],
+                detail=f"from {client}" + ("; API tokens revoked" if revoke_tokens else ""),
+            )
+            return int(user["id"])
+    await _fail(keys, policy, now)
+    await audit.record("reset_failed", "user", None, detail=f"from {client}")
+    raise ValidationFailed.field("token", RESET_INVALID)
+
+
+async def request_reset(email: str, client: str, policy: LoginPolicy, ttl_seconds: int, deliver: Any) -> None:
+    """A user asks for a reset by e-mail address. For an active account a token is created and
+    handed to ``deliver(user, token, expires_at)`` (``tessera.api.security.deliver_reset_link``);
+    for an unknown or inactive address nothing happens. The caller answers the same either way.
+    Requests count like failed sign-ins per (address, e-mail) — known or not — so nobody can
+    flood a mailbox or the administrators' inbox: past the limit, 429 for everyone alike."""
+    address = email.strip().lower()
+    now = clock.now()
+    keys = [
+        (sha256(f"reset-request\n{client}\n{address}"), "pair"),
+        (sha256(f"reset-request\n{address}"), "login"),
+    ]
+    await _throttled(keys, now)
+    await _fail(keys, policy, now)
+    user = (
+        await CrmUser.select(CrmUser.id, CrmUser.email, CrmUser.name, CrmUser.is_active)
+        .where(CrmUser.email == address)
+        .first()
+    )
+    if user is None or not user["is_active"]:
+        await audit.record("reset_requested", "user", None, detail=f"unknown e-mail {address[:100]!r}")
+        return
+    token, expires_at = await create_reset_token(user["id"], ttl_seconds)
+    await deliver(user, token, expires_at)

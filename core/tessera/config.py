@@ -45,6 +45,8 @@ class Settings:
     #: Changes and deletes of versioned records must carry a precondition (``If-Match``, or
     #: ``version`` in a PATCH body); without one they answer 428 (RFC 6585).
     require_preconditions: bool = False
+    #: Seconds a password reset token stays valid (it works once).
+    password_reset_ttl: int = 3600
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

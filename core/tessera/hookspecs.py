@@ -87,6 +87,22 @@ def tessera_on_event(event: Any) -> Any:
     """
 
 
+@hookspec(firstresult=True)
+def tessera_password_reset_link(user: dict[str, Any], token: str, expires_at: Any) -> Any:
+    """Deliver a password reset token to a user who asked for one (``POST
+    /api/auth/password-reset/request``) — the seam where e-mail delivery plugs in.
+
+    :param user: ``id``, ``email`` and ``name`` of the (active) account.
+    :param token: the single-use reset token (secret: send it to the user only); the user
+        sends it with a new password to ``POST /api/auth/password-reset``.
+    :param expires_at: when the token stops working (UTC).
+
+    ``firstresult``: return ``True`` (or a coroutine resolving to it) once delivered. When no
+    plugin delivers it, every administrator gets an inbox notification (without the token)
+    asking them to create a reset token for the user and pass it on.
+    """
+
+
 @hookspec
 def tessera_process_templates() -> list[dict[str, Any]]:
     """Return workflow process templates the plugin ships: JSON documents valid against the

@@ -658,6 +658,22 @@ class PartyPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class PasswordChangeIn(Struct, kw_only=True):
+    """The ``PasswordChangeIn`` schema of the API."""
+
+    current_password: str
+    new_password: str
+    revoke_tokens: bool = False
+
+
+class PasswordResetIn(Struct, kw_only=True):
+    """The ``PasswordResetIn`` schema of the API."""
+
+    token: str
+    new_password: str
+    revoke_tokens: bool = False
+
+
 class Phone(Struct, kw_only=True):
     """The ``Phone`` schema of the API."""
 
@@ -784,6 +800,26 @@ class ReassignIn(Struct, kw_only=True):
 
     user_id: int
     comment: str = ""
+
+
+class ResetRequestIn(Struct, kw_only=True):
+    """The ``ResetRequestIn`` schema of the API."""
+
+    email: str
+
+
+class ResetRequested(Struct, kw_only=True):
+    """The ``ResetRequested`` schema of the API."""
+
+    detail: str
+
+
+class ResetTokenOut(Struct, kw_only=True):
+    """The ``ResetTokenOut`` schema of the API."""
+
+    user_id: int
+    token: str
+    expires_at: datetime.datetime
 
 
 class RoleIn(Struct, kw_only=True):
@@ -1118,6 +1154,7 @@ class UserPatch(Struct, kw_only=True):
     is_active: bool | UnsetType = UNSET
     timezone: str | UnsetType = UNSET
     version: int | UnsetType = UNSET
+    revoke_tokens: bool | UnsetType = UNSET
 
 
 MODELS: dict[str, type[Struct]] = {
@@ -1175,6 +1212,8 @@ MODELS: dict[str, type[Struct]] = {
     "PartyOut": PartyOut,
     "PartyOutPage": PartyOutPage,
     "PartyPatch": PartyPatch,
+    "PasswordChangeIn": PasswordChangeIn,
+    "PasswordResetIn": PasswordResetIn,
     "Phone": Phone,
     "PlanIn": PlanIn,
     "PriceIn": PriceIn,
@@ -1189,6 +1228,9 @@ MODELS: dict[str, type[Struct]] = {
     "RateOut": RateOut,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
+    "ResetRequestIn": ResetRequestIn,
+    "ResetRequested": ResetRequested,
+    "ResetTokenOut": ResetTokenOut,
     "RoleIn": RoleIn,
     "RoleOut": RoleOut,
     "RoleOutPage": RoleOutPage,

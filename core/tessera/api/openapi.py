@@ -12,6 +12,8 @@ for every route a plugin adds as well as the kernel's (applied once to the built
   the schema then lists those media types (binary ones as ``format: binary`` strings) instead
   of the JSON Litestar assumes for a ``Response``. A file answer without a declared type
   (``File`` with the type the uploader gave) is ``*/*`` binary.
+* **Public operations** (handlers without a ``principal``: sign-in, health, password reset)
+  declare ``security: [{}]``, so the document does not claim they need credentials.
 * **Preconditions.** Every operation that takes an ``If-Match`` header documents 412 (stale
   version, ``current_version`` in the body) and 428 (the server requires a precondition and
   none was sent; only with the ``require_preconditions`` setting).
@@ -94,6 +96,19 @@ def _downloads(app: Any) -> dict[tuple[str, str], list[str]]:
     return found
 
 
+def _public(app: Any) -> set[tuple[str, str]]:
+    """``(path, method)`` of the handlers that work without a signed-in caller (they take no
+    ``principal``): sign-in, sign-out, health, password reset."""
+    found: set[tuple[str, str]] = set()
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if "principal" in handler.parsed_fn_signature.parameters:
+                continue
+            for method in handler.http_methods:
+                found.add((route.path_format, method.lower()))
+    return found
+
+
 def tell_the_truth(app: Any, openapi: Any) -> Any:
     """Apply the rules of this module to ``openapi`` (the app's built schema object)."""
     from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Reference
@@ -102,12 +117,15 @@ def tell_the_truth(app: Any, openapi: Any) -> Any:
 
     ref = Reference(ref=f"#/components/schemas/{ERROR_SCHEMA_NAME}")
     downloads = _downloads(app)
+    public = _public(app)
     for path, item in (openapi.paths or {}).items():
         for method in ("get", "put", "post", "delete", "patch"):
             operation = getattr(item, method, None)
             if operation is None:
                 continue
             responses = operation.responses = dict(operation.responses or {})
+            if (path, method) in public:
+                operation.security = [{}]  # no credentials needed (the API-wide default needs them)
             media_types = downloads.get((path, method))
             if media_types and isinstance(responses.get("200"), OpenAPIResponse):
                 responses["200"].content = _binary_content(media_types)

@@ -18,7 +18,7 @@ from tessera.entities.dto import MAX_ID
 from tessera.entities.tables import ApiToken
 from tessera.errors import NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
 from tessera.events import set_actor
-from tessera.permissions import Principal, cached_principal, grants
+from tessera.permissions import Principal, cached_principal, forget_principals, grants
 
 SESSION_COOKIE = "tessera_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -251,4 +251,167 @@ async def revoke_token(principal: Principal, token_id: Annotated[int, Parameter(
     await audit.record("revoke", "api_token", token_id)
 
 
-AUTH_HANDLERS = [login, logout, me, create_token, list_tokens, revoke_token]
+# --------------------------------------------------------------------------- passwords
+
+Password = Annotated[str, Meta(min_length=auth.MIN_PASSWORD_LENGTH, max_length=200)]
+
+
+class PasswordChangeIn(Struct, forbid_unknown_fields=True):
+    current_password: Annotated[str, Meta(min_length=1, max_length=200)]
+    new_password: Password
+    #: Also revoke all your API tokens (default: they keep working).
+    revoke_tokens: bool = False
+
+
+class ResetRequestIn(Struct, forbid_unknown_fields=True):
+    email: Annotated[str, Meta(min_length=3, max_length=254)]
+
+
+class ResetRequested(Struct):
+    detail: str
+
+
+class PasswordResetIn(Struct, forbid_unknown_fields=True):
+    token: Annotated[str, Meta(min_length=1, max_length=200)]
+    new_password: Password
+    #: Also revoke all the account's API tokens (default: they keep working).
+    revoke_tokens: bool = False
+
+
+class ResetTokenOut(Struct):
+    user_id: int
+    token: str
+    expires_at: datetime
+
+
+RESET_REQUESTED = "If an active account has this e-mail address, a password reset has been arranged for it"
+
+
+def _is_bearer(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("authorization", "").lower().startswith("bearer ")
+
+
+@post("/api/auth/password", operation_id="change_password", tags=["auth"], status_code=204)
+async def change_password(
+    request: Request[Any, Any, Any], principal: Principal, data: PasswordChangeIn
+) -> Response[None]:
+    """Change your own password; ``current_password`` is required. Your other web sessions end
+    (the one making this call stays signed in); your API tokens keep working unless
+    ``revoke_tokens`` is true. Wrong current passwords count like failed sign-ins (then 429)."""
+    keep = None if _is_bearer(request) else request.cookies.get(SESSION_COOKIE)
+    await auth.change_password(
+        principal.user_id,
+        data.current_password,
+        data.new_password,
+        client_address(request),
+        login_policy(settings_of(request)),
+        keep_session_id=keep,
+        revoke_tokens=data.revoke_tokens,
+    )
+    forget_principals()
+    return Response(None, status_code=204)
+
+
+async def deliver_reset_link(
+    request: Request[Any, Any, Any], user: dict[str, Any], token: str, expires_at: datetime
+) -> None:
+    """The one place a reset token leaves the server for its user. A plugin implementing
+    ``tessera_password_reset_link`` (the e-mail service) delivers it; until one does, every
+    administrator is asked, in their inbox and without the token, to create a reset token
+    for the user (``POST /api/users/{id}/password-reset``) and pass it on."""
+    from tessera.api.cards import _admin_ids
+    from tessera.entities.tables import Notification
+    from tessera.plugins import await_me_maybe
+
+    pm = request.app.state.pm
+    delivered = await await_me_maybe(
+        pm.hook.tessera_password_reset_link(user=dict(user), token=token, expires_at=expires_at)
+    )
+    if delivered:
+        return
+    for admin_id in await _admin_ids():
+        await Notification.insert(
+            Notification(
+                user_id=admin_id,
+                kind="password_reset",
+                title=f"{user['name']} <{user['email']}> asked for a password reset",
+                body="Create a reset token for them (Users, or POST /api/users/{id}/password-reset) "
+                "and pass it on to them in person.".replace("{id}", str(user["id"])),
+                ref=f"user:{user['id']}",
+                created_at=clock.now(),
+            )
+        )
+
+
+@post(
+    "/api/auth/password-reset/request", operation_id="request_password_reset", tags=["auth"], status_code=202
+)
+async def request_password_reset(request: Request[Any, Any, Any], data: ResetRequestIn) -> ResetRequested:
+    """Ask for a password reset. The answer is the same whether or not the e-mail belongs to
+    an account; for an active one a single-use token valid ``password_reset_ttl`` seconds is
+    created and delivered (see ``tessera_password_reset_link``). Repeated requests from one
+    address for one e-mail answer 429 for a while, known e-mail or not."""
+    settings = settings_of(request)
+
+    async def deliver(user: dict[str, Any], token: str, expires_at: datetime) -> None:
+        await deliver_reset_link(request, user, token, expires_at)
+
+    await auth.request_reset(
+        data.email, client_address(request), login_policy(settings), settings.password_reset_ttl, deliver
+    )
+    return ResetRequested(detail=RESET_REQUESTED)
+
+
+@post("/api/auth/password-reset", operation_id="reset_password", tags=["auth"], status_code=204)
+async def reset_password(request: Request[Any, Any, Any], data: PasswordResetIn) -> Response[None]:
+    """Set a new password with a reset token. The token works once and until it expires; every
+    web session of the account ends; its API tokens keep working unless ``revoke_tokens``. A
+    wrong, used or expired token is 422 naming ``token`` and counts like a failed sign-in from
+    this address (then 429 with ``Retry-After``)."""
+    await auth.reset_password(
+        data.token,
+        data.new_password,
+        client_address(request),
+        login_policy(settings_of(request)),
+        revoke_tokens=data.revoke_tokens,
+    )
+    forget_principals()
+    return Response(None, status_code=204)
+
+
+@post(
+    "/api/users/{user_id:int}/password-reset",
+    operation_id="create_password_reset",
+    tags=["users"],
+    status_code=201,
+)
+async def create_password_reset(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    user_id: Annotated[int, Parameter(gt=0, le=MAX_ID)],
+) -> ResetTokenOut:
+    """Create a single-use reset token for a user (needs ``user.manage``) to pass on to them;
+    it is shown once (only its hash is stored) and expires after ``password_reset_ttl`` seconds."""
+    from tessera.entities.tables import CrmUser
+
+    principal.require("user.manage")
+    user = await CrmUser.select(CrmUser.id, CrmUser.is_active).where(CrmUser.id == user_id).first()
+    if user is None or not user["is_active"]:
+        raise NotFound(f"user {user_id} not found")
+    ttl = settings_of(request).password_reset_ttl
+    token, expires_at = await auth.create_reset_token(user_id, ttl, created_by=principal.user_id)
+    return ResetTokenOut(user_id=user_id, token=token, expires_at=expires_at)
+
+
+AUTH_HANDLERS = [
+    login,
+    logout,
+    me,
+    create_token,
+    list_tokens,
+    revoke_token,
+    change_password,
+    request_password_reset,
+    reset_password,
+    create_password_reset,
+]

@@ -29,7 +29,16 @@ class UserIn(Struct, kw_only=True, forbid_unknown_fields=True):
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
 
 
-UserPatch = partial(UserIn, "UserPatch")
+#: A PATCH that sets ``password`` ends all the user's web sessions; ``revoke_tokens: true``
+#: revokes their API tokens in the same call (default: tokens keep working).
+UserPatch = msgspec.defstruct(
+    "UserPatch",
+    [("revoke_tokens", bool | msgspec.UnsetType, msgspec.UNSET)],
+    bases=(partial(UserIn, "UserPatchFields"),),
+    kw_only=True,
+    forbid_unknown_fields=True,
+    module=__name__,
+)
 
 
 class UserOut(Struct, kw_only=True):
@@ -132,8 +141,11 @@ async def prepare_user(
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValidationFailed.field("timezone", "is not an IANA time zone (e.g. Europe/Moscow)") from exc
     password = values.pop("password", None)
+    revoke_tokens = bool(values.pop("revoke_tokens", False))
     if password:
         values["password_hash"] = auth.hash_password(password)
+        if existing is not None:  # a new password ends the sessions (after_user_write)
+            values["_password_changed"] = {"revoke_tokens": revoke_tokens}
     if values.get("team_id") is not None and not await Team.exists().where(Team.id == values["team_id"]):
         raise ValidationFailed.field("team_id", f"team {values['team_id']} does not exist")
     if "roles" in values:
@@ -144,6 +156,8 @@ async def prepare_user(
 async def after_user_write(
     principal: Principal, row: dict[str, Any], existing: dict[str, Any] | None, extras: dict[str, Any]
 ) -> None:
+    if "_password_changed" in extras:
+        await auth.password_changed(row["id"], revoke_tokens=extras["_password_changed"]["revoke_tokens"])
     if "_role_ids" in extras:
         await UserRole.delete().where(UserRole.user_id == row["id"])
         if extras["_role_ids"]:

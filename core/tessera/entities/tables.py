@@ -235,6 +235,18 @@ class WebSession(Table, tablename="web_session"):
     expires_at = Timestamptz()
 
 
+class PasswordReset(Table, tablename="password_reset"):
+    """A single-use, expiring password reset token; only its SHA-256 is stored."""
+
+    user_id = ForeignKey(CrmUser, on_delete=OnDelete.cascade)
+    token_hash = Varchar(length=64, unique=True)
+    #: The administrator who created it; None when the user asked for it.
+    created_by = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+
+
 class LoginThrottle(Table, tablename="login_throttle"):
     """Failed sign-ins per key (a hash of client address + login, or of the login alone),
     kept alike whether or not the account exists, so a lockout reveals nothing."""
@@ -334,6 +346,7 @@ KERNEL_TABLES: list[type[Table]] = [
     ApiToken,
     WebSession,
     LoginThrottle,
+    PasswordReset,
     CustomFieldSchema,
     Job,
     JobRun,
