@@ -1,14 +1,19 @@
 """API fuzzing: schemathesis against the OpenAPI schema of the whole product.
 
 The kernel, the sales plugin and the test-only probe plugin are enabled; every operation of
-``/schema/openapi.json`` gets generated requests (valid ones and, separately, invalid ones) as
-an administrator with a bearer token, and every response must pass two checks:
+``/schema/openapi.json`` gets generated requests (valid ones and, separately, invalid ones)
+with a bearer token of each of three callers — an administrator, a team head (``team``
+scope) and a manager (``own`` scope) — against seeded records, and every response must pass
+these checks:
 
 * ``not_a_server_error`` — no 5xx, whatever the input;
 * ``response_schema_conformance`` — a documented status code comes with a body that matches the
   schema the OpenAPI promises;
 * ``status_code_conformance`` — every status code a route answers is documented (so the OpenAPI
-  describes what routes actually return, errors included).
+  describes what routes actually return, errors included);
+* ``content_type_conformance`` — the answer's media type is one the OpenAPI lists (downloads
+  included: CSV, PDF, attachments);
+* ``ignored_auth`` — an operation that declares authentication refuses a request without it.
 
 How it runs, and why:
 
@@ -21,10 +26,13 @@ How it runs, and why:
   run generates the same requests every time; CI is not flaky and a failure reproduces.
   Shrinking is off (it would multiply the time); the failure message carries the request as a
   curl command instead.
-* **Bounded**: ``EXAMPLES`` examples per operation and generation mode on SQLite; PostgreSQL gets
-  a smaller pass (``PG_EXAMPLES``) since most bugs are engine-independent and the engine
-  specific ones (type errors, integer overflow, text collation) show up within a few examples.
-* **Isolation between operations**: every operation is fuzzed with a fresh administrator and
+* **Bounded**: ``EXAMPLES`` examples per operation and generation mode for the administrator on
+  SQLite, ``ROLE_EXAMPLES`` for the two narrower callers (their differences are in
+  permissions and visibility, which show on the first requests); PostgreSQL gets a smaller
+  pass (``PG_EXAMPLES``, administrator only) since most bugs are engine-independent and the
+  engine specific ones (type errors, integer overflow, text collation) show up within a few
+  examples.
+* **Isolation between operations**: every operation is fuzzed with a fresh caller and
   token, so an operation that deletes or deactivates users, or revokes tokens, cannot make the
   following operations answer 401 and hide their bugs.
 """
@@ -41,13 +49,27 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
-from tessera.entities.tables import Role
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from tessera.entities.tables import Role, Team
 from tessera_sdk.live import LiveServer
 
 EXAMPLES = int(os.environ.get("TESSERA_FUZZ_EXAMPLES", "5"))
 PG_EXAMPLES = max(1, EXAMPLES // 3)
-CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
+ROLE_EXAMPLES = max(1, EXAMPLES // 3)
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+    ignored_auth,
+]
+#: The callers each run fuzzes as: (role, scope it sees) — all, team and own.
+ROLES = ("admin", "head", "manager")
 
 
 def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str], examples: int) -> list[str]:
@@ -96,8 +118,8 @@ def _tracebacks(log: str, limit: int = 30) -> str:
     return "\n".join(out[-limit:])
 
 
-async def _seed(crm: Any) -> None:
-    """A few records of each kind, so generated ids sometimes hit something real."""
+async def _seed(crm: Any) -> int:
+    """A few records of each kind, so generated ids sometimes hit something real; the team id."""
     admin = await crm.user("admin")
     team = await crm.team("Fuzz team")
     manager = await crm.user("manager", team_id=team["id"])
@@ -115,23 +137,43 @@ async def _seed(crm: Any) -> None:
     )
     assert r.status_code in (200, 201), r.text
     assert admin
+    return int(team["id"])
 
 
-async def _fresh_admin(crm: Any) -> dict[str, Any]:
-    """A new administrator; the "admin" role is put back first in case an operation fuzzed
-    before renamed it, deleted it or changed its permissions."""
-    row = await Role.select(Role.id).where(Role.name == "admin").first()
+async def _fresh_caller(
+    crm: Any, role: str, roles: dict[str, dict[str, Any]], team_id: int
+) -> dict[str, Any]:
+    """A new user with ``role`` in the seeded team; the role is put back first as it was
+    seeded, in case an operation fuzzed before renamed, deleted or changed it."""
+    seeded = roles[role]
+    row = await Role.select(Role.id).where(Role.name == role).first()
     if row is None:
-        await Role.insert(Role(name="admin", description="Everything", permissions=["*"], scope="all"))
+        await Role.insert(
+            Role(
+                name=role,
+                description=seeded["description"],
+                permissions=seeded["permissions"],
+                scope=seeded["scope"],
+            )
+        )
     else:
-        await Role.update({Role.permissions: ["*"], Role.scope: "all"}).where(Role.id == row["id"])
-    return await crm.user("admin")  # type: ignore[no-any-return]
+        await Role.update({Role.permissions: seeded["permissions"], Role.scope: seeded["scope"]}).where(
+            Role.id == row["id"]
+        )
+    if not await Team.exists().where(Team.id == team_id):  # an operation deleted it
+        team_id = (await crm.team())["id"]
+    return await crm.user(role, team_id=team_id)  # type: ignore[no-any-return]
 
 
 @pytest.mark.plugins("sales", "probe")
 async def test_fuzz_whole_api(crm: Any) -> None:
-    await _seed(crm)
-    examples = EXAMPLES if crm.backend == "sqlite" else PG_EXAMPLES
+    team_id = await _seed(crm)
+    roles = {r["name"]: r for r in await Role.select().where(Role.name.is_in(list(ROLES)))}
+    assert set(roles) == set(ROLES)
+    # On PostgreSQL the administrator only (see "Bounded" above).
+    callers = [("admin", EXAMPLES)] + [(r, ROLE_EXAMPLES) for r in ROLES[1:]]
+    if crm.backend != "sqlite":
+        callers = [("admin", PG_EXAMPLES)]
     plugins = tuple(crm.settings.plugins)
     server = LiveServer(crm.settings.resolved_database_url, crm.settings.data_dir / "live", plugins)
     await asyncio.to_thread(server.start)
@@ -141,15 +183,17 @@ async def test_fuzz_whole_api(crm: Any) -> None:
         assert len(operations) > 50  # the kernel and sales routes are all there
         failures: list[str] = []
         only = os.environ.get("TESSERA_FUZZ_ONLY")  # a substring of labels, to iterate on one bug
-        for operation in operations:
-            if only and only not in operation.label:
-                continue
-            admin = await _fresh_admin(crm)
-            started = time.monotonic()
-            failures += await asyncio.to_thread(
-                _fuzz_operation, operation, server.url, dict(admin["headers"]), examples
-            )
-            print(f"{time.monotonic() - started:6.2f}s {operation.label}", file=sys.stderr)
+        for role, examples in callers:
+            for operation in operations:
+                if only and only not in operation.label:
+                    continue
+                caller = await _fresh_caller(crm, role, roles, team_id)
+                started = time.monotonic()
+                found = await asyncio.to_thread(
+                    _fuzz_operation, operation, server.url, dict(caller["headers"]), examples
+                )
+                failures += [f"({role}) {f}" for f in found]
+                print(f"{time.monotonic() - started:6.2f}s {role} {operation.label}", file=sys.stderr)
     finally:
         await asyncio.to_thread(server.stop)
     if failures:
