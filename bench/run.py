@@ -314,7 +314,7 @@ async def seed(
 ) -> dict[str, Any]:
     """Migrate, create users and tokens, bulk-load the data set, build the search index."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from tessera import auth, cli, db
+    from tessera import auth, cli_kernel, db
     from tessera.app import boot
     from tessera.config import Settings
     from tessera.entities.tables import Activity, CrmUser, Party, Role, Team, UserRole
@@ -332,7 +332,7 @@ async def seed(
     info: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
-        await cli._migrate(pm)  # what `tessera migrate` runs
+        await cli_kernel.migrate_all(pm)  # what `tessera migrate` runs
         if "sales" in plugins:
             from tessera_sales import services as sales_services
 
@@ -666,12 +666,12 @@ def serve_main(argv: list[str]) -> None:
     if kind == "ours":
         # As `tessera serve`: pending migrations first (the tree may have gained one since the
         # data set was built).
-        from tessera import cli, db
+        from tessera import cli_kernel, db
 
         async def migrate() -> None:
             await db.start()
             try:
-                await cli._migrate(app.state.pm)
+                await cli_kernel.migrate_all(app.state.pm)
             finally:
                 await db.stop()
 

@@ -333,7 +333,7 @@ def backup(
 ) -> None:
     """Write a consistent backup (database, attachments, manifest) to one .tar.gz, while the
     server keeps running."""
-    from tessera.cli import _settings
+    from tessera.cli_kernel import load_cli_settings as _settings
 
     settings = _settings(config)
     target = output or default_output(Path.cwd())
@@ -514,7 +514,7 @@ def _restore_attachments(settings: Settings, staging: Path) -> int:
 async def _after_restore(pm: Any, settings: Settings) -> int:
     """Migrate, point attachment rows at this data directory, rebuild the search index."""
     from tessera import db
-    from tessera.cli import _migrate
+    from tessera.cli_kernel import migrate_all as _migrate
     from tessera.search import service
 
     await _migrate(pm)
@@ -595,7 +595,8 @@ def restore(
     """Restore a backup into the configured database and data directory (stop the server
     first), then apply pending migrations and rebuild the search index."""
     from tessera import migrations
-    from tessera.cli import _run, _settings
+    from tessera.cli_kernel import load_cli_settings as _settings
+    from tessera.cli_kernel import run_kernel as _run
 
     settings = _settings(config)
     try:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,8 +14,9 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from tessera import backup as backup_cmd
-from tessera import db, importer_cli, migrations
-from tessera.config import Settings, load_settings
+from tessera import importer_cli, migrations
+from tessera.cli_kernel import err, load_cli_settings, migrate_all, run_kernel, safe_url
+from tessera.config import Settings
 from tessera.plugins import PluginError
 from tessera.search import cli as search_cli
 
@@ -28,74 +28,20 @@ app.add_typer(plugins_app, name="plugins")
 app.add_typer(search_cli.app, name="search")
 app.add_typer(importer_cli.app, name="import")
 console = Console()
-err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to tessera.toml")]
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ValueError as exc:
-        err.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-
-
-def _run(settings: Settings, body: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Boot the kernel (plugins, database), run ``body(pm)``, close the database."""
-    from tessera.app import boot
-
-    try:
-        pm = boot(settings)
-    except PluginError as exc:
-        err.print(f"[red]Plugin error:[/red] {exc}")
-        raise typer.Exit(3) from exc
-
-    async def main() -> Any:
-        try:
-            await db.start()
-        except Exception as exc:  # unreachable server, unknown database, bad credentials
-            err.print(f"[red]Cannot open the database[/red] {_safe_url(settings)}: {exc}")
-            raise typer.Exit(4) from exc
-        try:
-            return await body(pm)
-        finally:
-            await db.stop()
-
-    return asyncio.run(main())
-
-
-async def _migrate(pm: Any) -> None:
-    from tessera.permissions import ensure_default_roles
-    from tessera.scheduler import sync_jobs
-    from tessera.workflow.templates import sync_plugin_templates
-
-    await migrations.migrate()
-    await ensure_default_roles()
-    await sync_jobs(pm)
-    # Plugins' process templates are stored (as new versions when changed) at migrate time,
-    # so the first request after a deploy does not pay for it.
-    await sync_plugin_templates(pm)
 
 
 @app.command()
 def migrate(config: ConfigOpt = None) -> None:
     """Apply pending migrations of the kernel and the enabled plugins (safe to repeat)."""
-    settings = _settings(config)
+    settings = load_cli_settings(config)
     try:
-        _run(settings, _migrate)
+        run_kernel(settings, migrate_all)
     except migrations.MigrationError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    console.print(f"[green]Database is up to date[/green] ({_safe_url(settings)})")
-
-
-def _safe_url(settings: Settings) -> str:
-    url = settings.resolved_database_url
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    console.print(f"[green]Database is up to date[/green] ({safe_url(settings)})")
 
 
 @app.command()
@@ -112,10 +58,10 @@ def init(
     if not path.exists():
         path.write_text('[tessera]\ndata_dir = "data"\nplugins = ["all"]\n', encoding="utf-8")
         console.print(f"Wrote {path}")
-    settings = _settings(path)
+    settings = load_cli_settings(path)
 
     async def body(pm: Any) -> None:
-        await _migrate(pm)
+        await migrate_all(pm)
         if admin_email:
             from tessera.demo import ensure_admin
 
@@ -123,7 +69,7 @@ def init(
             await ensure_admin(admin_email.lower(), "Administrator", admin_password)
             console.print(f"Admin {admin_email} is ready")
 
-    _run(settings, body)
+    run_kernel(settings, body)
     console.print("[green]Initialised[/green]")
 
 
@@ -158,10 +104,10 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP server (applies pending migrations first)."""
-    settings = _settings(config)
+    settings = load_cli_settings(config)
     settings = settings.with_(host=host or settings.host, port=port or settings.port)
     if not no_migrate:
-        _run(settings, _migrate)
+        run_kernel(settings, migrate_all)
     _serve(settings, config)
 
 
@@ -174,7 +120,7 @@ def worker(
     """Run scheduled jobs. Start one per node; on PostgreSQL they share the work safely."""
     from tessera.scheduler import run_worker, sync_jobs, tick
 
-    settings = _settings(config)
+    settings = load_cli_settings(config)
 
     async def body(pm: Any) -> None:
         if once:
@@ -189,7 +135,7 @@ def worker(
         console.print("Worker running; Ctrl+C stops it")
         await run_worker(pm, settings, stop, poll)
 
-    _run(settings, body)
+    run_kernel(settings, body)
 
 
 @app.command()
@@ -204,15 +150,15 @@ def demo(
     """Load demo data from the kernel and every enabled plugin into the database, then serve."""
     from tessera import demo as demo_data
 
-    settings = _settings(config)
+    settings = load_cli_settings(config)
     # The demo runs on plain http://localhost, where a Secure cookie would never be sent back.
     settings = settings.with_(secure_cookies=False, host=host, port=port)
 
     async def body(pm: Any) -> None:
-        await _migrate(pm)
+        await migrate_all(pm)
         await demo_data.load(pm)
 
-    _run(settings, body)
+    run_kernel(settings, body)
     console.print(
         f"\n[bold green]Tessera CRM demo[/bold green] at http://{host}:{port}/  (API docs: http://{host}:{port}/schema)\n"
         f"Sign in as [bold]{demo_data.ADMIN_EMAIL}[/bold] / [bold]{demo_data.DEMO_PASSWORD}[/bold] "
@@ -252,7 +198,7 @@ def users_create(
         )
 
     try:
-        row = _run(_settings(config), body)
+        row = run_kernel(load_cli_settings(config), body)
     except DomainError as exc:
         err.print(f"[red]{exc.detail}[/red]")
         for e in exc.errors:
@@ -273,7 +219,7 @@ def users_list(config: ConfigOpt = None) -> None:
         )
 
     table = RichTable("id", "email", "name", "roles", "active")
-    for r in _run(_settings(config), body):
+    for r in run_kernel(load_cli_settings(config), body):
         table.add_row(
             str(r["id"]), r["email"], r["name"], ", ".join(r["roles"]), "yes" if r["is_active"] else "no"
         )
@@ -299,7 +245,7 @@ def users_token(
             return None
         return (await auth.create_token(user["id"], name, scope or []))[1]
 
-    token = _run(_settings(config), body)
+    token = run_kernel(load_cli_settings(config), body)
     if token is None:
         err.print(f"[red]No user {email}[/red]")
         raise typer.Exit(1)
@@ -312,7 +258,7 @@ def plugins_list(config: ConfigOpt = None) -> None:
     from tessera.config import ALL_PLUGINS
     from tessera.plugins import installed_plugins
 
-    settings = _settings(config)
+    settings = load_cli_settings(config)
     installed = installed_plugins()
     enabled = set(installed) if ALL_PLUGINS in settings.plugins else set(settings.plugins)
     table = RichTable("plugin", "version", "distribution", "enabled")

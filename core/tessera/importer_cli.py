@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table as RichTable
 
+from tessera.cli_kernel import load_cli_settings, run_kernel
+
 app = typer.Typer(help="Import records from spreadsheets (CSV, XLSX)", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
@@ -58,9 +60,8 @@ def parties(
     """Import organisations and people. All or nothing unless --skip-invalid: one transaction,
     and any invalid row (reported with its line and field) means nothing is written."""
     from tessera import importer
-    from tessera.cli import _run, _settings
 
-    settings = _settings(config)
+    settings = load_cli_settings(config)
 
     async def body(pm: Any) -> importer.ImportReport:
         with Progress(
@@ -93,7 +94,7 @@ def parties(
             )
 
     try:
-        report = _run(settings, body)
+        report = run_kernel(settings, body)
     except (importer.ImportFailed, LookupError, UnicodeDecodeError) as exc:
         err.print(f"[red]Cannot import:[/red] {exc}")
         raise typer.Exit(2) from exc

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from tessera.cli_kernel import load_cli_settings, run_kernel
+
 app = typer.Typer(help="Full-text search index", no_args_is_help=True)
 console = Console()
 
@@ -24,10 +26,9 @@ def reindex(
 ) -> None:
     """Rebuild the index from the database, in place: safe while the server serves traffic
     (searches keep answering; documents are replaced batch by batch)."""
-    from tessera.cli import _run, _settings
     from tessera.search import service
 
-    settings = _settings(config)
+    settings = load_cli_settings(config)
 
     async def body(pm: Any) -> int:
         s = service.searcher()
@@ -53,7 +54,7 @@ def reindex(
         return written
 
     try:
-        written = _run(settings, body)
+        written = run_kernel(settings, body)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -63,14 +64,13 @@ def reindex(
 @app.command("status")
 def status(config: ConfigOpt = None) -> None:
     """Backend, document count and pending (failed, to be retried) index work."""
-    from tessera.cli import _run, _settings
     from tessera.search import service
 
-    settings = _settings(config)
+    settings = load_cli_settings(config)
 
     async def body(pm: Any) -> tuple[int, int]:
         await service.start()
         return await service.searcher().count(), await service.pending_count()
 
-    count, pending = _run(settings, body)
+    count, pending = run_kernel(settings, body)
     console.print(f"backend: {settings.search_backend}\ndocuments: {count}\npending: {pending}")

@@ -4,10 +4,12 @@ Analysing and writing documents is pure Python; in the serving process it held t
 lock for about half of a create's time while the machine's other cores sat idle. The server
 sends each batch (``call``) to one long-lived child over a pipe and waits for its answer, so
 an acknowledged write is still searchable at once. The child is a plain subprocess (``python -m
-tessera.search.indexer``): it never re-imports the server's main module (multiprocessing's
+tessera.search.indexer_child``): it never re-imports the server's main module (multiprocessing's
 ``spawn`` does), and it ends when the pipe closes, also when the server was killed.
 
-Messages are length-prefixed pickles between two processes of the same installation.
+Messages are length-prefixed pickles between two processes of the same installation. This module
+is the server's side and the wire format; the child's loop is in ``indexer_child``, which imports
+the whoosh backend (the backend imports this module: neither imports the other back).
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ class IndexerFailed(RuntimeError):
     """The indexing process failed a batch or died (the batch is retried from the search queue)."""
 
 
-def _send(stream: IO[bytes], message: Any) -> None:
+def send(stream: IO[bytes], message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(len(data).to_bytes(_HEADER, "big") + data)
     stream.flush()
 
 
-def _receive(stream: IO[bytes]) -> Any:
+def receive(stream: IO[bytes]) -> Any:
     header = stream.read(_HEADER)
     if len(header) < _HEADER:
         raise EOFError
@@ -51,7 +53,7 @@ class _Child:
         env = dict(os.environ)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tessera.search.indexer"],
+            [sys.executable, "-m", "tessera.search.indexer_child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -59,8 +61,8 @@ class _Child:
 
     def call(self, message: Any) -> Any:
         assert self.process.stdin is not None and self.process.stdout is not None
-        _send(self.process.stdin, message)
-        return _receive(self.process.stdout)
+        send(self.process.stdin, message)
+        return receive(self.process.stdout)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -85,34 +87,3 @@ def call(directory: str, sources: Sequence[str], docs: Sequence[Document], stamp
             raise IndexerFailed(f"the indexing process died: {exc!r}") from exc
     if status != "ok":
         raise IndexerFailed(detail)
-
-
-def main() -> None:
-    """The child: apply batches until the server closes the pipe."""
-    import signal
-
-    from tessera.search.whoosh_backend import replace_at
-
-    # Ctrl-C in a terminal reaches the whole process group: the server stops, and this
-    # process then ends when the pipe closes (instead of printing a KeyboardInterrupt).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # stdout carries answers only
-    while True:
-        try:
-            directory, sources, docs, stamp = _receive(requests)
-        except EOFError:
-            return
-        try:
-            replace_at(directory, sources, docs, stamp)
-            answer: tuple[str, str] = ("ok", "")
-        except Exception as exc:
-            answer = ("error", repr(exc))
-        try:
-            _send(answers, answer)
-        except OSError:  # the server is gone (killed while we worked): nobody to answer
-            return
-
-
-if __name__ == "__main__":
-    main()

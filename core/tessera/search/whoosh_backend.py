@@ -39,6 +39,7 @@ from whoosh.filedb.structfile import BufferFile, StructFile
 from whoosh.matching.wrappers import FilterMatcher
 from whoosh.searching import Searcher as WSearcher
 
+from tessera.search import indexer
 from tessera.search.analysis import ParsedQuery, QueryPart, QueryWord, analyze, word_terms
 from tessera.search.base import COUNT_CAP, Access, Filters, RawHit, RawResult
 from tessera.search.documents import SCHEMA_VERSION, Document
@@ -389,7 +390,7 @@ def _replace_in(ix: Any, sources: Sequence[str], docs: Sequence[Document], stamp
     writer.commit(merge=len(writer.segments) >= MERGE_AFTER_SEGMENTS)
 
 
-#: Index changes in a separate process (``tessera.search.indexer``). Analysing and writing
+#: Index changes in a separate process (``tessera.search.indexer_child``). Analysing and writing
 #: documents is pure Python: in the serving process it held the interpreter lock for half of a
 #: create's time while the machine's other cores sat idle (bench/run.py, docs/performance.md).
 #: ``TESSERA_INDEX_PROCESS=0`` keeps it in a thread of the process itself.
@@ -498,8 +499,6 @@ class WhooshSearcher:
             # Creates the index when missing (a first write before start-up, e.g. `tessera demo`
             # loading its data): the indexing process only opens existing ones.
             await asyncio.to_thread(self._index)
-        from tessera.search import indexer
-
         await asyncio.to_thread(indexer.call, str(self.directory), list(sources), list(docs), stamp)
 
     def bulk_writer(self, limitmb: int = 256) -> Any:
