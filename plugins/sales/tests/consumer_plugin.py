@@ -1,9 +1,9 @@
 """A test-only plugin standing in for the future marketing and receivables plugins: it knows the
 sales plugin only through hooks and events, as they will.
 
-* receivables: records ``sales.invoice.issued`` (and deal won/lost) events, and whether the
-  records they name were already committed when the event arrived (read over a separate
-  database connection);
+* receivables: records ``sales.invoice.issued`` (and deal won/lost) events, and what another
+  database connection saw of the records they name when the event arrived (the invoice's number,
+  the deal's status): the committed state;
 * marketing: supplies campaigns through ``tessera_sales_deal_sources`` (an optional hook: the
   plugin would load without sales).
 """
@@ -24,19 +24,21 @@ CAMPAIGNS = {
 }
 
 
-async def _committed(table: str, row_id: int) -> bool:
-    """Is the row visible to another connection (i.e. committed)?"""
+async def _seen_outside(table: str, row_id: int, column: str) -> Any:
+    """``column`` of the row as another connection sees it (its committed value; None when the
+    row is not committed)."""
     if DATABASE_URL.startswith("sqlite:///"):
         conn = sqlite3.connect(DATABASE_URL[len("sqlite:///") :])
         try:
-            return conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is not None
+            row = conn.execute(f"SELECT {column} FROM {table} WHERE id = ?", (row_id,)).fetchone()
+            return None if row is None else row[0]
         finally:
             conn.close()
     import asyncpg
 
     pg = await asyncpg.connect(DATABASE_URL)
     try:
-        return await pg.fetchval(f"SELECT 1 FROM {table} WHERE id = $1", row_id) is not None
+        return await pg.fetchval(f"SELECT {column} FROM {table} WHERE id = $1", row_id)
     finally:
         await pg.close()
 
@@ -47,14 +49,13 @@ def tessera_on_event(event: Any) -> Any:
         return None
 
     async def record() -> None:
-        table = "sales_document" if event.name == "sales.invoice.issued" else "sales_deal"
-        RECEIVED.append(
-            {
-                "name": event.name,
-                "payload": dict(event.payload),
-                "committed": await _committed(table, int(event.entity_id)),
-            }
-        )
+        # An invoice is a new row: committed means it exists. A deal existed before it was won
+        # or lost: what is committed is its new status.
+        if event.name == "sales.invoice.issued":
+            seen = await _seen_outside("sales_document", int(event.entity_id), "number")
+        else:
+            seen = await _seen_outside("sales_deal", int(event.entity_id), "status")
+        RECEIVED.append({"name": event.name, "payload": dict(event.payload), "seen_outside": seen})
 
     return record()
 

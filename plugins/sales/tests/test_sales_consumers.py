@@ -37,7 +37,10 @@ async def test_receivables_get_the_invoice_after_commit(crm, world, frozen_clock
     names = [e["name"] for e in consumer.RECEIVED]
     assert names == ["sales.deal.won", "sales.invoice.issued"]
     won, issued = consumer.RECEIVED
-    assert won["committed"] and issued["committed"], "delivered before the transaction committed"
+    # Delivered after commit: another connection already saw the deal won and the invoice
+    # numbered (delivered inside the transaction, it would see "open" and no invoice).
+    assert won["seen_outside"] == "won", "deal.won delivered before the win committed"
+    assert issued["seen_outside"] == invoice["number"], "invoice.issued delivered before its commit"
     assert won["payload"]["amount"] == "120000.50" and won["payload"]["currency"] == "USD"
     assert issued["payload"] == {
         "id": invoice["id"],
@@ -65,6 +68,7 @@ async def test_receivables_get_the_invoice_after_commit(crm, world, frozen_clock
     assert r.status_code == 409
     assert [e["name"] for e in consumer.RECEIVED][2:] == ["sales.deal.lost"]
     assert consumer.RECEIVED[2]["payload"]["loss_reason_id"] == reasons[0]["id"]
+    assert consumer.RECEIVED[2]["seen_outside"] == "lost"
 
 
 async def test_a_deal_links_to_a_campaign_a_plugin_supplies(crm, world, consumer):
