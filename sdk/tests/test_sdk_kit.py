@@ -3,6 +3,7 @@ the declaration helpers."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,13 +29,21 @@ async def test_api_client_is_an_admin_and_as_user_gives_role_bound_clients(
     # Managers see their own records only: the admin's party is invisible, not forbidden.
     with pytest.raises(errors.NotFound):
         await manager.parties.get(party.id)
-    assert tessera_app.backend in ("sqlite", "postgres")
+    # SQLite unless CRM_TEST_POSTGRES names a server, and the app really runs on that engine.
+    expected = "postgres" if os.environ.get("CRM_TEST_POSTGRES") else "sqlite"
+    assert tessera_app.backend == expected
+    scheme = tessera_app.settings.resolved_database_url.split(":", 1)[0]
+    assert scheme == {"sqlite": "sqlite", "postgres": "postgresql"}[expected]
 
 
 @pytest.mark.plugins("probe")
 async def test_the_plugins_marker_enables_plugins_for_tessera_app(tessera_app, api_client) -> None:
     assert "probe.read" in await api_client.permissions()
-    assert await api_client.get("/api/probe/marks") is not None
+    before = await api_client.get("/api/probe/marks", kind="event")
+    party = await api_client.parties.create(models.PartyIn(name="Seen by the probe"))
+    # The probe's event hook ran: the plugin is wired in, not only its routes.
+    after = await api_client.get("/api/probe/marks", kind="event")
+    assert after == [*before, {"kind": "event", "party_id": party.id, "detail": "party.created"}]
 
 
 async def test_tessera_app_runs_the_kernel_alone_by_default(api_client) -> None:
