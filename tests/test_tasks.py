@@ -3,6 +3,9 @@ overdue tasks to the controller (with the kernel clock frozen, never sleeping)."
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from entity_helpers import field_errors, new_party, table_counts, walk
 from tessera.entities.tasks import escalate_overdue
 
@@ -267,16 +270,29 @@ async def test_overdue_task_without_controller_goes_to_author(crm, frozen_clock)
     assert [n["kind"] for n in await _inbox(crm, author)] == ["task.overdue"]
 
 
-async def test_task_pagination(crm, frozen_clock):
+@pytest.mark.parametrize("order", ["id", "-id", "created_at", "-created_at", "updated_at", "-updated_at"])
+async def test_task_pagination(crm, frozen_clock, order):
     admin = await crm.user("admin")
+    # Created and then edited at minutes out of id order, with ties (broken by id).
+    created_min = [2, 0, 2, 1, 0, 1, 2]
+    updated_min = [11, 12, 10, 13, 11, 10, 12]
+    start = frozen_clock()
     made = []
-    for i in range(7):
-        if i % 3 == 0:
-            frozen_clock.advance(minutes=5)
-        made.append(await _task(crm, admin, title=f"T{i}"))
-    for order in ("id", "-created_at", "updated_at"):
-        items = await walk(crm, admin, "/api/tasks", order=order, limit=3)
-        assert sorted(t["id"] for t in items) == sorted(t["id"] for t in made)
+    for i, minute in enumerate(created_min):
+        frozen_clock.set(start + timedelta(minutes=minute))
+        made.append((await _task(crm, admin, title=f"T{i}"))["id"])
+    for i in sorted(range(len(made)), key=lambda k: updated_min[k]):
+        frozen_clock.set(start + timedelta(minutes=updated_min[i]))
+        r = await crm.patch(f"/api/tasks/{made[i]}", admin, json={"title": f"T{i} edited"})
+        assert r.status_code == 200, r.text
+
+    minutes = {"id": [0] * len(made), "created_at": created_min, "updated_at": updated_min}[order.lstrip("-")]
+    expected = [
+        made[k]
+        for k in sorted(range(len(made)), key=lambda k: (minutes[k], made[k]), reverse=order.startswith("-"))
+    ]
+    items = await walk(crm, admin, "/api/tasks", order=order, limit=3)
+    assert [t["id"] for t in items] == expected
 
 
 async def test_notifications_can_be_marked_read(crm):
