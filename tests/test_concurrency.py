@@ -267,18 +267,24 @@ async def test_a_long_write_transaction_lets_other_requests_through(crm: Any) ->
 
     user = await crm.user("manager")
     assert (await crm.get("/api/parties", user)).status_code == 200  # the token's first use writes
+    started, answered = asyncio.Event(), asyncio.Event()
 
-    async def long_job() -> float:
+    async def long_job() -> bool:
+        """Holds the write transaction open until the test says the GET was answered (an
+        ordering, not a duration). The guard only ends the loop when the loop never lets the
+        GET run at all (the failure), instead of hanging the test."""
+        guard = time.monotonic() + 60
         async with db.transaction():
-            deadline = time.monotonic() + 0.6
-            while time.monotonic() < deadline:
+            await db.raw("SELECT COUNT(*) AS n FROM party")
+            started.set()
+            while not answered.is_set() and time.monotonic() < guard:
                 await db.raw("SELECT COUNT(*) AS n FROM party")
-        return time.monotonic()
+            return answered.is_set()
 
     job = asyncio.ensure_future(long_job())
-    await asyncio.sleep(0)  # the job takes the write lock and starts
+    await started.wait()
     listed = await crm.get("/api/parties", user)
-    answered = time.monotonic()
-    committed = await job
     assert listed.status_code == 200
-    assert answered < committed, "the read waited for the whole write transaction"
+    assert not job.done(), "the read waited for the whole write transaction"
+    answered.set()
+    assert await job, "the write transaction committed before the read was answered"
