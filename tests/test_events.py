@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from tessera import app as tessera_app
-from tessera import events, scheduler
+from tessera import db, events, scheduler
 from tessera.entities import parties, service
 from tessera.entities.tables import DomainEvent, Party
 from tessera.events import DomainEvent as Event
@@ -135,6 +135,12 @@ async def test_failing_plugin_keeps_event_for_redelivery(
     assert other.names() == ["party.created", "party.created"]
 
 
+async def _restart() -> None:
+    """The process stops (its database pool closed) and starts again."""
+    await db.stop()
+    await tessera_app.startup()
+
+
 async def test_undelivered_events_are_delivered_at_startup(crm: Any, recorder: Recorder) -> None:
     # A process crashed after commit and before delivery: the outbox row is all that is left.
     async with events.unit_of_work():
@@ -143,11 +149,11 @@ async def test_undelivered_events_are_delivered_at_startup(crm: Any, recorder: R
             DomainEvent(name="activity.created", entity="activity", entity_id=7, payload={"id": 7}),
         )
     assert recorder.received == []
-    await tessera_app.startup()
+    await _restart()
     assert recorder.names() == ["party.created", "activity.created"]
     assert recorder.seen_committed == [False]  # party 41 never existed; delivery does not care
     assert all(r["dispatched_at"] is not None for r in await _outbox())
-    await tessera_app.startup()  # delivered events are not delivered again
+    await _restart()  # delivered events are not delivered again
     assert len(recorder.received) == 2
 
 

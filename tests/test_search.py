@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tessera import events
+from tessera import db, events
 from tessera.app import boot, startup
 from tessera.search import service as search
 
@@ -422,6 +422,7 @@ async def test_crash_between_commit_and_indexing_is_repaired_at_restart(crm: Any
     r = await crm.get("/api/parties", admin, params={"q": "Феникс"})
     assert r.status_code == 200 and len(r.json()["items"]) == 1  # the write committed
     # Restart: boot wires the indexer again, start-up redelivers what was left undelivered.
+    await db.stop()  # the old process's pool closes with it
     boot(crm.settings)
     await startup()
     assert [h["title"] for h in (await find(crm, admin, "феникс"))["hits"]] == ["Феникс"]
@@ -445,8 +446,6 @@ async def _create_while_index_is_broken(
         finally:
             lock.release()
     # The index table is unavailable (an operator is rebuilding it by hand).
-    from tessera import db
-
     await db.raw("ALTER TABLE search_document RENAME TO search_document_away")
     try:
         created = await party(crm, admin, name="Меридиан")
@@ -489,10 +488,9 @@ async def test_reindex_rebuilds_a_missing_index(crm: Any, search_engine: str) ->
 
         shutil.rmtree(crm.settings.data_dir / "search")
     else:
-        from tessera import db
-
         await db.raw("DELETE FROM search_document")
         await db.raw("DELETE FROM search_state")
+    await db.stop()  # the old process's pool closes with it
     boot(crm.settings)
     await startup()
     assert keys(await find(crm, admin, "сириус")) == {("party", p["id"])}

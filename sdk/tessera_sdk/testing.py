@@ -4,8 +4,9 @@ Fixtures:
 
 * ``backend`` — ``"sqlite"`` and ``"postgres"``: every test that uses ``crm`` runs on both.
   PostgreSQL comes from ``CRM_TEST_POSTGRES`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``);
-  without it PostgreSQL tests are skipped with a message; with it and no server answering,
-  they fail.
+  without it PostgreSQL tests are skipped, and the end of the run says how many
+  (``PostgreSQL: N tests skipped ...``; with it: ``PostgreSQL: N tests ran on URL``); with it
+  and no server answering, the run stops.
 * ``crm`` — a booted kernel on an empty, migrated database with the plugins named by
   ``@pytest.mark.plugins("sales", ...)`` (none by default), an HTTP client, and helpers to
   create users and sign in as them.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +34,7 @@ import pytest
 from tessera.db import database_url_for, execute_on_server
 
 POSTGRES_ENV = "CRM_TEST_POSTGRES"
+POSTGRES_SKIP_REASON = f"PostgreSQL tests need {POSTGRES_ENV}=postgresql://user@host:port/db"
 DEFAULT_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
 
 
@@ -55,6 +58,52 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "search_backend(name): 'whoosh' (default) or 'postgres' (PostgreSQL databases only)"
     )
+
+
+_ON_POSTGRES = re.compile(r"[\[-]postgres[\]-]")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say plainly whether the PostgreSQL half of the suite ran: without ``CRM_TEST_POSTGRES``
+    every ``[postgres]`` test is skipped, and the summary line alone does not tell why."""
+    if terminalreporter.config.option.collectonly:
+        return
+    url = postgres_url()
+    if url:
+        ran = sum(
+            1
+            for outcome in ("passed", "failed", "error")
+            for report in terminalreporter.stats.get(outcome, [])
+            if getattr(report, "when", "call") == "call" and _ON_POSTGRES.search(report.nodeid)
+        )
+        terminalreporter.write_line(f"PostgreSQL: {ran} tests ran on {_safe_url(url)}")
+        return
+    skipped = sum(
+        1
+        for report in terminalreporter.stats.get("skipped", [])
+        if POSTGRES_SKIP_REASON in _skip_reason(report)
+    )
+    if skipped:
+        terminalreporter.write_line(
+            f"PostgreSQL: {skipped} tests skipped, they ran on SQLite only; set "
+            f"{POSTGRES_ENV}=postgresql://user@host:port/db to run them",
+            yellow=True,
+            bold=True,
+        )
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        user, host = rest.rsplit("@", 1)
+        return f"{scheme}://{user.split(':', 1)[0]}@{host}"
+    return url
 
 
 def postgres_url() -> str | None:
@@ -98,7 +147,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     if name == "sqlite" and _search_backend(request) == "postgres":
         pytest.skip("the PostgreSQL search backend needs a PostgreSQL database")
     if name == "postgres" and not postgres_url():
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}=postgresql://user@host:port/db")
+        pytest.skip(POSTGRES_SKIP_REASON)
     return name
 
 
