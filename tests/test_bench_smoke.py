@@ -47,6 +47,7 @@ def test_run_py_writes_every_figure(tmp_path: Path) -> None:
         str(out),
         "--workdir",
         str(tmp_path / "work"),
+        "--keep",
         cwd=tmp_path,
     )
     data = json.loads(out.read_text())
@@ -74,16 +75,47 @@ def test_run_py_writes_every_figure(tmp_path: Path) -> None:
             assert measure[server]["errors"] == 0, (name, server, measure[server].get("first_error"))
             assert measure[server]["rps"] > 0, (name, server)
         assert measure["pct_of_bare"] > 0 and measure["pct_of_crud"] > 0
+    # Targets are stated at 1M parties (100,000 import rows): a tiny run judges none of them.
     for target in ("party_list_p95_ms", "list_throughput_pct_of_bare", "create_throughput_pct_of_bare"):
-        assert isinstance(engine["targets"][target]["pass"], bool), target
+        verdict = engine["targets"][target]
+        assert (verdict["verdict"], verdict["pass"], verdict["size"]) == ("not judged", False, 200), verdict
+        assert f"target {target}: " in result.stdout
+    assert result.stdout.count("-> not judged (size 200 < 1,000,000)") == 3, result.stdout[-3000:]
+    assert "PASS" not in result.stdout
     imported = data["import"]
     assert "available" in imported
     if imported["available"]:
         assert imported.get("rows") == 1000, imported
         assert imported["rows_per_s"] > 0
+        assert imported["verdict"] == "not judged" and imported["pass"] is False
+        assert "-> not judged (size 1,000 < 100,000)" in result.stdout
     # The figures are printed, each next to its baselines.
     assert "party_list" in result.stdout and "ours/bare" in result.stdout
-    assert "target party_list_p95_ms" in result.stdout
+    assert engine["reused"] is None and "REUSED" not in result.stdout
+
+    # Measured again on the kept data set: the load figures are labelled as the first run's,
+    # and the rows are counted afresh (the first run's create measures added parties).
+    built_at = json.loads((tmp_path / "work" / "seed-SQLite.json").read_text())["built_at"]
+    again = run_bench(
+        "run.py",
+        "--size",
+        "200",
+        "--sqlite-only",
+        "--quick",
+        "--out",
+        str(out),
+        "--workdir",
+        str(tmp_path / "work"),
+        "--reuse",
+        cwd=tmp_path,
+    )
+    reused = json.loads(out.read_text())["engines"]["sqlite"]
+    assert reused["reused"]["built_at"] == built_at
+    assert f"REUSED from the run of {built_at}" in again.stdout
+    assert reused["counts_when_built"]["parties"] == 200
+    created = sum(engine["measures"]["create_party"][server]["n"] for server in SERVERS)
+    assert reused["counts"]["parties"] >= 200 + created, reused["counts"]
+    assert reused["counts"]["activities"] == 1000
 
 
 @pytest.mark.parametrize(
