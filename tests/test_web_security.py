@@ -282,3 +282,13 @@ async def test_unknown_pages_answer_the_html_error_page(crm: Any) -> None:
     # The API keeps its JSON errors.
     api = await crm.client.get("/api/does-not-exist")
     assert api.status_code == 404 and api.json()["status"] == 404
+
+
+def test_trusted_proxies_setting_is_read_and_checked() -> None:
+    from tessera.config import load_settings
+
+    env = {"TESSERA_CONFIG": "/nonexistent.toml", "TESSERA_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"}
+    assert load_settings(env=env).trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
+    assert load_settings(env={"TESSERA_CONFIG": "/nonexistent.toml"}).trusted_proxies == ()
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        load_settings(env={"TESSERA_CONFIG": "/nonexistent.toml", "TESSERA_TRUSTED_PROXIES": "proxy.lan"})
