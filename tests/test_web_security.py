@@ -292,3 +292,27 @@ def test_trusted_proxies_setting_is_read_and_checked() -> None:
     assert load_settings(env={"TESSERA_CONFIG": "/nonexistent.toml"}).trusted_proxies == ()
     with pytest.raises(ValueError, match="trusted_proxies"):
         load_settings(env={"TESSERA_CONFIG": "/nonexistent.toml", "TESSERA_TRUSTED_PROXIES": "proxy.lan"})
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_host_is_the_origin_to_match(crm: Any) -> None:
+    manager = await crm.user("manager")
+    token = await _sign_in(crm, manager)
+    headers = {
+        "Origin": "https://crm.example.com",
+        "X-Forwarded-Host": "crm.example.com",
+        "X-CSRF-Token": token,
+    }
+    # From an untrusted peer the header is the client's claim: refused.
+    assert (await crm.client.post("/api/parties", json={"name": "A"}, headers=headers)).status_code == 403
+    crm.app.state.settings = crm.settings.with_(trusted_proxies=("127.0.0.1",))
+    try:
+        transport = httpx.ASGITransport(app=crm.app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", cookies=crm.client.cookies
+        ) as proxy:
+            r = await proxy.post("/api/parties", json={"name": "Via the proxy"}, headers=headers)
+            assert r.status_code == 201, r.text
+            evil = {**headers, "Origin": "https://evil.example"}
+            assert (await proxy.post("/api/parties", json={"name": "B"}, headers=evil)).status_code == 403
+    finally:
+        crm.app.state.settings = crm.settings

@@ -90,18 +90,34 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _forwarded_host(scope: Scope) -> str | None:
+    """``X-Forwarded-Host`` when the peer is a configured trusted proxy (which may address the
+    app by another name than the browser did), else None."""
+    from tessera.api.security import _is_trusted
+
+    forwarded = _header(scope, b"x-forwarded-host")
+    app = scope.get("app")
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    proxies = tuple(getattr(settings, "trusted_proxies", ()) or ())
+    client = scope.get("client")
+    if not forwarded or not proxies or not client or not _is_trusted(str(client[0]), proxies):
+        return None
+    return forwarded.split(",")[0].strip()
+
+
 def cross_site(scope: Scope) -> bool:
     """True when a browser says the request comes from a page of another origin: its
     ``Origin`` names another host than the one addressed (``Host``), or is ``null``, or
     ``Sec-Fetch-Site`` is ``cross-site``/``same-site``. The host is compared (not the scheme):
-    behind a TLS-terminating proxy the app itself is reached over plain http."""
+    behind a TLS-terminating proxy the app itself is reached over plain http. Behind a trusted
+    proxy (``trusted_proxies``) ``X-Forwarded-Host`` names the host when sent."""
     fetch_site = (_header(scope, b"sec-fetch-site") or "").lower()
     if fetch_site in {"cross-site", "same-site"}:
         return True
     origin = _header(scope, b"origin")
     if origin is None:
         return False
-    host = (_header(scope, b"host") or "").lower()
+    host = (_forwarded_host(scope) or _header(scope, b"host") or "").lower()
     parts = urlsplit(origin.strip())
     return origin.strip().lower() == "null" or not parts.netloc or parts.netloc.lower() != host
 
