@@ -73,3 +73,79 @@ async def test_a_manager_cannot_open_another_managers_client(crm):
     assert card.status_code == 404 and "Secret Client" not in card.text
     listing = await crm.client.get("/app/parties")
     assert "Secret Client" not in listing.text
+
+
+def _field_error(text: str, field: str) -> str | None:
+    """The error shown beside ``field`` on a form (its ``<p class="field">``), or None."""
+    for block in re.findall(r'<p class="field">(.*?)</p>', text, re.S):
+        if f'name="{field}"' in block:
+            match = re.search(r'class="field-error"[^>]*>([^<]+)<', block)
+            return match.group(1) if match else None
+    raise AssertionError(f"no field {field} on the page")
+
+
+async def test_the_card_form_refuses_what_the_api_refuses_beside_the_field(crm):
+    manager = await crm.user("manager")
+    party = (await crm.post("/api/parties", manager, json={"name": "Acme"})).json()
+    await _sign_in(crm, manager)
+    token = await _csrf(crm)
+    url = f"/app/parties/{party['id']}/activities"
+    good = {"csrf_token": token, "type": "call", "subject": "Call about prices", "outcome": "Agreed"}
+    long_subject = "x" * 200_000
+    cases = [
+        ({"type": "fax"}, "type", "is not one of the allowed choices"),
+        ({"subject": ""}, "subject", "must not be empty"),
+        ({"subject": long_subject}, "subject", "must be at most 500 characters"),
+        ({"starts_at": "31.12.2026 10:00"}, "starts_at", "is not a valid date and time"),
+    ]
+    for change, field, message in cases:
+        sent = {**good, **change}
+        r = await crm.client.post(url, data=sent)
+        assert r.status_code == 422, (field, r.status_code)
+        assert "text/html" in r.headers["content-type"]
+        assert _field_error(r.text, field) == message, field
+        others = {"type", "subject", "starts_at"} - {field}
+        assert all(_field_error(r.text, other) is None for other in others)
+        assert "Invalid isoformat" not in r.text and "Expected `" not in r.text
+        # What the user typed is still in the form (a bad value too, except the huge one).
+        assert 'value="Call about prices"' in r.text or field == "subject"
+        assert ">Agreed</textarea>" in r.text
+        if field == "starts_at":
+            assert 'value="31.12.2026 10:00"' in r.text
+        assert long_subject not in r.text or field == "subject"
+        # The API refuses the same values for the same field.
+        api_body = {"type": "call", "subject": "s", "starts_at": "2026-03-01T10:00:00+00:00"}
+        api_body.update({k: v for k, v in change.items()})
+        api = await crm.post("/api/activities", manager, json={**api_body, "party_id": party["id"]})
+        assert api.status_code == 422 and [e["field"] for e in api.json()["errors"]] == [field]
+    acts = (await crm.get("/api/activities", manager, params={"party_id": party["id"]})).json()["items"]
+    assert acts == []
+
+
+async def test_card_colours_overdue_planned_items_not_future_ones(crm, frozen_clock):
+    from datetime import timedelta
+
+    manager = await crm.user("manager")
+    party = (await crm.post("/api/parties", manager, json={"name": "Acme"})).json()
+    now = frozen_clock()
+    for subject, when in (("Overdue call", now - timedelta(days=2)), ("Next week", now + timedelta(days=7))):
+        body = {
+            "type": "call",
+            "subject": subject,
+            "status": "planned",
+            "starts_at": when.isoformat(),
+            "party_id": party["id"],
+        }
+        assert (await crm.post("/api/activities", manager, json=body)).status_code == 201
+    await _sign_in(crm, manager)
+    card = (await crm.client.get(f"/app/parties/{party['id']}")).text
+    items = {
+        subject: re.search(
+            r'<li>\s*<span class="(\w+)">[^<]*</span>\s*<strong>[^<]*</strong>[^<]*'
+            r'(?:<span class="pill">[^<]*</span>)?\s*' + subject,
+            card,
+        )
+        for subject in ("Overdue call", "Next week")
+    }
+    assert items["Overdue call"] and items["Overdue call"].group(1) == "bad"
+    assert items["Next week"] and items["Next week"].group(1) == "planned"

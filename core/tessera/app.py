@@ -23,8 +23,11 @@ from tessera.entities import service
 from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each, get_plugin_manager
 from tessera.search import service as search_service
+from tessera.web import openapi as openapi_pages
+from tessera.web.errors import page_aware
 from tessera.web.pages import WEB_HANDLERS
 from tessera.web.plugin_pages import web_routers
+from tessera.web.protection import OriginCheck, security_headers
 
 log = logging.getLogger("tessera")
 
@@ -109,10 +112,14 @@ def create_app(
             *plugin_routers(pm),
             *WEB_HANDLERS,
             *web_routers(pm),
+            openapi_pages.static_router(),
         ],
         dependencies={"principal": Provide(provide_principal)},
         signature_namespace={"Principal": Principal},
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=page_aware(EXCEPTION_HANDLERS),
+        # Security headers on every response, Origin checked on every unsafe request (web/protection.py).
+        before_send=[security_headers],
+        middleware=[OriginCheck()],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         state=State({"settings": settings, "pm": pm}),
@@ -120,6 +127,7 @@ def create_app(
             title="Tessera CRM",
             version=__version__,
             path="/schema",
+            render_plugins=openapi_pages.render_plugins(),
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", description="API token"),

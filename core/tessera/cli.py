@@ -84,6 +84,7 @@ def _serve(settings: Settings, config: Path | None = None, reload: bool = False)
         os.environ["TESSERA_DATABASE_URL"] = settings.database_url
     os.environ["TESSERA_PLUGINS"] = ",".join(settings.plugins)
     os.environ["TESSERA_SECURE_COOKIES"] = "1" if settings.secure_cookies else "0"
+    os.environ["TESSERA_TRUSTED_PROXIES"] = ",".join(settings.trusted_proxies)
     uvicorn.run(
         "tessera.app:create_app_from_env",
         factory=True,
@@ -91,6 +92,11 @@ def _serve(settings: Settings, config: Path | None = None, reload: bool = False)
         port=settings.port,
         log_level="info",
         reload=reload,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default, letting any local
+        # process pick its own client address (and lift the sign-in throttle); the app reads
+        # the header itself, only from the configured trusted_proxies.
+        proxy_headers=False,
+        forwarded_allow_ips="",
     )
 
 

@@ -6,6 +6,7 @@ reads the environment after start-up, so tests can run several configurations si
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,10 @@ class Settings:
     require_preconditions: bool = False
     #: Seconds a password reset token stays valid (it works once).
     password_reset_ttl: int = 3600
+    #: Addresses or networks (``10.0.0.5``, ``10.0.0.0/8``) of the reverse proxies whose
+    #: ``X-Forwarded-For`` names the client. Empty (the default): the header is ignored and the
+    #: client is the connection's peer, whoever sends it (docs/security.md, "Client address").
+    trusted_proxies: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,6 +96,9 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         values["port"] = int(env["TESSERA_PORT"])
     if "TESSERA_REQUIRE_PRECONDITIONS" in env:
         values["require_preconditions"] = _bool(env["TESSERA_REQUIRE_PRECONDITIONS"])
+    if "TESSERA_TRUSTED_PROXIES" in env:
+        proxies = env["TESSERA_TRUSTED_PROXIES"].split(",")
+        values["trusted_proxies"] = [p.strip() for p in proxies if p.strip()]
     if _bool(env.get("TESSERA_DISABLE_PLUGIN_AUTOLOAD", "")):
         values["autoload_plugins"] = False
     known = set(Settings.__dataclass_fields__)
@@ -100,6 +108,13 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         kwargs["data_dir"] = Path(kwargs["data_dir"])
     if "plugins" in kwargs:
         kwargs["plugins"] = tuple(kwargs["plugins"])
+    if "trusted_proxies" in kwargs:
+        kwargs["trusted_proxies"] = tuple(str(p) for p in kwargs["trusted_proxies"])
+        for proxy in kwargs["trusted_proxies"]:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or network") from exc
     if kwargs.get("search_backend") not in (None, "whoosh", "postgres"):
         raise ValueError(f"search_backend must be 'whoosh' or 'postgres', not {kwargs['search_backend']!r}")
     return Settings(**kwargs, extra=extra)

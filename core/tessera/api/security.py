@@ -3,6 +3,8 @@ header), and the login/logout/token routes."""
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import secrets
 from datetime import datetime
 from typing import Annotated, Any
@@ -39,10 +41,39 @@ def login_policy(settings: Settings) -> auth.LoginPolicy:
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _networks(proxies: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _is_trusted(address: str, proxies: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in network for network in _networks(proxies))
+
+
 def client_address(request: Request[Any, Any, Any]) -> str:
-    """The peer address as the ASGI server reports it (behind a proxy, configure the server to
-    take it from the forwarded headers, e.g. uvicorn's ``--forwarded-allow-ips``)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address: the connection's peer, unless the peer is one of the configured
+    ``trusted_proxies``; then the nearest ``X-Forwarded-For`` hop that is not a trusted proxy
+    (hops further left are the client's own claims and are not believed). ``tessera serve``
+    runs uvicorn without its own forwarded-header handling, so this is the only place that
+    reads the header (docs/security.md, "Client address")."""
+    peer = request.client.host if request.client else "unknown"
+    proxies = settings_of(request).trusted_proxies
+    if not proxies or not _is_trusted(peer, proxies):
+        return peer
+    hops = [
+        hop.strip()
+        for value in request.headers.getall("x-forwarded-for", [])
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, proxies):
+            return hop
+    return hops[0] if hops else peer
 
 
 async def session_of(request: Request[Any, Any, Any]) -> tuple[int, str] | None:

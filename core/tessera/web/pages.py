@@ -5,24 +5,26 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect
 
-from tessera import auth, clock
+from tessera import auth, clock, events
 from tessera.api.cards import client_card_data
 from tessera.api.filters import party_filters
-from tessera.api.security import SESSION_COOKIE, open_session, session_of
+from tessera.api.security import SESSION_COOKIE, LoginIn, open_session, session_of
 from tessera.entities import activities, parties, service, tasks
+from tessera.entities.dto import set_fields
 from tessera.entities.tables import Activity, Notification, Task
 from tessera.errors import DomainError, NotAuthenticated, PermissionDenied
 from tessera.permissions import Principal, cached_principal
 from tessera.plugins import call_each
+from tessera.web.forms import decode_form, field_errors
 
 #: Template folders of plugins by plugin name (``"sales/deals.html"``), filled by
 #: ``plugin_pages.web_routers`` when an app is built.
@@ -54,8 +56,11 @@ def render(
     navigation of every enabled plugin."""
     pm = request.app.state.pm
     nav = [item for _name, items in call_each(pm, "tessera_nav_items") for item in (items or [])]
+    context.setdefault("errors", {})
+    context.setdefault("form", {})
     html = _env.get_template(template).render(nav=nav, **context)
-    return Response(html, media_type="text/html; charset=utf-8", status_code=status)
+    # MediaType.HTML: Litestar adds the charset itself (a charset in media_type was doubled).
+    return Response(html, media_type=MediaType.HTML, status_code=status)
 
 
 def error_page(
@@ -84,14 +89,17 @@ async def login_page(request: Request[Any, Any, Any]) -> Response[str]:
 @post("/login", include_in_schema=False, status_code=303)
 async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
     try:
-        _, cookie = await open_session(request, data.get("email", ""), data.get("password", ""))
+        body = decode_form(LoginIn, data)  # the API's sign-in body, same limits
+        _, cookie = await open_session(request, body.email, body.password)
     except DomainError as exc:
+        errors = field_errors(exc, {"email", "password"}) if exc.status == 422 else {"": exc.detail}
         return render(
             request,
             "login.html",
             status=exc.status,
             principal=None,
-            error=exc.detail,
+            error=errors.pop("", None),
+            errors=errors,
             email=data.get("email", ""),
         )
     return Redirect("/app", status_code=303, cookies=[cookie])
@@ -180,11 +188,19 @@ async def party_list(
     return render(request, "parties.html", principal=principal, page=page, q=q or "", total=total)
 
 
-@get("/app/parties/{party_id:int}", include_in_schema=False)
-async def party_card(request: Request[Any, Any, Any], party_id: int) -> Response[Any]:
-    principal = await current_principal(request)
-    if principal is None:
-        return Redirect("/login")
+#: Fields of the card's "log a call" form (the rest of ``ActivityIn`` keeps the API's defaults).
+ACTIVITY_FORM_FIELDS = frozenset({"type", "subject", "starts_at", "outcome", "agreements"})
+
+
+async def _card(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    party_id: int,
+    *,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response[Any]:
     try:
         card = await client_card_data(request.app.state.pm, principal, party_id, newest_first=True)
     except DomainError as exc:
@@ -194,44 +210,56 @@ async def party_card(request: Request[Any, Any, Any], party_id: int) -> Response
         for _n, items in call_each(request.app.state.pm, "tessera_party_tabs", party_id=party_id)
         for tab in items or []
     ]
+    errors = dict(errors or {})
     return render(
         request,
         "card.html",
+        status=status,
         principal=principal,
         card=card,
         tabs=tabs,
-        activity_types=["call", "meeting", "email", "letter", "seminar", "claim", "note"],
+        activity_types=list(get_args(activities.ActivityType)),
         now=clock.now(),
-        error=request.query_params.get("error"),
+        error=errors.pop("", None),
+        errors=errors,
+        form=form or {},
     )
+
+
+@get("/app/parties/{party_id:int}", include_in_schema=False)
+async def party_card(request: Request[Any, Any, Any], party_id: int) -> Response[Any]:
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    return await _card(request, principal, party_id)
 
 
 @post("/app/parties/{party_id:int}/activities", include_in_schema=False, status_code=303)
 async def log_activity(request: Request[Any, Any, Any], party_id: int, data: Form) -> Response[Any]:
+    """Log (or, with a future time, plan) an activity: the form is decoded through the API's
+    ``ActivityIn`` and created by the same service; a refusal re-renders the card (422) with
+    the reason beside the field and the user's input kept."""
     principal = await _require(request)
     check_csrf(principal, data)
+    sent = dict(data)
+    if not sent.get("starts_at"):
+        sent["starts_at"] = clock.now().isoformat()  # left empty: now (the form says so)
     try:
-        starts_at = datetime.fromisoformat(data["starts_at"]) if data.get("starts_at") else clock.now()
-        if starts_at.tzinfo is None:
-            starts_at = starts_at.replace(tzinfo=clock.now().tzinfo)
-        await service.create(
-            activities.ACTIVITY,
+        body = decode_form(activities.ActivityIn, sent, party_id=party_id)
+        body.status = "done" if body.starts_at.tzinfo and body.starts_at <= clock.now() else "planned"
+        async with events.unit_of_work():
+            await service.create(activities.ACTIVITY, principal, set_fields(body))
+    except DomainError as exc:
+        if exc.status not in (409, 422):
+            return error_page(request, principal, exc)
+        return await _card(
+            request,
             principal,
-            {
-                "type": data.get("type", "call"),
-                "subject": data.get("subject", "").strip(),
-                "status": "done" if starts_at <= clock.now() else "planned",
-                "starts_at": starts_at,
-                "party_id": party_id,
-                "outcome": data.get("outcome", ""),
-                "agreements": data.get("agreements", ""),
-            },
+            party_id,
+            form=dict(data),
+            errors=field_errors(exc, ACTIVITY_FORM_FIELDS),
+            status=exc.status,
         )
-    except (DomainError, ValueError) as exc:
-        message = exc.detail if isinstance(exc, DomainError) else f"starts_at: {exc}"
-        from urllib.parse import quote
-
-        return Redirect(f"/app/parties/{party_id}?error={quote(message)}", status_code=303)
     return Redirect(f"/app/parties/{party_id}", status_code=303)
 
 

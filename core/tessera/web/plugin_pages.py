@@ -15,10 +15,21 @@ from litestar import Router
 
 from tessera.plugins import PluginError, call_each
 from tessera.web import pages
+from tessera.web.forms import decode_form, field_errors
 from tessera.web.pages import Form, check_csrf, current_principal, error_page, render
 
-# The helpers kernel pages use, for plugin pages too (one implementation).
-__all__ = ["Form", "check_csrf", "current_principal", "error_page", "render", "web_routers"]
+# The helpers kernel pages use, for plugin pages too (one implementation). A form is decoded
+# with ``decode_form(<the API route's struct>, data)`` and a refusal shown with ``field_errors``.
+__all__ = [
+    "Form",
+    "check_csrf",
+    "current_principal",
+    "decode_form",
+    "error_page",
+    "field_errors",
+    "render",
+    "web_routers",
+]
 
 
 def _templates_dir(plugin: object) -> Path | None:

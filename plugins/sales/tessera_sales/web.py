@@ -8,7 +8,6 @@ No ``from __future__ import annotations``: Litestar reads the handlers' annotati
 
 import datetime as dt
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from litestar import Request, Response, get, post
 from litestar.params import QueryParameter
@@ -18,13 +17,24 @@ from tessera.entities import service
 from tessera.entities.parties import PARTY
 from tessera.entities.tables import CrmUser, Party
 from tessera.errors import DomainError
-from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, render
+from tessera.web.plugin_pages import (
+    Form,
+    check_csrf,
+    current_principal,
+    decode_form,
+    error_page,
+    field_errors,
+    render,
+)
 
 from tessera_sales import reports, services, sources
+from tessera_sales.routes import CloseIn, MoveIn
 from tessera_sales.tables import Deal, LossReason
 
 SCOPES = {"mine": "Мои сделки", "all": "Все доступные"}
 STATUSES = {"open": "в работе", "won": "выиграна", "lost": "проиграна"}
+#: Fields the deal page's forms show (an error about another field is shown above them).
+FORM_FIELDS = frozenset({"to", "comment", "outcome", "loss_reason_id"})
 
 
 async def _names(user_ids: set[int], party_ids: set[int]) -> tuple[dict[int, str], dict[int, str]]:
@@ -101,6 +111,21 @@ async def deal_page(request: Request[Any, Any, Any], deal_id: int) -> Response[A
     principal = await current_principal(request)
     if principal is None:
         return Redirect("/login")
+    return await _deal_view(request, principal, deal_id)
+
+
+async def _deal_view(
+    request: Request[Any, Any, Any],
+    principal: Any,
+    deal_id: int,
+    *,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response[Any]:
+    """The deal page; after a refused form, with the reasons beside the fields (``errors``),
+    the user's input (``form``) and the error's status."""
+    errors = dict(errors or {})
     try:
         deal = await services.get_deal(principal, deal_id)
         history = await services.stage_history(principal, deal_id)
@@ -117,6 +142,7 @@ async def deal_page(request: Request[Any, Any, Any], deal_id: int) -> Response[A
     return render(
         request,
         "sales/deal.html",
+        status=status,
         principal=principal,
         deal=deal,
         lines=lines,
@@ -130,14 +156,25 @@ async def deal_page(request: Request[Any, Any, Any], deal_id: int) -> Response[A
         statuses=STATUSES,
         can_write=principal.can("sales.deal.write"),
         money=services.money,
-        error=request.query_params.get("error"),
+        error=errors.pop("", None),
+        errors=errors,
+        form=form or {},
         now=clock.now(),
     )
 
 
-def _back(deal_id: int, error: str | None = None) -> Redirect:
-    url = f"/sales/deals/{deal_id}" + (f"?error={quote(error)}" if error else "")
-    return Redirect(url, status_code=303)
+def _back(deal_id: int) -> Redirect:
+    return Redirect(f"/sales/deals/{deal_id}", status_code=303)
+
+
+async def _refused(
+    request: Request[Any, Any, Any], principal: Any, deal_id: int, data: dict[str, str], exc: DomainError
+) -> Response[Any]:
+    """A refused form: the deal page again with the reasons beside the fields."""
+    if exc.status == 404:
+        return error_page(request, principal, exc)
+    errors = field_errors(exc, FORM_FIELDS)
+    return await _deal_view(request, principal, deal_id, form=data, errors=errors, status=exc.status)
 
 
 @post("/deals/{deal_id:int}/move", include_in_schema=False, status_code=303)
@@ -148,11 +185,10 @@ async def move_submit(request: Request[Any, Any, Any], deal_id: int, data: Form)
         return Redirect("/login", status_code=303)
     check_csrf(principal, data)
     try:
-        await services.move_deal(
-            principal, deal_id, to=data.get("to") or None, comment=data.get("comment", "")
-        )
+        body = decode_form(MoveIn, data)  # the API's body for the same action
+        await services.move_deal(principal, deal_id, to=body.to, results=body.results, comment=body.comment)
     except DomainError as exc:
-        return _back(deal_id, exc.detail)
+        return await _refused(request, principal, deal_id, data, exc)
     return _back(deal_id)
 
 
@@ -163,17 +199,13 @@ async def close_submit(request: Request[Any, Any, Any], deal_id: int, data: Form
     if principal is None:
         return Redirect("/login", status_code=303)
     check_csrf(principal, data)
-    reason = data.get("loss_reason_id") or ""
     try:
+        body = decode_form(CloseIn, data)  # the API's body for the same action
         await services.close_deal(
-            principal,
-            deal_id,
-            data.get("outcome", ""),
-            loss_reason_id=int(reason) if reason.isdigit() else None,
-            comment=data.get("comment", ""),
+            principal, deal_id, body.outcome, loss_reason_id=body.loss_reason_id, comment=body.comment
         )
     except DomainError as exc:
-        return _back(deal_id, exc.detail)
+        return await _refused(request, principal, deal_id, data, exc)
     return _back(deal_id)
 
 

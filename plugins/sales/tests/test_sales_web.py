@@ -82,11 +82,12 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
     forged = await crm.client.post(f"{url}/move", data={"to": "needs"})
     assert forged.status_code == 403
     token = _csrf(page)
-    # Qualification needs a done call first: the page says so.
+    # Qualification needs a done call first: the deal page says so (with the refusal's status).
     r = await crm.client.post(f"{url}/move", data={"csrf_token": token, "to": "needs"})
-    assert r.status_code == 303
-    refused = await _page(crm, r.headers["location"])
-    assert re.search(r'class="error">[^<]*missing: required\.first_call', refused)
+    assert r.status_code == 409 and "text/html" in r.headers["content-type"]
+    refused = html.unescape(r.text)
+    assert re.search(r'class="error">Первый звонок: record a done call', refused), refused[-3000:]
+    assert "required.first_call" not in refused  # the reason, not the requirement's code
     await log_call(crm, anna, deal["party_id"])
     frozen_clock.advance(minutes=30)
     r = await crm.client.post(f"{url}/move", data={"csrf_token": token, "to": "needs"})
@@ -133,3 +134,37 @@ async def test_funnel_page_and_the_deals_tab_of_the_client_card(crm, world, froz
     assert f'href="/sales/parties/{world["anna_party"]["id"]}/deals"' in card
     tab = await _page(crm, f"/sales/parties/{world['anna_party']['id']}/deals")
     assert "Сделка Анны" in tab and "Выявление потребностей" in tab
+
+
+async def test_losing_a_deal_from_the_page_refuses_what_the_api_refuses_beside_the_field(crm, world):
+    anna = world["anna"]
+    deal = (await _deals(crm, world))["anna"]
+    await _sign_in(crm, anna)
+    url = f"/sales/deals/{deal['id']}"
+    token = _csrf(await _page(crm, url))
+    reasons = (await crm.get("/api/sales/loss-reasons", anna)).json()
+    cases = [
+        ({"loss_reason_id": ""}, "loss_reason_id"),
+        ({"loss_reason_id": "abc"}, "loss_reason_id"),
+        ({"loss_reason_id": str(reasons[0]["id"]), "comment": "я" * 5001}, "comment"),
+    ]
+    for change, field in cases:
+        sent = {"csrf_token": token, "outcome": "lost", "comment": "ушли к конкуренту", **change}
+        r = await crm.client.post(f"{url}/close", data=sent)
+        assert r.status_code == 422, (change, r.status_code)
+        text = html.unescape(r.text)
+        beside = re.search(rf'id="error-{field}">([^<]+)<', text)
+        assert beside, (field, text[-2500:])
+        assert "Expected `" not in text
+        if field == "comment":
+            assert beside.group(1) == "must be at most 5000 characters"
+            assert f'value="{reasons[0]["id"]}" selected' in text  # the choice is kept
+        else:
+            assert ">ушли к конкуренту</textarea>" in text  # what the user wrote is kept
+        api = await crm.post(
+            f"/api/sales/deals/{deal['id']}/close",
+            anna,
+            json={"outcome": "lost", **{k: v for k, v in change.items() if v}},
+        )
+        assert api.status_code == 422 and api.json()["errors"][0]["field"] == field
+    assert (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()["status"] == "open"

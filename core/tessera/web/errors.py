@@ -1,0 +1,77 @@
+"""Errors where a person reads them: outside ``/api/`` (the web pages, the kernel's and every
+plugin's, and unknown paths under them) an error is the HTML error page with the error's
+status, not the API's JSON body. The API's handlers still decide status, detail and headers;
+this only changes how the answer is dressed for a browser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request, Response
+
+from tessera.errors import DomainError
+
+#: What a person is told for errors that carry no message of our own (Litestar's 404, 405 ...).
+_PLAIN = {
+    400: "The request could not be read.",
+    401: "Sign in first.",
+    403: "You may not do this.",
+    404: "There is no such page.",
+    405: "This page does not accept that kind of request.",
+    413: "What you sent is too large.",
+    415: "What you sent is of a kind this page does not accept.",
+    429: "Too many attempts; try again later.",
+}
+_SERVER = "Something went wrong on our side; try again in a moment."
+
+
+def wants_page(request: Request[Any, Any, Any]) -> bool:
+    """A request for a page rather than for the API: not under ``/api/`` (nor the OpenAPI
+    document), and not asking for JSON first."""
+    path = request.url.path
+    if path.startswith("/api/") or path == "/api" or path.startswith("/schema/openapi"):
+        return False
+    accept = request.headers.get("accept", "")
+    return not accept.split(",")[0].strip().startswith("application/json")
+
+
+def _message(exc: Exception, status: int) -> str:
+    if status >= 500:
+        return _SERVER
+    if isinstance(exc, DomainError):
+        return exc.detail
+    return _PLAIN.get(status, _PLAIN[400])
+
+
+def for_pages(handler: Callable[..., Response[Any]]) -> Callable[..., Response[Any]]:
+    """Wrap an API exception handler so that page requests get the HTML error page."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        response = handler(request, exc)
+        if not wants_page(request):
+            return response
+        from tessera.web.pages import render
+
+        page = render(
+            request,
+            "error.html",
+            status=response.status_code,
+            principal=None,
+            message=_message(exc, response.status_code),
+            status_code=response.status_code,
+        )
+        for name, value in (response.headers or {}).items():
+            if name.lower() in {"retry-after", "www-authenticate", "allow"}:
+                page.headers[name] = value
+        return page
+
+    return handle
+
+
+def page_aware(handlers: dict[Any, Any]) -> dict[Any, Any]:
+    """The app's exception handlers, each answering page requests with the error page."""
+    return {exc: for_pages(handler) for exc, handler in handlers.items()}
+
+
+__all__ = ["for_pages", "page_aware", "wants_page"]

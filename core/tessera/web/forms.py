@@ -1,0 +1,104 @@
+"""One validation path for web forms: a form is decoded through the very msgspec struct the API
+route takes (``ActivityIn``, ``LoginIn``, a plugin's ``CloseIn`` ...), and its errors are the
+API's errors (:class:`~tessera.errors.ValidationFailed` naming the field), so a value the API
+refuses is refused by the page for the same reason. Pages then show each error beside its
+field in words a person reads (:func:`field_errors`), with what the user typed kept.
+
+What a form adds is only the browser's way of sending things: every value is a string, an
+empty optional field means "not given", and ``<input type="datetime-local">`` sends a time
+without seconds or zone (taken in the server's zone, as the page says).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+from tessera import clock
+from tessera.errors import DomainError, FieldError, ValidationFailed
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+#: Form fields that are the page's own business, never part of the API body.
+FORM_ONLY = frozenset({"csrf_token"})
+_DATETIME_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+
+
+def _is_datetime(annotation: Any) -> bool:
+    return annotation is datetime or datetime in getattr(annotation, "__args__", ())
+
+
+def _form_value(value: str, annotation: Any) -> str:
+    if _is_datetime(annotation) and _DATETIME_LOCAL.match(value):
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=clock.now().tzinfo).isoformat()
+    return value
+
+
+def decode_form(struct: type[T], form: Mapping[str, str], **values: Any) -> T:
+    """``form`` (plus ``values`` the page itself supplies, e.g. the id in the path) decoded
+    into ``struct`` exactly as the API decodes a JSON body; ``ValidationFailed`` naming the
+    field otherwise (same messages as the API's 422)."""
+    from tessera.api.errors import _field_from_msgspec  # the API's own reading of msgspec errors
+
+    fields = {f.name: f for f in msgspec.structs.fields(struct)}
+    body: dict[str, Any] = {}
+    for name, value in form.items():
+        if name in FORM_ONLY:
+            continue
+        field = fields.get(name)
+        if field is not None and value == "" and not field.required:
+            continue  # an empty optional field: not given, the API's default applies
+        body[name] = _form_value(value, field.type) if field is not None else value
+    body.update(values)
+    try:
+        return msgspec.convert(body, struct, strict=False)
+    except msgspec.ValidationError as exc:
+        field_name, message = _field_from_msgspec(str(exc), None)
+        raise ValidationFailed(f"{field_name}: {message}", [FieldError(field_name, message)]) from exc
+
+
+_HUMAN = [
+    (re.compile(r"^Expected `str` of length >= 1$"), "must not be empty"),
+    (re.compile(r"^Expected `str` of length <= (\d+)$"), "must be at most {0} characters"),
+    (re.compile(r"^Expected `str` of length >= (\d+)$"), "must be at least {0} characters"),
+    (re.compile(r"^Invalid enum value '.*'$", re.S), "is not one of the allowed choices"),
+    (re.compile(r"^Invalid RFC3339 encoded datetime$"), "is not a valid date and time"),
+    (re.compile(r"^Invalid RFC3339 encoded date$"), "is not a valid date"),
+    (re.compile(r"^Expected `int` >= (-?\d+)$"), "must be at least {0}"),
+    (re.compile(r"^Expected `int` <= (-?\d+)$"), "must be at most {0}"),
+    (re.compile(r"^Expected `(int|int \| null)`, got `\w+`$"), "must be a whole number"),
+    (re.compile(r"^Object missing required field `[^`]+`$"), "is required"),
+    (re.compile(r"^Object contains unknown field `[^`]+`$"), "is not a field of this form"),
+    (re.compile(r"^Expected `.*`, got `.*`$"), "has the wrong kind of value"),
+]
+
+
+def human(message: str) -> str:
+    """A validation message in words a person reads (the API's messages name msgspec's types)."""
+    for pattern, text in _HUMAN:
+        match = pattern.match(message)
+        if match:
+            return text.format(*match.groups())
+    return message
+
+
+def field_errors(exc: DomainError, form_fields: set[str] | frozenset[str]) -> dict[str, str]:
+    """``{field: message}`` of ``exc`` for the form's fields; everything else (an error about a
+    field the form does not show, or the error's whole detail) under ``""``, without the
+    field's internal name."""
+    out: dict[str, str] = {}
+    for error in exc.errors:
+        key = error.field if error.field in form_fields else ""
+        text = human(error.message)
+        out[key] = f"{out[key]}; {text}" if key in out else text
+    if not out:
+        out[""] = exc.detail
+    return out
+
+
+__all__ = ["FORM_ONLY", "decode_form", "field_errors", "human"]
