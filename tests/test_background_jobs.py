@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tessera import events, jobs
+from tessera import events, jobs, scheduler
 from tessera.entities.tables import BackgroundJob
 from tessera.hookspecs import hookimpl
 from tessera.plugins import PluginError, get_plugin_manager
@@ -205,6 +205,20 @@ async def test_concurrent_workers_run_each_job_exactly_once(crm: Any, frozen_clo
     assert sorted(job_id for result in results for job_id, _ in result) == ids
     statuses = {r["status"] for r in await BackgroundJob.select(BackgroundJob.status)}
     assert statuses == {"done"}
+
+
+async def test_the_worker_runs_background_jobs_beside_the_schedule(crm: Any) -> None:
+    stop = asyncio.Event()
+
+    async def stopper(ctx: Any, payload: dict[str, Any]) -> str:
+        stop.set()
+        return "stopped"
+
+    pm = _pm_with_kinds(crm, {"test.stop": stopper})
+    job_id = await _enqueue("test.stop", {})
+    await asyncio.wait_for(scheduler.run_worker(pm, crm.settings, stop, poll_seconds=0.01), timeout=60)
+    row = await _job(job_id)
+    assert (row["status"], row["result"]) == ("done", "stopped")
 
 
 @pytest.mark.plugins("probe")

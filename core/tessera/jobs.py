@@ -303,6 +303,7 @@ async def run_claim(
     permanent = False
     try:
         result = await asyncio.wait_for(spec.handler(ctx, dict(claim.payload)), timeout=spec.timeout)
+        stored = dump_json(result)  # JSON text (a bare str would be taken as JSON text)
     except PermanentFailure as exc:
         error, permanent = str(exc) or type(exc).__name__, True
     except TimeoutError:
@@ -314,7 +315,7 @@ async def run_claim(
         await BackgroundJob.update(
             {
                 BackgroundJob.status: DONE,
-                BackgroundJob.result: dump_json(result),  # JSON text (a bare str is taken as JSON text)
+                BackgroundJob.result: stored,
                 BackgroundJob.error: "",
                 BackgroundJob.finished_at: clock.now(),
                 BackgroundJob.lease_until: None,
