@@ -12,12 +12,13 @@ from litestar.params import Parameter
 from msgspec import Struct
 
 from tessera import jobs
-from tessera.entities.dto import to_struct
+from tessera.entities.dto import MAX_ID, to_struct
 from tessera.entities.tables import BackgroundJob
 from tessera.errors import Conflict, NotFound
 from tessera.permissions import Principal
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
+JobId = Annotated[int, Parameter(ge=1, le=MAX_ID)]
 
 
 class BackgroundJobOut(Struct, kw_only=True):
@@ -47,7 +48,7 @@ def _visible(principal: Principal) -> Any:
     return BackgroundJob.created_by == principal.user_id
 
 
-async def _get(principal: Principal, job_id: int) -> dict[str, Any]:
+async def _get(principal: Principal, job_id: JobId) -> dict[str, Any]:
     query = BackgroundJob.select(*_COLUMNS).where(BackgroundJob.id == job_id)
     condition = _visible(principal)
     if condition is not None:
@@ -80,7 +81,7 @@ async def list_background_jobs(
 
 
 @get("/api/jobs/background/{job_id:int}", operation_id="get_background_job", tags=["jobs"])
-async def get_background_job(principal: Principal, job_id: int) -> BackgroundJobOut:
+async def get_background_job(principal: Principal, job_id: JobId) -> BackgroundJobOut:
     """One background job (404 when it is not yours and you lack ``job.manage``)."""
     return to_struct(await _get(principal, job_id), BackgroundJobOut)
 
@@ -91,7 +92,7 @@ async def get_background_job(principal: Principal, job_id: int) -> BackgroundJob
     tags=["jobs"],
     status_code=200,
 )
-async def retry_background_job(principal: Principal, job_id: int) -> BackgroundJobOut:
+async def retry_background_job(principal: Principal, job_id: JobId) -> BackgroundJobOut:
     """Queue a failed or cancelled job again, due now, with a fresh set of attempts (409 for
     a job that is queued, running or done)."""
     principal.require("job.manage")
@@ -107,7 +108,7 @@ async def retry_background_job(principal: Principal, job_id: int) -> BackgroundJ
     tags=["jobs"],
     status_code=200,
 )
-async def cancel_background_job(principal: Principal, job_id: int) -> BackgroundJobOut:
+async def cancel_background_job(principal: Principal, job_id: JobId) -> BackgroundJobOut:
     """Cancel a queued or running job: it is not run (again); an attempt under way finishes but
     its outcome is dropped (409 for a job that already ended)."""
     principal.require("job.manage")
