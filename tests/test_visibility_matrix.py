@@ -145,6 +145,8 @@ NOT_RECORDS: dict[str, str] = {
     "/api/custom-fields/{entity_type}": "configuration",
     "/api/jobs": "configuration (job.manage)",
     "/api/jobs/runs": "job runs (job.manage), no record data",
+    "/api/jobs/background": "job.manage or the creator's own; test_background_jobs",
+    "/api/jobs/background/{job_id}": "one background job; visibility tested in test_background_jobs",
     "/api/plugins": "configuration",
     "/api/permissions": "configuration",
     "/api/health": "liveness",

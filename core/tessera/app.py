@@ -13,7 +13,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from tessera import __version__, db, events, migrations
+from tessera import __version__, db, email, events, migrations
 from tessera.api import openapi
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
 from tessera.api.routes import kernel_route_handlers
@@ -41,6 +41,7 @@ def boot(settings: Settings, plugins: dict[str, ModuleType | object] | None = No
     service.configure(pm)
     search_service.configure(settings, pm)
     events.configure(pm, batch_listeners=[search_service.on_events])
+    email.configure(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return pm
 

@@ -123,7 +123,7 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run the jobs that are due now, then exit")] = False,
     poll: Annotated[float, typer.Option(help="Seconds between checks for due jobs")] = 1.0,
 ) -> None:
-    """Run scheduled jobs. Start one per node; on PostgreSQL they share the work safely."""
+    """Run scheduled and background jobs. Start one per node; on PostgreSQL they share the work safely."""
     from tessera.scheduler import run_worker, sync_jobs, tick
 
     settings = load_cli_settings(config)
@@ -133,6 +133,10 @@ def worker(
             await sync_jobs(pm)
             ran = await tick(pm, settings)
             console.print(f"Ran {len(ran)} job(s): {', '.join(ran) or '-'}")
+            from tessera.jobs import work
+
+            done = await work(pm, settings)
+            console.print(f"Ran {len(done)} background job(s)")
             return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

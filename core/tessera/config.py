@@ -52,6 +52,20 @@ class Settings:
     #: ``X-Forwarded-For`` names the client. Empty (the default): the header is ignored and the
     #: client is the connection's peer, whoever sends it (docs/security.md, "Client address").
     trusted_proxies: tuple[str, ...] = ()
+    #: Outgoing e-mail (tessera.email, docs/integrations.md). No host: sending jobs fail with
+    #: "SMTP is not configured" (an admin retries them once it is). Port 0: 25, 587 or 465 by
+    #: ``smtp_security`` (``none``, ``starttls`` or ``ssl``). The password is never logged and
+    #: never returned by an endpoint (``repr=False``; env ``TESSERA_SMTP_PASSWORD``).
+    smtp_host: str = ""
+    smtp_port: int = 0
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    #: CA bundle for a mail server whose certificate a private CA signed (default: system CAs).
+    smtp_ca_file: str = ""
+    smtp_timeout: float = 30.0
+    #: The From address of messages the CRM sends (``CRM <crm@example.com>``).
+    mail_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,6 +113,11 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
     if "TESSERA_TRUSTED_PROXIES" in env:
         proxies = env["TESSERA_TRUSTED_PROXIES"].split(",")
         values["trusted_proxies"] = [p.strip() for p in proxies if p.strip()]
+    for name in ("smtp_host", "smtp_security", "smtp_username", "smtp_password", "smtp_ca_file", "mail_from"):
+        if f"TESSERA_{name.upper()}" in env:
+            values[name] = env[f"TESSERA_{name.upper()}"]
+    if "TESSERA_SMTP_PORT" in env:
+        values["smtp_port"] = int(env["TESSERA_SMTP_PORT"])
     if _bool(env.get("TESSERA_DISABLE_PLUGIN_AUTOLOAD", "")):
         values["autoload_plugins"] = False
     known = set(Settings.__dataclass_fields__)
@@ -117,4 +136,8 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
                 raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or network") from exc
     if kwargs.get("search_backend") not in (None, "whoosh", "postgres"):
         raise ValueError(f"search_backend must be 'whoosh' or 'postgres', not {kwargs['search_backend']!r}")
+    if kwargs.get("smtp_security") not in (None, "none", "starttls", "ssl"):
+        raise ValueError(
+            f"smtp_security must be 'none', 'starttls' or 'ssl', not {kwargs['smtp_security']!r}"
+        )
     return Settings(**kwargs, extra=extra)

@@ -17,11 +17,15 @@ from tessera.errors import FieldError, ValidationFailed
 from tessera.plugins import call_each
 
 KERNEL_TARGETS = ("party", "contact", "activity", "task")
+#: Custom properties the kernel itself writes (an e-mail activity's Message-ID, tessera.email).
+KERNEL_PROPERTIES: dict[str, dict[str, Any]] = {"activity": {"email_message_id": {"type": "string"}}}
 
 
 def declared_targets(pm: pluggy.PluginManager) -> dict[str, dict[str, Any]]:
     """Entity types that accept custom fields, with the properties plugins declare."""
-    targets: dict[str, dict[str, Any]] = {name: {} for name in KERNEL_TARGETS}
+    targets: dict[str, dict[str, Any]] = {
+        name: dict(KERNEL_PROPERTIES.get(name, {})) for name in KERNEL_TARGETS
+    }
     for _plugin, value in call_each(pm, "tessera_custom_field_targets"):
         for entity_type, properties in (value or {}).items():
             targets.setdefault(entity_type, {}).update(properties or {})

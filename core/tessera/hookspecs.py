@@ -76,6 +76,20 @@ def tessera_jobs() -> list[Any]:
 
 
 @hookspec
+def tessera_background_jobs() -> dict[str, Any]:
+    """Return the plugin's background job kinds: ``{kind: handler}``, where a handler is
+    ``async def handler(ctx: tessera.jobs.JobContext, payload: dict)`` or a
+    ``tessera.jobs.JobKind(handler, timeout=...)``.
+
+    Called when a worker claims jobs (``tessera worker``). Code enqueues work with
+    ``await tessera.jobs.enqueue(kind, payload)`` inside its unit of work; one worker runs each
+    job, retrying a failure with back-off (``ctx.attempt`` says which attempt), so be
+    idempotent. Kinds are dotted and start with the plugin name (``"loyalty.recalculate"``);
+    a kind declared twice fails with a message naming the plugin.
+    """
+
+
+@hookspec
 def tessera_on_event(event: Any) -> Any:
     """React to a domain event (``tessera.events.DomainEvent``) after its transaction committed.
 

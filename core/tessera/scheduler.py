@@ -288,9 +288,23 @@ async def run_worker(
     pm: pluggy.PluginManager, settings: Settings | None, stop: asyncio.Event, poll_seconds: float = 1.0
 ) -> None:
     """Run due jobs until ``stop`` is set."""
+    from tessera import jobs
+
     await sync_jobs(pm)
     node = node_name()
     log.info("worker %s started with jobs: %s", node, ", ".join(collect_jobs(pm)))
+    # One-off background jobs (tessera.jobs) are claimed beside the schedule, in their own loop
+    # so a long import does not hold up the scheduled jobs.
+    background = asyncio.ensure_future(jobs.run_worker(pm, settings, stop, poll_seconds))
+    try:
+        await _schedule_loop(pm, settings, stop, node, poll_seconds)
+    finally:
+        await background
+
+
+async def _schedule_loop(
+    pm: pluggy.PluginManager, settings: Settings | None, stop: asyncio.Event, node: str, poll_seconds: float
+) -> None:
     while not stop.is_set():
         try:
             await tick(pm, settings, node)

@@ -14,6 +14,7 @@ from litestar.response import File
 from msgspec import Struct
 
 from tessera import customfields
+from tessera.api import background
 from tessera.api import filters as f
 from tessera.api.cards import PARTY_EXTRA_HANDLERS
 from tessera.api.crud import entity_router
@@ -432,6 +433,7 @@ def kernel_route_handlers() -> list[Any]:
         list_jobs,
         set_job,
         list_job_runs,
+        *background.HANDLERS,
         list_plugins,
         list_permissions,
         health,

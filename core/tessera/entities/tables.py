@@ -286,6 +286,30 @@ class JobRun(Table, tablename="job_run"):
     error = Text(default="")
 
 
+class BackgroundJob(Table, tablename="background_job"):
+    """A one-off job code enqueued (``tessera.jobs.enqueue``) in the transaction of the change
+    that asks for it; claimed once by a worker, retried with back-off, visible through the API."""
+
+    kind = Varchar(length=150, index=True)
+    payload = JSON(default={})
+    status = Varchar(length=20, default="queued", index=True)  # queued|running|done|failed|cancelled
+    #: When it may run next (first run, or after a back-off).
+    run_at = Timestamptz(default=TimestamptzNow(), index=True)
+    attempts = Integer(default=0)
+    max_attempts = Integer(default=5)
+    #: Enqueuing the same key again returns the existing job instead of adding one.
+    dedup_key = Varchar(length=200, null=True, default=None, unique=True)
+    claimed_by = Varchar(length=200, default="")
+    lease_until = Timestamptz(null=True, default=None)
+    progress = JSON(default={})
+    result = JSON(null=True, default=None)
+    error = Text(default="")
+    created_by = Integer(null=True, default=None, index=True)
+    created_at = Timestamptz(default=TimestamptzNow())
+    started_at = Timestamptz(null=True, default=None)
+    finished_at = Timestamptz(null=True, default=None)
+
+
 class DomainEvent(Table, tablename="domain_event"):
     """Outbox of domain events: written in the same transaction as the change, delivered to
     plugins and the search index after commit, re-delivered by the worker after a crash."""
@@ -352,5 +376,6 @@ KERNEL_TABLES: list[type[Table]] = [
     JobRun,
     DomainEvent,
     Notification,
+    BackgroundJob,
     IdempotencyRecord,
 ]

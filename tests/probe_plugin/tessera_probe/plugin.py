@@ -51,6 +51,19 @@ def tessera_jobs() -> list[JobSpec]:
     return [JobSpec("probe.heartbeat", heartbeat, every=timedelta(minutes=5), description="Probe heartbeat")]
 
 
+async def background_mark(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Background job ``probe.mark``: one mark per run, naming the job and the attempt."""
+    await ProbeMark.insert(
+        ProbeMark(kind="background", detail=f"{payload['label']}#{ctx.attempt}", at=clock.now())
+    )
+    return {"label": payload["label"]}
+
+
+@hookimpl
+def tessera_background_jobs() -> dict[str, Any]:
+    return {"probe.mark": background_mark}
+
+
 @hookimpl
 def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
     return {"party": {"probe_score": {"type": "integer", "minimum": 0, "maximum": 100}}, "probe_thing": {}}
