@@ -40,7 +40,8 @@ def _list_routes(app: Any) -> dict[str, Any]:
         if "cursor" in query:
             assert path in found, f"{path} pages but is not built by entity_router: cover it here"
             schema = query["order"]["schema"]
-            allowed = schema.get("enum") or next(s["enum"] for s in schema.get("oneOf", []) if "enum" in s)
+            options = [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]
+            allowed = next(s["enum"] for s in options if "enum" in s)
             fields = list(found[path].order_fields)
             assert sorted(allowed) == sorted(fields + [f"-{f}" for f in fields]), (path, allowed)
     return found
