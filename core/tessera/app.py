@@ -16,6 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from tessera import __version__, db, email, events, migrations
 from tessera.api import openapi
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
+from tessera.api.input import InputGuard
 from tessera.api.routes import kernel_route_handlers
 from tessera.api.security import AUTH_HANDLERS, provide_principal
 from tessera.config import Settings, load_settings
@@ -120,7 +121,8 @@ def create_app(
         exception_handlers=page_aware(EXCEPTION_HANDLERS),
         # Security headers on every response, Origin checked on every unsafe request (web/protection.py).
         before_send=[security_headers],
-        middleware=[OriginCheck()],
+        # Then the body and query checks every route inherits (docs/security.md, "Errors and input").
+        middleware=[OriginCheck(), InputGuard()],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         state=State({"settings": settings, "pm": pm}),

@@ -144,14 +144,21 @@ def entity_router(
     async def to_out(row: dict[str, Any]) -> Any:
         return to_struct((await _decorated([row], decorate))[0], out)
 
-    @get("/", operation_id=f"list_{label}", summary=f"List {label} records")
+    orders = [v for f in spec.order_fields for v in (f, f"-{f}")]
+
+    # ``opt["entity_spec"]`` lets tests find every list and the table behind it.
+    @get("/", operation_id=f"list_{label}", summary=f"List {label} records", opt={"entity_spec": spec})
     async def list_records(
         principal: Principal,
         conditions: list[Any],
         limit: Limit = 50,
         cursor: CursorParam = None,
         order: Annotated[
-            str | None, Parameter(description=f"One of {', '.join(spec.order_fields)}; -x descending")
+            str | None,
+            Parameter(
+                description=f"One of {', '.join(spec.order_fields)}; -x descending",
+                schema_extra={"enum": orders},
+            ),
         ] = None,
     ) -> page:  # type: ignore[valid-type]
         result = await service.list_page(spec, principal, conditions, order=order, cursor=cursor, limit=limit)

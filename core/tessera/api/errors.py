@@ -224,7 +224,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 ERROR_SCHEMA_NAME = "Error"
 
 _ERROR_DESCRIPTIONS = {
-    "400": "Malformed request (body that is not valid JSON or multipart)",
+    "400": "Malformed request (body missing, not UTF-8, not valid JSON or multipart, nested too "
+    "deeply) or a query parameter the route does not take",
     "401": "Not signed in, or an invalid, expired or revoked API token",
     "403": "A permission is missing (``missing_permission``) or the CSRF header is wrong",
     "404": "No such record, or one the caller may not read",
@@ -263,7 +264,7 @@ def _error_schema() -> Any:
 
 def _error_codes(path: str, method: str, operation: Any) -> set[str]:
     """The 4xx codes an operation can answer, from its shape (auth, path ids, body, query)."""
-    codes: set[str] = set()
+    codes: set[str] = {"400"}  # any route: a query parameter it does not take (tessera.api.input)
     params = operation.parameters or []
     if operation.request_body is not None or params:
         codes |= {"400", "422"}

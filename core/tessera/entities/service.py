@@ -11,7 +11,8 @@ import base64
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pluggy
@@ -41,7 +42,9 @@ class EntitySpec:
     permission: str
     #: Builds the visibility condition for a principal; None means "sees all".
     visibility: Callable[[Principal], Condition | None]
-    #: Columns allowed in ``order`` (keyset pagination); must be NOT NULL.
+    #: Columns allowed in ``order`` (keyset pagination). Any type the cursor can carry (text,
+    #: numbers, decimals, dates, times); a nullable column sorts its NULLs last ascending and
+    #: first descending, on every engine.
     order_fields: Sequence[str] = ("id",)
     custom_fields: bool = True
     #: Normalises/validates values before a write: (principal, values, existing or None) -> values.
@@ -105,6 +108,12 @@ def encode_cursor(value: Any, record_id: int, order: str = "id") -> str:
     cursor replayed with another ``order`` is refused instead of comparing a name with a date)."""
     if isinstance(value, datetime):
         payload = ["dt", value.isoformat(), record_id, order]
+    elif isinstance(value, date):
+        payload = ["d", value.isoformat(), record_id, order]
+    elif isinstance(value, Decimal):
+        payload = ["dec", str(value), record_id, order]  # exact, unlike a JSON float
+    elif value is None:
+        payload = ["null", None, record_id, order]  # a nullable column (see _keyset)
     else:
         payload = ["v", value, record_id, order]
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
@@ -122,7 +131,15 @@ def decode_cursor(cursor: str, order: str = "id") -> tuple[Any, int]:
             value = datetime.fromisoformat(value)
             if value.tzinfo is None:
                 raise ValueError("naive cursor time")
-        elif kind != "v" or not isinstance(value, str | int):
+        elif kind == "d" and isinstance(value, str):
+            value = date.fromisoformat(value)
+        elif kind == "dec" and isinstance(value, str):
+            value = Decimal(value)
+            if not value.is_finite():
+                raise ValueError("cursor number is not finite")
+        elif kind == "null" and value is None:
+            pass
+        elif kind != "v" or not isinstance(value, str | int | float):
             raise ValueError("cursor value of an unexpected type")
         if isinstance(record_id, bool) or not isinstance(record_id, int) or not 0 <= record_id <= MAX_ID:
             raise ValueError("cursor id out of range")
@@ -205,6 +222,8 @@ async def list_page(
         value, last_id = decode_cursor(cursor, order or "id")
         if name == "id":
             conditions.append(pk < last_id if descending else pk > last_id)
+        elif col._meta.null:
+            conditions.append(_after_nullable(col, pk, value, last_id, descending))
         elif descending:
             conditions.append((col < value) | ((col == value) & (pk < last_id)))
         else:
@@ -213,6 +232,10 @@ async def list_page(
     if name == "id":
         query = query.order_by(pk, ascending=not descending)
     else:
+        if col._meta.null:
+            # NULLs after every value ascending, before them descending, on both engines
+            # (SQLite and PostgreSQL disagree on where NULLs sort by default).
+            query = query.order_by(_is_null(col), ascending=not descending)
         query = query.order_by(col, ascending=not descending).order_by(pk, ascending=not descending)
     rows = await query.limit(limit + 1).output(load_json=True)
     next_cursor = None
@@ -221,6 +244,24 @@ async def list_page(
         last = rows[-1]
         next_cursor = encode_cursor(last[name], last[pk._meta.name], order or "id")
     return Page(items=[_public(spec, r) for r in rows], next_cursor=next_cursor)
+
+
+def _is_null(col: Column) -> Any:
+    from piccolo.querystring import QueryString
+
+    return QueryString(f"({col._meta.get_full_name(with_alias=False)} IS NULL)")
+
+
+def _after_nullable(col: Column, pk: Column, value: Any, last_id: int, descending: bool) -> Condition:
+    """The rows after the cursor ``(value, last_id)`` in a nullable column's order, where NULL
+    counts as larger than every value (see the ORDER BY in :func:`list_page`)."""
+    if value is None:
+        if descending:  # NULLs come first: the rest of them, then every value
+            return (col.is_null() & (pk < last_id)) | col.is_not_null()
+        return col.is_null() & (pk > last_id)
+    if descending:
+        return (col < value) | ((col == value) & (pk < last_id))
+    return (col > value) | ((col == value) & (pk > last_id)) | col.is_null()
 
 
 async def count(spec: EntitySpec, principal: Principal, filters: Sequence[Condition] = ()) -> int:

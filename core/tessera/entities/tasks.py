@@ -161,7 +161,7 @@ TASK = service.EntitySpec(
     table=Task,
     permission="task",
     visibility=task_visibility,
-    order_fields=("id", "created_at", "updated_at"),
+    order_fields=("id", "created_at", "updated_at", "deadline"),
     prepare=prepare_task,
     after_write=after_task_write,
 )
