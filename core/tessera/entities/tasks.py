@@ -107,7 +107,17 @@ async def prepare_task(
             values["assignee_id"] = principal.user_id
     if values.get("deadline") is not None and values["deadline"].tzinfo is None:
         raise ValidationFailed.field("deadline", "must carry a time zone")
-    await service.require_visible(PARTY, principal, values.get("party_id"), "party_id")
+    # A task on a party shares the party with its assignee and controller (permissions.py):
+    # only who may change the party may put a task on it or name the task's controller. A
+    # hand-off (a new assignee) moves the access the task carries, it does not widen it.
+    if "party_id" in values and (existing is None or values["party_id"] != existing["party_id"]):
+        await service.require_writable(PARTY, principal, values["party_id"], "party_id")
+    elif (
+        existing is not None
+        and existing["party_id"] is not None
+        and values.get("controller_id") not in (None, existing["controller_id"])
+    ):
+        await service.require_writable(PARTY, principal, existing["party_id"], "controller_id")
     if values.get("assignee_id") is not None:
         values["team_id"] = await _user_team(values["assignee_id"], "assignee_id")
     if values.get("controller_id") is not None:
