@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
-from piccolo.columns.combination import WhereRaw
 
 from tessera import audit, clock, events
 from tessera.entities import service
@@ -112,23 +111,12 @@ class ContactOut(Struct, kw_only=True):
 
 def party_visibility(principal: Principal) -> Any:
     """Who may read a party: its owner's and team's readers, and those it is shared with by an
-    open task or process stage (``Principal.shared_party_sql``). One semi-join on the party's
-    id (owned ids UNION shared ids), so the owner index still drives a manager's list."""
-    shared = principal.shared_party_sql()
-    if shared is None:
+    open task or process stage (``Principal.shared_party_where``: one hashed sub-select, so
+    the planner keeps the plan it had for the owner condition alone)."""
+    owned = principal.owner_where(Party.owner_id, Party.team_id)
+    if owned is None:
         return None
-    users = sorted(principal.user_ids or ())
-    teams = sorted(principal.team_ids)
-    owned = [f"vis_p.owner_id IN ({', '.join('{}' for _ in users)})"] if users else []
-    if teams:
-        owned.append(f"vis_p.team_id IN ({', '.join('{}' for _ in teams)})")
-    shared_sql, shared_args = shared
-    if owned:
-        sql = f"SELECT vis_p.id FROM party vis_p WHERE {' OR '.join(owned)} UNION {shared_sql}"
-        args = [*users, *teams, *shared_args]
-    else:
-        sql, args = shared_sql, shared_args
-    return WhereRaw(f'"party"."id" IN ({sql})', *args)
+    return owned | principal.shared_party_where(Party.id)
 
 
 def party_write_visibility(principal: Principal) -> Any:

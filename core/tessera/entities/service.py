@@ -164,6 +164,13 @@ def valid_id(record_id: Any) -> bool:
     return isinstance(record_id, int) and not isinstance(record_id, bool) and 1 <= record_id <= MAX_ID
 
 
+async def get_for_write(spec: EntitySpec, principal: Principal, record_id: int) -> dict[str, Any]:
+    """The record for a write route that is not a plain update (a deal's move, a proposal):
+    404 when hidden, 403 when the caller may only read it (``EntitySpec.write_visibility``)."""
+    spec.require(principal, "write")
+    return await _fetch_for_write(spec, principal, record_id)
+
+
 def writers(spec: EntitySpec, principal: Principal) -> Condition | None:
     """The condition "``principal`` may change the record" (``EntitySpec.write_visibility``)."""
     return (spec.write_visibility or spec.visibility)(principal)
