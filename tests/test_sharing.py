@@ -243,3 +243,25 @@ async def test_a_meeting_participant_and_their_substitute_only_read_the_meeting(
     # The owner still may.
     r = await crm.patch(url, p["owner"], json={"subject": "Quarterly review (moved)"})
     assert r.status_code == 200, r.text
+
+
+async def test_the_demo_managers_open_every_client_of_their_open_tasks(crm: Any) -> None:
+    """The demo hands some tasks to another manager: their dashboard's tasks link to clients
+    they must be able to open (before implicit sharing these answered 404)."""
+    from tessera import auth, demo
+    from tessera.entities.tables import CrmUser
+
+    await demo.load(crm.pm, managers=3, parties_count=12)
+    user = await CrmUser.select().where(CrmUser.email == "manager2@example.com").first()
+    assert user is not None
+    _, token = await auth.create_token(user["id"], "test")
+    manager2 = {"headers": {"Authorization": f"Bearer {token}"}}
+    tasks = (await crm.get("/api/tasks", manager2, params={"limit": 500})).json()["items"]
+    mine = [t for t in tasks if t["assignee_id"] == user["id"] and t["status"] in ("open", "in_progress")]
+    handed = [t for t in mine if t["party_id"] is not None]
+    parties = (await crm.get("/api/parties", manager2, params={"limit": 500})).json()["items"]
+    owned = {p["id"] for p in parties if p["owner_id"] == user["id"]}
+    assert any(t["party_id"] not in owned for t in handed), "the demo hands manager2 another's client"
+    for t in handed:
+        r = await crm.get(f"/api/parties/{t['party_id']}/card", manager2)
+        assert r.status_code == 200, (t["title"], r.text)

@@ -77,12 +77,10 @@ def activity_visibility(principal: Principal) -> Any:
 
 
 def activity_write_visibility(principal: Principal) -> Any:
-    """Who may change, detach, delete an activity or change its participants: the readers of
-    its owner or of its client; taking part in a meeting only reads it."""
-    own = principal.owner_where(Activity.owner_id, Activity.team_id)
-    if own is None:
-        return None
-    return own | principal.owner_where(Activity.party_id.owner_id, Activity.party_id.team_id)
+    """Who may change, detach, reassign, delete an activity or change its participants: the
+    readers of its owner (own, team, substitutes). Taking part in a meeting, or being the
+    client's manager, only reads it."""
+    return principal.owner_where(Activity.owner_id, Activity.team_id)
 
 
 async def prepare_activity(

@@ -91,6 +91,19 @@ def task_visibility(principal: Principal) -> Any:
     return condition | via_party
 
 
+def task_write_visibility(principal: Principal) -> Any:
+    """Who may change, hand off, complete or delete a task: its assignee, author, controller
+    (and the readers of their records), or the assignee's team; the client's manager only
+    reads the tasks others hold on the client."""
+    if principal.user_ids is None:
+        return None
+    users = list(principal.user_ids) or [-1]
+    condition = Task.assignee_id.is_in(users) | Task.author_id.is_in(users) | Task.controller_id.is_in(users)
+    if principal.team_ids:
+        condition = condition | Task.team_id.is_in(list(principal.team_ids))
+    return condition
+
+
 async def _user_team(user_id: int, field: str) -> int | None:
     row = await CrmUser.select(CrmUser.team_id, CrmUser.is_active).where(CrmUser.id == user_id).first()
     if row is None or not row["is_active"]:
@@ -171,6 +184,7 @@ TASK = service.EntitySpec(
     table=Task,
     permission="task",
     visibility=task_visibility,
+    write_visibility=task_write_visibility,
     order_fields=("id", "created_at", "updated_at"),
     prepare=prepare_task,
     after_write=after_task_write,
@@ -195,7 +209,7 @@ async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: 
     """Hand the task to the next executor; the chain of executors is kept."""
     principal.require("task.write")
     async with events.unit_of_work():
-        task = await service.get(TASK, principal, task_id)
+        task = await service.get_for_write(TASK, principal, task_id)
         if task["status"] not in OPEN_STATUSES:
             raise Conflict(f"task {task_id} is {task['status']}; only open tasks can be handed off")
         team_id = await _user_team(to_user_id, "to_user_id")
@@ -245,7 +259,7 @@ async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: 
 async def complete(
     principal: Principal, task_id: int, result: str, version: int | None = None
 ) -> dict[str, Any]:
-    task = await service.get(TASK, principal, task_id)
+    task = await service.get_for_write(TASK, principal, task_id)
     if task["status"] not in OPEN_STATUSES:
         raise Conflict(f"task {task_id} is already {task['status']}")
     return await service.update(TASK, principal, task_id, {"status": "done", "result": result}, version)
