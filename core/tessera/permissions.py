@@ -184,9 +184,17 @@ class Principal:
         shared = self.shared_party_sql()
         if shared is None:
             return None
+        from tessera import db
+
         sql, args = shared
-        table = party_id._meta.table._meta.tablename
-        return WhereRaw(f'"{table}"."{party_id._meta.db_column_name}" IN ({sql})', *args)
+        column = f'"{party_id._meta.table._meta.tablename}"."{party_id._meta.db_column_name}"'
+        if db.is_postgres():
+            # An array computed once (an InitPlan) is an index condition, so PostgreSQL still
+            # ORs it with the owner index (BitmapOr); ``IN (sub-select)`` inside an OR is a
+            # filter on every row instead: 2.5 s against 40 ms at 1M parties.
+            return WhereRaw(f"{column} = ANY(ARRAY({sql}))", *args)
+        # SQLite plans ``IN (sub-select)`` inside an OR as a MULTI-INDEX OR over both indexes.
+        return WhereRaw(f"{column} IN ({sql})", *args)
 
     def check_visible_owner(self, owner_id: int | None, team_id: int | None = None) -> bool:
         if self.user_ids is None:
