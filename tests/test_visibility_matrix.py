@@ -565,6 +565,8 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("POST", "/api/notifications/{notification_id}/read"): "the caller's inbox",
     ("PUT", "/api/custom-fields/{entity_type}"): "configuration",
     ("PUT", "/api/jobs/{name}"): "configuration (job.manage)",
+    ("POST", "/api/jobs/background/{job_id}/cancel"): "background jobs (job.manage), no record data",
+    ("POST", "/api/jobs/background/{job_id}/retry"): "background jobs (job.manage), no record data",
     ("POST", "/api/roles"): "configuration (user.manage)",
     ("PATCH", "/api/roles/{record_id}"): "configuration (user.manage)",
     ("DELETE", "/api/roles/{record_id}"): "configuration (user.manage)",
