@@ -487,3 +487,321 @@ async def test_visibility_matrix(crm: Any, frozen_clock: Any) -> None:
         before = after
 
     assert not problems, f"{len(problems)} visibility leak(s):\n" + "\n".join(sorted(set(problems)))
+
+
+# --------------------------------------------------------------------------- write routes
+#
+# Reading is not writing (docs/security.md): a user who reads a record only through a relation
+# to it — a meeting's participant, their substitute, a colleague handed a task on the client
+# (and that colleague's head), a process stage's responsible or controller, the client's
+# manager for the records others hold on the client — may not change, reassign, detach or
+# delete it, nor widen who reads it: every write route answers 403 and the record stays as it was.
+
+#: (method, path, kind of the record the path's id names, bodies that would change it).
+#: ``{me}`` is the caller's id, ``{mine}`` a party the caller owns, ``{stage}`` the deal's next stage.
+RECORD_WRITES: list[tuple[str, str, str, list[dict[str, Any] | None]]] = [
+    ("PATCH", "/api/parties/{id}", "party", [{"name": "Taken over"}, {"owner_id": "{me}"}]),
+    ("DELETE", "/api/parties/{id}", "party", [None]),
+    ("PATCH", "/api/contacts/{id}", "contact", [{"name": "Renamed"}, {"party_id": "{mine}"}]),
+    ("DELETE", "/api/contacts/{id}", "contact", [None]),
+    (
+        "PATCH",
+        "/api/activities/{id}",
+        "activity",
+        [
+            {"subject": "Hijacked"},
+            {"party_id": None},
+            {"owner_id": "{me}"},
+            {"participant_user_ids": ["{me}"]},
+        ],
+    ),
+    ("DELETE", "/api/activities/{id}", "activity", [None]),
+    ("PATCH", "/api/tasks/{id}", "task", [{"title": "Mine"}, {"party_id": None}, {"controller_id": "{me}"}]),
+    ("DELETE", "/api/tasks/{id}", "task", [None]),
+    ("POST", "/api/tasks/{id}/complete", "task", [{"result": "done by someone else"}]),
+    ("POST", "/api/tasks/{id}/handoff", "task", [{"to_user_id": "{me}"}]),
+    ("PATCH", "/api/notes/{id}", "note", [{"body": "rewritten"}]),
+    ("DELETE", "/api/notes/{id}", "note", [None]),
+    ("DELETE", "/api/attachments/{id}", "attachment", [None]),
+    ("PATCH", "/api/sales/deals/{id}", "deal", [{"title": "Mine"}, {"owner_id": "{me}"}, {"amount": "1.00"}]),
+    ("DELETE", "/api/sales/deals/{id}", "deal", [None]),
+    ("POST", "/api/sales/deals/{id}/checklist", "deal", [{"item": "anything"}]),
+    ("POST", "/api/sales/deals/{id}/close", "deal", [{"outcome": "lost", "loss_reason_id": "{reason}"}]),
+    ("POST", "/api/sales/deals/{id}/documents", "deal", [{"kind": "invoice"}]),
+    ("POST", "/api/sales/deals/{id}/move", "deal", [{"to": "{stage}"}]),
+    ("POST", "/api/sales/deals/{id}/proposals", "deal", [{}]),
+    ("PATCH", "/api/workflow/instances/{id}", "instance", [{"title": "Mine"}]),
+    ("POST", "/api/workflow/instances/{id}/advance", "instance", [{}]),
+    ("POST", "/api/workflow/instances/{id}/checklist", "instance", [{"item": "anything"}]),
+    ("POST", "/api/workflow/instances/{id}/reassign", "instance", [{"user_id": "{me}"}]),
+    ("POST", "/api/workflow/instances/{id}/resume", "instance", [{}]),
+    ("POST", "/api/workflow/instances/{id}/stop", "instance", [{}]),
+    ("POST", "/api/workflow/instances/{id}/suspend", "instance", [{}]),
+]
+#: Creates that add to a party: adding a contact changes the client, a task shares it further.
+CREATES_ON_PARTY: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/contacts"): {"name": "Planted contact"},
+    ("POST", "/api/tasks"): {"title": "Keeps the client open to me"},
+}
+#: Other write routes, with the reason they are outside this check.
+OTHER_WRITES: dict[tuple[str, str], str] = {
+    ("POST", "/api/parties"): "creates the caller's own record",
+    ("POST", "/api/activities"): "logging work on a client one reads is allowed (what the task needs)",
+    ("POST", "/api/notes"): "a note on a client one reads is allowed; the note is the author's",
+    ("POST", "/api/attachments/upload"): "like notes",
+    ("POST", "/api/sales/deals"): "a deal on a client one reads is the caller's own deal",
+    ("POST", "/api/workflow/instances"): "starts a process on a record the caller may read",
+    ("POST", "/api/workflow/instances/{instance_id}/migrate"): "workflow.manage only",
+    ("POST", "/api/workflow/templates"): "configuration (workflow.manage)",
+    ("POST", "/api/workflow/templates/{key}/versions"): "configuration (workflow.manage)",
+    ("POST", "/api/auth/login"): "the caller",
+    ("POST", "/api/auth/logout"): "the caller",
+    ("POST", "/api/auth/tokens"): "the caller's tokens",
+    ("DELETE", "/api/auth/tokens/{token_id}"): "the caller's tokens",
+    ("POST", "/api/auth/password"): "the caller's password",
+    ("POST", "/api/auth/password-reset/request"): "the caller's password (by e-mail)",
+    ("POST", "/api/auth/password-reset"): "the caller's password (reset token)",
+    ("POST", "/api/users/{user_id}/password-reset"): "directory (user.manage)",
+    ("POST", "/api/notifications/{notification_id}/read"): "the caller's inbox",
+    ("PUT", "/api/custom-fields/{entity_type}"): "configuration",
+    ("PUT", "/api/jobs/{name}"): "configuration (job.manage)",
+    ("POST", "/api/jobs/background/{job_id}/cancel"): "background jobs (job.manage), no record data",
+    ("POST", "/api/jobs/background/{job_id}/retry"): "background jobs (job.manage), no record data",
+    ("POST", "/api/roles"): "configuration (user.manage)",
+    ("PATCH", "/api/roles/{record_id}"): "configuration (user.manage)",
+    ("DELETE", "/api/roles/{record_id}"): "configuration (user.manage)",
+    ("POST", "/api/teams"): "directory (user.manage)",
+    ("PATCH", "/api/teams/{record_id}"): "directory (user.manage)",
+    ("DELETE", "/api/teams/{record_id}"): "directory (user.manage)",
+    ("POST", "/api/users"): "directory (user.manage)",
+    ("PATCH", "/api/users/{record_id}"): "directory (user.manage)",
+    ("DELETE", "/api/users/{record_id}"): "directory (user.manage)",
+    ("POST", "/api/substitutions"): "directory (user.manage)",
+    ("PATCH", "/api/substitutions/{record_id}"): "directory (user.manage)",
+    ("DELETE", "/api/substitutions/{record_id}"): "directory (user.manage)",
+    ("POST", "/api/sales/cadence-rules"): "configuration",
+    ("POST", "/api/sales/loss-reasons"): "catalogue",
+    ("PATCH", "/api/sales/loss-reasons/{reason_id}"): "catalogue",
+    ("POST", "/api/sales/plans"): "configuration (sales.plan.manage)",
+    ("POST", "/api/sales/price-lists"): "catalogue",
+    ("POST", "/api/sales/products"): "catalogue",
+    ("POST", "/api/sales/proposal-templates"): "configuration",
+    ("PUT", "/api/sales/proposal-templates/{template_id}"): "configuration",
+    ("POST", "/api/sales/rates"): "catalogue",
+    ("DELETE", "/api/sales/rates/{rate_id}"): "catalogue",
+    ("PUT", "/api/sales/settings"): "configuration",
+}
+
+
+def _openapi_path(path: str) -> str:
+    names = {
+        "/api/tasks/{id}/": "task_id",
+        "/api/workflow/instances/{id}": "instance_id",
+    }
+    for prefix, name in names.items():
+        if path.startswith(prefix):
+            return path.replace("{id}", "{" + name + "}")
+    return path.replace("{id}", "{record_id}")
+
+
+async def test_every_write_route_is_classified(crm: Any) -> None:
+    schema = (await crm.get("/schema/openapi.json")).json()
+    routes = {
+        (method.upper(), path)
+        for path, item in schema["paths"].items()
+        if path.startswith("/api/")
+        for method in item
+        if method in ("post", "put", "patch", "delete")
+    }
+    classified = (
+        {(m, _openapi_path(p)) for m, p, _k, _b in RECORD_WRITES} | set(CREATES_ON_PARTY) | set(OTHER_WRITES)
+    )
+    assert routes - classified == set(), "unclassified write routes: add them to the write matrix"
+    assert classified - routes == set(), "classified write routes that no longer exist"
+
+
+SHARING_TEMPLATE = {
+    "key": "matrix.review",
+    "name": "Review",
+    "subject": "party",
+    "stages": [
+        {"key": "review", "name": "Review", "responsible": {"user": 0}, "controller": {"user": 0}},
+        {"key": "done", "name": "Done", "final": True},
+    ],
+}
+
+
+async def test_relation_readers_cannot_write(crm: Any, frozen_clock: Any) -> None:
+    from datetime import timedelta
+
+    post = World(crm).post
+    admin = await crm.user("admin")
+    north, south = await crm.team("North"), await crm.team("South")
+    head_role = ROLES["head"]
+    await Role.insert(Role(name="matrix-head", description="head", permissions=head_role, scope="team"))
+    owner = await crm.user("manager", team_id=north["id"], name="Owner")
+    readers: dict[str, dict[str, Any]] = {}
+
+    def reader(name: str) -> Any:
+        async def make(role: str = "manager", team: dict[str, Any] | None = south) -> dict[str, Any]:
+            readers[name] = await crm.user(role, team_id=team["id"] if team else None, name=name)
+            return readers[name]
+
+        return make
+
+    # The owner's client, with a contact and a meeting two people of the other team attend.
+    party = await post("/api/parties", owner, {"name": "Shared client"})
+    contact = await post("/api/contacts", owner, {"party_id": party["id"], "name": "Their contact"})
+    participant = await reader("meeting participant")()
+    participant_head = await reader("participant head")("matrix-head", None)
+    meeting = await post(
+        "/api/activities",
+        owner,
+        {
+            "type": "meeting",
+            "subject": "Review",
+            "starts_at": "2026-03-03T10:00:00Z",
+            "party_id": party["id"],
+            "participant_user_ids": [participant["id"], participant_head["id"]],
+        },
+    )
+    substitute = await reader("participant's substitute")(team=None)
+    await post(
+        "/api/substitutions",
+        admin,
+        {
+            "absent_user_id": participant["id"],
+            "substitute_id": substitute["id"],
+            "starts_at": (frozen_clock() - timedelta(hours=1)).isoformat(),
+            "ends_at": (frozen_clock() + timedelta(days=3)).isoformat(),
+        },
+    )
+    # A task on the client handed to a colleague of the other team (whose head sees it too).
+    handed = await reader("handed a task")()
+    await reader("head of the handed")("matrix-head")
+    task = await post("/api/tasks", owner, {"title": "Call them", "party_id": party["id"]})
+    r = await crm.post(f"/api/tasks/{task['id']}/handoff", owner, json={"to_user_id": handed["id"]})
+    assert r.status_code == 200, r.text
+    # A process stage on the client: its responsible and controller.
+    responsible = await reader("stage responsible")()
+    controller = await reader("stage controller")()
+    template = json.loads(json.dumps(SHARING_TEMPLATE))
+    template["stages"][0]["responsible"]["user"] = responsible["id"]
+    template["stages"][0]["controller"]["user"] = controller["id"]
+    await post("/api/workflow/templates", admin, {"definition": template})
+    await post(
+        "/api/workflow/instances",
+        owner,
+        {"template": "matrix.review", "subject_id": party["id"], "title": "Review"},
+    )
+    # The client's manager reads what others hold on their client.
+    client_manager = await reader("client's manager")()
+    own_client = await post("/api/parties", client_manager, {"name": "Client of the client manager"})
+    on_client = {"party_id": own_client["id"]}
+    others = {
+        "activity": await post(
+            "/api/activities",
+            admin,
+            {
+                "type": "call",
+                "subject": "Owner's call",
+                "starts_at": "2026-03-02T10:00:00Z",
+                "owner_id": owner["id"],
+            }
+            | on_client,
+        ),
+        "task": await post(
+            "/api/tasks", admin, {"title": "Owner's task", "assignee_id": owner["id"]} | on_client
+        ),
+        "note": await post("/api/notes", admin, {"body": "Admin's note"} | on_client),
+        "deal": await post(
+            "/api/sales/deals",
+            admin,
+            {"title": "Owner's deal", "owner_id": owner["id"], "amount": "5.00"} | on_client,
+        ),
+    }
+    r = await crm.post(
+        "/api/attachments/upload",
+        admin,
+        files={"file": ("terms.txt", b"terms", "text/plain")},
+        data={"party_id": str(own_client["id"])},
+    )
+    assert r.status_code == 201, r.text
+    others["attachment"] = r.json()
+    others["instance"] = {"id": others["deal"]["instance_id"]}
+    pipeline = (await crm.get("/api/sales/pipelines", admin)).json()
+    stages = next(p for p in pipeline if p["key"] == others["deal"]["pipeline"])["stages"]
+    reasons = (await crm.get("/api/sales/loss-reasons", admin)).json()
+
+    # Who reads what only through a relation.
+    relation_reads: dict[str, dict[str, int]] = {
+        "meeting participant": {"activity": meeting["id"]},
+        "participant head": {"activity": meeting["id"]},
+        "participant's substitute": {"activity": meeting["id"]},
+        "handed a task": {"party": party["id"], "contact": contact["id"]},
+        "head of the handed": {"party": party["id"], "contact": contact["id"]},
+        "stage responsible": {"party": party["id"], "contact": contact["id"]},
+        "stage controller": {"party": party["id"], "contact": contact["id"]},
+        "client's manager": {kind: row["id"] for kind, row in others.items()},
+    }
+    single = {
+        "party": "/api/parties/{}",
+        "contact": "/api/contacts/{}",
+        "activity": "/api/activities/{}",
+        "task": "/api/tasks/{}",
+        "note": "/api/notes/{}",
+        "attachment": "/api/attachments/{}",
+        "deal": "/api/sales/deals/{}",
+        "instance": "/api/workflow/instances/{}",
+    }
+
+    async def state(kind: str, record_id: int) -> str:
+        r = await crm.get(single[kind].format(record_id), admin)
+        assert r.status_code == 200, (kind, r.text)
+        return r.text
+
+    problems: list[str] = []
+    checked = 0
+    for name, records in relation_reads.items():
+        user = readers[name]
+        mine = await post("/api/parties", user, {"name": f"Own client of {name}"})
+        values = {
+            "{me}": user["id"],
+            "{mine}": mine["id"],
+            "{reason}": reasons[0]["id"],
+            "{stage}": stages[1]["key"],
+        }
+
+        def fill(body: Any, values: dict[str, int] = values) -> Any:
+            if isinstance(body, dict):
+                return {k: fill(v, values) for k, v in body.items()}
+            if isinstance(body, list):
+                return [fill(v, values) for v in body]
+            return values.get(body, body) if isinstance(body, str) else body
+
+        for kind, record_id in records.items():
+            r = await crm.get(single[kind].format(record_id), user)
+            assert r.status_code == 200, (name, kind, "must read it for the check to mean anything", r.text)
+            before = await state(kind, record_id)
+            for method, path, route_kind, bodies in RECORD_WRITES:
+                if route_kind != kind:
+                    continue
+                for body in bodies:
+                    url = path.replace("{id}", str(record_id))
+                    kwargs = {} if body is None else {"json": fill(body)}
+                    r = await crm.call(method, url, user, **kwargs)
+                    checked += 1
+                    if r.status_code != 403:
+                        problems.append(f"{name}: {method} {url} {body} answered {r.status_code}")
+            if await state(kind, record_id) != before:
+                problems.append(f"{name}: {kind} {record_id} changed")
+            if kind == "party":
+                for (method, path), body in CREATES_ON_PARTY.items():
+                    r = await crm.call(method, path, user, json=body | {"party_id": record_id})
+                    checked += 1
+                    if r.status_code != 403:
+                        problems.append(
+                            f"{name}: {method} {path} on party {record_id} answered {r.status_code}"
+                        )
+    assert checked > 60
+    assert not problems, f"{len(problems)} write(s) through a read-only relation:\n" + "\n".join(problems)

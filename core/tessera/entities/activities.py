@@ -76,6 +76,13 @@ def activity_visibility(principal: Principal) -> Any:
     return own | via_party | taking_part
 
 
+def activity_write_visibility(principal: Principal) -> Any:
+    """Who may change, detach, reassign, delete an activity or change its participants: the
+    readers of its owner (own, team, substitutes). Taking part in a meeting, or being the
+    client's manager, only reads it."""
+    return principal.owner_where(Activity.owner_id, Activity.team_id)
+
+
 async def prepare_activity(
     principal: Principal, values: dict[str, Any], existing: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -159,6 +166,7 @@ ACTIVITY = service.EntitySpec(
     table=Activity,
     permission="activity",
     visibility=activity_visibility,
+    write_visibility=activity_write_visibility,
     order_fields=("id", "starts_at", "created_at"),
     prepare=prepare_activity,
     after_write=after_activity_write,

@@ -64,6 +64,16 @@ def _visibility(table: Any, author: Any) -> Any:
     return visibility
 
 
+def _write_visibility(author: Any) -> Any:
+    """Notes and files are changed or deleted by their author (and the readers of the author's
+    records); the client's manager only reads those of others on the client."""
+
+    def write_visibility(principal: Principal) -> Any:
+        return principal.owner_where(author)
+
+    return write_visibility
+
+
 async def prepare_note(
     principal: Principal, values: dict[str, Any], existing: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -80,6 +90,7 @@ NOTE = service.EntitySpec(
     table=Note,
     permission="note",
     visibility=_visibility(Note, Note.author_id),
+    write_visibility=_write_visibility(Note.author_id),
     order_fields=("id", "created_at"),
     prepare=prepare_note,
     custom_fields=False,
@@ -90,6 +101,7 @@ ATTACHMENT = service.EntitySpec(
     table=Attachment,
     permission="note",
     visibility=_visibility(Attachment, Attachment.uploaded_by_id),
+    write_visibility=_write_visibility(Attachment.uploaded_by_id),
     order_fields=("id", "created_at"),
     custom_fields=False,
     hidden=("storage_url",),

@@ -110,6 +110,18 @@ class ContactOut(Struct, kw_only=True):
 
 
 def party_visibility(principal: Principal) -> Any:
+    """Who may read a party: its owner's and team's readers, and those it is shared with by an
+    open task or process stage (``Principal.shared_party_where``: one hashed sub-select, so
+    the planner keeps the plan it had for the owner condition alone)."""
+    owned = principal.owner_where(Party.owner_id, Party.team_id)
+    if owned is None:
+        return None
+    return owned | principal.shared_party_where(Party.id)
+
+
+def party_write_visibility(principal: Principal) -> Any:
+    """Who may change, reassign or delete a party: its owner's and team's readers only; a
+    party shared by a task or a process stage is read-only to whom it is shared with."""
     return principal.owner_where(Party.owner_id, Party.team_id)
 
 
@@ -219,6 +231,7 @@ PARTY = service.EntitySpec(
     table=Party,
     permission="party",
     visibility=party_visibility,
+    write_visibility=party_write_visibility,
     order_fields=("id", "name", "created_at", "updated_at"),
     prepare=prepare_party,
     after_write=after_party_write,
@@ -228,6 +241,14 @@ PARTY = service.EntitySpec(
 
 
 def contact_visibility(principal: Principal) -> Any:
+    """A contact is read with its party, also where the party is shared (an open hand-off)."""
+    owned = principal.owner_where(Contact.party_id.owner_id, Contact.party_id.team_id)
+    if owned is None:
+        return None
+    return owned | principal.shared_party_where(Contact.party_id)
+
+
+def contact_write_visibility(principal: Principal) -> Any:
     return principal.owner_where(Contact.party_id.owner_id, Contact.party_id.team_id)
 
 
@@ -235,7 +256,8 @@ async def prepare_contact(
     principal: Principal, values: dict[str, Any], existing: dict[str, Any] | None
 ) -> dict[str, Any]:
     if "party_id" in values:
-        await service.require_visible(PARTY, principal, values["party_id"], "party_id")
+        # A contact is part of its client: adding one changes the client.
+        await service.require_writable(PARTY, principal, values["party_id"], "party_id")
     if "phones" in values or "emails" in values:
         normalise_channels(values)
         phones = values.get("phones", existing["phones"] if existing else [])
@@ -249,6 +271,7 @@ CONTACT = service.EntitySpec(
     table=Contact,
     permission="party",
     visibility=contact_visibility,
+    write_visibility=contact_write_visibility,
     order_fields=("id", "name", "created_at"),
     prepare=prepare_contact,
     hidden=("contact_index",),

@@ -22,7 +22,7 @@ from piccolo.utils.encoding import load_json
 
 from tessera import audit, clock, customfields, db, events
 from tessera.entities.dto import MAX_ID
-from tessera.errors import Conflict, NotFound, ValidationFailed
+from tessera.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tessera.permissions import Principal, forget_principals
 
 Condition = Any  # a Piccolo Where / And / Or / WhereRaw
@@ -42,6 +42,10 @@ class EntitySpec:
     permission: str
     #: Builds the visibility condition for a principal; None means "sees all".
     visibility: Callable[[Principal], Condition | None]
+    #: Who may change, reassign, detach or delete a record (``update``, ``delete``, references
+    #: that widen who reads it); None = the readers (``visibility``). Reading through a
+    #: relation (a meeting's participant, a party shared by a hand-off) grants no writing.
+    write_visibility: Callable[[Principal], Condition | None] | None = None
     #: Columns allowed in ``order`` (keyset pagination). Any type the cursor can carry (text,
     #: numbers, decimals, dates, times); a nullable column sorts its NULLs last ascending and
     #: first descending, on every engine.
@@ -177,11 +181,38 @@ def valid_id(record_id: Any) -> bool:
     return isinstance(record_id, int) and not isinstance(record_id, bool) and 1 <= record_id <= MAX_ID
 
 
-async def _fetch(spec: EntitySpec, principal: Principal | None, record_id: int) -> dict[str, Any] | None:
+async def get_for_write(spec: EntitySpec, principal: Principal, record_id: int) -> dict[str, Any]:
+    """The record for a write route that is not a plain update (a deal's move, a proposal):
+    404 when hidden, 403 when the caller may only read it (``EntitySpec.write_visibility``)."""
+    spec.require(principal, "write")
+    return await _fetch_for_write(spec, principal, record_id)
+
+
+def writers(spec: EntitySpec, principal: Principal) -> Condition | None:
+    """The condition "``principal`` may change the record" (``EntitySpec.write_visibility``)."""
+    return (spec.write_visibility or spec.visibility)(principal)
+
+
+async def _fetch_for_write(spec: EntitySpec, principal: Principal, record_id: int) -> dict[str, Any]:
+    """The record when ``principal`` may change it; 403 when they may only read it (reading
+    through a relation grants no writing), 404 when they may not even read it."""
+    row = await _fetch(spec, principal, record_id, writers(spec, principal))
+    if row is not None:
+        return row
+    if spec.write_visibility is not None and await _fetch(spec, principal, record_id) is not None:
+        raise PermissionDenied(f"You may read {spec.name} {record_id} but not change it")
+    raise NotFound(f"{spec.name} {record_id} not found")
+
+
+async def _fetch(
+    spec: EntitySpec, principal: Principal | None, record_id: int, visible: Condition | None = None
+) -> dict[str, Any] | None:
     if not valid_id(record_id):
         return None
     table = spec.table
-    conditions = _and(table._meta.primary_key == record_id, spec.visibility(principal) if principal else None)
+    if principal is not None and visible is None:
+        visible = spec.visibility(principal)
+    conditions = _and(table._meta.primary_key == record_id, visible)
     row = await table.select().where(*conditions).first().output(load_json=True)
     return _public(spec, row) if row else None
 
@@ -365,9 +396,7 @@ async def update(
     table = spec.table
     async with events.unit_of_work():
         await _lock_for_write(table, record_id)
-        existing = await _fetch(spec, principal, record_id)
-        if existing is None:
-            raise NotFound(f"{spec.name} {record_id} not found")
+        existing = await _fetch_for_write(spec, principal, record_id)
         _check_version(spec, existing, expected_version)
         if spec.custom_fields and isinstance(changes.get("custom"), dict):
             changes["custom"] = merge_custom(existing.get("custom"), changes["custom"])
@@ -418,9 +447,7 @@ async def delete(
     table = spec.table
     async with events.unit_of_work():
         await _lock_for_write(table, record_id)
-        existing = await _fetch(spec, principal, record_id)
-        if existing is None:
-            raise NotFound(f"{spec.name} {record_id} not found")
+        existing = await _fetch_for_write(spec, principal, record_id)
         _check_version(spec, existing, expected_version)
         if spec.before_delete:
             await spec.before_delete(principal, existing)
@@ -460,6 +487,17 @@ async def visible_ids(spec: EntitySpec, principal: Principal, ids: Sequence[int]
     conditions = _and(spec.table._meta.primary_key.is_in(ids), spec.visibility(principal))
     rows = await spec.table.select(spec.table._meta.primary_key).where(*conditions)
     return {r[spec.table._meta.primary_key._meta.name] for r in rows}
+
+
+async def require_writable(spec: EntitySpec, principal: Principal, record_id: int | None, field: str) -> None:
+    """Reject a reference that changes the referenced record or widens who reads it (a contact
+    on a party, a task that shares its party) unless the caller may change that record."""
+    if record_id is None or not valid_id(record_id):
+        await require_visible(spec, principal, record_id, field)
+        return
+    if await _fetch(spec, principal, record_id, writers(spec, principal)) is None:
+        await require_visible(spec, principal, record_id, field)
+        raise PermissionDenied(f"You may read {spec.name} {record_id} but not change it or add to it")
 
 
 async def require_visible(spec: EntitySpec, principal: Principal, record_id: int | None, field: str) -> None:

@@ -150,7 +150,7 @@ class Task(Table, tablename="task"):
     party_id = ForeignKey(Party, null=True, on_delete=OnDelete.cascade, index=True)
     author_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
     assignee_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null, index=True)
-    controller_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    controller_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null, index=True)
     team_id = ForeignKey(Team, null=True, on_delete=OnDelete.set_null)
     deadline = Timestamptz(null=True, default=None, index=True)
     priority = Varchar(length=10, default="normal")  # low | normal | high | urgent

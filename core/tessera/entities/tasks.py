@@ -91,6 +91,19 @@ def task_visibility(principal: Principal) -> Any:
     return condition | via_party
 
 
+def task_write_visibility(principal: Principal) -> Any:
+    """Who may change, hand off, complete or delete a task: its assignee, author, controller
+    (and the readers of their records), or the assignee's team; the client's manager only
+    reads the tasks others hold on the client."""
+    if principal.user_ids is None:
+        return None
+    users = list(principal.user_ids) or [-1]
+    condition = Task.assignee_id.is_in(users) | Task.author_id.is_in(users) | Task.controller_id.is_in(users)
+    if principal.team_ids:
+        condition = condition | Task.team_id.is_in(list(principal.team_ids))
+    return condition
+
+
 async def _user_team(user_id: int, field: str) -> int | None:
     row = await CrmUser.select(CrmUser.team_id, CrmUser.is_active).where(CrmUser.id == user_id).first()
     if row is None or not row["is_active"]:
@@ -107,7 +120,17 @@ async def prepare_task(
             values["assignee_id"] = principal.user_id
     if values.get("deadline") is not None and values["deadline"].tzinfo is None:
         raise ValidationFailed.field("deadline", "must carry a time zone")
-    await service.require_visible(PARTY, principal, values.get("party_id"), "party_id")
+    # A task on a party shares the party with its assignee and controller (permissions.py):
+    # only who may change the party may put a task on it or name the task's controller. A
+    # hand-off (a new assignee) moves the access the task carries, it does not widen it.
+    if "party_id" in values and (existing is None or values["party_id"] != existing["party_id"]):
+        await service.require_writable(PARTY, principal, values["party_id"], "party_id")
+    elif (
+        existing is not None
+        and existing["party_id"] is not None
+        and values.get("controller_id") not in (None, existing["controller_id"])
+    ):
+        await service.require_writable(PARTY, principal, existing["party_id"], "controller_id")
     if values.get("assignee_id") is not None:
         values["team_id"] = await _user_team(values["assignee_id"], "assignee_id")
     if values.get("controller_id") is not None:
@@ -161,6 +184,7 @@ TASK = service.EntitySpec(
     table=Task,
     permission="task",
     visibility=task_visibility,
+    write_visibility=task_write_visibility,
     order_fields=("id", "created_at", "updated_at", "deadline"),
     prepare=prepare_task,
     after_write=after_task_write,
@@ -185,7 +209,7 @@ async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: 
     """Hand the task to the next executor; the chain of executors is kept."""
     principal.require("task.write")
     async with events.unit_of_work():
-        task = await service.get(TASK, principal, task_id)
+        task = await service.get_for_write(TASK, principal, task_id)
         if task["status"] not in OPEN_STATUSES:
             raise Conflict(f"task {task_id} is {task['status']}; only open tasks can be handed off")
         team_id = await _user_team(to_user_id, "to_user_id")
@@ -235,7 +259,7 @@ async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: 
 async def complete(
     principal: Principal, task_id: int, result: str, version: int | None = None
 ) -> dict[str, Any]:
-    task = await service.get(TASK, principal, task_id)
+    task = await service.get_for_write(TASK, principal, task_id)
     if task["status"] not in OPEN_STATUSES:
         raise Conflict(f"task {task_id} is already {task['status']}")
     return await service.update(TASK, principal, task_id, {"status": "done", "result": result}, version)

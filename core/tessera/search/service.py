@@ -138,6 +138,9 @@ async def on_events(batch: list[DomainEvent]) -> asyncio.Future[None] | None:
     wanted = [(e.entity, e.entity_id) for e in batch if e.entity in tables and e.entity_id is not None]
     # A bulk import announces its new parties in a few events listing their ids (importer.py).
     wanted += [("party", i) for e in batch if e.name == "parties.imported" for i in e.payload.get("ids", ())]
+    # A task or process stage on a party shares the party (and its contacts) with its people
+    # while it is open (permissions.py): refresh those documents' ACL when one changes.
+    wanted += await _shared_parties_refs(batch)
     if not wanted:
         return None
     parties = [e.entity_id for e in batch if e.entity == "party" and _party_change_affects_dependents(e)]
@@ -345,16 +348,86 @@ async def _participants(activity_ids: list[int]) -> dict[int, set[int]]:
     return out
 
 
+_SHARING_FIELDS = {"assignee_id", "controller_id", "status", "party_id"}
+
+
+async def _shared_parties_refs(batch: list[DomainEvent]) -> list[tuple[str, int]]:
+    """The parties (and their contacts) whose sharing a batch's task or process events may
+    change: their documents are rebuilt with the new ACL."""
+    from tessera.entities.tables import Contact, Task
+    from tessera.workflow.tables import WorkflowInstance
+
+    party_ids: set[int] = set()
+    task_ids: set[int] = set()
+    instance_ids: set[int] = set()
+    for e in batch:
+        if e.entity_id is None:
+            continue
+        if isinstance(e.payload.get("party_id"), int):
+            party_ids.add(e.payload["party_id"])
+        if e.entity == "task":
+            fields = e.payload.get("fields")
+            if not e.name.endswith(".updated") or not fields or _SHARING_FIELDS & set(fields):
+                task_ids.add(e.entity_id)
+        elif e.entity == "workflow_instance":
+            instance_ids.add(e.entity_id)
+    if task_ids:
+        rows = await Task.select(Task.party_id).where(
+            Task.id.is_in(sorted(task_ids)), Task.party_id.is_not_null()
+        )
+        party_ids.update(r["party_id"] for r in rows)
+    if instance_ids:
+        rows = await WorkflowInstance.select(WorkflowInstance.party_id).where(
+            WorkflowInstance.id.is_in(sorted(instance_ids)), WorkflowInstance.party_id.is_not_null()
+        )
+        party_ids.update(r["party_id"] for r in rows)
+    if not party_ids:
+        return []
+    contacts = await Contact.select(Contact.id).where(Contact.party_id.is_in(sorted(party_ids)))
+    return [("party", p) for p in sorted(party_ids)] + [("contact", c["id"]) for c in contacts]
+
+
+async def _shared_with(party_ids: Iterable[int | None]) -> dict[int, set[int]]:
+    """The users each party is shared with: assignees and controllers of its open tasks,
+    responsible and controllers of its running or suspended process instances."""
+    from tessera.entities.tables import Task
+    from tessera.workflow.tables import WorkflowInstance as WI
+
+    wanted = sorted({i for i in party_ids if i is not None})
+    out: dict[int, set[int]] = {}
+    if not wanted:
+        return out
+    for row in await Task.select(Task.party_id, Task.assignee_id, Task.controller_id).where(
+        Task.party_id.is_in(wanted), Task.status.is_in(["open", "in_progress"])
+    ):
+        out.setdefault(row["party_id"], set()).update(
+            u for u in (row["assignee_id"], row["controller_id"]) if u is not None
+        )
+    for row in await WI.select(WI.party_id, WI.responsible_id, WI.controller_id).where(
+        WI.party_id.is_in(wanted), WI.status.is_in(["running", "suspended"])
+    ):
+        out.setdefault(row["party_id"], set()).update(
+            u for u in (row["responsible_id"], row["controller_id"]) if u is not None
+        )
+    return out
+
+
 async def build_documents(entity: str, records: Sequence[dict[str, Any]]) -> list[d.Document]:
     """Documents of these records: the kernel's own, then every plugin's."""
     parties = await _parties(r.get("party_id") if entity != "party" else r["id"] for r in records)
     taking_part = await _participants([r["id"] for r in records]) if entity == "activity" else {}
+    if entity in ("party", "contact"):  # shared by an open task or stage (permissions.py)
+        shared = await _shared_with(r["id"] if entity == "party" else r.get("party_id") for r in records)
+        for record in records:
+            taking_part[record["id"]] = shared.get(
+                record["id"] if entity == "party" else record.get("party_id"), set()
+            )
     known = _state.types
     out: list[d.Document] = []
     for record in records:
         party = parties.get(record["id"] if entity == "party" else record.get("party_id"))
         docs = d.kernel_documents(entity, record, party)
-        for doc in docs:  # participants read the activity they take part in (permissions.py)
+        for doc in docs:  # participants of an activity, users a party is shared with (permissions.py)
             doc.acl_users |= taking_part.get(record["id"], set())
         if _state.pm is not None:
             for plugin, value in call_each(

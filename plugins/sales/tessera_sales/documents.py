@@ -41,7 +41,7 @@ async def create_document(
     principal.require("sales.deal.write")
     if kind not in KINDS:
         raise ValidationFailed.field("kind", f"must be one of {', '.join(KINDS)}")
-    deal = await services.get_deal(principal, deal_id)
+    deal = await services.get_deal_for_write(principal, deal_id)
     if deal["status"] == "lost":
         raise Conflict(f"deal {deal_id} is lost; no documents can be issued for it")
     value = services.money(amount if amount is not None else deal["amount"])

@@ -118,8 +118,7 @@ async def create_proposal(
 ) -> dict[str, Any]:
     """Generate the next version of the deal's proposal (the first one takes a new number),
     add it to the deal's history and tick the stage's "proposal issued" requirement."""
-    services.DEAL.require(principal, "write")
-    deal = await services.get_deal(principal, deal_id)
+    deal = await services.get_deal_for_write(principal, deal_id)
     lines = (await services.deal_lines([deal_id]))[deal_id]
     if not lines:
         raise ValidationFailed.field("lines", "the deal has no product lines to offer")

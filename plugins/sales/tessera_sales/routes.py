@@ -464,8 +464,12 @@ async def create_plan(principal: Principal, data: PlanIn) -> dict[str, Any]:
 async def list_plans(principal: Principal) -> list[dict[str, Any]]:
     """Plans (those of managers you see, of teams and of the company)."""
     principal.require("sales.deal.read")
-    rows = await SalesPlan.select().order_by(SalesPlan.period_start).output(load_json=True)
-    return [r for r in rows if r["user_id"] is None or principal.check_visible_owner(r["user_id"])]
+    query = SalesPlan.select()
+    # In the query, as everywhere (docs/security.md): a manager's plan is listed to those who
+    # see that manager's records; team and company plans to every reader.
+    if (visible := principal.owner_where(SalesPlan.user_id)) is not None:
+        query = query.where(SalesPlan.user_id.is_null() | visible)
+    return await query.order_by(SalesPlan.period_start).order_by(SalesPlan.id).output(load_json=True)
 
 
 @get("/plans/{plan_id:int}/actual", operation_id="sales_plan_vs_actual")

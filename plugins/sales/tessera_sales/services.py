@@ -51,6 +51,13 @@ def deal_visibility(principal: Principal) -> Any:
     return own | principal.owner_where(Deal.party_id.owner_id, Deal.party_id.team_id)
 
 
+def deal_write_visibility(principal: Principal) -> Any:
+    """Who may change, move, close, delete a deal or add proposals and documents to it: the
+    readers of its owner or team. The client's manager reads the deals of others on their
+    client, and only reads them (docs/security.md)."""
+    return principal.owner_where(Deal.owner_id, Deal.team_id)
+
+
 def visibility_sql(principal: Principal, alias: str = "d") -> tuple[str, list[Any]]:
     """Deals of owners or teams the principal sees, as a raw SQL fragment on ``alias`` (any
     table with ``owner_id`` and ``team_id``: deals, stage visits, the report summaries). It
@@ -281,6 +288,7 @@ DEAL = service.EntitySpec(
     table=Deal,
     permission="sales.deal",
     visibility=deal_visibility,
+    write_visibility=deal_write_visibility,
     order_fields=("id", "created_at", "updated_at", "amount", "expected_close"),
     prepare=_prepare_deal,
     after_write=_after_deal_write,
@@ -402,9 +410,13 @@ async def sync_deal(deal_id: int) -> dict[str, Any]:
     return changes
 
 
+async def get_deal_for_write(principal: Principal, deal_id: int) -> dict[str, Any]:
+    """The deal for a write: 404 when hidden, 403 when the caller may only read it."""
+    return await service.get_for_write(DEAL, principal, deal_id)
+
+
 async def _deal_for_write(principal: Principal, deal_id: int) -> dict[str, Any]:
-    DEAL.require(principal, "write")
-    deal = await service.get(DEAL, principal, deal_id)
+    deal = await get_deal_for_write(principal, deal_id)
     if deal["instance_id"] is None:
         raise Conflict(f"deal {deal_id} has no process attached")
     return deal
