@@ -339,6 +339,12 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
     return row
 
 
+def _visibly_changes(existing: dict[str, Any], changes: dict[str, Any]) -> bool:
+    """A column the caller sees (read in this transaction) gets another value: the update
+    changes something, without reading the stored row again (one query less per update)."""
+    return any(k in existing and existing[k] != v for k, v in changes.items())
+
+
 async def _changes_nothing(table: type[Table], record_id: int, changes: dict[str, Any]) -> bool:
     # Compared with the stored row, hidden columns included (a new password_hash is a change).
     stored = await table.select().where(table._meta.primary_key == record_id).first().output(load_json=True)
@@ -375,7 +381,11 @@ async def update(
             changes = await spec.prepare(principal, dict(changes), existing)
         await _validate_custom(spec, changes)
         changes, extras = _split_extras(table, changes)
-        if not extras and await _changes_nothing(table, record_id, changes):
+        if (
+            not extras
+            and not _visibly_changes(existing, changes)
+            and await _changes_nothing(table, record_id, changes)
+        ):
             # Nothing would change: no new version, no audit entry, no event. A client that
             # re-sends what it read (a form saved twice, a sync job) must not look like an edit.
             return existing
