@@ -171,21 +171,35 @@ async def emit(
     transaction could be delivered for changes that were rolled back). ``also``: inserts to
     write with it (the change's audit entry): on PostgreSQL in the same statement, one round
     trip instead of one each."""
+    await emit_all([(name, entity, entity_id, payload)], also)
+
+
+async def emit_all(
+    items: Sequence[tuple[str, str, int | None, dict[str, Any] | None]],
+    also: Sequence[Query[Any, Any]] = (),
+) -> None:
+    """``emit`` for several events of one change (``(name, entity, entity_id, payload)``
+    each), in this order, written in one statement with ``also``."""
     pending = _pending.get()
     if pending is None:
-        raise RuntimeError(f"emit({name!r}) outside unit_of_work()")
-    # Listeners get the payload as stored (JSON types), also when it is delivered at once.
-    stored = json.loads(dump_json(payload or {}))
+        raise RuntimeError(f"emit({items[0][0] if items else ''!r}) outside unit_of_work()")
+    if not items:
+        return
     user_id, occurred_at = _actor.get(), clock.now()
+    # Listeners get the payload as stored (JSON types), also when it is delivered at once.
+    stored = [json.loads(dump_json(payload or {})) for _, _, _, payload in items]
     insert = DomainEventRow.insert(
-        DomainEventRow(
-            name=name,
-            entity=entity,
-            entity_id=entity_id,
-            payload=stored,
-            user_id=user_id,
-            occurred_at=occurred_at,
-        )
+        *[
+            DomainEventRow(
+                name=name,
+                entity=entity,
+                entity_id=entity_id,
+                payload=data,
+                user_id=user_id,
+                occurred_at=occurred_at,
+            )
+            for (name, entity, entity_id, _), data in zip(items, stored, strict=True)
+        ]
     ).returning(DomainEventRow.id)
     if also and db.is_postgres():
         parts = [q.querystrings[0] for q in also]
@@ -197,7 +211,10 @@ async def emit(
         for query in also:
             await query
         rows = await insert
-    pending.append(DomainEvent(rows[0]["id"], name, entity, entity_id, stored, user_id, occurred_at))
+    # Ids are handed out in the order of the rows inserted.
+    ids = sorted(row["id"] for row in rows)
+    for event_id, (name, entity, entity_id, _), data in zip(ids, items, stored, strict=True):
+        pending.append(DomainEvent(event_id, name, entity, entity_id, data, user_id, occurred_at))
 
 
 def _to_event(row: dict[str, Any]) -> DomainEvent:

@@ -283,6 +283,24 @@ async def _lock_for_write(table: type[Table], record_id: int) -> None:
         await table.select(pk).where(pk == record_id).lock_rows()
 
 
+async def _fetch_for_write(spec: EntitySpec, principal: Principal, record_id: int) -> dict[str, Any] | None:
+    """The row an update starts from, its write lock taken first (``_lock_for_write``). A
+    principal who sees every record (the engine, jobs, scope all) reads and locks it in one
+    ``SELECT ... FOR UPDATE``: one round trip less on PostgreSQL."""
+    if db.is_postgres() and valid_id(record_id) and spec.visibility(principal) is None:
+        table = spec.table
+        row = (
+            await table.select()
+            .where(table._meta.primary_key == record_id)
+            .lock_rows()
+            .first()
+            .output(load_json=True)
+        )
+        return _public(spec, row) if row else None
+    await _lock_for_write(spec.table, record_id)
+    return await _fetch(spec, principal, record_id)
+
+
 def _check_version(spec: EntitySpec, existing: dict[str, Any], expected: int | None) -> None:
     if expected is not None and "version" in existing and existing["version"] != expected:
         raise Conflict(
@@ -370,8 +388,7 @@ async def update(
     spec.require(principal, "write")
     table = spec.table
     async with events.unit_of_work():
-        await _lock_for_write(table, record_id)
-        existing = await _fetch(spec, principal, record_id)
+        existing = await _fetch_for_write(spec, principal, record_id)
         if existing is None:
             raise NotFound(f"{spec.name} {record_id} not found")
         _check_version(spec, existing, expected_version)

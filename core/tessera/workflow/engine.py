@@ -463,9 +463,12 @@ async def _enter_stage(
     kind: str,
     comment: str = "",
     from_stage: str | None = None,
+    stage_completed: dict[str, Any] | None = None,
 ) -> list[int]:
     """Make ``stage_key`` the current stage: responsible, controller, norm, stage task
-    (the hand-off), on-enter actions. Returns ids of actions due at once."""
+    (the hand-off), on-enter actions. Returns ids of actions due at once.
+    ``stage_completed``: the payload of the left stage's ``workflow.stage_completed`` event,
+    written with this stage's events."""
     now = clock.now()
     stage = templates.stage_map(definition)[stage_key]
     calendar = calendar_of(definition)
@@ -548,13 +551,16 @@ async def _enter_stage(
         "subject_entity": instance["subject_entity"],
         "subject_id": instance["subject_id"],
     }
-    # The stage's columns, the transition row, its audit entry and the event: one statement
+    # The stage's columns, the transition row, its audit entry and the events: one statement
     # on PostgreSQL.
-    await events.emit(
-        "workflow.stage_entered",
-        "workflow_instance",
-        instance["id"],
-        payload,
+    emitted: list[tuple[str, str, int | None, dict[str, Any] | None]] = []
+    if stage_completed is not None:
+        emitted.append(("workflow.stage_completed", "workflow_instance", instance["id"], stage_completed))
+    emitted.append(("workflow.stage_entered", "workflow_instance", instance["id"], payload))
+    if final:
+        emitted.append(("workflow.completed", "workflow_instance", instance["id"], payload))
+    await events.emit_all(
+        emitted,
         also=[
             WI.update(values).where(WI.id == instance["id"]),
             *_transition_writes(
@@ -562,8 +568,6 @@ async def _enter_stage(
             ),
         ],
     )
-    if final:
-        await events.emit("workflow.completed", "workflow_instance", instance["id"], payload)
     return await _schedule_actions(instance, definition, stage_key, seq, "enter", now)
 
 
@@ -810,14 +814,17 @@ async def _advance_in_transaction(
             {"status": "done", "result": comment or f"Stage {stage['name']} completed"},
         )
     due_now = await _schedule_actions(instance, definition, stage_key, instance["stage_seq"], "leave", now)
-    await events.emit(
-        "workflow.stage_completed",
-        "workflow_instance",
-        instance_id,
-        {"instance_id": instance_id, "stage": stage_key, "to": to, "results": merged},
-    )
+    completed = {"instance_id": instance_id, "stage": stage_key, "to": to, "results": merged}
     due_now += await _enter_stage(
-        pm, instance, definition, to, principal.user_id, "advance", comment, from_stage=stage_key
+        pm,
+        instance,
+        definition,
+        to,
+        principal.user_id,
+        "advance",
+        comment,
+        from_stage=stage_key,
+        stage_completed=completed,
     )
     return due_now
 
