@@ -703,3 +703,44 @@ async def test_controls_on_an_unknown_instance_are_404(crm, action):
     admin = await crm.user("admin")
     r = await crm.post(f"/api/workflow/instances/999999/{action}", admin, json={})
     assert r.status_code == 404
+
+
+async def test_each_transition_delivers_its_events_in_order_once(crm, frozen_clock):
+    """The stage's events are written together with the stage change (one statement on
+    PostgreSQL): plugins still get every one, in order, once, and the outbox marks them
+    delivered."""
+    from tessera import events
+    from tessera.entities.tables import DomainEvent
+
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    class Recorder:
+        @hookimpl
+        def tessera_on_event(self, event: Any) -> None:
+            if event.name.startswith(("workflow.", "task.")):
+                received.append((event.name, event.payload))
+
+    crm.pm.register(Recorder(), name="recorder")
+    p = await _setup(crm)
+    inst = await _start(crm, p)
+    await _log_call(crm, p)
+    received.clear()
+    r = await crm.post(f"/api/workflow/instances/{inst['id']}/advance", p["manager"], json={})
+    assert r.status_code == 200, r.text
+    names = [name for name, _ in received]
+    assert names == [
+        "task.completed",
+        "task.updated",
+        "task.created",
+        "workflow.stage_completed",
+        "workflow.stage_entered",
+    ]
+    payloads = dict(received)
+    assert payloads["workflow.stage_completed"]["stage"] == "register"
+    assert payloads["workflow.stage_completed"]["to"] == "resolve"
+    assert payloads["workflow.stage_entered"]["from_stage"] == "register"
+    assert payloads["workflow.stage_entered"]["stage"] == "resolve"
+    assert payloads["workflow.stage_entered"]["task_id"] == r.json()["current_task_id"]
+    await events.settle()
+    rows = await DomainEvent.select().where(DomainEvent.entity == "workflow_instance")
+    assert rows and all(row["dispatched_at"] is not None and row["attempts"] == 1 for row in rows)
