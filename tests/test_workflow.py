@@ -502,6 +502,68 @@ async def test_new_version_leaves_running_instances_alone_or_migrates_them_by_ma
     assert r.json()["current_stage"] == "resolve"
 
 
+async def test_a_migrated_instance_takes_the_new_versions_stage_properties(crm, frozen_clock):
+    """v1's "resolve" has probability 60, a one-day norm, the engineer responsible and one
+    checklist item; v2 says 70, two days, the manager, and a second item. After migration the
+    instance, its stage task and the next advance all follow v2."""
+    p = await _setup(crm)
+    inst = await _start(crm, p)
+    await _log_call(crm, p)
+    r = await crm.post(f"/api/workflow/instances/{inst['id']}/advance", p["manager"], json={})
+    assert r.status_code == 200, r.text
+    before = r.json()
+    assert (before["current_stage"], before["probability"]) == ("resolve", 60)
+    assert before["responsible_id"] == p["engineer"]["id"]
+    entered = datetime.fromisoformat(before["stage_entered_at"])
+    assert datetime.fromisoformat(before["stage_due_at"]) == entered + timedelta(days=1)
+
+    frozen_clock.advance(hours=1)
+    v2 = service_template(p["engineer"]["id"])
+    resolve = v2["stages"][1]
+    resolve["probability"] = 70
+    resolve["norm"] = {"days": 2, "calendar": "calendar"}
+    resolve["responsible"] = {"user": p["manager"]["id"]}
+    resolve["required"].append({"key": "signed", "kind": "checklist", "label": "Client signed the act"})
+    r = await crm.post(
+        "/api/workflow/templates/service.request/versions",
+        p["admin"],
+        json={"definition": v2, "migrate": {"comment": "new norms"}},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["migrated"] == 1
+
+    r = await crm.get(f"/api/workflow/instances/{inst['id']}", p["manager"])
+    after = r.json()
+    assert (after["template_version"], after["current_stage"]) == (2, "resolve")
+    assert after["probability"] == 70
+    assert datetime.fromisoformat(after["stage_due_at"]) == entered + timedelta(days=2)
+    assert after["responsible_id"] == p["manager"]["id"]
+    # The stage task went to the new responsible person with the new deadline.
+    r = await crm.get(f"/api/tasks/{after['current_task_id']}", p["manager"])
+    assert r.status_code == 200, r.text
+    assert r.json()["assignee_id"] == p["manager"]["id"]
+    assert datetime.fromisoformat(r.json()["deadline"]) == entered + timedelta(days=2)
+    # The card shows v2's stage, and the migration in the history with what changed.
+    r = await crm.get(f"/api/workflow/instances/{inst['id']}/card", p["manager"])
+    card = r.json()
+    stage = next(s for s in card["route"] if s["key"] == "resolve")
+    assert stage["probability"] == 70
+    assert card["history"][-1]["kind"] == "migrate"
+    assert card["history"][-1]["detail"]["changes"]["probability"] == [60, 70]
+    # v2's required actions apply: the new checklist item is missing.
+    r = await crm.post(
+        f"/api/workflow/instances/{inst['id']}/checklist", p["manager"], json={"item": "fixed"}
+    )
+    assert r.status_code == 200, r.text
+    r = await crm.post(
+        f"/api/workflow/instances/{inst['id']}/advance",
+        p["manager"],
+        json={"results": {"outcome": "resolved"}},
+    )
+    assert r.status_code == 409, r.text
+    assert r.json()["missing"] == ["required.signed"]
+
+
 # --------------------------------------------------------------------------- process-card controls
 
 
@@ -641,3 +703,44 @@ async def test_controls_on_an_unknown_instance_are_404(crm, action):
     admin = await crm.user("admin")
     r = await crm.post(f"/api/workflow/instances/999999/{action}", admin, json={})
     assert r.status_code == 404
+
+
+async def test_each_transition_delivers_its_events_in_order_once(crm, frozen_clock):
+    """The stage's events are written together with the stage change (one statement on
+    PostgreSQL): plugins still get every one, in order, once, and the outbox marks them
+    delivered."""
+    from tessera import events
+    from tessera.entities.tables import DomainEvent
+
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    class Recorder:
+        @hookimpl
+        def tessera_on_event(self, event: Any) -> None:
+            if event.name.startswith(("workflow.", "task.")):
+                received.append((event.name, event.payload))
+
+    crm.pm.register(Recorder(), name="recorder")
+    p = await _setup(crm)
+    inst = await _start(crm, p)
+    await _log_call(crm, p)
+    received.clear()
+    r = await crm.post(f"/api/workflow/instances/{inst['id']}/advance", p["manager"], json={})
+    assert r.status_code == 200, r.text
+    names = [name for name, _ in received]
+    assert names == [
+        "task.completed",
+        "task.updated",
+        "task.created",
+        "workflow.stage_completed",
+        "workflow.stage_entered",
+    ]
+    payloads = dict(received)
+    assert payloads["workflow.stage_completed"]["stage"] == "register"
+    assert payloads["workflow.stage_completed"]["to"] == "resolve"
+    assert payloads["workflow.stage_entered"]["from_stage"] == "register"
+    assert payloads["workflow.stage_entered"]["stage"] == "resolve"
+    assert payloads["workflow.stage_entered"]["task_id"] == r.json()["current_task_id"]
+    await events.settle()
+    rows = await DomainEvent.select().where(DomainEvent.entity == "workflow_instance")
+    assert rows and all(row["dispatched_at"] is not None and row["attempts"] == 1 for row in rows)

@@ -171,21 +171,35 @@ async def emit(
     transaction could be delivered for changes that were rolled back). ``also``: inserts to
     write with it (the change's audit entry): on PostgreSQL in the same statement, one round
     trip instead of one each."""
+    await emit_all([(name, entity, entity_id, payload)], also)
+
+
+async def emit_all(
+    items: Sequence[tuple[str, str, int | None, dict[str, Any] | None]],
+    also: Sequence[Query[Any, Any]] = (),
+) -> None:
+    """``emit`` for several events of one change (``(name, entity, entity_id, payload)``
+    each), in this order, written in one statement with ``also``."""
     pending = _pending.get()
     if pending is None:
-        raise RuntimeError(f"emit({name!r}) outside unit_of_work()")
-    # Listeners get the payload as stored (JSON types), also when it is delivered at once.
-    stored = json.loads(dump_json(payload or {}))
+        raise RuntimeError(f"emit({items[0][0] if items else ''!r}) outside unit_of_work()")
+    if not items:
+        return
     user_id, occurred_at = _actor.get(), clock.now()
+    # Listeners get the payload as stored (JSON types), also when it is delivered at once.
+    stored = [json.loads(dump_json(payload or {})) for _, _, _, payload in items]
     insert = DomainEventRow.insert(
-        DomainEventRow(
-            name=name,
-            entity=entity,
-            entity_id=entity_id,
-            payload=stored,
-            user_id=user_id,
-            occurred_at=occurred_at,
-        )
+        *[
+            DomainEventRow(
+                name=name,
+                entity=entity,
+                entity_id=entity_id,
+                payload=data,
+                user_id=user_id,
+                occurred_at=occurred_at,
+            )
+            for (name, entity, entity_id, _), data in zip(items, stored, strict=True)
+        ]
     ).returning(DomainEventRow.id)
     if also and db.is_postgres():
         parts = [q.querystrings[0] for q in also]
@@ -197,7 +211,10 @@ async def emit(
         for query in also:
             await query
         rows = await insert
-    pending.append(DomainEvent(rows[0]["id"], name, entity, entity_id, stored, user_id, occurred_at))
+    # Ids are handed out in the order of the rows inserted.
+    ids = sorted(row["id"] for row in rows)
+    for event_id, (name, entity, entity_id, _), data in zip(ids, items, stored, strict=True):
+        pending.append(DomainEvent(event_id, name, entity, entity_id, data, user_id, occurred_at))
 
 
 def _to_event(row: dict[str, Any]) -> DomainEvent:
@@ -266,6 +283,12 @@ _finishing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Tas
 
 
 async def _complete(delivered: list[int], finishing: list[Awaitable[None]]) -> None:
+    if await _finished_well(delivered, finishing):
+        await _mark_delivered(delivered)
+
+
+async def _finished_well(delivered: list[int], finishing: list[Awaitable[None]]) -> bool:
+    """Wait for the background part of a delivery; True when ``delivered`` is to be marked."""
     error = ""
     for later in finishing:
         try:
@@ -274,10 +297,14 @@ async def _complete(delivered: list[int], finishing: list[Awaitable[None]]) -> N
             log.exception("batch event listener failed")
             error = repr(exc)
     if not delivered:
-        return
+        return False
     if error:
         await _failed(delivered, error)
-        return
+        return False
+    return True
+
+
+async def _mark_delivered(delivered: list[int]) -> None:
     # One write for the whole batch: a crash before it only means these are delivered again
     # (at-least-once), and a busy unit of work no longer pays a commit per event.
     await DomainEventRow.update(
@@ -287,9 +314,54 @@ async def _complete(delivered: list[int], finishing: list[Awaitable[None]]) -> N
 
 async def _complete_later(delivered: list[int], finishing: list[Awaitable[None]]) -> None:
     try:
-        await _complete(delivered, finishing)
+        if await _finished_well(delivered, finishing):
+            _mark_soon(delivered)
     except Exception:
         log.exception("event delivery failed; the outbox keeps the events for redelivery")
+
+
+#: Deliveries that finished in the background (search indexing) are marked delivered together,
+#: at most this long after the first of them: one write transaction (on SQLite a commit with
+#: its fsync) for every delivery in that window instead of one each — a workflow transition
+#: committed twice before (bench/workflow.py). ``settle`` writes them at once.
+MARK_DELAY_S = 0.1
+
+
+@dataclass
+class _Marks:
+    ids: list[int] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+_marks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Marks] = weakref.WeakKeyDictionary()
+
+
+def _mark_soon(delivered: list[int]) -> None:
+    loop = asyncio.get_running_loop()
+    marks = _marks.get(loop)
+    if marks is None:
+        marks = _marks[loop] = _Marks()
+    marks.ids.extend(delivered)
+    if marks.task is None or marks.task.done():
+        marks.wake = asyncio.Event()
+        marks.task = loop.create_task(_write_marks(marks))
+        tasks = _finishing.setdefault(loop, set())
+        tasks.add(marks.task)
+        marks.task.add_done_callback(tasks.discard)
+
+
+async def _write_marks(marks: _Marks) -> None:
+    try:
+        await asyncio.wait_for(marks.wake.wait(), MARK_DELAY_S)
+    except TimeoutError:
+        pass
+    while marks.ids:
+        ids, marks.ids = marks.ids, []
+        try:
+            await _mark_delivered(ids)
+        except Exception:
+            log.exception("event delivery failed; the outbox keeps the events for redelivery")
 
 
 async def _failed(event_ids: list[int], error: str) -> None:
@@ -303,9 +375,22 @@ async def settle() -> None:
     background part included (run before the database closes: at shutdown, at the end of a
     CLI command, in tests). Later deliveries are not waited for: under steady writes there
     would always be one more."""
-    tasks = _finishing.get(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    _wake_marks(loop)
+    tasks = _finishing.get(loop)
     if tasks:
         await asyncio.wait(list(tasks))
+    # Deliveries that just finished may have queued their marks: write those too.
+    marks = _marks.get(loop)
+    if marks is not None and marks.task is not None and not marks.task.done():
+        marks.wake.set()
+        await marks.task
+
+
+def _wake_marks(loop: asyncio.AbstractEventLoop) -> None:
+    marks = _marks.get(loop)
+    if marks is not None:
+        marks.wake.set()
 
 
 db.before_stop(settle)

@@ -314,6 +314,27 @@ async def _lock_for_write(table: type[Table], record_id: int) -> None:
         await table.select(pk).where(pk == record_id).lock_rows()
 
 
+async def _locked_for_write(spec: EntitySpec, principal: Principal, record_id: int) -> dict[str, Any]:
+    """The row an update or delete starts from, its write lock taken first (``_lock_for_write``)
+    and the write rules applied (``_fetch_for_write``: 403 / 404). A principal who may change
+    every record (the engine, jobs, scope all) reads and locks it in one ``SELECT ... FOR
+    UPDATE``: one round trip less on PostgreSQL."""
+    if db.is_postgres() and valid_id(record_id) and writers(spec, principal) is None:
+        table = spec.table
+        row = (
+            await table.select()
+            .where(table._meta.primary_key == record_id)
+            .lock_rows()
+            .first()
+            .output(load_json=True)
+        )
+        if row is None:
+            raise NotFound(f"{spec.name} {record_id} not found")
+        return _public(spec, row)
+    await _lock_for_write(spec.table, record_id)
+    return await _fetch_for_write(spec, principal, record_id)
+
+
 def _check_version(spec: EntitySpec, existing: dict[str, Any], expected: int | None) -> None:
     if expected is not None and "version" in existing and existing["version"] != expected:
         raise Conflict(
@@ -370,6 +391,12 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
     return row
 
 
+def _visibly_changes(existing: dict[str, Any], changes: dict[str, Any]) -> bool:
+    """A column the caller sees (read in this transaction) gets another value: the update
+    changes something, without reading the stored row again (one query less per update)."""
+    return any(k in existing and existing[k] != v for k, v in changes.items())
+
+
 async def _changes_nothing(table: type[Table], record_id: int, changes: dict[str, Any]) -> bool:
     # Compared with the stored row, hidden columns included (a new password_hash is a change).
     stored = await table.select().where(table._meta.primary_key == record_id).first().output(load_json=True)
@@ -395,8 +422,7 @@ async def update(
     spec.require(principal, "write")
     table = spec.table
     async with events.unit_of_work():
-        await _lock_for_write(table, record_id)
-        existing = await _fetch_for_write(spec, principal, record_id)
+        existing = await _locked_for_write(spec, principal, record_id)
         _check_version(spec, existing, expected_version)
         if spec.custom_fields and isinstance(changes.get("custom"), dict):
             changes["custom"] = merge_custom(existing.get("custom"), changes["custom"])
@@ -404,7 +430,11 @@ async def update(
             changes = await spec.prepare(principal, dict(changes), existing)
         await _validate_custom(spec, changes)
         changes, extras = _split_extras(table, changes)
-        if not extras and await _changes_nothing(table, record_id, changes):
+        if (
+            not extras
+            and not _visibly_changes(existing, changes)
+            and await _changes_nothing(table, record_id, changes)
+        ):
             # Nothing would change: no new version, no audit entry, no event. A client that
             # re-sends what it read (a form saved twice, a sync job) must not look like an edit.
             return existing
@@ -446,8 +476,7 @@ async def delete(
     spec.require(principal, "delete")
     table = spec.table
     async with events.unit_of_work():
-        await _lock_for_write(table, record_id)
-        existing = await _fetch_for_write(spec, principal, record_id)
+        existing = await _locked_for_write(spec, principal, record_id)
         _check_version(spec, existing, expected_version)
         if spec.before_delete:
             await spec.before_delete(principal, existing)

@@ -3,6 +3,7 @@ executor to the next with the whole chain kept; overdue tasks escalate to the co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -111,6 +112,24 @@ async def _user_team(user_id: int, field: str) -> int | None:
     return row["team_id"]
 
 
+async def _users(user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The assignee and controller of a task in one query (each write names both)."""
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return {}
+    rows = await CrmUser.select(CrmUser.id, CrmUser.team_id, CrmUser.is_active).where(
+        CrmUser.id.is_in(wanted)
+    )
+    return {row["id"]: row for row in rows}
+
+
+def _team_of(known: dict[int, dict[str, Any]], user_id: int, field: str) -> int | None:
+    row = known.get(user_id)
+    if row is None or not row["is_active"]:
+        raise ValidationFailed.field(field, f"user {user_id} does not exist or is inactive")
+    return row["team_id"]  # type: ignore[no-any-return]
+
+
 async def prepare_task(
     principal: Principal, values: dict[str, Any], existing: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -131,10 +150,12 @@ async def prepare_task(
         and values.get("controller_id") not in (None, existing["controller_id"])
     ):
         await service.require_writable(PARTY, principal, existing["party_id"], "controller_id")
+    people = [values.get("assignee_id"), values.get("controller_id")]
+    known = await _users(p for p in people if p is not None)
     if values.get("assignee_id") is not None:
-        values["team_id"] = await _user_team(values["assignee_id"], "assignee_id")
+        values["team_id"] = _team_of(known, values["assignee_id"], "assignee_id")
     if values.get("controller_id") is not None:
-        await _user_team(values["controller_id"], "controller_id")
+        _team_of(known, values["controller_id"], "controller_id")
     if existing is not None and "deadline" in values and values["deadline"] != existing["deadline"]:
         values["escalated_at"] = None  # a new deadline is watched afresh
     if "status" in values:
@@ -147,36 +168,31 @@ async def prepare_task(
 
 async def after_task_write(
     principal: Principal, row: dict[str, Any], existing: dict[str, Any] | None, extras: dict[str, Any]
-) -> None:
-    if existing is None:
-        await TaskHandoff.insert(
-            TaskHandoff(
-                task_id=row["id"],
-                from_user_id=principal.user_id,
-                to_user_id=row["assignee_id"],
-                at=clock.now(),
-            )
-        )
-        if row["assignee_id"] not in (None, principal.user_id):
-            await notify(
-                row["assignee_id"], "task.assigned", f"New task: {row['title']}", ref=f"task:{row['id']}"
-            )
-    elif existing["assignee_id"] != row["assignee_id"]:
-        await TaskHandoff.insert(
-            TaskHandoff(
-                task_id=row["id"],
-                from_user_id=existing["assignee_id"],
-                to_user_id=row["assignee_id"],
-                at=clock.now(),
+) -> list[Any]:
+    """The hand-off row and the new assignee's notification go back to the service as queries,
+    written with the change's event (one statement on PostgreSQL)."""
+    writes: list[Any] = []
+    if existing is None or existing["assignee_id"] != row["assignee_id"]:
+        writes.append(
+            TaskHandoff.insert(
+                TaskHandoff(
+                    task_id=row["id"],
+                    from_user_id=principal.user_id if existing is None else existing["assignee_id"],
+                    to_user_id=row["assignee_id"],
+                    at=clock.now(),
+                )
             )
         )
         # Reassigning by PATCH is a hand-off too: the new assignee must hear about it.
         if row["assignee_id"] not in (None, principal.user_id):
-            await notify(
-                row["assignee_id"], "task.assigned", f"New task: {row['title']}", ref=f"task:{row['id']}"
+            writes.append(
+                notification(
+                    row["assignee_id"], "task.assigned", f"New task: {row['title']}", ref=f"task:{row['id']}"
+                )
             )
     if row["status"] == "done" and (existing is None or existing["status"] != "done"):
         await events.emit("task.completed", "task", row["id"], {"id": row["id"], "result": row["result"]})
+    return writes
 
 
 TASK = service.EntitySpec(
@@ -197,12 +213,17 @@ def decorate(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-async def notify(user_id: int, kind: str, title: str, body: str = "", ref: str = "") -> None:
-    await Notification.insert(
+def notification(user_id: int, kind: str, title: str, body: str = "", ref: str = "") -> Any:
+    """The inbox entry as a query not run yet (see ``notify``)."""
+    return Notification.insert(
         Notification(
             user_id=user_id, kind=kind, title=title[:500], body=body, ref=ref, created_at=clock.now()
         )
     )
+
+
+async def notify(user_id: int, kind: str, title: str, body: str = "", ref: str = "") -> None:
+    await notification(user_id, kind, title, body, ref)
 
 
 async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: str = "") -> dict[str, Any]:

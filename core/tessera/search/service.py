@@ -160,6 +160,14 @@ class _Pipeline:
     waiting: list[asyncio.Future[None]] = field(default_factory=list)
     running: list[asyncio.Future[None]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    #: Set by a search waiting for the index (``settled``): index what is there now.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+#: A batch waits this long for more changes before its index commit (whoosh pays mostly per
+#: commit): sequential writes (a workflow's transitions, bench/workflow.py) each paid a commit.
+#: A search does not wait for it: ``settled`` starts the batch at once.
+GATHER_S = 0.05
 
 
 _pipelines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pipeline] = weakref.WeakKeyDictionary()
@@ -180,6 +188,12 @@ def _submit(refs: Iterable[tuple[str, int]], parties: Iterable[int]) -> asyncio.
 
 
 async def _index_handed_over(pipeline: _Pipeline) -> None:
+    if not pipeline.wake.is_set():
+        try:
+            await asyncio.wait_for(pipeline.wake.wait(), GATHER_S)
+        except TimeoutError:
+            pass
+    pipeline.wake = asyncio.Event()
     while pipeline.waiting:
         refs, parties = list(pipeline.refs), list(pipeline.parties)
         pipeline.running, pipeline.waiting = pipeline.waiting, []
@@ -207,6 +221,7 @@ async def settled() -> None:
     included: those are queued for retry or redelivered, and reported where they happened)."""
     pipeline = _pipelines.get(asyncio.get_running_loop())
     if pipeline is not None and (pipeline.running or pipeline.waiting):
+        pipeline.wake.set()
         await asyncio.wait([*pipeline.running, *pipeline.waiting])
 
 

@@ -9,7 +9,10 @@ domain event in the same transaction.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,21 +61,28 @@ def instance_visibility(principal: Principal) -> Any:
     return condition | via_party if via_party is not None else condition
 
 
-async def load_instance(principal: Principal | None, instance_id: int) -> dict[str, Any]:
-    """The instance when it exists and ``principal`` (None = the engine) may see it; else 404."""
+async def load_instance(
+    principal: Principal | None, instance_id: int, *, with_task_status: bool = False
+) -> dict[str, Any]:
+    """The instance when it exists and ``principal`` (None = the engine) may see it; else 404.
+    ``with_task_status``: also its stage task's status (``current_task_status``), same query."""
     if principal is not None:
         principal.require("workflow.read")
     conditions = [WI.id == instance_id]
     if principal is not None and (visible := instance_visibility(principal)) is not None:
         conditions.append(visible)
-    row = await WI.select().where(*conditions).first().output(load_json=True)
+    columns: list[Any] = (
+        [WI.current_task_id.status.as_alias("current_task_status")] if with_task_status else []
+    )
+    row = await WI.select(*WI.all_columns(), *columns).where(*conditions).first().output(load_json=True)
     if row is None:
         raise NotFound(f"process instance {instance_id} not found")
     return row
 
 
 async def definition_of(instance: dict[str, Any]) -> dict[str, Any]:
-    return (await templates.get_by_id(instance["template_id"]))["definition"]  # type: ignore[no-any-return]
+    """The definition of the instance's template version (cached: versions are immutable)."""
+    return await templates.definition_by_id(instance["template_id"])
 
 
 def calendar_of(definition: dict[str, Any]) -> BusinessCalendar:
@@ -136,17 +146,58 @@ def render(text: str, instance: dict[str, Any], definition: dict[str, Any], stag
 # --------------------------------------------------------------------------- people
 
 
+#: Users read during one start or transition (id -> is_active, team_id): the stage's rules
+#: ask about the same few people several times; one query each is enough.
+_people: contextvars.ContextVar[dict[int, dict[str, Any] | None] | None] = contextvars.ContextVar(
+    "tessera_workflow_people", default=None
+)
+
+
+@contextmanager
+def _remembering_people() -> Iterator[None]:
+    token = _people.set({} if _people.get() is None else _people.get())
+    try:
+        yield
+    finally:
+        _people.reset(token)
+
+
+async def _prefetch_people(*user_ids: int | None) -> None:
+    """Read the given users in one query when a transition is remembering people."""
+    known = _people.get()
+    wanted = {u for u in user_ids if u is not None and (known is None or u not in known)}
+    if known is None or not wanted:
+        return
+    rows = await CrmUser.select(CrmUser.id, CrmUser.is_active, CrmUser.team_id).where(
+        CrmUser.id.is_in(sorted(wanted))
+    )
+    for row in rows:
+        known[row["id"]] = {"is_active": row["is_active"], "team_id": row["team_id"]}
+    for user_id in wanted - {row["id"] for row in rows}:
+        known[user_id] = None
+
+
+async def _person(user_id: int) -> dict[str, Any] | None:
+    known = _people.get()
+    if known is not None and user_id in known:
+        return known[user_id]
+    row = await CrmUser.select(CrmUser.is_active, CrmUser.team_id).where(CrmUser.id == user_id).first()
+    if known is not None:
+        known[user_id] = row
+    return row
+
+
 async def _active_user(user_id: int | None) -> int | None:
     if user_id is None:
         return None
-    row = await CrmUser.select(CrmUser.is_active).where(CrmUser.id == user_id).first()
+    row = await _person(user_id)
     return user_id if row and row["is_active"] else None
 
 
 async def _user_team(user_id: int | None) -> int | None:
     if user_id is None:
         return None
-    row = await CrmUser.select(CrmUser.team_id).where(CrmUser.id == user_id).first()
+    row = await _person(user_id)
     return row["team_id"] if row else None
 
 
@@ -306,6 +357,42 @@ def condition_holds(
 # --------------------------------------------------------------------------- stage entry
 
 
+def _transition_writes(
+    instance_id: int,
+    kind: str,
+    from_stage: str | None,
+    to_stage: str | None,
+    seq: int,
+    user_id: int | None,
+    comment: str = "",
+    responsible_id: int | None = None,
+    task_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The ``workflow_transition`` row and the audit entry of a change, as queries not run yet
+    (``events.emit(..., also=...)`` writes them with the change's event: on PostgreSQL one
+    round trip instead of three)."""
+    changes = {"stage": [from_stage, to_stage]} if from_stage != to_stage else {}
+    return [
+        WorkflowTransition.insert(
+            WorkflowTransition(
+                instance_id=instance_id,
+                kind=kind,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                stage_seq=seq,
+                user_id=user_id,
+                at=clock.now(),
+                comment=comment,
+                responsible_id=responsible_id,
+                task_id=task_id,
+                detail=detail or {},
+            )
+        ),
+        audit.entry(kind, "workflow_instance", instance_id, changes, detail=comment, user_id=user_id),
+    ]
+
+
 async def _record_transition(
     instance_id: int,
     kind: str,
@@ -318,24 +405,10 @@ async def _record_transition(
     task_id: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    now = clock.now()
-    await WorkflowTransition.insert(
-        WorkflowTransition(
-            instance_id=instance_id,
-            kind=kind,
-            from_stage=from_stage,
-            to_stage=to_stage,
-            stage_seq=seq,
-            user_id=user_id,
-            at=now,
-            comment=comment,
-            responsible_id=responsible_id,
-            task_id=task_id,
-            detail=detail or {},
-        )
-    )
-    changes = {"stage": [from_stage, to_stage]} if from_stage != to_stage else {}
-    await audit.record(kind, "workflow_instance", instance_id, changes, detail=comment, user_id=user_id)
+    for query in _transition_writes(
+        instance_id, kind, from_stage, to_stage, seq, user_id, comment, responsible_id, task_id, detail
+    ):
+        await query
 
 
 def _delay_due(now: datetime, delay: dict[str, Any] | None, calendar: BusinessCalendar) -> datetime:
@@ -390,13 +463,23 @@ async def _enter_stage(
     kind: str,
     comment: str = "",
     from_stage: str | None = None,
+    stage_completed: dict[str, Any] | None = None,
 ) -> list[int]:
     """Make ``stage_key`` the current stage: responsible, controller, norm, stage task
-    (the hand-off), on-enter actions. Returns ids of actions due at once."""
+    (the hand-off), on-enter actions. Returns ids of actions due at once.
+    ``stage_completed``: the payload of the left stage's ``workflow.stage_completed`` event,
+    written with this stage's events."""
     now = clock.now()
     stage = templates.stage_map(definition)[stage_key]
     calendar = calendar_of(definition)
     final = templates.is_final(definition, stage_key)
+    await _prefetch_people(
+        instance.get("owner_id"),
+        instance.get("started_by"),
+        instance.get("controller_id"),
+        (instance.get("params") or {}).get("controller_id"),
+        *(rule.get("user") for rule in (stage.get("responsible"), stage.get("controller")) if rule),
+    )
     responsible = await resolve_person(pm, stage.get("responsible"), instance)
     responsible = responsible or await _active_user(instance.get("owner_id")) or instance.get("started_by")
     controller = await resolve_person(pm, stage.get("controller"), instance)
@@ -457,11 +540,7 @@ async def _enter_stage(
         values[WI.status] = "completed"
         values[WI.finished_at] = now
         values[WI.next_check_at] = None
-    await WI.update(values).where(WI.id == instance["id"])
     instance.update({col._meta.name: value for col, value in values.items()})
-    await _record_transition(
-        instance["id"], kind, from_stage, stage_key, seq, actor_id, comment, responsible, task_id
-    )
     payload = {
         "instance_id": instance["id"],
         "template": instance["template_key"],
@@ -472,9 +551,23 @@ async def _enter_stage(
         "subject_entity": instance["subject_entity"],
         "subject_id": instance["subject_id"],
     }
-    await events.emit("workflow.stage_entered", "workflow_instance", instance["id"], payload)
+    # The stage's columns, the transition row, its audit entry and the events: one statement
+    # on PostgreSQL.
+    emitted: list[tuple[str, str, int | None, dict[str, Any] | None]] = []
+    if stage_completed is not None:
+        emitted.append(("workflow.stage_completed", "workflow_instance", instance["id"], stage_completed))
+    emitted.append(("workflow.stage_entered", "workflow_instance", instance["id"], payload))
     if final:
-        await events.emit("workflow.completed", "workflow_instance", instance["id"], payload)
+        emitted.append(("workflow.completed", "workflow_instance", instance["id"], payload))
+    await events.emit_all(
+        emitted,
+        also=[
+            WI.update(values).where(WI.id == instance["id"]),
+            *_transition_writes(
+                instance["id"], kind, from_stage, stage_key, seq, actor_id, comment, responsible, task_id
+            ),
+        ],
+    )
     return await _schedule_actions(instance, definition, stage_key, seq, "enter", now)
 
 
@@ -496,6 +589,36 @@ async def start(
     comment: str = "",
 ) -> dict[str, Any]:
     """Start an instance of the current version of ``template_key`` on a record."""
+    with _remembering_people():
+        return await _start(
+            principal,
+            pm,
+            template_key,
+            subject_entity=subject_entity,
+            subject_id=subject_id,
+            party_id=party_id,
+            owner_id=owner_id,
+            controller_id=controller_id,
+            title=title,
+            params=params,
+            comment=comment,
+        )
+
+
+async def _start(
+    principal: Principal,
+    pm: pluggy.PluginManager | None,
+    template_key: str,
+    *,
+    subject_entity: str,
+    subject_id: int | None,
+    party_id: int | None,
+    owner_id: int | None,
+    controller_id: int | None,
+    title: str,
+    params: dict[str, Any] | None,
+    comment: str,
+) -> dict[str, Any]:
     principal.require("workflow.read")
     if pm is not None:
         await templates.sync_plugin_templates(pm)
@@ -511,6 +634,7 @@ async def start(
         party = await Party.select(Party.owner_id).where(Party.id == party_id).first()
         owner_id = party["owner_id"] if party else None
     owner_id = owner_id if owner_id is not None else principal.user_id
+    await _prefetch_people(owner_id, controller_id, principal.user_id)
     if await _active_user(owner_id) is None:
         raise ValidationFailed.field("owner_id", f"user {owner_id} does not exist or is inactive")
     if controller_id is not None and await _active_user(controller_id) is None:
@@ -544,14 +668,22 @@ async def start(
         due_now = await _enter_stage(
             pm, instance, definition, templates.initial_stage(definition), principal.user_id, "start", comment
         )
-    await run_actions(pm, due_now)
-    return await load_instance(None, instance["id"])
+        current = await load_instance(None, instance["id"])
+    if due_now:
+        await run_actions(pm, due_now)
+        current = await load_instance(None, instance["id"])
+    return current
 
 
-async def _claim(instance: dict[str, Any], statuses: tuple[str, ...] = ("running",)) -> None:
-    """Compare-and-set on the instance's version: a concurrent change makes this a 409."""
+async def _claim(
+    instance: dict[str, Any],
+    statuses: tuple[str, ...] = ("running",),
+    values: dict[Any, Any] | None = None,
+) -> None:
+    """Compare-and-set on the instance's version: a concurrent change makes this a 409.
+    ``values``: other columns to write in the same statement."""
     claimed = (
-        await WI.update({WI.version: WI.version + 1, WI.updated_at: clock.now()})
+        await WI.update({**(values or {}), WI.version: WI.version + 1, WI.updated_at: clock.now()})
         .where(WI.id == instance["id"], WI.version == instance["version"], WI.status.is_in(list(statuses)))
         .returning(WI.id)
     )
@@ -585,7 +717,41 @@ async def advance(
     transition whose condition holds. Missing required actions or result fields give a 409
     naming each of them; malformed results a 422.
     """
-    instance = await load_instance(principal, instance_id)
+    with _remembering_people():
+        async with events.unit_of_work():
+            # Read, check and write in one transaction: on SQLite its reads run on the write
+            # connection (no thread hop each), and nothing changes between check and write.
+            instance = await load_instance(principal, instance_id, with_task_status=True)
+            task_status = instance.pop("current_task_status", None)
+            due_now = await _advance_in_transaction(
+                principal,
+                pm,
+                instance,
+                to=to,
+                results=results,
+                comment=comment,
+                version=version,
+                task_status=task_status,
+            )
+            current = await load_instance(None, instance_id)
+        if due_now:
+            await run_actions(pm, due_now)
+            current = await load_instance(None, instance_id)
+    return current
+
+
+async def _advance_in_transaction(
+    principal: Principal,
+    pm: pluggy.PluginManager | None,
+    instance: dict[str, Any],
+    *,
+    to: str | None,
+    results: dict[str, Any] | None,
+    comment: str,
+    version: int | None,
+    task_status: str | None,
+) -> list[int]:
+    instance_id = instance["id"]
     require_worker(principal, instance)
     _require_status(instance, "running")
     if version is not None and version != instance["version"]:
@@ -637,34 +803,30 @@ async def advance(
             )
         to = matching[0]["to"]
     now = clock.now()
-    async with events.unit_of_work():
-        await _claim(instance)
-        await WI.update({WI.results: merged}).where(WI.id == instance_id)
-        instance["results"] = merged
-        task_id = instance["current_task_id"]
-        if task_id is not None:
-            task = await Task.select(Task.status).where(Task.id == task_id).first()
-            if task is not None and task["status"] in OPEN_TASK:
-                await service.update(
-                    tasks.TASK,
-                    engine_principal(principal.user_id),
-                    task_id,
-                    {"status": "done", "result": comment or f"Stage {stage['name']} completed"},
-                )
-        due_now = await _schedule_actions(
-            instance, definition, stage_key, instance["stage_seq"], "leave", now
+    await _claim(instance, values={WI.results: merged} if merged != instance.get("results") else None)
+    instance["results"] = merged
+    task_id = instance["current_task_id"]
+    if task_id is not None and task_status in OPEN_TASK:
+        await service.update(
+            tasks.TASK,
+            engine_principal(principal.user_id),
+            task_id,
+            {"status": "done", "result": comment or f"Stage {stage['name']} completed"},
         )
-        await events.emit(
-            "workflow.stage_completed",
-            "workflow_instance",
-            instance_id,
-            {"instance_id": instance_id, "stage": stage_key, "to": to, "results": merged},
-        )
-        due_now += await _enter_stage(
-            pm, instance, definition, to, principal.user_id, "advance", comment, from_stage=stage_key
-        )
-    await run_actions(pm, due_now)
-    return await load_instance(None, instance_id)
+    due_now = await _schedule_actions(instance, definition, stage_key, instance["stage_seq"], "leave", now)
+    completed = {"instance_id": instance_id, "stage": stage_key, "to": to, "results": merged}
+    due_now += await _enter_stage(
+        pm,
+        instance,
+        definition,
+        to,
+        principal.user_id,
+        "advance",
+        comment,
+        from_stage=stage_key,
+        stage_completed=completed,
+    )
+    return due_now
 
 
 async def tick_checklist(
@@ -959,10 +1121,14 @@ async def migrate_instances(
     instance_ids: list[int] | None = None,
     from_versions: list[int] | None = None,
     comment: str = "",
+    pm: pluggy.PluginManager | None = None,
 ) -> int:
     """Move running/suspended instances of ``key`` onto version ``to_version``, mapping their
     current stage through ``stage_map`` (unmapped stages keep their key, which must exist in
-    the new version). All or nothing: an unmappable stage is a 422 before anything changes."""
+    the new version). All or nothing: an unmappable stage is a 422 before anything changes.
+
+    A migrated instance takes its new stage's properties wherever the new version declares
+    them differently from the stage it was in (see ``_migrate_one``)."""
     principal.require("workflow.manage")
     target = await templates.get_version(key, to_version)
     definition = target["definition"]
@@ -975,9 +1141,7 @@ async def migrate_instances(
         conditions.append(WI.id.is_in(instance_ids or [-1]))
     if from_versions is not None:
         conditions.append(WI.template_version.is_in(from_versions or [-1]))
-    rows = await WI.select(
-        WI.id, WI.current_stage, WI.template_version, WI.stage_seq, WI.responsible_id
-    ).where(*conditions)
+    rows = await WI.select().where(*conditions).output(load_json=True)
     if instance_ids is not None:
         found = {r["id"] for r in rows}
         absent = [i for i in instance_ids if i not in found]
@@ -988,38 +1152,8 @@ async def migrate_instances(
     unmapped_error(rows, stage_map, definition, to_version, key)
     now = clock.now()
     async with events.unit_of_work():
-        groups: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            groups.setdefault(row["current_stage"], []).append(row)
-        for stage, members in groups.items():
-            new_stage = _mapped_stage(stage, stage_map, definition)
-            await WI.update(
-                {
-                    WI.template_id: target["id"],
-                    WI.template_version: to_version,
-                    WI.current_stage: new_stage,
-                    WI.updated_at: now,
-                    WI.version: WI.version + 1,
-                }
-            ).where(WI.id.is_in([m["id"] for m in members]))
-            if members:
-                await WorkflowTransition.insert(
-                    *[
-                        WorkflowTransition(
-                            instance_id=m["id"],
-                            kind="migrate",
-                            from_stage=stage,
-                            to_stage=new_stage,
-                            stage_seq=m["stage_seq"],
-                            user_id=principal.user_id,
-                            at=now,
-                            comment=comment,
-                            responsible_id=m["responsible_id"],
-                            detail={"from_version": m["template_version"], "to_version": to_version},
-                        )
-                        for m in members
-                    ]
-                )
+            await _migrate_one(pm, principal, row, target, definition, stage_map, comment, now)
         if rows:
             await audit.record(
                 "migrate",
@@ -1036,6 +1170,133 @@ async def migrate_instances(
                 {"key": key, "version": to_version, "instance_ids": [r["id"] for r in rows]},
             )
     return len(rows)
+
+
+def _stage_of(definition: dict[str, Any], stage_key: str) -> dict[str, Any]:
+    return templates.stage_map(definition).get(stage_key, {})
+
+
+async def _migrate_one(
+    pm: pluggy.PluginManager | None,
+    principal: Principal,
+    instance: dict[str, Any],
+    target: dict[str, Any],
+    definition: dict[str, Any],
+    stage_map: dict[str, str],
+    comment: str,
+    now: datetime,
+) -> None:
+    """Put one instance on ``target`` (a template version row) and re-derive what its current
+    stage declares there: probability, norm (stage due time, the stage task's deadline),
+    deadlines of required actions, responsible person and controller (the stage task is
+    handed over / re-controlled). A property the new version declares exactly as the old one
+    keeps its current value, so a manual change (PATCH, reassign) survives a migration that
+    does not touch it. Required actions and result fields are read from the instance's
+    version at every check, so the new ones apply at once; checklist ticks follow a renamed
+    stage for the items it still has."""
+    old_key = instance["current_stage"]
+    new_key = _mapped_stage(old_key, stage_map, definition)
+    assert new_key is not None  # checked by unmapped_error
+    old_stage = _stage_of(await definition_of(instance), old_key)
+    new_stage = _stage_of(definition, new_key)
+    calendar = calendar_of(definition)
+    final = templates.is_final(definition, new_key)
+    entered = instance["stage_entered_at"] or now
+    values: dict[Any, Any] = {
+        WI.template_id: target["id"],
+        WI.template_version: target["version"],
+        WI.current_stage: new_key,
+        WI.updated_at: now,
+        WI.version: WI.version + 1,
+    }
+    changes: dict[str, list[Any]] = {}
+
+    def differs(name: str) -> bool:
+        return old_stage.get(name) != new_stage.get(name)
+
+    if "probability" in new_stage and (differs("probability") or old_key != new_key):
+        if new_stage["probability"] != instance["probability"]:
+            values[WI.probability] = new_stage["probability"]
+            changes["probability"] = [instance["probability"], new_stage["probability"]]
+    stage_due_at, actions_due_at = instance["stage_due_at"], instance["actions_due_at"]
+    if differs("norm") or calendar_of(await definition_of(instance)) != calendar:
+        stage_due_at = None if final else business_time.due_at(entered, new_stage.get("norm"), calendar)
+    if differs("required") or calendar_of(await definition_of(instance)) != calendar:
+        deadlines = [
+            business_time.due_at(entered, r["within"], calendar)
+            for r in new_stage.get("required", [])
+            if r.get("within")
+        ]
+        actions_due_at = None if final else min((d for d in deadlines if d is not None), default=None)
+    if stage_due_at != instance["stage_due_at"] or actions_due_at != instance["actions_due_at"]:
+        watch = [d for d in (stage_due_at, actions_due_at) if d is not None]
+        values[WI.stage_due_at] = stage_due_at
+        values[WI.actions_due_at] = actions_due_at
+        # Deviations are judged again against the new deadlines (the scan re-escalates).
+        values[WI.escalated] = ""
+        if instance["status"] == "running":
+            values[WI.next_check_at] = min(watch) if watch else None
+        changes["stage_due_at"] = [_iso(instance["stage_due_at"]), _iso(stage_due_at)]
+        changes["actions_due_at"] = [_iso(instance["actions_due_at"]), _iso(actions_due_at)]
+    responsible = instance["responsible_id"]
+    if differs("responsible") and new_stage.get("responsible"):
+        responsible = await resolve_person(pm, new_stage["responsible"], instance) or responsible
+    controller = instance["controller_id"]
+    if differs("controller") and new_stage.get("controller"):
+        controller = await resolve_person(pm, new_stage["controller"], instance) or controller
+    task_id = instance["current_task_id"]
+    if responsible != instance["responsible_id"]:
+        values[WI.responsible_id] = responsible
+        values[WI.team_id] = await _user_team(responsible)
+        changes["responsible_id"] = [instance["responsible_id"], responsible]
+    if controller != instance["controller_id"]:
+        values[WI.controller_id] = controller
+        changes["controller_id"] = [instance["controller_id"], controller]
+    checklist = dict(instance.get("checklist") or {})
+    if new_key != old_key and checklist.get(old_key):
+        items = {r["key"] for r in new_stage.get("required", []) if r["kind"] == "checklist"}
+        checklist[new_key] = [k for k in checklist[old_key] if k in items]
+        values[WI.checklist] = checklist
+    await WI.update(values).where(WI.id == instance["id"])
+    if task_id is not None:
+        task = await Task.select(Task.status, Task.assignee_id).where(Task.id == task_id).first()
+        if task and task["status"] in OPEN_TASK:
+            task_values: dict[Any, Any] = {}
+            if "stage_due_at" in changes:
+                task_values.update({Task.deadline: stage_due_at, Task.escalated_at: None})
+            if controller != instance["controller_id"]:
+                task_values[Task.controller_id] = controller
+            if task_values:
+                await Task.update(task_values).where(Task.id == task_id)
+            if responsible != task["assignee_id"] and responsible is not None:
+                await tasks.handoff(engine_principal(principal.user_id), task_id, responsible, comment)
+    await WorkflowTransition.insert(
+        WorkflowTransition(
+            instance_id=instance["id"],
+            kind="migrate",
+            from_stage=old_key,
+            to_stage=new_key,
+            stage_seq=instance["stage_seq"],
+            user_id=principal.user_id,
+            at=now,
+            comment=comment,
+            responsible_id=responsible,
+            task_id=task_id,
+            detail={
+                "from_version": instance["template_version"],
+                "to_version": target["version"],
+                "changes": changes,
+            },
+        )
+    )
+    if changes:
+        await audit.record(
+            "migrate", "workflow_instance", instance["id"], changes, detail=comment, user_id=principal.user_id
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def unmapped_error(

@@ -207,7 +207,9 @@ async def create_template(principal: Principal, data: ProcessTemplateIn) -> Proc
 
 
 @post("/templates/{key:str}/versions", operation_id="publish_process_template_version", status_code=201)
-async def publish_version(principal: Principal, key: str, data: PublishIn) -> PublishOut:
+async def publish_version(
+    request: Request[Any, Any, Any], principal: Principal, key: str, data: PublishIn
+) -> PublishOut:
     """Publish a new version of ``key`` without stopping anything: new instances take it;
     running ones keep theirs unless ``migrate`` maps their stages onto it."""
     principal.require("workflow.manage")
@@ -229,6 +231,7 @@ async def publish_version(principal: Principal, key: str, data: PublishIn) -> Pu
             migrating.stage_map,
             from_versions=migrating.from_versions,
             comment=migrating.comment,
+            pm=_pm(request),
         )
     return PublishOut(template=to_struct(row, ProcessTemplateOut), created=created, migrated=migrated)
 
@@ -377,7 +380,9 @@ async def stop_instance(principal: Principal, instance_id: int, data: CommentIn)
 
 
 @post("/instances/{instance_id:int}/migrate", operation_id="migrate_process_instance", status_code=200)
-async def migrate_instance(principal: Principal, instance_id: int, data: InstanceMigrateIn) -> InstanceOut:
+async def migrate_instance(
+    request: Request[Any, Any, Any], principal: Principal, instance_id: int, data: InstanceMigrateIn
+) -> InstanceOut:
     """Move one instance onto another version of its template, mapping its current stage."""
     instance = await engine.load_instance(principal, instance_id)
     await engine.migrate_instances(
@@ -387,6 +392,7 @@ async def migrate_instance(principal: Principal, instance_id: int, data: Instanc
         data.stage_map,
         instance_ids=[instance_id],
         comment=data.comment,
+        pm=_pm(request),
     )
     return _instance(await engine.load_instance(principal, instance_id))
 

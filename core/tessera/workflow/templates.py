@@ -188,6 +188,38 @@ async def get_by_id(template_id: int) -> dict[str, Any]:
     return row
 
 
+#: Definitions of stored versions by template row id, per database engine (a test process
+#: switches databases, whose ids overlap). A stored version never changes (``publish`` adds
+#: rows; only ``is_current`` moves), so its definition is read once, not on every transition.
+#: Keyed by ``id(engine)`` with the engine kept in the entry (engines take no weak references).
+_definitions: dict[int, tuple[Any, dict[int, dict[str, Any]]]] = {}
+_DEFINITIONS_KEPT = 1000
+_ENGINES_KEPT = 4
+
+
+def _definition_cache() -> dict[int, dict[str, Any]]:
+    engine = db.get_engine()
+    entry = _definitions.get(id(engine))
+    if entry is None or entry[0] is not engine:
+        while len(_definitions) >= _ENGINES_KEPT:
+            del _definitions[next(iter(_definitions))]
+        entry = _definitions[id(engine)] = (engine, {})
+    return entry[1]
+
+
+async def definition_by_id(template_id: int) -> dict[str, Any]:
+    """The (immutable) definition of template version ``template_id``, cached. Callers must
+    not change it."""
+    cache = _definition_cache()
+    definition = cache.get(template_id)
+    if definition is None:
+        definition = (await get_by_id(template_id))["definition"]
+        if len(cache) >= _DEFINITIONS_KEPT:
+            cache.clear()
+        cache[template_id] = definition
+    return definition
+
+
 async def list_current() -> list[dict[str, Any]]:
     return (
         await WorkflowTemplate.select()

@@ -144,3 +144,23 @@ async def on_workflow_event(event: Any) -> None:
 
     async with db.transaction():
         await services.sync_deal(int(payload["subject_id"]))
+
+
+async def on_workflow_migrated(event: Any) -> None:
+    """Instances moved onto another template version: rebuild the projection of each deal
+    among them, so its stage, probability and due time are the new version's."""
+    ids = [int(i) for i in (event.payload or {}).get("instance_ids", [])]
+    if not ids:
+        return
+    deals = await WorkflowInstance.select(WorkflowInstance.subject_id).where(
+        WorkflowInstance.id.is_in(ids),
+        WorkflowInstance.subject_entity == DEAL_SUBJECT,
+        WorkflowInstance.subject_id.is_not_null(),
+    )
+    if not deals:
+        return
+    from tessera import db
+
+    async with db.transaction():
+        for row in deals:
+            await services.sync_deal(int(row["subject_id"]))

@@ -63,10 +63,11 @@ def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
 @hookimpl
 def tessera_on_event(event: Any) -> Any:
     if event.name in ("workflow.stage_entered", "workflow.stopped", "workflow.migrated"):
-        from tessera_sales.integration import on_workflow_event
+        from tessera_sales.integration import on_workflow_event, on_workflow_migrated
 
         if event.name == "workflow.migrated":
-            return None
+            # The deals take the new version's stage (probability, norm) at once.
+            return on_workflow_migrated(event)
         return on_workflow_event(event)
     return None
 

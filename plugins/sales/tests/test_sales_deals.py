@@ -66,6 +66,35 @@ async def test_deal_runs_on_a_workflow_instance_and_keeps_its_stage_history(crm,
     assert r.json()["stage"] == "negotiation" and r.json()["probability"] == 75
 
 
+async def test_a_deal_follows_its_pipeline_onto_a_new_version(crm, world, frozen_clock):
+    """A new pipeline version with other probabilities and norms, migrating running deals:
+    the deal's probability and due time are the new version's at once."""
+    import copy
+
+    from tessera_sales.pipelines import B2B
+
+    anna = world["anna"]
+    deal = await open_deal(crm, anna, world["anna_party"]["id"])
+    assert (deal["stage"], deal["probability"]) == ("qualification", 10)
+    v2 = copy.deepcopy(B2B)
+    v2["stages"][0]["probability"] = 15
+    v2["stages"][0]["norm"] = {"days": 5, "calendar": "calendar"}
+    r = await crm.post(
+        f"/api/workflow/templates/{B2B['key']}/versions",
+        world["admin"],
+        json={"definition": v2, "migrate": {}},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["migrated"] == 1
+    r = await crm.get(f"/api/sales/deals/{deal['id']}", anna)
+    assert r.status_code == 200, r.text
+    moved = r.json()
+    assert (moved["stage"], moved["probability"]) == ("qualification", 15)
+    assert moved["stage_due_at"] != deal["stage_due_at"]
+    r = await crm.get(f"/api/workflow/instances/{deal['instance_id']}", anna)
+    assert r.json()["stage_due_at"] == moved["stage_due_at"]
+
+
 async def test_lost_needs_a_reason_from_the_managed_list_and_won_needs_the_stage_done(
     crm, world, frozen_clock
 ):
