@@ -148,6 +148,12 @@ UNAUDITED = "unaudited_write"
 @dataclass
 class _Watch:
     entries: int = 0
+    #: The request asked for a change that changes nothing (a form saved twice): no entry due.
+    unchanged: bool = False
+
+    @property
+    def accounted(self) -> bool:
+        return self.entries > 0 or self.unchanged
 
 
 _watch: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar("tessera_audit_watch", default=None)
@@ -162,6 +168,14 @@ def watch() -> tuple[_Watch, contextvars.Token[_Watch | None]]:
 
 def unwatch(token: contextvars.Token[_Watch | None]) -> None:
     _watch.reset(token)
+
+
+def unchanged() -> None:
+    """Say that the write asked for changed nothing, so it owes no audit entry (the entity
+    service does this for an update that would store what is stored already)."""
+    watch = _watch.get()
+    if watch is not None:
+        watch.unchanged = True
 
 
 async def record_unaudited(plugin: str, method: str, path: str, status: int, user_id: int | None) -> None:

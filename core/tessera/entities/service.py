@@ -350,6 +350,7 @@ async def update(
         if not extras and await _changes_nothing(table, record_id, changes):
             # Nothing would change: no new version, no audit entry, no event. A client that
             # re-sends what it read (a form saved twice, a sync job) must not look like an edit.
+            audit.unchanged()
             return existing
         cols = _columns(table)
         if "updated_at" in cols:
