@@ -1,6 +1,7 @@
 """Every write a plugin route makes is audited, structurally.
 
-The kernel mounts each plugin's routers with this middleware. A write request (POST, PUT,
+The kernel mounts each plugin's API router (``/api/<plugin>/``) with this middleware (not its
+web pages: a form post answers 303 whether it saved or showed an error). A write request (POST, PUT,
 PATCH, DELETE) watches the audit entries written while it runs (``tessera.audit.watch``); when
 it succeeds (status below 400), wrote none and did not declare that it changed nothing
 (``tessera.audit.unchanged()``), the kernel writes an ``unaudited_write`` entry

@@ -13,7 +13,6 @@ import pluggy
 from jinja2 import FileSystemLoader
 from litestar import Router
 
-from tessera.api.audit_guard import audit_guard
 from tessera.plugins import PluginError, call_each
 from tessera.web import pages
 from tessera.web.forms import decode_form, field_errors
@@ -57,12 +56,5 @@ def web_routers(pm: pluggy.PluginManager) -> list[Router]:
             continue
         if not isinstance(handlers, list | tuple):
             raise PluginError(f"Plugin {name!r}: tessera_web_routes must return a list of handlers")
-        routers.append(
-            Router(
-                path=f"/{name}",
-                route_handlers=list(handlers),
-                include_in_schema=False,
-                middleware=[audit_guard(name)],  # form posts are writes too
-            )
-        )
+        routers.append(Router(path=f"/{name}", route_handlers=list(handlers), include_in_schema=False))
     return routers
