@@ -203,3 +203,66 @@ async def test_deleting_a_party_audits_and_announces_what_goes_with_it(crm):
     ]
     assert (await crm.get(f"/api/tasks/{kept['id']}", admin)).status_code == 200
     assert await _audit(crm, admin, entity="task", entity_id=kept["id"], action="delete") == []
+
+
+# --------------------------------------------------------------------------- who reads which entries
+
+
+async def _role(name: str, permissions: list[str], scope: str) -> None:
+    from tessera.entities.tables import Role
+
+    if not await Role.exists().where(Role.name == name):
+        await Role.insert(Role(name=name, description=name, permissions=permissions, scope=scope))
+
+
+async def test_audit_entries_follow_the_visibility_of_their_record(crm):
+    """An entry shows a record's old and new values, so it is shown to whoever may read the
+    record now, and to nobody else who merely saw the person acting."""
+    await _role("own_reader", ["party.*", "audit.read"], "own")
+    admin = await crm.user("admin")
+    a = await crm.user("own_reader")
+    b = await crm.user("own_reader")
+    auditor = await crm.user("auditor")  # default role: audit.read, scope all
+    party = await new_party(crm, a, name="Takeover plans")
+    r = await crm.patch(f"/api/parties/{party['id']}", admin, json={"owner_id": b["id"]})
+    assert r.status_code == 200, r.text
+    mine = await new_party(crm, a, name="Still mine")
+
+    # A created the party but may no longer read it: its entries (with the name) are gone for A.
+    seen_by_a = await _audit(crm, a, entity="party")
+    assert [(e["entity_id"], e["action"]) for e in seen_by_a] == [(mine["id"], "create")]
+    assert "Takeover plans" not in str(await _audit(crm, a))
+    # B owns it now and reads its whole history, also what A and the admin did.
+    seen_by_b = await _audit(crm, b, entity="party")
+    assert [(e["action"], e["user_id"]) for e in seen_by_b] == [("update", admin["id"]), ("create", a["id"])]
+    assert seen_by_b[1]["changes"]["name"] == [None, "Takeover plans"]
+    # An auditor reads every entry, and still no record.
+    assert {e["entity_id"] for e in await _audit(crm, auditor, entity="party")} == {party["id"], mine["id"]}
+    assert (await crm.get(f"/api/parties/{party['id']}", auditor)).status_code == 403
+
+
+async def test_entries_without_a_readable_record_are_for_those_who_see_all(crm):
+    await _role("own_reader", ["party.*", "audit.read"], "own")
+    admin = await crm.user("admin")
+    a = await crm.user("own_reader")
+    party = await new_party(crm, a, name="Short-lived")
+    assert (await crm.delete(f"/api/parties/{party['id']}", a)).status_code == 204
+    r = await crm.post("/api/tasks", admin, json={"title": "T", "assignee_id": a["id"]})
+    assert r.status_code == 201, r.text  # a's task, but a lacks task.read
+    # The deleted record and the unreadable entity type are visible to nobody but those who see all.
+    assert await _audit(crm, a, entity="party") == []
+    assert await _audit(crm, a, entity="task") == []
+    assert [e["action"] for e in await _audit(crm, admin, entity="party")] == ["delete", "create"]
+    assert [e["action"] for e in await _audit(crm, admin, entity="task")] == ["create"]
+
+
+async def test_sign_ins_are_shown_for_the_people_one_sees(crm):
+    await _role("own_reader", ["party.*", "audit.read"], "own")
+    a = await crm.user("own_reader")
+    b = await crm.user("own_reader", password="b-password-123")
+    for password in ("wrong-password", "b-password-123"):
+        await crm.post("/api/auth/login", json={"email": b["email"], "password": password})
+    crm.client.cookies.clear()
+    assert await _audit(crm, a, action="login_failed") == []
+    assert await _audit(crm, a, action="login") == []
+    assert [e["entity_id"] for e in await _audit(crm, b, action="login")] == [b["id"]]

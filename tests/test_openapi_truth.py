@@ -35,7 +35,10 @@ async def test_nullable_fields_validate_null_and_downloads_name_their_media_type
 
     paths = schema["paths"]
     ok = lambda path: paths[path]["get"]["responses"]["200"]["content"]  # noqa: E731
-    assert list(ok("/api/parties/export")) == ["text/csv"]
+    assert list(ok("/api/parties/export")) == [
+        "text/csv",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ]
     assert list(ok("/api/sales/proposals/{proposal_id}/pdf")) == ["application/pdf"]
     assert ok("/api/attachments/{attachment_id}/content") == {
         "*/*": {"schema": {"type": "string", "format": "binary"}}

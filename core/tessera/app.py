@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from tessera import __version__, db, email, events, migrations
 from tessera.api import openapi
+from tessera.api.audit_guard import audit_guard
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
 from tessera.api.input import InputGuard
 from tessera.api.routes import kernel_route_handlers
@@ -56,7 +57,15 @@ def plugin_routers(pm: pluggy.PluginManager) -> list[Router]:
             raise PluginError(
                 f"Plugin {name!r}: tessera_routes must return a list of handlers or controllers"
             )
-        routers.append(Router(path=f"/api/{name}", route_handlers=list(handlers), tags=[name]))
+        routers.append(
+            Router(
+                path=f"/api/{name}",
+                route_handlers=list(handlers),
+                tags=[name],
+                # Every successful write request leaves an audit entry (docs/plugins.md).
+                middleware=[audit_guard(name)],
+            )
+        )
     return routers
 
 

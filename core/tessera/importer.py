@@ -37,7 +37,7 @@ import email_validator
 import msgspec
 from piccolo.utils.encoding import dump_json
 
-from tessera import audit, clock, customfields, db, events
+from tessera import audit, clock, customfields, db, events, exports
 from tessera.entities import service
 from tessera.entities.channels import contact_index, normalise_email, normalise_phone, phone_search_forms
 from tessera.entities.parties import PARTY, PartyIn
@@ -142,7 +142,7 @@ class ImportReport:
         own = isinstance(target, str | Path)
         fh: Any = open(target, "w", encoding="utf-8-sig", newline="") if own else target
         try:
-            writer = csv.writer(fh)
+            writer = exports.csv_writer(fh)
             writer.writerow(["line", "errors", *headers])
             for r in self.rejected:
                 writer.writerow([r.line, r.message, *(r.values.get(h, "") for h in headers)])
@@ -192,7 +192,8 @@ def _read_csv(path: Path, encoding: str | None, report: ImportReport) -> Iterato
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=report.delimiter)
     line = 1
     for row in reader:
-        yield line, row
+        # A rejected-rows file this importer wrote comes back with its cells as they were.
+        yield line, [exports.restore_cell(cell) for cell in row]
         line = reader.line_num + 1
 
 

@@ -85,6 +85,13 @@ DEFAULT_ROLES: list[dict[str, Any]] = [
         ],
         "scope": "own",
     },
+    {
+        # Scope "all" shows every audit entry; without record permissions nothing else is read.
+        "name": "auditor",
+        "description": "Reads the whole audit log, and no record",
+        "permissions": ["audit.read"],
+        "scope": "all",
+    },
 ]
 
 

@@ -112,7 +112,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tessera import clock
+from tessera import audit, clock, events
 from tessera.entities import service
 from tessera.entities.parties import PARTY
 from tessera.errors import ValidationFailed
@@ -127,9 +127,12 @@ async def add_entry(principal: Principal, party_id: int, text: str) -> dict[str,
     if not text.strip():
         raise ValidationFailed.field("text", "must not be empty")
     await service.get(PARTY, principal, party_id)  # 404 when invisible
-    rows = await ${Class}Entry.insert(
-        ${Class}Entry(party_id=party_id, text=text, author_id=principal.user_id, created_at=clock.now())
-    ).returning(*${Class}Entry.all_columns())
+    # Every write is audited in its own transaction (the plugin contract checks it).
+    async with events.unit_of_work():
+        rows = await ${Class}Entry.insert(
+            ${Class}Entry(party_id=party_id, text=text, author_id=principal.user_id, created_at=clock.now())
+        ).returning(*${Class}Entry.all_columns())
+        await audit.record("create", "$name.entry", rows[0]["id"], audit.diff(None, rows[0]))
     return dict(rows[0])
 
 

@@ -46,3 +46,7 @@ def test_plugin_jobs_are_idempotent(contract_plugin: str, tmp_path: Path) -> Non
 
 def test_plugin_contributes_nothing_when_disabled(contract_plugin: str, tmp_path: Path) -> None:
     contract.check_disabled_contributes_nothing(contract_plugin, tmp_path)
+
+
+def test_plugin_writes_are_audited(contract_plugin: str, tmp_path: Path) -> None:
+    contract.check_writes_are_audited(contract_plugin, tmp_path)

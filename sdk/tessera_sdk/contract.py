@@ -17,7 +17,10 @@ They check that the plugin
 5. **has idempotent jobs**: running each job twice for the same due time (on a database with
    demo data, clock frozen) leaves every table as the first run left it;
 6. **contributes nothing when disabled**: installed but not enabled, it adds no route, job,
-   permission, table, custom field or client-card item.
+   permission, table, custom field or client-card item;
+7. **audits every write**: each POST/PUT/PATCH/DELETE route that succeeds (called as an admin
+   on demo data, bodies from the OpenAPI schema's examples and defaults) leaves an audit entry
+   of the plugin's own, not only the kernel's ``unaudited_write`` fallback.
 
 The same checks are plain functions (``check_loads(name, tmp_path)`` ...) so a project can
 call them from its own tests; this repository runs them over every first-party plugin.
@@ -437,6 +440,157 @@ def check_disabled_contributes_nothing(name: str, tmp_path: Path) -> None:
     asyncio.run(card())
 
 
+def _resolve(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    while isinstance(schema, dict) and "$ref" in schema:
+        target: Any = spec
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        schema = target
+    return schema
+
+
+def _example(schema: dict[str, Any], spec: dict[str, Any], depth: int = 0) -> Any:
+    """A value for ``schema``: its own example or default when it has one, else a plain value
+    of its type (only required properties of objects)."""
+    schema = _resolve(schema, spec)
+    if "example" in schema:
+        return schema["example"]
+    if schema.get("examples"):
+        examples = schema["examples"]
+        return examples[0] if isinstance(examples, list) else next(iter(examples.values())).get("value")
+    if "default" in schema:
+        return schema["default"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("oneOf", "anyOf"):
+        options = [o for o in schema.get(key, []) if _resolve(o, spec).get("type") != "null"]
+        if options:
+            return _example(options[0], spec, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        if depth > 5:
+            return {}
+        props = schema.get("properties", {})
+        return {k: _example(props[k], spec, depth + 1) for k in schema.get("required", []) if k in props}
+    if kind == "array":
+        if schema.get("minItems"):
+            return [_example(schema.get("items", {}), spec, depth + 1)] * int(schema["minItems"])
+        return []
+    if kind == "integer":
+        return max(1, int(schema.get("minimum", 1)))
+    if kind == "number":
+        return max(1, schema.get("minimum", 1))
+    if kind == "boolean":
+        return True
+    if kind == "string":
+        fmt = schema.get("format")
+        if fmt == "date":
+            return FROZEN_AT.date().isoformat()
+        if fmt == "date-time":
+            return FROZEN_AT.isoformat()
+        text = "Contract check"
+        low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+        if high is not None and len(text) > int(high):
+            text = "X" * max(low, min(int(high), 8))
+        return text.ljust(low, "x")
+    return None
+
+
+def _write_operations(name: str, spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The plugin's write operations, deletes last (they would remove what the others use)."""
+    found = []
+    for path, item in spec["paths"].items():
+        if not (path == f"/api/{name}" or path.startswith(f"/api/{name}/")):
+            continue
+        for method, operation in item.items():
+            if method in ("post", "put", "patch", "delete") and isinstance(operation, dict):
+                found.append((path, method, operation))
+    return sorted(found, key=lambda op: (op[1] == "delete", op[0], op[1]))
+
+
+def check_writes_are_audited(name: str, tmp_path: Path) -> None:
+    """Every write route (POST, PUT, PATCH, DELETE) that succeeds leaves an audit entry of the
+    plugin's own (or declares that it changed nothing, ``tessera.audit.unchanged()``): the
+    kernel had to write no ``unaudited_write`` fallback for it. Each route is called as
+    an administrator on a database with demo data, with the body built from its OpenAPI schema
+    (its examples and defaults first, give your request structs ``examples`` where a plain value
+    of each type would be refused) and ``1`` for path ids; a route that refuses the call (4xx)
+    is not judged, but at least one write route must succeed."""
+    import httpx
+    from tessera import audit, db, demo
+    from tessera.app import create_app, startup
+    from tessera.auth import create_token
+    from tessera.demo import ensure_admin
+    from tessera.entities.tables import AuditLog
+
+    settings = _settings(tmp_path / "data", (name,), f"sqlite:///{tmp_path / 'audited.sqlite3'}")
+
+    async def seed(pm: Any) -> None:
+        await demo.load(pm, managers=2, parties_count=4)
+
+    _run(settings, seed)
+    app = create_app(settings)
+    spec = app.openapi_schema.to_schema()
+    operations = _write_operations(name, spec)
+    if not operations:
+        return
+    judged: list[str] = []
+    refused: list[str] = []
+
+    async def fallbacks() -> int:
+        return await AuditLog.count().where(AuditLog.action == audit.UNAUDITED)
+
+    async def calls() -> None:
+        await startup()
+        try:
+            admin_id = await ensure_admin("contract@example.com", "Contract", "contract-password")
+            _, token = await create_token(admin_id, "contract")
+            headers = {"Authorization": f"Bearer {token}"}
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://contract") as client:
+                for path, method, operation in _write_operations(name, spec):
+                    url = re.sub(r"\{[^}]+\}", "1", path)
+                    params = {
+                        p["name"]: _example(p.get("schema", {}), spec)
+                        for p in operation.get("parameters", [])
+                        if p.get("in") == "query" and p.get("required")
+                    }
+                    kwargs: dict[str, Any] = {"params": params, "headers": headers}
+                    content = (operation.get("requestBody") or {}).get("content", {})
+                    if "application/json" in content:
+                        media = content["application/json"]
+                        body = media.get("example")
+                        if body is None and media.get("examples"):
+                            body = next(iter(media["examples"].values())).get("value")
+                        kwargs["json"] = body if body is not None else _example(media.get("schema", {}), spec)
+                    before = await fallbacks()
+                    r = await client.request(method.upper(), url, **kwargs)
+                    label = f"{method.upper()} {path}"
+                    if r.status_code >= 400:
+                        refused.append(f"{label} ({r.status_code})")
+                        continue
+                    judged.append(label)
+                    if await fallbacks() != before:
+                        _fail(
+                            name,
+                            f"{label} answered {r.status_code} but wrote no audit entry: write through "
+                            "tessera.entities.service (an EntitySpec) or add tessera.audit.entry/record "
+                            "to the same transaction",
+                        )
+        finally:
+            await db.stop()
+
+    asyncio.run(calls())
+    if not judged:
+        _fail(
+            name,
+            "none of its write routes could be called to check its audit entries (all refused: "
+            f"{', '.join(refused)}); give the request bodies examples (msgspec Meta(examples=[...]))",
+        )
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "loads": check_loads,
     "migrates": check_migrates,
@@ -444,6 +598,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "permissions": check_permissions,
     "jobs_idempotent": check_jobs_idempotent,
     "disabled_contributes_nothing": check_disabled_contributes_nothing,
+    "writes_are_audited": check_writes_are_audited,
 }
 
 
@@ -477,6 +632,7 @@ __all__ = [
     "check_migrates",
     "check_permissions",
     "check_routes_in_openapi",
+    "check_writes_are_audited",
     "empty_database",
     "first_party_plugins",
     "resolve_plugins",

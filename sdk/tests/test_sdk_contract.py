@@ -90,3 +90,53 @@ def test_a_plugin_breaking_the_rules_fails_the_contract(tmp_path: Path) -> None:
     assert "job 'badplug.tick' is not idempotent" in done.stdout
     assert "permission 'tick' must look like 'badplug.thing.action'" in done.stdout
     assert "2 failed" in done.stdout
+
+
+def test_a_plugin_writing_without_audit_fails_the_contract(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    package = site / "tessera_forgetful"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "plugin.py").write_text(
+        textwrap.dedent(
+            '''
+            from litestar import post
+            from tessera import clock
+            from tessera.entities.tables import Notification
+            from tessera.hookspecs import hookimpl
+            from tessera.permissions import Principal
+
+
+            @post("/pings", operation_id="forgetful_ping", status_code=201)
+            async def ping(principal: Principal) -> dict:
+                """Writes a row and no audit entry."""
+                await Notification.insert(
+                    Notification(user_id=principal.user_id, kind="ping", title="ping", created_at=clock.now())
+                )
+                return {}
+
+
+            @hookimpl
+            def tessera_routes():
+                return [ping]
+
+
+            @hookimpl
+            def tessera_permissions():
+                return {"forgetful.ping": "Ping"}
+            '''
+        )
+    )
+    dist = site / "tessera_forgetful-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tessera-forgetful\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[tessera.plugins]\nforgetful = tessera_forgetful.plugin\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = _pytest(
+        ["--tessera-contract", "tessera-forgetful", "-rf", "-k", "writes_are_audited"],
+        cwd=work,
+        pythonpath=site,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "POST /api/forgetful/pings answered 201 but wrote no audit entry" in done.stdout

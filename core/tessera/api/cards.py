@@ -3,7 +3,6 @@ this client", status history and export."""
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,7 +12,7 @@ from litestar import Request, Response, get
 from litestar.params import Parameter
 from msgspec import Struct
 
-from tessera import audit, clock, events
+from tessera import audit, clock, events, exports
 from tessera.api.openapi import download
 from tessera.entities import service
 from tessera.entities.activities import ACTIVITY
@@ -278,15 +277,22 @@ EXPORT_COLUMNS = [
 ]
 
 
-@get("/export", operation_id="export_parties", tags=["parties"], opt=download("text/csv"))
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@get("/export", operation_id="export_parties", tags=["parties"], opt=download("text/csv", XLSX))
 async def export_parties(
     request: Request[Any, Any, Any],
     principal: Principal,
     conditions: list[Any],
-) -> Response[str]:
-    """Export the parties you may see (same filters as the list) as CSV. Needs party.export;
-    refused above the configured row limit; every export is audited and reported to the
-    administrators (seed 003: a departing manager must not quietly take the base away)."""
+    format: Annotated[
+        Literal["csv", "xlsx"], Parameter(description="csv (default) or xlsx (an Excel workbook)")
+    ] = "csv",
+) -> Response[Any]:
+    """Export the parties you may see (same filters as the list) as CSV or XLSX. Needs
+    party.export; refused above the configured row limit; every export is audited and reported
+    to the administrators (seed 003: a departing manager must not quietly take the base away).
+    Text that a spreadsheet would run as a formula is neutralised (``tessera.exports``)."""
     principal.require("party.export")
     limit = request.app.state.settings.export_row_limit
     total = await service.count(PARTY, principal, conditions)
@@ -297,26 +303,33 @@ async def export_parties(
             "filters", f"{total} rows match; exports are limited to {limit}: narrow the filters"
         )
     rows = await _all(PARTY, principal, conditions, cap=limit)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_COLUMNS)
-    for r in rows:
-        writer.writerow(
-            [
-                "; ".join(x["number"] for x in r[c])
-                if c == "phones"
-                else "; ".join(x["address"] for x in r[c])
-                if c == "emails"
-                else "; ".join(r[c])
-                if c in ("relations", "tags")
-                else r[c].isoformat()
-                if isinstance(r[c], datetime)
-                else ("" if r[c] is None else r[c])
-                for c in EXPORT_COLUMNS
-            ]
-        )
+    table = [
+        [
+            "; ".join(x["number"] for x in r[c])
+            if c == "phones"
+            else "; ".join(x["address"] for x in r[c])
+            if c == "emails"
+            else "; ".join(r[c])
+            if c in ("relations", "tags")
+            else r[c].isoformat()
+            if isinstance(r[c], datetime)
+            else ("" if r[c] is None else r[c])
+            for c in EXPORT_COLUMNS
+        ]
+        for r in rows
+    ]
     await _report_export(request, principal, len(rows), refused=False)
     stamp = clock.now().strftime("%Y%m%d-%H%M%S")
+    if format == "xlsx":
+        return Response(
+            exports.xlsx_bytes(EXPORT_COLUMNS, table, title="Parties"),
+            media_type=XLSX,
+            headers={"Content-Disposition": f'attachment; filename="parties-{stamp}.xlsx"'},
+        )
+    buffer = io.StringIO()
+    writer = exports.csv_writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    writer.writerows(table)
     return Response(
         buffer.getvalue(),
         media_type="text/csv; charset=utf-8",

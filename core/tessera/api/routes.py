@@ -13,7 +13,7 @@ from litestar.params import Body, Parameter
 from litestar.response import File
 from msgspec import Struct
 
-from tessera import customfields
+from tessera import audit, customfields
 from tessera.api import background
 from tessera.api import filters as f
 from tessera.api.cards import PARTY_EXTRA_HANDLERS
@@ -162,13 +162,13 @@ async def list_audit(
     limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
 ) -> list[AuditOut]:
     """The audit log, newest first (needs audit.read): everything for those who see every
-    record, otherwise the actions of the users whose records the caller sees."""
+    record (admins, auditors), otherwise the entries about records the caller may read."""
     principal.require("audit.read")
     conditions = []
-    if not principal.sees_all:
-        # Entries hold record contents (old -> new): a team head reads what the people whose
-        # records they see did, not the whole company's history.
-        conditions.append(AuditLog.user_id.is_in(sorted(principal.user_ids or {0})))
+    # Entries hold record contents (old -> new): they follow the visibility of their record.
+    visible = audit.visibility(principal)
+    if visible is not None:
+        conditions.append(visible)
     if entity:
         conditions.append(AuditLog.entity == entity)
     if entity_id is not None:

@@ -69,6 +69,9 @@ class EntitySpec:
     #: principals are dropped after each commit.
     changes_access: bool = False
 
+    def __post_init__(self) -> None:
+        _SPECS[self.name] = self
+
     def require(self, principal: Principal, action: str) -> None:
         if action in self.permission_overrides:
             needed = self.permission_overrides[action]
@@ -76,6 +79,16 @@ class EntitySpec:
                 principal.require(needed)
             return
         principal.require(f"{self.permission}.{action}")
+
+
+#: Every EntitySpec by entity name (kernel and plugins), filled as specs are created: the audit
+#: log shows an entry to whoever may read the record it describes (``specs()``).
+_SPECS: dict[str, EntitySpec] = {}
+
+
+def specs() -> dict[str, EntitySpec]:
+    """The entity specs created so far, by entity name."""
+    return dict(_SPECS)
 
 
 @dataclass
@@ -437,6 +450,7 @@ async def update(
         ):
             # Nothing would change: no new version, no audit entry, no event. A client that
             # re-sends what it read (a form saved twice, a sync job) must not look like an edit.
+            audit.unchanged()
             return existing
         cols = _columns(table)
         if "updated_at" in cols:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from tessera import clock
+from tessera import audit, clock, events
 from tessera.entities import service
 from tessera.entities.parties import PARTY
 from tessera.errors import ValidationFailed
@@ -24,18 +24,22 @@ async def award(principal: Principal, party_id: int, points: int, reason: str) -
         raise ValidationFailed.field("points", "must be a positive number of points")
     await service.get(PARTY, principal, party_id)
     now = clock.now()
-    row = (
-        await LoyaltyAward.insert(
-            LoyaltyAward(
-                party_id=party_id,
-                points=points,
-                reason=reason,
-                awarded_by=principal.user_id,
-                awarded_at=now,
-                expires_at=now + VALIDITY,
-            )
-        ).returning(*LoyaltyAward.all_columns())
-    )[0]
+    # Every write is audited in its own transaction (the plugin contract checks it): the award
+    # and its audit entry commit together or not at all.
+    async with events.unit_of_work():
+        row = (
+            await LoyaltyAward.insert(
+                LoyaltyAward(
+                    party_id=party_id,
+                    points=points,
+                    reason=reason,
+                    awarded_by=principal.user_id,
+                    awarded_at=now,
+                    expires_at=now + VALIDITY,
+                )
+            ).returning(*LoyaltyAward.all_columns())
+        )[0]
+        await audit.record("create", "loyalty.award", row["id"], audit.diff(None, row))
     return dict(row)
 
 

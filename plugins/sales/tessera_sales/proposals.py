@@ -287,7 +287,9 @@ async def save_template(
         if template_id is None:
             rows = await ProposalTemplate.insert(ProposalTemplate(**values)).returning(ProposalTemplate.id)
             template_id = rows[0]["id"]
+            await audit.record("create", "sales.proposal_template", template_id, audit.diff(None, values))
         else:
+            before = await ProposalTemplate.select().where(ProposalTemplate.id == template_id).first()
             updated = (
                 await ProposalTemplate.update({getattr(ProposalTemplate, k): v for k, v in values.items()})
                 .where(ProposalTemplate.id == template_id)
@@ -295,6 +297,12 @@ async def save_template(
             )
             if not updated:
                 raise NotFound(f"proposal template {template_id} not found")
+            await audit.record(
+                "update",
+                "sales.proposal_template",
+                template_id,
+                audit.diff({k: (before or {}).get(k) for k in values}, values),
+            )
     row = await ProposalTemplate.select().where(ProposalTemplate.id == template_id).first()
     assert row is not None
     return row

@@ -14,7 +14,7 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tessera import db
+from tessera import audit, db
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 
@@ -54,6 +54,13 @@ async def update_settings(principal: Principal, values: dict[str, Any]) -> dict[
     if "base_currency" in values:
         code = _currency(values["base_currency"], "base_currency")
         async with db.transaction():
+            old = await base_currency()
+            if old == code:  # nothing changes: no write, no audit entry
+                return await settings()
+            # A setting is no record anyone owns: only those who see every entry read its entry.
+            await audit.record(
+                "update", "sales.setting", None, audit.diff({"base_currency": old}, {"base_currency": code})
+            )
             found = await SalesSetting.exists().where(SalesSetting.key == "base_currency")
             if found:
                 await SalesSetting.update({SalesSetting.value: {"code": code}}).where(
@@ -97,6 +104,12 @@ async def add_rate(principal: Principal, values: dict[str, Any]) -> dict[str, An
                 base=base, currency=currency, valid_from=valid_from, rate=rate, created_by=principal.user_id
             )
         ).returning(ExchangeRate.id)
+        await audit.record(
+            "create",
+            "sales.exchange_rate",
+            rows[0]["id"],
+            audit.diff(None, {"base": base, "currency": currency, "valid_from": valid_from, "rate": rate}),
+        )
     return await _rate(rows[0]["id"])
 
 
@@ -121,7 +134,16 @@ async def list_rates(principal: Principal, currency: str | None = None) -> list[
 
 async def delete_rate(principal: Principal, rate_id: int) -> None:
     _require_manage(principal)
-    await ExchangeRate.delete().where(ExchangeRate.id == rate_id)
+    async with db.transaction():
+        gone = (
+            await ExchangeRate.delete()
+            .where(ExchangeRate.id == rate_id)
+            .returning(*ExchangeRate.all_columns())
+        )
+        if gone:
+            await audit.record("delete", "sales.exchange_rate", rate_id, audit.diff(gone[0], None))
+        else:
+            audit.unchanged()  # deleting a rate that is gone already changes nothing
 
 
 def _day(value: Any) -> dt.date:

@@ -14,16 +14,18 @@ from litestar.params import Parameter
 from msgspec import Meta, Struct
 from tessera import clock, db
 from tessera.api.crud import entity_router
+from tessera.entities import service
 from tessera.entities.dto import Id, partial, set_fields
 from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal
 
-from tessera_sales import cadence, documents, proposals, rates, reports, services, sources
+from tessera_sales import cadence, catalogue, documents, proposals, rates, reports, services, sources
 from tessera_sales.tables import CadenceRule, LossReason, Product, ProposalTemplate, SalesPlan
 
 #: msgspec cannot bound a Decimal; the services refuse negative amounts (422 naming the field).
 Money = Decimal
-Currency = Annotated[str, Meta(min_length=3, max_length=3)]
+#: Examples let the plugin contract call the write routes with valid bodies.
+Currency = Annotated[str, Meta(min_length=3, max_length=3, examples=["EUR"])]
 IdQ = Annotated[int | None, Parameter(ge=1, le=2**31 - 1)]
 
 
@@ -328,24 +330,14 @@ async def create_loss_reason(principal: Principal, data: ReasonIn) -> dict[str, 
     """Add a loss reason."""
     principal.require("sales.settings.manage")
     await services.ensure_loss_reasons()
-    if await LossReason.exists().where(LossReason.name == data.name):
-        raise ValidationFailed.field("name", "this reason exists already")
-    rows = await LossReason.insert(LossReason(**set_fields(data))).returning(*LossReason.all_columns())
-    return rows[0]
+    return await service.create(catalogue.LOSS_REASON, principal, set_fields(data))
 
 
 @patch("/loss-reasons/{reason_id:int}", operation_id="update_loss_reason")
 async def update_loss_reason(principal: Principal, reason_id: int, data: ReasonIn) -> dict[str, Any]:
     """Rename, reorder or retire a loss reason (retired ones stay on closed deals)."""
     principal.require("sales.settings.manage")
-    rows = (
-        await LossReason.update(set_fields(data))
-        .where(LossReason.id == reason_id)
-        .returning(*LossReason.all_columns())
-    )
-    if not rows:
-        raise NotFound(f"loss reason {reason_id} not found")
-    return rows[0]
+    return await service.update(catalogue.LOSS_REASON, principal, reason_id, set_fields(data))
 
 
 class ProductIn(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -370,10 +362,7 @@ async def list_products(principal: Principal, active: bool | None = None) -> lis
 async def create_product(principal: Principal, data: ProductIn) -> dict[str, Any]:
     """Add a product (SKU unique)."""
     principal.require("sales.product.manage")
-    if await Product.exists().where(Product.sku == data.sku):
-        raise ValidationFailed.field("sku", f"SKU {data.sku!r} is taken")
-    rows = await Product.insert(Product(**set_fields(data))).returning(*Product.all_columns())
-    return rows[0]
+    return await service.create(catalogue.PRODUCT, principal, set_fields(data))
 
 
 class PriceIn(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -395,9 +384,8 @@ class PriceListIn(Struct, kw_only=True, forbid_unknown_fields=True):
 async def create_price_list(principal: Principal, data: PriceListIn) -> dict[str, Any]:
     """A price list per currency and client group, valid between two dates, with a discount."""
     principal.require("sales.product.manage")
-    values = set_fields(data)
-    prices = values.pop("prices", [])
-    return await services.create_price_list(values, prices)
+    row = await service.create(catalogue.PRICE_LIST, principal, set_fields(data))
+    return await services.price_list(row["id"])
 
 
 @get("/price-lists/{list_id:int}", operation_id="get_price_list")
@@ -456,8 +444,8 @@ async def create_plan(principal: Principal, data: PlanIn) -> dict[str, Any]:
     if data.amount < 0:
         raise ValidationFailed.field("amount", "must be zero or more")
     values["amount"] = services.money(data.amount)
-    rows = await SalesPlan.insert(SalesPlan(**values)).returning(SalesPlan.id)
-    return await reports.plan_vs_actual(principal, rows[0]["id"])
+    row = await service.create(catalogue.PLAN, principal, values)
+    return await reports.plan_vs_actual(principal, row["id"])
 
 
 @get("/plans", operation_id="list_sales_plans")
@@ -607,11 +595,7 @@ async def list_rules(principal: Principal) -> list[dict[str, Any]]:
 async def create_rule(principal: Principal, data: CadenceRuleIn) -> dict[str, Any]:
     """Add a norm: parties of a status (and category) get one of these contacts every N days."""
     principal.require("sales.settings.manage")
-    values = cadence.check_rule(set_fields(data))
-    rows = await CadenceRule.insert(CadenceRule(**values)).returning(CadenceRule.id)
-    row = await CadenceRule.select().where(CadenceRule.id == rows[0]["id"]).first().output(load_json=True)
-    assert row is not None
-    return row
+    return await service.create(catalogue.CADENCE_RULE, principal, set_fields(data))
 
 
 @get("/reports/cadence", operation_id="sales_cadence_compliance")
@@ -646,7 +630,7 @@ class SalesSettingsOut(Struct, kw_only=True):
 class RateIn(Struct, kw_only=True, forbid_unknown_fields=True):
     currency: Currency
     valid_from: dt.date
-    rate: Decimal
+    rate: Annotated[Decimal, Meta(examples=["1.25"])]
 
 
 class RateOut(Struct, kw_only=True):

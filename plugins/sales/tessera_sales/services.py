@@ -13,7 +13,7 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from tessera import clock, db, events
+from tessera import clock, events
 from tessera.entities import service
 from tessera.entities.parties import CONTACT, PARTY
 from tessera.entities.tables import Contact, CrmUser, Party
@@ -684,34 +684,6 @@ async def price_for(product_id: int, currency: str, group: str, on: dt.date) -> 
         "discount_pct": money(best["discount_pct"] or 0),
         "price_list_id": best["list_id"],
     }
-
-
-async def create_price_list(values: dict[str, Any], prices: list[dict[str, Any]]) -> dict[str, Any]:
-    values["currency"] = str(values["currency"]).upper()
-    if values["currency"] not in CURRENCIES:
-        raise ValidationFailed.field("currency", f"must be one of {', '.join(sorted(CURRENCIES))}")
-    if values.get("valid_to") is not None and values["valid_to"] < values["valid_from"]:
-        raise ValidationFailed.field("valid_to", "must not be before valid_from")
-    if not 0 <= Decimal(str(values.get("discount_pct") or 0)) <= 100:
-        raise ValidationFailed.field("discount_pct", "must be between 0 and 100")
-    ids = [p["product_id"] for p in prices]
-    found = {r["id"] for r in await Product.select(Product.id).where(Product.id.is_in(ids or [-1]))}
-    for i, p in enumerate(prices):
-        if p["product_id"] not in found:
-            raise ValidationFailed.field(f"prices[{i}].product_id", f"no product {p['product_id']}")
-        if Decimal(str(p["price"])) < 0:
-            raise ValidationFailed.field(f"prices[{i}].price", "must be zero or more")
-    async with db.transaction():
-        rows = await PriceList.insert(PriceList(**values)).returning(PriceList.id)
-        list_id = rows[0]["id"]
-        if prices:
-            await Price.insert(
-                *[
-                    Price(price_list_id=list_id, product_id=p["product_id"], price=money(p["price"]))
-                    for p in prices
-                ]
-            )
-    return await price_list(list_id)
 
 
 async def price_list(list_id: int) -> dict[str, Any]:
