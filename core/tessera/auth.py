@@ -12,7 +12,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from tessera import audit, clock, db
+from tessera import audit, clock, db, events
 from tessera.cache import ReadCache
 from tessera.entities.tables import ApiToken, CrmUser, LoginThrottle, PasswordReset, WebSession
 from tessera.errors import NotAuthenticated, TooManyRequests, ValidationFailed
@@ -462,5 +462,6 @@ async def request_reset(email: str, client: str, policy: LoginPolicy, ttl_second
     if user is None or not user["is_active"]:
         await audit.record("reset_requested", "user", None, detail=f"unknown e-mail {address[:100]!r}")
         return
-    token, expires_at = await create_reset_token(user["id"], ttl_seconds)
-    await deliver(user, token, expires_at)
+    async with events.unit_of_work():  # the message (a job) is queued only with its stored token
+        token, expires_at = await create_reset_token(user["id"], ttl_seconds)
+        await deliver(user, token, expires_at)

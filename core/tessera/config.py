@@ -66,6 +66,10 @@ class Settings:
     smtp_timeout: float = 30.0
     #: The From address of messages the CRM sends (``CRM <crm@example.com>``).
     mail_from: str = ""
+    #: The address people reach this deployment at (``https://crm.example.com``), for links in
+    #: messages the CRM sends (the password reset link). Empty: the base URL of the request
+    #: that caused the message (env ``TESSERA_PUBLIC_URL``).
+    public_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -113,6 +117,8 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
     if "TESSERA_TRUSTED_PROXIES" in env:
         proxies = env["TESSERA_TRUSTED_PROXIES"].split(",")
         values["trusted_proxies"] = [p.strip() for p in proxies if p.strip()]
+    if "TESSERA_PUBLIC_URL" in env:
+        values["public_url"] = env["TESSERA_PUBLIC_URL"]
     for name in ("smtp_host", "smtp_security", "smtp_username", "smtp_password", "smtp_ca_file", "mail_from"):
         if f"TESSERA_{name.upper()}" in env:
             values[name] = env[f"TESSERA_{name.upper()}"]
@@ -140,4 +146,6 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         raise ValueError(
             f"smtp_security must be 'none', 'starttls' or 'ssl', not {kwargs['smtp_security']!r}"
         )
+    if kwargs.get("public_url") and not str(kwargs["public_url"]).startswith(("http://", "https://")):
+        raise ValueError(f"public_url must start with http:// or https://, not {kwargs['public_url']!r}")
     return Settings(**kwargs, extra=extra)

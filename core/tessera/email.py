@@ -108,10 +108,17 @@ async def send_email(
     headers: Mapping[str, str] | None = None,
     max_attempts: int = 8,
     dedup_key: str | None = None,
+    record_activity: bool = True,
+    redact_after_send: bool = False,
 ) -> QueuedEmail:
     """Queue a message for sending; call it inside the change's ``unit_of_work()`` so the
     message goes out only if the change committed. Raises ``ValidationFailed`` (422) for a
-    bad recipient, header or attachment."""
+    bad recipient, header or attachment.
+
+    ``record_activity=False``: the message is not client correspondence (a password reset)
+    and is stored on no party's card, even when a recipient's address is a contact's.
+    ``redact_after_send=True``: once the server accepted it, the text and HTML are wiped from
+    the job's stored payload (a message carrying a secret, such as a reset link)."""
     recipients = [to] if isinstance(to, str) else list(to)
     if not recipients:
         raise ValidationFailed.field("to", "at least one recipient is needed")
@@ -143,6 +150,8 @@ async def send_email(
         ],
         "party_id": party_id,
         "contact_id": contact_id,
+        "record_activity": record_activity,
+        "redact_after_send": redact_after_send,
         "message_id": make_msgid(domain=_domain(mail_from)),
     }
     try:  # a header with a line break or a bad MIME type fails now, in the caller's request
@@ -207,12 +216,25 @@ async def send_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str, A
     log.info(
         "e-mail %s accepted for %s (job %s)", payload["message_id"], ", ".join(payload["addresses"]), ctx.id
     )
+    if payload.get("redact_after_send"):
+        await redact_payload(ctx.id, payload)
     try:
-        activities = await record_activities(ctx, payload)
+        activities = await record_activities(ctx, payload) if payload.get("record_activity", True) else []
     except Exception:  # the message is out: failing (and re-sending) would duplicate it
         log.exception("e-mail %s was sent but its activity could not be stored", payload["message_id"])
         activities = []
     return {"message_id": payload["message_id"], "activity_ids": activities, **outcome}
+
+
+REDACTED = "(removed after sending)"
+
+
+async def redact_payload(job_id: int, payload: Mapping[str, Any]) -> None:
+    """Wipe the text and HTML of a sent message from its job (``redact_after_send``)."""
+    from tessera.entities.tables import BackgroundJob
+
+    wiped = {**payload, "text": REDACTED, "html": REDACTED if payload.get("html") else None}
+    await BackgroundJob.update({BackgroundJob.payload: wiped}).where(BackgroundJob.id == job_id)
 
 
 async def _recipient_parties(payload: Mapping[str, Any]) -> list[tuple[int, int | None]]:

@@ -343,14 +343,43 @@ async def change_password(
     return Response(None, status_code=204)
 
 
+def public_base_url(request: Request[Any, Any, Any]) -> str:
+    """Where people reach this deployment: setting ``public_url``, else the request's base URL."""
+    return (settings_of(request).public_url or str(request.base_url)).rstrip("/")
+
+
+def reset_link(request: Request[Any, Any, Any], token: str) -> str:
+    """The web page that sets a new password with ``token`` (``/password-reset?token=...``)."""
+    from urllib.parse import quote
+
+    return f"{public_base_url(request)}/password-reset?token={quote(token, safe='')}"
+
+
+def reset_email_text(user: dict[str, Any], link: str, expires_at: datetime) -> tuple[str, str]:
+    """Subject and text of the reset message."""
+    subject = "Reset your Tessera CRM password"
+    text = (
+        f"Hello {user['name']},\n\n"
+        "someone (hopefully you) asked to reset the password of your Tessera CRM account.\n"
+        "Open this link to choose a new password; it works once and until "
+        f"{expires_at.strftime('%Y-%m-%d %H:%M %Z').strip()}:\n\n{link}\n\n"
+        "If you did not ask for this, ignore this message: your password stays as it is.\n"
+    )
+    return subject, text
+
+
 async def deliver_reset_link(
     request: Request[Any, Any, Any], user: dict[str, Any], token: str, expires_at: datetime
 ) -> None:
-    """The one place a reset token leaves the server for its user. A plugin implementing
-    ``tessera_password_reset_link`` (the e-mail service) delivers it; until one does, every
+    """The one place a reset token leaves the server for its user, called inside the unit of
+    work that stored the token. A plugin implementing ``tessera_password_reset_link`` delivers
+    it its own way (it overrides the rest); otherwise, when SMTP is configured
+    (``smtp_host``), the kernel e-mail service sends the link to the web reset page (no party
+    activity; the text is wiped from the job once sent); when nothing can deliver it, every
     administrator is asked, in their inbox and without the token, to create a reset token
     for the user (``POST /api/users/{id}/password-reset``) and pass it on."""
     from tessera.api.cards import _admin_ids
+    from tessera.email import send_email
     from tessera.entities.tables import Notification
     from tessera.plugins import await_me_maybe
 
@@ -359,6 +388,10 @@ async def deliver_reset_link(
         pm.hook.tessera_password_reset_link(user=dict(user), token=token, expires_at=expires_at)
     )
     if delivered:
+        return
+    if settings_of(request).smtp_host:
+        subject, text = reset_email_text(user, reset_link(request, token), expires_at)
+        await send_email(user["email"], subject, text, record_activity=False, redact_after_send=True)
         return
     for admin_id in await _admin_ids():
         await Notification.insert(
