@@ -5,11 +5,7 @@ real SMTP server (aiosmtpd on a loopback port, STARTTLS with a throwaway CA, AUT
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +14,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from entity_helpers import new_party
+from mail_helpers import MailServer, _free_port
 from tessera import email as mail
 from tessera import events, jobs
 from tessera.config import load_settings
@@ -25,32 +22,6 @@ from tessera.entities.tables import Activity, BackgroundJob
 from tessera.errors import ValidationFailed
 
 SECRET = "s3cret-Smtp-pa55word"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class MailServer:
-    """What the test SMTP server received, and the replies it is told to give."""
-
-    port: int = 0
-    received: list[tuple[list[str], EmailMessage, str | None]] = field(default_factory=list)
-    #: Replies to DATA, used up one per message; then "250 OK".
-    replies: list[str] = field(default_factory=list)
-    logins: list[str] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.replies:
-            return self.replies.pop(0)
-        message = message_from_bytes(envelope.content.replace(b"\r\n", b"\n"), policy=policy.default)
-        auth = session.auth_data
-        login = auth.login.decode() if isinstance(auth, LoginPassword) else None
-        self.received.append((list(envelope.rcpt_tos), message, login))  # type: ignore[arg-type]
-        return "250 OK"
 
 
 def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:

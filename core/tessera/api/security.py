@@ -415,15 +415,21 @@ async def request_password_reset(request: Request[Any, Any, Any], data: ResetReq
     an account; for an active one a single-use token valid ``password_reset_ttl`` seconds is
     created and delivered (see ``tessera_password_reset_link``). Repeated requests from one
     address for one e-mail answer 429 for a while, known e-mail or not."""
+    await arrange_reset(request, data.email)
+    return ResetRequested(detail=RESET_REQUESTED)
+
+
+async def arrange_reset(request: Request[Any, Any, Any], email: str) -> None:
+    """A reset asked for by e-mail address (the API route and the web page "Forgot
+    password?"): ``auth.request_reset`` with delivery by :func:`deliver_reset_link`."""
     settings = settings_of(request)
 
     async def deliver(user: dict[str, Any], token: str, expires_at: datetime) -> None:
         await deliver_reset_link(request, user, token, expires_at)
 
     await auth.request_reset(
-        data.email, client_address(request), login_policy(settings), settings.password_reset_ttl, deliver
+        email, client_address(request), login_policy(settings), settings.password_reset_ttl, deliver
     )
-    return ResetRequested(detail=RESET_REQUESTED)
 
 
 @post("/api/auth/password-reset", operation_id="reset_password", tags=["auth"], status_code=204)

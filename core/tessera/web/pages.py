@@ -81,9 +81,14 @@ async def home(request: Request[Any, Any, Any]) -> Redirect:
     return Redirect("/app" if await current_principal(request) else "/login")
 
 
+#: Messages the sign-in page shows after another page sent the user there (``?done=...``).
+LOGIN_NOTICES = {"password-reset": "Your password has been changed. Sign in with the new one."}
+
+
 @get("/login", include_in_schema=False)
-async def login_page(request: Request[Any, Any, Any]) -> Response[str]:
-    return render(request, "login.html", principal=None, error=None, email="")
+async def login_page(request: Request[Any, Any, Any], done: str = "") -> Response[str]:
+    notice = LOGIN_NOTICES.get(done)
+    return render(request, "login.html", principal=None, error=None, email="", notice=notice)
 
 
 @post("/login", include_in_schema=False, status_code=303)
@@ -273,3 +278,9 @@ WEB_HANDLERS = [
     party_card,
     log_activity,
 ]
+
+# The password pages (Forgot password?, the reset link's page, Change password) use render()
+# above, so they are imported after it.
+from tessera.web.passwords import HANDLERS as _PASSWORD_HANDLERS  # noqa: E402
+
+WEB_HANDLERS.extend(_PASSWORD_HANDLERS)
