@@ -192,3 +192,13 @@ async def test_change_password_page_needs_the_current_password_and_ends_other_se
     assert await _me(crm, elsewhere) == 401
     assert (await crm.get("/api/auth/me", user)).status_code == 401  # "also revoke my API tokens"
     assert await _me(crm, await _session(crm, user["email"], NEW)) == 200
+
+
+def test_public_url_comes_from_the_environment_and_must_be_a_web_address(tmp_path: Any) -> None:
+    from tessera.config import load_settings
+
+    missing = tmp_path / "none.toml"
+    env = {"TESSERA_PUBLIC_URL": "https://crm.example.com"}
+    assert load_settings(missing, env=env).public_url == "https://crm.example.com"
+    with pytest.raises(ValueError, match="public_url"):
+        load_settings(missing, env={"TESSERA_PUBLIC_URL": "crm.example.com"})
