@@ -13,7 +13,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from tessera import __version__, db, email, events, migrations
+from tessera import __version__, db, email, events, migrations, webhooks
 from tessera.api import openapi
 from tessera.api.audit_guard import audit_guard
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
@@ -42,8 +42,9 @@ def boot(settings: Settings, plugins: dict[str, ModuleType | object] | None = No
     db.use_engine(db.make_engine(settings.resolved_database_url))
     service.configure(pm)
     search_service.configure(settings, pm)
-    events.configure(pm, batch_listeners=[search_service.on_events])
+    events.configure(pm, batch_listeners=[search_service.on_events, webhooks.on_events])
     email.configure(settings)
+    webhooks.configure(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return pm
 

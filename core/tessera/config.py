@@ -70,6 +70,10 @@ class Settings:
     #: messages the CRM sends (the password reset link). Empty: the base URL of the request
     #: that caused the message (env ``TESSERA_PUBLIC_URL``).
     public_url: str = ""
+    #: Networks (``10.20.0.0/16``) outbound webhooks may reach although they are private,
+    #: loopback or link-local: an intranet receiver an admin allows (docs/integrations.md,
+    #: "Webhooks"). Empty (the default): only public addresses.
+    webhook_allowed_networks: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -124,6 +128,9 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
             values[name] = env[f"TESSERA_{name.upper()}"]
     if "TESSERA_SMTP_PORT" in env:
         values["smtp_port"] = int(env["TESSERA_SMTP_PORT"])
+    if "TESSERA_WEBHOOK_ALLOWED_NETWORKS" in env:
+        nets = env["TESSERA_WEBHOOK_ALLOWED_NETWORKS"].split(",")
+        values["webhook_allowed_networks"] = [n.strip() for n in nets if n.strip()]
     if _bool(env.get("TESSERA_DISABLE_PLUGIN_AUTOLOAD", "")):
         values["autoload_plugins"] = False
     known = set(Settings.__dataclass_fields__)
@@ -140,6 +147,13 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError as exc:
                 raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or network") from exc
+    if "webhook_allowed_networks" in kwargs:
+        kwargs["webhook_allowed_networks"] = tuple(str(n) for n in kwargs["webhook_allowed_networks"])
+        for net in kwargs["webhook_allowed_networks"]:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"webhook_allowed_networks: {net!r} is not an IP network") from exc
     if kwargs.get("search_backend") not in (None, "whoosh", "postgres"):
         raise ValueError(f"search_backend must be 'whoosh' or 'postgres', not {kwargs['search_backend']!r}")
     if kwargs.get("smtp_security") not in (None, "none", "starttls", "ssl"):

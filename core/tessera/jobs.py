@@ -99,7 +99,16 @@ async def _send_email(ctx: JobContext, payload: dict[str, Any]) -> Any:
     return await send_job(ctx, payload)
 
 
-KERNEL_KINDS: dict[str, JobKind] = {"email.send": JobKind(_send_email, timeout=120.0)}
+async def _deliver_webhook(ctx: JobContext, payload: dict[str, Any]) -> Any:
+    from tessera.webhooks import deliver_job
+
+    return await deliver_job(ctx, payload)
+
+
+KERNEL_KINDS: dict[str, JobKind] = {
+    "email.send": JobKind(_send_email, timeout=120.0),
+    "webhook.deliver": JobKind(_deliver_webhook, timeout=30.0),
+}
 
 
 def collect_kinds(pm: pluggy.PluginManager | None) -> dict[str, JobKind]:

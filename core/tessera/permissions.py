@@ -38,6 +38,7 @@ KERNEL_PERMISSIONS: dict[str, str] = {
     "customfield.manage": "Declare custom fields",
     "audit.read": "Read the audit log",
     "job.manage": "See and switch scheduled jobs",
+    "webhook.manage": "Create, change and delete outbound webhooks and read their delivery log",
     "workflow.read": "Read process instances and deviations",
     "workflow.manage": "Create process templates; suspend, resume, stop and reassign instances",
 }

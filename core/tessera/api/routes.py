@@ -14,7 +14,7 @@ from litestar.response import File
 from msgspec import Struct
 
 from tessera import audit, customfields
-from tessera.api import background
+from tessera.api import background, webhooks
 from tessera.api import filters as f
 from tessera.api.cards import PARTY_EXTRA_HANDLERS
 from tessera.api.crud import entity_router
@@ -434,6 +434,7 @@ def kernel_route_handlers() -> list[Any]:
         set_job,
         list_job_runs,
         *background.HANDLERS,
+        *webhooks.HANDLERS,
         list_plugins,
         list_permissions,
         health,

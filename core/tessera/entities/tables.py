@@ -379,3 +379,37 @@ KERNEL_TABLES: list[type[Table]] = [
     BackgroundJob,
     IdempotencyRecord,
 ]
+
+
+class WebhookSubscription(Table, tablename="webhook_subscription"):
+    """An outbound webhook (``tessera.webhooks``): events of the listed types are POSTed, signed
+    with ``secret`` (HMAC-SHA256), to ``url``."""
+
+    url = Varchar(length=2000)
+    #: Event names (``party.created``), prefixes (``party.*``) or ``*``.
+    event_types = JSON(default=[])
+    #: Signing key; needed in clear to sign, returned only once, at creation.
+    secret = Varchar(length=200, secret=True)
+    active = Boolean(default=True)
+    description = Text(default="")
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebhookDelivery(Table, tablename="webhook_delivery"):
+    """One event for one subscription: the delivery log, updated on every attempt."""
+
+    subscription_id = Integer(index=True)
+    #: ``"<subscription id>:<event id>"``: one delivery (and one job) per pair.
+    key = Varchar(length=200, unique=True)
+    event_id = Integer(index=True)
+    event_type = Varchar(length=100)
+    status = Varchar(length=20, default="pending")  # pending|retrying|delivered|failed
+    attempts = Integer(default=0)
+    last_status_code = Integer(null=True, default=None)
+    last_error = Text(default="")
+    job_id = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_attempt_at = Timestamptz(null=True, default=None)
+    delivered_at = Timestamptz(null=True, default=None)
