@@ -129,6 +129,7 @@ def test_run_py_writes_every_figure(tmp_path: Path) -> None:
         ("sales.py", ("--size", "200"), "funnel"),
         ("workflow.py", ("--size", "200", "--transitions", "5"), "deviation"),
         ("importer.py", ("--rows", "300"), "rows/s"),
+        ("integrations.py", ("--deliveries", "20"), "deliveries/s"),
     ],
 )
 def test_other_benchmarks_run_at_a_tiny_size(

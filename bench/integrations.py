@@ -1,0 +1,157 @@
+"""Integrations benchmark: webhook delivery throughput to a local receiver.
+
+    .venv/bin/python bench/integrations.py --deliveries 2000
+    .venv/bin/python bench/integrations.py --deliveries 2000 --pg postgresql://postgres@127.0.0.1:5432/test
+
+Each measure is one function (``measure_webhook_delivery``; others may be added beside it) run
+on a scratch database (SQLite in a temp dir, or a scratch database on ``--pg``, dropped after).
+Webhooks: N committed events for one subscription are delivered by the background-job worker
+(claim, resolve and check the target, sign, POST, log) to an HTTP receiver on 127.0.0.1 (allowed
+through ``webhook_allowed_networks``); the figure is deliveries/s, printed next to a baseline:
+the same number of bare signed POSTs from one loop to the same receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PICCOLO_CONF", "tessera.piccolo_conf")
+os.environ.setdefault("TESSERA_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+class _Receiver:
+    """A local HTTP receiver that accepts every POST and counts them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.count += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def measure_webhook_delivery(deliveries: int, settings: Any, pm: Any) -> dict[str, Any]:
+    """Deliveries/s of ``deliveries`` events to one subscription, and the bare-POST baseline."""
+    import httpx
+    from tessera import events, jobs, webhooks
+    from tessera.entities.tables import WebhookDelivery, WebhookSubscription
+
+    receiver = _Receiver()
+    try:
+        secret = webhooks.new_secret()
+        await WebhookSubscription.insert(
+            WebhookSubscription(url=receiver.url, event_types=["bench.*"], secret=secret, active=True)
+        )
+        for start in range(0, deliveries, 500):
+            async with events.unit_of_work():
+                for i in range(start, min(start + 500, deliveries)):
+                    await events.emit("bench.ping", "bench", i, {"n": i})
+        queued = await WebhookDelivery.count()
+        started = time.perf_counter()
+        ran = await jobs.work(pm, settings)
+        elapsed = time.perf_counter() - started
+        done = sum(1 for _, status in ran if status == "done")
+        received = receiver.count
+
+        body = b'{"id": 1, "type": "bench.ping", "occurred_at": "2026-03-02T09:00:00+00:00", "data": {}}'
+        base_started = time.perf_counter()
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(deliveries):
+                headers = {
+                    "Tessera-Signature": webhooks.sign(secret, body),
+                    "Content-Type": "application/json",
+                }
+                (await client.post(receiver.url, content=body, headers=headers)).raise_for_status()
+        base_elapsed = time.perf_counter() - base_started
+    finally:
+        receiver.stop()
+    return {
+        "deliveries": deliveries,
+        "queued": queued,
+        "delivered": done,
+        "received": received,
+        "deliveries_per_s": done / elapsed if elapsed else 0.0,
+        "baseline_posts_per_s": deliveries / base_elapsed if base_elapsed else 0.0,
+    }
+
+
+async def main(args: argparse.Namespace) -> int:
+    from tessera import db, migrations
+    from tessera.app import boot
+    from tessera.config import Settings
+
+    scratch = tempfile.mkdtemp(prefix="tessera-bench-")
+    pg_name = None
+    if args.pg:
+        pg_name = f"tessera_bench_{uuid.uuid4().hex[:8]}"
+        await db.execute_on_server(args.pg, f'CREATE DATABASE "{pg_name}"')
+        url = db.database_url_for(args.pg, pg_name)
+        backend = "PostgreSQL"
+    else:
+        url = f"sqlite:///{scratch}/bench.sqlite3"
+        backend = "SQLite"
+    settings = Settings(
+        database_url=url,
+        data_dir=Path(scratch) / "data",
+        plugins=(),
+        webhook_allowed_networks=("127.0.0.0/8",),
+    )
+    pm = boot(settings)
+    await db.start()
+    try:
+        await migrations.migrate()
+        print(f"Integrations benchmark on {backend}")
+        hooks = await measure_webhook_delivery(args.deliveries, settings, pm)
+        print(f"  webhook deliveries to a local receiver ({hooks['deliveries']} events)")
+        print(
+            f"  {'deliveries/s (worker: claim, check, sign, POST, log)':58} {hooks['deliveries_per_s']:10.1f}"
+        )
+        print(f"  {'  baseline: bare signed POSTs/s from one loop':58} {hooks['baseline_posts_per_s']:10.1f}")
+        print(
+            f"  delivered {hooks['delivered']} of {hooks['queued']} queued, receiver got {hooks['received']}"
+        )
+        if hooks["delivered"] != args.deliveries or hooks["received"] < args.deliveries:
+            print("  ERROR: not every event was delivered")
+            return 1
+    finally:
+        await db.stop()
+        if pg_name:
+            await db.execute_on_server(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--deliveries", type=int, default=2000, help="events delivered (default 2000)")
+    parser.add_argument("--pg", default=None, help="PostgreSQL URL; a scratch database is made there")
+    sys.exit(asyncio.run(main(parser.parse_args())))
