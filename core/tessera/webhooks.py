@@ -31,6 +31,7 @@ import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -184,13 +185,15 @@ async def on_events(batch: list[events.DomainEvent]) -> None:
     """Events batch listener: a delivery and a ``webhook.deliver`` job per committed event and
     matching active subscription (idempotent: a redelivered event adds nothing)."""
     subscriptions = await WebhookSubscription.select(
-        WebhookSubscription.id, WebhookSubscription.event_types
+        WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.created_at
     ).where(WebhookSubscription.active == True)  # noqa: E712
     if not subscriptions:
         return
     wanted: list[tuple[int, events.DomainEvent]] = []
     for event in batch:
         for sub in subscriptions:
+            if _before(event.occurred_at, sub["created_at"]):
+                continue  # a subscription hears events from its creation on (not old ones redelivered)
             if event.name == PING:
                 if event.entity_id == sub["id"]:
                     wanted.append((sub["id"], event))
@@ -232,6 +235,12 @@ async def on_events(batch: list[events.DomainEvent]) -> None:
             await WebhookDelivery.update({WebhookDelivery.job_id: job_id}).where(
                 WebhookDelivery.id == inserted[0]["id"]
             )
+
+
+def _before(occurred_at: datetime, created_at: datetime | None) -> bool:
+    if created_at is None or occurred_at.tzinfo is None or created_at.tzinfo is None:
+        return False
+    return occurred_at < created_at
 
 
 def _list(value: Any) -> list[str]:
