@@ -274,3 +274,13 @@ async def test_a_new_subscription_does_not_get_old_events_redelivered(crm: Any, 
     await crm.post("/api/parties", admin, json={"name": "New"})
     log = (await crm.get(f"/api/webhooks/{sub['id']}/deliveries", admin)).json()
     assert [d["event_type"] for d in log] == ["party.created"]
+
+
+def test_the_allowed_networks_come_from_the_environment_and_are_checked(tmp_path: Any) -> None:
+    from tessera.config import load_settings
+
+    env = {"TESSERA_WEBHOOK_ALLOWED_NETWORKS": "10.20.0.0/16, 127.0.0.1"}
+    settings = load_settings(tmp_path / "none.toml", env)
+    assert settings.webhook_allowed_networks == ("10.20.0.0/16", "127.0.0.1")
+    with pytest.raises(ValueError, match="webhook_allowed_networks"):
+        load_settings(tmp_path / "none.toml", {"TESSERA_WEBHOOK_ALLOWED_NETWORKS": "intranet"})
