@@ -70,6 +70,9 @@ class Settings:
     #: messages the CRM sends (the password reset link). Empty: the base URL of the request
     #: that caused the message (env ``TESSERA_PUBLIC_URL``).
     public_url: str = ""
+    #: Language of the web UI for a user who chose none and whose browser asks for none of
+    #: ``ru``, ``uk``, ``en`` (tessera.i18n, docs/i18n.md).
+    default_locale: str = "en"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
