@@ -173,6 +173,16 @@ def translate_message(message: str) -> str:
     return message
 
 
+#: Kernel refusals a person reads on a page (their ``detail``), in the catalogue so that
+#: :func:`translate_message` finds them.
+KNOWN_MESSAGES = (
+    N_("Wrong e-mail or password"),
+    N_("Too many failed logins; try again later"),
+    N_("Sign in again"),
+    N_("There is no such record, or you may not see it."),
+)
+
+
 # -- labels of internal codes ------------------------------------------------------------------
 
 _LABELS: dict[str, dict[str, str]] = {}
@@ -313,6 +323,13 @@ def format_number(value: Any, digits: int | None = None) -> str:
     return numbers.format_decimal(number, format=pattern, locale=current_locale())
 
 
+def format_percent(value: Any) -> str:
+    """A ratio (0.25) as a percentage per locale ("25 %", "25%")."""
+    if value is None or value == "":
+        return ""
+    return numbers.format_percent(Decimal(str(value)), locale=current_locale())
+
+
 def format_money(amount: Any, currency: str | None) -> str:
     """An amount with its currency, per locale ("125 000,00 ₽", "RUB 125,000.00")."""
     if amount is None or amount == "":
@@ -338,6 +355,7 @@ __all__ = [
     "format_datetime",
     "format_money",
     "format_number",
+    "format_percent",
     "gettext",
     "label",
     "language_names",

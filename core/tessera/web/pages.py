@@ -48,6 +48,7 @@ _env.filters["when"] = lambda value: i18n.format_datetime(value) if isinstance(v
 _env.filters["date"] = i18n.format_date
 _env.filters["number"] = i18n.format_number
 _env.filters["money"] = i18n.format_money
+_env.globals["percent"] = i18n.format_percent
 _env.globals["label"] = i18n.label
 _env.globals["tr"] = i18n.translate_message  # a text that is not in the template (a plugin's label)
 _env.globals["item_status"] = lambda kind, status: i18n.label(_status_group(kind), status)
@@ -126,7 +127,10 @@ def error_page(
         "error.html",
         status=exc.status,
         principal=principal,
-        message=i18n.translate_message(exc.detail),
+        # A 404's detail names the record's kind and id; a person is told it plainly.
+        message=i18n.gettext("There is no such record, or you may not see it.")
+        if exc.status == 404
+        else i18n.translate_message(exc.detail),
     )
 
 
