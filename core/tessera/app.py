@@ -13,11 +13,12 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from tessera import __version__, db, email, events, migrations, webhooks
+from tessera import __version__, db, email, events, i18n, migrations, webhooks
 from tessera.api import openapi
 from tessera.api.audit_guard import audit_guard
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
 from tessera.api.input import InputGuard
+from tessera.api.profile import PROFILE_HANDLERS
 from tessera.api.routes import kernel_route_handlers
 from tessera.api.security import AUTH_HANDLERS, provide_principal
 from tessera.config import Settings, load_settings
@@ -28,7 +29,7 @@ from tessera.search import service as search_service
 from tessera.web import openapi as openapi_pages
 from tessera.web.errors import page_aware
 from tessera.web.pages import WEB_HANDLERS
-from tessera.web.plugin_pages import web_routers
+from tessera.web.plugin_pages import catalogue_dirs, web_routers
 from tessera.web.protection import OriginCheck, security_headers
 
 log = logging.getLogger("tessera")
@@ -110,6 +111,7 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     pm = boot(settings, plugins)
+    i18n.configure(settings.default_locale, catalogue_dirs(pm))
 
     async def on_startup(app: Litestar) -> None:
         await startup(check_migrations)
@@ -120,6 +122,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             *AUTH_HANDLERS,
+            *PROFILE_HANDLERS,
             *kernel_route_handlers(),
             *plugin_routers(pm),
             *WEB_HANDLERS,

@@ -74,6 +74,9 @@ class Settings:
     #: loopback or link-local: an intranet receiver an admin allows (docs/integrations.md,
     #: "Webhooks"). Empty (the default): only public addresses.
     webhook_allowed_networks: tuple[str, ...] = ()
+    #: Language of the web UI for a user who chose none and whose browser asks for none of
+    #: ``ru``, ``uk``, ``en`` (tessera.i18n, docs/i18n.md).
+    default_locale: str = "en"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -232,6 +232,18 @@ def tessera_nav_items() -> list[dict[str, str]]:
 
 
 @hookspec
+def tessera_translations() -> str | None:
+    """Return the directory of the plugin's gettext catalogues
+    (``<dir>/<locale>/LC_MESSAGES/messages.po`` for ``ru``, ``uk``, ``en``), or None.
+
+    Called once when the app is built. The catalogues are merged over the kernel's, so the
+    plugin's templates (``{{ _("Deals") }}``), its Python texts (``tessera.i18n.gettext``) and
+    the words of the codes it registers with ``tessera.i18n.register_labels`` are shown in the
+    user's language (docs/i18n.md).
+    """
+
+
+@hookspec
 def tessera_party_tabs(party_id: int) -> list[dict[str, str]]:
     """Return extra tabs for the client card page: ``{"label": ..., "href": ...}``.
 

@@ -27,6 +27,8 @@ class UserIn(Struct, kw_only=True, forbid_unknown_fields=True):
     roles: list[str] = msgspec.field(default_factory=lambda: ["manager"])
     is_active: bool = True
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
+    #: Language of the web UI; empty: the browser's ``Accept-Language`` (docs/i18n.md).
+    locale: Literal["", "ru", "uk", "en"] = ""
 
 
 #: A PATCH that sets ``password`` ends all the user's web sessions; ``revoke_tokens: true``
@@ -49,6 +51,7 @@ class UserOut(Struct, kw_only=True):
     roles: list[str]
     is_active: bool
     timezone: str
+    locale: str = ""
     created_at: datetime
 
 

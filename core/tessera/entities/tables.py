@@ -35,6 +35,8 @@ class CrmUser(Table, tablename="crm_user"):
     is_active = Boolean(default=True)
     team_id = ForeignKey(Team, null=True, on_delete=OnDelete.set_null)
     timezone = Varchar(length=64, default="UTC")
+    #: Language of the web UI (``ru``, ``uk``, ``en``); empty: ``Accept-Language`` (tessera.i18n).
+    locale = Varchar(length=10, default="")
     failed_logins = Integer(default=0)
     locked_until = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())

@@ -10,20 +10,22 @@ from typing import Any
 
 from litestar import Request, Response
 
+from tessera import i18n
 from tessera.errors import DomainError
+from tessera.i18n import N_
 
 #: What a person is told for errors that carry no message of our own (Litestar's 404, 405 ...).
 _PLAIN = {
-    400: "The request could not be read.",
-    401: "Sign in first.",
-    403: "You may not do this.",
-    404: "There is no such page.",
-    405: "This page does not accept that kind of request.",
-    413: "What you sent is too large.",
-    415: "What you sent is of a kind this page does not accept.",
-    429: "Too many attempts; try again later.",
+    400: N_("The request could not be read."),
+    401: N_("Sign in first."),
+    403: N_("You may not do this."),
+    404: N_("There is no such page."),
+    405: N_("This page does not accept that kind of request."),
+    413: N_("What you sent is too large."),
+    415: N_("What you sent is of a kind this page does not accept."),
+    429: N_("Too many attempts; try again later."),
 }
-_SERVER = "Something went wrong on our side; try again in a moment."
+_SERVER = N_("Something went wrong on our side; try again in a moment.")
 
 
 def wants_page(request: Request[Any, Any, Any]) -> bool:
@@ -38,10 +40,10 @@ def wants_page(request: Request[Any, Any, Any]) -> bool:
 
 def _message(exc: Exception, status: int) -> str:
     if status >= 500:
-        return _SERVER
+        return i18n.gettext(_SERVER)
     if isinstance(exc, DomainError):
-        return exc.detail
-    return _PLAIN.get(status, _PLAIN[400])
+        return i18n.translate_message(exc.detail)
+    return i18n.gettext(_PLAIN.get(status, _PLAIN[400]))
 
 
 def for_pages(handler: Callable[..., Response[Any]]) -> Callable[..., Response[Any]]:
@@ -51,8 +53,9 @@ def for_pages(handler: Callable[..., Response[Any]]) -> Callable[..., Response[A
         response = handler(request, exc)
         if not wants_page(request):
             return response
-        from tessera.web.pages import render
+        from tessera.web.pages import render, use_locale
 
+        use_locale(request)
         page = render(
             request,
             "error.html",

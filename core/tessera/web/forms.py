@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from tessera import clock
+from tessera import clock, i18n
 from tessera.errors import DomainError, FieldError, ValidationFailed
+from tessera.i18n import N_
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -63,28 +64,29 @@ def decode_form(struct: type[T], form: Mapping[str, str], **values: Any) -> T:
 
 
 _HUMAN = [
-    (re.compile(r"^Expected `str` of length >= 1$"), "must not be empty"),
-    (re.compile(r"^Expected `str` of length <= (\d+)$"), "must be at most {0} characters"),
-    (re.compile(r"^Expected `str` of length >= (\d+)$"), "must be at least {0} characters"),
-    (re.compile(r"^Invalid enum value '.*'$", re.S), "is not one of the allowed choices"),
-    (re.compile(r"^Invalid RFC3339 encoded datetime$"), "is not a valid date and time"),
-    (re.compile(r"^Invalid RFC3339 encoded date$"), "is not a valid date"),
-    (re.compile(r"^Expected `int` >= (-?\d+)$"), "must be at least {0}"),
-    (re.compile(r"^Expected `int` <= (-?\d+)$"), "must be at most {0}"),
-    (re.compile(r"^Expected `(int|int \| null)`, got `\w+`$"), "must be a whole number"),
-    (re.compile(r"^Object missing required field `[^`]+`$"), "is required"),
-    (re.compile(r"^Object contains unknown field `[^`]+`$"), "is not a field of this form"),
-    (re.compile(r"^Expected `.*`, got `.*`$"), "has the wrong kind of value"),
+    (re.compile(r"^Expected `str` of length >= 1$"), N_("must not be empty")),
+    (re.compile(r"^Expected `str` of length <= (\d+)$"), N_("must be at most {0} characters")),
+    (re.compile(r"^Expected `str` of length >= (\d+)$"), N_("must be at least {0} characters")),
+    (re.compile(r"^Invalid enum value '.*'$", re.S), N_("is not one of the allowed choices")),
+    (re.compile(r"^Invalid RFC3339 encoded datetime$"), N_("is not a valid date and time")),
+    (re.compile(r"^Invalid RFC3339 encoded date$"), N_("is not a valid date")),
+    (re.compile(r"^Expected `int` >= (-?\d+)$"), N_("must be at least {0}")),
+    (re.compile(r"^Expected `int` <= (-?\d+)$"), N_("must be at most {0}")),
+    (re.compile(r"^Expected `(int|int \| null)`, got `\w+`$"), N_("must be a whole number")),
+    (re.compile(r"^Object missing required field `[^`]+`$"), N_("is required")),
+    (re.compile(r"^Object contains unknown field `[^`]+`$"), N_("is not a field of this form")),
+    (re.compile(r"^Expected `.*`, got `.*`$"), N_("has the wrong kind of value")),
 ]
 
 
 def human(message: str) -> str:
-    """A validation message in words a person reads (the API's messages name msgspec's types)."""
+    """A validation message in words a person reads (the API's messages name msgspec's types),
+    in the request's language (tessera.i18n)."""
     for pattern, text in _HUMAN:
         match = pattern.match(message)
         if match:
-            return text.format(*match.groups())
-    return message
+            return i18n.gettext(text).format(*match.groups())
+    return i18n.translate_message(message)
 
 
 def field_errors(exc: DomainError, form_fields: set[str] | frozenset[str]) -> dict[str, str]:

@@ -14,14 +14,15 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect
 
-from tessera import auth, clock, events
+from tessera import auth, clock, events, i18n
 from tessera.api.cards import client_card_data
 from tessera.api.filters import party_filters
+from tessera.api.profile import set_locale
 from tessera.api.security import SESSION_COOKIE, LoginIn, open_session, session_of
 from tessera.entities import activities, parties, service, tasks
 from tessera.entities.dto import set_fields
-from tessera.entities.tables import Activity, Notification, Task
-from tessera.errors import DomainError, NotAuthenticated, PermissionDenied
+from tessera.entities.tables import Activity, CrmUser, Notification, Task
+from tessera.errors import DomainError, FieldError, NotAuthenticated, PermissionDenied, ValidationFailed
 from tessera.permissions import Principal, cached_principal
 from tessera.plugins import call_each
 from tessera.web.forms import decode_form, field_errors
@@ -34,19 +35,70 @@ _env = Environment(
         [FileSystemLoader(Path(__file__).parent / "templates"), PrefixLoader(PLUGIN_TEMPLATES)]
     ),
     autoescape=select_autoescape(["html"]),
+    extensions=["jinja2.ext.i18n"],
 )
-_env.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
+# Texts of every template in the request's language (tessera.i18n reads a context variable
+# set per request by ``use_locale``); newstyle: ``{{ _("Hello %(name)s", name=...) }}``.
+_env.install_gettext_callables(  # type: ignore[attr-defined]
+    gettext=lambda message: i18n.gettext(message),
+    ngettext=lambda singular, plural, n: i18n.translations().ngettext(singular, plural, n),
+    newstyle=True,
+)
+_env.filters["when"] = lambda value: i18n.format_datetime(value) if isinstance(value, datetime) else ""
+_env.filters["date"] = i18n.format_date
+_env.filters["number"] = i18n.format_number
+_env.filters["money"] = i18n.format_money
+_env.globals["percent"] = i18n.format_percent
+_env.globals["label"] = i18n.label
+_env.globals["tr"] = i18n.translate_message  # a text that is not in the template (a plugin's label)
+_env.globals["item_status"] = lambda kind, status: i18n.label(_status_group(kind), status)
+_env.globals["status_title"] = lambda title: _status_title(title)
+_env.globals["status_change"] = i18n.status_change
+_env.globals["languages"] = i18n.language_names
+_env.globals["current_locale"] = i18n.current_locale
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
+def _status_group(kind: str) -> str:
+    """The label group of a timeline item's status: ``activity.call`` -> ``activity.status``."""
+    if kind.startswith("activity."):
+        return "activity.status"
+    return f"{kind}.status"
+
+
+def _status_title(title: str) -> str:
+    """A party status change of the card's timeline (``"new -> current"``) in words."""
+    old, sep, new = title.partition(" -> ")
+    return i18n.status_change(old, new) if sep else title
+
+
+def use_locale(request: Request[Any, Any, Any], user_locale: str | None = None) -> str:
+    """Choose the request's language and use it for the rest of the request: the user's
+    profile setting, else ``Accept-Language``, else the ``default_locale`` setting."""
+    if user_locale in i18n.LOCALES:
+        request.state.locale = user_locale
+    chosen = getattr(request.state, "locale", None) or i18n.negotiate(request.headers.get("accept-language"))
+    return i18n.activate(chosen, getattr(request.state, "timezone", None))
+
+
 async def current_principal(request: Request[Any, Any, Any]) -> Principal | None:
-    """The signed-in user of a web request (session cookie), or None."""
+    """The signed-in user of a web request (session cookie), or None. Also switches the
+    request to the user's language and time zone (``use_locale``)."""
     found = await session_of(request)
     if found is None:
+        use_locale(request)
         return None
     user_id, csrf = found
-    return await cached_principal(user_id, csrf_token=csrf)
+    principal = await cached_principal(user_id, csrf_token=csrf)
+    if principal is not None:
+        row = await CrmUser.select(CrmUser.locale, CrmUser.timezone).where(CrmUser.id == user_id).first()
+        if row is not None:
+            request.state.timezone = row["timezone"]
+        use_locale(request, row["locale"] if row else None)
+    else:
+        use_locale(request)
+    return principal
 
 
 def render(
@@ -56,9 +108,11 @@ def render(
     navigation of every enabled plugin."""
     pm = request.app.state.pm
     nav = [item for _name, items in call_each(pm, "tessera_nav_items") for item in (items or [])]
+    use_locale(request)
     context.setdefault("errors", {})
     context.setdefault("form", {})
-    html = _env.get_template(template).render(nav=nav, **context)
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    html = _env.get_template(template).render(nav=nav, request_path=path, **context)
     # MediaType.HTML: Litestar adds the charset itself (a charset in media_type was doubled).
     return Response(html, media_type=MediaType.HTML, status_code=status)
 
@@ -67,13 +121,23 @@ def error_page(
     request: Request[Any, Any, Any], principal: Principal | None, exc: DomainError
 ) -> Response[str]:
     """The kernel's error page with the error's status (404 for a record the user may not read)."""
-    return render(request, "error.html", status=exc.status, principal=principal, message=exc.detail)
+    use_locale(request)
+    return render(
+        request,
+        "error.html",
+        status=exc.status,
+        principal=principal,
+        # A 404's detail names the record's kind and id; a person is told it plainly.
+        message=i18n.gettext("There is no such record, or you may not see it.")
+        if exc.status == 404
+        else i18n.translate_message(exc.detail),
+    )
 
 
 def check_csrf(principal: Principal, form: dict[str, str]) -> None:
     """Refuse (403) a form that does not carry the session's ``csrf_token`` field."""
     if not principal.csrf_token or form.get("csrf_token") != principal.csrf_token:
-        raise PermissionDenied("The form expired; reload the page and try again")
+        raise PermissionDenied(i18n.gettext("The form expired; reload the page and try again"))
 
 
 @get("/", include_in_schema=False)
@@ -93,11 +157,16 @@ async def login_page(request: Request[Any, Any, Any], done: str = "") -> Respons
 
 @post("/login", include_in_schema=False, status_code=303)
 async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
+    use_locale(request)
     try:
         body = decode_form(LoginIn, data)  # the API's sign-in body, same limits
         _, cookie = await open_session(request, body.email, body.password)
     except DomainError as exc:
-        errors = field_errors(exc, {"email", "password"}) if exc.status == 422 else {"": exc.detail}
+        errors = (
+            field_errors(exc, {"email", "password"})
+            if exc.status == 422
+            else {"": i18n.translate_message(exc.detail)}
+        )
         return render(
             request,
             "login.html",
@@ -124,7 +193,7 @@ async def logout_submit(request: Request[Any, Any, Any], data: Form) -> Response
 async def _require(request: Request[Any, Any, Any]) -> Principal:
     principal = await current_principal(request)
     if principal is None:
-        raise NotAuthenticated("Sign in first")
+        raise NotAuthenticated(i18n.gettext("Sign in first"))
     return principal
 
 
@@ -268,7 +337,25 @@ async def log_activity(request: Request[Any, Any, Any], party_id: int, data: For
     return Redirect(f"/app/parties/{party_id}", status_code=303)
 
 
+@post("/app/language", include_in_schema=False, status_code=303)
+async def language_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
+    """The language switcher of every page (works without JavaScript): stores the chosen
+    language in the user's profile and goes back to the page it was sent from."""
+    principal = await _require(request)
+    check_csrf(principal, data)
+    locale = data.get("locale", "")
+    if locale not in i18n.LOCALES:
+        refusal = i18n.gettext("This language is not available.")
+        return error_page(request, principal, ValidationFailed(refusal, [FieldError("locale", refusal)]))
+    await set_locale(principal.user_id, locale)
+    back = data.get("next", "")
+    if not back.startswith("/") or back.startswith("//"):
+        back = "/app"  # only a path of this site, never another site
+    return Redirect(back, status_code=303)
+
+
 WEB_HANDLERS = [
+    language_submit,
     home,
     login_page,
     login_submit,

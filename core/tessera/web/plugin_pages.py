@@ -42,6 +42,18 @@ def _templates_dir(plugin: object) -> Path | None:
     return None
 
 
+def catalogue_dirs(pm: pluggy.PluginManager) -> list[Path]:
+    """The enabled plugins' catalogue folders (``tessera_translations``), for tessera.i18n."""
+    found = []
+    for name, folder in call_each(pm, "tessera_translations"):
+        if folder is None:
+            continue
+        if not Path(folder).is_dir():
+            raise PluginError(f"Plugin {name!r}: tessera_translations must return an existing directory")
+        found.append(Path(folder))
+    return found
+
+
 def web_routers(pm: pluggy.PluginManager) -> list[Router]:
     """Routers of the enabled plugins' pages; also makes their templates loadable."""
     routers = []

@@ -5,12 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from tessera import i18n
 from tessera.entities.tables import CrmUser
+from tessera.errors import DomainError
+from tessera.i18n import gettext as _
 from tessera.workflow.tables import WorkflowInstance
 
 from tessera_sales import services
 from tessera_sales.pipelines import DEAL_SUBJECT
 from tessera_sales.tables import Deal, Proposal, SalesDocument, StageVisit
+
+
+async def _stage_names(pipelines: set[str]) -> dict[str, str]:
+    """Stage key -> the stage's name (a person reads names, never keys)."""
+    names: dict[str, str] = {}
+    for key in pipelines:
+        try:
+            definition = await services.pipeline(key)
+        except DomainError:
+            continue
+        names.update({s["key"]: s["name"] for s in definition["stages"]})
+    return names
 
 
 async def timeline(party_id: int) -> list[dict[str, Any]]:
@@ -26,13 +41,14 @@ async def timeline(party_id: int) -> list[dict[str, Any]]:
                 "at": d["created_at"],
                 "id": d["id"],
                 "user_id": d["owner_id"],
-                "title": f"Сделка открыта: {d['title']} ({services.money(d['amount'])} {d['currency']})",
+                "title": f"{d['title']} ({i18n.format_money(d['amount'], d['currency'])})",
                 "status": d["status"],
             }
         )
     visits = (
         await StageVisit.select().where(StageVisit.deal_id.is_in(list(by_id))).order_by(StageVisit.entered_at)
     )
+    stages = await _stage_names({d["pipeline"] for d in deals})
     for v in visits:
         if v["seq"] <= 1:
             continue
@@ -43,7 +59,7 @@ async def timeline(party_id: int) -> list[dict[str, Any]]:
                 "at": v["entered_at"],
                 "id": d["id"],
                 "user_id": d["owner_id"],
-                "title": f"{d['title']}: этап «{v['stage']}»",
+                "title": _("%(deal)s: stage “%(stage)s”", deal=d["title"], stage=stages.get(v["stage"], "")),
                 "detail": d["loss_comment"] if v["stage"] == "lost" else "",
             }
         )
@@ -63,7 +79,12 @@ async def timeline(party_id: int) -> list[dict[str, Any]]:
                 "at": p["created_at"],
                 "id": p["id"],
                 "user_id": p["created_by"],
-                "title": f"КП {p['number']} v{p['version']}: {services.money(p['total'])} {p['currency']}",
+                "title": _(
+                    "Proposal %(number)s v%(version)s: %(total)s",
+                    number=p["number"],
+                    version=p["version"],
+                    total=i18n.format_money(p["total"], p["currency"]),
+                ),
             }
         )
     for doc in await SalesDocument.select().where(SalesDocument.party_id == party_id):
@@ -73,7 +94,7 @@ async def timeline(party_id: int) -> list[dict[str, Any]]:
                 "at": doc["created_at"],
                 "id": doc["id"],
                 "user_id": doc["created_by"],
-                "title": f"{doc['number']}: {services.money(doc['amount'])} {doc['currency']}",
+                "title": f"{doc['number']}: {i18n.format_money(doc['amount'], doc['currency'])}",
             }
         )
     return items

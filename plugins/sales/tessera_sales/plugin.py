@@ -115,12 +115,24 @@ def tessera_party_participants(party_id: int) -> Any:
 
 @hookimpl
 def tessera_nav_items() -> list[dict[str, str]]:
-    return [{"label": "Сделки", "href": "/sales/deals"}, {"label": "Воронка", "href": "/sales/funnel"}]
+    from tessera.i18n import gettext as _
+
+    return [{"label": _("Deals"), "href": "/sales/deals"}, {"label": _("Funnel"), "href": "/sales/funnel"}]
 
 
 @hookimpl
 def tessera_party_tabs(party_id: int) -> list[dict[str, str]]:
-    return [{"label": "Сделки", "href": f"/sales/parties/{party_id}/deals"}]
+    from tessera.i18n import gettext as _
+
+    return [{"label": _("Deals"), "href": f"/sales/parties/{party_id}/deals"}]
+
+
+@hookimpl
+def tessera_translations() -> str:
+    """The plugin's gettext catalogues (ru, uk, en), merged over the kernel's."""
+    from pathlib import Path
+
+    return str(Path(__file__).parent / "locale")
 
 
 @hookimpl

@@ -12,11 +12,12 @@ from typing import Annotated, Any
 from litestar import Request, Response, get, post
 from litestar.params import QueryParameter
 from litestar.response import Redirect
-from tessera import clock
+from tessera import clock, i18n
 from tessera.entities import service
 from tessera.entities.parties import PARTY
-from tessera.entities.tables import CrmUser, Party
+from tessera.entities.tables import CrmUser, Party, Team
 from tessera.errors import DomainError
+from tessera.i18n import N_
 from tessera.web.plugin_pages import (
     Form,
     check_csrf,
@@ -31,8 +32,24 @@ from tessera_sales import reports, services, sources
 from tessera_sales.routes import CloseIn, MoveIn
 from tessera_sales.tables import Deal, LossReason
 
-SCOPES = {"mine": "Мои сделки", "all": "Все доступные"}
-STATUSES = {"open": "в работе", "won": "выиграна", "lost": "проиграна"}
+SCOPES = {"mine": N_("My deals"), "all": N_("All I may see")}
+STATUSES = {"open": N_("In progress"), "won": N_("Won"), "lost": N_("Lost")}
+i18n.register_labels("sales.deal.status", STATUSES)
+i18n.register_labels("sales.deal.opened.status", STATUSES)
+i18n.register_labels(
+    "timeline.kind",
+    {
+        "sales.deal.opened": N_("Deal opened"),
+        "sales.deal.stage": N_("Deal stage"),
+        "sales.deal.won": N_("Deal won"),
+        "sales.deal.lost": N_("Deal lost"),
+        "sales.proposal": N_("Proposal"),
+        "sales.order": N_("Order"),
+        "sales.invoice": N_("Invoice"),
+        "sales.shipment": N_("Shipment"),
+        "sales.act": N_("Act"),
+    },
+)
 #: Fields the deal page's forms show (an error about another field is shown above them).
 FORM_FIELDS = frozenset({"to", "comment", "outcome", "loss_reason_id"})
 
@@ -233,12 +250,14 @@ async def funnel_page(
     except DomainError as exc:
         return error_page(request, principal, exc)
     users, _ = await _names({g["group"] for g in report["groups"] if g["group"]}, set())
+    teams = {t["id"]: t["name"] for t in await Team.select(Team.id, Team.name)}
     return render(
         request,
         "sales/funnel.html",
         principal=principal,
         report=report,
         users=users,
+        teams=teams,
         date_from=date_from,
         date_to=date_to,
         group_by=group_by,

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.plugins("sales")
 
 async def _sign_in(crm, user, password="correct-horse-battery"):
     crm.client.cookies.clear()
+    crm.client.headers["Accept-Language"] = "ru"  # the pages' words below are Russian
     r = await crm.client.post("/login", data={"email": user["email"], "password": password})
     assert r.status_code == 303, r.text
 
@@ -42,7 +43,7 @@ async def test_deal_lists_follow_visibility(crm, world):
     deals = await _deals(crm, world)
     await _sign_in(crm, world["anna"])
     mine = await _page(crm, "/sales/deals")
-    assert "Сделка Анны" in mine and "125 000.00 RUB" in mine and "ООО Ромашка" in mine
+    assert "Сделка Анны" in mine and "125 000,00 ₽" in mine.replace("\xa0", " ") and "ООО Ромашка" in mine
     assert "Сделка Бориса" not in mine and "Угода Олени" not in mine
     assert 'href="/sales/deals"' in mine  # the navigation entry
     everything = await _page(crm, "/sales/deals?scope=all")
@@ -76,7 +77,7 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
     await _sign_in(crm, anna)
     url = f"/sales/deals/{deal['id']}"
     page = await _page(crm, url)
-    assert "Сделка Анны" in page and "Квалификация" in page and "125 000.00 RUB" in page
+    assert "Сделка Анны" in page and "Квалификация" in page and "125 000,00 ₽" in page.replace("\xa0", " ")
     assert "На этап «Выявление потребностей»" in page
 
     forged = await crm.client.post(f"{url}/move", data={"to": "needs"})
@@ -111,7 +112,7 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
     )
     assert r.status_code == 303
     closed = await _page(crm, url)
-    assert "проиграна" in closed and "Сделка проиграна" not in closed  # no forms on a closed deal
+    assert "Проиграна" in closed and "Сделка проиграна" not in closed  # no forms on a closed deal
     assert (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()["status"] == "lost"
 
 
@@ -157,7 +158,7 @@ async def test_losing_a_deal_from_the_page_refuses_what_the_api_refuses_beside_t
         assert beside, (field, text[-2500:])
         assert "Expected `" not in text
         if field == "comment":
-            assert beside.group(1) == "must be at most 5000 characters"
+            assert beside.group(1) == "должно быть не длиннее 5000 символов"  # in the user's language
             assert f'value="{reasons[0]["id"]}" selected' in text  # the choice is kept
         else:
             assert ">ушли к конкуренту</textarea>" in text  # what the user wrote is kept
@@ -168,3 +169,32 @@ async def test_losing_a_deal_from_the_page_refuses_what_the_api_refuses_beside_t
         )
         assert api.status_code == 422 and api.json()["errors"][0]["field"] == field
     assert (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()["status"] == "open"
+
+
+@pytest.mark.parametrize(
+    ("locale", "words", "foreign"),
+    [
+        ("uk", ("Угоди", "Вирва", "Етап", "Сума"), ("Сделки", "Deals", "Stage")),
+        ("en", ("Deals", "Funnel", "Stage", "Amount"), ("Сделки", "Угоди")),
+        ("ru", ("Сделки", "Воронка", "Этап", "Сумма"), ("Угоди", "Deals")),
+    ],
+)
+async def test_sales_pages_follow_the_users_language(crm, world, locale, words, foreign):
+    anna = world["anna"]
+    assert (await crm.patch("/api/auth/me", anna, json={"locale": locale})).status_code == 200
+    deal = await open_deal(crm, anna, world["anna_party"]["id"], title="Сделка Анны", amount="125000")
+    await _sign_in(crm, anna)
+    party_id = world["anna_party"]["id"]
+    for url in (
+        "/sales/deals",
+        f"/sales/deals/{deal['id']}",
+        "/sales/funnel",
+        f"/sales/parties/{party_id}/deals",
+    ):
+        text = re.sub(r"<[^>]*>", " ", await _page(crm, url))
+        assert all(w in text for w in words[:1]), (url, text[:500])
+        assert not [w for w in foreign if re.search(rf"\b{w}\b", text)], (url, text[:800])
+    page = re.sub(r"<[^>]*>", " ", await _page(crm, f"/sales/deals/{deal['id']}"))
+    assert words[3] in page and "Квалификация" in page  # the stage's name, never its key
+    card = re.sub(r"<[^>]*>", " ", await _page(crm, f"/app/parties/{party_id}"))
+    assert "sales.deal" not in card and "qualification" not in card
