@@ -39,6 +39,7 @@ import httpx
 from piccolo.utils.encoding import dump_json
 
 from tessera import clock, events, jobs
+from tessera.cache import ReadCache
 from tessera.config import Settings
 from tessera.entities.tables import WebhookDelivery, WebhookSubscription
 
@@ -181,12 +182,33 @@ def event_body(event: events.DomainEvent) -> dict[str, Any]:
     }
 
 
+#: Seconds the listener reuses the list of active subscriptions: it runs after every write in
+#: the system, and one query per delivery was a round trip added to every create and workflow
+#: transition. A change through the API in this process counts at once
+#: (``forget_subscriptions``), one made by another process within this many seconds.
+SUBSCRIPTIONS_TTL = 2.0
+_active: ReadCache[str, list[dict[str, Any]]] = ReadCache(SUBSCRIPTIONS_TTL)
+
+
+def forget_subscriptions() -> None:
+    """A subscription was created, changed or deleted: the listener reads them afresh."""
+    _active.clear()
+
+
+async def _active_subscriptions() -> list[dict[str, Any]]:
+    hit = _active.get("active")
+    if hit is None:
+        rows = await WebhookSubscription.select(
+            WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.created_at
+        ).where(WebhookSubscription.active == True)  # noqa: E712
+        hit = _active.put("active", rows)
+    return hit
+
+
 async def on_events(batch: list[events.DomainEvent]) -> None:
     """Events batch listener: a delivery and a ``webhook.deliver`` job per committed event and
     matching active subscription (idempotent: a redelivered event adds nothing)."""
-    subscriptions = await WebhookSubscription.select(
-        WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.created_at
-    ).where(WebhookSubscription.active == True)  # noqa: E712
+    subscriptions = await _active_subscriptions()
     if not subscriptions:
         return
     wanted: list[tuple[int, events.DomainEvent]] = []

@@ -139,6 +139,7 @@ async def create_webhook(
             {"id": webhook_id, "url": url},
             also=[audit.entry("create", "webhook", webhook_id, audit.diff(None, fields))],
         )
+    webhooks.forget_subscriptions()
     row = await _get(webhook_id)
     return to_struct({**row, "secret": secret}, WebhookCreated)
 
@@ -176,6 +177,7 @@ async def update_webhook(
                 {"id": webhook_id, "changes": sorted(diff)},
                 also=[audit.entry("update", "webhook", webhook_id, diff)],
             )
+    webhooks.forget_subscriptions()
     return to_struct(await _get(webhook_id), WebhookOut)
 
 
@@ -193,6 +195,7 @@ async def delete_webhook(principal: Principal, webhook_id: WebhookId) -> None:
             {"id": webhook_id},
             also=[audit.entry("delete", "webhook", webhook_id, audit.diff(old, None))],
         )
+    webhooks.forget_subscriptions()
 
 
 @get("/api/webhooks/{webhook_id:int}/deliveries", operation_id="list_webhook_deliveries", tags=["webhooks"])
