@@ -174,3 +174,54 @@ def test_money_and_dates_follow_the_locale():
     i18n.activate("en")
     assert "125,000.00" in i18n.format_money("125000", "RUB")
     i18n.activate(None)
+
+
+#: English words of the password pages that a Ukrainian page must not show.
+PASSWORD_PAGE_ENGLISH = (
+    "Change password",
+    "Current password",
+    "New password",
+    "Forgot password",
+    "reset link",
+    "Back to sign-in",
+    "does not match",
+    "API tokens",
+    "signed out",
+    "Password",
+)
+
+
+async def test_password_pages_are_in_ukrainian(crm):
+    """ "Forgot password?" (by the browser's language), its answer, the reset link's page and
+    "Change password" (by the user's profile setting, with a field error) speak Ukrainian."""
+    uk = {"Accept-Language": "uk"}
+    request = visible_text((await crm.client.get("/password-reset/request", headers=uk)).text)
+    assert "Забули пароль?" in request and "Надіслати посилання для скидання" in request
+    sent = await crm.client.post("/password-reset/request", data={"email": "nobody@example.com"}, headers=uk)
+    assert sent.status_code == 200 and "підготовлено скидання пароля" in visible_text(sent.text)
+    reset = visible_text((await crm.client.get("/password-reset?token=x", headers=uk)).text)
+    assert "Задайте новий пароль" in reset and "Новий пароль ще раз" in reset
+    done = visible_text((await crm.client.get("/login?done=password-reset", headers=uk)).text)
+    assert "Ваш пароль змінено. Увійдіть із новим паролем." in done
+
+    manager = await crm.user("manager")
+    await _set_locale(crm, manager, "uk")
+    await _sign_in(crm, manager)
+    page = await crm.client.get("/app/password", headers={"Accept-Language": "en"})
+    change = visible_text(page.text)
+    assert "Змінити пароль" in change and "Поточний пароль" in change and "Пароль" in change
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    typo = {
+        "csrf_token": token,
+        "current_password": "correct-horse-battery",
+        "new_password": "new-horse-battery-staple",
+        "new_password_again": "other-horse-battery",
+    }
+    refused = await crm.client.post("/app/password", data=typo)
+    assert refused.status_code == 422 and "не збігається з новим паролем" in visible_text(refused.text)
+    wrong = await crm.client.post(
+        "/app/password", data={**typo, "current_password": "nope", "new_password_again": typo["new_password"]}
+    )
+    assert "не збігається з вашим поточним паролем" in visible_text(wrong.text)
+    for text in (request, visible_text(sent.text), reset, done, change, visible_text(refused.text)):
+        assert not [w for w in PASSWORD_PAGE_ENGLISH if w in text], text[:800]

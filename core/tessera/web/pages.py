@@ -23,6 +23,7 @@ from tessera.entities import activities, parties, service, tasks
 from tessera.entities.dto import set_fields
 from tessera.entities.tables import Activity, CrmUser, Notification, Task
 from tessera.errors import DomainError, FieldError, NotAuthenticated, PermissionDenied, ValidationFailed
+from tessera.i18n import N_
 from tessera.permissions import Principal, cached_principal
 from tessera.plugins import call_each
 from tessera.web.forms import decode_form, field_errors
@@ -146,13 +147,21 @@ async def home(request: Request[Any, Any, Any]) -> Redirect:
 
 
 #: Messages the sign-in page shows after another page sent the user there (``?done=...``).
-LOGIN_NOTICES = {"password-reset": "Your password has been changed. Sign in with the new one."}
+LOGIN_NOTICES = {"password-reset": N_("Your password has been changed. Sign in with the new one.")}
 
 
 @get("/login", include_in_schema=False)
 async def login_page(request: Request[Any, Any, Any], done: str = "") -> Response[str]:
+    use_locale(request)
     notice = LOGIN_NOTICES.get(done)
-    return render(request, "login.html", principal=None, error=None, email="", notice=notice)
+    return render(
+        request,
+        "login.html",
+        principal=None,
+        error=None,
+        email="",
+        notice=i18n.gettext(notice) if notice else None,
+    )
 
 
 @post("/login", include_in_schema=False, status_code=303)

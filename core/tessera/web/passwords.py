@@ -16,7 +16,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
-from tessera import auth
+from tessera import auth, i18n
 from tessera.api.security import (
     SESSION_COOKIE,
     PasswordChangeIn,
@@ -28,17 +28,20 @@ from tessera.api.security import (
     settings_of,
 )
 from tessera.errors import DomainError
+from tessera.i18n import N_
 from tessera.permissions import forget_principals
 from tessera.web.forms import decode_form, field_errors
-from tessera.web.pages import Form, check_csrf, current_principal, render
+from tessera.web.pages import Form, check_csrf, current_principal, render, use_locale
 
 #: The second copy of the new password: the page's own business, never sent to the service.
 AGAIN = "new_password_again"
-MISMATCH = "does not match the new password"
-RESET_SENT = (
-    "If an active account has this e-mail address, we have arranged a password reset for it: "
-    "look for an e-mail with a link (it works once and for a limited time), or an "
-    "administrator will get in touch with you."
+#: Shown beside the second copy when the two differ (translated when shown).
+MISMATCH = N_("does not match the new password")
+#: The service's refusals these pages show beside a field or above the form, in the catalogue
+#: so that ``field_errors`` / ``i18n.translate_message`` find them (docs/i18n.md).
+SERVICE_MESSAGES = (
+    N_("is not your current password"),
+    N_("The reset token is invalid, expired or already used"),
 )
 
 
@@ -59,11 +62,14 @@ async def reset_request_page(request: Request[Any, Any, Any]) -> Response[str]:
 @post("/password-reset/request", include_in_schema=False, status_code=200)
 async def reset_request_submit(request: Request[Any, Any, Any], data: Form) -> Response[str]:
     """Same page and words whether or not the address belongs to an account."""
+    use_locale(request)  # the field errors below are made before render() in this language
     try:
         body = decode_form(ResetRequestIn, data)
         await arrange_reset(request, body.email)
     except DomainError as exc:
-        errors = field_errors(exc, {"email"}) if exc.status == 422 else {"": exc.detail}
+        errors = (
+            field_errors(exc, {"email"}) if exc.status == 422 else {"": i18n.translate_message(exc.detail)}
+        )
         return render(
             request,
             "password_reset_request.html",
@@ -89,11 +95,12 @@ async def reset_page(request: Request[Any, Any, Any], token: str = "") -> Respon
 async def reset_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
     """The token comes in the form's hidden field (the address bar no longer shows it); on
     success every session of the account has ended and the sign-in page says so."""
+    use_locale(request)
     sent = {k: v for k, v in data.items() if k != AGAIN}
     try:
         body = decode_form(PasswordResetIn, sent)
         if data.get(AGAIN, "") != body.new_password:
-            return _reset_form(request, data, {AGAIN: MISMATCH}, 422)
+            return _reset_form(request, data, {AGAIN: i18n.gettext(MISMATCH)}, 422)
         await auth.reset_password(
             body.token,
             body.new_password,
@@ -103,7 +110,11 @@ async def reset_submit(request: Request[Any, Any, Any], data: Form) -> Response[
         )
         forget_principals()
     except DomainError as exc:
-        errors = field_errors(exc, {"new_password"}) if exc.status == 422 else {"": exc.detail}
+        errors = (
+            field_errors(exc, {"new_password"})
+            if exc.status == 422
+            else {"": i18n.translate_message(exc.detail)}
+        )
         return _reset_form(request, data, errors, exc.status)
     return Redirect("/login?done=password-reset", status_code=303)
 
@@ -149,7 +160,7 @@ async def change_submit(request: Request[Any, Any, Any], data: Form) -> Response
     try:
         body = decode_form(PasswordChangeIn, sent)
         if data.get(AGAIN, "") != body.new_password:
-            errors = {AGAIN: MISMATCH}
+            errors = {AGAIN: i18n.gettext(MISMATCH)}
             status = 422
         else:
             await auth.change_password(
@@ -164,7 +175,7 @@ async def change_submit(request: Request[Any, Any, Any], data: Form) -> Response
             forget_principals()
             return Redirect("/app/password?done=1", status_code=303)
     except DomainError as exc:
-        errors = field_errors(exc, fields) if exc.status == 422 else {"": exc.detail}
+        errors = field_errors(exc, fields) if exc.status == 422 else {"": i18n.translate_message(exc.detail)}
         status = exc.status
     return render(
         request,
