@@ -29,6 +29,7 @@ from tessera.search import service as search_service
 from tessera.web import openapi as openapi_pages
 from tessera.web.errors import page_aware
 from tessera.web.pages import WEB_HANDLERS
+from tessera.web.passwords import HANDLERS as PASSWORD_PAGES
 from tessera.web.plugin_pages import catalogue_dirs, web_routers
 from tessera.web.protection import OriginCheck, security_headers
 
@@ -126,6 +127,7 @@ def create_app(
             *kernel_route_handlers(),
             *plugin_routers(pm),
             *WEB_HANDLERS,
+            *PASSWORD_PAGES,
             *web_routers(pm),
             openapi_pages.static_router(),
         ],

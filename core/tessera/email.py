@@ -206,6 +206,7 @@ class TemporarySMTPError(Exception):
     """A 4xx reply: the job is retried with back-off."""
 
 
+@jobs.kernel_kind("email.send", timeout=120.0)
 async def send_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Handler of ``email.send`` jobs."""
     settings = ctx.settings or _settings

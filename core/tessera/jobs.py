@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
+import socket
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -93,22 +95,25 @@ class JobKind:
 # --------------------------------------------------------------------------- declarations
 
 
-async def _send_email(ctx: JobContext, payload: dict[str, Any]) -> Any:
-    from tessera.email import send_job
-
-    return await send_job(ctx, payload)
-
-
-async def _deliver_webhook(ctx: JobContext, payload: dict[str, Any]) -> Any:
-    from tessera.webhooks import deliver_job
-
-    return await deliver_job(ctx, payload)
+#: The kernel's own job kinds (``email.send``, ``webhook.deliver``). The modules that handle
+#: them register here when imported (``kernel_kind``; the app imports them), so this module
+#: stands below them instead of importing them back.
+KERNEL_KINDS: dict[str, JobKind] = {}
 
 
-KERNEL_KINDS: dict[str, JobKind] = {
-    "email.send": JobKind(_send_email, timeout=120.0),
-    "webhook.deliver": JobKind(_deliver_webhook, timeout=30.0),
-}
+def kernel_kind(kind: str, timeout: float = 600.0) -> Callable[[Handler], Handler]:
+    """Decorator: ``handler`` runs the kernel's background jobs of ``kind``."""
+
+    def register(handler: Handler) -> Handler:
+        KERNEL_KINDS[kind] = JobKind(handler, timeout=timeout)
+        return handler
+
+    return register
+
+
+def node_name() -> str:
+    """This worker process, as it signs its claims (the scheduler's too)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def collect_kinds(pm: pluggy.PluginManager | None) -> dict[str, JobKind]:
@@ -354,8 +359,6 @@ async def work(
 ) -> list[tuple[int, str]]:
     """Claim and run due jobs one at a time until none is due (or ``limit`` ran); returns
     ``(job id, status after the run)`` pairs."""
-    from tessera.scheduler import node_name
-
     node = node or node_name()
     kinds = collect_kinds(pm)
     ran: list[tuple[int, str]] = []
@@ -372,8 +375,6 @@ async def run_worker(
     pm: pluggy.PluginManager, settings: Settings | None, stop: asyncio.Event, poll_seconds: float = 1.0
 ) -> None:
     """Run due background jobs until ``stop`` is set (beside the scheduler, in ``tessera worker``)."""
-    from tessera.scheduler import node_name
-
     node = node_name()
     while not stop.is_set():
         try:

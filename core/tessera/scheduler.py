@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from croniter import croniter
 from tessera import clock, db, events
 from tessera.config import Settings
 from tessera.entities.tables import Job, JobRun, WebSession
+from tessera.jobs import node_name
 from tessera.plugins import PluginError, call_each
 
 log = logging.getLogger("tessera.scheduler")
@@ -187,10 +186,6 @@ async def sync_jobs(pm: pluggy.PluginManager) -> None:
                         Job.next_run_at: spec.next_after(now) if spec.cron else now,
                     }
                 ).where(Job.name == name)
-
-
-def node_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

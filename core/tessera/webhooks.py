@@ -313,6 +313,7 @@ async def _log(delivery_id: int, **changes: Any) -> None:
     await WebhookDelivery.update(values).where(WebhookDelivery.id == delivery_id)
 
 
+@jobs.kernel_kind("webhook.deliver", timeout=30.0)
 async def deliver_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Handler of ``webhook.deliver`` jobs: one attempt, logged on the delivery row."""
     delivery_id = int(payload["delivery_id"])

@@ -145,6 +145,24 @@ class AuditOut(Struct, kw_only=True):
     detail: str
 
 
+class BackgroundJobOut(Struct, kw_only=True):
+    """The ``BackgroundJobOut`` schema of the API."""
+
+    id: int
+    kind: str
+    status: str
+    run_at: datetime.datetime
+    attempts: int
+    max_attempts: int
+    progress: dict[str, Any]
+    result: Any
+    error: str
+    created_by: int | None
+    created_at: datetime.datetime
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+
+
 class CadenceRuleIn(Struct, kw_only=True):
     """The ``CadenceRuleIn`` schema of the API."""
 
@@ -346,6 +364,23 @@ class DealPatch(Struct, kw_only=True):
     lines: list[LineIn] | UnsetType = UNSET
     custom: dict[str, Any] | UnsetType = UNSET
     version: int | UnsetType = UNSET
+
+
+class DeliveryOut(Struct, kw_only=True):
+    """The ``DeliveryOut`` schema of the API."""
+
+    id: int
+    subscription_id: int
+    event_id: int
+    event_type: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str
+    job_id: int | None
+    created_at: datetime.datetime
+    last_attempt_at: datetime.datetime | None
+    delivered_at: datetime.datetime | None
 
 
 class DocumentIn(Struct, kw_only=True):
@@ -681,6 +716,12 @@ class Phone(Struct, kw_only=True):
     type: str = "work"
 
 
+class PingOut(Struct, kw_only=True):
+    """The ``PingOut`` schema of the API."""
+
+    event_id: int
+
+
 class PlanIn(Struct, kw_only=True):
     """The ``PlanIn`` schema of the API."""
 
@@ -742,6 +783,19 @@ class ProductIn(Struct, kw_only=True):
     unit: str = "шт"
     description: str = ""
     active: bool = True
+
+
+class ProfileOut(Struct, kw_only=True):
+    """The ``ProfileOut`` schema of the API."""
+
+    user_id: int
+    locale: str
+
+
+class ProfilePatch(Struct, kw_only=True):
+    """The ``ProfilePatch`` schema of the API."""
+
+    locale: Literal["", "ru", "uk", "en"]
 
 
 class ProposalTemplateIn(Struct, kw_only=True):
@@ -1121,6 +1175,7 @@ class UserIn(Struct, kw_only=True):
     roles: list[str] | UnsetType = UNSET
     is_active: bool = True
     timezone: str = "UTC"
+    locale: Literal["", "ru", "uk", "en"] = ""
 
 
 class UserOut(Struct, kw_only=True):
@@ -1134,6 +1189,7 @@ class UserOut(Struct, kw_only=True):
     is_active: bool
     timezone: str
     created_at: datetime.datetime
+    locale: str = ""
 
 
 class UserOutPage(Struct, kw_only=True):
@@ -1153,8 +1209,54 @@ class UserPatch(Struct, kw_only=True):
     roles: list[str] | UnsetType = UNSET
     is_active: bool | UnsetType = UNSET
     timezone: str | UnsetType = UNSET
+    locale: Literal["", "ru", "uk", "en"] | UnsetType = UNSET
     version: int | UnsetType = UNSET
     revoke_tokens: bool | UnsetType = UNSET
+
+
+class WebhookCreated(Struct, kw_only=True):
+    """The ``WebhookCreated`` schema of the API."""
+
+    id: int
+    url: str
+    event_types: list[str]
+    description: str
+    active: bool
+    created_by: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    secret: str
+
+
+class WebhookIn(Struct, kw_only=True):
+    """The ``WebhookIn`` schema of the API."""
+
+    url: str
+    event_types: list[str]
+    description: str = ""
+    active: bool = True
+
+
+class WebhookOut(Struct, kw_only=True):
+    """The ``WebhookOut`` schema of the API."""
+
+    id: int
+    url: str
+    event_types: list[str]
+    description: str
+    active: bool
+    created_by: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class WebhookPatch(Struct, kw_only=True):
+    """The ``WebhookPatch`` schema of the API."""
+
+    url: str | UnsetType = UNSET
+    event_types: list[str] | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
 
 
 MODELS: dict[str, type[Struct]] = {
@@ -1167,6 +1269,7 @@ MODELS: dict[str, type[Struct]] = {
     "AttachmentOut": AttachmentOut,
     "AttachmentOutPage": AttachmentOutPage,
     "AuditOut": AuditOut,
+    "BackgroundJobOut": BackgroundJobOut,
     "CadenceRuleIn": CadenceRuleIn,
     "ChangeIn": ChangeIn,
     "ChecklistIn": ChecklistIn,
@@ -1184,6 +1287,7 @@ MODELS: dict[str, type[Struct]] = {
     "DealOut": DealOut,
     "DealOutPage": DealOutPage,
     "DealPatch": DealPatch,
+    "DeliveryOut": DeliveryOut,
     "DocumentIn": DocumentIn,
     "Email": Email,
     "Error": Error,
@@ -1215,12 +1319,15 @@ MODELS: dict[str, type[Struct]] = {
     "PasswordChangeIn": PasswordChangeIn,
     "PasswordResetIn": PasswordResetIn,
     "Phone": Phone,
+    "PingOut": PingOut,
     "PlanIn": PlanIn,
     "PriceIn": PriceIn,
     "PriceListIn": PriceListIn,
     "ProcessTemplateIn": ProcessTemplateIn,
     "ProcessTemplateOut": ProcessTemplateOut,
     "ProductIn": ProductIn,
+    "ProfileOut": ProfileOut,
+    "ProfilePatch": ProfilePatch,
     "ProposalTemplateIn": ProposalTemplateIn,
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
@@ -1263,4 +1370,8 @@ MODELS: dict[str, type[Struct]] = {
     "UserOut": UserOut,
     "UserOutPage": UserOutPage,
     "UserPatch": UserPatch,
+    "WebhookCreated": WebhookCreated,
+    "WebhookIn": WebhookIn,
+    "WebhookOut": WebhookOut,
+    "WebhookPatch": WebhookPatch,
 }

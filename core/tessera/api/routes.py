@@ -13,7 +13,7 @@ from litestar.params import Body, Parameter
 from litestar.response import File
 from msgspec import Struct
 
-from tessera import audit, customfields
+from tessera import audit_visibility, customfields
 from tessera.api import background, webhooks
 from tessera.api import filters as f
 from tessera.api.cards import PARTY_EXTRA_HANDLERS
@@ -166,7 +166,7 @@ async def list_audit(
     principal.require("audit.read")
     conditions = []
     # Entries hold record contents (old -> new): they follow the visibility of their record.
-    visible = audit.visibility(principal)
+    visible = audit_visibility.visibility(principal)
     if visible is not None:
         conditions.append(visible)
     if entity:

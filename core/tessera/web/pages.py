@@ -374,9 +374,3 @@ WEB_HANDLERS = [
     party_card,
     log_activity,
 ]
-
-# The password pages (Forgot password?, the reset link's page, Change password) use render()
-# above, so they are imported after it.
-from tessera.web.passwords import HANDLERS as _PASSWORD_HANDLERS  # noqa: E402
-
-WEB_HANDLERS.extend(_PASSWORD_HANDLERS)
