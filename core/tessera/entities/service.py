@@ -397,11 +397,17 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
             f"{spec.name}.created",
             spec.name,
             record_id,
-            {"id": record_id},
+            {"id": record_id, **_party_of(row)},
             also=[*written_with, audit.entry("create", spec.name, record_id, audit.diff(None, row))],
         )
     _after_commit(spec)
     return row
+
+
+def _party_of(row: dict[str, Any]) -> dict[str, Any]:
+    """A record on a party names it in its created/updated events: search refreshes the
+    party's sharing from the event, without a query (``search.service._shared_parties_refs``)."""
+    return {"party_id": row["party_id"]} if "party_id" in row else {}
 
 
 def _visibly_changes(existing: dict[str, Any], changes: dict[str, Any]) -> bool:
@@ -477,7 +483,7 @@ async def update(
             f"{spec.name}.updated",
             spec.name,
             record_id,
-            {"id": record_id, "fields": sorted(diff)},
+            {"id": record_id, "fields": sorted(diff), **_party_of(row)},
             also=[*written_with, audit.entry("update", spec.name, record_id, diff)],
         )
     _after_commit(spec)
