@@ -235,6 +235,7 @@ TASK = service.EntitySpec(
     order_fields=("id", "created_at", "updated_at", "deadline"),
     prepare=prepare_task,
     after_write=after_task_write,
+    party_in_events=True,
 )
 
 
