@@ -80,6 +80,46 @@ def template(engineer_id: int) -> dict[str, Any]:
     }
 
 
+class RoundTrips:
+    """Counts statements sent to PostgreSQL (asyncpg calls, BEGIN/COMMIT included): the
+    deterministic part of a transition's cost when the machine is noisy. Bench only: patches
+    asyncpg's Connection methods at runtime."""
+
+    METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+
+    def __init__(self) -> None:
+        self.count = 0
+        #: With ``--trace``: the statements sent (first 160 characters each).
+        self.log: list[str] | None = None
+
+    def install(self) -> None:
+        import functools
+
+        from asyncpg.connection import Connection
+
+        for name in self.METHODS:
+            original = getattr(Connection, name)
+            if getattr(original, "_bench_counted", False):
+                continue
+
+            def make(original: Any) -> Any:
+                @functools.wraps(original)
+                async def counted(conn: Any, *args: Any, **kwargs: Any) -> Any:
+                    # These call asyncpg's internals, never each other: one call, one count.
+                    self.count += 1
+                    if self.log is not None:
+                        self.log.append(" ".join(str(args[0] if args else "").split())[:160])
+                    return await original(conn, *args, **kwargs)
+
+                counted._bench_counted = True  # type: ignore[attr-defined]
+                return counted
+
+            setattr(Connection, name, make(original))
+
+
+ROUND_TRIPS = RoundTrips()
+
+
 async def timed(label: str, coro: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     result = await coro
@@ -267,8 +307,16 @@ async def run_engine(args: argparse.Namespace, backend: str) -> dict[str, Any]:
                     )
             return n / (time.perf_counter() - started)
 
+        trips: dict[str, float] = {}
+
+        def per(key: str, since: int, n: int) -> None:
+            trips[key] = (ROUND_TRIPS.count - since) / n if n else 0.0
+
+        mark = ROUND_TRIPS.count
         bare_start_rates = [await bare_starts(k)]
+        per("bare_start", mark, k)
         await events.settle()
+        mark = ROUND_TRIPS.count
         started = time.perf_counter()
         ids = []
         for i in range(k):
@@ -286,23 +334,36 @@ async def run_engine(args: argparse.Namespace, backend: str) -> dict[str, Any]:
                 errors.append(f"start: {exc!r}")
         start_rate = k / (time.perf_counter() - started)
         await events.settle()
+        per("start", mark, k)
         bare_start_rates.append(await bare_starts(k))
         for instance_id in ids:
             await engine.tick_checklist(principal, instance_id, "checked")
         await events.settle()
 
         moves = 3 * len(ids)  # register -> resolve -> confirm -> closed
+        mark = ROUND_TRIPS.count
         bare_move_rates = [await bare_moves(ids, moves)] if ids else []
+        per("bare_transition", mark, moves)
         await events.settle()
+        mark = ROUND_TRIPS.count
         started = time.perf_counter()
+        if args.trace and db.is_postgres() and ids:
+            ROUND_TRIPS.log = []
         for _ in range(3):
             for instance_id in ids:
                 try:
                     await engine.advance(principal, pm, instance_id)
                 except Exception as exc:
                     errors.append(f"advance {instance_id}: {exc!r}")
+                if ROUND_TRIPS.log is not None:  # one transition traced, then the rest untraced
+                    await events.settle()
+                    print("  statements of one transition:")
+                    for line in ROUND_TRIPS.log:
+                        print(f"    {line}")
+                    ROUND_TRIPS.log = None
         await events.settle()  # the deliveries' background part (search indexing) counts too
         advance_s = time.perf_counter() - started
+        per("transition", mark, moves)
         if ids:
             bare_move_rates.append(await bare_moves(ids, moves))
         move_rate = moves / advance_s if advance_s else 0.0
@@ -320,6 +381,7 @@ async def run_engine(args: argparse.Namespace, backend: str) -> dict[str, Any]:
             "bare_transition_rate": bare_move,
             "transition_ratio": move_rate / bare_move if bare_move else 0.0,
             "errors": errors,
+            "round_trips": trips,
         }
         print()
         print(f"  {'measure':58} {'per second':>10}  {'bare/s':>8}  {'ratio':>6}")
@@ -332,6 +394,12 @@ async def run_engine(args: argparse.Namespace, backend: str) -> dict[str, Any]:
             f"{bare_move:8.1f}  {figures['transition_ratio']:6.2f}"
         )
         print("    bare: INSERT instance + INSERT transition per start; UPDATE + INSERT per transition")
+        if db.is_postgres():
+            print(
+                f"  round trips per start {trips['start']:.1f} (bare {trips['bare_start']:.1f}), "
+                f"per transition {trips['transition']:.1f} (bare {trips['bare_transition']:.1f}); "
+                "BEGIN/COMMIT and background work (search indexing, delivered marks) included"
+            )
         print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
         return figures
     finally:
@@ -355,6 +423,7 @@ def verdict(figures: dict[str, Any]) -> str:
 
 async def main(args: argparse.Namespace) -> int:
     engines = [] if args.pg_only else ["SQLite"]
+    ROUND_TRIPS.install()
     if args.pg:
         engines.append("PostgreSQL")
     results = []
@@ -384,5 +453,6 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, default=TARGET_SIZE, help="running instances (default 100000)")
     parser.add_argument("--pg", default=None, help="PostgreSQL URL; a scratch database is made there")
     parser.add_argument("--pg-only", action="store_true", help="with --pg: skip SQLite")
+    parser.add_argument("--trace", action="store_true", help="print the statements of one transition (PG)")
     parser.add_argument("--transitions", type=int, default=200, help="instances walked through 3 transitions")
     sys.exit(asyncio.run(main(parser.parse_args())))

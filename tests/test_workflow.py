@@ -744,3 +744,22 @@ async def test_each_transition_delivers_its_events_in_order_once(crm, frozen_clo
     await events.settle()
     rows = await DomainEvent.select().where(DomainEvent.entity == "workflow_instance")
     assert rows and all(row["dispatched_at"] is not None and row["attempts"] == 1 for row in rows)
+
+
+async def test_start_and_advance_answer_the_instance_as_stored(crm, frozen_clock):
+    """``start`` and ``advance`` answer with the instance as the transition wrote it (not read
+    again): the client gets exactly what a GET of the instance returns afterwards, times,
+    version, results, stage task and people included."""
+    p = await _setup(crm)
+    inst = await _start(crm, p)
+    r = await crm.get(f"/api/workflow/instances/{inst['id']}", p["manager"])
+    assert r.status_code == 200, r.text
+    assert inst == r.json()
+    await _log_call(crm, p)
+    frozen_clock.advance(hours=1)
+    r = await crm.post(f"/api/workflow/instances/{inst['id']}/advance", p["manager"], json={})
+    assert r.status_code == 200, r.text
+    answered = r.json()
+    assert answered["current_stage"] == "resolve" and answered["version"] > inst["version"]
+    stored = await crm.get(f"/api/workflow/instances/{inst['id']}", p["manager"])
+    assert answered == stored.json()

@@ -109,6 +109,18 @@ async def unit_of_work() -> AsyncIterator[None]:
         await deliver_grouped(collected)
 
 
+@dataclass(frozen=True)
+class Also:
+    """An event to write with the next ``emit``, handed to it in ``also`` next to queries
+    (an ``after_write`` hook's event, such as ``task.completed``): it is written before that
+    emit's own events, in the same statement (one round trip on PostgreSQL)."""
+
+    name: str
+    entity: str
+    entity_id: int | None
+    payload: dict[str, Any] | None = None
+
+
 @dataclass
 class _Waiting:
     events: list[DomainEvent]
@@ -165,7 +177,7 @@ async def emit(
     entity: str,
     entity_id: int | None,
     payload: dict[str, Any] | None = None,
-    also: Sequence[Query[Any, Any]] = (),
+    also: Sequence[Query[Any, Any] | Also] = (),
 ) -> None:
     """Record a domain event in the current unit of work (required: events without a
     transaction could be delivered for changes that were rolled back). ``also``: inserts to
@@ -176,10 +188,18 @@ async def emit(
 
 async def emit_all(
     items: Sequence[tuple[str, str, int | None, dict[str, Any] | None]],
-    also: Sequence[Query[Any, Any]] = (),
+    also: Sequence[Query[Any, Any] | Also] = (),
 ) -> None:
     """``emit`` for several events of one change (``(name, entity, entity_id, payload)``
-    each), in this order, written in one statement with ``also``."""
+    each), in this order, written in one statement with ``also`` (whose ``Also`` events come
+    first)."""
+    if any(isinstance(a, Also) for a in also):
+        items = [
+            *((a.name, a.entity, a.entity_id, a.payload) for a in also if isinstance(a, Also)),
+            *items,
+        ]
+        also = [a for a in also if not isinstance(a, Also)]
+    queries: Sequence[Query[Any, Any]] = also  # type: ignore[assignment]
     pending = _pending.get()
     if pending is None:
         raise RuntimeError(f"emit({items[0][0] if items else ''!r}) outside unit_of_work()")
@@ -201,14 +221,14 @@ async def emit_all(
             for (name, entity, entity_id, _), data in zip(items, stored, strict=True)
         ]
     ).returning(DomainEventRow.id)
-    if also and db.is_postgres():
-        parts = [q.querystrings[0] for q in also]
+    if queries and db.is_postgres():
+        parts = [q.querystrings[0] for q in queries]
         ctes = ", ".join(f"also_{i} AS ({{}})" for i in range(len(parts)))
         rows = await db.get_engine().run_querystring(
             QueryString(f"WITH {ctes} {{}}", *parts, insert.querystrings[0]), in_pool=True
         )
     else:
-        for query in also:
+        for query in queries:
             await query
         rows = await insert
     # Ids are handed out in the order of the rows inserted.

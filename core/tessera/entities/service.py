@@ -68,6 +68,9 @@ class EntitySpec:
     #: Writes change who may see or do what (users, teams, roles, substitutions): cached
     #: principals are dropped after each commit.
     changes_access: bool = False
+    #: Its created/updated events carry the record's ``party_id`` (a task shares its party:
+    #: search refreshes the party's sharing from the event, without a query).
+    party_in_events: bool = False
 
     def __post_init__(self) -> None:
         _SPECS[self.name] = self
@@ -397,11 +400,17 @@ async def create(spec: EntitySpec, principal: Principal, values: dict[str, Any])
             f"{spec.name}.created",
             spec.name,
             record_id,
-            {"id": record_id},
+            {"id": record_id, **_party_of(spec, row)},
             also=[*written_with, audit.entry("create", spec.name, record_id, audit.diff(None, row))],
         )
     _after_commit(spec)
     return row
+
+
+def _party_of(spec: EntitySpec, row: dict[str, Any]) -> dict[str, Any]:
+    """``EntitySpec.party_in_events``: the event names the record's party (None: none), so
+    search refreshes the party's sharing without a query (``search.service._shared_parties_refs``)."""
+    return {"party_id": row.get("party_id")} if spec.party_in_events else {}
 
 
 def _visibly_changes(existing: dict[str, Any], changes: dict[str, Any]) -> bool:
@@ -477,7 +486,7 @@ async def update(
             f"{spec.name}.updated",
             spec.name,
             record_id,
-            {"id": record_id, "fields": sorted(diff)},
+            {"id": record_id, "fields": sorted(diff), **_party_of(spec, row)},
             also=[*written_with, audit.entry("update", spec.name, record_id, diff)],
         )
     _after_commit(spec)

@@ -3,6 +3,7 @@ executor to the next with the whole chain kept; overdue tasks escalate to the co
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -112,15 +113,37 @@ async def _user_team(user_id: int, field: str) -> int | None:
     return row["team_id"]
 
 
+#: Users already read in this context (id -> ``{"is_active", "team_id"}``, None: no such
+#: user), when a caller remembers them (the workflow engine during a start or transition,
+#: which reads a stage's people first): a task it writes does not read them again.
+known_users: contextvars.ContextVar[dict[int, dict[str, Any] | None] | None] = contextvars.ContextVar(
+    "tessera_known_users", default=None
+)
+
+
 async def _users(user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """The assignee and controller of a task in one query (each write names both)."""
     wanted = sorted(set(user_ids))
     if not wanted:
         return {}
-    rows = await CrmUser.select(CrmUser.id, CrmUser.team_id, CrmUser.is_active).where(
-        CrmUser.id.is_in(wanted)
-    )
-    return {row["id"]: row for row in rows}
+    known = known_users.get()
+    out: dict[int, dict[str, Any]] = {}
+    missing = wanted
+    if known is not None:
+        out = {u: {"id": u, **row} for u in wanted if (row := known.get(u)) is not None}
+        missing = [u for u in wanted if u not in known]
+    if missing:
+        rows = await CrmUser.select(CrmUser.id, CrmUser.team_id, CrmUser.is_active).where(
+            CrmUser.id.is_in(missing)
+        )
+        for row in rows:
+            out[row["id"]] = row
+            if known is not None:
+                known[row["id"]] = {"is_active": row["is_active"], "team_id": row["team_id"]}
+        if known is not None:
+            for user_id in set(missing) - {row["id"] for row in rows}:
+                known[user_id] = None
+    return out
 
 
 def _team_of(known: dict[int, dict[str, Any]], user_id: int, field: str) -> int | None:
@@ -191,7 +214,15 @@ async def after_task_write(
                 )
             )
     if row["status"] == "done" and (existing is None or existing["status"] != "done"):
-        await events.emit("task.completed", "task", row["id"], {"id": row["id"], "result": row["result"]})
+        # Written with the change's own event, in the same statement (``events.Also``).
+        writes.append(
+            events.Also(
+                "task.completed",
+                "task",
+                row["id"],
+                {"id": row["id"], "result": row["result"], "party_id": row["party_id"]},
+            )
+        )
     return writes
 
 
@@ -204,6 +235,7 @@ TASK = service.EntitySpec(
     order_fields=("id", "created_at", "updated_at", "deadline"),
     prepare=prepare_task,
     after_write=after_task_write,
+    party_in_events=True,
 )
 
 

@@ -380,6 +380,9 @@ async def _shared_parties_refs(batch: list[DomainEvent]) -> list[tuple[str, int]
             continue
         if isinstance(e.payload.get("party_id"), int):
             party_ids.add(e.payload["party_id"])
+        if "party_id" in e.payload:
+            # The event names the record's party (None: on none): no query needed for it.
+            continue
         if e.entity == "task":
             fields = e.payload.get("fields")
             if not e.name.endswith(".updated") or not fields or _SHARING_FIELDS & set(fields):

@@ -9,11 +9,10 @@ domain event in the same transaction.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pluggy
@@ -78,6 +77,12 @@ async def load_instance(
     if row is None:
         raise NotFound(f"process instance {instance_id} not found")
     return row
+
+
+def _as_stored(instance: dict[str, Any]) -> dict[str, Any]:
+    """The instance as ``load_instance`` would read it back after this context wrote it
+    (times in UTC, as the databases return them)."""
+    return {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in instance.items()}
 
 
 async def definition_of(instance: dict[str, Any]) -> dict[str, Any]:
@@ -148,9 +153,9 @@ def render(text: str, instance: dict[str, Any], definition: dict[str, Any], stag
 
 #: Users read during one start or transition (id -> is_active, team_id): the stage's rules
 #: ask about the same few people several times; one query each is enough.
-_people: contextvars.ContextVar[dict[int, dict[str, Any] | None] | None] = contextvars.ContextVar(
-    "tessera_workflow_people", default=None
-)
+#: Shared with the task service (``tasks.known_users``): the stage task's assignee and
+#: controller are not read again when it is created.
+_people = tasks.known_users
 
 
 @contextmanager
@@ -550,6 +555,7 @@ async def _enter_stage(
         "task_id": task_id,
         "subject_entity": instance["subject_entity"],
         "subject_id": instance["subject_id"],
+        "party_id": instance.get("party_id"),  # search needs no query to refresh its sharing
     }
     # The stage's columns, the transition row, its audit entry and the events: one statement
     # on PostgreSQL.
@@ -663,12 +669,13 @@ async def _start(
                 started_at=now,
                 updated_at=now,
             )
-        ).returning(WI.id)
-        instance = await load_instance(None, rows[0]["id"])
+        ).returning(*WI._meta.columns)
+        # The stored row comes back with the insert; what the first stage writes is kept in it.
+        instance = service._loaded(WI, rows[0])
         due_now = await _enter_stage(
             pm, instance, definition, templates.initial_stage(definition), principal.user_id, "start", comment
         )
-        current = await load_instance(None, instance["id"])
+        current = _as_stored(instance)
     if due_now:
         await run_actions(pm, due_now)
         current = await load_instance(None, instance["id"])
@@ -733,7 +740,8 @@ async def advance(
                 version=version,
                 task_status=task_status,
             )
-            current = await load_instance(None, instance_id)
+            # What the transition wrote is the instance now: no reload.
+            current = _as_stored(instance)
         if due_now:
             await run_actions(pm, due_now)
             current = await load_instance(None, instance_id)
@@ -814,7 +822,13 @@ async def _advance_in_transaction(
             {"status": "done", "result": comment or f"Stage {stage['name']} completed"},
         )
     due_now = await _schedule_actions(instance, definition, stage_key, instance["stage_seq"], "leave", now)
-    completed = {"instance_id": instance_id, "stage": stage_key, "to": to, "results": merged}
+    completed = {
+        "instance_id": instance_id,
+        "stage": stage_key,
+        "to": to,
+        "results": merged,
+        "party_id": instance.get("party_id"),
+    }
     due_now += await _enter_stage(
         pm,
         instance,
