@@ -23,24 +23,27 @@ PAYLOAD = 'HYPERLINK("http://evil.example","x")'
 @pytest.mark.parametrize("lead", LEADING)
 async def test_party_export_neutralises_each_formula_start_in_csv_and_xlsx(crm: Any, lead: str) -> None:
     admin = await crm.user("admin")
-    name = f"{lead}{PAYLOAD}"
-    await new_party(crm, admin, name=name, tags=["plain"])
+    # In a free-text field the API keeps as typed: required text (the name) is trimmed on
+    # input, so a leading tab or carriage return would not reach the export there.
+    value = f"{lead}{PAYLOAD}"
+    await new_party(crm, admin, name="Formula Ltd", website=value, tags=["plain"])
 
     r = await crm.get("/api/parties/export", admin)
     assert r.status_code == 200, r.text
     rows = list(csv.DictReader(io.StringIO(r.text, newline="")))
-    assert [row["name"] for row in rows] == [f"'{name}"]
-    assert rows[0]["tags"] == "plain"  # harmless text is untouched
+    assert [row["website"] for row in rows] == [f"'{value}"]
+    assert rows[0]["name"] == "Formula Ltd"  # harmless text is untouched
+    assert rows[0]["tags"] == "plain"
 
     r = await crm.get("/api/parties/export", admin, params={"format": "xlsx"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/vnd.openxmlformats")
     sheet = openpyxl.load_workbook(io.BytesIO(r.content)).worksheets[0]
     header = [c.value for c in sheet[1]]
-    cell = sheet.cell(row=2, column=header.index("name") + 1)
+    cell = sheet.cell(row=2, column=header.index("website") + 1)
     assert cell.data_type == "s"  # text, not a formula
     # (XML stores a carriage return as a line feed; the leading quote is what matters.)
-    assert cell.value == f"'{name}".replace("\r", "\n")
+    assert cell.value == f"'{value}".replace("\r", "\n")
 
 
 def test_helpers_keep_numbers_numbers_and_neutralise_only_text(tmp_path: Path) -> None:

@@ -562,6 +562,7 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/tokens"): "the caller's tokens",
     ("DELETE", "/api/auth/tokens/{token_id}"): "the caller's tokens",
     ("POST", "/api/auth/password"): "the caller's password",
+    ("PATCH", "/api/auth/me"): "the caller's own profile (language)",
     ("POST", "/api/auth/password-reset/request"): "the caller's password (by e-mail)",
     ("POST", "/api/auth/password-reset"): "the caller's password (reset token)",
     ("POST", "/api/users/{user_id}/password-reset"): "directory (user.manage)",
