@@ -376,11 +376,19 @@ async def run_worker(
 ) -> None:
     """Run due background jobs until ``stop`` is set (beside the scheduler, in ``tessera worker``)."""
     node = node_name()
+    await poll(lambda: work(pm, settings, node), stop, poll_seconds, "background job loop failed")
+
+
+async def poll(
+    step: Callable[[], Awaitable[Any]], stop: asyncio.Event, poll_seconds: float, failure: str
+) -> None:
+    """Run ``step`` every ``poll_seconds`` until ``stop`` is set (the worker's loops: background
+    jobs here, scheduled jobs in the scheduler); a failing step is logged, never fatal."""
     while not stop.is_set():
         try:
-            await work(pm, settings, node)
+            await step()
         except Exception:  # a database hiccup must not kill the worker
-            log.exception("background job loop failed")
+            log.exception(failure)
         try:
             await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
         except TimeoutError:

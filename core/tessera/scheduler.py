@@ -23,7 +23,7 @@ from croniter import croniter
 from tessera import clock, db, events
 from tessera.config import Settings
 from tessera.entities.tables import Job, JobRun, WebSession
-from tessera.jobs import node_name
+from tessera.jobs import node_name, poll
 from tessera.plugins import PluginError, call_each
 
 log = logging.getLogger("tessera.scheduler")
@@ -300,12 +300,4 @@ async def run_worker(
 async def _schedule_loop(
     pm: pluggy.PluginManager, settings: Settings | None, stop: asyncio.Event, node: str, poll_seconds: float
 ) -> None:
-    while not stop.is_set():
-        try:
-            await tick(pm, settings, node)
-        except Exception:  # a database hiccup must not kill the worker
-            log.exception("worker tick failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
-        except TimeoutError:
-            pass
+    await poll(lambda: tick(pm, settings, node), stop, poll_seconds, "worker tick failed")
