@@ -209,6 +209,16 @@ def writers(spec: EntitySpec, principal: Principal) -> Condition | None:
     return (spec.write_visibility or spec.visibility)(principal)
 
 
+async def may_change(spec: EntitySpec, principal: Principal, record_id: int) -> bool:
+    """Whether ``principal`` may change the record (permission and write rules): pages show
+    their forms only then, instead of forms whose submit is refused."""
+    try:
+        spec.require(principal, "write")
+    except PermissionDenied:
+        return False
+    return await _fetch(spec, principal, record_id, writers(spec, principal)) is not None
+
+
 async def _fetch_for_write(spec: EntitySpec, principal: Principal, record_id: int) -> dict[str, Any]:
     """The record when ``principal`` may change it; 403 when they may only read it (reading
     through a relation grants no writing), 404 when they may not even read it."""

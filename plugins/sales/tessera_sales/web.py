@@ -171,7 +171,7 @@ async def _deal_view(
         party=parties.get(deal["party_id"], ""),
         campaign=campaign,
         statuses=STATUSES,
-        can_write=principal.can("sales.deal.write"),
+        can_write=await service.may_change(services.DEAL, principal, deal_id),
         money=services.money,
         error=errors.pop("", None),
         errors=errors,

@@ -64,6 +64,24 @@ async def test_deal_lists_follow_visibility(crm, world):
     assert "Сделка Анны" not in await _page(crm, "/sales/deals?scope=all")
 
 
+async def test_a_deal_one_may_only_read_shows_no_forms(crm, world):
+    """A client's manager reads a colleague's deal on the client but may not change it: the
+    page shows the deal without the move / win / lose forms whose submit would be refused."""
+    theirs = await open_deal(crm, world["admin"], world["anna_party"]["id"], title="Сделка админа")
+    own = await open_deal(crm, world["anna"], world["anna_party"]["id"], title="Сделка Анны")
+    await _sign_in(crm, world["anna"])
+    page = await _page(crm, f"/sales/deals/{theirs['id']}")
+    assert "Сделка админа" in page
+    assert f'action="/sales/deals/{theirs["id"]}/close"' not in page
+    assert f'action="/sales/deals/{theirs["id"]}/move"' not in page
+    r = await crm.client.post(
+        f"/sales/deals/{theirs['id']}/close", data={"csrf_token": _csrf(page), "outcome": "won"}
+    )
+    assert r.status_code == 403  # and the refusal stands behind the missing form
+    mine = await _page(crm, f"/sales/deals/{own['id']}")
+    assert f'action="/sales/deals/{own["id"]}/close"' in mine
+
+
 async def test_signed_out_users_go_to_the_sign_in_page(crm, world):
     crm.client.cookies.clear()
     for url in ("/sales/deals", "/sales/funnel", "/sales/deals/1"):
