@@ -329,6 +329,15 @@ async def change_password(
     """Change your own password; ``current_password`` is required. Your other web sessions end
     (the one making this call stays signed in); your API tokens keep working unless
     ``revoke_tokens`` is true. Wrong current passwords count like failed sign-ins (then 429)."""
+    await apply_password_change(request, principal, data)
+    return Response(None, status_code=204)
+
+
+async def apply_password_change(
+    request: Request[Any, Any, Any], principal: Principal, data: PasswordChangeIn
+) -> None:
+    """A password change asked for by ``principal`` (the API route and the web page): the
+    calling session stays, the user's other sessions end (``auth.change_password``)."""
     keep = None if _is_bearer(request) else request.cookies.get(SESSION_COOKIE)
     await auth.change_password(
         principal.user_id,
@@ -340,7 +349,6 @@ async def change_password(
         revoke_tokens=data.revoke_tokens,
     )
     forget_principals()
-    return Response(None, status_code=204)
 
 
 def public_base_url(request: Request[Any, Any, Any]) -> str:
@@ -438,6 +446,13 @@ async def reset_password(request: Request[Any, Any, Any], data: PasswordResetIn)
     web session of the account ends; its API tokens keep working unless ``revoke_tokens``. A
     wrong, used or expired token is 422 naming ``token`` and counts like a failed sign-in from
     this address (then 429 with ``Retry-After``)."""
+    await apply_password_reset(request, data)
+    return Response(None, status_code=204)
+
+
+async def apply_password_reset(request: Request[Any, Any, Any], data: PasswordResetIn) -> None:
+    """A new password set with a reset token (the API route and the web page): the token is
+    used up and every web session of the account ends (``auth.reset_password``)."""
     await auth.reset_password(
         data.token,
         data.new_password,
@@ -446,7 +461,6 @@ async def reset_password(request: Request[Any, Any, Any], data: PasswordResetIn)
         revoke_tokens=data.revoke_tokens,
     )
     forget_principals()
-    return Response(None, status_code=204)
 
 
 @post(

@@ -3,8 +3,8 @@ link opens (``/password-reset?token=...``) and "Change password" for the signed-
 
 They decode their forms through the API's own structs (``ResetRequestIn``,
 ``PasswordResetIn``, ``PasswordChangeIn``) and call the same service functions as the API
-routes (``tessera.api.security.arrange_reset``, ``tessera.auth.reset_password``,
-``tessera.auth.change_password``), so the rules (single-use expiring token, throttling,
+routes (``tessera.api.security.arrange_reset``, ``apply_password_reset``,
+``apply_password_change``), so the rules (single-use expiring token, throttling,
 other sessions ending) are the API's. The only thing a page adds is the new password typed
 twice. docs/security.md, "Password changes and resets".
 """
@@ -16,20 +16,17 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
-from tessera import auth, i18n
+from tessera import i18n
 from tessera.api.security import (
-    SESSION_COOKIE,
     PasswordChangeIn,
     PasswordResetIn,
     ResetRequestIn,
+    apply_password_change,
+    apply_password_reset,
     arrange_reset,
-    client_address,
-    login_policy,
-    settings_of,
 )
 from tessera.errors import DomainError
 from tessera.i18n import N_
-from tessera.permissions import forget_principals
 from tessera.web.forms import decode_form, field_errors
 from tessera.web.pages import Form, check_csrf, current_principal, render, use_locale
 
@@ -101,14 +98,7 @@ async def reset_submit(request: Request[Any, Any, Any], data: Form) -> Response[
         body = decode_form(PasswordResetIn, sent)
         if data.get(AGAIN, "") != body.new_password:
             return _reset_form(request, data, {AGAIN: i18n.gettext(MISMATCH)}, 422)
-        await auth.reset_password(
-            body.token,
-            body.new_password,
-            client_address(request),
-            login_policy(settings_of(request)),
-            revoke_tokens=body.revoke_tokens,
-        )
-        forget_principals()
+        await apply_password_reset(request, body)
     except DomainError as exc:
         errors = (
             field_errors(exc, {"new_password"})
@@ -163,16 +153,7 @@ async def change_submit(request: Request[Any, Any, Any], data: Form) -> Response
             errors = {AGAIN: i18n.gettext(MISMATCH)}
             status = 422
         else:
-            await auth.change_password(
-                principal.user_id,
-                body.current_password,
-                body.new_password,
-                client_address(request),
-                login_policy(settings_of(request)),
-                keep_session_id=request.cookies.get(SESSION_COOKIE),
-                revoke_tokens=body.revoke_tokens,
-            )
-            forget_principals()
+            await apply_password_change(request, principal, body)
             return Redirect("/app/password?done=1", status_code=303)
     except DomainError as exc:
         errors = field_errors(exc, fields) if exc.status == 422 else {"": i18n.translate_message(exc.detail)}
