@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from tessera.entities import tables
@@ -62,3 +67,32 @@ async def new_party(crm: Any, user: dict[str, Any], **values: Any) -> dict[str, 
     r = await crm.post("/api/parties", user, json=body)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+TESSERA_CLI = str(Path(sys.executable).with_name("tessera"))
+
+
+async def run_workers_once(crm: Any, count: int, plugins: str = "probe") -> None:
+    """``count`` ``tessera worker --once`` processes at the same time on the test's database
+    (with ``plugins``); each must exit 0."""
+    env = {
+        **os.environ,
+        "TESSERA_DATABASE_URL": crm.settings.resolved_database_url,
+        "TESSERA_PLUGINS": plugins,
+        "TESSERA_DATA_DIR": str(crm.settings.data_dir),
+    }
+    procs = [
+        await asyncio.create_subprocess_exec(
+            TESSERA_CLI,
+            "worker",
+            "--once",
+            env=env,
+            cwd=str(crm.settings.data_dir.parent),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    outputs = [await p.communicate() for p in procs]
+    for p, (_out, errout) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, errout.decode()

@@ -4,22 +4,17 @@ workers, retried with back-off, reclaimed after a dead worker's lease, visible t
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from entity_helpers import run_workers_once
 from tessera import events, jobs, scheduler
 from tessera.entities.tables import BackgroundJob
 from tessera.hookspecs import hookimpl
 from tessera.plugins import PluginError, get_plugin_manager
-
-TESSERA = str(Path(sys.executable).with_name("tessera"))
 
 
 def _pm_with_kinds(crm: Any, kinds: dict[str, Any], name: str = "testjobs") -> Any:
@@ -228,27 +223,7 @@ async def test_worker_processes_share_background_jobs(crm: Any) -> None:
     async with events.unit_of_work():
         for i in range(12):
             await jobs.enqueue("probe.mark", {"label": f"job{i}"})
-    env = {
-        **os.environ,
-        "TESSERA_DATABASE_URL": crm.settings.resolved_database_url,
-        "TESSERA_PLUGINS": "probe",
-        "TESSERA_DATA_DIR": str(crm.settings.data_dir),
-    }
-    procs = [
-        await asyncio.create_subprocess_exec(
-            TESSERA,
-            "worker",
-            "--once",
-            env=env,
-            cwd=str(crm.settings.data_dir.parent),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    outputs = [await p.communicate() for p in procs]
-    for p, (_out, errout) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, errout.decode()
+    await run_workers_once(crm, 2)
     admin = await crm.user("admin")
     marks = (await crm.get("/api/probe/marks", admin, params={"kind": "background"})).json()
     assert sorted(m["detail"] for m in marks) == sorted(f"job{i}#1" for i in range(12))

@@ -5,23 +5,18 @@ database so that several workers never run the same due time twice, each run rec
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from entity_helpers import run_workers_once
 from tessera import scheduler
 from tessera.entities.tables import Job, JobRun
 from tessera.hookspecs import hookimpl
 from tessera.plugins import get_plugin_manager
 from tessera.scheduler import JobContext, JobSpec
-
-TESSERA = str(Path(sys.executable).with_name("tessera"))
 
 #: The kernel's jobs, written out here rather than read from ``scheduler.KERNEL_JOBS`` (the list
 #: under test): a job dropped from the kernel, or one that stops being scheduled, fails the
@@ -270,27 +265,7 @@ async def test_concurrent_workers_run_each_due_time_exactly_once(crm: Any, froze
 async def test_worker_processes_share_due_jobs_without_double_runs(crm: Any) -> None:
     """Several ``tessera worker --once`` processes against one PostgreSQL database."""
     await scheduler.sync_jobs(crm.pm)
-    env = {
-        **os.environ,
-        "TESSERA_DATABASE_URL": crm.settings.database_url,
-        "TESSERA_PLUGINS": "probe",
-        "TESSERA_DATA_DIR": str(crm.settings.data_dir),
-    }
-    procs = [
-        await asyncio.create_subprocess_exec(
-            TESSERA,
-            "worker",
-            "--once",
-            env=env,
-            cwd=str(crm.settings.data_dir.parent),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
-    outputs = [await p.communicate() for p in procs]
-    for p, (_out, errout) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, errout.decode()
+    await run_workers_once(crm, 4)
     runs = await JobRun.select(JobRun.job_name, JobRun.node, JobRun.outcome)
     names = Counter(r["job_name"] for r in runs)
     expected = KERNEL_JOB_NAMES | {"probe.heartbeat"}
