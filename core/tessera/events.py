@@ -255,7 +255,7 @@ async def emit(
     entity: str,
     entity_id: int | None,
     payload: dict[str, Any] | None = None,
-    also: Sequence[Query[Any, Any] | Also] = (),
+    also: Sequence[Query[Any, Any] | Also | LogRow] = (),
 ) -> None:
     """Record a domain event in the current unit of work (required: events without a
     transaction could be delivered for changes that were rolled back). ``also``: inserts to
@@ -266,11 +266,13 @@ async def emit(
 
 async def emit_all(
     items: Sequence[tuple[str, str, int | None, dict[str, Any] | None]],
-    also: Sequence[Query[Any, Any] | Also] = (),
-) -> None:
+    also: Sequence[Query[Any, Any] | Also | LogRow] = (),
+) -> Any:
     """``emit`` for several events of one change (``(name, entity, entity_id, payload)``
-    each), in this order, written in one statement with ``also`` (whose ``Also`` events come
-    first)."""
+    each), in this order. ``also``: the change's other writes: queries run now (on PostgreSQL
+    several in one statement) — the result of the last one is returned (its ``RETURNING``
+    rows) —; ``Also`` events, written before these; ``LogRow``s (audit entries), written
+    with the events at the end of the unit of work."""
     if any(isinstance(a, Also) for a in also):
         items = [
             *((a.name, a.entity, a.entity_id, a.payload) for a in also if isinstance(a, Also)),
@@ -281,20 +283,22 @@ async def emit_all(
         raise RuntimeError(f"emit({items[0][0] if items else ''!r}) outside unit_of_work()")
     unit.log_rows.extend(a for a in also if isinstance(a, LogRow))
     queries = [a for a in also if not isinstance(a, Also | LogRow)]
+    result: Any = None
     if len(queries) > 1 and db.is_postgres():
         parts = [q.querystrings[0] for q in queries]
         ctes = ", ".join(f"also_{i} AS ({{}})" for i in range(len(parts) - 1))
-        await db.get_engine().run_querystring(QueryString(f"WITH {ctes} {{}}", *parts), in_pool=True)
+        result = await db.get_engine().run_querystring(QueryString(f"WITH {ctes} {{}}", *parts), in_pool=True)
     else:
         for query in queries:
-            await query
+            result = await query
     if not items:
-        return
+        return result
     user_id, occurred_at = _actor.get(), clock.now()
     for name, entity, entity_id, payload in items:
         # Listeners get the payload as stored (JSON types), also when it is delivered at once.
         stored = json.loads(dump_json(payload or {}))
         unit.events.append((name, entity, entity_id, stored, user_id, occurred_at))
+    return result
 
 
 def _to_event(row: dict[str, Any]) -> DomainEvent:
