@@ -763,3 +763,26 @@ async def test_start_and_advance_answer_the_instance_as_stored(crm, frozen_clock
     assert answered["current_stage"] == "resolve" and answered["version"] > inst["version"]
     stored = await crm.get(f"/api/workflow/instances/{inst['id']}", p["manager"])
     assert answered == stored.json()
+
+
+async def test_two_concurrent_advances_move_the_process_once(crm, frozen_clock):
+    """Two people completing the same stage at the same moment: one moves the process, the
+    other is refused and leaves nothing behind — one transition, one stage task. The
+    instance's compare-and-set is made by the new stage's UPDATE at the end of the transition:
+    on PostgreSQL both transactions run at once and the later one is a 409; on SQLite one waits
+    for the other and then finds the process already in the engineer's stage (403)."""
+    p = await _setup(crm)
+    inst = await _start(crm, p)
+    await _log_call(crm, p)
+    url = f"/api/workflow/instances/{inst['id']}/advance"
+    first, second = await asyncio.gather(
+        crm.post(url, p["manager"], json={"comment": "one"}),
+        crm.post(url, p["manager"], json={"comment": "two"}),
+    )
+    codes = sorted([first.status_code, second.status_code])
+    assert codes[0] == 200 and codes[1] in (403, 409), (first.text, second.text)
+    card = (await crm.get(f"/api/workflow/instances/{inst['id']}/card", p["manager"])).json()
+    assert [h["kind"] for h in card["history"]] == ["start", "advance"]
+    r = await crm.get("/api/tasks", p["admin"], params={"party_id": p["party"]["id"], "status": "open"})
+    open_tasks = [t for t in r.json()["items"] if t["source"] == f"workflow:{inst['id']}"]
+    assert len(open_tasks) == 1, open_tasks

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from piccolo.query import Insert
+from piccolo.utils.encoding import dump_json
 
-from tessera import clock
+from tessera import clock, events
 from tessera.entities.tables import AuditLog
-from tessera.events import current_actor
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,21 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, li
     return changes
 
 
+@dataclass(frozen=True)
+class Entry(events.LogRow):
+    """An audit entry not written yet: ``await`` it to write it now, or hand it to
+    ``events.emit(..., also=[...])`` to write it with the unit of work's events (one
+    statement for all of them, before commit)."""
+
+    def query(self) -> Insert:
+        values = dict(self.values)
+        values["changes"] = json.loads(values["changes"])
+        return AuditLog.insert(AuditLog(**values))
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.query().__await__()
+
+
 def entry(
     action: str,
     entity: str,
@@ -50,22 +67,22 @@ def entry(
     changes: dict[str, Any] | None = None,
     detail: str = "",
     user_id: int | None = None,
-) -> Insert:
-    """The audit entry as a query not run yet: ``await`` it, or hand it to ``events.emit(...,
-    also=[...])`` to write it in the same statement as the event."""
+) -> Entry:
+    """The audit entry of a change, not written yet (``Entry``)."""
     watch = _watch.get()
     if watch is not None:
         watch.entries += 1
-    return AuditLog.insert(
-        AuditLog(
-            at=clock.now(),
-            user_id=user_id if user_id is not None else current_actor(),
-            action=action,
-            entity=entity,
-            entity_id=entity_id,
-            changes=changes or {},
-            detail=detail,
-        )
+    return Entry(
+        "audit_log",
+        (
+            ("at", clock.now()),
+            ("user_id", user_id if user_id is not None else events.current_actor()),
+            ("action", action),
+            ("entity", entity),
+            ("entity_id", entity_id),
+            ("changes", dump_json(changes or {})),
+            ("detail", detail),
+        ),
     )
 
 

@@ -59,7 +59,33 @@ class _Dispatcher:
 
 
 _dispatcher = _Dispatcher()
-_pending: contextvars.ContextVar[list[DomainEvent] | None] = contextvars.ContextVar(
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """A row of an append-only log table (the audit log) that nothing reads back inside the
+    transaction that writes it. Handed to ``emit(..., also=[...])`` it is not written at once
+    but with the unit of work's events, at the unit's end (still before commit): one
+    multi-row statement for every log row and event of the change, built without the ORM's
+    per-row objects (``tessera.audit.entry`` returns one)."""
+
+    table: str
+    #: column -> value; JSON columns as text, times as aware datetimes.
+    values: tuple[tuple[str, Any], ...]
+
+
+@dataclass
+class _Unit:
+    """What the outermost unit of work writes at its end and delivers after commit."""
+
+    #: (name, entity, entity_id, payload as stored JSON, user_id, occurred_at)
+    events: list[tuple[str, str, int | None, dict[str, Any], int | None, datetime]] = field(
+        default_factory=list
+    )
+    log_rows: list[LogRow] = field(default_factory=list)
+
+
+_pending: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar(
     "tessera_pending_events", default=None
 )
 _actor: contextvars.ContextVar[int | None] = contextvars.ContextVar("tessera_actor", default=None)
@@ -98,15 +124,67 @@ async def unit_of_work() -> AsyncIterator[None]:
         async with db.transaction():
             yield
         return
-    collected: list[DomainEvent] = []
-    token = _pending.set(collected)
+    unit = _Unit()
+    token = _pending.set(unit)
     try:
         async with db.transaction():
             yield
+            collected = await _flush(unit)
     finally:
         _pending.reset(token)
     if collected:
         await deliver_grouped(collected)
+
+
+#: Rows per statement when a unit's log rows and events are written (SQLite allows 32,766
+#: parameters per statement; 500 rows of up to 8 columns stay far below).
+_FLUSH_ROWS = 500
+_EVENT_COLUMNS = ("name", "entity", "entity_id", "payload", "user_id", "occurred_at")
+
+
+def _insert_sql(table: str, columns: Sequence[str], rows: int, returning: bool) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    one = "(" + ", ".join("{}" for _ in columns) + ")"
+    sql = f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([one] * rows)
+    return sql + (' RETURNING "id"' if returning else "")
+
+
+async def _flush(unit: _Unit) -> list[DomainEvent]:
+    """Write the unit's log rows and events (in the transaction, before commit) and return
+    the events with their ids. On PostgreSQL the log rows ride in the events' statement."""
+    engine = db.get_engine()
+    statements: list[QueryString] = []
+    by_shape: dict[tuple[str, tuple[str, ...]], list[LogRow]] = {}
+    for row in unit.log_rows:
+        by_shape.setdefault((row.table, tuple(c for c, _ in row.values)), []).append(row)
+    for (table, columns), rows in by_shape.items():
+        for start in range(0, len(rows), _FLUSH_ROWS):
+            chunk = rows[start : start + _FLUSH_ROWS]
+            args = [value for row in chunk for _, value in row.values]
+            statements.append(QueryString(_insert_sql(table, columns, len(chunk), False), *args))
+    ids: list[int] = []
+    items = unit.events
+    for start in range(0, len(items), _FLUSH_ROWS) if items else ():
+        chunk = items[start : start + _FLUSH_ROWS]
+        args = [
+            v
+            for name, entity, eid, data, uid, at in chunk
+            for v in (name, entity, eid, dump_json(data), uid, at)
+        ]
+        insert = QueryString(_insert_sql("domain_event", _EVENT_COLUMNS, len(chunk), True), *args)
+        if statements and db.is_postgres():
+            ctes = ", ".join(f"log_{i} AS ({{}})" for i in range(len(statements)))
+            insert = QueryString(f"WITH {ctes} {{}}", *statements, insert)
+            statements = []
+        rows = await engine.run_querystring(insert, in_pool=True)
+        # Ids are handed out in the order of the rows inserted.
+        ids.extend(sorted(row["id"] for row in rows))
+    for statement in statements:
+        await engine.run_querystring(statement, in_pool=True)
+    return [
+        DomainEvent(event_id, name, entity, entity_id, data, user_id, occurred_at)
+        for event_id, (name, entity, entity_id, data, user_id, occurred_at) in zip(ids, items, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -177,7 +255,7 @@ async def emit(
     entity: str,
     entity_id: int | None,
     payload: dict[str, Any] | None = None,
-    also: Sequence[Query[Any, Any] | Also] = (),
+    also: Sequence[Query[Any, Any] | Also | LogRow] = (),
 ) -> None:
     """Record a domain event in the current unit of work (required: events without a
     transaction could be delivered for changes that were rolled back). ``also``: inserts to
@@ -188,53 +266,39 @@ async def emit(
 
 async def emit_all(
     items: Sequence[tuple[str, str, int | None, dict[str, Any] | None]],
-    also: Sequence[Query[Any, Any] | Also] = (),
-) -> None:
+    also: Sequence[Query[Any, Any] | Also | LogRow] = (),
+) -> Any:
     """``emit`` for several events of one change (``(name, entity, entity_id, payload)``
-    each), in this order, written in one statement with ``also`` (whose ``Also`` events come
-    first)."""
+    each), in this order. ``also``: the change's other writes: queries run now (on PostgreSQL
+    several in one statement) — the result of the last one is returned (its ``RETURNING``
+    rows) —; ``Also`` events, written before these; ``LogRow``s (audit entries), written
+    with the events at the end of the unit of work."""
     if any(isinstance(a, Also) for a in also):
         items = [
             *((a.name, a.entity, a.entity_id, a.payload) for a in also if isinstance(a, Also)),
             *items,
         ]
-        also = [a for a in also if not isinstance(a, Also)]
-    queries: Sequence[Query[Any, Any]] = also  # type: ignore[assignment]
-    pending = _pending.get()
-    if pending is None:
+    unit = _pending.get()
+    if unit is None:
         raise RuntimeError(f"emit({items[0][0] if items else ''!r}) outside unit_of_work()")
-    if not items:
-        return
-    user_id, occurred_at = _actor.get(), clock.now()
-    # Listeners get the payload as stored (JSON types), also when it is delivered at once.
-    stored = [json.loads(dump_json(payload or {})) for _, _, _, payload in items]
-    insert = DomainEventRow.insert(
-        *[
-            DomainEventRow(
-                name=name,
-                entity=entity,
-                entity_id=entity_id,
-                payload=data,
-                user_id=user_id,
-                occurred_at=occurred_at,
-            )
-            for (name, entity, entity_id, _), data in zip(items, stored, strict=True)
-        ]
-    ).returning(DomainEventRow.id)
-    if queries and db.is_postgres():
+    unit.log_rows.extend(a for a in also if isinstance(a, LogRow))
+    queries = [a for a in also if not isinstance(a, Also | LogRow)]
+    result: Any = None
+    if len(queries) > 1 and db.is_postgres():
         parts = [q.querystrings[0] for q in queries]
-        ctes = ", ".join(f"also_{i} AS ({{}})" for i in range(len(parts)))
-        rows = await db.get_engine().run_querystring(
-            QueryString(f"WITH {ctes} {{}}", *parts, insert.querystrings[0]), in_pool=True
-        )
+        ctes = ", ".join(f"also_{i} AS ({{}})" for i in range(len(parts) - 1))
+        result = await db.get_engine().run_querystring(QueryString(f"WITH {ctes} {{}}", *parts), in_pool=True)
     else:
         for query in queries:
-            await query
-        rows = await insert
-    # Ids are handed out in the order of the rows inserted.
-    ids = sorted(row["id"] for row in rows)
-    for event_id, (name, entity, entity_id, _), data in zip(ids, items, stored, strict=True):
-        pending.append(DomainEvent(event_id, name, entity, entity_id, data, user_id, occurred_at))
+            result = await query
+    if not items:
+        return result
+    user_id, occurred_at = _actor.get(), clock.now()
+    for name, entity, entity_id, payload in items:
+        # Listeners get the payload as stored (JSON types), also when it is delivered at once.
+        stored = json.loads(dump_json(payload or {}))
+        unit.events.append((name, entity, entity_id, stored, user_id, occurred_at))
+    return result
 
 
 def _to_event(row: dict[str, Any]) -> DomainEvent:

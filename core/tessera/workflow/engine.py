@@ -469,11 +469,14 @@ async def _enter_stage(
     comment: str = "",
     from_stage: str | None = None,
     stage_completed: dict[str, Any] | None = None,
+    claim: dict[Any, Any] | None = None,
 ) -> list[int]:
     """Make ``stage_key`` the current stage: responsible, controller, norm, stage task
     (the hand-off), on-enter actions. Returns ids of actions due at once.
     ``stage_completed``: the payload of the left stage's ``workflow.stage_completed`` event,
-    written with this stage's events."""
+    written with this stage's events. ``claim``: the instance's compare-and-set is made by
+    this stage's own UPDATE (with these other columns), not by one of its own (``_claim``):
+    a concurrent change makes it a 409 and the transaction rolls back."""
     now = clock.now()
     stage = templates.stage_map(definition)[stage_key]
     calendar = calendar_of(definition)
@@ -565,15 +568,25 @@ async def _enter_stage(
     emitted.append(("workflow.stage_entered", "workflow_instance", instance["id"], payload))
     if final:
         emitted.append(("workflow.completed", "workflow_instance", instance["id"], payload))
-    await events.emit_all(
+    if claim is None:
+        stage_update = WI.update(values).where(WI.id == instance["id"])
+    else:
+        stage_update = WI.update({**claim, **values, WI.version: WI.version + 1}).where(
+            WI.id == instance["id"], WI.version == instance["version"], WI.status == "running"
+        )
+    claimed = await events.emit_all(
         emitted,
         also=[
-            WI.update(values).where(WI.id == instance["id"]),
             *_transition_writes(
                 instance["id"], kind, from_stage, stage_key, seq, actor_id, comment, responsible, task_id
             ),
+            stage_update.returning(WI.id),
         ],
     )
+    if claim is not None:
+        if not claimed:
+            raise Conflict(f"process instance {instance['id']} was changed meanwhile; reload and try again")
+        instance["version"] += 1
     return await _schedule_actions(instance, definition, stage_key, seq, "enter", now)
 
 
@@ -811,7 +824,9 @@ async def _advance_in_transaction(
             )
         to = matching[0]["to"]
     now = clock.now()
-    await _claim(instance, values={WI.results: merged} if merged != instance.get("results") else None)
+    # The compare-and-set on the instance's version is made by the new stage's UPDATE at the
+    # end (one statement fewer); a concurrent change still makes this a 409 and rolls back.
+    claim = {WI.results: merged} if merged != instance.get("results") else {}
     instance["results"] = merged
     task_id = instance["current_task_id"]
     if task_id is not None and task_status in OPEN_TASK:
@@ -839,6 +854,7 @@ async def _advance_in_transaction(
         comment,
         from_stage=stage_key,
         stage_completed=completed,
+        claim=claim,
     )
     return due_now
 
