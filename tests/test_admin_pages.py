@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from tessera import events, jobs, scheduler
+from tessera.api.security import SESSION_COOKIE
 
 PASSWORD = "correct-horse-battery"
 
@@ -118,6 +119,8 @@ async def test_invited_user_gets_a_one_time_link_to_choose_a_password(crm: Any) 
 async def test_a_deactivated_user_cannot_sign_in_until_reactivated(crm: Any) -> None:
     admin = await crm.user("admin")
     manager = await crm.user("manager", name="Leaving Manager")
+    await _as(crm, manager)
+    open_session = crm.client.cookies.get(SESSION_COOKIE)
     token = await _as(crm, admin)
     r = await crm.client.post(
         f"/app/admin/users/{manager['id']}/active", data={"csrf_token": token, "is_active": "false"}
@@ -125,6 +128,10 @@ async def test_a_deactivated_user_cannot_sign_in_until_reactivated(crm: Any) -> 
     assert r.status_code == 303
     page = await crm.client.get(f"/app/admin/users/{manager['id']}")
     assert "this user cannot sign in" in page.text
+    # The session they had open ends with it.
+    crm.client.cookies.clear()
+    crm.client.cookies.set(SESSION_COOKIE, open_session)
+    assert (await crm.client.get("/app")).headers.get("location") == "/login"
     refused = await _sign_in(crm, manager)
     assert refused.status_code == 401
     assert (await crm.get("/api/auth/me", manager)).status_code == 401  # their API token too
@@ -173,6 +180,11 @@ async def test_every_admin_page_opens_for_an_admin(crm: Any) -> None:
     roles = _text(await crm.client.get("/app/admin/roles"))
     # Permissions in words, their names only beside them.
     assert "Manage users, teams, roles and substitutions" in roles and "Account manager" in roles
+    token = await _as(crm, admin)
+    await crm.client.post("/app/language", data={"csrf_token": token, "locale": "ru", "next": "/app"})
+    russian = _text(await crm.client.get("/app/admin/roles"))
+    assert "Управлять пользователями, командами, ролями и замещениями" in russian
+    assert ">Администрирование<" in russian and "Manage users" not in russian
 
 
 async def test_substitution_created_on_the_page_gives_the_substitute_visibility(crm: Any) -> None:
