@@ -254,6 +254,9 @@ async def test_audit_viewer_filters_and_hides_what_the_reader_may_not_read(crm: 
     page = _text(await crm.client.get("/app/admin/audit", params={"entity": "party"}))
     assert "Alpha Marker" in page and "Alpha Renamed" in page and "Beta Marker" not in page
     assert "Changed" in page and "North Seller" in page
+    words = re.sub(r"<[^>]+>", "", page)  # stored codes in words, as on the card
+    assert "Status: Potential" in words and "Relations: Client" in words
+    assert "Status: potential" not in words
     one = _text(
         await crm.client.get("/app/admin/audit", params={"entity": "party", "entity_id": alpha["id"]})
     )

@@ -1354,12 +1354,34 @@ def _audit_conditions(principal: Principal, query: dict[str, str]) -> tuple[list
     return conditions, errors
 
 
-def _change_rows(changes: dict[str, Any]) -> list[dict[str, str]]:
+def _change_rows(entity: str, changes: dict[str, Any]) -> list[dict[str, str]]:
     out = []
     for field, value in (changes or {}).items():
         old, new = ([*value, None, None])[:2] if isinstance(value, list) else (None, value)
-        out.append({"field": i18n.label("field", field), "old": _plain(old), "new": _plain(new)})
+        group = f"{entity}.{field}"
+        if group not in i18n._LABELS and field.endswith("s"):
+            group = f"{entity}.{field[:-1]}"  # a list of codes: relations -> party.relation
+        out.append(
+            {
+                "field": i18n.label("field", field),
+                "old": _plain(_coded(group, old)),
+                "new": _plain(_coded(group, new)),
+            }
+        )
     return out
+
+
+def _coded(group: str, value: Any) -> Any:
+    """A stored code in words when its group has labels (``party.status``, a plugin's
+    ``sales.deal.status``); any other value as it is."""
+    known = i18n._LABELS.get(group)
+    if not known:
+        return value
+    if isinstance(value, str) and value in known:
+        return i18n.label(group, value)
+    if isinstance(value, list) and all(isinstance(v, str) and v in known for v in value):
+        return ", ".join(i18n.label(group, v) for v in value)
+    return value
 
 
 def _plain(value: Any) -> str:
@@ -1412,7 +1434,7 @@ async def audit_page(request: Request[Any, Any, Any]) -> Response[Any]:
         u["id"]: u["name"] for u in await CrmUser.select(CrmUser.id, CrmUser.name).order_by(CrmUser.name)
     }
     for row in rows:
-        row["change_rows"] = _change_rows(row["changes"])
+        row["change_rows"] = _change_rows(row["entity"], row["changes"])
     entities = sorted({*service.specs(), "api_token", "webhook", "custom_field_schema", "workflow_template"})
     from urllib.parse import urlencode
 
