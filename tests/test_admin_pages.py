@@ -7,6 +7,7 @@ import html
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -196,8 +197,12 @@ async def test_substitution_created_on_the_page_gives_the_substitute_visibility(
     substitute = await crm.user("manager", name="Stands In")
     party = (await crm.post("/api/parties", absent, json={"name": "Holiday Client"})).json()
     assert (await crm.get(f"/api/parties/{party['id']}", substitute)).status_code == 404
+    # The admin works in Moscow time: the times typed are Moscow times (UTC+3).
+    moscow = ZoneInfo("Europe/Moscow")
+    moved = await crm.patch(f"/api/users/{admin['id']}", admin, json={"timezone": "Europe/Moscow"})
+    assert moved.status_code == 200
     token = await _as(crm, admin)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).astimezone(moscow).replace(second=0, microsecond=0)
     form = {
         "csrf_token": token,
         "absent_user_id": str(absent["id"]),
@@ -217,6 +222,8 @@ async def test_substitution_created_on_the_page_gives_the_substitute_visibility(
     assert seen.status_code == 200 and seen.json()["name"] == "Holiday Client"
     # Ended from the page: the access goes with it.
     [sub] = (await crm.get("/api/substitutions", admin)).json()["items"]
+    starts = datetime.fromisoformat(sub["starts_at"])
+    assert starts == now - timedelta(hours=1)  # an aware comparison: the same instant
     ended = await crm.client.post(f"/app/admin/substitutions/{sub['id']}/end", data={"csrf_token": token})
     assert ended.status_code == 303
     assert (await crm.get(f"/api/parties/{party['id']}", substitute)).status_code == 404

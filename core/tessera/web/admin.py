@@ -841,6 +841,7 @@ async def _substitutions_page(
         people=[p for p in people if p["is_active"]],
         now=now,
         show_all=shown == "all",
+        zone=str(_zone()),
         form=form or {},
         errors=errors,
     )
@@ -856,13 +857,37 @@ async def substitutions_page(request: Request[Any, Any, Any]) -> Response[Any]:
     return await _substitutions_page(request, principal)
 
 
+def _zone() -> Any:
+    """The reader's time zone (profile setting), else UTC."""
+    name = i18n.current_timezone()
+    try:
+        return ZoneInfo(name) if name else UTC
+    except (ValueError, KeyError):
+        return UTC
+
+
+def _in_my_zone(value: str) -> str:
+    """A ``datetime-local`` input (no zone) taken in the user's own time zone, the zone the
+    pages show times in; anything else is left for the struct to judge."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        return value
+    return parsed.replace(tzinfo=_zone()).isoformat()
+
+
 @post("/app/admin/substitutions", include_in_schema=False, status_code=303)
 async def substitution_create(request: Request[Any, Any, Any]) -> Response[Any]:
     """A substitution (``SubstitutionIn``): while it lasts the substitute sees and works on
     what the absent user sees."""
     principal, form, _raw = await _form_user(request, "substitutions")
+    sent = {k: v for k, v in form.items() if k in SUBSTITUTION_FIELDS}
+    for name in ("starts_at", "ends_at"):
+        sent[name] = _in_my_zone(sent.get(name, ""))
     try:
-        body = decode_form(admin.SubstitutionIn, {k: v for k, v in form.items() if k in SUBSTITUTION_FIELDS})
+        body = decode_form(admin.SubstitutionIn, sent)
         async with events.unit_of_work():
             await service.create(admin.SUBSTITUTION, principal, _set(body))
     except DomainError as exc:
@@ -1313,12 +1338,7 @@ AUDIT_FILTERS = frozenset({"entity", "entity_id", "user_id", "date_from", "date_
 
 
 def _day_start(value: date) -> datetime:
-    zone_name = i18n.current_timezone()
-    try:
-        zone: Any = ZoneInfo(zone_name) if zone_name else UTC
-    except (ValueError, KeyError):
-        zone = UTC
-    return datetime.combine(value, time.min, tzinfo=zone)
+    return datetime.combine(value, time.min, tzinfo=_zone())
 
 
 def _audit_conditions(principal: Principal, query: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
