@@ -1379,7 +1379,7 @@ def _change_rows(entity: str, changes: dict[str, Any]) -> list[dict[str, str]]:
     for field, value in (changes or {}).items():
         old, new = ([*value, None, None])[:2] if isinstance(value, list) else (None, value)
         group = f"{entity}.{field}"
-        if group not in i18n._LABELS and field.endswith("s"):
+        if not i18n.labelled_codes(group) and field.endswith("s"):
             group = f"{entity}.{field[:-1]}"  # a list of codes: relations -> party.relation
         out.append(
             {
@@ -1394,7 +1394,7 @@ def _change_rows(entity: str, changes: dict[str, Any]) -> list[dict[str, str]]:
 def _coded(group: str, value: Any) -> Any:
     """A stored code in words when its group has labels (``party.status``, a plugin's
     ``sales.deal.status``); any other value as it is."""
-    known = i18n._LABELS.get(group)
+    known = i18n.labelled_codes(group)
     if not known:
         return value
     if isinstance(value, str) and value in known:
