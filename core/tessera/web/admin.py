@@ -184,6 +184,9 @@ i18n.register_labels(
     },
 )
 i18n.register_labels(
+    "job.kind", {"email.send": N_("Send an e-mail"), "webhook.deliver": N_("Deliver a webhook event")}
+)
+i18n.register_labels(
     "audit.action",
     {
         "create": N_("Created"),
