@@ -1125,6 +1125,29 @@ def norm_text(norm: dict[str, Any] | None) -> str:
 pages._env.globals["norm_text"] = norm_text
 
 
+def person_text(person: dict[str, Any] | None, people: dict[int, str]) -> str:
+    """Who a stage's responsible or controller is, in words."""
+    if not person:
+        return ""
+    if "user" in person:
+        return people.get(person["user"], "") or i18n.gettext("a user who no longer exists")
+    if "role" in person:
+        role = role_label(person["role"])
+        if person.get("team") == "owner":
+            return i18n.gettext("%(role)s of the owner's team", role=role)
+        return i18n.gettext("any %(role)s", role=role)
+    if person.get("owner"):
+        return i18n.gettext("the record's owner")
+    if person.get("starter"):
+        return i18n.gettext("who started the process")
+    if "rule" in person:
+        return i18n.gettext("chosen by the plugin rule “%(rule)s”", rule=person["rule"])
+    return ""
+
+
+pages._env.globals["person_text"] = person_text
+
+
 def schedule_text(schedule: str) -> str:
     """A job's schedule in words: ``every 3600s`` -> "every 1 h"; a cron line stays a cron
     line, introduced as such."""
