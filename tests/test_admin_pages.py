@@ -132,6 +132,10 @@ async def test_a_deactivated_user_cannot_sign_in_until_reactivated(crm: Any) -> 
     assert r.status_code == 303
     page = await crm.client.get(f"/app/admin/users/{manager['id']}")
     assert "this user cannot sign in" in page.text
+    inactive = await crm.client.get("/app/admin/users", params={"state": "inactive"})
+    assert "Leaving Manager" in inactive.text and admin["name"] not in inactive.text
+    active = await crm.client.get("/app/admin/users", params={"state": "active", "q": "leaving"})
+    assert "Leaving Manager" not in active.text
     # The session they had open ends with it.
     crm.client.cookies.clear()
     crm.client.cookies.set(SESSION_COOKIE, open_session)

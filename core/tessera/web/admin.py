@@ -355,8 +355,19 @@ async def _users_page(
     status: int = 200,
     reset: dict[str, Any] | None = None,
 ) -> Response[str]:
-    cursor = request.query_params.get("cursor") or None
-    page = await service.list_page(admin.USER, principal, [], order="name", cursor=cursor, limit=100)
+    from tessera.api.filters import user_filters
+
+    params = request.query_params
+    cursor = params.get("cursor") or None
+    q = (params.get("q") or "").strip()[:200]
+    team = params.get("team_id", "")
+    state = params.get("state", "")
+    conditions = user_filters(
+        q=q or None,
+        team_id=int(team) if team.isdigit() and service.valid_id(int(team)) else None,
+        is_active={"active": True, "inactive": False}.get(state),
+    )
+    page = await service.list_page(admin.USER, principal, conditions, order="name", cursor=cursor, limit=100)
     users = await admin.with_roles(page.items)
     teams, roles = await _directory()
     response = _show(
@@ -366,6 +377,7 @@ async def _users_page(
         "users",
         users=users,
         next_cursor=page.next_cursor,
+        filters={"q": q, "team_id": team, "state": state},
         teams=teams,
         team_names={t["id"]: t["name"] for t in teams},
         roles=roles,
