@@ -359,6 +359,12 @@ async def test_publish_a_workflow_template_version_from_the_page(crm: Any) -> No
     admin = await crm.user("admin")
     created = await crm.post("/api/workflow/templates", admin, json={"definition": TEMPLATE})
     assert created.status_code == 201, created.text
+    party = (await crm.post("/api/parties", admin, json={"name": "Onboarded Ltd"})).json()
+    started = await crm.post(
+        "/api/workflow/instances", admin, json={"template": "onboarding", "party_id": party["id"]}
+    )
+    assert started.status_code == 201, started.text
+    instance = started.json()["id"]
     token = await _as(crm, admin)
     page = _text(await crm.client.get("/app/admin/workflows/onboarding"))
     assert "Welcome call" in page and "4 h (business time)" in page and "the record's owner" in page
@@ -379,6 +385,16 @@ async def test_publish_a_workflow_template_version_from_the_page(crm: Any) -> No
     bad = await crm.client.post(url, data={"csrf_token": token, "definition": json.dumps(v2)})
     assert bad.status_code == 422 and "stages" in _text(bad)
     assert (await crm.get("/api/workflow/templates/onboarding", admin)).json()["version"] == 2
+    # The running process stayed on version 1; moved onto version 3 when asked to.
+    running = f"/api/workflow/instances/{instance}"
+    assert (await crm.get(running, admin)).json()["template_version"] == 1
+    v3 = json.loads(json.dumps(TEMPLATE))
+    v3["stages"][0]["norm"] = {"hours": 6}
+    form = {"csrf_token": token, "definition": json.dumps(v3), "migrate": "true", "comment": "norm changed"}
+    moved = await crm.client.post(url, data=form)
+    assert moved.status_code == 303, moved.text
+    assert (await crm.get(running, admin)).json()["template_version"] == 3
+    assert "running processes moved onto it" in (await crm.client.get(moved.headers["location"])).text
 
 
 async def test_roles_page_changes_a_roles_permissions(crm: Any) -> None:

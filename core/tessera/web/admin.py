@@ -130,6 +130,7 @@ _NOTICE_TEXTS = {
     "saved": N_("Saved."),
     "ended": N_("The substitution has ended."),
     "published": N_("A new version has been published."),
+    "published-migrated": N_("A new version has been published and the running processes moved onto it."),
     "unchanged": N_("This definition is the current version already; nothing was published."),
     "retried": N_("The job has been queued again."),
     "cancelled": N_("The job has been cancelled."),
@@ -1270,7 +1271,9 @@ async def workflow_publish(request: Request[Any, Any, Any], key: str) -> Respons
             ) from exc
         if not isinstance(definition, dict):
             raise ValidationFailed.field("definition", "has the wrong kind of value")
-        body = decode_form(PublishIn, {}, definition=definition)
+        # "Move running processes onto it": the API's ``migrate`` with stages keeping their keys.
+        migrate = {"comment": form.get("comment", "")} if form.get("migrate") else None
+        body = decode_form(PublishIn, {}, definition=definition, migrate=migrate)
         published = await publish_new_version(principal, request.app.state.pm, key, body)
     except DomainError as exc:
         errors = _refused(exc, frozenset({"definition"}))
@@ -1280,6 +1283,8 @@ async def workflow_publish(request: Request[Any, Any, Any], key: str) -> Respons
         if details:
             errors["definition"] = "; ".join(details)
         return await _workflow_page(request, principal, key, form=form, errors=errors, status=exc.status)
+    if published.migrated:
+        return _back(f"/app/admin/workflows/{key}", "published-migrated")
     return _back(f"/app/admin/workflows/{key}", "published" if published.created else "unchanged")
 
 
