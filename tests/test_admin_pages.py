@@ -367,7 +367,7 @@ async def test_publish_a_workflow_template_version_from_the_page(crm: Any) -> No
     instance = started.json()["id"]
     token = await _as(crm, admin)
     page = _text(await crm.client.get("/app/admin/workflows/onboarding"))
-    assert "Welcome call" in page and "4 h (business time)" in page and "the record's owner" in page
+    assert "Welcome call" in page and "4 h (business time)" in page and "The record's owner" in page
     url = "/app/admin/workflows/onboarding/versions"
     wrong = await crm.client.post(url, data={"csrf_token": token, "definition": "{not json"})
     assert wrong.status_code == 422 and "is not valid JSON" in _text(wrong)

@@ -1143,18 +1143,18 @@ def person_text(person: dict[str, Any] | None, people: dict[int, str]) -> str:
     if not person:
         return ""
     if "user" in person:
-        return people.get(person["user"], "") or i18n.gettext("a user who no longer exists")
+        return people.get(person["user"], "") or i18n.gettext("A user who no longer exists")
     if "role" in person:
         role = role_label(person["role"])
         if person.get("team") == "owner":
             return i18n.gettext("%(role)s of the owner's team", role=role)
-        return i18n.gettext("any %(role)s", role=role)
+        return i18n.gettext("Any %(role)s", role=role)
     if person.get("owner"):
-        return i18n.gettext("the record's owner")
+        return i18n.gettext("The record's owner")
     if person.get("starter"):
-        return i18n.gettext("who started the process")
+        return i18n.gettext("Who started the process")
     if "rule" in person:
-        return i18n.gettext("chosen by the plugin rule “%(rule)s”", rule=person["rule"])
+        return i18n.gettext("Chosen by the plugin rule “%(rule)s”", rule=person["rule"])
     return ""
 
 
