@@ -27,6 +27,7 @@ from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each, get_plugin_manager
 from tessera.search import service as search_service
 from tessera.web import openapi as openapi_pages
+from tessera.web.admin import HANDLERS as ADMIN_PAGES
 from tessera.web.errors import page_aware
 from tessera.web.pages import WEB_HANDLERS
 from tessera.web.passwords import HANDLERS as PASSWORD_PAGES
@@ -128,6 +129,7 @@ def create_app(
             *plugin_routers(pm),
             *WEB_HANDLERS,
             *PASSWORD_PAGES,
+            *ADMIN_PAGES,
             *web_routers(pm),
             openapi_pages.static_router(),
         ],

@@ -206,6 +206,11 @@ def label(group: str, code: Any) -> str:
     return words[:1].upper() + words[1:]
 
 
+def labelled_codes(group: str) -> frozenset[str]:
+    """The codes of ``group`` that have registered words (empty: none registered)."""
+    return frozenset(_LABELS.get(group, {}))
+
+
 register_labels(
     "activity.type",
     {
@@ -358,6 +363,7 @@ __all__ = [
     "format_percent",
     "gettext",
     "label",
+    "labelled_codes",
     "language_names",
     "lazy_gettext",
     "negotiate",

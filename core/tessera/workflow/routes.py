@@ -212,6 +212,13 @@ async def publish_version(
 ) -> PublishOut:
     """Publish a new version of ``key`` without stopping anything: new instances take it;
     running ones keep theirs unless ``migrate`` maps their stages onto it."""
+    return await publish_new_version(principal, _pm(request), key, data)
+
+
+async def publish_new_version(principal: Principal, pm: Any, key: str, data: PublishIn) -> PublishOut:
+    """A new version of template ``key`` (the API route and the admin page): needs
+    ``workflow.manage``; ``definition.key`` must be ``key``; running instances move onto it
+    only with ``migrate``."""
     principal.require("workflow.manage")
     if data.definition.get("key") != key:
         raise ValidationFailed.field("definition.key", f"must be {key!r} (the template being versioned)")
@@ -231,7 +238,7 @@ async def publish_version(
             migrating.stage_map,
             from_versions=migrating.from_versions,
             comment=migrating.comment,
-            pm=_pm(request),
+            pm=pm,
         )
     return PublishOut(template=to_struct(row, ProcessTemplateOut), created=created, migrated=migrated)
 
