@@ -20,7 +20,7 @@ from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal
 
 from tessera_sales import cadence, catalogue, documents, proposals, rates, reports, services, sources
-from tessera_sales.tables import CadenceRule, LossReason, Product, ProposalTemplate, SalesPlan
+from tessera_sales.tables import CadenceRule, LossReason, Product, ProposalTemplate
 
 #: msgspec cannot bound a Decimal; the services refuse negative amounts (422 naming the field).
 Money = Decimal
@@ -451,13 +451,7 @@ async def create_plan(principal: Principal, data: PlanIn) -> dict[str, Any]:
 @get("/plans", operation_id="list_sales_plans")
 async def list_plans(principal: Principal) -> list[dict[str, Any]]:
     """Plans (those of managers you see, of teams and of the company)."""
-    principal.require("sales.deal.read")
-    query = SalesPlan.select()
-    # In the query, as everywhere (docs/security.md): a manager's plan is listed to those who
-    # see that manager's records; team and company plans to every reader.
-    if (visible := principal.owner_where(SalesPlan.user_id)) is not None:
-        query = query.where(SalesPlan.user_id.is_null() | visible)
-    return await query.order_by(SalesPlan.period_start).order_by(SalesPlan.id).output(load_json=True)
+    return await reports.visible_plans(principal)
 
 
 @get("/plans/{plan_id:int}/actual", operation_id="sales_plan_vs_actual")
