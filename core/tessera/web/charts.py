@@ -71,7 +71,8 @@ class _Chart:
 
 
 def machine_value(value: Any) -> str:
-    """The exact number for ``data-value``: ``12``, ``125000.00``, ``0.25``; ``""`` for None."""
+    """The exact number for ``data-value``: ``12``, ``125000.00`` (a Decimal as it is),
+    ``0.25`` and ``1`` (a float without trailing zeros); ``""`` for None."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -81,7 +82,7 @@ def machine_value(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, float):
-        return format(Decimal(repr(value)), "f")
+        return format(Decimal(repr(value)).normalize(), "f")  # 1.0 -> "1", 0.25 -> "0.25"
     return format(Decimal(str(value)), "f")
 
 

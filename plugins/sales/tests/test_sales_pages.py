@@ -303,3 +303,28 @@ async def test_report_pages_and_navigation_in_ukrainian(crm, world):
     nav = await _page(crm, "/app")
     for href in ("/sales/kanban", "/sales/plans", "/sales/forecast", "/sales/kpi"):
         assert f'href="{href}"' in nav
+
+
+async def test_cadence_page_shows_compliance(crm, frozen_clock, world):
+    from tessera_sales import cadence
+
+    r = await crm.post(
+        "/api/sales/cadence-rules", world["admin"], json={"name": "A: каждые 14 дней", "every_days": 14}
+    )
+    assert r.status_code == 201, r.text
+    rule = r.json()
+    await log_call(crm, world["boris"], world["boris_party"]["id"])
+    frozen_clock.advance(days=15)
+    await log_call(crm, world["boris"], world["boris_party"]["id"], kind="meeting")
+    await cadence.evaluate()  # the scheduled job's work: Anna's client is overdue, Boris's is not
+
+    await _sign_in(crm, world["head"])
+    page = await _page(crm, "/sales/cadence")
+    assert _data(page, key=f"{rule['id']}:{world['anna']['id']}")[0]["data-value"] == "0"
+    assert _data(page, key=f"{rule['id']}:{world['boris']['id']}")[0]["data-value"] == "1"
+    overdue = page.split("Клиенты, с которыми пора связаться")[1]
+    assert "ООО Ромашка" in overdue and "АО Вектор" not in overdue
+    await _sign_in(crm, world["anna"])
+    page = await _page(crm, "/sales/cadence")
+    assert {d["data-key"] for d in _data(page)} == {f"{rule['id']}:{world['anna']['id']}"}
+    assert "АО Вектор" not in page
