@@ -14,10 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 from tessera import clock, db
+from tessera.entities import service
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 
-from tessera_sales import rates, services
+from tessera_sales import catalogue, rates, services
 from tessera_sales.stats import aware
 from tessera_sales.tables import ForecastSnapshot, SalesPlan
 
@@ -688,6 +689,27 @@ async def plan_vs_actual(principal: Principal, plan_id: int) -> dict[str, Any]:
         },
         "stages": stages,
     }
+
+
+async def create_plan(principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
+    """Add a plan (``PlanIn``'s fields) for a manager, a team or (neither) the company; returns
+    it beside its actual (``POST /api/sales/plans`` and the plans page)."""
+    principal.require("sales.plan.manage")
+    if values["period_end"] < values["period_start"]:
+        raise ValidationFailed.field("period_end", "must not be before period_start")
+    if values.get("user_id") is not None and values.get("team_id") is not None:
+        raise ValidationFailed.field("team_id", "a plan is for a manager or for a team, not both")
+    if values.get("pipeline"):
+        definition = await services.pipeline(values["pipeline"])
+        unknown = sorted(set(values.get("stage_targets") or {}) - {s["key"] for s in definition["stages"]})
+        if unknown:
+            raise ValidationFailed.field("stage_targets", f"no such stages: {unknown}")
+    values["currency"] = str(values.get("currency", "RUB")).upper()
+    if Decimal(str(values.get("amount", 0))) < 0:
+        raise ValidationFailed.field("amount", "must be zero or more")
+    values["amount"] = services.money(values.get("amount", 0))
+    row = await service.create(catalogue.PLAN, principal, values)
+    return await plan_vs_actual(principal, row["id"])
 
 
 async def visible_plans(principal: Principal) -> list[dict[str, Any]]:

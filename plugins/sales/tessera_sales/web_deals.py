@@ -38,6 +38,7 @@ from tessera.web.plugin_pages import (
 from tessera.workflow import engine, templates
 
 from tessera_sales import proposals, services, web
+from tessera_sales.pipelines import PROPOSAL_ISSUED
 from tessera_sales.routes import DealIn, MoveIn, TickIn
 from tessera_sales.stats import aware
 from tessera_sales.tables import Deal, Product, ProposalTemplate
@@ -252,6 +253,7 @@ async def deal_extras(principal: Any, deal: dict[str, Any], definition: dict[str
                         "kind": r["kind"],
                         "activity_type": r.get("activity_type"),
                         "done": r["key"] not in missing,
+                        "auto": r["key"] == PROPOSAL_ISSUED,  # ticked by issuing a proposal
                     }
                 )
     names = {s["key"]: s["name"] for s in definition["stages"]}

@@ -12,18 +12,28 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 from litestar.response import Redirect
 from markupsafe import Markup
 from tessera import clock, i18n
+from tessera.entities.dto import set_fields
 from tessera.entities.tables import CrmUser, Team
 from tessera.errors import DomainError
 from tessera.i18n import N_
 from tessera.i18n import gettext as _
 from tessera.web import charts
-from tessera.web.plugin_pages import current_principal, error_page, render
+from tessera.web.plugin_pages import (
+    Form,
+    check_csrf,
+    current_principal,
+    decode_form,
+    error_page,
+    field_errors,
+    render,
+)
 
 from tessera_sales import cadence, reports, services
+from tessera_sales.routes import PlanIn
 
 #: The report pages, for the sub-navigation every one of them shows.
 REPORT_PAGES = (
@@ -94,13 +104,47 @@ def _period(date_from: dt.date | None, date_to: dt.date | None) -> tuple[dt.date
     return date_from, date_to or max(today, date_from)
 
 
+#: Fields of the "new plan" form (``PlanIn``; stage targets stay with the API).
+PLAN_FIELDS = frozenset({"period_start", "period_end", "user_id", "team_id", "currency", "amount"})
+
+
 @get("/plans", include_in_schema=False)
 async def plans_page(request: Request[Any, Any, Any]) -> Response[Any]:
     """Plans the user may see beside what happened: won amount against the target (a chart per
-    currency) and deals entering each targeted stage."""
+    currency) and deals entering each targeted stage; a form to add one for planners."""
     principal = await current_principal(request)
     if principal is None:
         return Redirect("/login")
+    return await _plans_view(request, principal)
+
+
+@post("/plans", include_in_schema=False, status_code=303)
+async def plan_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
+    """Add a plan: the form decoded through the API's ``PlanIn`` and saved by the same
+    service (``reports.create_plan``, permission ``sales.plan.manage``)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    check_csrf(principal, data)
+    try:
+        body = decode_form(PlanIn, data)
+        await reports.create_plan(principal, set_fields(body))
+    except DomainError as exc:
+        if exc.status not in (409, 422):
+            return error_page(request, principal, exc)
+        errors = field_errors(exc, PLAN_FIELDS)
+        return await _plans_view(request, principal, form=dict(data), errors=errors, status=exc.status)
+    return Redirect("/sales/plans", status_code=303)
+
+
+async def _plans_view(
+    request: Request[Any, Any, Any],
+    principal: Any,
+    *,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response[Any]:
     try:
         plans = await reports.visible_plans(principal)
         results = [await reports.plan_vs_actual(principal, p["id"]) for p in reversed(plans[-50:])]
@@ -140,14 +184,36 @@ async def plans_page(request: Request[Any, Any, Any]) -> Response[Any]:
         )
         for currency, items in sorted(by_currency.items())
     ]
+    planner = principal.can("sales.plan.manage")
+    people = []
+    if planner:
+        active = CrmUser.is_active == True  # noqa: E712
+        for u in await CrmUser.select(CrmUser.id, CrmUser.name).where(active).order_by(CrmUser.name):
+            if principal.check_visible_owner(u["id"]):
+                people.append(u)
+    errors = dict(errors or {})
+    today = clock.now().date()
     return render(
         request,
         "sales/plans.html",
+        status=status,
         principal=principal,
         plans=rows,
         charts=plan_charts,
         stage_names=stage_names,
         report_pages=REPORT_PAGES,
+        planner=planner,
+        people=people,
+        teams=teams,
+        currencies=sorted(services.CURRENCIES),
+        form=form
+        or {
+            "period_start": _month_start(today).isoformat(),
+            "period_end": (_add_months(today, 1) - dt.timedelta(days=1)).isoformat(),
+            "currency": "RUB",
+        },
+        error=errors.pop("", None),
+        errors=errors,
     )
 
 
@@ -298,4 +364,4 @@ async def cadence_page(request: Request[Any, Any, Any]) -> Response[Any]:
     )
 
 
-HANDLERS = [plans_page, forecast_page, kpi_page, cadence_page]
+HANDLERS = [plans_page, plan_submit, forecast_page, kpi_page, cadence_page]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -328,3 +329,43 @@ async def test_cadence_page_shows_compliance(crm, frozen_clock, world):
     page = await _page(crm, "/sales/cadence")
     assert {d["data-key"] for d in _data(page)} == {f"{rule['id']}:{world['anna']['id']}"}
     assert "АО Вектор" not in page
+
+
+async def test_plans_are_added_from_the_page_by_planners_only(crm, world, frozen_clock):
+    await _sign_in(crm, world["anna"])
+    page = await _page(crm, "/sales/plans")
+    assert 'action="/sales/plans"' not in page  # a manager has no sales.plan.manage
+    r = await crm.client.post(
+        "/sales/plans",
+        data={
+            "csrf_token": _csrf(page),
+            "period_start": "2026-03-01",
+            "period_end": "2026-03-31",
+            "amount": "1",
+        },
+    )
+    assert r.status_code == 403
+
+    await _sign_in(crm, world["admin"])
+    page = await _page(crm, "/sales/plans")
+    sent = {
+        "csrf_token": _csrf(page),
+        "period_start": "2026-03-31",
+        "period_end": "2026-03-01",
+        "user_id": str(world["anna"]["id"]),
+        "team_id": "",
+        "currency": "RUB",
+        "amount": "300000",
+    }
+    r = await crm.client.post("/sales/plans", data=sent)
+    assert r.status_code == 422
+    refused = html.unescape(r.text)
+    assert re.search(r'id="error-period_end">[^<]+<', refused) and 'value="300000"' in refused
+    r = await crm.client.post(
+        "/sales/plans", data={**sent, "period_start": "2026-03-01", "period_end": "2026-03-31"}
+    )
+    assert r.status_code == 303
+    plans = (await crm.get("/api/sales/plans", world["admin"])).json()
+    assert [(p["user_id"], Decimal(p["amount"])) for p in plans] == [(world["anna"]["id"], Decimal(300000))]
+    page = await _page(crm, "/sales/plans")
+    assert _data(page, key=str(plans[0]["id"]), series_key="target")[0]["data-value"] == "300000.00"
