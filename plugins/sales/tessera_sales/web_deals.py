@@ -41,7 +41,7 @@ from tessera_sales import proposals, services, web
 from tessera_sales.pipelines import PROPOSAL_ISSUED
 from tessera_sales.routes import DealIn, MoveIn, TickIn
 from tessera_sales.stats import aware
-from tessera_sales.tables import Deal, Product, ProposalTemplate
+from tessera_sales.tables import Deal, LossReason, Product, ProposalTemplate
 
 #: How many product lines the new-deal form offers (each one optional).
 LINE_ROWS = 3
@@ -258,7 +258,12 @@ async def deal_extras(principal: Any, deal: dict[str, Any], definition: dict[str
                 )
     names = {s["key"]: s["name"] for s in definition["stages"]}
     targets = [t["to"] for t in stage.get("transitions", []) if t["to"] not in ("lost", "won")]
+    reason = None
+    if deal["loss_reason_id"] is not None:
+        row = await LossReason.select(LossReason.name).where(LossReason.id == deal["loss_reason_id"]).first()
+        reason = row["name"] if row else None
     return {
+        "loss_reason": reason,
         "checklist": checklist,
         "targets": [(key, names.get(key, key)) for key in targets],
         "proposals": await proposals.list_proposals(principal, deal["id"]),

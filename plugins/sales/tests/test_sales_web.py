@@ -135,6 +135,7 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
     assert r.status_code == 303
     closed = await _page(crm, url)
     assert "Проиграна" in closed and "Сделка проиграна" not in closed  # no forms on a closed deal
+    assert f"Причина: {reasons[1]['name']} — ушли" in closed  # the reason's name, not its id
     assert (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()["status"] == "lost"
 
 
