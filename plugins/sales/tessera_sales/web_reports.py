@@ -35,6 +35,10 @@ from tessera.web.plugin_pages import (
 from tessera_sales import cadence, reports, services
 from tessera_sales.routes import PlanIn
 
+i18n.register_labels(
+    "sales.forecast.method",
+    {"weighted": N_("Weighted by probability"), "historical": N_("From past conversion")},
+)
 #: The report pages, for the sub-navigation every one of them shows.
 REPORT_PAGES = (
     ("/sales/funnel", N_("Funnel")),
@@ -234,6 +238,7 @@ async def forecast_page(
     date_to = date_to or _add_months(date_from, 6) - dt.timedelta(days=1)
     try:
         report = await reports.forecast(principal, pipeline=pipeline, date_from=date_from, date_to=date_to)
+        accuracy = await reports.forecast_accuracy(principal, pipeline)
         pipelines = await services.list_pipelines()
     except DomainError as exc:
         return error_page(request, principal, exc)
@@ -273,6 +278,7 @@ async def forecast_page(
         report=report,
         chart=chart,
         table=table,
+        accuracy=accuracy[-24:],
         pipelines=pipelines,
         pipeline=pipeline,
         date_from=date_from,

@@ -369,3 +369,21 @@ async def test_plans_are_added_from_the_page_by_planners_only(crm, world, frozen
     assert [(p["user_id"], Decimal(p["amount"])) for p in plans] == [(world["anna"]["id"], Decimal(300000))]
     page = await _page(crm, "/sales/plans")
     assert _data(page, key=str(plans[0]["id"]), series_key="target")[0]["data-value"] == "300000.00"
+
+
+async def test_forecast_page_shows_past_forecasts_against_what_was_won(crm, frozen_clock, world):
+    import datetime as dt
+
+    from tessera_sales import reports
+
+    await open_deal(
+        crm, world["anna"], world["anna_party"]["id"], amount="100000", expected_close="2026-03-20"
+    )
+    # The daily job's snapshot (company-wide), made on 2026-03-02 for March.
+    assert await reports.snapshot_forecast("sales.b2b", dt.date(2026, 3, 1), dt.date(2026, 3, 31)) > 0
+    frozen_clock.advance(days=31)
+    await _sign_in(crm, world["head"])
+    page = await _page(crm, "/sales/forecast")
+    table = _visible(page.split('id="forecast-accuracy"')[1].split("</table>")[0]).replace("\xa0", " ")
+    assert "2026-03 С учётом вероятности 10 000,00 ₽ 0,00 ₽" in table
+    assert "weighted" not in table
