@@ -286,11 +286,20 @@ async def test_report_charts_carry_the_figures_within_visibility(crm, world, fro
     assert _data(forecast, key="2026-04", series_key="weighted")[0]["data-value"] == "10000.00"
 
 
-async def test_report_pages_and_navigation_in_ukrainian(crm, world):
+CODES = re.compile(
+    r"\b(qualification|needs|proposal|negotiation|first_call|needs_recorded|proposal_issued|"
+    r"terms_agreed|weighted|historical|open|won|lost|sales\.\w+|required\.\w+)\b"
+)
+
+
+async def test_report_pages_and_navigation_in_ukrainian(crm, world, frozen_clock):
     anna = world["anna"]
+    deal = await open_deal(crm, anna, world["anna_party"]["id"], title="Угода", amount="1000")
+    await to_proposal(crm, anna, deal)
     assert (await crm.patch("/api/auth/me", anna, json={"locale": "uk"})).status_code == 200
     await _sign_in(crm, anna)
     for url, heading in (
+        (f"/sales/deals/{deal['id']}", "КП выпущено"),  # the pipeline's own label
         ("/sales/kanban", "Канбан"),
         ("/sales/plans", "План і факт"),
         ("/sales/forecast", "Прогноз"),
@@ -298,9 +307,10 @@ async def test_report_pages_and_navigation_in_ukrainian(crm, world):
         ("/sales/cadence", "Частота контактів"),
         ("/sales/deals/new", "Нова угода"),
     ):
-        text = _visible(await _page(crm, url))
+        text = _visible(re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", await _page(crm, url), flags=re.S))
         assert heading in text, (url, text[:600])
         assert not re.search(r"\b(Deals|Stage|Amount|Plan|Forecast|Won)\b", text), (url, text[:1500])
+        assert not CODES.search(text), (url, CODES.search(text), text[:1500])  # labels, never codes
     nav = await _page(crm, "/app")
     for href in ("/sales/kanban", "/sales/plans", "/sales/forecast", "/sales/kpi"):
         assert f'href="{href}"' in nav
