@@ -332,6 +332,12 @@ async def booted_crm(
         # on the plugin set, so the app is reused and pointed at this test's database and data.
         app.state.pm = boot(settings)
         app.state.settings = settings
+        # As create_app does: this plugin set's catalogues (an app of another plugin set built
+        # in between left only its own, and pages came out in English).
+        from tessera import i18n
+        from tessera.web.plugin_pages import catalogue_dirs
+
+        i18n.configure(settings.default_locale, catalogue_dirs(app.state.pm))
     # The app runs in the test's own event loop (Litestar's AsyncTestClient would run it in a
     # second thread, where a PostgreSQL pool opened by the test cannot be used).
     await startup()

@@ -117,7 +117,14 @@ def tessera_party_participants(party_id: int) -> Any:
 def tessera_nav_items() -> list[dict[str, str]]:
     from tessera.i18n import gettext as _
 
-    return [{"label": _("Deals"), "href": "/sales/deals"}, {"label": _("Funnel"), "href": "/sales/funnel"}]
+    return [
+        {"label": _("Deals"), "href": "/sales/deals"},
+        {"label": _("Kanban"), "href": "/sales/kanban"},
+        {"label": _("Funnel"), "href": "/sales/funnel"},
+        {"label": _("Plans"), "href": "/sales/plans"},
+        {"label": _("Forecast"), "href": "/sales/forecast"},
+        {"label": _("KPI"), "href": "/sales/kpi"},
+    ]
 
 
 @hookimpl
@@ -138,8 +145,10 @@ def tessera_translations() -> str:
 @hookimpl
 def tessera_web_routes() -> list[Any]:
     from tessera_sales.web import HANDLERS
+    from tessera_sales.web_deals import HANDLERS as DEAL_HANDLERS  # new deal, checklist, proposals, kanban
+    from tessera_sales.web_reports import HANDLERS as REPORT_HANDLERS  # plans, forecast, KPI, cadence
 
-    return list(HANDLERS)
+    return list(HANDLERS) + DEAL_HANDLERS + REPORT_HANDLERS
 
 
 @hookimpl

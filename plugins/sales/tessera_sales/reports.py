@@ -14,10 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 from tessera import clock, db
+from tessera.entities import service
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 
-from tessera_sales import rates, services
+from tessera_sales import catalogue, rates, services
 from tessera_sales.stats import aware
 from tessera_sales.tables import ForecastSnapshot, SalesPlan
 
@@ -690,7 +691,78 @@ async def plan_vs_actual(principal: Principal, plan_id: int) -> dict[str, Any]:
     }
 
 
+async def create_plan(principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
+    """Add a plan (``PlanIn``'s fields) for a manager, a team or (neither) the company; returns
+    it beside its actual (``POST /api/sales/plans`` and the plans page)."""
+    principal.require("sales.plan.manage")
+    if values["period_end"] < values["period_start"]:
+        raise ValidationFailed.field("period_end", "must not be before period_start")
+    if values.get("user_id") is not None and values.get("team_id") is not None:
+        raise ValidationFailed.field("team_id", "a plan is for a manager or for a team, not both")
+    if values.get("pipeline"):
+        definition = await services.pipeline(values["pipeline"])
+        unknown = sorted(set(values.get("stage_targets") or {}) - {s["key"] for s in definition["stages"]})
+        if unknown:
+            raise ValidationFailed.field("stage_targets", f"no such stages: {unknown}")
+    values["currency"] = str(values.get("currency", "RUB")).upper()
+    if Decimal(str(values.get("amount", 0))) < 0:
+        raise ValidationFailed.field("amount", "must be zero or more")
+    values["amount"] = services.money(values.get("amount", 0))
+    row = await service.create(catalogue.PLAN, principal, values)
+    return await plan_vs_actual(principal, row["id"])
+
+
+async def visible_plans(principal: Principal) -> list[dict[str, Any]]:
+    """Plans the caller may read: a manager's plan to those who see that manager's records,
+    team and company plans to every reader (``GET /api/sales/plans`` and the plans page)."""
+    principal.require("sales.deal.read")
+    query = SalesPlan.select()
+    # In the query, as everywhere (docs/security.md).
+    if (visible := principal.owner_where(SalesPlan.user_id)) is not None:
+        query = query.where(SalesPlan.user_id.is_null() | visible)
+    return await query.order_by(SalesPlan.period_start).order_by(SalesPlan.id).output(load_json=True)  # type: ignore[no-any-return]
+
+
 # --------------------------------------------------------------------------- KPIs
+
+
+async def kpi_summary(
+    principal: Principal, *, date_from: dt.date, date_to: dt.date, team_id: int | None = None
+) -> dict[str, Any]:
+    """The KPI panel's totals over the deals the caller may see (``visibility_sql``): deals won
+    and lost in the period, won amount in the base currency (each deal at the rate of the day
+    it was won), conversion (won / closed), the average won deal and the sales cycle (average
+    days from opening to winning)."""
+    principal.require("sales.deal.read")
+    start, end = _period(date_from, date_to)
+    where, args = _filters(principal, None, team_id, None)
+    rows = await db.raw(
+        "SELECT d.status AS status, d.created_at AS created_at, d.closed_at AS closed_at "
+        "FROM sales_deal d WHERE d.status IN ('won', 'lost') AND d.closed_at >= {} AND d.closed_at < {} AND "
+        + " AND ".join(where),
+        start,
+        end,
+        *args,
+    )
+    won = [r for r in rows if r["status"] == "won"]
+    converter = await rates.converter()
+    amount = Decimal(0)
+    for r in await won_by_day(start, end, team_id=team_id, visible=services.visibility_sql(principal, "d")):
+        amount += converter.to_base(r["amount"], r["currency"], r["day"])
+    cycles = [
+        (aware(r["closed_at"]) - aware(r["created_at"])).total_seconds() / 86400
+        for r in won
+        if r["closed_at"] and r["created_at"]
+    ]
+    return {
+        "base_currency": converter.base,
+        "won_deals": len(won),
+        "lost_deals": len(rows) - len(won),
+        "won_amount": services.money(amount),
+        "conversion": round(len(won) / len(rows), 4) if rows else None,
+        "average_deal": services.money(amount / len(won)) if won else None,
+        "cycle_days": round(sum(cycles) / len(cycles), 1) if cycles else None,
+    }
 
 
 async def manager_kpis(
@@ -791,4 +863,12 @@ async def manager_kpis(
     return sorted(people.values(), key=lambda p: p["user_id"])
 
 
-__all__ = ["forecast", "funnel", "manager_kpis", "plan_vs_actual", "stuck_deals"]
+__all__ = [
+    "forecast",
+    "funnel",
+    "kpi_summary",
+    "manager_kpis",
+    "plan_vs_actual",
+    "stuck_deals",
+    "visible_plans",
+]

@@ -16,11 +16,11 @@ from tessera import clock, db
 from tessera.api.crud import entity_router
 from tessera.entities import service
 from tessera.entities.dto import Id, partial, set_fields
-from tessera.errors import NotFound, ValidationFailed
+from tessera.errors import NotFound
 from tessera.permissions import Principal
 
 from tessera_sales import cadence, catalogue, documents, proposals, rates, reports, services, sources
-from tessera_sales.tables import CadenceRule, LossReason, Product, ProposalTemplate, SalesPlan
+from tessera_sales.tables import CadenceRule, LossReason, Product, ProposalTemplate
 
 #: msgspec cannot bound a Decimal; the services refuse negative amounts (422 naming the field).
 Money = Decimal
@@ -429,35 +429,13 @@ class PlanIn(Struct, kw_only=True, forbid_unknown_fields=True):
 @post("/plans", operation_id="create_sales_plan", status_code=201)
 async def create_plan(principal: Principal, data: PlanIn) -> dict[str, Any]:
     """A plan for a manager, a team or (neither) the company, for a period."""
-    principal.require("sales.plan.manage")
-    values = set_fields(data)
-    if data.period_end < data.period_start:
-        raise ValidationFailed.field("period_end", "must not be before period_start")
-    if data.user_id is not None and data.team_id is not None:
-        raise ValidationFailed.field("team_id", "a plan is for a manager or for a team, not both")
-    if data.pipeline:
-        definition = await services.pipeline(data.pipeline)
-        unknown = sorted(set(data.stage_targets) - {s["key"] for s in definition["stages"]})
-        if unknown:
-            raise ValidationFailed.field("stage_targets", f"no such stages: {unknown}")
-    values["currency"] = data.currency.upper()
-    if data.amount < 0:
-        raise ValidationFailed.field("amount", "must be zero or more")
-    values["amount"] = services.money(data.amount)
-    row = await service.create(catalogue.PLAN, principal, values)
-    return await reports.plan_vs_actual(principal, row["id"])
+    return await reports.create_plan(principal, set_fields(data))
 
 
 @get("/plans", operation_id="list_sales_plans")
 async def list_plans(principal: Principal) -> list[dict[str, Any]]:
     """Plans (those of managers you see, of teams and of the company)."""
-    principal.require("sales.deal.read")
-    query = SalesPlan.select()
-    # In the query, as everywhere (docs/security.md): a manager's plan is listed to those who
-    # see that manager's records; team and company plans to every reader.
-    if (visible := principal.owner_where(SalesPlan.user_id)) is not None:
-        query = query.where(SalesPlan.user_id.is_null() | visible)
-    return await query.order_by(SalesPlan.period_start).order_by(SalesPlan.id).output(load_json=True)
+    return await reports.visible_plans(principal)
 
 
 @get("/plans/{plan_id:int}/actual", operation_id="sales_plan_vs_actual")

@@ -156,6 +156,9 @@ async def _deal_view(
     following = order[order.index(deal["stage"]) + 1] if deal["stage"] in order[:-1] else None
     reasons = await LossReason.select().where(LossReason.active == True).order_by(LossReason.position)  # noqa: E712
     campaign = await sources.campaign(deal["campaign_id"]) if deal["campaign_id"] else None
+    from tessera_sales.web_deals import deal_extras  # checklist, proposals, stages to go to
+
+    extras = await deal_extras(principal, deal, definition)
     return render(
         request,
         "sales/deal.html",
@@ -177,6 +180,7 @@ async def _deal_view(
         errors=errors,
         form=form or {},
         now=clock.now(),
+        **extras,
     )
 
 
@@ -190,6 +194,11 @@ async def _refused(
     """A refused form: the deal page again with the reasons beside the fields."""
     if exc.status == 404:
         return error_page(request, principal, exc)
+    if any(e.field.startswith("required.") for e in exc.errors):
+        from tessera_sales.web_deals import stage_refusal  # the stage's missing items in words
+
+        deal = await services.get_deal(principal, deal_id)
+        exc = stage_refusal(exc, await services.pipeline(deal["pipeline"]), deal["stage"])
     errors = field_errors(exc, FORM_FIELDS)
     return await _deal_view(request, principal, deal_id, form=data, errors=errors, status=exc.status)
 
@@ -251,6 +260,9 @@ async def funnel_page(
         return error_page(request, principal, exc)
     users, _ = await _names({g["group"] for g in report["groups"] if g["group"]}, set())
     teams = {t["id"]: t["name"] for t in await Team.select(Team.id, Team.name)}
+    from tessera_sales.web_reports import REPORT_PAGES, funnel_charts  # one SVG funnel per group
+
+    charts = funnel_charts(report, users, teams)
     return render(
         request,
         "sales/funnel.html",
@@ -261,6 +273,8 @@ async def funnel_page(
         date_from=date_from,
         date_to=date_to,
         group_by=group_by,
+        charts=charts,
+        report_pages=REPORT_PAGES,
     )
 
 

@@ -105,7 +105,11 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
     r = await crm.client.post(f"{url}/move", data={"csrf_token": token, "to": "needs"})
     assert r.status_code == 409 and "text/html" in r.headers["content-type"]
     refused = html.unescape(r.text)
-    assert re.search(r'class="error">Первый звонок: record a done call', refused), refused[-3000:]
+    # In words: the requirement's label and what to do, in the user's language.
+    assert re.search(r'class="error">«Первый звонок»: сначала запишите состоявшийся контакт', refused), (
+        refused[-3000:]
+    )
+    assert "first_call" not in refused
     assert "required.first_call" not in refused  # the reason, not the requirement's code
     await log_call(crm, anna, deal["party_id"])
     frozen_clock.advance(minutes=30)
@@ -131,6 +135,7 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
     assert r.status_code == 303
     closed = await _page(crm, url)
     assert "Проиграна" in closed and "Сделка проиграна" not in closed  # no forms on a closed deal
+    assert f"Причина: {reasons[1]['name']} — ушли" in closed  # the reason's name, not its id
     assert (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()["status"] == "lost"
 
 
