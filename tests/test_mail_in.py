@@ -438,6 +438,40 @@ async def test_a_message_that_fails_to_import_is_quarantined_and_the_rest_flow(
     assert len((await crm.get(f"/api/attachments?party_id={client['id']}", admin)).json()["items"]) == 1
 
 
+async def test_a_message_over_the_size_limit_is_quarantined_unfetched_and_retried_on_demand(
+    crm: Any, imap: Dovecot
+) -> None:
+    """One huge message (FreeScout's many-attachments case) never stops a mailbox."""
+    admin = await crm.user("admin")
+    client = await _client(crm, admin, emails=[{"address": "ann@client.example"}])
+    big = b"%PDF" + os.urandom(20_000)
+    imap.append(
+        SUPPORT,
+        message(
+            "ann@client.example",
+            SUPPORT,
+            "Huge scan",
+            "see attached",
+            attachments=[("scan.pdf", big, "application/pdf")],
+        ),
+    )
+    imap.append(SUPPORT, message("ann@client.example", SUPPORT, "Small note", "hello"))
+    box = _box(imap, max_message_bytes=10_000)
+    settings = _settings(crm, box)
+    crm.app.state.settings = settings
+    [result] = await mail_in.poll_all(settings)
+    assert (result.outcome, result.stored, result.failed) == ("ok", 1, 1)
+    assert [a["subject"] for a in await _email_activities(client["id"])] == ["Small note"]
+    [held] = (await crm.get("/api/mail/quarantine", admin)).json()
+    assert held["uid"] == 1 and "larger than max_message_bytes" in held["error"]
+    # An admin asks for it: fetched from the server now and imported with its attachment.
+    retried = await crm.post(f"/api/mail/quarantine/{held['id']}/retry", admin)
+    assert retried.status_code == 201 and retried.json()["status"] == "matched", retried.text
+    assert sorted(a["subject"] for a in await _email_activities(client["id"])) == ["Huge scan", "Small note"]
+    [scan] = [f for f in (await crm.get(f"/api/attachments?party_id={client['id']}", admin)).json()["items"]]
+    assert (await crm.get(f"/api/attachments/{scan['id']}/content", admin)).content == big
+
+
 def test_settings_read_mailboxes_and_take_the_password_from_the_environment(tmp_path: Path) -> None:
     config = tmp_path / "tessera.toml"
     config.write_text(

@@ -43,6 +43,9 @@ class ImapMailbox:
     timeout: float = 30.0
     #: Messages fetched per poll at most (the rest next time; the checkpoint moves per message).
     batch: int = 200
+    #: A larger message is not fetched but quarantined (listed with the reason), so one huge
+    #: message never stops a mailbox; raise the limit and retry it from the quarantine.
+    max_message_bytes: int = 100 * 1024 * 1024
 
     @property
     def effective_port(self) -> int:

@@ -533,18 +533,24 @@ async def retry_quarantined(settings: Settings, message_row_id: int, user_id: in
     )
     if row is None:
         raise NotFound(f"quarantined mail message {message_row_id} not found")
-    path = raw_path(settings.data_dir, row["raw_sha256"])
-    if not path.exists():
+    box = next((b for b in settings.imap_mailboxes if b.name == row["mailbox"]), None)
+    path = raw_path(settings.data_dir, row["raw_sha256"]) if row["raw_sha256"] else None
+    if path is not None and path.exists():
+        raw = path.read_bytes()
+    elif path is None and box is not None:  # never fetched (too large): from the server now
+        try:
+            raw = await refetch(box, row["uid"], row["uidvalidity"])
+        except (MailboxError, aioimaplib.AioImapException, OSError, TimeoutError) as exc:
+            raise ValidationFailed.field("uid", f"cannot fetch it again: {exc}") from None
+    else:
         raise ValidationFailed.field("raw_sha256", "the raw message is no longer kept")
-    box = next((b for b in settings.imap_mailboxes if b.name == row["mailbox"]), None) or ImapMailbox(
-        name=row["mailbox"], host="", username=""
-    )
+    box = box or ImapMailbox(name=row["mailbox"], host="", username="")
     async with events.unit_of_work():
         await MailMessage.delete().where(MailMessage.id == message_row_id, MailMessage.status == FAILED)
         await audit.record(
             "retry", "mail_message", message_row_id, {"status": [FAILED, None]}, user_id=user_id
         )
-    return await store_message(settings, box, row["uid"], row["uidvalidity"], path.read_bytes())
+    return await store_message(settings, box, row["uid"], row["uidvalidity"], raw)
 
 
 # --------------------------------------------------------------------------- the hook (worker)
@@ -575,6 +581,52 @@ async def inbound_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str
         return {"plugins": []}
     results = await call_each_async(ctx.pm, "tessera_inbound_email", message=message)
     return {"plugins": [name for name, _ in results]}
+
+
+def _unfetched_id(box_name: str, uidvalidity: int, uid: int) -> str:
+    return f"uid:{box_name}:{uidvalidity}:{uid}"
+
+
+async def _quarantine_unfetched(box: ImapMailbox, uid: int, uidvalidity: int, size: int) -> Stored:
+    """A message over ``max_message_bytes``: listed in the quarantine without being fetched."""
+    mib = 1024 * 1024
+    error = (
+        f"message of {size / mib:.1f} MiB is larger than max_message_bytes "
+        f"({box.max_message_bytes / mib:.1f} MiB): not fetched"
+    )
+    log.warning("mailbox %s: UID %s %s", box.name, uid, error)
+    key = _unfetched_id(box.name, uidvalidity, uid)
+    rows = (
+        await MailMessage.insert(
+            MailMessage(
+                message_id=key,
+                mailbox=box.name,
+                uid=uid,
+                uidvalidity=uidvalidity,
+                thread_id=key,
+                received_at=clock.now(),
+                status=FAILED,
+                raw_size=size,
+                error=error,
+            )
+        )
+        .on_conflict(target=MailMessage.message_id, action="DO NOTHING")
+        .returning(MailMessage.id)
+    )
+    return Stored(FAILED, rows[0]["id"] if rows else None, error)
+
+
+async def refetch(box: ImapMailbox, uid: int, uidvalidity: int) -> bytes:
+    """Fetch one message again by UID (a quarantined message that was never fetched)."""
+    client = await _connect(box)
+    try:
+        if await _select(client, box) != uidvalidity:
+            raise ValidationFailed.field(
+                "uid", "the folder was renumbered (new UIDVALIDITY): the UID is gone"
+            )
+        return await _fetch(client, box, uid)
+    finally:
+        await _logout(client)
 
 
 # --------------------------------------------------------------------------- polling (IMAP)
@@ -671,6 +723,25 @@ async def _new_uids(client: aioimaplib.IMAP4, box: ImapMailbox, last_uid: int) -
     return sorted(u for u in uids if u > last_uid)
 
 
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+
+
+async def _sizes(client: aioimaplib.IMAP4, box: ImapMailbox, uids: Sequence[int]) -> dict[int, int]:
+    """Sizes of the messages (``RFC822.SIZE``) before fetching them."""
+    if not uids:
+        return {}
+    response = await client.uid("fetch", ",".join(map(str, uids)), "(RFC822.SIZE)")
+    if response.result != "OK":
+        raise MailboxError(f"reading message sizes failed: {_text(response)}")
+    sizes: dict[int, int] = {}
+    for line in response.lines:
+        data = bytes(line)
+        uid, size = _FETCH_UID.search(data), _SIZE.search(data)
+        if uid and size:
+            sizes[int(uid.group(1))] = int(size.group(1))
+    return sizes
+
+
 async def _fetch(client: aioimaplib.IMAP4, box: ImapMailbox, uid: int) -> bytes:
     response = await client.uid("fetch", str(uid), "(BODY.PEEK[])")
     if response.result != "OK":
@@ -723,9 +794,14 @@ async def poll_mailbox(settings: Settings, box: ImapMailbox) -> PollResult:
             last_uid = state["last_uid"] if state["uidvalidity"] == uidvalidity else 0
             if state["uidvalidity"] and state["uidvalidity"] != uidvalidity:
                 log.warning("mailbox %s: UIDVALIDITY changed, reading the folder again", box.name)
-            for uid in (await _new_uids(client, box, last_uid))[: box.batch]:
-                raw = await _fetch(client, box, uid)
-                stored = await store_message(settings, box, uid, uidvalidity, raw)
+            uids = (await _new_uids(client, box, last_uid))[: box.batch]
+            sizes = await _sizes(client, box, uids)
+            for uid in uids:
+                if sizes.get(uid, 0) > box.max_message_bytes:
+                    stored = await _quarantine_unfetched(box, uid, uidvalidity, sizes[uid])
+                else:
+                    raw = await _fetch(client, box, uid)
+                    stored = await store_message(settings, box, uid, uidvalidity, raw)
                 if stored.status == "duplicate":
                     result.duplicates += 1
                 elif stored.status == FAILED:
