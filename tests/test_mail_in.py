@@ -306,6 +306,27 @@ async def test_triage_web_page_lists_senders_and_creates_a_party(crm: Any, imap:
     assert [a["subject"] for a in await _email_activities(party["id"])] == ["Hello there"]
     page = await crm.client.get("/app/mail/triage")
     assert "mila@stranger.example" not in page.text
+    # A refusal shows beside the field, the input kept (the API's struct decodes the form).
+    imap.append(SUPPORT, message("lev@stranger.example", SUPPORT, "Question", "?"))
+    await mail_in.poll_all(_settings(crm, _box(imap)))
+    lev = (
+        await MailMessage.select(MailMessage.id)
+        .where(MailMessage.from_address == "lev@stranger.example")
+        .first()
+    )
+    bad = await crm.client.post(
+        f"/app/mail/triage/{lev['id']}/link", data={"csrf_token": token, "party_id": "abc"}
+    )
+    assert bad.status_code == 422 and 'value="abc"' in bad.text and "lev@stranger.example" in bad.text
+    gone = await crm.client.post(
+        f"/app/mail/triage/{lev['id']}/link", data={"csrf_token": token, "party_id": "999999"}
+    )
+    assert gone.status_code == 404 and "There is no such record" in gone.text
+    ignored = await crm.client.post(f"/app/mail/triage/{lev['id']}/ignore", data={"csrf_token": token})
+    assert ignored.status_code == 303
+    assert (await MailMessage.select(MailMessage.status).where(MailMessage.id == lev["id"]).first())[
+        "status"
+    ] == "ignored"
     ru = await crm.client.get("/app/mail/triage", headers={"Accept-Language": "ru"})
     assert ru.status_code == 200
 
@@ -464,6 +485,8 @@ async def test_a_message_over_the_size_limit_is_quarantined_unfetched_and_retrie
     assert [a["subject"] for a in await _email_activities(client["id"])] == ["Small note"]
     [held] = (await crm.get("/api/mail/quarantine", admin)).json()
     assert held["uid"] == 1 and "larger than max_message_bytes" in held["error"]
+    boxes = await crm.get("/api/mail/mailboxes", admin)
+    assert boxes.json()[0]["quarantined"] == 1 and PASSWORD not in boxes.text
     # An admin asks for it: fetched from the server now and imported with its attachment.
     retried = await crm.post(f"/api/mail/quarantine/{held['id']}/retry", admin)
     assert retried.status_code == 201 and retried.json()["status"] == "matched", retried.text
