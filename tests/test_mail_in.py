@@ -130,7 +130,8 @@ async def test_a_reply_threads_with_its_original(crm: Any, imap: Dovecot) -> Non
         in_reply_to="<a1@crm.example>",
         references="<q1@client.example> <a1@crm.example>",
     )
-    box = _box(imap)
+    # Implicit TLS (imaps) this time.
+    box = _box(imap, host="localhost", port=imap.ssl_port, security="ssl", ca_file=imap.ca_file)
     settings = _settings(crm, box)
     imap.append(SUPPORT, original)
     await mail_in.poll_all(settings)
@@ -493,6 +494,19 @@ async def test_a_message_over_the_size_limit_is_quarantined_unfetched_and_retrie
     assert sorted(a["subject"] for a in await _email_activities(client["id"])) == ["Huge scan", "Small note"]
     [scan] = [f for f in (await crm.get(f"/api/attachments?party_id={client['id']}", admin)).json()["items"]]
     assert (await crm.get(f"/api/attachments/{scan['id']}/content", admin)).content == big
+
+
+async def test_an_untrusted_certificate_is_refused_with_a_readable_error(crm: Any, imap: Dovecot) -> None:
+    imap.append(SUPPORT, message("ann@client.example", SUPPORT, "Hello", "hi"))
+    # No ca_file: the system CAs do not know the test server's throwaway CA.
+    for box in (
+        _box(imap, host="localhost", port=imap.ssl_port, security="ssl"),
+        _box(imap, host="localhost", security="starttls", name="plain-then-tls"),
+    ):
+        [result] = await mail_in.poll_all(_settings(crm, box))
+        assert result.outcome == "failed" and "certificate verify failed" in result.error, result.error
+        assert result.error.startswith("TLS with localhost:")
+    assert await MailMessage.count() == 0
 
 
 def test_settings_read_mailboxes_and_take_the_password_from_the_environment(tmp_path: Path) -> None:

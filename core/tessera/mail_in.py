@@ -663,6 +663,12 @@ async def _starttls(client: aioimaplib.IMAP4, box: ImapMailbox) -> None:
     await asyncio.wait_for(protocol.capability(), box.timeout)
 
 
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message} (ca_file names a private CA)"
+    return str(exc.reason or exc)
+
+
 async def _connect(box: ImapMailbox) -> aioimaplib.IMAP4:
     where = f"{box.host}:{box.effective_port}"
     try:
@@ -674,14 +680,14 @@ async def _connect(box: ImapMailbox) -> aioimaplib.IMAP4:
             client = aioimaplib.IMAP4(box.host, box.effective_port, timeout=box.timeout)
         await client.wait_hello_from_server()
     except ssl.SSLError as exc:
-        raise MailboxError(f"TLS with {where} failed: {exc.reason or exc}") from None
+        raise MailboxError(f"TLS with {where} failed: {_tls_reason(exc)}") from None
     except (OSError, TimeoutError) as exc:
         raise MailboxError(f"cannot connect to {where}: {exc or type(exc).__name__}") from None
     try:
         if box.security == "starttls":
             await _starttls(client, box)
     except ssl.SSLError as exc:
-        raise MailboxError(f"TLS with {where} failed: {exc.reason or exc}") from None
+        raise MailboxError(f"TLS with {where} failed: {_tls_reason(exc)}") from None
     response = await client.login(box.username, box.password)
     if response.result != "OK":
         await _logout(client)
