@@ -20,7 +20,16 @@ from entity_helpers import TESSERA_CLI, new_party
 from imap_helpers import PASSWORD, Dovecot, dovecot_fixture, message
 from tessera import jobs, mail_in, scheduler
 from tessera.config import ImapMailbox, load_settings
-from tessera.entities.tables import Activity, Attachment, AuditLog, JobRun, MailMailbox, MailMessage, Party
+from tessera.entities.tables import (
+    Activity,
+    Attachment,
+    AuditLog,
+    BackgroundJob,
+    JobRun,
+    MailMailbox,
+    MailMessage,
+    Party,
+)
 from tessera.plugins import get_plugin_manager
 from tessera_sdk.plugin import hookimpl
 
@@ -572,3 +581,7 @@ async def test_the_worker_polls_the_configured_mailboxes(crm: Any, imap: Dovecot
     assert done.returncode == 0, done.stderr.decode()
     assert PASSWORD.encode() not in done.stdout + done.stderr
     assert [a["subject"] for a in await _email_activities(client["id"])] == ["Via the worker"]
+    # The same run handed it to plugins (the mail.inbound job is a kernel kind the worker knows).
+    handed = await BackgroundJob.select(BackgroundJob.status).where(BackgroundJob.kind == "mail.inbound")
+    assert [j["status"] for j in handed] == ["done"]
+    assert b"kernel.mail_in" in done.stdout
