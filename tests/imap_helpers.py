@@ -68,6 +68,15 @@ class Dovecot:
         finally:
             conn.logout()
 
+    def message_file(self, user: str, uid: int) -> Path:
+        """The Maildir file of ``user``'s INBOX message ``uid`` (to break it on purpose)."""
+        folder = self.root / "mail" / user
+        for line in (folder / "dovecot-uidlist").read_text().splitlines()[1:]:
+            number, _, name = line.partition(" :")
+            if number == str(uid):
+                return next(p for sub in ("cur", "new") for p in (folder / sub).glob(name + "*"))
+        raise LookupError(f"no UID {uid} for {user}")
+
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 

@@ -505,6 +505,41 @@ async def test_a_message_over_the_size_limit_is_quarantined_unfetched_and_retrie
     assert (await crm.get(f"/api/attachments/{scan['id']}/content", admin)).content == big
 
 
+async def test_a_message_the_server_cannot_hand_over_is_set_aside_after_three_polls(
+    crm: Any, imap: Dovecot, frozen_clock: Any
+) -> None:
+    admin = await crm.user("admin")
+    client = await _client(crm, admin, emails=[{"address": "ann@client.example"}])
+    for i in range(3):
+        imap.append(SUPPORT, message("ann@client.example", SUPPORT, f"Letter {i}", "text"))
+    broken = imap.message_file(SUPPORT, 2)
+    broken.chmod(0)  # dovecot fails its FETCH ("Internal error") and drops the connection
+    settings = _settings(crm, _box(imap, timeout=3))
+    crm.app.state.settings = settings
+    outcomes = []
+    for _ in range(4):
+        [result] = await mail_in.poll_all(settings)
+        outcomes.append((result.outcome, result.stored, result.failed))
+        frozen_clock.advance(minutes=5)
+    assert outcomes == [("failed", 1, 0), ("failed", 0, 0), ("ok", 0, 1), ("ok", 1, 0)]
+    assert sorted(a["subject"] for a in await _email_activities(client["id"])) == ["Letter 0", "Letter 2"]
+    [held] = (await crm.get("/api/mail/quarantine", admin)).json()
+    assert held["uid"] == 2 and held["error"].startswith(
+        "not fetched after 3 failed polls: fetching UID 2 failed"
+    )
+    state = await MailMailbox.select().where(MailMailbox.name == "support").first()
+    assert (state["last_uid"], state["failures"], state["stuck_failures"], state["last_error"]) == (
+        3,
+        0,
+        0,
+        "",
+    )
+    imap.message_file(SUPPORT, 2).chmod(0o644)  # dovecot moved it from new/ to cur/
+    retried = await crm.post(f"/api/mail/quarantine/{held['id']}/retry", admin)
+    assert retried.status_code == 201 and retried.json()["status"] == "matched", retried.text
+    assert len(await _email_activities(client["id"])) == 3
+
+
 async def test_an_untrusted_certificate_is_refused_with_a_readable_error(crm: Any, imap: Dovecot) -> None:
     imap.append(SUPPORT, message("ann@client.example", SUPPORT, "Hello", "hi"))
     # No ca_file: the system CAs do not know the test server's throwaway CA.

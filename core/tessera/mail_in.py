@@ -63,6 +63,8 @@ MATCHED, UNKNOWN, CREATED, LINKED, IGNORED, FAILED = (
     "ignored",
     "failed",
 )
+#: Polls in a row whose fetch of one UID failed before that message is quarantined unfetched.
+FETCH_ATTEMPTS = 3
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=1)
 #: Longest stored body text (a larger one is cut, the raw message keeps it whole).
@@ -587,11 +589,30 @@ def _unfetched_id(box_name: str, uidvalidity: int, uid: int) -> str:
     return f"uid:{box_name}:{uidvalidity}:{uid}"
 
 
-async def _quarantine_unfetched(box: ImapMailbox, uid: int, uidvalidity: int, size: int) -> Stored:
-    """A message over ``max_message_bytes``: listed in the quarantine without being fetched."""
+async def _fetch_failed(name: str, uid: int) -> int:
+    """Count a failed fetch of ``uid`` (polls in a row); returns the count."""
+    state = (
+        await MailMailbox.select(MailMailbox.stuck_uid, MailMailbox.stuck_failures)
+        .where(MailMailbox.name == name)
+        .first()
+    )
+    count = state["stuck_failures"] + 1 if state and state["stuck_uid"] == uid else 1
+    await MailMailbox.update({MailMailbox.stuck_uid: uid, MailMailbox.stuck_failures: count}).where(
+        MailMailbox.name == name
+    )
+    return count
+
+
+async def _quarantine_unfetched(
+    box: ImapMailbox, uid: int, uidvalidity: int, size: int, reason: str = ""
+) -> Stored:
+    """A message over ``max_message_bytes``, or one the server failed to hand over
+    ``FETCH_ATTEMPTS`` polls in a row: listed in the quarantine without its content."""
     mib = 1024 * 1024
     error = (
-        f"message of {size / mib:.1f} MiB is larger than max_message_bytes "
+        f"not fetched after {FETCH_ATTEMPTS} failed polls: {reason}"
+        if reason
+        else f"message of {size / mib:.1f} MiB is larger than max_message_bytes "
         f"({box.max_message_bytes / mib:.1f} MiB): not fetched"
     )
     log.warning("mailbox %s: UID %s %s", box.name, uid, error)
@@ -697,7 +718,7 @@ async def _connect(box: ImapMailbox) -> aioimaplib.IMAP4:
 
 async def _logout(client: aioimaplib.IMAP4) -> None:
     try:
-        await asyncio.wait_for(client.logout(), 5)
+        await asyncio.wait_for(client.logout(), min(5.0, client.timeout))
     except Exception:  # the connection is gone anyway
         pass
 
@@ -749,7 +770,10 @@ async def _sizes(client: aioimaplib.IMAP4, box: ImapMailbox, uids: Sequence[int]
 
 
 async def _fetch(client: aioimaplib.IMAP4, box: ImapMailbox, uid: int) -> bytes:
-    response = await client.uid("fetch", str(uid), "(BODY.PEEK[])")
+    try:
+        response = await client.uid("fetch", str(uid), "(BODY.PEEK[])")
+    except aioimaplib.CommandTimeout:
+        raise MailboxError(f"fetching UID {uid} failed: no answer within {box.timeout:g}s") from None
     if response.result != "OK":
         raise MailboxError(f"fetching UID {uid} failed: {_text(response)}")
     # lines: b'1 FETCH (UID 5 BODY[] {123}', bytearray(<message>), b')', b'Fetch completed'
@@ -806,8 +830,22 @@ async def poll_mailbox(settings: Settings, box: ImapMailbox) -> PollResult:
                 if sizes.get(uid, 0) > box.max_message_bytes:
                     stored = await _quarantine_unfetched(box, uid, uidvalidity, sizes[uid])
                 else:
-                    raw = await _fetch(client, box, uid)
-                    stored = await store_message(settings, box, uid, uidvalidity, raw)
+                    try:
+                        raw = await _fetch(client, box, uid)
+                    except (MailboxError, aioimaplib.AioImapException, TimeoutError, OSError) as exc:
+                        # Refused, or the server dropped the connection on it (dovecot's
+                        # default): after FETCH_ATTEMPTS polls in a row it is set aside.
+                        reason = str(exc) if isinstance(exc, MailboxError) else f"{type(exc).__name__}: {exc}"
+                        if await _fetch_failed(box.name, uid) < FETCH_ATTEMPTS:
+                            raise MailboxError(
+                                f"{reason} (the message is set aside after {FETCH_ATTEMPTS} failed polls)"
+                            ) from None
+                        await _quarantine_unfetched(box, uid, uidvalidity, sizes.get(uid, 0), reason)
+                        await _checkpoint(box.name, uidvalidity, uid)
+                        result.failed += 1
+                        break  # the connection may be gone: the next poll goes on
+                    else:
+                        stored = await store_message(settings, box, uid, uidvalidity, raw)
                 if stored.status == "duplicate":
                     result.duplicates += 1
                 elif stored.status == FAILED:
@@ -831,6 +869,8 @@ async def poll_mailbox(settings: Settings, box: ImapMailbox) -> PollResult:
     }
     if result.outcome == "ok":
         changes[MailMailbox.last_success_at] = clock.now()
+        changes[MailMailbox.stuck_uid] = 0
+        changes[MailMailbox.stuck_failures] = 0
     else:
         log.warning("mailbox %s: poll failed: %s", box.name, result.error)
     await MailMailbox.update(changes).where(MailMailbox.name == box.name)

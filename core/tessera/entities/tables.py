@@ -433,6 +433,10 @@ class MailMailbox(Table, tablename="mail_mailbox"):
     #: Failed polls in a row; the next poll waits longer each time (capped at an hour).
     failures = Integer(default=0)
     next_poll_at = Timestamptz(null=True, default=None)
+    #: A UID whose fetch failed, and how many polls in a row it did: at the third it is
+    #: quarantined unfetched and the mailbox moves on.
+    stuck_uid = BigInt(default=0)
+    stuck_failures = Integer(default=0)
 
 
 class MailMessage(Table, tablename="mail_message"):

@@ -22,6 +22,8 @@ class MailMailbox(Table, tablename="mail_mailbox"):
     last_error = Text(default="")
     failures = Integer(default=0)
     next_poll_at = Timestamptz(null=True, default=None)
+    stuck_uid = BigInt(default=0)
+    stuck_failures = Integer(default=0)
 
 
 class MailMessage(Table, tablename="mail_message"):
