@@ -33,10 +33,16 @@ DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dov
 PASSWORD = "imap-Pa55word-secret"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (held open together, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass
@@ -205,7 +211,7 @@ def start_dovecot(users: list[str]) -> Dovecot:
         (root / name).mkdir()
     os.chown(root / "mail", uid, gid)
     (root / "passwd").write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}::::::\n" for u in users))
-    port, ssl_port = _free_port(), _free_port()
+    port, ssl_port = _free_ports(2)
     conf = root / "dovecot.conf"
     conf.write_text(_config(root, port, ssl_port, cert, key, uid, gid))
     server = Dovecot(root=root, port=port, ssl_port=ssl_port, ca_file=str(ca), users=users)

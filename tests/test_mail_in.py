@@ -7,6 +7,7 @@ wrong password is a recorded, readable error with back-off, not a crash loop."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import subprocess
@@ -433,9 +434,10 @@ async def test_a_message_that_fails_to_import_is_quarantined_and_the_rest_flow(
 ) -> None:
     admin = await crm.user("admin")
     client = await _client(crm, admin, emails=[{"address": "ann@client.example"}])
-    # The attachment store is broken (a file where its folder should be): a message with an
-    # attachment cannot be stored, one without still can.
-    blocker = crm.settings.data_dir / "attachments"
+    # The attachment store is broken (a file where the attachment's folder should be): a
+    # message with that attachment cannot be stored, one without still can.
+    blocker = crm.settings.data_dir / "attachments" / hashlib.sha256(b"data").hexdigest()[:2]
+    blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a folder")
     imap.append(
         SUPPORT,
@@ -456,7 +458,7 @@ async def test_a_message_that_fails_to_import_is_quarantined_and_the_rest_flow(
     assert state["last_uid"] == 2  # the checkpoint moved past it
     quarantined = (await crm.get("/api/mail/quarantine", admin)).json()
     assert [(q["message_id"], q["subject"]) for q in quarantined] == [("b1@client.example", "Blocked")]
-    assert "attachments" in quarantined[0]["error"]
+    assert "Error" in quarantined[0]["error"] and blocker.name in quarantined[0]["error"]
     crm.app.state.settings = settings
     assert (await crm.get("/api/mail/mailboxes", admin)).json()[0]["quarantined"] == 1
     assert (await crm.get("/api/mail/quarantine", await crm.user("manager"))).status_code == 403

@@ -3,9 +3,10 @@
 from its own UID checkpoint.
 
 Each new message is parsed with the standard library (``email``, policy ``default``), kept raw
-under ``data_dir/mail`` and recorded once in ``mail_message``: its Message-ID is unique in the
-database, so polling twice, or two workers on two nodes polling at once, store one copy (the
-second insert does nothing and that worker skips the message). In the same transaction it is
+under ``data_dir/attachments/mail`` (so backups hold it) and recorded once in ``mail_message``:
+its Message-ID is unique in the database, so polling twice, or two workers on two nodes
+polling at once, store one copy (the second insert does nothing and that worker skips the
+message). In the same transaction it is
 matched by address (From, Reply-To, To, Cc, without the mailbox's own addresses) to parties
 and contacts, stored as an ``email`` activity (direction ``in``) on each matched party with its
 attachments (through the kernel's attachment service, same size limit), threaded
@@ -300,10 +301,15 @@ async def thread_of(parsed: Parsed) -> str:
 # --------------------------------------------------------------------------- storing
 
 
+#: Raw messages live beside the attachments (``data_dir/attachments/mail``), so ``tessera
+#: backup`` copies them and ``tessera restore`` puts them back with the database.
+RAW_FOLDER = ("attachments", "mail")
+
+
 def store_raw(data_dir: Path, raw: bytes) -> str:
-    """Keep the raw message under ``data_dir/mail`` (content-addressed); returns its sha256."""
+    """Keep the raw message (content-addressed); returns its sha256."""
     digest = hashlib.sha256(raw).hexdigest()
-    folder = data_dir / "mail" / digest[:2]
+    folder = data_dir.joinpath(*RAW_FOLDER, digest[:2])
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{digest}.eml"
     if not path.exists():
@@ -314,7 +320,7 @@ def store_raw(data_dir: Path, raw: bytes) -> str:
 
 
 def raw_path(data_dir: Path, digest: str) -> Path:
-    return data_dir / "mail" / digest[:2] / f"{digest}.eml"
+    return data_dir.joinpath(*RAW_FOLDER, digest[:2], f"{digest}.eml")
 
 
 def _acting_for(user_id: int | None) -> Principal:
@@ -424,11 +430,12 @@ async def store_message(
 ) -> Stored:
     """Record one fetched message once (see the module's docstring); never raises for a bad
     message: it is quarantined (``failed``) instead."""
-    digest = store_raw(settings.data_dir, raw)
     try:
+        digest = store_raw(settings.data_dir, raw)
         parsed = parse(raw)
-    except Exception as exc:  # the parser is lenient; this is a last resort
-        return await _quarantine(box, uid, uidvalidity, f"sha256:{digest}", raw, digest, exc)
+    except Exception as exc:  # a full or broken disk; the parser is lenient, a last resort
+        digest = hashlib.sha256(raw).hexdigest()
+        return await _quarantine(box, uid, uidvalidity, f"sha256:{digest}", raw, "", exc)
     try:
         async with events.unit_of_work():
             thread_id = await thread_of(parsed)

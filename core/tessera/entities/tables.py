@@ -470,7 +470,7 @@ class MailMessage(Table, tablename="mail_message"):
     activity_ids = JSON(default=[])
     #: [{filename, content_type, size, sha256, error}] of the message's attachments.
     attachments = JSON(default=[])
-    #: The raw message, content-addressed under ``data_dir/mail``.
+    #: The raw message, content-addressed under ``data_dir/attachments/mail``.
     raw_sha256 = Varchar(length=64, default="")
     raw_size = Integer(default=0)
     error = Text(default="")
