@@ -114,7 +114,8 @@ class InboundEmail:
     contact_ids: tuple[int, ...]
     #: The ``email`` activities stored for it, one per party.
     activity_ids: tuple[int, ...]
-    #: ``{"filename", "content_type", "size", "sha256"}`` per attachment.
+    #: ``{"filename", "content_type", "size", "sha256"}`` per attachment, with
+    #: ``"attachment_ids"`` (stored, one per party) or ``"error"`` (too large, not stored).
     attachments: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     @classmethod
