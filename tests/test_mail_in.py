@@ -387,6 +387,31 @@ async def test_plugins_receive_each_message_through_the_hook(crm: Any, imap: Dov
     assert await jobs.work(pm, settings) == []  # handed over once
 
 
+async def test_a_failing_hook_is_retried_until_the_plugin_takes_the_message(
+    crm: Any, imap: Dovecot, frozen_clock: Any
+) -> None:
+    calls: list[str] = []
+
+    def tessera_inbound_email(message: mail_in.InboundEmail) -> None:
+        calls.append(message.message_id)
+        if len(calls) == 1:
+            raise RuntimeError("ticket service is down")
+
+    pm = get_plugin_manager(crm.settings.with_(plugins=(), autoload_plugins=False))
+    pm.register(SimpleNamespace(tessera_inbound_email=hookimpl(tessera_inbound_email)), name="service")
+    imap.append(
+        SUPPORT, message("new@person.example", SUPPORT, "Help", "please", message_id="<h1@person.example>")
+    )
+    settings = _settings(crm, _box(imap))
+    await mail_in.poll_all(settings)
+    assert [s for _id, s in await jobs.work(pm, settings)] == ["queued"]  # to be retried
+    job = await BackgroundJob.select().where(BackgroundJob.kind == "mail.inbound").first()
+    assert "ticket service is down" in job["error"]
+    frozen_clock.advance(hours=1)
+    assert [s for _id, s in await jobs.work(pm, settings)] == ["done"]
+    assert calls == ["h1@person.example", "h1@person.example"]
+
+
 async def test_wrong_password_is_a_recorded_readable_error_with_back_off(
     crm: Any, imap: Dovecot, frozen_clock: Any
 ) -> None:
