@@ -891,7 +891,14 @@ async def poll_all(settings: Settings | None) -> list[PollResult]:
     boxes = settings.imap_mailboxes if settings else ()
     if not settings or not boxes:
         return []
-    return list(await asyncio.gather(*(poll_mailbox(settings, box) for box in boxes)))
+    outcomes = await asyncio.gather(*(poll_mailbox(settings, box) for box in boxes), return_exceptions=True)
+    results: list[PollResult] = []
+    for box, outcome in zip(boxes, outcomes, strict=True):
+        if isinstance(outcome, BaseException):  # a database error: the others still finished
+            log.error("mailbox %s: poll crashed", box.name, exc_info=outcome)
+            outcome = PollResult(box.name, "failed", error=f"{type(outcome).__name__}: {outcome}"[:2000])
+        results.append(outcome)
+    return results
 
 
 # --------------------------------------------------------------------------- triage
