@@ -26,6 +26,7 @@ KERNEL_JOB_NAMES = {
     "kernel.redeliver_events",
     "kernel.search_retry",
     "kernel.purge_sessions",
+    "kernel.mail_in",
     "workflow.scan_deviations",
     "workflow.run_due_actions",
 }

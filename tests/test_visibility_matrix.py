@@ -150,6 +150,9 @@ NOT_RECORDS: dict[str, str] = {
     "/api/webhooks": "configuration (webhook.manage); test_webhooks",
     "/api/webhooks/{webhook_id}": "configuration (webhook.manage); test_webhooks",
     "/api/webhooks/{webhook_id}/deliveries": "delivery log (webhook.manage); test_webhooks",
+    "/api/mail/triage": "messages from senders no party has (mail.triage), no party records; test_mail_in",
+    "/api/mail/mailboxes": "configuration and poll state (mail.manage); test_mail_in",
+    "/api/mail/quarantine": "messages that failed to import (mail.manage); test_mail_in",
     "/api/plugins": "configuration",
     "/api/permissions": "configuration",
     "/api/health": "liveness",
@@ -575,6 +578,22 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/webhooks/{webhook_id}"): "webhook subscriptions (webhook.manage); test_webhooks",
     ("DELETE", "/api/webhooks/{webhook_id}"): "webhook subscriptions (webhook.manage); test_webhooks",
     ("POST", "/api/webhooks/{webhook_id}/test"): "ping to a subscription (webhook.manage); test_webhooks",
+    (
+        "POST",
+        "/api/mail/triage/{message_id}/create-party",
+    ): "creates the caller's own party (mail.triage); test_mail_in",
+    (
+        "POST",
+        "/api/mail/triage/{message_id}/link",
+    ): "needs write access to the party (get_for_write: 404 otherwise); test_mail_in",
+    (
+        "POST",
+        "/api/mail/triage/{message_id}/ignore",
+    ): "triage of unknown senders (mail.triage), no party data; test_mail_in",
+    (
+        "POST",
+        "/api/mail/quarantine/{message_id}/retry",
+    ): "re-import of a quarantined message (mail.manage); test_mail_in",
     ("POST", "/api/roles"): "configuration (user.manage)",
     ("PATCH", "/api/roles/{record_id}"): "configuration (user.manage)",
     ("DELETE", "/api/roles/{record_id}"): "configuration (user.manage)",

@@ -29,6 +29,7 @@ from tessera.search import service as search_service
 from tessera.web import openapi as openapi_pages
 from tessera.web.admin import HANDLERS as ADMIN_PAGES
 from tessera.web.errors import page_aware
+from tessera.web.mail import HANDLERS as MAIL_PAGES
 from tessera.web.pages import WEB_HANDLERS
 from tessera.web.passwords import HANDLERS as PASSWORD_PAGES
 from tessera.web.plugin_pages import catalogue_dirs, web_routers
@@ -130,6 +131,7 @@ def create_app(
             *WEB_HANDLERS,
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
+            *MAIL_PAGES,
             *web_routers(pm),
             openapi_pages.static_router(),
         ],

@@ -14,6 +14,74 @@ from pathlib import Path
 from typing import Any
 
 ALL_PLUGINS = "all"
+IMAP_SECURITY = ("ssl", "starttls", "none")
+
+
+@dataclass(frozen=True)
+class ImapMailbox:
+    """One IMAP mailbox the worker polls for incoming e-mail (tessera.mail_in,
+    docs/integrations.md, "E-mail in (IMAP)"). The password is never logged nor returned by an
+    endpoint (``repr=False``); set it in the environment as ``TESSERA_IMAP_<NAME>_PASSWORD``."""
+
+    #: Short name (``support``, ``sales``): the checkpoint's key and what plugins see.
+    name: str
+    host: str
+    username: str
+    password: str = field(default="", repr=False)
+    #: 0: 993 for ``ssl``, 143 for ``starttls`` and ``none``.
+    port: int = 0
+    #: ``ssl`` (implicit TLS), ``starttls`` (upgrade, refused if the server does not offer it)
+    #: or ``none`` (plain: a server on the same host, tests).
+    security: str = "ssl"
+    folder: str = "INBOX"
+    #: What the mailbox is for (``support``: a service plugin turns its messages into tickets).
+    role: str = "general"
+    #: The mailbox's own addresses: never matched to parties (default: the username if it is
+    #: an address).
+    addresses: tuple[str, ...] = ()
+    ca_file: str = ""
+    timeout: float = 30.0
+    #: Messages fetched per poll at most (the rest next time; the checkpoint moves per message).
+    batch: int = 200
+    #: A larger message is not fetched but quarantined (listed with the reason), so one huge
+    #: message never stops a mailbox; raise the limit and retry it from the quarantine.
+    max_message_bytes: int = 100 * 1024 * 1024
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.security == "ssl" else 143)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        own = {a.strip().lower() for a in self.addresses if a.strip()}
+        if not own and "@" in self.username:
+            own.add(self.username.strip().lower())
+        return frozenset(own)
+
+
+def _mailbox(value: dict[str, Any], env: dict[str, str]) -> ImapMailbox:
+    if not isinstance(value, dict):
+        raise ValueError("imap_mailboxes: each mailbox is a table (name, host, username ...)")
+    known = set(ImapMailbox.__dataclass_fields__)
+    unknown = set(value) - known
+    if unknown:
+        raise ValueError(f"imap_mailboxes: unknown setting(s) {', '.join(sorted(unknown))}")
+    for needed in ("name", "host", "username"):
+        if not str(value.get(needed) or "").strip():
+            raise ValueError(f"imap_mailboxes: every mailbox needs {needed!r}")
+    name = str(value["name"]).strip()
+    if not all(ch.isalnum() or ch in "_-" for ch in name) or len(name) > 100:
+        raise ValueError(f"imap_mailboxes: name {name!r} may hold letters, digits, '_' and '-' only")
+    security = value.get("security", "ssl")
+    if security not in IMAP_SECURITY:
+        raise ValueError(
+            f"imap_mailboxes: security of {name!r} must be 'ssl', 'starttls' or 'none', not {security!r}"
+        )
+    kwargs = dict(value, name=name, addresses=tuple(value.get("addresses") or ()))
+    variable = f"TESSERA_IMAP_{name.upper().replace('-', '_')}_PASSWORD"
+    if variable in env:
+        kwargs["password"] = env[variable]
+    return ImapMailbox(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -77,6 +145,9 @@ class Settings:
     #: Language of the web UI for a user who chose none and whose browser asks for none of
     #: ``ru``, ``uk``, ``en`` (tessera.i18n, docs/i18n.md).
     default_locale: str = "en"
+    #: IMAP mailboxes polled by ``tessera worker`` for incoming e-mail (tessera.mail_in): in
+    #: ``tessera.toml`` as ``[[tessera.imap_mailboxes]]`` tables (docs/integrations.md).
+    imap_mailboxes: tuple[ImapMailbox, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -136,6 +207,12 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         values["webhook_allowed_networks"] = [n.strip() for n in nets if n.strip()]
     if _bool(env.get("TESSERA_DISABLE_PLUGIN_AUTOLOAD", "")):
         values["autoload_plugins"] = False
+    if "imap_mailboxes" in values:
+        boxes = [_mailbox(v, env) for v in values["imap_mailboxes"] or []]
+        names = [b.name for b in boxes]
+        if len(set(names)) != len(names):
+            raise ValueError("imap_mailboxes: two mailboxes have the same name")
+        values["imap_mailboxes"] = tuple(boxes)
     known = set(Settings.__dataclass_fields__)
     extra = {k: v for k, v in values.items() if k not in known}
     kwargs = {k: v for k, v in values.items() if k in known}

@@ -101,6 +101,26 @@ def tessera_on_event(event: Any) -> Any:
     """
 
 
+@hookspec
+def tessera_inbound_email(message: Any) -> Any:
+    """React to an incoming e-mail stored from an IMAP mailbox (``tessera.mail_in``): the seam
+    where a service plugin turns messages to a support address into tickets and replies.
+
+    :param message: a ``tessera.mail_in.InboundEmail`` (frozen dataclass): ``id``,
+        ``mailbox`` and ``mailbox_role`` (``"support"`` ...), ``message_id``, ``thread_id``
+        (the thread's first Message-ID: a reply carries its original's), ``in_reply_to``,
+        ``references``, ``from_address``, ``from_name``, ``to``, ``cc``, ``subject``,
+        ``text``, ``html`` (sanitised), ``sent_at``, ``received_at``, ``party_ids`` and
+        ``contact_ids`` matched by address (empty: the sender waits in triage),
+        ``activity_ids`` (the e-mail activities stored) and ``attachments``.
+
+    Called once per stored message (deduplicated by Message-ID across polls and nodes), by a
+    ``mail.inbound`` background job after the message committed; may return a coroutine. An
+    implementation that raises makes the job retry with back-off, calling every
+    implementation again: be idempotent (key on ``message.message_id``).
+    """
+
+
 @hookspec(firstresult=True)
 def tessera_password_reset_link(user: dict[str, Any], token: str, expires_at: Any) -> Any:
     """Deliver a password reset token to a user who asked for one (``POST

@@ -39,6 +39,8 @@ KERNEL_PERMISSIONS: dict[str, str] = {
     "audit.read": "Read the audit log",
     "job.manage": "See and switch scheduled jobs",
     "webhook.manage": "Create, change and delete outbound webhooks and read their delivery log",
+    "mail.triage": "Sort incoming e-mail from unknown senders: create a party, link to one, ignore",
+    "mail.manage": "See the IMAP mailboxes' poll state and errors, and quarantined messages",
     "workflow.read": "Read process instances and deviations",
     "workflow.manage": "Create process templates; suspend, resume, stop and reassign instances",
 }

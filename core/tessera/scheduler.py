@@ -103,6 +103,14 @@ async def _search_retry(ctx: JobContext) -> int:
     return await drain_pending()
 
 
+async def _mail_in(ctx: JobContext) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from tessera.mail_in import poll_all
+
+    return [asdict(r) for r in await poll_all(ctx.settings)]
+
+
 async def _purge_sessions(ctx: JobContext) -> None:
     await WebSession.delete().where(WebSession.expires_at < ctx.now)
 
@@ -143,6 +151,13 @@ KERNEL_JOBS = [
         _purge_sessions,
         every=timedelta(hours=1),
         description="Delete expired web sessions",
+    ),
+    JobSpec(
+        "kernel.mail_in",
+        _mail_in,
+        every=timedelta(minutes=1),
+        timeout=540,
+        description="Fetch new e-mail from the IMAP mailboxes (imap_mailboxes)",
     ),
 ]
 

@@ -111,6 +111,15 @@ class AdvanceIn(Struct, kw_only=True):
     version: int | UnsetType | None = UNSET
 
 
+class AttachmentInfo(Struct, kw_only=True):
+    """The ``AttachmentInfo`` schema of the API."""
+
+    filename: str
+    content_type: str
+    size: int
+    error: str = ""
+
+
 class AttachmentOut(Struct, kw_only=True):
     """The ``AttachmentOut`` schema of the API."""
 
@@ -540,6 +549,26 @@ class LoginOut(Struct, kw_only=True):
     expires_at: datetime.datetime
 
 
+class MailboxOut(Struct, kw_only=True):
+    """The ``MailboxOut`` schema of the API."""
+
+    name: str
+    host: str
+    port: int
+    security: str
+    username: str
+    folder: str
+    role: str
+    uidvalidity: int
+    last_uid: int
+    last_poll_at: datetime.datetime | None
+    last_success_at: datetime.datetime | None
+    last_error: str
+    failures: int
+    next_poll_at: datetime.datetime | None
+    quarantined: int
+
+
 class MeOut(Struct, kw_only=True):
     """The ``MeOut`` schema of the API."""
 
@@ -821,6 +850,19 @@ class PublishOut(Struct, kw_only=True):
     migrated: int
 
 
+class QuarantinedOut(Struct, kw_only=True):
+    """The ``QuarantinedOut`` schema of the API."""
+
+    id: int
+    mailbox: str
+    uid: int
+    message_id: str
+    from_address: str
+    subject: str
+    received_at: datetime.datetime
+    error: str
+
+
 class RateIn(Struct, kw_only=True):
     """The ``RateIn`` schema of the API."""
 
@@ -874,6 +916,14 @@ class ResetTokenOut(Struct, kw_only=True):
     user_id: int
     token: str
     expires_at: datetime.datetime
+
+
+class RetryOut(Struct, kw_only=True):
+    """The ``RetryOut`` schema of the API."""
+
+    status: str
+    id: int | None
+    error: str
 
 
 class RoleIn(Struct, kw_only=True):
@@ -1165,6 +1215,45 @@ class TokenOut(Struct, kw_only=True):
     created_at: datetime.datetime
 
 
+class TriageCreateIn(Struct, kw_only=True):
+    """The ``TriageCreateIn`` schema of the API."""
+
+    name: str = ""
+    kind: Literal["person", "organisation"] = "person"
+
+
+class TriageLinkIn(Struct, kw_only=True):
+    """The ``TriageLinkIn`` schema of the API."""
+
+    party_id: int
+    add_address: bool = True
+
+
+class TriageOut(Struct, kw_only=True):
+    """The ``TriageOut`` schema of the API."""
+
+    id: int
+    mailbox: str
+    message_id: str
+    thread_id: str
+    from_address: str
+    from_name: str
+    to_addresses: list[str]
+    cc_addresses: list[str]
+    subject: str
+    body_text: str
+    sent_at: datetime.datetime | None
+    received_at: datetime.datetime
+    attachments: list[AttachmentInfo]
+
+
+class TriageResult(Struct, kw_only=True):
+    """The ``TriageResult`` schema of the API."""
+
+    party_id: int | None
+    message_ids: list[int]
+
+
 class UserIn(Struct, kw_only=True):
     """The ``UserIn`` schema of the API."""
 
@@ -1266,6 +1355,7 @@ MODELS: dict[str, type[Struct]] = {
     "ActivityPatch": ActivityPatch,
     "Address": Address,
     "AdvanceIn": AdvanceIn,
+    "AttachmentInfo": AttachmentInfo,
     "AttachmentOut": AttachmentOut,
     "AttachmentOutPage": AttachmentOutPage,
     "AuditOut": AuditOut,
@@ -1303,6 +1393,7 @@ MODELS: dict[str, type[Struct]] = {
     "LineOut": LineOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
+    "MailboxOut": MailboxOut,
     "MeOut": MeOut,
     "MigrateSpec": MigrateSpec,
     "MoveIn": MoveIn,
@@ -1331,6 +1422,7 @@ MODELS: dict[str, type[Struct]] = {
     "ProposalTemplateIn": ProposalTemplateIn,
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
+    "QuarantinedOut": QuarantinedOut,
     "RateIn": RateIn,
     "RateOut": RateOut,
     "ReasonIn": ReasonIn,
@@ -1338,6 +1430,7 @@ MODELS: dict[str, type[Struct]] = {
     "ResetRequestIn": ResetRequestIn,
     "ResetRequested": ResetRequested,
     "ResetTokenOut": ResetTokenOut,
+    "RetryOut": RetryOut,
     "RoleIn": RoleIn,
     "RoleOut": RoleOut,
     "RoleOutPage": RoleOutPage,
@@ -1366,6 +1459,10 @@ MODELS: dict[str, type[Struct]] = {
     "TokenCreated": TokenCreated,
     "TokenIn": TokenIn,
     "TokenOut": TokenOut,
+    "TriageCreateIn": TriageCreateIn,
+    "TriageLinkIn": TriageLinkIn,
+    "TriageOut": TriageOut,
+    "TriageResult": TriageResult,
     "UserIn": UserIn,
     "UserOut": UserOut,
     "UserOutPage": UserOutPage,

@@ -14,7 +14,7 @@ from litestar.response import File
 from msgspec import Struct
 
 from tessera import audit_visibility, customfields
-from tessera.api import background, webhooks
+from tessera.api import background, mail, webhooks
 from tessera.api import filters as f
 from tessera.api.cards import PARTY_EXTRA_HANDLERS
 from tessera.api.crud import entity_router
@@ -435,6 +435,7 @@ def kernel_route_handlers() -> list[Any]:
         list_job_runs,
         *background.HANDLERS,
         *webhooks.HANDLERS,
+        *mail.HANDLERS,
         list_plugins,
         list_permissions,
         health,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from piccolo.columns import (
     JSON,
     Array,
+    BigInt,
     Boolean,
     ForeignKey,
     Integer,
@@ -415,3 +416,63 @@ class WebhookDelivery(Table, tablename="webhook_delivery"):
     created_at = Timestamptz(default=TimestamptzNow())
     last_attempt_at = Timestamptz(null=True, default=None)
     delivered_at = Timestamptz(null=True, default=None)
+
+
+class MailMailbox(Table, tablename="mail_mailbox"):
+    """Poll state of one configured IMAP mailbox (``tessera.mail_in``): the UID checkpoint
+    (valid while the folder's UIDVALIDITY is unchanged) and the last error, with back-off."""
+
+    name = Varchar(length=100, unique=True)
+    uidvalidity = BigInt(default=0)
+    #: Highest UID imported (or quarantined): the next poll fetches UIDs above it only.
+    last_uid = BigInt(default=0)
+    last_poll_at = Timestamptz(null=True, default=None)
+    last_success_at = Timestamptz(null=True, default=None)
+    #: A readable reason of the last failed poll ("login refused ..."); empty after a good one.
+    last_error = Text(default="")
+    #: Failed polls in a row; the next poll waits longer each time (capped at an hour).
+    failures = Integer(default=0)
+    next_poll_at = Timestamptz(null=True, default=None)
+    #: A UID whose fetch failed, and how many polls in a row it did: at the third it is
+    #: quarantined unfetched and the mailbox moves on.
+    stuck_uid = BigInt(default=0)
+    stuck_failures = Integer(default=0)
+
+
+class MailMessage(Table, tablename="mail_message"):
+    """One incoming message, stored once whatever the number of polls and nodes: ``message_id``
+    is unique (a second worker's insert of the same message does nothing)."""
+
+    #: The Message-ID without ``<>`` (``sha256:<hex>`` of the raw message when it has none).
+    message_id = Varchar(length=500, unique=True)
+    mailbox = Varchar(length=100, index=True)
+    uid = BigInt(default=0)
+    uidvalidity = BigInt(default=0)
+    #: The Message-ID of the thread's first message (References' first, else In-Reply-To,
+    #: else a known message's thread, else its own).
+    thread_id = Varchar(length=500, index=True)
+    in_reply_to = Varchar(length=500, default="")
+    reference_ids = JSON(default=[])
+    from_address = Varchar(length=320, index=True, default="")
+    from_name = Varchar(length=300, default="")
+    to_addresses = JSON(default=[])
+    cc_addresses = JSON(default=[])
+    subject = Varchar(length=500, default="")
+    body_text = Text(default="")
+    #: The HTML part after sanitising (nh3): no scripts, styles or event handlers.
+    body_html = Text(default="")
+    sent_at = Timestamptz(null=True, default=None)
+    received_at = Timestamptz(default=TimestamptzNow())
+    #: matched | unknown (sender in triage) | created | linked | ignored | failed (quarantine)
+    status = Varchar(length=20, default="matched", index=True)
+    party_ids = JSON(default=[])
+    contact_ids = JSON(default=[])
+    activity_ids = JSON(default=[])
+    #: [{filename, content_type, size, sha256, error}] of the message's attachments.
+    attachments = JSON(default=[])
+    #: The raw message, content-addressed under ``data_dir/attachments/mail``.
+    raw_sha256 = Varchar(length=64, default="")
+    raw_size = Integer(default=0)
+    error = Text(default="")
+    triaged_by = Integer(null=True, default=None)
+    triaged_at = Timestamptz(null=True, default=None)
