@@ -30,12 +30,21 @@ def _mine(principal: Principal) -> list[int]:
     return [principal.user_id, *sorted(principal.acting_for)]
 
 
+def _zone(zone_name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(zone_name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _local_day(moment: dt.datetime) -> str:
+    """A moment's date in the user's zone and language."""
+    return i18n.format_date(moment.astimezone(_zone(i18n.current_timezone())).date())
+
+
 def month_bounds(now: dt.datetime, zone_name: str | None) -> tuple[dt.datetime, dt.datetime]:
     """The first moment of this month and of the next, in the user's zone, as UTC."""
-    try:
-        zone = ZoneInfo(zone_name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
+    zone = _zone(zone_name)
     local = now.astimezone(zone)
     first = dt.date(local.year, local.month, 1)
     following = dt.date(local.year + (local.month == 12), local.month % 12 + 1, 1)
@@ -71,8 +80,8 @@ async def cadence_widget(principal: Principal) -> dict[str, Any]:
                 "flag": _("overdue"),
                 "note": _(
                     "contact was due %(due)s; last contact %(last)s",
-                    due=i18n.format_date(row["due_at"].date()),
-                    last=i18n.format_date(last.date()) if last else _("never"),
+                    due=_local_day(row["due_at"]),
+                    last=_local_day(last) if last else _("never"),
                 ),
             }
         )
