@@ -254,3 +254,57 @@ async def test_the_unread_count_falls_as_notifications_are_read(crm: Any) -> Non
     assert r.status_code == 303 and r.headers["location"] == "/app/notifications"
     page = await _page(crm, "/app/notifications")
     assert _unread(page) == 0 and "0 unread notifications." in page and "Send the price list" in page
+
+
+#: English words of these pages that a Ukrainian page must not show.
+ENGLISH = (
+    "My day",
+    "My tasks",
+    "Overdue",
+    "Handed to you",
+    "Calendar",
+    "Notifications",
+    "Mark read",
+    "New task for you",
+    "Search",
+    "Previous week",
+    "Clients",
+    "Tasks",
+    "Meeting",
+)
+
+
+def _visible(page: str) -> str:
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", page))
+
+
+async def test_the_pages_speak_ukrainian_without_internal_codes(crm: Any) -> None:
+    team = await crm.team("North")
+    anna = await crm.user("manager", team_id=team["id"], name="Anna")
+    boris = await crm.user("manager", team_id=team["id"], name="Boris")
+    assert (await crm.patch("/api/auth/me", anna, json={"locale": "uk"})).status_code == 200
+    party = (await crm.post("/api/parties", anna, json={"name": "Veselka"})).json()
+    late = (clock.now() - timedelta(days=1)).isoformat()
+    await _task(crm, anna, "Veselka late task", deadline=late, party_id=party["id"])
+    task = await _task(crm, boris, "Veselka handed task", assignee_id=anna["id"])
+    assert (
+        await crm.patch(f"/api/tasks/{task['id']}", boris, json={"status": "in_progress"})
+    ).status_code == 200
+    soon = (clock.now() + timedelta(hours=1)).isoformat()
+    await _meeting(crm, anna, "Veselka meeting", soon, party_id=party["id"])
+    await _sign_in(crm, anna)
+    for url in (
+        "/app",
+        "/app/calendar?view=week",
+        "/app/calendar?view=day",
+        "/app/notifications",
+        "/app/search?q=veselka",
+    ):
+        text = _visible(await _page(crm, url))
+        assert "Veselka" in text, url
+        assert '<html lang="uk">' in await _page(crm, url)
+        assert not [w for w in ENGLISH if w in text], (url, [w for w in ENGLISH if w in text], text[:800])
+        assert not re.findall(r"in_progress|task\.\w+|activity\.\w+|search\.\w+", text), (url, text[:800])
+    page = _visible(await _page(crm, "/app"))
+    assert "Мій день" in page and "Прострочено" in page and "Нове завдання для вас" in page
