@@ -193,6 +193,9 @@ async def test_search_groups_parties_and_deals_and_hides_what_others_own(crm: An
     assert r.status_code == 201, r.text
     deal = r.json()
     secret = (await crm.post("/api/parties", boris, json={"name": "Zebra Hidden Holdings"})).json()
+    call = {"type": "call", "subject": "Quarterly call", "status": "done", "party_id": party["id"]}
+    call |= {"starts_at": "2026-03-02T10:00:00+00:00", "agreements": "They will paint zebra stripes"}
+    assert (await crm.post("/api/activities", anna, json=call)).status_code == 201
     await _sign_in(crm, anna)
     page = await _page(crm, "/app/search?q=zebra")
     groups = re.findall(r'<h2 id="group-([\w-]+)">([^<]+) <span class="muted">\((\d+)\)</span></h2>', page)
@@ -203,6 +206,11 @@ async def test_search_groups_parties_and_deals_and_hides_what_others_own(crm: An
     hrefs = [href for href, _ in links]
     assert f"/app/parties/{party['id']}" in hrefs and f"/sales/deals/{deal['id']}" in hrefs
     assert "<mark>Zebra</mark> Logistics" in page  # the match highlighted, the rest escaped
+    # A hit found in its text shows the words around the match; the activity opens on the card.
+    activity = re.search(
+        r'<a href="/app/parties/\d+#activity-\d+" data-result>Quarterly call</a>(.*?)</li>', page, re.S
+    )
+    assert activity and "will paint <mark>zebra</mark> stripes" in activity.group(1)
     assert 'value="zebra"' in page  # the header box keeps the query
     assert '<script src="/static/day/search-keys.js" defer></script>' in page
     # The own-scope manager never sees another manager's party: not in hits, counts or snippets.

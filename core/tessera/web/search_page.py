@@ -58,13 +58,14 @@ async def search_page(
         return Redirect("/login")
     q = q.strip()[:MAX_QUERY]
     problem = None
+    status = 200
     groups: list[dict[str, Any]] = []
     total = 0
     capped = False
     if kind and kind not in search_service.types():
-        problem = i18n.gettext("There is no such kind of record to search.")
+        problem, status = i18n.gettext("There is no such kind of record to search."), 422
     elif q and not principal.can("search.use"):
-        problem = i18n.gettext("You may not use search.")
+        problem, status = i18n.gettext("You may not use search."), 403
     elif q:
         try:
             result = await search_service.search(
@@ -79,7 +80,16 @@ async def search_page(
         urls = await hit_urls(request.app.state.pm, result["hits"])
         total, capped = result["total"], result["total_is_lower_bound"]
         for group in result["groups"]:
-            hits = [{**h, "href": urls.get((h["type"], h["id"]))} for h in group["hits"]]
+            # A snippet is shown where the words matched in the text; a hit found by its title
+            # shows the highlighted title only (a plugin's body may hold its internal codes).
+            hits = [
+                {
+                    **h,
+                    "href": urls.get((h["type"], h["id"])),
+                    "snippet": h["snippet"] if "<mark>" in h["snippet"] else "",
+                }
+                for h in group["hits"]
+            ]
             groups.append(
                 {
                     "type": group["type"],
@@ -92,7 +102,7 @@ async def search_page(
     return render(
         request,
         "search.html",
-        status=422 if problem else 200,
+        status=status,
         principal=principal,
         search_q=q,
         kind=kind,
