@@ -316,3 +316,39 @@ async def test_the_pages_speak_ukrainian_without_internal_codes(crm: Any) -> Non
         assert not re.findall(r"in_progress|task\.\w+|activity\.\w+|search\.\w+", text), (url, text[:800])
     page = _visible(await _page(crm, "/app"))
     assert "Мій день" in page and "Прострочено" in page and "Нове завдання для вас" in page
+
+
+async def test_a_substitute_works_the_absent_colleagues_day_and_calendar(crm: Any) -> None:
+    admin = await crm.user("admin")
+    anna = await crm.user("manager", name="Anna")
+    boris = await crm.user("manager", name="Boris")
+    now = clock.now()
+    await _task(crm, boris, "Boris's late task", deadline=(now - timedelta(days=1)).isoformat())
+    await _meeting(crm, boris, "Boris's meeting", "2026-03-04T09:00:00+00:00")
+    url = f"/app/calendar?view=week&date=2026-03-04&user={boris['id']}"
+    await _sign_in(crm, anna)
+    assert "Boris's late task" not in await _page(crm, "/app")
+    await _page(crm, url, status=403)
+
+    absence = {"absent_user_id": boris["id"], "substitute_id": anna["id"]}
+    absence |= {
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(days=3)).isoformat(),
+    }
+    r = await crm.post("/api/substitutions", admin, json=absence)
+    assert r.status_code == 201, r.text
+    day = await _page(crm, "/app")
+    assert "standing in for 1 absent colleague" in day
+    assert "Boris's late task" in _section(day, "my-tasks") and "Overdue" in _section(day, "my-tasks")
+    calendar = await _page(crm, url)
+    assert "Calendar of Boris" in calendar and "Boris's meeting" in calendar
+    # Her own calendar includes the absent colleague's meetings too (she works his queue).
+    assert "Boris's meeting" in await _page(crm, "/app/calendar?view=week&date=2026-03-04")
+
+
+async def test_search_needs_the_search_permission(crm: Any) -> None:
+    auditor = await crm.user("auditor")
+    await _sign_in(crm, auditor)
+    page = await _page(crm, "/app/search?q=anything", status=403)
+    assert "You may not use search." in page
+    assert "My day" in await _page(crm, "/app")  # an auditor's My day is empty, not an error
