@@ -129,6 +129,7 @@ async def test_a_planned_meeting_is_in_the_calendar_at_the_users_local_time(
     # 22:30 UTC on the 4th is 01:30 on Thursday the 5th in Moscow.
     await _meeting(crm, manager, "Night call", "2026-03-04T22:30:00+00:00")
     await _meeting(crm, manager, "Today's lunch", "2026-03-02T10:00:00+00:00")
+    await _meeting(crm, manager, "Sunday visit", "2026-03-01T15:00:00+00:00")  # held? not logged
     await _sign_in(crm, manager)
 
     day = await _page(crm, "/app/calendar?view=day&date=2026-03-04")
@@ -152,6 +153,8 @@ async def test_a_planned_meeting_is_in_the_calendar_at_the_users_local_time(
     today = _section(await _page(crm, "/app"), "today")
     assert "Today's lunch" in today and "1:00 PM" in today
     assert "Morning meeting" in today and "Night call" in today
+    unlogged = today.split('id="unlogged"')[1].split("</ul>")[0]
+    assert "Sunday visit" in unlogged and "Not logged" in unlogged and "Today's lunch" not in unlogged
 
     bad = await _page(crm, "/app/calendar?view=month&date=31.12.2026")
     assert "Unknown calendar view" in bad and "The date must look like 2026-12-31" in bad

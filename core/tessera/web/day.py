@@ -223,6 +223,10 @@ async def my_day(request: Request[Any, Any, Any]) -> Response[Any]:
             day_start(week_end, zone),
             ["planned"],
         )
+        # Calls and meetings of the last two weeks still "planned": held but not logged.
+        unlogged = await activities_between(
+            principal, me_and_absent(principal), day_start(today - timedelta(days=14), zone), now, ["planned"]
+        )
         widgets = await dashboard_widgets(request, principal)
     except DomainError as exc:
         return error_page(request, principal, exc)
@@ -245,7 +249,8 @@ async def my_day(request: Request[Any, Any, Any]) -> Response[Any]:
         overdue_count=sum(1 for t in task_rows if t["overdue"]),
         handed=handed,
         today=today,
-        today_items=[a for a in planned if a["local_day"] == today],
+        today_items=[a for a in planned if a["local_day"] == today and a["starts_at"] >= now],
+        unlogged=unlogged,
         week_days=sorted(week.items()),
         kpis=[k for w in widgets for k in w.get("kpis") or []],
         widgets=[w for w in widgets if w.get("items") is not None],

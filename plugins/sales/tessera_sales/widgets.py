@@ -121,12 +121,16 @@ async def dashboard_widgets(principal: Principal) -> list[dict[str, Any]]:
 
 
 async def record_urls(kind: str, ids: list[int]) -> dict[int, str] | None:
-    """Pages of deals (and of a proposal: its deal's page); cadence notifications: My day."""
+    """Pages of deals (and of a proposal or a deal's process instance: the deal's page);
+    cadence notifications: the widget on My day."""
     if kind in ("deal", "sales.deal"):
         return {i: f"/sales/deals/{i}" for i in ids}
     if kind in ("proposal", "sales.proposal"):
         rows = await Proposal.select(Proposal.id, Proposal.deal_id).where(Proposal.id.is_in(list(ids)))
         return {r["id"]: f"/sales/deals/{r['deal_id']}" for r in rows}
+    if kind == "workflow_instance":  # a deviation of a deal's sales process: the deal
+        rows = await Deal.select(Deal.id, Deal.instance_id).where(Deal.instance_id.is_in(list(ids)))
+        return {r["instance_id"]: f"/sales/deals/{r['id']}" for r in rows}
     if kind == "sales_cadence_rule":
         return {i: "/app#sales-cadence" for i in ids}
     return None
