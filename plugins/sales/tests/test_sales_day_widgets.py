@@ -93,3 +93,18 @@ async def test_my_day_lists_my_clients_past_their_contact_norm_and_my_deal_figur
         and "Every client of yours was contacted within the agreed norm." in widget
     )
     assert _kpis(page) == {"open deals": "1", "won this month": "0"}
+
+
+async def test_search_hits_and_notifications_of_sales_records_link_to_the_deal(
+    crm: Any, world: dict[str, Any]
+) -> None:
+    """``tessera_record_urls``: a deal and its process instance open the deal's page."""
+    from tessera.web.links import hit_urls, ref_urls
+
+    deal = await open_deal(crm, world["anna"], world["anna_party"]["id"], title="Linked deal")
+    page = f"/sales/deals/{deal['id']}"
+    hits = [{"type": "deal", "id": deal["id"]}, {"type": "party", "id": 5}]
+    assert await hit_urls(crm.pm, hits) == {("deal", deal["id"]): page, ("party", 5): "/app/parties/5"}
+    instance = f"workflow_instance:{deal['instance_id']}"
+    refs = [instance, "task:7", "nobody_knows:3"]
+    assert await ref_urls(crm.pm, refs) == {instance: page, "task:7": "/app/tasks/7"}
