@@ -194,11 +194,6 @@ def register_labels(group: str, labels: Mapping[str, str]) -> None:
     _LABELS.setdefault(group, {}).update(labels)
 
 
-def has_label(group: str, code: Any) -> bool:
-    """Whether ``code`` of ``group`` has registered words (else :func:`label` makes some up)."""
-    return str(code) in _LABELS.get(group, {})
-
-
 def label(group: str, code: Any) -> str:
     """The human word for an internal code, in the current language. An unknown code is shown
     as words (``in_progress`` -> "In progress"), never as the code with dots and underscores."""
@@ -367,7 +362,6 @@ __all__ = [
     "format_number",
     "format_percent",
     "gettext",
-    "has_label",
     "label",
     "labelled_codes",
     "language_names",

@@ -42,7 +42,7 @@ def describe(n: dict[str, Any]) -> dict[str, str]:
     """A notification in words: ``heading`` (what happened, translated when the kind has
     registered words) and ``detail`` (the record, or the stored text)."""
     kind, title, body = n["kind"], n["title"] or "", n["body"] or ""
-    if not i18n.has_label("notification.kind", kind):
+    if kind not in i18n.labelled_codes("notification.kind"):
         return {"heading": title, "detail": body}
     heading = i18n.label("notification.kind", kind)
     if kind in NAMED_AFTER_COLON and ": " in title:

@@ -39,7 +39,7 @@ i18n.register_labels(
 def type_label(name: str) -> str:
     """A search type's heading: registered words (``search.type`` labels; plugins register
     theirs), else the plugin's declared label through the catalogues."""
-    if i18n.has_label("search.type", name):
+    if name in i18n.labelled_codes("search.type"):
         return i18n.label("search.type", name)
     declared = search_service.types().get(name)
     return i18n.translate_message(declared.label) if declared else i18n.label("search.type", name)

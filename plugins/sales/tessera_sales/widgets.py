@@ -20,7 +20,7 @@ from tessera.i18n import gettext as _
 from tessera.permissions import Principal
 
 from tessera_sales.services import DEAL
-from tessera_sales.tables import CadenceFlag, Deal, Proposal
+from tessera_sales.tables import CadenceFlag, Deal
 
 #: Clients listed in the cadence widget (the rest behind "all").
 CADENCE_SHOWN = 10
@@ -92,7 +92,7 @@ async def cadence_widget(principal: Principal) -> dict[str, Any]:
         "empty": _("Every client of yours was contacted within the agreed norm."),
     }
     if len(items) > CADENCE_SHOWN:
-        widget["more"] = {"label": _("All %(num)d clients", num=len(items)), "href": "/sales/kpi"}
+        widget["more"] = {"label": _("All %(num)d clients", num=len(items)), "href": "/sales/cadence"}
     return widget
 
 
@@ -121,13 +121,12 @@ async def dashboard_widgets(principal: Principal) -> list[dict[str, Any]]:
 
 
 async def record_urls(kind: str, ids: list[int]) -> dict[int, str] | None:
-    """Pages of deals (and of a proposal or a deal's process instance: the deal's page);
-    cadence notifications: the widget on My day."""
+    """Pages of deals and proposals (a deal's process instance: the deal's page); cadence
+    notifications: the widget on My day."""
     if kind in ("deal", "sales.deal"):
         return {i: f"/sales/deals/{i}" for i in ids}
     if kind in ("proposal", "sales.proposal"):
-        rows = await Proposal.select(Proposal.id, Proposal.deal_id).where(Proposal.id.is_in(list(ids)))
-        return {r["id"]: f"/sales/deals/{r['deal_id']}" for r in rows}
+        return {i: f"/sales/proposals/{i}" for i in ids}
     if kind == "workflow_instance":  # a deviation of a deal's sales process: the deal
         rows = await Deal.select(Deal.id, Deal.instance_id).where(Deal.instance_id.is_in(list(ids)))
         return {r["instance_id"]: f"/sales/deals/{r['id']}" for r in rows}
