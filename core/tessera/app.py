@@ -26,7 +26,10 @@ from tessera.entities import service
 from tessera.permissions import Principal
 from tessera.plugins import PluginError, call_each, get_plugin_manager
 from tessera.search import service as search_service
+from tessera.web import day as day_pages
+from tessera.web import inbox as inbox_pages
 from tessera.web import openapi as openapi_pages
+from tessera.web import search_page
 from tessera.web.admin import HANDLERS as ADMIN_PAGES
 from tessera.web.errors import page_aware
 from tessera.web.mail import HANDLERS as MAIL_PAGES
@@ -129,6 +132,9 @@ def create_app(
             *kernel_route_handlers(),
             *plugin_routers(pm),
             *WEB_HANDLERS,
+            *day_pages.HANDLERS,  # My day, calendar
+            *inbox_pages.HANDLERS,  # notifications
+            *search_page.HANDLERS,  # global search results
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,

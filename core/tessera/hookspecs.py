@@ -284,6 +284,42 @@ def tessera_web_routes() -> list[Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# My day, search results and notifications
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tessera_dashboard_widgets(principal: Any) -> Any:
+    """Return panels for the signed-in user's "My day" page (``/app``): a list of widget dicts,
+    or a coroutine resolving to one; ``None`` or ``[]`` when the plugin has nothing for this user.
+
+    :param principal: the ``tessera.permissions.Principal`` whose page is rendered. Read through
+        the plugin's services with it, so permissions and record visibility apply; "my" records
+        are those of ``principal.user_id`` and of the absent users in ``principal.acting_for``.
+
+    A widget: ``{"key": "sales.cadence", "title": ..., "items": [{"label", "href", "note",
+    "flag"}], "kpis": [{"label", "value", "href"}], "more": {"label", "href"}, "empty": ...}``
+    (all keys but ``title`` optional; every text already in the user's language, e.g. with
+    ``tessera.i18n.gettext``; ``flag`` is a short word shown beside an item, such as
+    "overdue"). Called on every request of the My day page, in plugin load order.
+    """
+
+
+@hookspec
+def tessera_record_urls(kind: str, ids: list[int]) -> Any:
+    """Return the web pages of the plugin's records, ``{id: "/path"}`` (or a coroutine
+    resolving to it), or ``None`` for a kind the plugin does not know.
+
+    :param kind: a search type the plugin declared (``deal``), one of its entities
+        (``sales.deal``) or the entity named in a notification's ``ref`` (``sales_cadence_rule``).
+    :param ids: the ids of the records to link.
+
+    Called by the global search results page (each hit of a plugin type becomes a link) and
+    the notifications page (each message links to the record its ``ref`` names).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
 # Demo data
 # ---------------------------------------------------------------------------------------------
 

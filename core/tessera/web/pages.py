@@ -3,7 +3,7 @@ same permissions and visibility apply; forms carry the session's CSRF token."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -19,9 +19,9 @@ from tessera.api.cards import client_card_data
 from tessera.api.filters import party_filters
 from tessera.api.profile import set_locale
 from tessera.api.security import SESSION_COOKIE, LoginIn, open_session, session_of
-from tessera.entities import activities, parties, service, tasks
+from tessera.entities import activities, parties, service
 from tessera.entities.dto import set_fields
-from tessera.entities.tables import Activity, CrmUser, Notification, Task
+from tessera.entities.tables import CrmUser, Notification
 from tessera.errors import DomainError, FieldError, NotAuthenticated, PermissionDenied, ValidationFailed
 from tessera.i18n import N_
 from tessera.permissions import Principal, cached_principal
@@ -97,9 +97,18 @@ async def current_principal(request: Request[Any, Any, Any]) -> Principal | None
         if row is not None:
             request.state.timezone = row["timezone"]
         use_locale(request, row["locale"] if row else None)
+        # The header's unread count on every page (one count on an indexed column).
+        request.state.unread_notifications = await unread_count(user_id)
     else:
         use_locale(request)
     return principal
+
+
+async def unread_count(user_id: int) -> int:
+    """The user's unread notifications (the header of every page shows the number)."""
+    return int(
+        await Notification.count().where(Notification.user_id == user_id, Notification.read_at.is_null())
+    )
 
 
 def render(
@@ -112,6 +121,7 @@ def render(
     use_locale(request)
     context.setdefault("errors", {})
     context.setdefault("form", {})
+    context.setdefault("unread", getattr(request.state, "unread_notifications", None))
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     html = _env.get_template(template).render(nav=nav, request_path=path, **context)
     # MediaType.HTML: Litestar adds the charset itself (a charset in media_type was doubled).
@@ -204,56 +214,6 @@ async def _require(request: Request[Any, Any, Any]) -> Principal:
     if principal is None:
         raise NotAuthenticated(i18n.gettext("Sign in first"))
     return principal
-
-
-@get("/app", include_in_schema=False)
-async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
-    principal = await current_principal(request)
-    if principal is None:
-        return Redirect("/login")
-    now = clock.now()
-    my_tasks = (
-        await Task.select()
-        .where(
-            Task.assignee_id.is_in([principal.user_id, *principal.acting_for]),
-            Task.status.is_in(["open", "in_progress"]),
-        )
-        .order_by(Task.deadline)
-        .limit(50)
-    )
-    planned = (
-        await Activity.select(
-            Activity.id,
-            Activity.type,
-            Activity.subject,
-            Activity.starts_at,
-            Activity.party_id,
-            Activity.party_id.name,
-        )
-        .where(
-            Activity.owner_id.is_in([principal.user_id, *principal.acting_for]),
-            Activity.status == "planned",
-            Activity.starts_at >= now - timedelta(days=1),
-            Activity.starts_at < now + timedelta(days=14),
-        )
-        .order_by(Activity.starts_at)
-        .limit(50)
-    )
-    inbox = (
-        await Notification.select()
-        .where(Notification.user_id == principal.user_id, Notification.read_at.is_null())
-        .order_by(Notification.id, ascending=False)
-        .limit(20)
-    )
-    return render(
-        request,
-        "dashboard.html",
-        principal=principal,
-        tasks=[tasks.decorate(t) for t in my_tasks],
-        planned=planned,
-        inbox=inbox,
-        now=now,
-    )
 
 
 @get("/app/parties", include_in_schema=False)
@@ -369,7 +329,6 @@ WEB_HANDLERS = [
     login_page,
     login_submit,
     logout_submit,
-    dashboard,
     party_list,
     party_card,
     log_activity,

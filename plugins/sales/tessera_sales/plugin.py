@@ -6,6 +6,8 @@ from typing import Any
 
 from tessera.hookspecs import hookimpl
 
+from tessera_sales import labels  # noqa: F401  (words of its codes on kernel pages: search, inbox)
+
 PERMISSIONS = {
     "sales.deal.read": "Read deals, products, proposals and sales reports (within record visibility)",
     "sales.deal.write": "Open deals, move them through stages, close them, make proposals and documents",
@@ -149,6 +151,20 @@ def tessera_web_routes() -> list[Any]:
     from tessera_sales.web_reports import HANDLERS as REPORT_HANDLERS  # plans, forecast, KPI, cadence
 
     return list(HANDLERS) + DEAL_HANDLERS + REPORT_HANDLERS
+
+
+@hookimpl
+def tessera_dashboard_widgets(principal: Any) -> Any:
+    from tessera_sales.widgets import dashboard_widgets
+
+    return dashboard_widgets(principal)
+
+
+@hookimpl
+def tessera_record_urls(kind: str, ids: list[int]) -> Any:
+    from tessera_sales.widgets import record_urls
+
+    return record_urls(kind, ids)
 
 
 @hookimpl
