@@ -30,7 +30,7 @@ def owner_changes(column: str) -> Any:
         try:
             user_id = int(value)
         except (TypeError, ValueError):
-            raise ValidationFailed.field(column, "choose a user") from None
+            raise ValidationFailed.field(column, N_("choose a user")) from None
         return {column: user_id}
 
     return changes
@@ -39,7 +39,7 @@ def owner_changes(column: str) -> Any:
 def add_tag(row: dict[str, Any], value: str) -> dict[str, Any]:
     tag = (value or "").strip()
     if not tag or len(tag) > 100:
-        raise ValidationFailed.field("tag", "must be 1-100 characters")
+        raise ValidationFailed.field("tag", N_("must be 1-100 characters"))
     tags = list(row.get("tags") or [])
     return {"tags": tags if tag in tags else [*tags, tag]}
 
@@ -356,7 +356,7 @@ async def bulk_submit(request: Request[Any, Any, Any], list_name: str) -> Respon
             try:
                 ids.append(int(raw))
             except (TypeError, ValueError):
-                raise ValidationFailed.field("ids", "must be record ids") from None
+                raise ValidationFailed.field("ids", N_("must be record ids")) from None
         value = data.get(action.field, "") if action else ""
         outcome = await lists.apply_bulk(spec, principal, data.get("action", ""), ids, value)
     except DomainError as exc:

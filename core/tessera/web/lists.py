@@ -181,12 +181,12 @@ def _convert(name: str, raw: str, hint: Any, meta: ParameterKwarg | None, tz: st
             return True
         if lowered in ("false", "0", "no", "off"):
             return False
-        raise ValueError("must be true or false")
+        raise ValueError(N_("must be true or false"))
     if hint is int:
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError("must be a whole number") from None
+            raise ValueError(N_("must be a whole number")) from None
         if meta is not None and (
             (meta.ge is not None and value < meta.ge) or (meta.le is not None and value > meta.le)
         ):
@@ -201,13 +201,13 @@ def _convert(name: str, raw: str, hint: Any, meta: ParameterKwarg | None, tz: st
             return datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except (ValueError, KeyError):
             raise ValueError(
-                "must be a date (2026-03-02) or a time with a zone (2026-03-02T09:00:00Z)"
+                N_("must be a date (2026-03-02) or a time with a zone (2026-03-02T09:00:00Z)")
             ) from None
     if hint is date:
         try:
             return date.fromisoformat(raw)
         except ValueError:
-            raise ValueError("must be a date (2026-03-02)") from None
+            raise ValueError(N_("must be a date (2026-03-02)")) from None
     if meta is not None and meta.max_length is not None and len(raw) > meta.max_length:
         raise ValueError(f"must be at most {meta.max_length} characters")
     return raw
@@ -244,7 +244,7 @@ def parse_query(spec: ListSpec, params: Sequence[tuple[str, str]], tz: str | Non
             after, before = (value or None, before) if name == "after" else (after, value or None)
             continue
         if name not in known:
-            unknown.append(FieldError(name, "is not a filter of this list"))
+            unknown.append(FieldError(name, N_("is not a filter of this list")))
             continue
         if not value:
             continue
@@ -642,7 +642,7 @@ async def export_rows(
     if spec.export_permission:
         principal.require(spec.export_permission)
     if fmt not in ("csv", "xlsx"):
-        raise ValidationFailed.field("format", "must be csv or xlsx")
+        raise ValidationFailed.field("format", N_("must be csv or xlsx"))
     tz = getattr(request.state, "timezone", None)
     sent = [(k, v) for k, v in request.query_params.multi_items() if k != "format"]
     query = parse_query(spec, [(k, v) for k, v in sent if k not in ("after", "before")], tz)
@@ -710,9 +710,9 @@ async def apply_bulk(
     (a failure there undoes them all)."""
     action = next((a for a in spec.bulk if a.key == action_key), None)
     if action is None:
-        raise ValidationFailed.field("action", "is not a bulk action of this list")
+        raise ValidationFailed.field("action", N_("is not a bulk action of this list"))
     if not ids:
-        raise ValidationFailed.field("ids", "select at least one row")
+        raise ValidationFailed.field("ids", N_("select at least one row"))
     spec.entity.require(principal, "write")
     refused: list[tuple[int, str]] = []
     current: dict[int, dict[str, Any]] = {}

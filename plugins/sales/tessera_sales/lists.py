@@ -53,7 +53,7 @@ def _owner_changes(row: dict[str, Any], value: str) -> dict[str, Any]:
     try:
         return {"owner_id": int(value)}
     except (TypeError, ValueError):
-        raise ValidationFailed.field("owner_id", "choose a user") from None
+        raise ValidationFailed.field("owner_id", N_("choose a user")) from None
 
 
 DEALS = lists.register(
