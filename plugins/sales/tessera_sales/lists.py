@@ -102,6 +102,7 @@ DEALS = lists.register(
             QuickFilter("status", N_("Status"), "choice", STATUS_CODES, "sales.deal.status"),
             QuickFilter("owner_id", N_("Manager"), "user"),
             QuickFilter("team_id", N_("Team"), "team"),
+            QuickFilter("overdue", N_("Overdue"), "flag"),
         ],
         row_href=lambda r: f"/sales/deals/{r['id']}",
         load=_load,
