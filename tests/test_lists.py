@@ -291,3 +291,54 @@ async def test_own_scope_manager_sees_no_one_elses_records_in_any_list(crm: Any)
             assert own in r.text
         r = await crm.client.get(url, params={"owner_id": str(other["id"])} if url != "/app/tasks" else {})
         assert "zebra" not in r.text
+
+
+async def test_task_activity_and_contact_lists(crm: Any) -> None:
+    import datetime as dt
+
+    from tessera import clock
+
+    me = await crm.user("manager", name="Me")
+    colleague = await crm.user("manager", name="Colleague")
+    party = await _party(crm, me, "Client Co")
+    now = clock.now()
+    past, future = (now - dt.timedelta(days=2)).isoformat(), (now + dt.timedelta(days=2)).isoformat()
+    late = (await crm.post("/api/tasks", me, json={"title": "Late task", "deadline": past})).json()
+    await crm.post("/api/tasks", me, json={"title": "Future task", "deadline": future})
+    await crm.post(
+        "/api/activities",
+        me,
+        json={"type": "meeting", "subject": "Missed meeting", "starts_at": past, "party_id": party["id"]},
+    )
+    await crm.post(
+        "/api/activities",
+        me,
+        json={"type": "call", "subject": "Next call", "starts_at": future, "party_id": party["id"]},
+    )
+    await crm.post("/api/contacts", me, json={"party_id": party["id"], "name": "Ann Contact"})
+    token = await _sign_in(crm, me)
+    page = await crm.client.get("/app/tasks", params={"overdue": "true"})
+    assert page.status_code == 200 and _names(page.text) == ["Late task"]
+    assert f'href="/app/tasks/{late["id"]}"' in page.text and 'href="/app/tasks/new"' in page.text
+    page = await crm.client.get("/app/activities", params={"overdue": "true"})
+    assert "Missed meeting" in page.text and "Next call" not in page.text
+    assert f'href="/app/parties/{party["id"]}"' in page.text and "Meeting" in page.text
+    page = await crm.client.get("/app/activities", params={"type": "call"})
+    assert "Next call" in page.text and "Missed meeting" not in page.text
+    page = await crm.client.get("/app/contacts", params={"q": "ann"})
+    assert "Ann Contact" in page.text and f'href="/app/parties/{party["id"]}"' in page.text
+    # The API answers the same filter the same way.
+    api = (await crm.get("/api/tasks", me, params={"overdue": "true"})).json()["items"]
+    assert [t["title"] for t in api] == ["Late task"]
+    # Bulk hand-off of a task: the same service as a single reassignment.
+    r = await crm.client.post(
+        "/app/lists/tasks/bulk",
+        data={
+            "csrf_token": token,
+            "action": "owner",
+            "assignee_id": str(colleague["id"]),
+            "ids": [str(late["id"])],
+        },
+    )
+    assert r.status_code == 303, r.text
+    assert (await crm.get(f"/api/tasks/{late['id']}", colleague)).json()["assignee_id"] == colleague["id"]
