@@ -992,7 +992,7 @@ class SavedViewOut(Struct, kw_only=True):
     list_name: str
     title: str
     query: str
-    created_at: Any
+    created_at: datetime.datetime
     mine: bool
 
 

@@ -123,6 +123,8 @@ class ListSpec:
     actions: list[tuple[str, str]] = field(default_factory=list)
     page_size: int = 50
     empty: str = N_("Nothing matches.")
+    #: The plugin that declares the list (its name): the list exists only while it is enabled.
+    plugin: str = ""
 
 
 LISTS: dict[str, ListSpec] = {}
@@ -134,8 +136,22 @@ def register(spec: ListSpec) -> ListSpec:
     return spec
 
 
+def available() -> dict[str, ListSpec]:
+    """The lists of the kernel and of the enabled plugins, by name."""
+    pm = service.plugin_manager()
+    return {
+        name: spec
+        for name, spec in LISTS.items()
+        if not spec.plugin or pm.get_plugin(spec.plugin) is not None
+    }
+
+
+def find_list(name: str) -> ListSpec | None:
+    return available().get(name)
+
+
 def get_list(name: str) -> ListSpec:
-    spec = LISTS.get(name)
+    spec = find_list(name)
     if spec is None:
         from tessera.errors import NotFound
 
@@ -626,7 +642,7 @@ async def views_for(principal: Principal, list_name: str | None = None) -> list[
     rows = await query.order_by(SavedView.title).order_by(SavedView.id)
     for row in rows:
         row["mine"] = row["owner_id"] == principal.user_id
-        spec = LISTS.get(row["list_name"])
+        spec = find_list(row["list_name"])
         row["href"] = (spec.url + ("?" + row["query"] if row["query"] else "")) if spec else ""
     return rows
 

@@ -9,6 +9,7 @@ API: ``GET /api/saved-views?list_name=``, ``POST /api/saved-views``, ``DELETE
 No ``from __future__ import annotations``: Litestar reads the handlers' annotations.
 """
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -40,14 +41,14 @@ class SavedViewOut(msgspec.Struct, kw_only=True):
     list_name: str
     title: str
     query: str
-    created_at: Any
+    created_at: datetime
     mine: bool
 
 
 async def save_view(principal: Principal, body: SavedViewIn) -> dict[str, Any]:
-    spec = lists.LISTS.get(body.list_name)
+    spec = lists.find_list(body.list_name)
     if spec is None:
-        raise ValidationFailed.field("list_name", f"must be one of {', '.join(sorted(lists.LISTS))}")
+        raise ValidationFailed.field("list_name", f"must be one of {', '.join(sorted(lists.available()))}")
     spec.entity.require(principal, "read")
     if not body.title.strip():
         raise ValidationFailed.field("title", "must not be empty")
@@ -135,7 +136,7 @@ async def save_view_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     principal = await _require(request)
     data = await _form(request)
     check_csrf(principal, data)
-    spec = lists.LISTS.get(data.get("list_name", ""))
+    spec = lists.find_list(data.get("list_name", ""))
     if spec is None:
         return render(
             request,
@@ -174,7 +175,7 @@ async def delete_view_submit(request: Request[Any, Any, Any], view_id: int) -> R
         await delete_view(principal, view_id)
     except DomainError as exc:
         return error_page(request, principal, exc)
-    spec = lists.LISTS.get(row["list_name"]) if row else None
+    spec = lists.find_list(row["list_name"]) if row else None
     return Redirect(spec.url if spec else "/app", status_code=303)
 
 

@@ -109,6 +109,7 @@ DEALS = lists.register(
         bulk=[BulkAction("owner", N_("Assign owner"), "user", "owner_id", _owner_changes)],
         actions=[("/sales/deals/new", N_("New deal")), ("/sales/funnel", N_("Funnel"))],
         empty=N_("No deals."),
+        plugin="sales",
     )
 )
 
