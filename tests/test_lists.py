@@ -105,7 +105,7 @@ async def test_unknown_or_invalid_filter_is_reported_not_ignored(crm: Any) -> No
     assert api.status_code in (400, 422)
 
 
-async def test_total_is_exact_below_the_cap_and_about_above(crm: Any) -> None:
+async def test_total_is_exact_below_the_cap_and_about_above(crm: Any, monkeypatch: Any) -> None:
     from tessera.web import lists
     from tessera.web.list_pages import PARTIES
 
@@ -116,6 +116,15 @@ async def test_total_is_exact_below_the_cap_and_about_above(crm: Any) -> None:
     assert await lists.total(PARTIES, principal, []) == lists.Total(5, True)
     capped = await lists.total(PARTIES, principal, [], cap=3)
     assert not capped.exact and capped.count >= 3
+    # The page says "about" above the cap, in the user's language.
+    monkeypatch.setattr(lists, "COUNT_CAP", 3)
+    await _sign_in(crm, admin)
+    page = await crm.client.get("/app/parties")
+    assert 'data-exact="no"' in page.text and "(about " in page.text
+    page = await crm.client.get("/app/parties", headers={"Accept-Language": "ru"})
+    assert "(около " in page.text and "Сохранённые виды" in page.text
+    # "My clients": a ready-made filter on the signed-in user.
+    assert f'href="/app/parties?owner_id={admin["id"]}"' in page.text
 
 
 async def test_saved_views_are_mine_or_my_teams(crm: Any) -> None:

@@ -140,6 +140,7 @@ PARTIES = lists.register(
             BulkAction("tag", N_("Add tag"), "text", "tag", add_tag),
         ],
         actions=[("/app/parties/new", N_("New client"))],
+        presets=[(N_("My clients"), lambda p: {"owner_id": str(p.user_id)})],
         empty=N_("No clients match."),
     )
 )
@@ -232,6 +233,7 @@ ACTIVITIES = lists.register(
             QuickFilter("starts_before", N_("Before"), "date"),
         ],
         row_href=lambda r: f"/app/parties/{r['party_id']}" if r.get("party_id") else None,
+        presets=[(N_("My planned"), lambda p: {"owner_id": str(p.user_id), "status": "planned"})],
         load=_load_people,
         empty=N_("No activities match."),
     )
@@ -286,6 +288,10 @@ TASKS = lists.register(
         load=_load_people,
         bulk=[BulkAction("owner", N_("Assign to"), "user", "assignee_id", owner_changes("assignee_id"))],
         actions=[("/app/tasks/new", N_("New task"))],
+        presets=[
+            (N_("My open tasks"), lambda p: {"assignee_id": str(p.user_id), "open": "true"}),
+            (N_("Overdue"), lambda p: {"overdue": "true"}),
+        ],
         empty=N_("No tasks match."),
     )
 )

@@ -123,6 +123,8 @@ class ListSpec:
     actions: list[tuple[str, str]] = field(default_factory=list)
     page_size: int = 50
     empty: str = N_("Nothing matches.")
+    #: Ready-made filters shown as links ("My clients"): (msgid, principal -> query parameters).
+    presets: list[tuple[str, Callable[[Principal], dict[str, str]]]] = field(default_factory=list)
     #: The plugin that declares the list (its name): the list exists only while it is enabled.
     plugin: str = ""
 
@@ -319,10 +321,11 @@ class Total:
 
 
 async def total(
-    spec: ListSpec, principal: Principal, conditions: Sequence[Any], cap: int = COUNT_CAP
+    spec: ListSpec, principal: Principal, conditions: Sequence[Any], cap: int | None = None
 ) -> Total:
     """The number of rows the user may see: exact up to ``cap`` (a count that stops there);
     above it an estimate, the planner's on PostgreSQL (never below ``cap``), ``cap`` on SQLite."""
+    cap = COUNT_CAP if cap is None else cap
     spec.entity.require(principal, "read")
     table = spec.entity.table
     pk = table._meta.primary_key
@@ -615,6 +618,7 @@ async def list_response(
         prev_href=_link(spec, keep, before=rows.prev) if rows.prev else None,
         next_href=_link(spec, keep, after=rows.next) if rows.next else None,
         views=views,
+        presets=[(text, _link(spec, make(principal))) for text, make in spec.presets],
         query_string=query_string,
         current_url=_link(spec, keep),
         can_export=spec.export_permission is None or principal.can(spec.export_permission),

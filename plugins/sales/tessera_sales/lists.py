@@ -110,6 +110,7 @@ DEALS = lists.register(
         actions=[("/sales/deals/new", N_("New deal")), ("/sales/funnel", N_("Funnel"))],
         empty=N_("No deals."),
         plugin="sales",
+        presets=[(N_("My open deals"), lambda p: {"owner_id": str(p.user_id), "status": "open"})],
     )
 )
 
