@@ -34,7 +34,7 @@ from tessera.entities.tables import CrmUser, Party, SavedView, Team
 from tessera.errors import DomainError, FieldError, ValidationFailed
 from tessera.i18n import N_
 from tessera.permissions import Principal
-from tessera.plugins import await_me_maybe, call_each
+from tessera.plugins import PluginError, await_me_maybe, call_each
 
 #: Query parameters every list understands besides its filters.
 RESERVED = frozenset({"order", "after", "before"})
@@ -42,6 +42,8 @@ RESERVED = frozenset({"order", "after", "before"})
 #: planner's estimate on PostgreSQL, the cap on SQLite), so a list of a million rows is not
 #: counted on every page view (docs/ui.md, "Totals").
 COUNT_CAP = 10_000
+#: Rows one bulk action may change (a page holds at most 500).
+MAX_BULK = 500
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 i18n.register_labels("party.kind", {"organisation": N_("Organisation"), "person": N_("Person")})
@@ -413,8 +415,14 @@ async def fetch_rows(spec: ListSpec, principal: Principal, query: Query, limit: 
 async def plugin_columns(pm: Any, spec: ListSpec) -> list[dict[str, Any]]:
     """Columns plugins add to the list (hook ``tessera_list_columns``)."""
     found = []
-    for _name, items in call_each(pm, "tessera_list_columns", list_name=spec.name):
+    for name, items in call_each(pm, "tessera_list_columns", list_name=spec.name):
         for item in items or []:
+            if not isinstance(item, Mapping) or not {"key", "label", "values"} <= set(item):
+                raise PluginError(
+                    f"Plugin {name!r}: tessera_list_columns must return dicts with key, label, values"
+                )
+            if not callable(item["values"]):
+                raise PluginError(f"Plugin {name!r}: tessera_list_columns 'values' must be callable")
             found.append(dict(item))
     return found
 
@@ -731,8 +739,11 @@ async def apply_bulk(
     action = next((a for a in spec.bulk if a.key == action_key), None)
     if action is None:
         raise ValidationFailed.field("action", N_("is not a bulk action of this list"))
+    ids = list(dict.fromkeys(ids))
     if not ids:
         raise ValidationFailed.field("ids", N_("select at least one row"))
+    if len(ids) > MAX_BULK:
+        raise ValidationFailed.field("ids", f"at most {MAX_BULK} rows at a time")
     spec.entity.require(principal, "write")
     refused: list[tuple[int, str]] = []
     current: dict[int, dict[str, Any]] = {}
