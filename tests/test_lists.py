@@ -263,6 +263,20 @@ async def test_export_has_exactly_the_visible_filtered_rows(crm: Any) -> None:
     await crm.post("/api/tasks", other, json={"title": "Secret task", "deadline": "2026-03-02T09:00:00Z"})
     r = await crm.client.get("/app/lists/tasks/export", params={"format": "csv"})
     assert r.status_code == 200 and "Call back" in r.text and "Secret task" not in r.text
+    # Contacts and activities export the same way, mine only.
+    party = await _party(crm, me, "Contact Holder")
+    theirs = await _party(crm, other, "Their Holder")
+    await crm.post("/api/contacts", me, json={"party_id": party["id"], "name": "Ann Mine"})
+    await crm.post("/api/contacts", other, json={"party_id": theirs["id"], "name": "Zed Theirs"})
+    call = {"type": "call", "starts_at": "2026-03-02T09:00:00Z"}
+    await crm.post("/api/activities", me, json={**call, "subject": "My call", "party_id": party["id"]})
+    await crm.post("/api/activities", other, json={**call, "subject": "Their call", "party_id": theirs["id"]})
+    r = await crm.client.get("/app/lists/contacts/export", params={"format": "xlsx"})
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+    assert [row[0] for row in sheet.iter_rows(values_only=True)][1:] == ["Ann Mine"]
+    r = await crm.client.get("/app/lists/activities/export", params={"format": "csv", "type": "call"})
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert [row[rows[0].index("Subject")] for row in rows[1:]] == ["My call"]
     # A manager without party.export is refused.
     await _sign_in(crm, other)
     assert (await crm.client.get("/app/lists/parties/export", params={"format": "csv"})).status_code == 403
