@@ -103,6 +103,8 @@ DEALS = lists.register(
             QuickFilter("owner_id", N_("Manager"), "user"),
             QuickFilter("team_id", N_("Team"), "team"),
             QuickFilter("overdue", N_("Overdue"), "flag"),
+            QuickFilter("close_from", N_("Closing from"), "date"),
+            QuickFilter("close_before", N_("Closing before"), "date"),
         ],
         row_href=lambda r: f"/sales/deals/{r['id']}",
         load=_load,

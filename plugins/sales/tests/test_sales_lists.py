@@ -40,14 +40,29 @@ async def test_deal_list_filters_sorts_links_and_exports(crm: Any, world: dict[s
         (await crm.client.get("/sales/deals", params={"owner_id": world["anna"]["id"]})).text
     )
     assert "Small deal" in page and "Big deal" not in page
+    await open_deal(
+        crm, world["anna"], world["anna_party"]["id"], title="Summer deal", expected_close="2026-07-15"
+    )
+    page = html.unescape(
+        (
+            await crm.client.get(
+                "/sales/deals", params={"close_from": "2026-07-01", "close_before": "2026-08-01"}
+            )
+        ).text
+    )
+    assert "Summer deal" in page and "Small deal" not in page
+    api = await crm.get("/api/sales/deals", head, params={"close_from": "2026-07-01"})
+    assert [d["title"] for d in api.json()["items"]] == ["Summer deal"]
+    bad = await crm.client.get("/sales/deals", params={"close_from": "July"})
+    assert bad.status_code == 422 and "close_from" in bad.text
     bad = await crm.client.get("/sales/deals", params={"scope": "all"})
     assert bad.status_code == 400 and "scope" in bad.text
     r = await crm.client.get("/app/lists/sales.deals/export", params={"format": "xlsx", "order": "amount"})
     assert r.status_code == 200, r.text
     rows = list(openpyxl.load_workbook(io.BytesIO(r.content)).active.iter_rows(values_only=True))
-    assert [row[0] for row in rows[1:]] == ["Small deal", "Big deal"]
+    assert [row[0] for row in rows[1:]] == ["Small deal", "Big deal", "Summer deal"]
     amount = rows[0].index("Amount")
-    assert [float(row[amount]) for row in rows[1:]] == [10.0, 900.0]
+    assert [float(row[amount]) for row in rows[1:]] == [10.0, 900.0, 100000.0]
     # The manager sees only her own deal in the CSV... but a manager may not export at all.
     await _sign_in(crm, world["anna"])
     assert (await crm.client.get("/app/lists/sales.deals/export")).status_code == 403
