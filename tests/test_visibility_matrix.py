@@ -126,6 +126,7 @@ SINGLE: dict[str, str] = {
 NOT_RECORDS: dict[str, str] = {
     "/api/auth/me": "the caller",
     "/api/auth/tokens": "the caller's tokens",
+    "/api/saved-views": "own and team's saved list views (filters only); test_lists",
     "/api/notifications": "the caller's inbox",
     "/api/users": "directory (names, teams, roles) every colleague may see",
     "/api/users/count": "directory",
@@ -617,6 +618,8 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("POST", "/api/sales/rates"): "catalogue",
     ("DELETE", "/api/sales/rates/{rate_id}"): "catalogue",
     ("PUT", "/api/sales/settings"): "configuration",
+    ("POST", "/api/saved-views"): "the caller's own saved list view (filters, no records); test_lists",
+    ("DELETE", "/api/saved-views/{view_id}"): "the caller's own saved view (others': 403/404); test_lists",
 }
 
 

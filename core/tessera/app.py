@@ -32,11 +32,13 @@ from tessera.web import openapi as openapi_pages
 from tessera.web import search_page
 from tessera.web.admin import HANDLERS as ADMIN_PAGES
 from tessera.web.errors import page_aware
+from tessera.web.list_pages import HANDLERS as LIST_PAGES
 from tessera.web.mail import HANDLERS as MAIL_PAGES
 from tessera.web.pages import WEB_HANDLERS
 from tessera.web.passwords import HANDLERS as PASSWORD_PAGES
 from tessera.web.plugin_pages import catalogue_dirs, web_routers
 from tessera.web.protection import OriginCheck, security_headers
+from tessera.web.saved_views import API_HANDLERS as SAVED_VIEW_API
 
 log = logging.getLogger("tessera")
 
@@ -130,11 +132,13 @@ def create_app(
             *AUTH_HANDLERS,
             *PROFILE_HANDLERS,
             *kernel_route_handlers(),
+            *SAVED_VIEW_API,
             *plugin_routers(pm),
             *WEB_HANDLERS,
             *day_pages.HANDLERS,  # My day, calendar
             *inbox_pages.HANDLERS,  # notifications
             *search_page.HANDLERS,  # global search results
+            *LIST_PAGES,
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,

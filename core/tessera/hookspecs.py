@@ -272,6 +272,22 @@ def tessera_party_tabs(party_id: int) -> list[dict[str, str]]:
 
 
 @hookspec
+def tessera_list_columns(list_name: str) -> list[dict[str, Any]]:
+    """Return extra columns for a list page (``parties``, ``contacts``, ``activities``,
+    ``tasks``, or a plugin's list such as ``sales.deals``): ``{"key": ..., "label": ...,
+    "values": callable}``.
+
+    Called each time the list is rendered or exported. ``values(principal, ids)`` receives the
+    signed-in principal and the ids of the page's rows and returns ``{id: value}`` (or a
+    coroutine giving it), fetched in one query and limited to what the principal may see;
+    values are shown as text and exported as they are. ``label`` is a msgid of the plugin's
+    catalogue. Return ``[]`` for lists the plugin does not extend.
+
+    :param list_name: the name of the list being rendered.
+    """
+
+
+@hookspec
 def tessera_web_routes() -> list[Any]:
     """Return Litestar route handlers of the plugin's web pages (HTML, not in the OpenAPI).
 

@@ -974,6 +974,28 @@ class SalesSettingsOut(Struct, kw_only=True):
     base_currency: str
 
 
+class SavedViewIn(Struct, kw_only=True):
+    """The ``SavedViewIn`` schema of the API."""
+
+    list_name: str
+    title: str
+    query: str = ""
+    shared: bool = False
+
+
+class SavedViewOut(Struct, kw_only=True):
+    """The ``SavedViewOut`` schema of the API."""
+
+    id: int
+    owner_id: int
+    team_id: int | None
+    list_name: str
+    title: str
+    query: str
+    created_at: datetime.datetime
+    mine: bool
+
+
 class SearchFacetsOut(Struct, kw_only=True):
     """The ``SearchFacetsOut`` schema of the API."""
 
@@ -1437,6 +1459,8 @@ MODELS: dict[str, type[Struct]] = {
     "RolePatch": RolePatch,
     "SalesSettingsIn": SalesSettingsIn,
     "SalesSettingsOut": SalesSettingsOut,
+    "SavedViewIn": SavedViewIn,
+    "SavedViewOut": SavedViewOut,
     "SearchFacetsOut": SearchFacetsOut,
     "SearchGroupOut": SearchGroupOut,
     "SearchHitOut": SearchHitOut,

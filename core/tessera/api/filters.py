@@ -199,9 +199,18 @@ def activity_filters(
     starts_after: When = None,
     starts_before: When = None,
     q: Annotated[str | None, Parameter(description="Part of the subject", max_length=200)] = None,
+    team_id: IdQ = None,
+    overdue: Annotated[bool | None, Parameter(description="Only planned activities already past")] = None,
 ) -> list[Any]:
+    from tessera import clock
+
     _aware(starts_after=starts_after, starts_before=starts_before)
     out: list[Any] = []
+    if team_id is not None:
+        out.append(Activity.team_id == team_id)
+    if overdue:
+        out.append(Activity.status == "planned")
+        out.append(Activity.starts_at < clock.now())
     if type:
         out.append(Activity.type == type)
     if status:
@@ -229,11 +238,14 @@ def task_filters(
     priority: Priority | None = None,
     overdue: Annotated[bool | None, Parameter(description="Only open tasks past their deadline")] = None,
     deadline_before: When = None,
+    team_id: IdQ = None,
 ) -> list[Any]:
     from tessera import clock
 
     _aware(deadline_before=deadline_before)
     out: list[Any] = []
+    if team_id is not None:
+        out.append(Task.team_id == team_id)
     if status:
         out.append(Task.status == status)
     if open:

@@ -354,6 +354,21 @@ class IdempotencyRecord(Table, tablename="idempotency_record"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class SavedView(Table, tablename="saved_view"):
+    """A list's filters and order saved under a title (``tessera.web.saved_views``): seen by its
+    owner, and by the members of ``team_id`` when shared. User and team ids are plain integers
+    (migration ``tessera_2026_12_05t18_10_00_000000``); a view of a removed user is not shown."""
+
+    owner_id = Integer(index=True)
+    team_id = Integer(null=True, default=None, index=True)
+    #: The list it belongs to (``parties``, ``tasks``, ``sales.deals`` ...).
+    list_name = Varchar(length=60, index=True)
+    title = Varchar(length=200)
+    #: The list page's query string (filters and ``order``), checked like the page's.
+    query = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 KERNEL_TABLES: list[type[Table]] = [
     Team,
     CrmUser,
@@ -381,6 +396,7 @@ KERNEL_TABLES: list[type[Table]] = [
     Notification,
     BackgroundJob,
     IdempotencyRecord,
+    SavedView,
 ]
 
 

@@ -16,10 +16,9 @@ from litestar.response import Redirect
 
 from tessera import auth, clock, events, i18n
 from tessera.api.cards import client_card_data
-from tessera.api.filters import party_filters
 from tessera.api.profile import set_locale
 from tessera.api.security import SESSION_COOKIE, LoginIn, open_session, session_of
-from tessera.entities import activities, parties, service
+from tessera.entities import activities, service
 from tessera.entities.dto import set_fields
 from tessera.entities.tables import CrmUser, Notification
 from tessera.errors import DomainError, FieldError, NotAuthenticated, PermissionDenied, ValidationFailed
@@ -216,21 +215,6 @@ async def _require(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
-@get("/app/parties", include_in_schema=False)
-async def party_list(
-    request: Request[Any, Any, Any], q: str | None = None, cursor: str | None = None
-) -> Response[Any]:
-    principal = await current_principal(request)
-    if principal is None:
-        return Redirect("/login")
-    conditions = party_filters(q=q) if q else []
-    page = await service.list_page(
-        parties.PARTY, principal, conditions, order="name", cursor=cursor, limit=50
-    )
-    total = await service.count(parties.PARTY, principal, conditions)
-    return render(request, "parties.html", principal=principal, page=page, q=q or "", total=total)
-
-
 #: Fields of the card's "log a call" form (the rest of ``ActivityIn`` keeps the API's defaults).
 ACTIVITY_FORM_FIELDS = frozenset({"type", "subject", "starts_at", "outcome", "agreements"})
 
@@ -329,7 +313,6 @@ WEB_HANDLERS = [
     login_page,
     login_submit,
     logout_submit,
-    party_list,
     party_card,
     log_activity,
 ]

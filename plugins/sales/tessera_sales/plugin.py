@@ -137,6 +137,13 @@ def tessera_party_tabs(party_id: int) -> list[dict[str, str]]:
 
 
 @hookimpl
+def tessera_list_columns(list_name: str) -> list[dict[str, Any]]:
+    from tessera_sales.lists import list_columns
+
+    return list_columns(list_name)
+
+
+@hookimpl
 def tessera_translations() -> str:
     """The plugin's gettext catalogues (ru, uk, en), merged over the kernel's."""
     from pathlib import Path

@@ -113,10 +113,20 @@ def deal_filters(
     party_id: IdQ = None,
     campaign_id: IdQ = None,
     q: Annotated[str | None, Parameter(max_length=200, description="Part of the title")] = None,
+    overdue: Annotated[bool | None, Parameter(description="Only open deals past their stage's norm")] = None,
+    close_from: Annotated[dt.date | None, Parameter(description="Expected to close on or after")] = None,
+    close_before: Annotated[dt.date | None, Parameter(description="Expected to close before")] = None,
 ) -> list[Any]:
     from tessera_sales.tables import Deal
 
     out: list[Any] = []
+    if close_from is not None:
+        out.append(Deal.expected_close >= close_from)
+    if close_before is not None:
+        out.append(Deal.expected_close < close_before)
+    if overdue:
+        out.append(Deal.status == "open")
+        out.append(Deal.stage_due_at < clock.now())
     if status:
         out.append(Deal.status == status)
     if stage:

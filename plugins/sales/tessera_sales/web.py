@@ -7,10 +7,9 @@ No ``from __future__ import annotations``: Litestar reads the handlers' annotati
 """
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.params import QueryParameter
 from litestar.response import Redirect
 from tessera import clock, i18n
 from tessera.entities import service
@@ -29,6 +28,7 @@ from tessera.web.plugin_pages import (
 )
 
 from tessera_sales import reports, services, sources
+from tessera_sales.lists import deal_list
 from tessera_sales.routes import CloseIn, MoveIn
 from tessera_sales.tables import Deal, LossReason
 
@@ -74,52 +74,6 @@ async def _stage_names(pipeline: str) -> dict[str, str]:
     except DomainError:
         return {}
     return {s["key"]: s["name"] for s in definition["stages"]}
-
-
-@get("/deals", include_in_schema=False)
-async def deal_list(
-    request: Request[Any, Any, Any],
-    who: Annotated[str, QueryParameter(name="scope")] = "mine",
-    status: str = "open",
-    cursor: str | None = None,
-) -> Response[Any]:
-    """Deals: mine, or every deal I may see (my team's for a head, all for an admin)."""
-    principal = await current_principal(request)
-    if principal is None:
-        return Redirect("/login")
-    scope = who if who in SCOPES else "mine"
-    conditions: list[Any] = []
-    if scope == "mine":
-        conditions.append(Deal.owner_id == principal.user_id)
-    if status in STATUSES:
-        conditions.append(Deal.status == status)
-    try:
-        page = await service.list_page(
-            services.DEAL, principal, conditions, order="-id", cursor=cursor, limit=50
-        )
-        total = await service.count(services.DEAL, principal, conditions)
-    except DomainError as exc:
-        return error_page(request, principal, exc)
-    users, parties = await _names(
-        {d["owner_id"] for d in page.items if d["owner_id"]}, {d["party_id"] for d in page.items}
-    )
-    stage_names = await _stage_names(services.DEFAULT_PIPELINE)
-    return render(
-        request,
-        "sales/deals.html",
-        principal=principal,
-        page=page,
-        total=total,
-        scope=scope,
-        show_status=status,
-        scopes=SCOPES,
-        statuses=STATUSES,
-        users=users,
-        parties=parties,
-        stage_names=stage_names,
-        money=services.money,
-        now=clock.now(),
-    )
 
 
 @get("/deals/{deal_id:int}", include_in_schema=False)
