@@ -1,0 +1,95 @@
+"""Helpers of the browser tests (tests/browser/conftest.py has the fixtures)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from tessera_sdk.live import LiveServer
+from tessera_sdk.testing import CRM, POSTGRES_ENV, postgres_url
+
+PLUGINS = ("sales",)
+PASSWORD = "correct-horse-battery"  # the password of users made by ``site.user``
+VIEWPORT = {"width": 1280, "height": 800}
+#: Each step of a test waits at most this long (ms): a page that hangs fails fast.
+TIMEOUT_MS = 15_000
+SCREENSHOT_ENV = "TESSERA_SCREENSHOTS"
+
+
+async def load_demo(pm: Any, managers: int = 3, parties: int = 8, deals: int = 24) -> Any:
+    """The demo organisation (``tessera.demo.load``) at a size a test can afford: the sales
+    plugin's demo moves 200 deals through the pipeline by default, most of a minute."""
+    from types import SimpleNamespace
+
+    from tessera import demo
+    from tessera_sales import demo as sales_demo
+
+    # The kernel's loader without the plugins' demo hook; the sales demo is loaded next, smaller.
+    no_plugins = SimpleNamespace(hook=SimpleNamespace(tessera_demo_data=SimpleNamespace(get_hookimpls=list)))
+    context = await demo.load(no_plugins, managers=managers, parties_count=parties)  # type: ignore[arg-type]
+    await sales_demo.load(context, deals=deals)
+    return context
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium")
+
+
+def unavailable(reason: str) -> None:
+    """Skip a browser test for a missing tool; in CI (``CRM_TEST_POSTGRES`` set) fail it."""
+    if postgres_url():
+        pytest.fail(f"{reason} ({POSTGRES_ENV} is set: CI must run the browser tests)", pytrace=False)
+    pytest.skip(reason)
+
+
+# -- screenshots --------------------------------------------------------------------------------
+
+
+async def new_page(browser: Any, site: Site, locale: str = "en-US") -> Any:
+    """A page in a fresh context (its own cookies) on ``site``; ``locale`` is the browser's
+    language (``Accept-Language``)."""
+    context = await browser.new_context(base_url=site.url, viewport=VIEWPORT, locale=locale)
+    context.set_default_timeout(TIMEOUT_MS)
+    return await context.new_page()
+
+
+@dataclass
+class Site:
+    """A running server on a demo organisation, and the same database booted in the test."""
+
+    url: str
+    backend: str
+    crm: CRM
+    server: LiveServer
+    demo: Any  # tessera.demo.DemoContext
+
+    async def user(self, role: str = "manager", **kwargs: Any) -> dict[str, Any]:
+        """A new user with ``role`` and password :data:`PASSWORD` (``email``, ``password``)."""
+        row = await self.crm.user(role, password=PASSWORD, **kwargs)
+        row["password"] = PASSWORD
+        return row
+
+    async def principal(self, user: dict[str, Any]) -> Any:
+        return await self.crm.principal(user)
+
+    async def party(self, owner: dict[str, Any], name: str, **fields: Any) -> dict[str, Any]:
+        """A client owned by ``owner``, created by them through the kernel's service."""
+        from tessera.entities import parties, service
+
+        body = {"name": name, "kind": "organisation", "relations": ["client"], "status": "potential"}
+        return await service.create(parties.PARTY, await self.principal(owner), {**body, **fields})
+
+
+async def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
+    """Sign in through the form and wait for the dashboard."""
+    await page.goto("/login")
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", password)
+    async with page.expect_navigation():
+        await page.click("form[action='/login'] button[type=submit]")
+    if not re.search(r"/app$", page.url):
+        text = await page.inner_text("body")
+        raise AssertionError(f"signing in as {email} did not reach /app ({page.url}): {text[:500]}")
