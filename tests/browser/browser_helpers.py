@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from tessera_sdk.live import LiveServer
-from tessera_sdk.testing import CRM, POSTGRES_ENV, postgres_url
+from tessera_sdk.testing import POSTGRES_ENV, _password_hash, postgres_url
 
 PLUGINS = ("sales",)
 PASSWORD = "correct-horse-battery"  # the password of users made by ``site.user``
@@ -19,7 +22,7 @@ TIMEOUT_MS = 15_000
 SCREENSHOT_ENV = "TESSERA_SCREENSHOTS"
 
 
-async def load_demo(pm: Any, managers: int = 3, parties: int = 8, deals: int = 24) -> Any:
+async def load_demo(pm: Any, managers: int = 3, parties: int = 8, deals: int = 16) -> Any:
     """The demo organisation (``tessera.demo.load``) at a size a test can afford: the sales
     plugin's demo moves 200 deals through the pipeline by default, most of a minute."""
     from types import SimpleNamespace
@@ -58,29 +61,61 @@ async def new_page(browser: Any, site: Site, locale: str = "en-US") -> Any:
 
 @dataclass
 class Site:
-    """A running server on a demo organisation, and the same database booted in the test."""
+    """A running server (``tessera serve`` in a child process) on a demo organisation.
+
+    The test process does not keep the kernel booted between steps (other tests of the same
+    worker boot theirs): ``async with site.kernel():`` boots it on the site's database for a
+    few calls to the kernel's services; ``user`` and ``party`` do so themselves."""
 
     url: str
     backend: str
-    crm: CRM
+    settings: Any  # tessera.config.Settings of the site's database and data folder
     server: LiveServer
-    demo: Any  # tessera.demo.DemoContext
+    demo: Any  # tessera.demo.DemoContext: demo.managers, demo.parties ...
 
-    async def user(self, role: str = "manager", **kwargs: Any) -> dict[str, Any]:
-        """A new user with ``role`` and password :data:`PASSWORD` (``email``, ``password``)."""
-        row = await self.crm.user(role, password=PASSWORD, **kwargs)
+    @asynccontextmanager
+    async def kernel(self) -> AsyncIterator[Any]:
+        """The kernel booted on the site's database (yields its plugin manager)."""
+        from tessera import db
+        from tessera.app import boot, startup
+
+        pm = boot(self.settings)
+        await startup(check_migrations=False)
+        try:
+            yield pm
+        finally:
+            await db.stop()
+
+    async def user(
+        self, role: str = "manager", name: str | None = None, locale: str = "", team_id: int | None = None
+    ) -> dict[str, Any]:
+        """A new user with ``role`` and password :data:`PASSWORD` (``id``, ``email``, ``name``,
+        ``password``)."""
+        from tessera.demo import system_principal
+        from tessera.entities import admin, service
+
+        tag = uuid.uuid4().hex[:8]
+        body = {
+            "email": f"{role}-{tag}@example.com",
+            "name": name or f"{role.capitalize()} {tag}",
+            "password_hash": _password_hash(PASSWORD),
+            "roles": [role],
+            "team_id": team_id,
+            "locale": locale,
+        }
+        async with self.kernel():
+            row = await service.create(admin.USER, system_principal(), body)
         row["password"] = PASSWORD
         return row
-
-    async def principal(self, user: dict[str, Any]) -> Any:
-        return await self.crm.principal(user)
 
     async def party(self, owner: dict[str, Any], name: str, **fields: Any) -> dict[str, Any]:
         """A client owned by ``owner``, created by them through the kernel's service."""
         from tessera.entities import parties, service
+        from tessera.permissions import build_principal
 
         body = {"name": name, "kind": "organisation", "relations": ["client"], "status": "potential"}
-        return await service.create(parties.PARTY, await self.principal(owner), {**body, **fields})
+        async with self.kernel():
+            return await service.create(parties.PARTY, await build_principal(owner["id"]), {**body, **fields})
 
 
 async def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,14 @@ from typing import Any
 import pytest
 from browser_helpers import PLUGINS, SCREENSHOT_ENV, Site, chromium_path, load_demo, new_page, unavailable
 from tessera_sdk.live import LiveServer
-from tessera_sdk.testing import POSTGRES_SKIP_REASON, _Templates, booted_crm, postgres_url
+from tessera_sdk.testing import (
+    POSTGRES_SKIP_REASON,
+    _db_url,
+    _migrated_template,
+    _pg_admin,
+    _Templates,
+    postgres_url,
+)
 
 
 def _screenshot_root(config: pytest.Config) -> Path:
@@ -101,26 +110,80 @@ async def second_page(browser: Any, site: Site) -> AsyncIterator[Any]:
 # -- the server ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-async def site(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, _tessera_templates: _Templates
-) -> AsyncIterator[Site]:
-    """``tessera serve`` with the sales plugin on a fresh database holding a small demo
-    organisation (admin@example.com, head@example.com, manager1..3@example.com, password
-    ``tessera.demo.DEMO_PASSWORD``), shared by the tests of a module."""
+class _Sites:
+    """One server per database for the whole test session of a process (shared by every
+    browser test: each makes its own users and clients), started when a test first needs it."""
+
+    def __init__(self, root: Path, templates: _Templates) -> None:
+        self.root = root
+        self.templates = templates
+        self.sites: dict[str, Site] = {}
+        self.pg_databases: list[str] = []
+
+    async def get(self, backend: str) -> Site:
+        if backend not in self.sites:
+            self.sites[backend] = await self._start(backend)
+        return self.sites[backend]
+
+    async def _start(self, backend: str) -> Site:
+        """A fresh copy of the migrated template, the demo organisation loaded into it by the
+        kernel in this process (then stopped), and ``tessera serve`` on it with the same data
+        folder (the server's search index holds what the demo indexed)."""
+        from tessera import db
+        from tessera.app import boot, startup
+        from tessera.config import Settings
+
+        root = self.root / backend
+        root.mkdir(parents=True, exist_ok=True)
+        settings = Settings(data_dir=root / "data", plugins=PLUGINS, secure_cookies=False)
+        migrated = await _migrated_template(self.templates, backend, PLUGINS, settings)
+        if backend == "sqlite":
+            path = root / "site.sqlite3"
+            shutil.copyfile(migrated, path)
+            settings = settings.with_(database_url=f"sqlite:///{path}")
+        else:
+            base = postgres_url() or ""
+            name = f"tessera_browser_{uuid.uuid4().hex[:10]}"
+            await _pg_admin(base, f'CREATE DATABASE "{name}" TEMPLATE "{migrated}"')
+            self.pg_databases.append(name)
+            settings = settings.with_(database_url=_db_url(base, name))
+        pm = boot(settings)
+        await startup()
+        try:
+            demo = await load_demo(pm)
+        finally:
+            await db.stop()
+        server = LiveServer(settings.resolved_database_url, settings.data_dir, PLUGINS)
+        await asyncio.to_thread(server.start)
+        return Site(url=server.url, backend=backend, settings=settings, server=server, demo=demo)
+
+    async def close(self) -> None:
+        for site in self.sites.values():
+            await asyncio.to_thread(site.server.stop)
+        if self.pg_databases:
+            drops = [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in self.pg_databases]
+            await _pg_admin(postgres_url() or "", *drops)
+
+
+@pytest.fixture(scope="session")
+async def _sites(
+    tmp_path_factory: pytest.TempPathFactory, _tessera_templates: _Templates
+) -> AsyncIterator[_Sites]:
+    sites = _Sites(tmp_path_factory.mktemp("browser"), _tessera_templates)
+    yield sites
+    await sites.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def site(request: pytest.FixtureRequest, _sites: _Sites) -> Site:
+    """``tessera serve`` with the sales plugin on a database holding a small demo organisation
+    (admin@example.com, head@example.com, manager1..3@example.com, password
+    ``tessera.demo.DEMO_PASSWORD``), on SQLite and on PostgreSQL; one per database for the
+    session, so a test makes its own users and clients (``site.user``, ``site.party``)."""
     backend: str = request.param
     if backend == "postgres" and not postgres_url():
         pytest.skip(POSTGRES_SKIP_REASON)
-    tmp = tmp_path_factory.mktemp(f"browser-{backend}")
-    async with booted_crm(_tessera_templates, backend, PLUGINS, tmp) as crm:
-        context = await load_demo(crm.pm)
-        # The same data folder: the server's search index holds what the demo indexed.
-        server = LiveServer(crm.settings.resolved_database_url, crm.settings.data_dir, PLUGINS)
-        await asyncio.to_thread(server.start)
-        try:
-            yield Site(url=server.url, backend=backend, crm=crm, server=server, demo=context)
-        finally:
-            await asyncio.to_thread(server.stop)
+    return await _sites.get(backend)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -81,9 +81,10 @@ async def test_crawl_in_ukrainian(browser: Any, site: Site, shoot: Any) -> None:
     from tessera.api.profile import set_locale
     from tessera.entities.tables import CrmUser
 
-    row = await CrmUser.select(CrmUser.id).where(CrmUser.email == "manager2@example.com").first()
-    assert row is not None
-    await set_locale(row["id"], "uk")
+    async with site.kernel():  # manager2's profile: Ukrainian
+        row = await CrmUser.select(CrmUser.id).where(CrmUser.email == "manager2@example.com").first()
+        assert row is not None
+        await set_locale(row["id"], "uk")
     codes, words = known_codes(english=False)
 
     def check(text: str, leaves: list[str]) -> list[str]:
