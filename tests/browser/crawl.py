@@ -116,10 +116,22 @@ def words_in(text: str, words: Iterable[str]) -> list[str]:
 # -- the crawl -----------------------------------------------------------------------------------
 
 
-#: The texts of the page's elements that have no child elements (script and style aside).
-LEAVES = """Array.from(document.body.querySelectorAll('*'))
-  .filter(e => e.children.length === 0 && !['SCRIPT', 'STYLE'].includes(e.tagName))
-  .map(e => e.textContent.trim()).filter(t => t && t.length < 60)"""
+@dataclass
+class PageText:
+    """What a person reads on a page."""
+
+    text: str  # the title and the visible text
+    leaves: list[str]  # texts of elements without child elements: cells, pills, options
+    nav: str  # the header's navigation
+
+
+TEXTS = """({
+  text: document.title + '\\n' + document.body.innerText,
+  leaves: Array.from(document.body.querySelectorAll('*'))
+    .filter(e => e.children.length === 0 && !['SCRIPT', 'STYLE'].includes(e.tagName))
+    .map(e => e.textContent.trim()).filter(t => t && t.length < 60),
+  nav: Array.from(document.querySelectorAll('header nav')).map(e => e.innerText).join(' '),
+})"""
 
 
 def leaf_codes(leaves: Iterable[str], words: set[str]) -> list[str]:
@@ -144,13 +156,12 @@ async def crawl(
     origin: str,
     start: str = "/app",
     max_pages: int = 80,
-    check_text: Callable[[str, list[str]], list[str]] | None = None,
+    check_text: Callable[[PageText], list[str]] | None = None,
     on_new_shape: Callable[[Any, str], Awaitable[Any]] | None = None,
 ) -> Crawl:
     """Open ``start`` and every same-site link reachable from it (GET only: links, never
     forms) in ``page``, breadth first, at most ``max_pages`` pages and a few of each shape.
-    A page that answers 5xx, or whose text ``check_text(text, leaves)`` finds fault with
-    (``leaves``: the texts of elements without child elements: cells, pills, options), is a
+    A page that answers 5xx, or whose texts ``check_text(PageText)`` finds fault with, is a
     problem; ``on_new_shape(page, shape)`` is called on the first page of each shape (to take
     a screenshot)."""
     from playwright.async_api import Error as PlaywrightError
@@ -187,9 +198,8 @@ async def crawl(
         if result.shapes[kind] == 1 and on_new_shape is not None:
             await on_new_shape(page, kind)
         if check_text is not None:
-            text = await page.evaluate("document.title + '\\n' + document.body.innerText")
-            leaves = await page.evaluate(LEAVES)
-            for fault in check_text(text, leaves):
+            texts = PageText(**await page.evaluate(TEXTS))
+            for fault in check_text(texts):
                 result.problems.append(f"{path} (linked from {source}) shows {fault}")
         hrefs: list[str] = await page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
         for href in hrefs:

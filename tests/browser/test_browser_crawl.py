@@ -8,11 +8,12 @@ the run's screenshot folder."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from browser_helpers import Site, new_page, sign_in
-from crawl import codes_in, crawl, known_codes, leaf_codes, shape, words_in
+from crawl import PageText, codes_in, crawl, known_codes, leaf_codes, shape, words_in
 from tessera.demo import DEMO_PASSWORD
 
 #: Texts of the kernel's and the sales plugin's navigation and header in English: none may be
@@ -54,7 +55,14 @@ async def _crawl_as(browser: Any, site: Site, email: str, shoot: Any, who: str, 
 
 def _english_checker() -> Any:
     codes, words = known_codes()
-    return lambda text, leaves: [*codes_in(text, codes), *leaf_codes(leaves, words)]
+
+    def check(page: PageText) -> list[str]:
+        faults = [*codes_in(page.text, codes), *leaf_codes(page.leaves, words)]
+        if re.search(r"[А-Яа-яЁёІіЇїЄєҐґ]", page.nav):  # "Dashboard Parties Сделки"
+            faults.append(f"navigation not in English: {page.nav!r}")
+        return faults
+
+    return check
 
 
 async def test_crawl_as_admin(browser: Any, site: Site, shoot: Any) -> None:
@@ -87,8 +95,14 @@ async def test_crawl_in_ukrainian(browser: Any, site: Site, shoot: Any) -> None:
         await set_locale(row["id"], "uk")
     codes, words = known_codes(english=False)
 
-    def check(text: str, leaves: list[str]) -> list[str]:
-        return [*codes_in(text, codes), *words_in(text, ENGLISH_UI), *leaf_codes(leaves, words)]
+    def check(page: PageText) -> list[str]:
+        faults = [*codes_in(page.text, codes), *words_in(page.text, ENGLISH_UI)]
+        faults += leaf_codes(page.leaves, words)
+        # Every navigation label in Ukrainian: no Latin word but the product's name and "API".
+        latin = set(re.findall(r"[A-Za-z]+", page.nav)) - {"API", "Tessera", "CRM"}
+        if latin:
+            faults.append(f"navigation not in Ukrainian: {sorted(latin)} in {page.nav!r}")
+        return faults
 
     result = await _crawl_as(browser, site, "manager2@example.com", shoot, "uk-manager", check)
     assert not result.problems, result.report()
