@@ -51,6 +51,7 @@ SHOTS = [
     Shot("funnel", "/sales/funnel"),
     Shot("plans", "/sales/plans"),
     Shot("admin", "/app/admin"),
+    Shot("admin-roles", "/app/admin/roles"),
 ]
 
 
