@@ -22,7 +22,7 @@ TIMEOUT_MS = 15_000
 SCREENSHOT_ENV = "TESSERA_SCREENSHOTS"
 
 
-async def load_demo(pm: Any, managers: int = 3, parties: int = 8, deals: int = 16) -> Any:
+async def load_demo(pm: Any, managers: int = 3, parties: int = 8, deals: int = 10) -> Any:
     """The demo organisation (``tessera.demo.load``) at a size a test can afford: the sales
     plugin's demo moves 200 deals through the pipeline by default, most of a minute."""
     from types import SimpleNamespace

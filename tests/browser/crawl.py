@@ -162,7 +162,7 @@ async def crawl(
     page: Any,
     origin: str,
     start: str = "/app",
-    max_pages: int = 80,
+    max_pages: int = 60,
     check_text: Callable[[PageText], list[str]] | None = None,
     on_new_shape: Callable[[Any, str], Awaitable[Any]] | None = None,
 ) -> Crawl:

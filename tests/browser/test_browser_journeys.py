@@ -106,3 +106,108 @@ async def test_sign_out(page: Any, site: Site) -> None:
     await page.goto("/app")
     assert page.url.endswith("/login")
     assert await page.locator("form[action='/logout']").count() == 0
+
+
+async def _log_call(page: Any, party_id: int, subject: str) -> None:
+    await page.goto(f"/app/parties/{party_id}")
+    await page.select_option("select[name=type]", "call")
+    await page.fill("input[name=subject]", subject)
+    async with page.expect_navigation():
+        await page.click(f"form[action='/app/parties/{party_id}/activities'] button")
+
+
+async def _deal_stage(page: Any) -> str:
+    """The stage pill of the deal page's heading."""
+    return (await page.locator("h1 .pill").nth(1).inner_text()).strip()
+
+
+async def test_deal_from_the_card_through_the_kanban_to_won(page: Any, site: Site, shoot: Any) -> None:
+    """A manager opens a deal from the client card, logs the first call, drags the deal across
+    the kanban to the next stage, ticks the needs, issues a proposal (which ticks its checklist
+    item by itself), agrees the terms and wins the deal; then their plan-vs-actual chart shows
+    the won amount in the SVG's data."""
+    import datetime as dt
+
+    from tessera import clock
+    from tessera_sales.tables import SalesPlan
+
+    user = await site.user("manager")
+    party = await site.party(user, "Journey Deal Ltd")
+    await sign_in(page, user["email"])
+
+    # From the card: the "Deals" tab, then "New deal" with the client chosen already.
+    await page.goto(f"/app/parties/{party['id']}")
+    await page.click(f"a[href='/sales/parties/{party['id']}/deals']")
+    await page.click(f"a[href='/sales/deals/new?party_id={party['id']}']")
+    assert await page.input_value("select[name=party_id]") == str(party["id"])
+    await page.fill("input[name=title]", "Journey licences")
+    await page.fill("input[name='lines-0-name']", "CRM licence")  # a proposal needs lines
+    await page.fill("input[name='lines-0-quantity']", "10")
+    await page.fill("input[name='lines-0-unit_price']", "25000")
+    async with page.expect_navigation():
+        await page.click("form[action='/sales/deals/new'] p > button")
+    deal_url = page.url.split("#")[0]
+    deal_id = int(deal_url.rstrip("/").rsplit("/", 1)[1])
+    assert "Journey licences" in await page.inner_text("h1")
+    assert "CRM licence" in await page.inner_text("main")
+
+    # The first stage needs a call: log it on the card.
+    await _log_call(page, party["id"], "First call about licences")
+
+    # Drag the card on the kanban from its column to the next one.
+    await page.goto("/sales/kanban")
+    card = page.locator(f"article[data-deal='{deal_id}']")
+    start = await card.evaluate("e => e.closest('[data-stage]').dataset.stage")
+    columns = await page.eval_on_selector_all("[data-stage]", "els => els.map(e => e.dataset.stage)")
+    target = columns[columns.index(start) + 1]
+    async with page.expect_navigation():
+        await card.drag_to(page.locator(f"section[data-stage='{target}']"))
+    moved = page.locator(f"section[data-stage='{target}'] article[data-deal='{deal_id}']")
+    assert await moved.count() == 1, await page.inner_text("main")
+    await shoot(page, "kanban-after-drag")
+
+    # The deal page: tick the needs, move on, issue a proposal, move on, agree the terms, win.
+    await page.goto(deal_url)
+    move = page.locator(f"form[action='/sales/deals/{deal_id}/move'] button").first
+    tick = page.locator("#checklist li.todo form button").first
+
+    async def submit(button: Any) -> None:
+        async with page.expect_navigation():
+            await button.click()
+        errors = page.locator(".error, .field-error")
+        assert await errors.count() == 0, await errors.all_inner_texts()
+
+    await submit(tick)  # the needs are written down
+    await submit(move)  # to the proposal stage
+    stage = await _deal_stage(page)
+    await submit(page.locator("#proposals form button"))  # issue a proposal
+    proposals = page.locator("#proposals a[href^='/sales/proposals/']:not([download])")
+    assert await proposals.count() == 1
+    assert await page.locator("#checklist li.todo").count() == 0  # ticked by the proposal
+    await submit(move)  # to negotiation
+    assert await _deal_stage(page) != stage
+    await submit(tick)  # the terms are agreed
+    await shoot(page, "deal-before-win")
+    await submit(page.locator(f"form[action='/sales/deals/{deal_id}/close'] input[value=won] ~ button"))
+    assert (await page.locator("h1 .pill").first.inner_text()).strip() == "Won"
+
+    # A plan for this month: the plan-vs-actual chart shows the won amount in its data.
+    today = clock.now().date()
+    async with site.kernel():
+        await SalesPlan.insert(
+            SalesPlan(
+                user_id=user["id"],
+                period_start=today.replace(day=1),
+                period_end=today + dt.timedelta(days=1),
+                pipeline="sales.b2b",
+                currency="RUB",
+                amount=1000000,
+            )
+        )
+    await page.goto("/sales/plans")
+    bars = page.locator("svg[data-chart] rect.datum")
+    values = {
+        await bar.get_attribute("data-series-key"): await bar.get_attribute("data-value")
+        for bar in await bars.all()
+    }
+    assert values == {"target": "1000000.00", "actual": "250000.00"}, values
