@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from browser_helpers import PASSWORD, Site, sign_in
+from tessera.demo import DEMO_PASSWORD
 
 
 async def test_sign_in(page: Any, site: Site, shoot: Any) -> None:
@@ -211,3 +212,28 @@ async def test_deal_from_the_card_through_the_kanban_to_won(page: Any, site: Sit
         for bar in await bars.all()
     }
     assert values == {"target": "1000000.00", "actual": "250000.00"}, values
+
+
+async def test_funnel_chart_shows_the_report(page: Any, site: Site, shoot: Any) -> None:
+    """The funnel page's SVG chart carries, per stage, the number of deals the sales report
+    counts (``reports.funnel`` over the page's default 90 days), in a real browser."""
+    import datetime as dt
+
+    from tessera import clock
+    from tessera.permissions import build_principal
+    from tessera_sales import reports
+
+    await sign_in(page, "admin@example.com", DEMO_PASSWORD)
+    await page.goto("/sales/funnel")
+    await shoot(page, "funnel")
+    bars = await page.locator("svg[data-chart] rect.datum").all()
+    shown = {await bar.get_attribute("data-key"): await bar.get_attribute("data-value") for bar in bars}
+    today = clock.now().date()
+    async with site.kernel():
+        admin = await build_principal(site.demo.admin.user_id)
+        report = await reports.funnel(admin, date_from=today - dt.timedelta(days=90), date_to=today)
+    expected = {
+        s["stage"]: str(s["entered"]) for g in report["groups"] for s in g["stages"] if s["stage"] != "lost"
+    }
+    assert shown == expected, (shown, expected)
+    assert int(shown["qualification"]) > 0  # the demo's deals are in it
