@@ -50,6 +50,7 @@ SHOTS = [
     Shot("kanban", "/sales/kanban"),
     Shot("funnel", "/sales/funnel"),
     Shot("plans", "/sales/plans"),
+    Shot("forecast", "/sales/forecast"),
     Shot("admin", "/app/admin"),
     Shot("admin-roles", "/app/admin/roles"),
 ]
