@@ -237,3 +237,57 @@ async def test_funnel_chart_shows_the_report(page: Any, site: Site, shoot: Any) 
     }
     assert shown == expected, (shown, expected)
     assert int(shown["qualification"]) > 0  # the demo's deals are in it
+
+
+async def test_log_a_call_and_plan_a_meeting_on_the_card_and_the_calendar(
+    page: Any, site: Site, shoot: Any
+) -> None:
+    """A manager logs a call (now) and plans a meeting (the next day) on the card: both are on
+    the card's timeline, the meeting as planned, and on their calendar on their days."""
+    import datetime as dt
+
+    from tessera import clock
+
+    user = await site.user("manager")
+    party = await site.party(user, "Journey Calendar Ltd")
+    await sign_in(page, user["email"])
+    await _log_call(page, party["id"], "Calendar journey call")
+    meeting_at = (clock.now() + dt.timedelta(days=1)).replace(hour=10, minute=30, second=0, microsecond=0)
+    await page.select_option("select[name=type]", "meeting")
+    await page.fill("input[name=subject]", "Calendar journey meeting")
+    await page.fill("input[name=starts_at]", meeting_at.strftime("%Y-%m-%dT%H:%M"))  # the user's zone: UTC
+    async with page.expect_navigation():
+        await page.click(f"form[action='/app/parties/{party['id']}/activities'] button")
+    call = await page.locator(".timeline li", has_text="Calendar journey call").inner_text()
+    meeting = await page.locator(".timeline li", has_text="Calendar journey meeting").inner_text()
+    assert "Call" in call and "Done" in call
+    assert "Meeting" in meeting and "Planned" in meeting
+
+    for day, subject in ((clock.now().date(), "call"), (meeting_at.date(), "meeting")):
+        await page.goto(f"/app/calendar?view=day&date={day.isoformat()}")
+        event = page.locator(".event", has_text=f"Calendar journey {subject}")
+        assert await event.count() == 1, await page.inner_text("main")
+        assert "Journey Calendar Ltd" in await event.inner_text()
+    await page.goto(f"/app/calendar?view=week&date={meeting_at.date().isoformat()}")
+    await shoot(page, "calendar-week")
+
+
+async def test_search_from_the_global_box(page: Any, site: Site) -> None:
+    """The search box of every page finds a client by a word of its name; the result opens
+    its card. A colleague's client (own scope) is not among the results."""
+    user = await site.user("manager")
+    other = await site.user("manager")
+    party = await site.party(user, "Quixotic Searchable Ltd")
+    await site.party(other, "Quixotic Hidden Ltd")
+    await sign_in(page, user["email"])
+    await page.goto("/app/parties")
+    await page.fill("header form.search input[name=q]", "Quixotic")
+    async with page.expect_navigation():
+        await page.press("header form.search input[name=q]", "Enter")
+    assert "/app/search?q=Quixotic" in page.url
+    results = await page.inner_text("main")
+    assert "Quixotic Searchable Ltd" in results
+    assert "Hidden" not in results
+    async with page.expect_navigation():
+        await page.click("a[data-result]:has-text('Searchable')")
+    assert page.url.endswith(f"/app/parties/{party['id']}")
