@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-#: Paths never followed: signing out, the API and its documentation (the JSON schema shows
-#: field names and enum values on purpose), the vendored static files.
-SKIP = re.compile(r"^/(logout|api(/|$)|schema(/|$)|static/)")
+#: Paths never followed: signing out, the pages of signed-out people (sign-in, password reset:
+#: their language is the browser's), the API and its documentation (the JSON schema shows field
+#: names and enum values on purpose), the vendored static files.
+SKIP = re.compile(r"^/(logout|login|password-reset|api(/|$)|schema(/|$)|static/)")
 #: Each page shape (the path with its numbers as ``{id}``, plus the names of its query
 #: parameters) is opened at most this many times: ten client cards show nothing one does not,
 #: and list pages have a link for every filter, sort and page.
