@@ -291,3 +291,26 @@ async def test_search_from_the_global_box(page: Any, site: Site) -> None:
     async with page.expect_navigation():
         await page.click("a[data-result]:has-text('Searchable')")
     assert page.url.endswith(f"/app/parties/{party['id']}")
+
+
+async def test_export_the_client_list_as_xlsx(page: Any, site: Site, tmp_path: Any) -> None:
+    """A head of sales exports the client list as XLSX from the list page; the workbook read
+    back with openpyxl holds their clients and not a client they may not see."""
+    import openpyxl
+
+    head = await site.user("head")
+    other = await site.user("manager")
+    await site.party(head, "Export Alpha Ltd")
+    await site.party(head, "Export Beta Ltd")
+    await site.party(other, "Export Hidden Ltd")
+    await sign_in(page, head["email"])
+    await page.goto("/app/parties")
+    async with page.expect_download() as download_info:
+        await page.click("a[href*='export?format=xlsx']")
+    download = await download_info.value
+    path = tmp_path / "clients.xlsx"
+    await download.save_as(str(path))
+    workbook = openpyxl.load_workbook(path, read_only=True)
+    cells = [str(c) for row in workbook.active.iter_rows(values_only=True) for c in row if c is not None]
+    assert "Export Alpha Ltd" in cells and "Export Beta Ltd" in cells
+    assert "Export Hidden Ltd" not in cells
