@@ -38,7 +38,9 @@ from tessera.web.pages import WEB_HANDLERS
 from tessera.web.passwords import HANDLERS as PASSWORD_PAGES
 from tessera.web.plugin_pages import catalogue_dirs, web_routers
 from tessera.web.protection import OriginCheck, security_headers
+from tessera.web.records import RECORD_PAGES
 from tessera.web.saved_views import API_HANDLERS as SAVED_VIEW_API
+from tessera.web.task_pages import TASK_PAGES
 
 log = logging.getLogger("tessera")
 
@@ -139,6 +141,8 @@ def create_app(
             *inbox_pages.HANDLERS,  # notifications
             *search_page.HANDLERS,  # global search results
             *LIST_PAGES,
+            *RECORD_PAGES,
+            *TASK_PAGES,
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,

@@ -288,6 +288,27 @@ def tessera_list_columns(list_name: str) -> list[dict[str, Any]]:
 
 
 @hookspec
+def tessera_card_widgets(party_id: int, principal: Any) -> Any:
+    """Return small blocks for the client card page of party ``party_id``, as a list (or a
+    coroutine resolving to one) of dicts:
+
+    * ``title`` (text, shown as the block's heading);
+    * ``rows``: a list of ``{"label": ..., "value": ..., "href": ...}`` (``href`` optional, a
+      path of this site), or ``template``: a template of the plugin (``"<plugin>/<file>"``)
+      rendered with ``context`` (a dict) plus ``party_id`` and ``principal``;
+    * ``empty`` (optional): the text shown when there are no rows.
+
+    :param party_id: the party whose card is rendered (the user may read it).
+    :param principal: the signed-in user (``tessera.permissions.Principal``): read the plugin's
+        records through ``tessera.entities.service`` with it, so the widget shows only what the
+        user may see. An implementation may leave this argument out of its signature.
+
+    Called on every client card page. Every text is autoescaped (rows and templates alike): a
+    widget never injects HTML. Texts are shown as given: translate them in the hook.
+    """
+
+
+@hookspec
 def tessera_web_routes() -> list[Any]:
     """Return Litestar route handlers of the plugin's web pages (HTML, not in the OpenAPI).
 

@@ -212,6 +212,14 @@ async def party_participants(
 ) -> list[Participant]:
     """Who else works with this client: the owner, users with open tasks or planned/done
     activities on it, and users plugins report (open deals, tickets ...)."""
+    return await participants_data(_pm(request), principal, party_id)
+
+
+async def participants_data(
+    pm: pluggy.PluginManager, principal: Principal, party_id: int
+) -> list[Participant]:
+    """ "Who else works with this client" for the API and the client card page alike (404 when
+    the party is not visible)."""
     party = await service.get(PARTY, principal, party_id)
     from tessera.entities.tables import Activity, Task
 
@@ -238,7 +246,7 @@ async def party_participants(
         ActivityParticipant.user_id.is_not_null(),
     ):
         add(p["user_id"], "activity participant")
-    for plugin, ids in await call_each_async(_pm(request), "tessera_party_participants", party_id=party_id):
+    for plugin, ids in await call_each_async(pm, "tessera_party_participants", party_id=party_id):
         for user_id in ids or []:
             add(user_id, plugin)
     if not reasons:

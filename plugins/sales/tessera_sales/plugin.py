@@ -144,6 +144,13 @@ def tessera_list_columns(list_name: str) -> list[dict[str, Any]]:
 
 
 @hookimpl
+def tessera_card_widgets(party_id: int, principal: Any) -> Any:
+    from tessera_sales.card_widgets import open_deals_widget
+
+    return open_deals_widget(party_id, principal)
+
+
+@hookimpl
 def tessera_translations() -> str:
     """The plugin's gettext catalogues (ru, uk, en), merged over the kernel's."""
     from pathlib import Path
