@@ -154,6 +154,7 @@ async def card_extras(pm: pluggy.PluginManager, principal: Principal, party_id: 
         "may_edit_party": may_edit,
         "may_delete_party": may_edit and may(principal, PARTY, "delete"),
         "may_add_contact": may_edit,
+        "may_remove_contact": may_edit and may(principal, PARTY, "delete"),
         "may_log": may(principal, ACTIVITY, "write"),
         "may_note": may(principal, NOTE, "write"),
         "may_task": may(principal, TASK, "write") and may_edit,
