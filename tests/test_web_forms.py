@@ -550,3 +550,22 @@ async def test_the_sales_card_widget_shows_open_deals_the_user_may_see(crm: Any)
     assert "Open deals" in widget.group(1) and "Pumps for Acme" in widget.group(1)
     assert f'href="/sales/deals/{r.json()["id"]}"' in widget.group(1)
     assert "125,000.00" in widget.group(1)
+    # Texts are escaped: a deal's title never becomes markup.
+    odd = {**deal, "title": "<b>Bold</b> pumps", "amount": "1.00"}
+    assert (await crm.post("/api/sales/deals", manager, json=odd)).status_code == 201
+    card = (await crm.client.get(f"/app/parties/{party['id']}")).text
+    assert "&lt;b&gt;Bold&lt;/b&gt; pumps" in card and "<b>Bold</b>" not in card
+
+    # A colleague handed a task on the client reads the card, not the manager's deals.
+    colleague = await crm.user("manager", name="Pavel")
+    task = {"title": "Visit Acme", "party_id": party["id"], "assignee_id": colleague["id"]}
+    assert (await crm.post("/api/tasks", manager, json=task)).status_code == 201
+    await _sign_in(crm, colleague)
+    card = await crm.client.get(f"/app/parties/{party['id']}")
+    assert card.status_code == 200 and "Acme" in card.text
+    assert "Pumps for Acme" not in card.text and "125,000.00" not in card.text
+    # Nor does the API's card (the timeline hook gets the reader).
+    api = (await crm.get(f"/api/parties/{party['id']}/card", colleague)).json()
+    assert api["timeline"] and not [i for i in api["timeline"] if i["source"] == "sales"]
+    owner_view = (await crm.get(f"/api/parties/{party['id']}/card", manager)).json()
+    assert [i for i in owner_view["timeline"] if i["source"] == "sales"]

@@ -223,10 +223,15 @@ def tessera_search_documents(entity: str, record: dict[str, Any]) -> Any:
 
 
 @hookspec
-def tessera_timeline_items(party_id: int) -> Any:
+def tessera_timeline_items(party_id: int, principal: Any) -> Any:
     """Return items for the client card's chronological history of party ``party_id``.
 
     :param party_id: the party whose card is shown.
+    :param principal: who reads the card (``tessera.permissions.Principal``): return only items
+        about records this user may read (read them through ``tessera.entities.service``). A
+        user may read a client without reading its other records (a client shared through a
+        handed task, docs/security.md). An implementation may leave the argument out, but then
+        every reader of the client sees its items.
 
     Called on every client-card request; usually returns a coroutine resolving to a list of
     dicts with ``kind``, ``at`` (aware datetime), ``title`` and optional ``id``, ``user_id``,

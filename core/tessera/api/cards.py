@@ -151,9 +151,14 @@ async def kernel_timeline(principal: Principal, party_id: int) -> list[TimelineI
     return items
 
 
-async def plugin_timeline(pm: pluggy.PluginManager, party_id: int) -> list[TimelineItem]:
+async def plugin_timeline(
+    pm: pluggy.PluginManager, party_id: int, principal: Principal | None = None
+) -> list[TimelineItem]:
+    """The plugins' items; each plugin filters them for ``principal`` (the card's reader)."""
     items: list[TimelineItem] = []
-    for plugin, result in await call_each_async(pm, "tessera_timeline_items", party_id=party_id):
+    for plugin, result in await call_each_async(
+        pm, "tessera_timeline_items", party_id=party_id, principal=principal
+    ):
         for raw in result or []:
             items.append(
                 TimelineItem(
@@ -192,7 +197,7 @@ async def client_card_data(
     from tessera.entities.tables import Contact
 
     contacts = await _all(CONTACT, principal, [Contact.party_id == party_id])
-    timeline = await kernel_timeline(principal, party_id) + await plugin_timeline(pm, party_id)
+    timeline = await kernel_timeline(principal, party_id) + await plugin_timeline(pm, party_id, principal)
     timeline.sort(key=lambda item: (item.at, item.kind, item.id or 0), reverse=newest_first)
     now = clock.now()
     return ClientCard(

@@ -102,10 +102,10 @@ def tessera_search_documents(entity: str, record: dict[str, Any]) -> Any:
 
 
 @hookimpl
-def tessera_timeline_items(party_id: int) -> Any:
+def tessera_timeline_items(party_id: int, principal: Any) -> Any:
     from tessera_sales.integration import timeline
 
-    return timeline(party_id)
+    return timeline(party_id, principal)
 
 
 @hookimpl
