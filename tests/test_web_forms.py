@@ -260,6 +260,28 @@ async def test_who_may_only_read_gets_403_and_who_may_not_see_gets_404(crm: Any)
     assert (await crm.get(f"/api/parties/{party['id']}", owner)).status_code == 404
 
 
+async def test_contacts_are_removed_only_by_who_may_delete_them(crm: Any) -> None:
+    owner = await crm.user("manager")
+    admin = await crm.user("admin")
+    party = (await crm.post("/api/parties", owner, json={"name": "Acme"})).json()
+    contact = (await crm.post("/api/contacts", owner, json={"party_id": party["id"], "name": "Ivan"})).json()
+    token = await _sign_in(crm, owner)
+    card = await crm.client.get(f"/app/parties/{party['id']}")
+    assert f"/app/contacts/{contact['id']}/edit" in card.text
+    assert f"/app/contacts/{contact['id']}/delete" not in card.text  # no party.delete
+    r = await crm.client.post(f"/app/contacts/{contact['id']}/delete", data={"csrf_token": token})
+    assert r.status_code == 403
+    token = await _sign_in(crm, admin)
+    confirm = await crm.client.get(f"/app/contacts/{contact['id']}/delete")
+    assert confirm.status_code == 200 and "Ivan" in confirm.text
+    r = await crm.client.post(
+        f"/app/contacts/{contact['id']}/delete",
+        data={"csrf_token": token, "version": _value(confirm.text, "version") or ""},
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/app/parties/{party['id']}#contacts"
+    assert (await crm.get(f"/api/contacts/{contact['id']}", admin)).status_code == 404
+
+
 async def test_plan_a_meeting_log_a_call_mark_done_and_see_overdue(crm: Any, frozen_clock: Any) -> None:
     manager = await crm.user("manager", name="Olga")
     colleague = await crm.user("manager", name="Pavel")
