@@ -311,7 +311,7 @@ async def test_plan_a_meeting_log_a_call_mark_done_and_see_overdue(crm: Any, fro
             "duration_minutes": "90",
             "participant_user_ids": [str(colleague["id"])],
             "participant_contact_ids": [str(contact["id"])],
-            "agreements": "",
+            "agreements": "Bring the draft",
         },
     )
     assert r.status_code == 303, r.text[:2000]
@@ -330,6 +330,7 @@ async def test_plan_a_meeting_log_a_call_mark_done_and_see_overdue(crm: Any, fro
 
     assert item("Contract meeting")[0] == "tl-planned" and "Planned" in item("Contract meeting")[1]
     assert item("Forgotten call")[0] == "tl-overdue" and "Overdue" in item("Forgotten call")[1]
+    assert "Agreements reached: Bring the draft" in card
     # Who else works with this client: the colleague takes part in the meeting.
     assert "Pavel" in card and "Takes part in activities" in card
 

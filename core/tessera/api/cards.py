@@ -12,7 +12,7 @@ from litestar import Request, Response, get
 from litestar.params import Parameter
 from msgspec import Struct
 
-from tessera import audit, clock, events, exports
+from tessera import audit, clock, events, exports, i18n
 from tessera.api.openapi import download
 from tessera.entities import service
 from tessera.entities.activities import ACTIVITY
@@ -86,7 +86,9 @@ async def kernel_timeline(principal: Principal, party_id: int) -> list[TimelineI
         for a in await _all(ACTIVITY, principal, [Activity.party_id == party_id]):
             text = a["outcome"] or a["description"]
             if a["agreements"]:
-                text = (text + "\nAgreements: " + a["agreements"]).strip()
+                # Words a person reads, in the request's language (as every label of the card).
+                agreed = i18n.gettext("Agreements reached")
+                text = (text + f"\n{agreed}: " + a["agreements"]).strip()
             items.append(
                 TimelineItem(
                     kind=f"activity.{a['type']}",
