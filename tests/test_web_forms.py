@@ -592,3 +592,44 @@ async def test_the_sales_card_widget_shows_open_deals_the_user_may_see(crm: Any)
     assert api["timeline"] and not [i for i in api["timeline"] if i["source"] == "sales"]
     owner_view = (await crm.get(f"/api/parties/{party['id']}/card", manager)).json()
     assert [i for i in owner_view["timeline"] if i["source"] == "sales"]
+
+
+def _unlabelled(text: str) -> list[str]:
+    """Inputs a screen reader could not name: neither inside a ``<label>`` nor pointed at by
+    one (``<label for=id>``); hidden fields and buttons need none."""
+    labelled = set(re.findall(r'<label[^>]*\sfor="([^"]+)"', text))
+    outside = re.sub(r"<label\b[^>]*>.*?</label>", "", text, flags=re.S)
+    missing = []
+    for tag in re.findall(r"<(?:input|select|textarea)\b[^>]*>", outside):
+        if re.search(r'type="(hidden|submit|button)"', tag):
+            continue
+        found = re.search(r'\sid="([^"]+)"', tag)
+        if not found or found.group(1) not in labelled:
+            missing.append(tag)
+    return missing
+
+
+async def test_every_input_of_the_forms_has_a_label(crm: Any) -> None:
+    admin = await crm.user("admin")
+    assert (await crm.put("/api/custom-fields/party", admin, json=SCHEMA)).status_code == 200
+    party = (await crm.post("/api/parties", admin, json={"name": "Acme"})).json()
+    contact = (await crm.post("/api/contacts", admin, json={"party_id": party["id"], "name": "Ivan"})).json()
+    act = {"type": "call", "subject": "S", "starts_at": "2030-01-01T10:00:00+00:00", "party_id": party["id"]}
+    activity = (await crm.post("/api/activities", admin, json=act)).json()
+    task = (await crm.post("/api/tasks", admin, json={"title": "T", "party_id": party["id"]})).json()
+    await _sign_in(crm, admin)
+    pages = [
+        f"/app/parties/{party['id']}",
+        "/app/parties/new",
+        f"/app/parties/{party['id']}/edit",
+        f"/app/parties/{party['id']}/contacts/new",
+        f"/app/contacts/{contact['id']}/edit",
+        f"/app/activities/{activity['id']}/edit",
+        "/app/tasks/new",
+        f"/app/tasks/{task['id']}",
+    ]
+    for url in pages:
+        page = await crm.client.get(url)
+        assert page.status_code == 200, url
+        assert re.search(r"<(?:input|select|textarea)\b", page.text), url
+        assert _unlabelled(page.text) == [], url
