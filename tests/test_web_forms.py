@@ -337,6 +337,18 @@ async def test_plan_a_meeting_log_a_call_mark_done_and_see_overdue(crm: Any, fro
     # Mark the overdue call done from the card.
     call = next(a for a in acts if a["subject"] == "Forgotten call")
     assert f'action="/app/activities/{call["id"]}/done"' in card
+    shown = re.search(
+        rf'action="/app/activities/{call["id"]}/done">.*?name="version" value="(\d+)"', card, re.S
+    )
+    assert shown and shown.group(1) == str(call["version"])
+    # Changed by someone else since the card was shown: refused, not applied blindly.
+    patched = await crm.patch(f"/api/activities/{call['id']}", manager, json={"subject": "Forgotten call!"})
+    assert patched.status_code == 200
+    stale = await crm.client.post(
+        f"/app/activities/{call['id']}/done", data={"csrf_token": token, "version": shown.group(1)}
+    )
+    assert stale.status_code == 409 and "Someone else changed this record" in stale.text
+    assert (await crm.get(f"/api/activities/{call['id']}", manager)).json()["status"] == "planned"
     r = await crm.client.post(f"/app/activities/{call['id']}/done", data={"csrf_token": token})
     assert r.status_code == 303
     assert (await crm.get(f"/api/activities/{call['id']}", manager)).json()["status"] == "done"

@@ -64,13 +64,18 @@ def may(principal: Principal, spec: service.EntitySpec, action: str) -> bool:
     return True
 
 
-async def writable_ids(spec: service.EntitySpec, principal: Principal, table: Any, party_id: int) -> set[int]:
-    """Ids of the party's records of ``spec`` the user may change (one query)."""
+async def writable_ids(
+    spec: service.EntitySpec, principal: Principal, table: Any, party_id: int
+) -> dict[int, int | None]:
+    """The party's records of ``spec`` the user may change (one query): id -> version (None
+    for a table without versions), so a form can send the version it was shown."""
     if not may(principal, spec, "write"):
-        return set()
+        return {}
     condition = service.writers(spec, principal)
     conditions = [table.party_id == party_id] + ([condition] if condition is not None else [])
-    return {r["id"] for r in await table.select(table.id).where(*conditions)}
+    versioned = any(c._meta.name == "version" for c in table._meta.columns)
+    columns = [table.id, table.version] if versioned else [table.id]
+    return {r["id"]: r.get("version") for r in await table.select(*columns).where(*conditions)}
 
 
 async def card_widgets(pm: pluggy.PluginManager, principal: Principal, party_id: int) -> list[dict[str, Any]]:
@@ -164,7 +169,7 @@ async def card_extras(pm: pluggy.PluginManager, principal: Principal, party_id: 
         "writable_notes": await writable_ids(NOTE, principal, Note, party_id),
         "writable_attachments": await writable_ids(ATTACHMENT, principal, Attachment, party_id)
         if may(principal, ATTACHMENT, "delete")
-        else set(),
+        else {},
         "users": await active_users(),
         "widgets": await card_widgets(pm, principal, party_id),
         "now": now,

@@ -613,9 +613,19 @@ async def activity_done(request: Request[Any, Any, Any], activity_id: int) -> Re
     check_csrf(principal, form)
     try:
         activity = await service.get_for_write(activities.ACTIVITY, principal, activity_id)
-        data = decode_form(activities.ActivityPatch, {"status": "done"})
-        await service.update(activities.ACTIVITY, principal, activity_id, set_fields(data))
+        body = {"status": "done", **({"version": form["version"]} if form.get("version") else {})}
+        values = set_fields(decode_form(activities.ActivityPatch, body))
+        expected = values.pop("version", None)  # the version the card showed
+        await service.update(activities.ACTIVITY, principal, activity_id, values, expected)
     except DomainError as exc:
+        if exc.status == 409 and activity.get("party_id"):
+            return await _card(
+                request,
+                principal,
+                activity["party_id"],
+                errors={"": i18n.gettext(CHANGED_MEANWHILE)},
+                status=409,
+            )
         return refused(request, principal, exc)
     return _redirect(_activity_back(activity))
 
