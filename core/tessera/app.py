@@ -56,6 +56,9 @@ def boot(settings: Settings, plugins: dict[str, ModuleType | object] | None = No
     events.configure(pm, batch_listeners=[search_service.on_events, webhooks.on_events])
     email.configure(settings)
     webhooks.configure(settings)
+    # The languages follow the plugins booted here (a process that boots again with another
+    # plugin set, as the tests' reused apps do, must not keep the previous set's catalogues).
+    i18n.configure(settings.default_locale, catalogue_dirs(pm))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return pm
 
@@ -121,7 +124,6 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     pm = boot(settings, plugins)
-    i18n.configure(settings.default_locale, catalogue_dirs(pm))
 
     async def on_startup(app: Litestar) -> None:
         await startup(check_migrations)
