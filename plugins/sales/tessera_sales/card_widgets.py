@@ -46,9 +46,9 @@ async def open_deals_widget(party_id: int, principal: Principal) -> list[dict[st
     if len(rows) > 1 or page.next_cursor:
         for currency, total in sorted(totals.items()):
             rows.append({"label": i18n.gettext("Total"), "value": i18n.format_money(total, currency)})
-    rows.append(
-        {"label": i18n.gettext("New deal"), "value": "", "href": f"/sales/deals/new?party_id={party_id}"}
-    )
+    if principal.can("sales.deal.write"):
+        new = f"/sales/deals/new?party_id={party_id}"
+        rows.append({"label": i18n.gettext("New deal"), "value": "", "href": new})
     return [
         {
             "title": i18n.gettext("Open deals"),
