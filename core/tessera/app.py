@@ -38,7 +38,9 @@ from tessera.web.pages import WEB_HANDLERS
 from tessera.web.passwords import HANDLERS as PASSWORD_PAGES
 from tessera.web.plugin_pages import catalogue_dirs, web_routers
 from tessera.web.protection import OriginCheck, security_headers
+from tessera.web.records import RECORD_PAGES
 from tessera.web.saved_views import API_HANDLERS as SAVED_VIEW_API
+from tessera.web.task_pages import TASK_PAGES
 
 log = logging.getLogger("tessera")
 
@@ -54,6 +56,9 @@ def boot(settings: Settings, plugins: dict[str, ModuleType | object] | None = No
     events.configure(pm, batch_listeners=[search_service.on_events, webhooks.on_events])
     email.configure(settings)
     webhooks.configure(settings)
+    # The languages follow the plugins booted here (a process that boots again with another
+    # plugin set, as the tests' reused apps do, must not keep the previous set's catalogues).
+    i18n.configure(settings.default_locale, catalogue_dirs(pm))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return pm
 
@@ -119,7 +124,6 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     pm = boot(settings, plugins)
-    i18n.configure(settings.default_locale, catalogue_dirs(pm))
 
     async def on_startup(app: Litestar) -> None:
         await startup(check_migrations)
@@ -139,6 +143,8 @@ def create_app(
             *inbox_pages.HANDLERS,  # notifications
             *search_page.HANDLERS,  # global search results
             *LIST_PAGES,
+            *RECORD_PAGES,
+            *TASK_PAGES,
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,

@@ -223,10 +223,15 @@ def tessera_search_documents(entity: str, record: dict[str, Any]) -> Any:
 
 
 @hookspec
-def tessera_timeline_items(party_id: int) -> Any:
+def tessera_timeline_items(party_id: int, principal: Any) -> Any:
     """Return items for the client card's chronological history of party ``party_id``.
 
     :param party_id: the party whose card is shown.
+    :param principal: who reads the card (``tessera.permissions.Principal``): return only items
+        about records this user may read (read them through ``tessera.entities.service``). A
+        user may read a client without reading its other records (a client shared through a
+        handed task, docs/security.md). An implementation may leave the argument out, but then
+        every reader of the client sees its items.
 
     Called on every client-card request; usually returns a coroutine resolving to a list of
     dicts with ``kind``, ``at`` (aware datetime), ``title`` and optional ``id``, ``user_id``,
@@ -284,6 +289,27 @@ def tessera_list_columns(list_name: str) -> list[dict[str, Any]]:
     catalogue. Return ``[]`` for lists the plugin does not extend.
 
     :param list_name: the name of the list being rendered.
+    """
+
+
+@hookspec
+def tessera_card_widgets(party_id: int, principal: Any) -> Any:
+    """Return small blocks for the client card page of party ``party_id``, as a list (or a
+    coroutine resolving to one) of dicts:
+
+    * ``title`` (text, shown as the block's heading);
+    * ``rows``: a list of ``{"label": ..., "value": ..., "href": ...}`` (``href`` optional, a
+      path of this site), or ``template``: a template of the plugin (``"<plugin>/<file>"``)
+      rendered with ``context`` (a dict) plus ``party_id`` and ``principal``;
+    * ``empty`` (optional): the text shown when there are no rows.
+
+    :param party_id: the party whose card is rendered (the user may read it).
+    :param principal: the signed-in user (``tessera.permissions.Principal``): read the plugin's
+        records through ``tessera.entities.service`` with it, so the widget shows only what the
+        user may see. An implementation may leave this argument out of its signature.
+
+    Called on every client card page. Every text is autoescaped (rows and templates alike): a
+    widget never injects HTML. Texts are shown as given: translate them in the hook.
     """
 
 

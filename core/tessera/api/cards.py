@@ -12,7 +12,7 @@ from litestar import Request, Response, get
 from litestar.params import Parameter
 from msgspec import Struct
 
-from tessera import audit, clock, events, exports
+from tessera import audit, clock, events, exports, i18n
 from tessera.api.openapi import download
 from tessera.entities import service
 from tessera.entities.activities import ACTIVITY
@@ -86,7 +86,9 @@ async def kernel_timeline(principal: Principal, party_id: int) -> list[TimelineI
         for a in await _all(ACTIVITY, principal, [Activity.party_id == party_id]):
             text = a["outcome"] or a["description"]
             if a["agreements"]:
-                text = (text + "\nAgreements: " + a["agreements"]).strip()
+                # Words a person reads, in the request's language (as every label of the card).
+                agreed = i18n.gettext("Agreements reached")
+                text = (text + f"\n{agreed}: " + a["agreements"]).strip()
             items.append(
                 TimelineItem(
                     kind=f"activity.{a['type']}",
@@ -151,9 +153,14 @@ async def kernel_timeline(principal: Principal, party_id: int) -> list[TimelineI
     return items
 
 
-async def plugin_timeline(pm: pluggy.PluginManager, party_id: int) -> list[TimelineItem]:
+async def plugin_timeline(
+    pm: pluggy.PluginManager, party_id: int, principal: Principal | None = None
+) -> list[TimelineItem]:
+    """The plugins' items; each plugin filters them for ``principal`` (the card's reader)."""
     items: list[TimelineItem] = []
-    for plugin, result in await call_each_async(pm, "tessera_timeline_items", party_id=party_id):
+    for plugin, result in await call_each_async(
+        pm, "tessera_timeline_items", party_id=party_id, principal=principal
+    ):
         for raw in result or []:
             items.append(
                 TimelineItem(
@@ -192,7 +199,7 @@ async def client_card_data(
     from tessera.entities.tables import Contact
 
     contacts = await _all(CONTACT, principal, [Contact.party_id == party_id])
-    timeline = await kernel_timeline(principal, party_id) + await plugin_timeline(pm, party_id)
+    timeline = await kernel_timeline(principal, party_id) + await plugin_timeline(pm, party_id, principal)
     timeline.sort(key=lambda item: (item.at, item.kind, item.id or 0), reverse=newest_first)
     now = clock.now()
     return ClientCard(
@@ -212,6 +219,14 @@ async def party_participants(
 ) -> list[Participant]:
     """Who else works with this client: the owner, users with open tasks or planned/done
     activities on it, and users plugins report (open deals, tickets ...)."""
+    return await participants_data(_pm(request), principal, party_id)
+
+
+async def participants_data(
+    pm: pluggy.PluginManager, principal: Principal, party_id: int
+) -> list[Participant]:
+    """ "Who else works with this client" for the API and the client card page alike (404 when
+    the party is not visible)."""
     party = await service.get(PARTY, principal, party_id)
     from tessera.entities.tables import Activity, Task
 
@@ -238,7 +253,7 @@ async def party_participants(
         ActivityParticipant.user_id.is_not_null(),
     ):
         add(p["user_id"], "activity participant")
-    for plugin, ids in await call_each_async(_pm(request), "tessera_party_participants", party_id=party_id):
+    for plugin, ids in await call_each_async(pm, "tessera_party_participants", party_id=party_id):
         for user_id in ids or []:
             add(user_id, plugin)
     if not reasons:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from tessera import clock, i18n
 from tessera.errors import DomainError, FieldError, ValidationFailed
@@ -56,6 +57,13 @@ def decode_form(struct: type[T], form: Mapping[str, str], **values: Any) -> T:
             continue  # an empty optional field: not given, the API's default applies
         body[name] = _form_value(value, field.type) if field is not None else value
     body.update(values)
+    # Required text is trimmed and blank text refused as the API's input guard does for JSON.
+    from tessera.api.input import _clean
+
+    blank: list[FieldError] = []
+    body = _clean(body, msgspec.inspect.type_info(struct), "", blank)
+    if blank:
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in blank), blank)
     try:
         return msgspec.convert(body, struct, strict=False)
     except msgspec.ValidationError as exc:
@@ -65,6 +73,7 @@ def decode_form(struct: type[T], form: Mapping[str, str], **values: Any) -> T:
 
 _HUMAN = [
     (re.compile(r"^Expected `str` of length >= 1$"), N_("must not be empty")),
+    (re.compile(r"^must not be blank$"), N_("must not be blank")),
     (re.compile(r"^Expected `str` of length <= (\d+)$"), N_("must be at most {0} characters")),
     (re.compile(r"^Expected `str` of length >= (\d+)$"), N_("must be at least {0} characters")),
     (re.compile(r"^Invalid enum value '.*'$", re.S), N_("is not one of the allowed choices")),
@@ -76,6 +85,28 @@ _HUMAN = [
     (re.compile(r"^Object missing required field `[^`]+`$"), N_("is required")),
     (re.compile(r"^Object contains unknown field `[^`]+`$"), N_("is not a field of this form")),
     (re.compile(r"^Expected `.*`, got `.*`$"), N_("has the wrong kind of value")),
+    # Custom fields (jsonschema, tessera.customfields) and channels (tessera.entities.channels).
+    (re.compile(r"^.* is not of type 'integer' \(rule: type\)$", re.S), N_("must be a whole number")),
+    (re.compile(r"^.* is not of type 'number' \(rule: type\)$", re.S), N_("must be a number")),
+    (re.compile(r"^.* is not one of \[.*\] \(rule: enum\)$", re.S), N_("is not one of the allowed choices")),
+    (re.compile(r"^is required \(rule: required\)$"), N_("is required")),
+    (re.compile(r"^.* is not a 'date' \(rule: format\)$", re.S), N_("is not a valid date")),
+    (re.compile(r"^.* is not a 'date-time' \(rule: format\)$", re.S), N_("is not a valid date and time")),
+    (re.compile(r"^.* is too long \(rule: maxLength\)$", re.S), N_("is too long")),
+    (
+        re.compile(r"^.* is less than the minimum of (\S+) \(rule: minimum\)$", re.S),
+        N_("must be at least {0}"),
+    ),
+    (
+        re.compile(r"^.* is greater than the maximum of (\S+) \(rule: maximum\)$", re.S),
+        N_("must be at most {0}"),
+    ),
+    (re.compile(r"^unknown custom field"), N_("is not a field of this form")),
+    (re.compile(r"^is not a phone number \(.*\)$", re.S), N_("is not a phone number")),
+    (
+        re.compile(r"^(The email address|The domain name|An email address|The part) ", re.S),
+        N_("is not a valid e-mail address"),
+    ),
 ]
 
 

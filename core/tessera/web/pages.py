@@ -25,6 +25,8 @@ from tessera.errors import DomainError, FieldError, NotAuthenticated, Permission
 from tessera.i18n import N_
 from tessera.permissions import Principal, cached_principal
 from tessera.plugins import call_each
+from tessera.web import fields
+from tessera.web.card import card_extras
 from tessera.web.forms import decode_form, field_errors
 
 #: Template folders of plugins by plugin name (``"sales/deals.html"``), filled by
@@ -216,7 +218,7 @@ async def _require(request: Request[Any, Any, Any]) -> Principal:
 
 
 #: Fields of the card's "log a call" form (the rest of ``ActivityIn`` keeps the API's defaults).
-ACTIVITY_FORM_FIELDS = frozenset({"type", "subject", "starts_at", "outcome", "agreements"})
+ACTIVITY_FORM_FIELDS = fields.ACTIVITY_FIELDS
 
 
 async def _card(
@@ -237,6 +239,8 @@ async def _card(
         for _n, items in call_each(request.app.state.pm, "tessera_party_tabs", party_id=party_id)
         for tab in items or []
     ]
+    # Who else works here, open tasks, files, widgets, what the user may change (web/card.py).
+    extras = await card_extras(request.app.state.pm, principal, party_id)
     errors = dict(errors or {})
     return render(
         request,
@@ -246,10 +250,10 @@ async def _card(
         card=card,
         tabs=tabs,
         activity_types=list(get_args(activities.ActivityType)),
-        now=clock.now(),
         error=errors.pop("", None),
         errors=errors,
         form=form or {},
+        **extras,
     )
 
 
@@ -262,18 +266,20 @@ async def party_card(request: Request[Any, Any, Any], party_id: int) -> Response
 
 
 @post("/app/parties/{party_id:int}/activities", include_in_schema=False, status_code=303)
-async def log_activity(request: Request[Any, Any, Any], party_id: int, data: Form) -> Response[Any]:
+async def log_activity(request: Request[Any, Any, Any], party_id: int) -> Response[Any]:
     """Log (or, with a future time, plan) an activity: the form is decoded through the API's
     ``ActivityIn`` and created by the same service; a refusal re-renders the card (422) with
     the reason beside the field and the user's input kept."""
     principal = await _require(request)
+    data = fields.form_state(await request.form(), fields.ACTIVITY_MULTI)
     check_csrf(principal, data)
-    sent = dict(data)
+    sent = fields.activity_body(data)
     if not sent.get("starts_at"):
         sent["starts_at"] = clock.now().isoformat()  # left empty: now (the form says so)
     try:
         body = decode_form(activities.ActivityIn, sent, party_id=party_id)
-        body.status = "done" if body.starts_at.tzinfo and body.starts_at <= clock.now() else "planned"
+        if "status" not in sent:  # the card's form: a past or present time logs, a future one plans
+            body.status = "done" if body.starts_at.tzinfo and body.starts_at <= clock.now() else "planned"
         async with events.unit_of_work():
             await service.create(activities.ACTIVITY, principal, set_fields(body))
     except DomainError as exc:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from tessera import i18n
+from tessera.entities import service
 from tessera.entities.tables import CrmUser
-from tessera.errors import DomainError
+from tessera.errors import DomainError, PermissionDenied
 from tessera.i18n import gettext as _
+from tessera.permissions import Principal
 from tessera.workflow.tables import WorkflowInstance
 
 from tessera_sales import services
@@ -28,8 +30,19 @@ async def _stage_names(pipelines: set[str]) -> dict[str, str]:
     return names
 
 
-async def timeline(party_id: int) -> list[dict[str, Any]]:
-    deals = await Deal.select().where(Deal.party_id == party_id)
+async def timeline(party_id: int, principal: Principal | None = None) -> list[dict[str, Any]]:
+    """The client's deals, their stage changes, proposals and documents; with ``principal``
+    (the card's reader) only those of deals that user may read (a colleague who reads the
+    client through a handed task does not read its deals)."""
+    if principal is None:
+        deals = await Deal.select().where(Deal.party_id == party_id)
+    else:
+        try:
+            deals = (
+                await service.list_page(services.DEAL, principal, [Deal.party_id == party_id], limit=500)
+            ).items
+        except PermissionDenied:
+            return []
     if not deals:
         return []
     by_id = {d["id"]: d for d in deals}
@@ -87,7 +100,9 @@ async def timeline(party_id: int) -> list[dict[str, Any]]:
                 ),
             }
         )
-    for doc in await SalesDocument.select().where(SalesDocument.party_id == party_id):
+    for doc in await SalesDocument.select().where(
+        SalesDocument.party_id == party_id, SalesDocument.deal_id.is_in(list(by_id))
+    ):
         items.append(
             {
                 "kind": f"sales.{doc['kind']}",

@@ -102,10 +102,10 @@ def tessera_search_documents(entity: str, record: dict[str, Any]) -> Any:
 
 
 @hookimpl
-def tessera_timeline_items(party_id: int) -> Any:
+def tessera_timeline_items(party_id: int, principal: Any) -> Any:
     from tessera_sales.integration import timeline
 
-    return timeline(party_id)
+    return timeline(party_id, principal)
 
 
 @hookimpl
@@ -141,6 +141,13 @@ def tessera_list_columns(list_name: str) -> list[dict[str, Any]]:
     from tessera_sales.lists import list_columns
 
     return list_columns(list_name)
+
+
+@hookimpl
+def tessera_card_widgets(party_id: int, principal: Any) -> Any:
+    from tessera_sales.card_widgets import open_deals_widget
+
+    return open_deals_widget(party_id, principal)
 
 
 @hookimpl
