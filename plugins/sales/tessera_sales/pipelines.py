@@ -61,7 +61,7 @@ def _finals() -> list[dict[str, Any]]:
 B2B: dict[str, Any] = {
     "key": DEFAULT_PIPELINE,
     "name": N_("New B2B deal"),
-    "description": "Qualification, needs, proposal, negotiation, then won or lost.",
+    "description": N_("Qualification, needs, proposal, negotiation, then won or lost."),
     "subject": DEAL_SUBJECT,
     "initial": "qualification",
     "stages": [
@@ -72,7 +72,7 @@ B2B: dict[str, Any] = {
             10,
             [{"key": "first_call", "kind": "activity", "activity_type": "call", "label": N_("First call")}],
             "needs",
-            "Need, budget, decision maker and timing are known",
+            N_("Need, budget, decision maker and timing are known"),
         ),
         _stage(
             "needs",
@@ -81,7 +81,7 @@ B2B: dict[str, Any] = {
             25,
             [{"key": "needs_recorded", "kind": "checklist", "label": N_("Needs recorded")}],
             "proposal",
-            "The client's needs are written down",
+            N_("The client's needs are written down"),
         ),
         _stage(
             "proposal",
@@ -90,7 +90,7 @@ B2B: dict[str, Any] = {
             50,
             [{"key": PROPOSAL_ISSUED, "kind": "checklist", "label": N_("Proposal issued")}],
             "negotiation",
-            "The client received the commercial offer",
+            N_("The client received the commercial offer"),
         ),
         _stage(
             "negotiation",
@@ -99,7 +99,7 @@ B2B: dict[str, Any] = {
             75,
             [{"key": "terms_agreed", "kind": "checklist", "label": N_("Terms agreed")}],
             "won",
-            "Terms agreed, contract ready to sign",
+            N_("Terms agreed, contract ready to sign"),
         ),
         *_finals(),
     ],
@@ -108,7 +108,7 @@ B2B: dict[str, Any] = {
 CROSS_SELL: dict[str, Any] = {
     "key": "sales.cross_sell",
     "name": N_("Cross-sell to a current client"),
-    "description": "Shorter cycle for current clients: offer, agreement, won or lost.",
+    "description": N_("Shorter cycle for current clients: offer, agreement, won or lost."),
     "subject": DEAL_SUBJECT,
     "initial": "offer",
     "stages": [
@@ -119,9 +119,9 @@ CROSS_SELL: dict[str, Any] = {
             40,
             [{"key": PROPOSAL_ISSUED, "kind": "checklist", "label": N_("Proposal issued")}],
             "agreement",
-            "The client received the offer",
+            N_("The client received the offer"),
         ),
-        _stage("agreement", N_("Agreement"), 7, 70, [], "won", "Order confirmed"),
+        _stage("agreement", N_("Agreement"), 7, 70, [], "won", N_("Order confirmed")),
         *_finals(),
     ],
 }
@@ -151,9 +151,11 @@ LEGACY_NAMES = {
 def _shipped_names() -> set[str]:
     names: set[str] = set()
     for template in SHIPPED:
-        names.add(template["name"])
+        names.update((template["name"], template["description"]))
         for stage in template["stages"]:
             names.add(stage["name"])
+            if stage.get("expected_result"):
+                names.add(stage["expected_result"])
             names.update(r["label"] for r in stage.get("required", []) if r.get("label"))
     return names
 
@@ -163,12 +165,15 @@ i18n.register_shipped_texts(_shipped_names(), LEGACY_NAMES)
 
 def readable(definition: dict[str, Any]) -> dict[str, Any]:
     """A copy of a pipeline definition with the shipped names (template, stages, requirement
-    labels) in the reader's language; names an admin typed stay as typed."""
+    labels, descriptions, expected results) in the reader's language; names an admin typed stay as typed."""
     out = deepcopy(definition)
-    if "name" in out:
-        out["name"] = i18n.shipped_text(out["name"])
+    for key in ("name", "description"):
+        if key in out:
+            out[key] = i18n.shipped_text(out[key])
     for stage in out.get("stages", []):
         stage["name"] = i18n.shipped_text(stage.get("name"))
+        if stage.get("expected_result"):
+            stage["expected_result"] = i18n.shipped_text(stage["expected_result"])
         for requirement in stage.get("required", []):
             if requirement.get("label"):
                 requirement["label"] = i18n.shipped_text(requirement["label"])

@@ -51,6 +51,11 @@ async def test_admin_pages_show_the_sales_permissions_jobs_and_audit_in_ukrainia
     # The kernel's own jobs too.
     assert "Notify controllers of tasks past their deadline" not in jobs
 
+    # The shipped pipeline on the process-template page: names and expected results.
+    workflow = await _text(crm, "/app/admin/workflows/sales.b2b")
+    assert "Нова угода B2B" in workflow and "Кваліфікація" in workflow, workflow[:3000]
+    assert "Відомі потреба, бюджет" in workflow  # (the JSON editor keeps the stored English)
+
     audit = await _text(crm, "/app/admin/audit?entity=sales.deal")
     assert "Переведено на етап" in audit, audit[:3000]
     assert "Кваліфікація" in audit and "Виявлення потреб" in audit
