@@ -85,10 +85,11 @@ def tessera_search_types() -> list[Any]:
     from tessera_sales.tables import Deal, Proposal
 
     return [
-        SearchType("deal", "Сделки", permission="sales.deal.read", entity="sales.deal", table=Deal),
+        # Group headings: msgids of the catalogue, like the kernel's ("Parties").
+        SearchType("deal", N_("Deals"), permission="sales.deal.read", entity="sales.deal", table=Deal),
         SearchType(
             "proposal",
-            "Коммерческие предложения",
+            N_("Proposals"),
             permission="sales.deal.read",
             entity="sales.proposal",
             table=Proposal,
