@@ -275,6 +275,30 @@ register_labels(
 )
 
 
+# -- texts of shipped data -----------------------------------------------------------------------
+
+_SHIPPED: dict[str, str] = {}
+
+
+def register_shipped_texts(texts: Iterable[str], aliases: Mapping[str, str] | None = None) -> None:
+    """Texts of data a package ships and stores (the stage names and requirement labels of a
+    plugin's pipelines, ...): msgids of the registering package's catalogue, shown translated by
+    :func:`shipped_text`. ``aliases`` maps texts stored by earlier releases (the Russian names
+    before they became msgids) to their msgid, so rows stored then read the same."""
+    for text in texts:
+        _SHIPPED[text] = text
+    _SHIPPED.update(aliases or {})
+
+
+def shipped_text(text: Any) -> Any:
+    """A stored text in the current language when it is a registered shipped text; anything
+    else (a name an admin typed for their own pipeline) as it is."""
+    if not isinstance(text, str):
+        return text
+    msgid = _SHIPPED.get(text)
+    return gettext(msgid) if msgid is not None else text
+
+
 def status_change(old: str | None, new: str) -> str:
     """A party's status change in words: "Potential → Current"."""
     return f"{label('party.status', old or 'new')} → {label('party.status', new)}"
@@ -370,6 +394,8 @@ __all__ = [
     "ngettext",
     "pgettext",
     "register_labels",
+    "register_shipped_texts",
+    "shipped_text",
     "status_change",
     "translate_message",
     "translations",

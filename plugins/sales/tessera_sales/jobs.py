@@ -7,6 +7,7 @@ from typing import Any
 
 from tessera import clock, db
 from tessera.entities.tables import Notification
+from tessera.i18n import N_
 from tessera.scheduler import JobSpec
 
 from tessera_sales import cadence, reports
@@ -59,20 +60,24 @@ async def forecast_snapshot_job(ctx: Any) -> int:
     return await reports.snapshot_forecast(DEFAULT_PIPELINE, first, last)
 
 
+#: The descriptions are msgids of the plugin's catalogue: the jobs page shows them translated.
 JOBS = [
     JobSpec(
         "sales.stuck_deals",
         stuck_deals_job,
         cron="*/15 * * * *",
-        description="Notify owners of deals past their stage norm",
+        description=N_("Notify owners of deals past their stage norm"),
     ),
     JobSpec(
-        "sales.cadence", cadence_job, cron="0 5 * * *", description="Contact-cadence compliance per manager"
+        "sales.cadence",
+        cadence_job,
+        cron="0 5 * * *",
+        description=N_("Contact-cadence compliance per manager"),
     ),
     JobSpec(
         "sales.forecast_snapshot",
         forecast_snapshot_job,
         cron="0 3 1 * *",
-        description="Keep the month's forecast to report its accuracy",
+        description=N_("Keep the month's forecast to report its accuracy"),
     ),
 ]

@@ -5,18 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from tessera.hookspecs import hookimpl
+from tessera.i18n import N_
 
 from tessera_sales import labels  # noqa: F401  (words of its codes on kernel pages: search, inbox)
 
+#: What each permission allows; msgids of the plugin's catalogue, so the roles page shows them
+#: in the admin's language (``i18n.translate_message``).
 PERMISSIONS = {
-    "sales.deal.read": "Read deals, products, proposals and sales reports (within record visibility)",
-    "sales.deal.write": "Open deals, move them through stages, close them, make proposals and documents",
-    "sales.deal.delete": "Delete deals",
-    "sales.product.manage": "Manage products and price lists",
-    "sales.plan.manage": "Set sales plans for managers and teams",
-    "sales.settings.manage": "Manage loss reasons, proposal templates, contact-cadence norms and the base "
-    "currency",
-    "sales.rates.manage": "Enter dated exchange rates against the base currency",
+    "sales.deal.read": N_("Read deals, products, proposals and sales reports (within record visibility)"),
+    "sales.deal.write": N_("Open deals, move them through stages, close them, make proposals and documents"),
+    "sales.deal.delete": N_("Delete deals"),
+    "sales.product.manage": N_("Manage products and price lists"),
+    "sales.plan.manage": N_("Set sales plans for managers and teams"),
+    "sales.settings.manage": N_(
+        "Manage loss reasons, proposal templates, contact-cadence norms and the base currency"
+    ),
+    "sales.rates.manage": N_("Enter dated exchange rates against the base currency"),
 }
 
 
@@ -81,10 +85,11 @@ def tessera_search_types() -> list[Any]:
     from tessera_sales.tables import Deal, Proposal
 
     return [
-        SearchType("deal", "Сделки", permission="sales.deal.read", entity="sales.deal", table=Deal),
+        # Group headings: msgids of the catalogue, like the kernel's ("Parties").
+        SearchType("deal", N_("Deals"), permission="sales.deal.read", entity="sales.deal", table=Deal),
         SearchType(
             "proposal",
-            "Коммерческие предложения",
+            N_("Proposals"),
             permission="sales.deal.read",
             entity="sales.proposal",
             table=Proposal,

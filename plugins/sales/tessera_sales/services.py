@@ -23,7 +23,7 @@ from tessera.workflow import business_time, engine, templates
 from tessera.workflow.tables import WorkflowInstance, WorkflowTransition
 
 from tessera_sales import stats
-from tessera_sales.pipelines import DEAL_SUBJECT, DEFAULT_PIPELINE
+from tessera_sales.pipelines import DEAL_SUBJECT, DEFAULT_PIPELINE, readable
 from tessera_sales.tables import Deal, DealLine, LossReason, Price, PriceList, Product, StageVisit
 
 CENT = Decimal("0.01")
@@ -81,7 +81,9 @@ def visibility_sql(principal: Principal, alias: str = "d") -> tuple[str, list[An
 
 
 async def pipeline(key: str) -> dict[str, Any]:
-    """The current definition of a sales pipeline; 422 when ``key`` is not one."""
+    """The current definition of a sales pipeline; 422 when ``key`` is not one. The shipped
+    names in it (stages, requirement labels) are in the reader's language
+    (``pipelines.readable``); the workflow engine reads its own stored copy."""
     await templates.sync_plugin_templates(service.plugin_manager())
     try:
         row = await templates.get_version(key)
@@ -89,21 +91,21 @@ async def pipeline(key: str) -> dict[str, Any]:
         raise ValidationFailed.field("pipeline", f"no pipeline {key!r}") from exc
     if row["definition"].get("subject") != DEAL_SUBJECT:
         raise ValidationFailed.field("pipeline", f"process {key!r} is not a sales pipeline")
-    return row["definition"]  # type: ignore[no-any-return]
+    return readable(row["definition"])
 
 
 async def list_pipelines() -> list[dict[str, Any]]:
     await templates.sync_plugin_templates(service.plugin_manager())
     out = []
     for row in await templates.list_current():
-        definition = row["definition"]
+        definition = readable(row["definition"])
         if definition.get("subject") != DEAL_SUBJECT:
             continue
         out.append(
             {
                 "key": row["key"],
                 "version": row["version"],
-                "name": row["name"],
+                "name": readable({"name": row["name"]})["name"],
                 "is_default": row["key"] == DEFAULT_PIPELINE,
                 "stages": [
                     {

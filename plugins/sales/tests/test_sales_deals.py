@@ -24,7 +24,7 @@ async def test_default_pipeline_ships_with_norms_probabilities_and_required_acti
         "lost",
     ]
     assert stages["proposal"]["norm_days"] == 7 and stages["proposal"]["probability"] == 50
-    assert stages["qualification"]["required"] == ["Первый звонок"]
+    assert stages["qualification"]["required"] == ["First call"]  # the API's default language
     assert stages["proposal"]["responsible"] == {"owner": True}
 
 

@@ -299,7 +299,7 @@ async def test_report_pages_and_navigation_in_ukrainian(crm, world, frozen_clock
     assert (await crm.patch("/api/auth/me", anna, json={"locale": "uk"})).status_code == 200
     await _sign_in(crm, anna)
     for url, heading in (
-        (f"/sales/deals/{deal['id']}", "КП выпущено"),  # the pipeline's own label
+        (f"/sales/deals/{deal['id']}", "КП випущено"),  # the shipped pipeline's label, translated
         ("/sales/kanban", "Канбан"),
         ("/sales/plans", "План і факт"),
         ("/sales/forecast", "Прогноз"),
