@@ -314,3 +314,138 @@ async def test_export_the_client_list_as_xlsx(page: Any, site: Site, tmp_path: A
     cells = [str(c) for row in workbook.active.iter_rows(values_only=True) for c in row if c is not None]
     assert "Export Alpha Ltd" in cells and "Export Beta Ltd" in cells
     assert "Export Hidden Ltd" not in cells
+
+
+async def test_create_a_client_with_a_contact_and_a_custom_field(
+    page: Any, second_page: Any, site: Site, shoot: Any
+) -> None:
+    """The admin declares a custom field of clients on the admin page; a manager creates a
+    client from the list's "New client" form, fills that field, adds a contact from the card,
+    and sees the client, the contact and the field's value on the card; the API reads back
+    the same."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:6]
+    field = f"journey_segment_{tag}"
+    title = f"Segment {tag}"
+
+    # The admin adds the field (a new one beside whatever other tests declared).
+    await sign_in(second_page, "admin@example.com", DEMO_PASSWORD)
+    await second_page.goto("/app/admin/custom-fields/party")
+    await second_page.fill("input[name=name]", field)
+    await second_page.fill("input[name=title]", title)
+    await second_page.select_option("select[name=type]", "string")
+    async with second_page.expect_navigation():
+        await second_page.click("button:has-text('Save field')")
+    assert title in await second_page.inner_text("main"), await second_page.inner_text("main")
+
+    user = await site.user("manager")
+    await sign_in(page, user["email"])
+    await page.goto("/app/parties")
+    async with page.expect_navigation():
+        await page.click("a[href='/app/parties/new']")
+    await page.fill("input[name=name]", f"Journey Custom {tag} Ltd")
+    await page.fill("input[name='emails.0.address']", f"office-{tag}@example.com")
+    await page.fill(f"input[name='custom.{field}']", "Wholesale")
+    await shoot(page, "party-new")
+    async with page.expect_navigation():
+        await page.click("form[action='/app/parties/new'] button")
+    errors = page.locator(".error, .field-error")
+    assert await errors.count() == 0, await errors.all_inner_texts()
+    assert "/app/parties/" in page.url
+    party_id = int(page.url.split("#")[0].rstrip("/").rsplit("/", 1)[1])
+    assert f"Journey Custom {tag} Ltd" in await page.inner_text("h1")
+    assert f"{title}: Wholesale" in await page.inner_text("main")
+
+    # A contact, from the card.
+    async with page.expect_navigation():
+        await page.click(f"a[href='/app/parties/{party_id}/contacts/new']")
+    await page.fill("input[name=name]", f"Anna Journey {tag}")
+    await page.fill("input[name=position]", "Buyer")
+    await page.fill("input[name='emails.0.address']", f"anna-{tag}@example.com")
+    async with page.expect_navigation():
+        await page.click(f"form[action='/app/parties/{party_id}/contacts/new'] button")
+    assert page.url.split("#")[0].endswith(f"/app/parties/{party_id}")
+    contacts = await page.locator(".card", has=page.locator("#contacts")).inner_text()
+    assert f"Anna Journey {tag}" in contacts and "Buyer" in contacts
+    assert f"anna-{tag}@example.com" in contacts
+    assert f"{title}: Wholesale" in await page.inner_text("main")
+    await shoot(page, "card-with-contact-and-custom-field")
+
+    # The API (the same session) reads back what the forms wrote.
+    response = await page.request.get(f"/api/parties/{party_id}")
+    assert response.ok, await response.text()
+    party = await response.json()
+    assert party["name"] == f"Journey Custom {tag} Ltd"
+    assert party["custom"][field] == "Wholesale"
+    assert party["owner_id"] == user["id"]
+    assert [e["address"] for e in party["emails"]] == [f"office-{tag}@example.com"]
+    response = await page.request.get(f"/api/contacts?party_id={party_id}")
+    assert response.ok, await response.text()
+    listed = (await response.json())["items"]
+    assert [(c["name"], c["position"]) for c in listed] == [(f"Anna Journey {tag}", "Buyer")]
+
+
+async def test_hand_a_task_to_a_colleague_who_opens_the_client(
+    page: Any, second_page: Any, site: Site, shoot: Any
+) -> None:
+    """A manager creates a task on their client from the card and hands it to a colleague
+    with a comment; the colleague (own scope: the client's card was the 404 page for them)
+    signs in, finds the task with the comment under "Handed to you" on My day, opens it and,
+    from the task page, the client's card (implicit sharing)."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:6]
+    owner = await site.user("manager", name=f"Owner {tag}")
+    colleague = await site.user("manager", name=f"Colleague {tag}")
+    party = await site.party(owner, f"Journey Handoff {tag} Ltd")
+    card_url = f"/app/parties/{party['id']}"
+
+    # Before: the colleague may not see the client.
+    await sign_in(second_page, colleague["email"])
+    response = await second_page.goto(card_url)
+    assert response is not None and response.status == 404
+    body = await second_page.inner_text("main")
+    assert "There is no such record, or you may not see it." in body
+    assert f"Journey Handoff {tag} Ltd" not in body
+
+    # The owner: a new task from the card, then "Hand off" with a comment on its page.
+    await sign_in(page, owner["email"])
+    await page.goto(card_url)
+    async with page.expect_navigation():
+        await page.click(f"a[href='/app/tasks/new?party_id={party['id']}']")
+    assert await page.input_value("select[name=party_id]") == str(party["id"])
+    await page.fill("input[name=title]", f"Send the offer {tag}")
+    async with page.expect_navigation():
+        await page.click("form[action='/app/tasks/new'] button")
+    task_url = page.url.split("#")[0]
+    assert "/app/tasks/" in task_url, await page.inner_text("main")
+    task_id = int(task_url.rstrip("/").rsplit("/", 1)[1])
+    await page.select_option("select[name=to_user_id]", str(colleague["id"]))
+    await page.fill("textarea[name=comment]", f"Please call them first {tag}")
+    await shoot(page, "task-page")
+    async with page.expect_navigation():
+        await page.click(f"form[action='/app/tasks/{task_id}/handoff'] button")
+    errors = page.locator(".error, .field-error")
+    assert await errors.count() == 0, await errors.all_inner_texts()
+
+    # The colleague: My day lists the handed task with the comment; the task page; the client.
+    await second_page.goto("/app")
+    handed = second_page.locator("#handed li", has_text=f"Send the offer {tag}")
+    assert await handed.count() == 1, await second_page.inner_text("#handed")
+    text = await handed.inner_text()
+    assert f"Please call them first {tag}" in text and f"Owner {tag}" in text
+    await shoot(second_page, "my-day-handed")
+    async with second_page.expect_navigation():
+        await handed.locator(f"a[href='/app/tasks/{task_id}']").click()
+    assert f"Send the offer {tag}" in await second_page.inner_text("h1")
+    history = await second_page.inner_text(".handoffs")
+    assert f"Owner {tag} handed it to Colleague {tag}" in history
+    assert f"Please call them first {tag}" in history
+    async with second_page.expect_navigation():
+        await second_page.click("a.client-link")
+    assert second_page.url.split("#")[0].endswith(card_url)
+    assert f"Journey Handoff {tag} Ltd" in await second_page.inner_text("h1")
+    response = await second_page.goto(card_url)
+    assert response is not None and response.status == 200
+    await shoot(second_page, "card-shared-by-handoff")
