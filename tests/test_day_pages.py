@@ -272,7 +272,7 @@ ENGLISH = (
     "My day",
     "My tasks",
     "Overdue",
-    "Handed to you",
+    "Awaiting your acceptance",
     "Calendar",
     "Notifications",
     "Mark read",

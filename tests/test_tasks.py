@@ -310,3 +310,59 @@ async def test_notifications_can_be_marked_read(crm):
     # Someone else's notification cannot be touched (nor its existence learnt).
     assert (await crm.post(f"/api/notifications/{inbox[0]['id']}/read", boss)).status_code == 404
     assert (await crm.get("/api/notifications", boss)).json() == []
+
+
+async def test_a_handed_task_waits_for_the_receivers_acceptance(crm, frozen_clock):
+    """A task someone gives you waits for your acceptance; you accept it (the giver hears so),
+    nobody else may; a new hand-off asks the next receiver again; one's own task needs none."""
+    head = await crm.user("admin", name="Head")
+    alice = await crm.user("manager", name="Alice")
+    bob = await crm.user("manager", name="Bob")
+    own = await _task(crm, alice)
+    assert own["accepted_at"] is not None  # created for oneself: accepted at once
+    task = await _task(crm, head, assignee_id=alice["id"])
+    assert task["accepted_at"] is None
+    url = f"/api/tasks/{task['id']}"
+    r = await crm.post(f"{url}/accept", head, json={})
+    assert r.status_code == 403, r.text  # only the assignee accepts
+    r = await crm.post(f"{url}/accept", alice, json={"version": task["version"]})
+    assert r.status_code == 200, r.text
+    accepted = r.json()
+    assert accepted["accepted_at"] is not None and accepted["version"] == task["version"] + 1
+    assert any(n["kind"] == "task.accepted" for n in await _inbox(crm, head))
+    again = await crm.post(f"{url}/accept", alice, json={})
+    assert again.status_code == 200 and again.json()["version"] == accepted["version"]  # no change
+    r = await crm.post(f"{url}/handoff", alice, json={"to_user_id": bob["id"], "comment": "yours"})
+    assert r.status_code == 200 and r.json()["accepted_at"] is None
+    r = await crm.post(f"{url}/accept", bob, json={})
+    assert r.status_code == 200 and r.json()["accepted_at"] is not None
+    assert any(n["kind"] == "task.accepted" for n in await _inbox(crm, alice))
+    r = await crm.post(f"{url}/complete", bob, json={"result": "done"})
+    assert r.status_code == 200
+    r = await crm.post(f"{url}/accept", bob, json={})
+    assert r.status_code == 409  # a closed task is not accepted
+
+
+async def test_my_day_lists_hand_offs_until_accepted(crm):
+    import re
+
+    head = await crm.user("admin", name="Head")
+    alice = await crm.user("manager", name="Alice")
+    task = await _task(crm, head, assignee_id=alice["id"], title="Prepare the contract")
+    crm.client.cookies.clear()
+    r = await crm.client.post("/login", data={"email": alice["email"], "password": "correct-horse-battery"})
+    assert r.status_code == 303
+    day = await crm.client.get("/app")
+    section = day.text.split('id="handed"', 1)[1].split("</section>", 1)[0]
+    assert "Prepare the contract" in section and "Head" in section
+    token = re.search(r'name="csrf_token" value="([^"]+)"', day.text).group(1)
+    r = await crm.client.post(
+        f"/app/tasks/{task['id']}/accept",
+        data={"csrf_token": token, "version": str(task["version"]), "next": "/app"},
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/app"
+    day = await crm.client.get("/app")
+    section = day.text.split('id="handed"', 1)[1].split("</section>", 1)[0]
+    assert "Prepare the contract" not in section
+    page = await crm.client.get(f"/app/tasks/{task['id']}")
+    assert "Not accepted yet" not in page.text and f"/app/tasks/{task['id']}/accept" not in page.text

@@ -527,6 +527,7 @@ RECORD_WRITES: list[tuple[str, str, str, list[dict[str, Any] | None]]] = [
     ("DELETE", "/api/tasks/{id}", "task", [None]),
     ("POST", "/api/tasks/{id}/complete", "task", [{"result": "done by someone else"}]),
     ("POST", "/api/tasks/{id}/handoff", "task", [{"to_user_id": "{me}"}]),
+    ("POST", "/api/tasks/{id}/accept", "task", [{}]),
     ("PATCH", "/api/notes/{id}", "note", [{"body": "rewritten"}]),
     ("DELETE", "/api/notes/{id}", "note", [None]),
     ("DELETE", "/api/attachments/{id}", "attachment", [None]),

@@ -17,6 +17,12 @@ from msgspec import UNSET, Struct, UnsetType
 __all__ = ["UNSET", "UnsetType"]
 
 
+class AcceptIn(Struct, kw_only=True):
+    """The ``AcceptIn`` schema of the API."""
+
+    version: int | UnsetType | None = UNSET
+
+
 class ActivityIn(Struct, kw_only=True):
     """The ``ActivityIn`` schema of the API."""
 
@@ -1129,6 +1135,7 @@ class TaskOut(Struct, kw_only=True):
     created_at: datetime.datetime
     updated_at: datetime.datetime
     version: int
+    accepted_at: datetime.datetime | UnsetType | None = UNSET
     overdue: bool = False
 
 
@@ -1371,6 +1378,7 @@ class WebhookPatch(Struct, kw_only=True):
 
 
 MODELS: dict[str, type[Struct]] = {
+    "AcceptIn": AcceptIn,
     "ActivityIn": ActivityIn,
     "ActivityOut": ActivityOut,
     "ActivityOutPage": ActivityOutPage,

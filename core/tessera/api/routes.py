@@ -48,6 +48,14 @@ async def complete_task(principal: Principal, task_id: int, data: tasks.Complete
     return to_struct(tasks.decorate(row), tasks.TaskOut)
 
 
+@post("/{task_id:int}/accept", operation_id="accept_task", status_code=200)
+async def accept_task(principal: Principal, task_id: int, data: tasks.AcceptIn) -> tasks.TaskOut:
+    """Accept a task someone handed (or gave) you: the hand-off is confirmed and whoever
+    handed it is notified. Only the assignee or their substitute may; 409 for a closed task."""
+    row = await tasks.accept(principal, task_id, data.version)
+    return to_struct(tasks.decorate(row), tasks.TaskOut)
+
+
 @get("/{task_id:int}/handoffs", operation_id="task_handoffs")
 async def task_handoffs(principal: Principal, task_id: int) -> list[tasks.HandoffOut]:
     """The chain of executors: who had the task and since when; the last one has it now."""
@@ -366,7 +374,7 @@ def kernel_route_handlers() -> list[Any]:
             patch_body=tasks.TaskPatch,
             filters=f.task_filters,
             decorate=_tasks_decorate,
-            extra_handlers=[handoff_task, complete_task, task_handoffs],
+            extra_handlers=[handoff_task, complete_task, accept_task, task_handoffs],
         ),
         entity_router(
             spec=notes.NOTE,

@@ -162,6 +162,9 @@ class Task(Table, tablename="task"):
     #: Set when the overdue task was escalated to its controller (once per deadline).
     escalated_at = Timestamptz(null=True, default=None)
     completed_at = Timestamptz(null=True, default=None)
+    #: When the current assignee accepted the task; NULL while a task someone else gave them
+    #: (a hand-off, a workflow stage) waits for their acceptance.
+    accepted_at = Timestamptz(null=True, default=None)
     #: Where the task came from (a workflow instance, a plugin record): "workflow:42".
     source = Varchar(length=100, default="")
     custom = JSON(default={})

@@ -16,7 +16,7 @@ from tessera.entities import service
 from tessera.entities.dto import Id, partial
 from tessera.entities.parties import PARTY
 from tessera.entities.tables import CrmUser, Notification, Task, TaskHandoff
-from tessera.errors import Conflict, ValidationFailed
+from tessera.errors import Conflict, PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
 
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -55,6 +55,8 @@ class TaskOut(Struct, kw_only=True):
     result: str
     escalated_at: datetime | None
     completed_at: datetime | None
+    #: When the assignee accepted the task; null while it waits for their acceptance.
+    accepted_at: datetime | None = None
     source: str
     custom: dict[str, Any]
     created_at: datetime
@@ -75,6 +77,11 @@ class HandoffOut(Struct, kw_only=True):
     to_user_id: int | None
     at: datetime
     comment: str
+
+
+class AcceptIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    #: The version the client saw (optional): a task changed meanwhile answers 409.
+    version: int | None = None
 
 
 class CompleteIn(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -181,6 +188,11 @@ async def prepare_task(
         _team_of(known, values["controller_id"], "controller_id")
     if existing is not None and "deadline" in values and values["deadline"] != existing["deadline"]:
         values["escalated_at"] = None  # a new deadline is watched afresh
+    # A task someone else gives its assignee waits for the assignee's acceptance (``accept``);
+    # a task one takes oneself is accepted at once.
+    new_assignee = values.get("assignee_id", existing["assignee_id"] if existing else None)
+    if existing is None or new_assignee != existing["assignee_id"]:
+        values["accepted_at"] = clock.now() if new_assignee == principal.user_id else None
     if "status" in values:
         if values["status"] == "done" and (existing is None or existing["status"] != "done"):
             values["completed_at"] = clock.now()
@@ -213,6 +225,17 @@ async def after_task_write(
                     row["assignee_id"], "task.assigned", f"New task: {row['title']}", ref=f"task:{row['id']}"
                 )
             )
+    if existing is not None and existing["accepted_at"] is None and row["accepted_at"] is not None:
+        writes.append(
+            events.Also("task.accepted", "task", row["id"], {"id": row["id"], "by": principal.user_id})
+        )
+        handed_by = await _last_giver(row["id"], row["assignee_id"])
+        if handed_by is not None and handed_by != principal.user_id:
+            writes.append(
+                notification(
+                    handed_by, "task.accepted", f"Task accepted: {row['title']}", ref=f"task:{row['id']}"
+                )
+            )
     if row["status"] == "done" and (existing is None or existing["status"] != "done"):
         # Written with the change's own event, in the same statement (``events.Also``).
         writes.append(
@@ -224,6 +247,17 @@ async def after_task_write(
             )
         )
     return writes
+
+
+async def _last_giver(task_id: int, assignee_id: int | None) -> int | None:
+    """Who gave the task to its current assignee (the latest hand-off link to them)."""
+    link = (
+        await TaskHandoff.select(TaskHandoff.from_user_id)
+        .where(TaskHandoff.task_id == task_id, TaskHandoff.to_user_id == assignee_id)
+        .order_by(TaskHandoff.id, ascending=False)
+        .first()
+    )
+    return link["from_user_id"] if link else None
 
 
 TASK = service.EntitySpec(
@@ -273,6 +307,7 @@ async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: 
             {
                 Task.assignee_id: to_user_id,
                 Task.team_id: team_id,
+                Task.accepted_at: now if to_user_id == principal.user_id else None,
                 Task.updated_at: now,
                 Task.version: Task.version + 1,
             }
@@ -307,6 +342,19 @@ async def handoff(principal: Principal, task_id: int, to_user_id: int, comment: 
     # record as it is now (not as it was), since they just made the change.
     fresh = await Task.select().where(Task.id == task_id).first().output(load_json=True)
     return fresh or task
+
+
+async def accept(principal: Principal, task_id: int, version: int | None = None) -> dict[str, Any]:
+    """The assignee (or their substitute) accepts a task someone gave them: the hand-off is
+    confirmed, the one who handed it hears so. Accepting an accepted task changes nothing."""
+    task = await service.get_for_write(TASK, principal, task_id)
+    if task["assignee_id"] not in {principal.user_id, *principal.acting_for}:
+        raise PermissionDenied(f"only the task's assignee accepts task {task_id}")
+    if task["status"] not in OPEN_STATUSES:
+        raise Conflict(f"task {task_id} is {task['status']}; only open tasks are accepted")
+    if task["accepted_at"] is not None:
+        return task
+    return await service.update(TASK, principal, task_id, {"accepted_at": clock.now()}, version)
 
 
 async def complete(

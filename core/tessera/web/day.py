@@ -33,8 +33,6 @@ from tessera.plugins import PluginError, call_each_async
 from tessera.web.inbox import describe, notification_links
 from tessera.web.pages import current_principal, error_page, render
 
-#: A hand-off shows under "Handed to you" for this many days (while the task is open and yours).
-HANDOFF_DAYS = 7
 #: Activity types a calendar shows (planned and done; cancelled ones are left out).
 CALENDAR_STATUSES = ["planned", "done"]
 VIEWS = ("day", "week")
@@ -93,10 +91,10 @@ async def my_tasks(principal: Principal) -> list[dict[str, Any]]:
 
 
 async def handed_to_me(principal: Principal, open_tasks: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Open tasks of mine that a colleague handed (or assigned) to me in the last
-    ``HANDOFF_DAYS`` days, with who handed them and their comment (the kernel has no
-    acceptance step: a handed task is the receiver's at once)."""
-    if not open_tasks:
+    """Open tasks of mine that a colleague (or a workflow stage) handed to me and that wait
+    for my acceptance (``task.accepted_at`` is empty), with who handed them and their comment."""
+    awaiting = {i: t for i, t in open_tasks.items() if t.get("accepted_at") is None}
+    if not awaiting:
         return []
     mine = me_and_absent(principal)
     rows = (
@@ -108,10 +106,7 @@ async def handed_to_me(principal: Principal, open_tasks: dict[int, dict[str, Any
             TaskHandoff.at,
             TaskHandoff.comment,
         )
-        .where(
-            TaskHandoff.task_id.is_in(sorted(open_tasks)),
-            TaskHandoff.at >= clock.now() - timedelta(days=HANDOFF_DAYS),
-        )
+        .where(TaskHandoff.task_id.is_in(sorted(awaiting)))
         .order_by(TaskHandoff.at, ascending=False)
         .order_by(TaskHandoff.id, ascending=False)
     )
@@ -121,7 +116,7 @@ async def handed_to_me(principal: Principal, open_tasks: dict[int, dict[str, Any
         if row["task_id"] in seen:
             continue
         seen.add(row["task_id"])  # only the latest link of each task counts
-        if row["to_user_id"] not in mine or row["from_user_id"] is None or row["from_user_id"] in mine:
+        if row["to_user_id"] not in mine:
             continue
         out.append({**row, "task": open_tasks[row["task_id"]]})
     return out

@@ -24,6 +24,7 @@ i18n.register_labels(
     {
         "task.assigned": N_("New task for you"),
         "task.handed_off": N_("Task handed to you"),
+        "task.accepted": N_("Task accepted"),
         "task.overdue": N_("Overdue task"),
         "workflow.deviation": N_("Process deviation"),
         "workflow.escalation": N_("Process deviation under your control"),
@@ -34,7 +35,14 @@ i18n.register_labels(
 #: Kinds whose stored title is "<what happened>: <the record's name>": the page shows the
 #: kind's words in the reader's language and the name.
 NAMED_AFTER_COLON = frozenset(
-    {"task.assigned", "task.handed_off", "task.overdue", "workflow.deviation", "workflow.escalation"}
+    {
+        "task.assigned",
+        "task.handed_off",
+        "task.accepted",
+        "task.overdue",
+        "workflow.deviation",
+        "workflow.escalation",
+    }
 )
 
 

@@ -157,6 +157,10 @@ async def _task_view(
         party=party,
         names=names,
         may_change=may_change and task["status"] in tasks.OPEN_STATUSES,
+        may_accept=may_change
+        and task["status"] in tasks.OPEN_STATUSES
+        and task["accepted_at"] is None
+        and task["assignee_id"] in {principal.user_id, *principal.acting_for},
         form={**edit, **(form or {})},
         error=errors.pop("", None),
         errors=errors,
@@ -207,6 +211,21 @@ async def task_complete(request: Request[Any, Any, Any], task_id: int) -> Respon
     return await _task_action(request, task_id, COMPLETE_FIELDS, action)
 
 
+@post("/app/tasks/{task_id:int}/accept", include_in_schema=False, status_code=303)
+async def task_accept(request: Request[Any, Any, Any], task_id: int) -> Response[Any]:
+    """Accept a task handed to me (``AcceptIn``, ``tasks.accept``); from My day it goes back there."""
+
+    async def action(principal: Principal, form: dict[str, Any]) -> None:
+        body = decode_form(tasks.AcceptIn, {k: form[k] for k in ("version",) if k in form})
+        await tasks.accept(principal, task_id, body.version)
+
+    response = await _task_action(request, task_id, frozenset({"version"}), action)
+    back = str((await request.form()).get("next") or "")
+    if response.status_code == 303 and back == "/app":
+        return Redirect("/app", status_code=303)
+    return response
+
+
 @post("/app/tasks/{task_id:int}/handoff", include_in_schema=False, status_code=303)
 async def task_handoff(request: Request[Any, Any, Any], task_id: int) -> Response[Any]:
     """Hand the task to a colleague with a comment (``HandoffIn``, ``tasks.handoff``)."""
@@ -238,6 +257,6 @@ async def task_update(request: Request[Any, Any, Any], task_id: int) -> Response
     return await _task_action(request, task_id, TASK_FIELDS, action)
 
 
-TASK_PAGES = [task_new, task_create, task_page, task_complete, task_handoff, task_update]
+TASK_PAGES = [task_new, task_create, task_page, task_complete, task_accept, task_handoff, task_update]
 
 __all__ = ["TASK_PAGES"]

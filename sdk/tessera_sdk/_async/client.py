@@ -284,6 +284,12 @@ class AsyncTasks(AsyncEntity[m.TaskOut, m.TaskIn, m.TaskPatch]):
         call = Call("POST", f"{self.path}/{task_id}/complete", json=body, model=m.TaskOut)
         return await self._client._execute(call)  # type: ignore[no-any-return]
 
+    async def accept(self, task_id: int, version: int | None = None) -> m.TaskOut:
+        """Accept a task someone handed to you (only its assignee or their substitute)."""
+        body = b.body(m.AcceptIn(version=m.UNSET if version is None else version))
+        call = Call("POST", f"{self.path}/{task_id}/accept", json=body, model=m.TaskOut)
+        return await self._client._execute(call)  # type: ignore[no-any-return]
+
     async def handoffs(self, task_id: int) -> list[m.HandoffOut]:
         call = Call("GET", f"{self.path}/{task_id}/handoffs", model=list[m.HandoffOut])
         return await self._client._execute(call)  # type: ignore[no-any-return]
