@@ -391,8 +391,8 @@ async def test_hand_a_task_to_a_colleague_who_opens_the_client(
 ) -> None:
     """A manager creates a task on their client from the card and hands it to a colleague
     with a comment; the colleague (own scope: the client's card was the 404 page for them)
-    signs in, finds the task with the comment under "Handed to you" on My day, opens it and,
-    from the task page, the client's card (implicit sharing)."""
+    signs in, finds the task with the comment under "Awaiting your acceptance" on My day, opens
+    it, accepts it and, from the task page, the client's card (implicit sharing)."""
     import uuid
 
     tag = uuid.uuid4().hex[:6]
@@ -442,6 +442,11 @@ async def test_hand_a_task_to_a_colleague_who_opens_the_client(
     history = await second_page.inner_text(".handoffs")
     assert f"Owner {tag} handed it to Colleague {tag}" in history
     assert f"Please call them first {tag}" in history
+    # The colleague accepts the hand-off; the task page then says when.
+    assert "Not accepted yet" in await second_page.inner_text(".task-accepted")
+    async with second_page.expect_navigation():
+        await second_page.click(f"form[action='/app/tasks/{task_id}/accept'] button")
+    assert "Not accepted yet" not in await second_page.inner_text(".task-accepted")
     async with second_page.expect_navigation():
         await second_page.click("a.client-link")
     assert second_page.url.split("#")[0].endswith(card_url)
