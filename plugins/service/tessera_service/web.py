@@ -1,0 +1,3 @@
+"""Web pages of the service plugin."""
+
+HANDLERS: list[object] = []
