@@ -251,9 +251,8 @@ async def _ticket_view(
     ticket["sla"] = services.sla_view(ticket, clock.now())
     user_ids = {m["author_user_id"] for m in conversation if m["author_user_id"]} | {ticket["assignee_id"]}
     users, parties = await _names(user_ids - {None}, {ticket["party_id"]})
-    agents = (
-        await CrmUser.select(CrmUser.id, CrmUser.name).where(CrmUser.is_active == True).order_by(CrmUser.name)
-    )
+    active = CrmUser.is_active == True  # noqa: E712
+    agents = await CrmUser.select(CrmUser.id, CrmUser.name).where(active).order_by(CrmUser.name)
     scores = await csat.ticket_scores([ticket_id])
     return render(
         request,
