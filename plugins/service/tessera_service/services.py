@@ -82,6 +82,13 @@ def ticket_visibility(principal: Principal) -> Any:
     return own | principal.owner_where(Ticket.party_id.owner_id, Ticket.party_id.team_id)
 
 
+def ticket_write_visibility(principal: Principal) -> Any:
+    """Who may reply, hand off, pause, resolve or close: the readers of the ticket's assignee or
+    queue team. The client's manager reads the tickets on their client and only reads them
+    (docs/security.md: reading is not writing)."""
+    return principal.owner_where(Ticket.assignee_id, Ticket.team_id)
+
+
 def _everyone(principal: Principal | None) -> Any:
     return None
 
@@ -369,6 +376,7 @@ TICKET = service.EntitySpec(
     table=Ticket,
     permission="service.ticket",
     visibility=ticket_visibility,
+    write_visibility=ticket_write_visibility,
     order_fields=("id", "created_at", "updated_at", "resolution_due"),
     prepare=_prepare_ticket,
     after_write=_after_ticket_write,

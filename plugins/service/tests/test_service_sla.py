@@ -54,10 +54,10 @@ async def test_pause_monday_resume_tuesday_shifts_exactly(crm: Any, frozen_clock
     ticket = await _ticket(crm, desk)
     url = f"/api/service/tickets/{ticket['id']}"
     frozen_clock.set(datetime(2026, 3, 9, 10, 0, tzinfo=UTC))
-    paused = await post(crm, f"{url}/status", desk["seller"], {"status": "waiting"}, 200)
+    paused = await post(crm, f"{url}/status", desk["admin"], {"status": "waiting"}, 200)
     assert paused["sla"]["paused"] and paused["sla"]["seconds_left"] is None
     frozen_clock.set(datetime(2026, 3, 10, 10, 0, tzinfo=UTC))
-    resumed = await post(crm, f"{url}/status", desk["seller"], {"status": "in_progress"}, 200)
+    resumed = await post(crm, f"{url}/status", desk["admin"], {"status": "in_progress"}, 200)
     # Paused Monday 10:00 -> Tuesday 10:00 is 9 working hours: due one working day later.
     assert _at(resumed["first_response_due"]) == datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
     assert resumed["paused_total"] == 9 * 3600 and resumed["paused_since"] is None
@@ -70,9 +70,9 @@ async def test_a_client_reply_resumes_the_clock(crm: Any, frozen_clock: Any, des
     ticket = await _ticket(crm, desk)
     url = f"/api/service/tickets/{ticket['id']}"
     frozen_clock.set(datetime(2026, 3, 9, 10, 0, tzinfo=UTC))
-    await post(crm, f"{url}/status", desk["seller"], {"status": "waiting"}, 200)
+    await post(crm, f"{url}/status", desk["admin"], {"status": "waiting"}, 200)
     frozen_clock.set(datetime(2026, 3, 9, 11, 0, tzinfo=UTC))
-    await post(crm, f"{url}/messages", desk["seller"], {"kind": "client", "body": "Here are the logs"})
+    await post(crm, f"{url}/messages", desk["admin"], {"kind": "client", "body": "Here are the logs"})
     after = (await crm.get(url, desk["seller"])).json()
     assert after["status"] == "in_progress" and after["paused_since"] is None
     assert _at(after["first_response_due"]) == datetime(2026, 3, 9, 13, 30, tzinfo=UTC)
@@ -82,9 +82,9 @@ async def test_first_reply_meets_first_response(crm: Any, frozen_clock: Any, des
     ticket = await _ticket(crm, desk)
     url = f"/api/service/tickets/{ticket['id']}"
     frozen_clock.advance(hours=1)
-    await post(crm, f"{url}/messages", desk["seller"], {"kind": "note", "body": "checking"})
+    await post(crm, f"{url}/messages", desk["admin"], {"kind": "note", "body": "checking"})
     assert (await crm.get(url, desk["seller"])).json()["first_responded_at"] is None
-    await post(crm, f"{url}/messages", desk["seller"], {"body": "We are on it"})
+    await post(crm, f"{url}/messages", desk["admin"], {"body": "We are on it"})
     after = (await crm.get(url, desk["seller"])).json()
     assert after["status"] == "in_progress"
     assert after["sla"]["first_response_met"] is True and after["sla"]["target"] == "resolution"
@@ -95,14 +95,14 @@ async def test_first_reply_meets_first_response(crm: Any, frozen_clock: Any, des
 async def test_impossible_moves_are_409_with_a_reason(crm: Any, frozen_clock: Any, desk: Any) -> None:
     ticket = await _ticket(crm, desk)
     url = f"/api/service/tickets/{ticket['id']}"
-    await post(crm, f"{url}/status", desk["seller"], {"status": "closed"}, 200)
-    r = await crm.post(f"{url}/status", desk["seller"], json={"status": "waiting"})
+    await post(crm, f"{url}/status", desk["admin"], {"status": "closed"}, 200)
+    r = await crm.post(f"{url}/status", desk["admin"], json={"status": "waiting"})
     assert r.status_code == 409
     assert "open ticket" in r.json()["detail"]
     assert r.json()["errors"][0]["field"] == "status"
-    r = await crm.post(f"{url}/messages", desk["seller"], json={"body": "hello?"})
+    r = await crm.post(f"{url}/messages", desk["admin"], json={"body": "hello?"})
     assert r.status_code == 409
-    reopened = await post(crm, f"{url}/status", desk["seller"], {"status": "in_progress"}, 200)
+    reopened = await post(crm, f"{url}/status", desk["admin"], {"status": "in_progress"}, 200)
     assert reopened["reopened"] == 1 and reopened["closed_at"] is None
 
 
@@ -155,7 +155,7 @@ async def test_an_inactive_policy_does_not_escalate(crm: Any, frozen_clock: Any,
 
 async def test_a_paused_ticket_does_not_escalate(crm: Any, frozen_clock: Any, desk: Any) -> None:
     ticket = await _ticket(crm, desk)
-    await post(crm, f"/api/service/tickets/{ticket['id']}/status", desk["seller"], {"status": "waiting"}, 200)
+    await post(crm, f"/api/service/tickets/{ticket['id']}/status", desk["admin"], {"status": "waiting"}, 200)
     frozen_clock.advance(days=3)
     assert await jobs.scan() == {"warned": 0, "escalated": 0, "escalated_manager": 0}
 
@@ -250,10 +250,12 @@ async def test_own_scope_manager_does_not_see_another_clients_tickets(
         json={"party_id": desk["party"]["id"], "subject": "sneaky"},
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "party_id"
-    # The client's manager follows a ticket an agent of the queue holds.
+    # The client's manager follows a ticket an agent of the queue holds, and only reads it.
     queued = await _ticket(crm, desk)
     assert queued["assignee_id"] != desk["seller"]["id"]
     assert (await crm.get(f"/api/service/tickets/{queued['id']}", desk["seller"])).status_code == 200
+    r = await crm.post(f"/api/service/tickets/{queued['id']}/messages", desk["seller"], json={"body": "hi"})
+    assert r.status_code == 403
 
 
 async def test_create_is_idempotent_with_a_key(crm: Any, frozen_clock: Any, desk: Any) -> None:
