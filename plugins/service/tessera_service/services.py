@@ -505,7 +505,7 @@ async def add_message(
         rows = await TicketMessage.insert(
             TicketMessage(
                 ticket_id=ticket_id,
-                author_user_id=principal.user_id if kind != "client" else None,
+                author_user_id=(principal.user_id or None) if kind != "client" else None,
                 author_contact_id=contact_id,
                 kind=kind,
                 body=body,
