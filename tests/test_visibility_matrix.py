@@ -100,6 +100,8 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/service/agreements": {"limit": 500},
     "/api/service/agreements/count": {},
     "/api/service/agreements/expiring": {"days": 366},
+    "/api/service/reports/sla": {**PERIOD, "group_by": "priority"},
+    "/api/service/reports/sla/export": {**PERIOD, "group_by": "month"},
 }
 #: GET routes about one record the caller can read, that show related records (client card,
 #: plan actuals ...): called for the caller's own records; placeholders name which.

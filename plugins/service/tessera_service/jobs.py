@@ -131,6 +131,14 @@ async def _escalate(ticket: dict[str, Any], now: dt.datetime, level: int) -> boo
             await services._notify(user_id, "service.sla_escalation", text, ticket["id"], ticket["subject"])
         if level == 1 and ticket["assignee_id"] and ticket["assignee_id"] not in recipients:
             await services._notify(ticket["assignee_id"], "service.sla_escalation", text, ticket["id"])
+            recipients.append(ticket["assignee_id"])
+        if level == 1:
+            # The client's account manager hears of a breach on their client's request.
+            from tessera.entities.tables import Party
+
+            party = await Party.select(Party.owner_id).where(Party.id == ticket["party_id"]).first()
+            if party and party["owner_id"] and party["owner_id"] not in recipients:
+                await services._notify(party["owner_id"], "service.sla_escalation", text, ticket["id"])
         await audit.record(
             "sla_escalation",
             "service.ticket",

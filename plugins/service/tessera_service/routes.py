@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import get, post
+from litestar import Response, Router, get, post
 from litestar.params import Parameter
 from msgspec import Meta, Struct
 from tessera import clock, db
@@ -387,5 +387,66 @@ agreements_router = entity_router(
 )
 
 
+# --------------------------------------------------------------------------- reports
+
+
+class SlaRow(Struct, kw_only=True):
+    group: str | int | None
+    tickets: int
+    first_response_met: int
+    first_response_breached: int
+    resolution_met: int
+    resolution_breached: int
+    attainment: float | None
+    median_first_response_hours: float | None
+    median_resolution_hours: float | None
+    reopened: int
+    reopen_rate: float
+    csat_answers: int
+    csat_average: float | None
+
+
+GroupBy = Literal["queue", "priority", "assignee", "month"]
+
+
+@get("/reports/sla", operation_id="service_sla_report")
+async def sla_report(
+    principal: Principal, date_from: dt.date, date_to: dt.date, group_by: GroupBy = "queue"
+) -> list[SlaRow]:
+    """SLA attainment of the tickets you may read opened in the period, per queue, priority,
+    assignee or month: first response and resolution met or breached, median times, reopen
+    rate, satisfaction."""
+    from tessera_service import reports
+
+    rows = await reports.sla_report(principal, date_from, date_to, group_by)
+    return [msgspec.convert(r, SlaRow, strict=False) for r in rows]
+
+
+@get("/reports/sla/export", operation_id="service_sla_report_csv", media_type="text/csv")
+async def sla_report_csv(
+    principal: Principal, date_from: dt.date, date_to: dt.date, group_by: GroupBy = "queue"
+) -> Response[str]:
+    """The SLA report as CSV (the export is audited)."""
+    from tessera import audit
+
+    from tessera_service import reports
+
+    rows = await reports.sla_report(principal, date_from, date_to, group_by)
+    await audit.record(
+        "export", "service.ticket", None, detail=f"sla report {date_from}..{date_to} by {group_by}"
+    )
+    return Response(
+        reports.as_csv(rows),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="sla-{date_from}-{date_to}.csv"'},
+    )
+
+
 def routers() -> list[Any]:
-    return [tickets_router, queues_router, policies_router, agreements_router]
+    return [
+        tickets_router,
+        queues_router,
+        policies_router,
+        agreements_router,
+        Router(path="/", route_handlers=[sla_report, sla_report_csv], tags=["service"]),
+    ]

@@ -127,6 +127,7 @@ async def test_warning_and_escalations_each_happen_once(crm: Any, frozen_clock: 
     second = await jobs.scan()
     assert first["escalated"] == 1 and second == {"warned": 0, "escalated": 0, "escalated_manager": 0}
     assert len(await _notifications(desk["lead"], "service.sla_escalation")) == 1
+    assert len(await _notifications(desk["seller"], "service.sla_escalation")) == 1  # the client's manager
     frozen_clock.advance(hours=4)  # another first-response target: up to the lead's manager
     assert (await jobs.scan())["escalated_manager"] == 1
     assert (await jobs.scan())["escalated_manager"] == 0
@@ -266,3 +267,41 @@ async def test_create_is_idempotent_with_a_key(crm: Any, frozen_clock: Any, desk
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"]
     assert (await crm.get("/api/service/tickets/count", desk["admin"])).json()["count"] == 1
+
+
+async def test_sla_report_counts_what_the_caller_may_read(crm: Any, frozen_clock: Any, desk: Any) -> None:
+    on_time = await _ticket(crm, desk)
+    late = await _ticket(crm, desk, priority="p1")
+    frozen_clock.advance(hours=1)
+    await post(crm, f"/api/service/tickets/{on_time['id']}/messages", desk["admin"], {"body": "on it"})
+    frozen_clock.advance(hours=5)
+    await post(crm, f"/api/service/tickets/{late['id']}/messages", desk["admin"], {"body": "sorry"})
+    closed = await post(
+        crm, f"/api/service/tickets/{on_time['id']}/status", desk["admin"], {"status": "closed"}, 200
+    )
+    r = await crm.client.post(closed["survey_link"], data={"score": "5"})
+    assert r.status_code == 200
+    params = {"date_from": "2026-03-01", "date_to": "2026-03-31", "group_by": "priority"}
+    rows = (await crm.get("/api/service/reports/sla", desk["head"], params=params)).json()
+    assert rows == [
+        {
+            "group": "p1",
+            "tickets": 2,
+            "first_response_met": 1,
+            "first_response_breached": 1,
+            "resolution_met": 1,
+            "resolution_breached": 0,
+            "attainment": 0.6667,
+            "median_first_response_hours": 3.5,
+            "median_resolution_hours": 6.0,
+            "reopened": 0,
+            "reopen_rate": 0.0,
+            "csat_answers": 1,
+            "csat_average": 5.0,
+        }
+    ]
+    assert (await crm.get("/api/service/reports/sla", desk["other_seller"], params=params)).json() == []
+    csv_text = (await crm.get("/api/service/reports/sla/export", desk["head"], params=params)).text
+    assert csv_text.splitlines()[0].startswith("group,tickets,") and csv_text.splitlines()[1].startswith(
+        "p1,2,"
+    )
