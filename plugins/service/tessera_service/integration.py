@@ -106,3 +106,81 @@ async def search_documents(entity: str, record: dict[str, Any]) -> list[dict[str
             }
         )
     return docs
+
+
+async def on_inbound_email(message: Any) -> dict[str, Any] | None:
+    """``tessera_inbound_email``: a message to a ``support`` mailbox from a known client
+    becomes a ticket, or a client message on the ticket it answers (deduplicated by
+    Message-ID, so the at-least-once delivery makes nothing twice). Unknown senders stay in
+    the kernel's triage."""
+    if message.mailbox_role != "support" or not message.party_ids:
+        return None
+    from tessera_service.services import tickets_from_email
+
+    return await tickets_from_email(
+        {
+            "message_id": message.message_id,
+            "in_reply_to": message.in_reply_to,
+            "references": list(message.references),
+            "from": message.from_address,
+            "subject": message.subject,
+            "body": message.text,
+            "party_id": message.party_ids[0],
+            "contact_ids": list(message.contact_ids),
+        }
+    )
+
+
+async def dashboard_widget(principal: Any) -> list[dict[str, Any]]:
+    """ "My tickets" on My day: the caller's open tickets (and those of absent colleagues they
+    stand in for), the most urgent first, with the SLA time left."""
+    if not principal.can("service.ticket.read"):
+        return []
+    from tessera import clock
+    from tessera.entities import service
+
+    from tessera_service import services
+    from tessera_service.web import countdown
+
+    mine = [principal.user_id, *sorted(principal.acting_for)]
+    conditions = [Ticket.assignee_id.is_in(mine), Ticket.status.is_in(list(services.OPEN))]
+    page = await service.list_page(services.TICKET, principal, conditions, order="resolution_due", limit=8)
+    total = await service.count(services.TICKET, principal, conditions)
+    now = clock.now()
+    items = []
+    for t in page.items:
+        view = services.sla_view(t, now)
+        flag = ""
+        if view["paused"]:
+            flag = _("paused")
+        elif view["seconds_left"] is not None and view["seconds_left"] < 0:
+            flag = _("late")
+        items.append(
+            {
+                "label": f"{t['number']} {t['subject']}",
+                "href": f"/service/tickets/{t['id']}",
+                "note": countdown(view["seconds_left"]) if not view["paused"] else "",
+                "flag": flag,
+            }
+        )
+    return [
+        {
+            "key": "service.my_tickets",
+            "title": _("My tickets"),
+            "items": items,
+            "kpis": [{"label": _("Open"), "value": total, "href": "/service/tickets"}],
+            "more": {"label": _("All my tickets"), "href": "/service/tickets"},
+            "empty": _("No open tickets."),
+        }
+    ]
+
+
+async def record_urls(kind: str, ids: list[int]) -> dict[int, str] | None:
+    if kind in ("ticket", "service.ticket", "service_ticket"):
+        return {i: f"/service/tickets/{i}" for i in ids}
+    if kind == "ticket_reply":
+        rows = await TicketMessage.select(TicketMessage.id, TicketMessage.ticket_id).where(
+            TicketMessage.id.is_in(list(ids) or [-1])
+        )
+        return {r["id"]: f"/service/tickets/{r['ticket_id']}" for r in rows}
+    return None

@@ -82,6 +82,27 @@ def tessera_party_participants(party_id: int) -> Any:
 
 
 @hookimpl
+def tessera_inbound_email(message: Any) -> Any:
+    from tessera_service.integration import on_inbound_email
+
+    return on_inbound_email(message)
+
+
+@hookimpl
+def tessera_dashboard_widgets(principal: Any) -> Any:
+    from tessera_service.integration import dashboard_widget
+
+    return dashboard_widget(principal)
+
+
+@hookimpl
+def tessera_record_urls(kind: str, ids: list[int]) -> Any:
+    from tessera_service.integration import record_urls
+
+    return record_urls(kind, ids)
+
+
+@hookimpl
 def tessera_nav_items() -> list[dict[str, str]]:
     from tessera.i18n import gettext as _
 

@@ -654,6 +654,11 @@ async def expiring_agreements(principal: Principal, days: int = 30) -> list[dict
 # --------------------------------------------------------------------------- e-mail in
 
 
+def _mid(value: Any) -> str:
+    """A Message-ID without its angle brackets (the mail integration stores them so)."""
+    return str(value or "").strip().strip("<>").strip()
+
+
 def _address(value: str) -> str:
     from email.utils import parseaddr
 
@@ -676,7 +681,7 @@ async def tickets_from_email(message: dict[str, Any], principal: Principal | Non
     from tessera.demo import system_principal
 
     principal = principal or system_principal()
-    mid = str(message.get("message_id") or "").strip()
+    mid = _mid(message.get("message_id"))
     if mid:
         found = await Ticket.select(Ticket.id).where(Ticket.message_id == mid).first()
         if found:
@@ -688,7 +693,7 @@ async def tickets_from_email(message: dict[str, Any], principal: Principal | Non
         )
         if done:
             return {"ticket_id": done["ticket_id"], "message_id": done["id"], "created": False}
-    refs = [str(r) for r in [message.get("in_reply_to"), *(message.get("references") or [])] if r]
+    refs = [_mid(r) for r in [message.get("in_reply_to"), *(message.get("references") or [])] if r]
     ticket_id = None
     if refs:
         hit = await Ticket.select(Ticket.id).where(Ticket.message_id.is_in(refs)).first()
@@ -707,7 +712,17 @@ async def tickets_from_email(message: dict[str, Any], principal: Principal | Non
             ticket_id = hit["id"] if hit else None
     sender = _address(str(message.get("from") or ""))
     contact = None
-    if sender:
+    if message.get("party_id") is not None:
+        # The mail integration matched the sender already (``InboundEmail.party_ids``).
+        contact = (
+            await Contact.select(Contact.id, Contact.party_id)
+            .where(
+                Contact.id.is_in(list(message.get("contact_ids") or []) or [-1]),
+                Contact.party_id == message["party_id"],
+            )
+            .first()
+        ) or {"id": None, "party_id": message["party_id"]}
+    elif sender:
         pattern = f"%{sender}%"
         contact = (
             await Contact.select(Contact.id, Contact.party_id)

@@ -98,7 +98,7 @@ async def test_email_becomes_a_ticket_then_a_reply(crm: Any, frozen_clock: Any, 
     assert made["created"] is True
     ticket = await Ticket.select().where(Ticket.id == made["ticket_id"]).first()
     assert ticket["party_id"] == desk["party"]["id"] and ticket["contact_id"] == contact["id"]
-    assert ticket["channel"] == "email" and ticket["message_id"] == "<m1@client.example>"
+    assert ticket["channel"] == "email" and ticket["message_id"] == "m1@client.example"
     # The same message again (a re-fetched mailbox) makes nothing new.
     assert (await tickets_from_email(message))["ticket_id"] == made["ticket_id"]
     assert await Ticket.count() == 1
@@ -172,3 +172,75 @@ async def test_service_and_sales_together(crm: Any, frozen_clock: Any, desk: Any
     assert await AuditLog.count() == audit_rows
     rows = await db.raw("SELECT count(*) AS n, max(escalation_level) AS level FROM service_ticket")
     assert rows[0]["n"] == 1 and rows[0]["level"] == 0  # no policy applies: nothing to escalate
+
+
+async def test_support_mailbox_hook_turns_mail_into_tickets(crm: Any, frozen_clock: Any, desk: Any) -> None:
+    """The kernel's ``tessera_inbound_email`` (IMAP, issue 16) hands over stored messages with
+    the parties already matched; support mail becomes tickets and replies, once."""
+    from tessera.mail_in import InboundEmail
+    from tessera.plugins import call_each_async
+    from tessera_service.tables import Ticket, TicketMessage
+
+    def mail(message_id: str, role: str = "support", party_ids: tuple[int, ...] = (), **extra: Any) -> Any:
+        values: dict[str, Any] = {
+            "id": 1,
+            "mailbox": "help",
+            "mailbox_role": role,
+            "message_id": message_id,
+            "thread_id": message_id,
+            "in_reply_to": "",
+            "references": (),
+            "from_address": "boss@client.example",
+            "from_name": "Boss",
+            "to": ("help@us.example",),
+            "cc": (),
+            "subject": "Please call me back",
+            "text": "About the contract",
+            "html": "",
+            "sent_at": None,
+            "received_at": frozen_clock(),
+            "party_ids": party_ids,
+            "contact_ids": (),
+            "activity_ids": (),
+        }
+        values.update(extra)
+        return InboundEmail(**values)
+
+    party = (desk["party"]["id"],)
+    await call_each_async(
+        crm.pm, "tessera_inbound_email", message=mail("a1@x", role="sales", party_ids=party)
+    )
+    await call_each_async(crm.pm, "tessera_inbound_email", message=mail("a2@x"))  # unknown sender: triage
+    assert await Ticket.count() == 0
+    for _ in range(2):  # delivered at least once
+        await call_each_async(crm.pm, "tessera_inbound_email", message=mail("a3@x", party_ids=party))
+    tickets = await Ticket.select()
+    assert len(tickets) == 1 and tickets[0]["party_id"] == party[0] and tickets[0]["channel"] == "email"
+    reply = mail(
+        "a4@x", party_ids=party, in_reply_to="a3@x", subject="Re: Please call me back", text="Still waiting"
+    )
+    await call_each_async(crm.pm, "tessera_inbound_email", message=reply)
+    await call_each_async(crm.pm, "tessera_inbound_email", message=reply)
+    bodies = [m["body"] for m in await TicketMessage.select().where(TicketMessage.kind == "client")]
+    assert bodies == ["Still waiting"]
+
+
+async def test_my_day_shows_my_tickets_by_time_left(crm: Any, frozen_clock: Any, desk: Any) -> None:
+    for subject, priority in (("Later one", "p4"), ("Urgent one", "p1")):
+        await post(
+            crm,
+            "/api/service/tickets",
+            desk["seller"],
+            {"party_id": desk["party"]["id"], "subject": subject, "priority": priority},
+        )
+    crm.client.cookies.clear()
+    crm.client.headers["Accept-Language"] = "en"
+    r = await crm.client.post(
+        "/login", data={"email": desk["seller"]["email"], "password": "correct-horse-battery"}
+    )
+    assert r.status_code == 303
+    page = (await crm.client.get("/app")).text
+    assert "My tickets" in page and "Urgent one" in page
+    # Only the P1 has a policy (the fixture's default P1): it comes first, with its time left.
+    assert page.index("Urgent one") < page.index("Later one")
+    assert "4:00" in page
