@@ -33,7 +33,7 @@ from typing import Any
 os.environ.setdefault("PICCOLO_CONF", "tessera.piccolo_conf")
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
-BATCH = 2_000
+BATCH = 500
 RAW = [
     "SELECT id FROM service_ticket WHERE status IN ('new', 'in_progress') AND paused_since IS NULL "
     "AND warned_at IS NULL AND warn_due <= {}",

@@ -22,6 +22,8 @@ from tessera_service import services, sla
 from tessera_service.tables import Queue, SlaPolicy, Ticket, TicketMessage
 
 _ACTIVE_OPEN = ("new", "in_progress")
+#: Tickets warned per transaction.
+BATCH = 500
 
 
 def _watched(now: dt.datetime) -> list[Any]:
@@ -38,9 +40,8 @@ async def scan(now: dt.datetime | None = None) -> dict[str, int]:
     now = now or clock.now()
     counts = {"warned": 0, "escalated": 0, "escalated_manager": 0}
     warn = await Ticket.select().where(*_watched(now), Ticket.warned_at.is_null(), Ticket.warn_due <= now)
-    for ticket in warn:
-        if await _warn(ticket, now):
-            counts["warned"] += 1
+    for start in range(0, len(warn), BATCH):
+        counts["warned"] += await _warn_batch(warn[start : start + BATCH], now)
     breached = await Ticket.select().where(
         *_watched(now),
         Ticket.escalation_level == 0,
@@ -63,29 +64,62 @@ async def _note(ticket_id: int, body: str, now: dt.datetime) -> None:
     await TicketMessage.insert(TicketMessage(ticket_id=ticket_id, kind="event", body=body, at=now))
 
 
-async def _warn(ticket: dict[str, Any], now: dt.datetime) -> bool:
+async def _warn_batch(tickets: list[dict[str, Any]], now: dt.datetime) -> int:
+    """Warn the assignees of ``tickets`` in one transaction: the tickets are claimed by one
+    conditional ``UPDATE`` (a ticket another worker warned meanwhile is left out), then the
+    notes, notifications, audit entries and events of the claimed ones are written in bulk."""
+    from tessera.entities.tables import Notification
+
     async with events.unit_of_work():
-        claimed = (
-            await Ticket.update({Ticket.warned_at: now})
-            .where(Ticket.id == ticket["id"], Ticket.warned_at.is_null(), Ticket.paused_since.is_null())
+        claimed = {
+            r["id"]
+            for r in await Ticket.update({Ticket.warned_at: now})
+            .where(
+                Ticket.id.is_in([t["id"] for t in tickets]),
+                Ticket.warned_at.is_null(),
+                Ticket.paused_since.is_null(),
+            )
             .returning(Ticket.id)
+        }
+        rows = [t for t in tickets if t["id"] in claimed]
+        if not rows:
+            return 0
+        texts = {
+            t["id"]: _("SLA warning: ticket %(number)s is close to its target", number=t["number"])
+            for t in rows
+        }
+        await TicketMessage.insert(
+            *[TicketMessage(ticket_id=t["id"], kind="event", body=texts[t["id"]], at=now) for t in rows]
         )
-        if not claimed:
-            return False
-        text = _("SLA warning: ticket %(number)s is close to its target", number=ticket["number"])
-        await _note(ticket["id"], text, now)
-        if ticket["assignee_id"]:
-            await services._notify(ticket["assignee_id"], "service.sla_warning", text, ticket["id"])
-        await audit.record(
-            "sla_warning", "service.ticket", ticket["id"], {"warned_at": [None, now.isoformat()]}
+        notices = [
+            Notification(
+                user_id=t["assignee_id"],
+                kind="service.sla_warning",
+                title=texts[t["id"]][:500],
+                ref=f"service_ticket:{t['id']}",
+                created_at=now,
+            )
+            for t in rows
+            if t["assignee_id"]
+        ]
+        if notices:
+            await Notification.insert(*notices)
+        await events.emit_all(
+            [
+                (
+                    "service.ticket.sla_warning",
+                    "service.ticket",
+                    t["id"],
+                    {"id": t["id"], "party_id": t["party_id"], "assignee_id": t["assignee_id"]},
+                )
+                for t in rows
+            ],
+            also=[
+                audit.entry("sla_warning", "service.ticket", t["id"], {"warned_at": [None, now.isoformat()]})
+                for t in rows
+            ],
         )
-        await events.emit(
-            "service.ticket.sla_warning",
-            "service.ticket",
-            ticket["id"],
-            {"id": ticket["id"], "party_id": ticket["party_id"], "assignee_id": ticket["assignee_id"]},
-        )
-    return True
+    return len(rows)
 
 
 async def _escalate(ticket: dict[str, Any], now: dt.datetime, level: int) -> bool:
