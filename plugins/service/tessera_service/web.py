@@ -10,10 +10,9 @@ signed-in form carries the session's CSRF token.
 No ``from __future__ import annotations``: Litestar reads the handlers' annotations.
 """
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.params import QueryParameter
 from litestar.response import Redirect
 from tessera import clock, i18n
 from tessera.entities import service
@@ -32,6 +31,7 @@ from tessera.web.plugin_pages import (
 )
 
 from tessera_service import csat, services
+from tessera_service.lists import ticket_list
 from tessera_service.routes import AssignIn, MessageIn, StatusIn, TicketIn
 from tessera_service.tables import Queue, Ticket
 
@@ -57,7 +57,6 @@ MESSAGE_KINDS = {
     "note": N_("Internal note"),
     "event": N_("Event"),
 }
-SCOPES = {"mine": N_("My tickets"), "all": N_("All I may see")}
 i18n.register_labels("service.ticket.status", STATUSES)
 i18n.register_labels("service.priority", PRIORITIES)
 i18n.register_labels("service.channel", CHANNELS)
@@ -106,69 +105,6 @@ async def _names(user_ids: set[int], party_ids: set[int]) -> tuple[dict[int, str
 
 async def _queues() -> dict[int, str]:
     return {q["id"]: q["name"] for q in await Queue.select(Queue.id, Queue.name).where(Queue.active == True)}  # noqa: E712
-
-
-@get("/tickets", include_in_schema=False)
-async def ticket_list(
-    request: Request[Any, Any, Any],
-    who: Annotated[str, QueryParameter(name="scope")] = "mine",
-    status: str = "open",
-    priority: str = "",
-    queue_id: int | None = None,
-    breached: str = "",
-    cursor: str | None = None,
-) -> Response[Any]:
-    """The ticket queue: mine or all I may see, by status, priority, queue, breached; the most
-    urgent first (earliest resolution due), with the SLA countdown."""
-    principal = await current_principal(request)
-    if principal is None:
-        return Redirect("/login")
-    scope = who if who in SCOPES else "mine"
-    conditions: list[Any] = []
-    if scope == "mine":
-        conditions.append(Ticket.assignee_id == principal.user_id)
-    if status == "open":
-        conditions.append(Ticket.status.is_in(list(services.OPEN)))
-    elif status in STATUSES:
-        conditions.append(Ticket.status == status)
-    if priority in PRIORITIES:
-        conditions.append(Ticket.priority == priority)
-    if queue_id is not None:
-        conditions.append(Ticket.queue_id == queue_id)
-    if breached == "1":
-        conditions.append(Ticket.breached_at.is_not_null())
-    try:
-        page = await service.list_page(
-            services.TICKET, principal, conditions, order="resolution_due", cursor=cursor, limit=50
-        )
-        total = await service.count(services.TICKET, principal, conditions)
-    except DomainError as exc:
-        return error_page(request, principal, exc)
-    now = clock.now()
-    for t in page.items:
-        t["sla"] = services.sla_view(t, now)
-    users, parties = await _names(
-        {t["assignee_id"] for t in page.items if t["assignee_id"]}, {t["party_id"] for t in page.items}
-    )
-    return render(
-        request,
-        "service/tickets.html",
-        principal=principal,
-        page=page,
-        total=total,
-        scope=scope,
-        show_status=status,
-        priority=priority,
-        queue_id=queue_id,
-        breached=breached,
-        scopes=SCOPES,
-        statuses=STATUSES,
-        priorities=PRIORITIES,
-        queues=await _queues(),
-        users=users,
-        parties=parties,
-        countdown=countdown,
-    )
 
 
 async def _new_view(
@@ -446,7 +382,7 @@ async def survey_submit(request: Request[Any, Any, Any], token: str, data: Form)
 
 
 HANDLERS = [
-    ticket_list,
+    ticket_list,  # tessera_service.lists: the queue on the kernel's list machinery
     new_ticket,
     new_ticket_submit,
     ticket_page,

@@ -85,12 +85,15 @@ async def test_agent_works_a_ticket_from_the_client_card(crm: Any, frozen_clock:
     card = await _page(crm, f"/app/parties/{party['id']}")
     for text in ("Invoice is wrong", "We are checking it", "Waiting on the client", "Resolved", "Closed"):
         assert text in card, text
-    queue = await _page(crm, "/service/tickets?scope=all&status=all")
+    queue = await _page(crm, "/service/tickets")
     assert "Invoice is wrong" in queue
+    assert "Invoice is wrong" not in await _page(crm, "/service/tickets?open_only=true")
+    assert "Invoice is wrong" in await _page(crm, "/service/tickets?status=closed&priority=p1")
+    await _page(crm, "/service/tickets?priority=p9", status=422)  # refused beside the filter, not ignored
     # Another manager's session does not open it.
     await _sign_in(crm, desk["other_seller"])
     await _page(crm, url, status=404)
-    assert "Invoice is wrong" not in await _page(crm, "/service/tickets?scope=all&status=all")
+    assert "Invoice is wrong" not in await _page(crm, "/service/tickets")
 
 
 async def _closed_survey(crm: Any, desk: Any) -> tuple[dict[str, Any], str]:
@@ -144,3 +147,27 @@ async def test_reopened_ticket_gets_a_fresh_survey_on_close(crm: Any, frozen_clo
     frozen_clock.advance(days=1)
     assert (await crm.client.post(second, data={"score": "5"})).status_code == 200
     assert (await crm.client.post(first, data={"score": "3"})).status_code == 200
+
+
+async def test_queue_list_shows_the_sla_countdown(crm: Any, frozen_clock: Any, desk: Any) -> None:
+    late = await post(
+        crm,
+        "/api/service/tickets",
+        desk["seller"],
+        {"party_id": desk["party"]["id"], "subject": "Late one", "priority": "p1"},
+    )
+    paused = await post(
+        crm,
+        "/api/service/tickets",
+        desk["seller"],
+        {"party_id": desk["party"]["id"], "subject": "Paused one", "priority": "p1"},
+    )
+    await post(crm, f"/api/service/tickets/{paused['id']}/status", desk["seller"], {"status": "waiting"}, 200)
+    frozen_clock.advance(hours=5)  # first response was due at 13:00: an hour late
+    await _sign_in(crm, desk["seller"])
+    page = await _page(crm, "/service/tickets?open_only=true")
+    row = page[page.index("Late one") :]
+    assert "1:00 late" in row[: row.index("</tr>")]
+    row = page[page.index("Paused one") :]
+    assert "paused" in row[: row.index("</tr>")]
+    assert late["number"] in page
