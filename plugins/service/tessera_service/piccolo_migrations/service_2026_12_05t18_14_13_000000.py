@@ -11,6 +11,8 @@ STATEMENTS = [
     "CREATE INDEX IF NOT EXISTS service_ticket_open_due ON service_ticket "
     "(resolution_due, first_response_due) WHERE status IN ('new', 'in_progress')",
     "CREATE INDEX IF NOT EXISTS service_ticket_queue_status ON service_ticket (queue_id, status, assignee_id)",
+    # The queue page's default order (most urgent first) walks this index and stops at a page.
+    "CREATE INDEX IF NOT EXISTS service_ticket_due_order ON service_ticket (resolution_due, id)",
     "CREATE UNIQUE INDEX IF NOT EXISTS service_ticket_message_id ON service_ticket (message_id) "
     "WHERE message_id <> ''",
 ]
