@@ -184,3 +184,51 @@ async def record_urls(kind: str, ids: list[int]) -> dict[int, str] | None:
         )
         return {r["id"]: f"/service/tickets/{r['ticket_id']}" for r in rows}
     return None
+
+
+async def card_widget(party_id: int, principal: Any) -> list[dict[str, Any]]:
+    """The client card's "Service" block: open tickets the user may see (breached ones), the
+    client's satisfaction, the valid agreement and a "new ticket" link."""
+    if not principal.can("service.ticket.read"):
+        return []
+    from tessera import clock, i18n
+    from tessera.entities import service
+
+    from tessera_service import services
+    from tessera_service.tables import Agreement
+
+    open_q = [Ticket.party_id == party_id, Ticket.status.is_in(list(services.OPEN))]
+    open_n = await service.count(services.TICKET, principal, open_q)
+    late_n = await service.count(services.TICKET, principal, [*open_q, Ticket.breached_at.is_not_null()])
+    scores = [
+        c["score"]
+        for c in await Csat.select(Csat.score).where(
+            Csat.party_id == party_id, Csat.answered_at.is_not_null()
+        )
+    ]
+    now = clock.now()
+    agreement = (
+        await Agreement.select(Agreement.name, Agreement.valid_until)
+        .where(
+            Agreement.party_id == party_id,
+            Agreement.valid_from <= now,
+            (Agreement.valid_until.is_null()) | (Agreement.valid_until > now),
+        )
+        .first()
+    )
+    rows = [
+        {"label": _("Open tickets"), "value": str(open_n), "href": f"/service/parties/{party_id}/tickets"},
+        {"label": _("SLA breached"), "value": str(late_n)},
+    ]
+    if scores:
+        rows.append(
+            {
+                "label": _("Satisfaction"),
+                "value": f"{i18n.format_number(sum(scores) / len(scores), 1)}/5 ({len(scores)})",
+            }
+        )
+    if agreement:
+        until = i18n.format_date(agreement["valid_until"].date()) if agreement["valid_until"] else "—"
+        rows.append({"label": _("Service agreement"), "value": f"{agreement['name']} · {until}"})
+    rows.append({"label": _("New ticket"), "value": "+", "href": f"/service/tickets/new?party_id={party_id}"})
+    return [{"title": _("Service"), "rows": rows}]

@@ -96,6 +96,13 @@ def tessera_dashboard_widgets(principal: Any) -> Any:
 
 
 @hookimpl
+def tessera_card_widgets(party_id: int, principal: Any) -> Any:
+    from tessera_service.integration import card_widget
+
+    return card_widget(party_id, principal)
+
+
+@hookimpl
 def tessera_record_urls(kind: str, ids: list[int]) -> Any:
     from tessera_service.integration import record_urls
 

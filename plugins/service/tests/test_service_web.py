@@ -125,6 +125,7 @@ async def test_satisfaction_link_works_once(crm: Any, frozen_clock: Any, desk: A
     assert "4/5" in await _page(crm, f"/service/tickets/{ticket['id']}")
     card = await _page(crm, f"/app/parties/{desk['party']['id']}")
     assert "Satisfaction 4/5" in card and "Quick and polite" in card
+    assert "4.0/5 (1)" in card and "Open tickets" in card  # the card's service block
 
 
 async def test_satisfaction_link_is_refused_after_expiry(crm: Any, frozen_clock: Any, desk: Any) -> None:
