@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = Path(__file__).resolve().parent / "babel.cfg"
 LOCALES = ("ru", "uk", "en")
 #: Packages with catalogues: the kernel and the plugins of this repository.
-PACKAGES = [ROOT / "core" / "tessera", ROOT / "plugins" / "sales" / "tessera_sales"]
+PACKAGES = [
+    ROOT / "core" / "tessera",
+    ROOT / "plugins" / "sales" / "tessera_sales",
+    ROOT / "plugins" / "service" / "tessera_service",
+]
 
 
 def extract(package: Path) -> None:

@@ -127,6 +127,7 @@ def test_run_py_writes_every_figure(tmp_path: Path) -> None:
             "whoosh",
         ),
         ("sales.py", ("--size", "200"), "funnel"),
+        ("service.py", ("--size", "200"), "sla_scan"),
         ("workflow.py", ("--size", "200", "--transitions", "5"), "deviation"),
         ("importer.py", ("--rows", "300"), "rows/s"),
         ("integrations.py", ("--deliveries", "20"), "deliveries/s"),

@@ -171,7 +171,7 @@ async def _fresh_caller(
     return await crm.user(role, team_id=team_id)  # type: ignore[no-any-return]
 
 
-@pytest.mark.plugins("sales", "probe")
+@pytest.mark.plugins("sales", "probe", "service")
 async def test_fuzz_whole_api(crm: Any) -> None:
     team_id = await _seed(crm)
     roles = {r["name"]: r for r in await Role.select().where(Role.name.is_in(list(ROLES)))}

@@ -13,7 +13,11 @@ from babel.messages.pofile import read_po
 from tessera import i18n
 
 ROOT = Path(__file__).resolve().parent.parent
-CATALOGUES = [ROOT / "core" / "tessera" / "locale", ROOT / "plugins" / "sales" / "tessera_sales" / "locale"]
+CATALOGUES = [
+    ROOT / "core" / "tessera" / "locale",
+    ROOT / "plugins" / "sales" / "tessera_sales" / "locale",
+    ROOT / "plugins" / "service" / "tessera_service" / "locale",
+]
 
 
 async def _sign_in(crm, user, password="correct-horse-battery"):

@@ -74,6 +74,25 @@ async def _seed(crm: Any, admin: dict[str, Any]) -> None:
         },
     )
     assert r.status_code == 201, r.text
+    if "service" in crm.settings.plugins:
+        r = await crm.post("/api/service/queues", admin, json={"name": "Q"})
+        assert r.status_code == 201, r.text
+        r = await crm.post(
+            "/api/service/sla-policies",
+            admin,
+            json={"name": "P", "first_response_hours": "4", "resolution_hours": "8", "is_default": True},
+        )
+        assert r.status_code == 201, r.text
+        policy = r.json()["id"]
+        for url, body in (
+            ("/api/service/tickets", {"party_id": party["id"], "subject": "S"}),
+            (
+                "/api/service/agreements",
+                {"party_id": party["id"], "policy_id": policy, "valid_from": now.isoformat()},
+            ),
+        ):
+            r = await crm.post(url, admin, json=body)
+            assert r.status_code == 201, (url, r.text)
     r = await crm.post(
         "/api/attachments/upload",
         admin,
@@ -142,7 +161,7 @@ def _expected(rows: list[dict[str, Any]], name: str, descending: bool) -> list[i
     return ordered[::-1] if descending else ordered
 
 
-@pytest.mark.plugins("sales")
+@pytest.mark.plugins("sales", "service")
 async def test_every_list_pages_by_every_column_both_ways(crm):
     admin = await crm.user("admin")
     await _seed(crm, admin)

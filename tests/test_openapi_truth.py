@@ -19,7 +19,7 @@ def _nodes(node: Any) -> Any:
             yield from _nodes(item)
 
 
-@pytest.mark.plugins("sales")
+@pytest.mark.plugins("sales", "service")
 async def test_nullable_fields_validate_null_and_downloads_name_their_media_types(crm):
     schema = (await crm.get("/schema/openapi.json")).json()
     # No exclusive choice with a null branch anywhere (with an open branch it rejects null).

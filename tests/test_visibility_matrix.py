@@ -1,5 +1,5 @@
 """Visibility matrix: every list / search / report / export endpoint of the kernel and the sales
-plugin x roles (admin, head, manager permissions) x scopes (own, team, all).
+and service plugins x roles (admin, head, manager permissions) x scopes (own, team, all).
 
 The endpoints are enumerated from the app's OpenAPI: every GET route must be classified below,
 so a new endpoint fails :func:`test_every_get_route_is_classified` until someone decides how
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from tessera.entities.tables import Role
 
-pytestmark = pytest.mark.plugins("sales")
+pytestmark = pytest.mark.plugins("sales", "service")
 
 ROLES = {
     "admin": ["*"],
@@ -38,6 +38,7 @@ ROLES = {
         "workflow.read",
         "audit.read",
         "sales.*",
+        "service.*",
     ],
     "manager": [
         "party.read",
@@ -52,6 +53,8 @@ ROLES = {
         "workflow.read",
         "sales.deal.read",
         "sales.deal.write",
+        "service.ticket.read",
+        "service.ticket.write",
     ],
 }
 SCOPES = ("own", "team", "all")
@@ -92,6 +95,13 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/sales/reports/cadence": {},
     "/api/sales/reports/cadence/overdue": {},
     "/api/sales/reports/contacts": PERIOD,
+    "/api/service/tickets": {"limit": 500},
+    "/api/service/tickets/count": {},
+    "/api/service/agreements": {"limit": 500},
+    "/api/service/agreements/count": {},
+    "/api/service/agreements/expiring": {"days": 366},
+    "/api/service/reports/sla": {**PERIOD, "group_by": "priority"},
+    "/api/service/reports/sla/export": {**PERIOD, "group_by": "month"},
 }
 #: GET routes about one record the caller can read, that show related records (client card,
 #: plan actuals ...): called for the caller's own records; placeholders name which.
@@ -104,6 +114,7 @@ RECORD_VIEWS: dict[str, str] = {
     "/api/sales/deals/{record_id}/proposals": "deal",
     "/api/sales/deals/{record_id}/documents": "deal",
     "/api/workflow/instances/{instance_id}/card": "instance",
+    "/api/service/tickets/{record_id}/messages": "ticket",
 }
 #: GET routes returning one record by id: must be 404 for ids of records the caller may not read.
 SINGLE: dict[str, str] = {
@@ -120,6 +131,9 @@ SINGLE: dict[str, str] = {
     "/api/sales/deals/{record_id}/history": "deal",
     "/api/sales/deals/{record_id}/proposals": "deal",
     "/api/sales/deals/{record_id}/documents": "deal",
+    "/api/service/tickets/{record_id}": "ticket",
+    "/api/service/tickets/{record_id}/messages": "ticket",
+    "/api/service/agreements/{record_id}": "agreement",
 }
 #: GET routes that hold no CRM records of other users (the caller's own data, the directory,
 #: configuration, catalogues), with the reason they are outside the matrix.
@@ -175,6 +189,12 @@ NOT_RECORDS: dict[str, str] = {
     "/api/sales/settings": "configuration",
     "/api/sales/rates": "catalogue (currency rates)",
     "/api/sales/sources": "catalogue (deal sources)",
+    "/api/service/queues": "configuration (ticket queues)",
+    "/api/service/queues/count": "configuration",
+    "/api/service/queues/{record_id}": "configuration",
+    "/api/service/sla-policies": "configuration (SLA targets)",
+    "/api/service/sla-policies/count": "configuration",
+    "/api/service/sla-policies/{record_id}": "configuration",
 }
 
 
@@ -207,6 +227,7 @@ class World:
         self.own: dict[tuple[str, str], dict[str, Any]] = {}
         self.stage = ""
         self.loss_reason = 0
+        self.policy = 0
 
     async def setup(self) -> None:
         crm = self.crm
@@ -221,12 +242,27 @@ class World:
         self.stage = b2b["stages"][0]["key"]
         reasons = (await crm.get("/api/sales/loss-reasons", self.admin)).json()
         self.loss_reason = reasons[0]["id"]
+        policy = await self.post(
+            "/api/service/sla-policies",
+            self.admin,
+            {"name": "Matrix", "first_response_hours": "4", "resolution_hours": "16", "is_default": True},
+        )
+        self.policy = policy["id"]
         for key, caller in self.callers.items():
             party = await self.post("/api/parties", caller, {"name": f"Own client of {caller['name']}"})
             deal = await self.post(
                 "/api/sales/deals", caller, {"party_id": party["id"], "title": "own deal", "amount": "10.00"}
             )
-            self.own[key] = {"party": party["id"], "deal": deal["id"], "plan": [], "instance": None}
+            ticket = await self.post(
+                "/api/service/tickets", caller, {"party_id": party["id"], "subject": "own ticket"}
+            )
+            self.own[key] = {
+                "party": party["id"],
+                "deal": deal["id"],
+                "plan": [],
+                "instance": None,
+                "ticket": ticket["id"],
+            }
             if deal.get("instance_id"):
                 self.own[key]["instance"] = deal["instance_id"]
             plan = await self.post(
@@ -299,6 +335,29 @@ class World:
         )
         remember(
             "note", await self.post("/api/notes", owner, {"party_id": party["id"], "body": mark("note")})
+        )
+        ticket = remember(
+            "ticket",
+            await self.post(
+                "/api/service/tickets",
+                owner,
+                {"party_id": party["id"], "subject": mark("ticket"), "description": mark("ticketbody")},
+            ),
+        )
+        await self.post(f"/api/service/tickets/{ticket['id']}/messages", owner, {"body": mark("ticketreply")})
+        remember(
+            "agreement",
+            await self.post(
+                "/api/service/agreements",
+                self.admin,
+                {
+                    "party_id": party["id"],
+                    "policy_id": self.policy,
+                    "name": mark("sla"),
+                    "valid_from": "2026-01-01T00:00:00Z",
+                    "valid_until": "2026-06-30T00:00:00Z",
+                },
+            ),
         )
         amounts = iter(range(1, 100))
         deals = []
@@ -545,6 +604,11 @@ RECORD_WRITES: list[tuple[str, str, str, list[dict[str, Any] | None]]] = [
     ("POST", "/api/workflow/instances/{id}/resume", "instance", [{}]),
     ("POST", "/api/workflow/instances/{id}/stop", "instance", [{}]),
     ("POST", "/api/workflow/instances/{id}/suspend", "instance", [{}]),
+    ("PATCH", "/api/service/tickets/{id}", "ticket", [{"subject": "Mine"}, {"description": "rewritten"}]),
+    ("DELETE", "/api/service/tickets/{id}", "ticket", [None]),
+    ("POST", "/api/service/tickets/{id}/assign", "ticket", [{"user_id": "{me}"}, {}]),
+    ("POST", "/api/service/tickets/{id}/messages", "ticket", [{"body": "a reply in their name"}]),
+    ("POST", "/api/service/tickets/{id}/status", "ticket", [{"status": "closed"}]),
 ]
 #: Creates that add to a party: adding a contact changes the client, a task shares it further.
 CREATES_ON_PARTY: dict[tuple[str, str], dict[str, Any]] = {
@@ -621,6 +685,16 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("PUT", "/api/sales/settings"): "configuration",
     ("POST", "/api/saved-views"): "the caller's own saved list view (filters, no records); test_lists",
     ("DELETE", "/api/saved-views/{view_id}"): "the caller's own saved view (others': 403/404); test_lists",
+    ("POST", "/api/service/tickets"): "a ticket on a client one reads (the client's request), like a deal",
+    ("POST", "/api/service/queues"): "configuration (service.ticket.manage)",
+    ("PATCH", "/api/service/queues/{record_id}"): "configuration (service.ticket.manage)",
+    ("DELETE", "/api/service/queues/{record_id}"): "configuration (service.ticket.manage)",
+    ("POST", "/api/service/sla-policies"): "configuration (service.ticket.manage)",
+    ("PATCH", "/api/service/sla-policies/{record_id}"): "configuration (service.ticket.manage)",
+    ("DELETE", "/api/service/sla-policies/{record_id}"): "configuration (service.ticket.manage)",
+    ("POST", "/api/service/agreements"): "service.ticket.manage; on a client the caller reads",
+    ("PATCH", "/api/service/agreements/{record_id}"): "service.ticket.manage only",
+    ("DELETE", "/api/service/agreements/{record_id}"): "service.ticket.manage only",
 }
 
 
@@ -750,6 +824,11 @@ async def test_relation_readers_cannot_write(crm: Any, frozen_clock: Any) -> Non
             admin,
             {"title": "Owner's deal", "owner_id": owner["id"], "amount": "5.00"} | on_client,
         ),
+        "ticket": await post(
+            "/api/service/tickets",
+            admin,
+            {"subject": "Owner's ticket", "assignee_id": owner["id"]} | on_client,
+        ),
     }
     r = await crm.post(
         "/api/attachments/upload",
@@ -784,6 +863,7 @@ async def test_relation_readers_cannot_write(crm: Any, frozen_clock: Any) -> Non
         "attachment": "/api/attachments/{}",
         "deal": "/api/sales/deals/{}",
         "instance": "/api/workflow/instances/{}",
+        "ticket": "/api/service/tickets/{}",
     }
 
     async def state(kind: str, record_id: int) -> str:

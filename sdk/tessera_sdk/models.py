@@ -117,6 +117,63 @@ class AdvanceIn(Struct, kw_only=True):
     version: int | UnsetType | None = UNSET
 
 
+class AgreementIn(Struct, kw_only=True):
+    """The ``AgreementIn`` schema of the API."""
+
+    party_id: int
+    policy_id: int
+    valid_from: datetime.datetime
+    name: str = ""
+    valid_until: datetime.datetime | UnsetType | None = UNSET
+    hours_included: str | UnsetType | None = UNSET
+    calendar: dict[str, Any] | UnsetType = UNSET
+    owner_id: int | UnsetType | None = UNSET
+
+
+class AgreementOut(Struct, kw_only=True):
+    """The ``AgreementOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    policy_id: int
+    name: str
+    valid_from: datetime.datetime
+    valid_until: datetime.datetime | None
+    hours_included: str | None
+    calendar: dict[str, Any]
+    owner_id: int | None
+    created_at: datetime.datetime
+    version: int
+
+
+class AgreementOutPage(Struct, kw_only=True):
+    """The ``AgreementOutPage`` schema of the API."""
+
+    items: list[AgreementOut]
+    next_cursor: str | None
+
+
+class AgreementPatch(Struct, kw_only=True):
+    """The ``AgreementPatch`` schema of the API."""
+
+    party_id: int | UnsetType = UNSET
+    policy_id: int | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    valid_from: datetime.datetime | UnsetType = UNSET
+    valid_until: datetime.datetime | UnsetType | None = UNSET
+    hours_included: str | UnsetType | None = UNSET
+    calendar: dict[str, Any] | UnsetType = UNSET
+    owner_id: int | UnsetType | None = UNSET
+    version: int | UnsetType = UNSET
+
+
+class AssignIn(Struct, kw_only=True):
+    """The ``AssignIn`` schema of the API."""
+
+    user_id: int | UnsetType | None = UNSET
+    comment: str = ""
+
+
 class AttachmentInfo(Struct, kw_only=True):
     """The ``AttachmentInfo`` schema of the API."""
 
@@ -588,6 +645,27 @@ class MeOut(Struct, kw_only=True):
     csrf_token: str | None
 
 
+class MessageIn(Struct, kw_only=True):
+    """The ``MessageIn`` schema of the API."""
+
+    body: str
+    kind: Literal["reply", "note", "client"] = "reply"
+    contact_id: int | UnsetType | None = UNSET
+
+
+class MessageOut(Struct, kw_only=True):
+    """The ``MessageOut`` schema of the API."""
+
+    id: int
+    ticket_id: int
+    author_user_id: int | None
+    author_contact_id: int | None
+    kind: str
+    body: str
+    message_id: str
+    at: datetime.datetime
+
+
 class MigrateSpec(Struct, kw_only=True):
     """The ``MigrateSpec`` schema of the API."""
 
@@ -770,6 +848,56 @@ class PlanIn(Struct, kw_only=True):
     stage_targets: dict[str, int] | UnsetType = UNSET
 
 
+class PolicyIn(Struct, kw_only=True):
+    """The ``PolicyIn`` schema of the API."""
+
+    name: str
+    first_response_hours: str
+    resolution_hours: str
+    priority: Literal["", "p1", "p2", "p3", "p4"] = ""
+    category: str = ""
+    warn_share: str = "0.8"
+    is_default: bool = False
+    active: bool = True
+
+
+class PolicyOut(Struct, kw_only=True):
+    """The ``PolicyOut`` schema of the API."""
+
+    id: int
+    name: str
+    priority: str
+    category: str
+    first_response_hours: str
+    resolution_hours: str
+    warn_share: str
+    is_default: bool
+    active: bool
+    created_at: datetime.datetime
+    version: int
+
+
+class PolicyOutPage(Struct, kw_only=True):
+    """The ``PolicyOutPage`` schema of the API."""
+
+    items: list[PolicyOut]
+    next_cursor: str | None
+
+
+class PolicyPatch(Struct, kw_only=True):
+    """The ``PolicyPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    priority: Literal["", "p1", "p2", "p3", "p4"] | UnsetType = UNSET
+    category: str | UnsetType = UNSET
+    first_response_hours: str | UnsetType = UNSET
+    resolution_hours: str | UnsetType = UNSET
+    warn_share: str | UnsetType = UNSET
+    is_default: bool | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class PriceIn(Struct, kw_only=True):
     """The ``PriceIn`` schema of the API."""
 
@@ -867,6 +995,53 @@ class QuarantinedOut(Struct, kw_only=True):
     subject: str
     received_at: datetime.datetime
     error: str
+
+
+class QueueIn(Struct, kw_only=True):
+    """The ``QueueIn`` schema of the API."""
+
+    name: str
+    team_id: int | UnsetType | None = UNSET
+    lead_id: int | UnsetType | None = UNSET
+    manager_id: int | UnsetType | None = UNSET
+    calendar: dict[str, Any] | UnsetType = UNSET
+    assignment: Literal["round_robin", "least_loaded"] = "round_robin"
+    active: bool = True
+
+
+class QueueOut(Struct, kw_only=True):
+    """The ``QueueOut`` schema of the API."""
+
+    id: int
+    name: str
+    team_id: int | None
+    lead_id: int | None
+    manager_id: int | None
+    calendar: dict[str, Any]
+    assignment: str
+    active: bool
+    created_at: datetime.datetime
+    version: int
+
+
+class QueueOutPage(Struct, kw_only=True):
+    """The ``QueueOutPage`` schema of the API."""
+
+    items: list[QueueOut]
+    next_cursor: str | None
+
+
+class QueuePatch(Struct, kw_only=True):
+    """The ``QueuePatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    team_id: int | UnsetType | None = UNSET
+    lead_id: int | UnsetType | None = UNSET
+    manager_id: int | UnsetType | None = UNSET
+    calendar: dict[str, Any] | UnsetType = UNSET
+    assignment: Literal["round_robin", "least_loaded"] | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class RateIn(Struct, kw_only=True):
@@ -1043,6 +1218,36 @@ class SearchOut(Struct, kw_only=True):
     facets: SearchFacetsOut
 
 
+class SlaOut(Struct, kw_only=True):
+    """The ``SlaOut`` schema of the API."""
+
+    target: str
+    due: datetime.datetime | None
+    paused: bool
+    seconds_left: int | None
+    breached: bool
+    first_response_met: bool | None
+    resolution_met: bool | None
+
+
+class SlaRow(Struct, kw_only=True):
+    """The ``SlaRow`` schema of the API."""
+
+    group: str | int | None
+    tickets: int
+    first_response_met: int
+    first_response_breached: int
+    resolution_met: int
+    resolution_breached: int
+    attainment: float | None
+    median_first_response_hours: float | None
+    median_resolution_hours: float | None
+    reopened: int
+    reopen_rate: float
+    csat_answers: int
+    csat_average: float | None
+
+
 class StartIn(Struct, kw_only=True):
     """The ``StartIn`` schema of the API."""
 
@@ -1055,6 +1260,14 @@ class StartIn(Struct, kw_only=True):
     title: str = ""
     params: dict[str, Any] | UnsetType = UNSET
     comment: str = ""
+
+
+class StatusIn(Struct, kw_only=True):
+    """The ``StatusIn`` schema of the API."""
+
+    status: Literal["new", "in_progress", "waiting", "resolved", "closed"]
+    comment: str = ""
+    version: int | UnsetType | None = UNSET
 
 
 class SubstitutionIn(Struct, kw_only=True):
@@ -1198,6 +1411,83 @@ class TickIn(Struct, kw_only=True):
 
     item: str
     done: bool = True
+
+
+class TicketIn(Struct, kw_only=True):
+    """The ``TicketIn`` schema of the API."""
+
+    party_id: int
+    subject: str
+    description: str = ""
+    contact_id: int | UnsetType | None = UNSET
+    channel: Literal["phone", "email", "web", "chat", "in_person"] = "web"
+    category: str = "request"
+    priority: Literal["p1", "p2", "p3", "p4"] = "p3"
+    queue_id: int | UnsetType | None = UNSET
+    assignee_id: int | UnsetType | None = UNSET
+    related_entity: str = ""
+    related_id: int | UnsetType | None = UNSET
+    custom: dict[str, Any] | UnsetType = UNSET
+
+
+class TicketOut(Struct, kw_only=True):
+    """The ``TicketOut`` schema of the API."""
+
+    id: int
+    number: str
+    party_id: int
+    contact_id: int | None
+    channel: str
+    category: str
+    priority: str
+    queue_id: int | None
+    assignee_id: int | None
+    team_id: int | None
+    subject: str
+    description: str
+    status: str
+    related_entity: str
+    related_id: int | None
+    policy_id: int | None
+    agreement_id: int | None
+    first_response_due: datetime.datetime | None
+    resolution_due: datetime.datetime | None
+    paused_since: datetime.datetime | None
+    paused_total: int
+    first_responded_at: datetime.datetime | None
+    resolved_at: datetime.datetime | None
+    closed_at: datetime.datetime | None
+    warned_at: datetime.datetime | None
+    breached_at: datetime.datetime | None
+    escalation_level: int
+    reopened: int
+    sla: SlaOut
+    custom: dict[str, Any]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+    survey_link: str | UnsetType | None = UNSET
+
+
+class TicketOutPage(Struct, kw_only=True):
+    """The ``TicketOutPage`` schema of the API."""
+
+    items: list[TicketOut]
+    next_cursor: str | None
+
+
+class TicketPatch(Struct, kw_only=True):
+    """The ``TicketPatch`` schema of the API."""
+
+    subject: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    contact_id: int | UnsetType | None = UNSET
+    channel: Literal["phone", "email", "web", "chat", "in_person"] | UnsetType = UNSET
+    category: str | UnsetType = UNSET
+    related_entity: str | UnsetType = UNSET
+    related_id: int | UnsetType | None = UNSET
+    custom: dict[str, Any] | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class TimelineItem(Struct, kw_only=True):
@@ -1385,6 +1675,11 @@ MODELS: dict[str, type[Struct]] = {
     "ActivityPatch": ActivityPatch,
     "Address": Address,
     "AdvanceIn": AdvanceIn,
+    "AgreementIn": AgreementIn,
+    "AgreementOut": AgreementOut,
+    "AgreementOutPage": AgreementOutPage,
+    "AgreementPatch": AgreementPatch,
+    "AssignIn": AssignIn,
     "AttachmentInfo": AttachmentInfo,
     "AttachmentOut": AttachmentOut,
     "AttachmentOutPage": AttachmentOutPage,
@@ -1425,6 +1720,8 @@ MODELS: dict[str, type[Struct]] = {
     "LoginOut": LoginOut,
     "MailboxOut": MailboxOut,
     "MeOut": MeOut,
+    "MessageIn": MessageIn,
+    "MessageOut": MessageOut,
     "MigrateSpec": MigrateSpec,
     "MoveIn": MoveIn,
     "NoteIn": NoteIn,
@@ -1442,6 +1739,10 @@ MODELS: dict[str, type[Struct]] = {
     "Phone": Phone,
     "PingOut": PingOut,
     "PlanIn": PlanIn,
+    "PolicyIn": PolicyIn,
+    "PolicyOut": PolicyOut,
+    "PolicyOutPage": PolicyOutPage,
+    "PolicyPatch": PolicyPatch,
     "PriceIn": PriceIn,
     "PriceListIn": PriceListIn,
     "ProcessTemplateIn": ProcessTemplateIn,
@@ -1453,6 +1754,10 @@ MODELS: dict[str, type[Struct]] = {
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
     "QuarantinedOut": QuarantinedOut,
+    "QueueIn": QueueIn,
+    "QueueOut": QueueOut,
+    "QueueOutPage": QueueOutPage,
+    "QueuePatch": QueuePatch,
     "RateIn": RateIn,
     "RateOut": RateOut,
     "ReasonIn": ReasonIn,
@@ -1473,7 +1778,10 @@ MODELS: dict[str, type[Struct]] = {
     "SearchGroupOut": SearchGroupOut,
     "SearchHitOut": SearchHitOut,
     "SearchOut": SearchOut,
+    "SlaOut": SlaOut,
+    "SlaRow": SlaRow,
     "StartIn": StartIn,
+    "StatusIn": StatusIn,
     "SubstitutionIn": SubstitutionIn,
     "SubstitutionOut": SubstitutionOut,
     "SubstitutionOutPage": SubstitutionOutPage,
@@ -1487,6 +1795,10 @@ MODELS: dict[str, type[Struct]] = {
     "TeamOutPage": TeamOutPage,
     "TeamPatch": TeamPatch,
     "TickIn": TickIn,
+    "TicketIn": TicketIn,
+    "TicketOut": TicketOut,
+    "TicketOutPage": TicketOutPage,
+    "TicketPatch": TicketPatch,
     "TimelineItem": TimelineItem,
     "TokenCreated": TokenCreated,
     "TokenIn": TokenIn,
