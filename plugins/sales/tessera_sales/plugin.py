@@ -59,8 +59,9 @@ def tessera_process_templates() -> list[dict[str, Any]]:
 def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
     return {
         "party": {
-            "sales_category": {"type": "string", "enum": ["A", "B", "C"], "title": "Категория клиента"},
-            "sales_client_group": {"type": "string", "maxLength": 100, "title": "Группа цен"},
+            # Titles are msgids of the plugin's catalogue: forms and the card show them translated.
+            "sales_category": {"type": "string", "enum": ["A", "B", "C"], "title": N_("Client category")},
+            "sales_client_group": {"type": "string", "maxLength": 100, "title": N_("Price group")},
         },
         "sales.deal": {},
     }

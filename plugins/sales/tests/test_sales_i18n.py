@@ -119,3 +119,20 @@ async def test_names_typed_by_an_admin_show_as_typed_and_old_russian_names_are_t
     i18n.activate("ru")
     assert i18n.shipped_text("Qualification") == "Квалификация"
     assert i18n.shipped_text("Мой этап") == "Мой этап"
+
+
+@pytest.mark.parametrize(
+    ("locale", "words", "foreign"),
+    [
+        ("uk", ["Категорія клієнта", "Група цін"], ["Категория клиента", "Client category"]),
+        ("en", ["Client category", "Price group"], ["Категория клиента", "Категорія клієнта"]),
+    ],
+)
+async def test_the_sales_custom_fields_of_a_client_are_titled_in_the_readers_language(
+    crm, locale, words, foreign
+):
+    manager = await crm.user("manager")
+    await _as(crm, manager, locale)
+    text = await _text(crm, "/app/parties/new")
+    assert all(w in text for w in words), text[:3000]
+    assert not [w for w in foreign if w in text]
