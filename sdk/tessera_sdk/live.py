@@ -37,7 +37,7 @@ class LiveServer:
         database_url: str,
         data_dir: Path,
         plugins: Iterable[str] = (),
-        start_timeout: float = 60.0,
+        start_timeout: float = 120.0,
         env: dict[str, str] | None = None,
     ) -> None:
         self.database_url = database_url

@@ -246,6 +246,15 @@ class Query:
     before: str | None = None
 
 
+#: Query parameters that links from mailings and ads carry (campaign tags): never filters, and a
+#: page opened from such a link shows the list instead of refusing it.
+TRACKING_PARAMS = frozenset({"fbclid", "gclid", "yclid", "msclkid", "mc_cid", "mc_eid", "_ga", "ref"})
+
+
+def _is_tracking(name: str) -> bool:
+    return name.startswith("utm_") or name in TRACKING_PARAMS
+
+
 def parse_query(spec: ListSpec, params: Sequence[tuple[str, str]], tz: str | None = None) -> Query:
     """Check ``params`` against the list's API filters: an unknown one is a 400 naming it, an
     invalid value a 422 naming the filter (``FilterErrors``); empty values count as absent."""
@@ -262,6 +271,8 @@ def parse_query(spec: ListSpec, params: Sequence[tuple[str, str]], tz: str | Non
             continue
         if name in ("after", "before"):
             after, before = (value or None, before) if name == "after" else (after, value or None)
+            continue
+        if name not in known and _is_tracking(name):
             continue
         if name not in known:
             unknown.append(FieldError(name, N_("is not a filter of this list")))
