@@ -34,8 +34,10 @@ async def notify_stuck_deals(now: dt.datetime | None = None) -> int:
                 Notification(
                     user_id=row["owner_id"],
                     kind="sales.deal_stuck",
-                    title=f"Deal «{row['title']}» is past the norm of stage {row['stage']}"[:500],
-                    body=f"In the stage since {row['stage_entered_at']:%Y-%m-%d %H:%M} UTC",
+                    # The page says what happened in the reader's language (the kind's label,
+                    # sales/labels.py) and names the deal; no stored English or stage key.
+                    title=row["title"][:500],
+                    body="",
                     ref=ref,
                     created_at=now,
                 )

@@ -12,7 +12,13 @@ from tessera.i18n import N_
 from tessera_sales.pipelines import SHIPPED
 
 i18n.register_labels("search.type", {"deal": N_("Deals"), "proposal": N_("Proposals")})
-i18n.register_labels("notification.kind", {"sales.cadence_overdue": N_("Clients past their contact norm")})
+i18n.register_labels(
+    "notification.kind",
+    {
+        "sales.cadence_overdue": N_("Clients past their contact norm"),
+        "sales.deal_stuck": N_("Deal past its stage norm"),
+    },
+)
 
 i18n.register_labels(
     "audit.entity",
