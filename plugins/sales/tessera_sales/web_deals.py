@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
+import nh3
 from litestar import Request, Response, get, post
 from litestar.params import QueryParameter
 from litestar.response import Redirect
+from markupsafe import Markup
 from tessera import clock, events, i18n
 from tessera.entities import service
 from tessera.entities.dto import Id, set_fields
@@ -314,7 +316,11 @@ async def proposal_page(request: Request[Any, Any, Any], proposal_id: int) -> Re
         deal = await services.get_deal(principal, proposal["deal_id"])
     except DomainError as exc:
         return error_page(request, principal, exc)
-    return render(request, "sales/proposal_view.html", principal=principal, proposal=proposal, deal=deal)
+    # Shown inside the app's page: only harmless markup (nh3's allow-list) of the stored HTML.
+    safe = Markup(nh3.clean(proposal.get("html") or ""))
+    return render(
+        request, "sales/proposal_view.html", principal=principal, proposal=proposal, deal=deal, html=safe
+    )
 
 
 @get("/proposals/{proposal_id:int}/pdf", include_in_schema=False)

@@ -150,3 +150,28 @@ async def test_invoice_is_published_as_an_event(crm, world, frozen_clock):
     payload = rows[0]["payload"]
     assert payload["amount"] == "100000.00" and payload["currency"] == "RUB"
     assert payload["party_id"] == world["anna_party"]["id"] and payload["deal_id"] == deal["id"]
+
+
+async def test_the_preview_page_shows_no_script_a_template_lets_through(crm, world, frozen_clock):
+    """A company's template may carry markup; the preview shown inside the app keeps the text
+    and harmless tags, never a script or an event handler (nh3), while the stored HTML (what the
+    client gets) stays as the template made it."""
+    anna = world["anna"]
+    body = (
+        '<p onclick="steal()">Offer {{ number }}</p><script>alert("x")</script><img src=x onerror="steal()">'
+    )
+    r = await crm.post("/api/sales/proposal-templates", world["admin"], json={"name": "Risky", "body": body})
+    assert r.status_code == 201, r.text
+    lines = [{"name": "Licence", "quantity": "1", "unit_price": "100"}]
+    deal = await open_deal(crm, anna, world["anna_party"]["id"], lines=lines)
+    r = await crm.post(f"/api/sales/deals/{deal['id']}/proposals", anna)
+    assert r.status_code == 201, r.text
+    proposal = r.json()
+    assert "<script>" in proposal["html"]
+    crm.client.cookies.clear()
+    login = {"email": anna["email"], "password": "correct-horse-battery"}
+    assert (await crm.client.post("/login", data=login)).status_code == 303
+    page = await crm.client.get(f"/sales/proposals/{proposal['id']}")
+    assert page.status_code == 200
+    article = page.text.split('class="card proposal"', 1)[1].split("</article>", 1)[0]
+    assert "Offer " in article and "steal()" not in article and "<script" not in article
