@@ -1472,7 +1472,7 @@ async def _workflow_words(rows: list[dict[str, Any]]) -> None:
         }
         for row in rows:
             if row["entity"] == "workflow_template" and names.get(row["entity_id"]):
-                row["detail"] = names[row["entity_id"]]
+                row["detail"] = i18n.shipped_text(names[row["entity_id"]])
     instance_ids = [r["entity_id"] for r in rows if r["entity"] == "workflow_instance" and r["entity_id"]]
     if not instance_ids:
         return
@@ -1490,7 +1490,9 @@ async def _workflow_words(rows: list[dict[str, Any]]) -> None:
         )
         definition = (template or {}).get("definition") or {}
         stage_names[(key, version)] = {
-            s["key"]: s["name"] for s in definition.get("stages", []) if s.get("key") and s.get("name")
+            s["key"]: i18n.shipped_text(s["name"])
+            for s in definition.get("stages", [])
+            if s.get("key") and s.get("name")
         }
     by_instance = {
         i["id"]: stage_names.get((i["template_key"], i["template_version"]), {}) for i in instances

@@ -131,7 +131,9 @@ async def search_documents(entity: str, record: dict[str, Any]) -> list[dict[str
         stage = record.get("stage")
         stage_name = (await _stage_names({record.get("pipeline") or DEFAULT_PIPELINE})).get(stage or "")
         words = [
-            stage_name or i18n.label_words("sales.deal.stage", stage),
+            i18n.label_words("sales.deal.stage", stage)
+            if stage in i18n.labelled_codes("sales.deal.stage")
+            else (stage_name or i18n.label("sales.deal.stage", stage)),
             i18n.label_words("sales.deal.status", record.get("status")),
             i18n.label_words("sales.source", record.get("source")),
             owner["name"] if owner else "",
