@@ -3,6 +3,7 @@ the SVG, accessibility (title, desc, labelled image, data table), escaping and l
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
@@ -129,3 +130,59 @@ def test_keys_name_values_independently_of_the_language() -> None:
     )
     datum = _data(columns)[0]
     assert (datum["data-key"], datum["data-series-key"], datum["data-value"]) == ("2026-04", "weighted", "10")
+
+
+def _labels(markup: str) -> tuple[ET.Element, list[ET.Element], list[ET.Element]]:
+    tree = _tree(markup)
+    texts = list(tree.iter("text"))
+    y_labels = [t for t in texts if t.get("text-anchor") == "end" and not t.get("transform")]
+    x_labels = [t for g in tree.iter("g") if g.get("class") == "category" for t in g.iter("text")]
+    return tree, y_labels, x_labels
+
+
+def test_plan_chart_labels_do_not_overlap_and_value_labels_fit() -> None:
+    """The plans chart (long "who, period" labels, money on the value axis): the value axis'
+    labels fit inside the figure, and the category labels neither overlap nor leave it."""
+    categories = [f"Анна Ковальчук {i}, Dec 1, 2026 – Dec 31, 2026" for i in range(4)]
+    money = lambda v: i18n.format_money(v, "RUB")  # noqa: E731
+    out = charts.column_chart(
+        "Plan vs actual",
+        categories,
+        [
+            charts.Series("Plan", [Decimal("1500000.00")] * 4),
+            charts.Series("Actual", [Decimal("0")] * 4),
+        ],
+        formatter=money,
+    )
+    tree, y_labels, x_labels = _labels(out)
+    [svg] = tree.iter("svg")
+    height = float(svg.get("viewBox").split()[3])
+    assert len(y_labels) == 3
+    for t in y_labels:  # right-aligned at x: the whole text lies between 0 and x
+        assert float(t.get("x")) - charts.text_width(t.text) >= 0, t.text
+    assert len(x_labels) == 4
+    xs = [float(t.get("x")) for t in x_labels]
+    for t in x_labels:
+        # Too long to stand level in their columns: turned, ending at their column, so their
+        # lower-left ends and their bottoms stay inside the figure.
+        assert t.get("transform", "").startswith("rotate(-45")
+        reach = charts.text_width(t.text) * 0.7072
+        assert float(t.get("x")) - reach >= 0
+        assert float(t.get("y")) + reach <= height
+    assert min(b - a for a, b in itertools.pairwise(xs)) >= charts.X_LABEL_PITCH
+
+
+def test_short_column_labels_stay_level_and_many_are_thinned() -> None:
+    months = ["Jan", "Feb", "Mar"]
+    level = charts.column_chart("Won", months, [charts.Series("Won", [1, 2, 3])])
+    _t, _y, x_labels = _labels(level)
+    assert [t.text for t in x_labels] == months and not any(t.get("transform") for t in x_labels)
+    xs = [float(t.get("x")) for t in x_labels]
+    assert all(b - a >= charts.text_width("Mar") + charts.X_LABEL_GAP for a, b in itertools.pairwise(xs))
+    days = [f"2026-12-{d:02d}" for d in range(1, 61)]
+    many = charts.column_chart("Daily", days, [charts.Series("Won", list(range(60)))])
+    _t, _y, x_labels = _labels(many)
+    xs = [float(t.get("x")) for t in x_labels]
+    assert 1 < len(x_labels) < 60  # every n-th day written, the table holds them all
+    assert min(b - a for a, b in itertools.pairwise(xs)) >= charts.X_LABEL_PITCH
+    assert all(d in str(many) for d in days)

@@ -251,9 +251,9 @@ def tessera_party_participants(party_id: int) -> Any:
 
 
 @hookspec
-def tessera_nav_items() -> list[dict[str, str]]:
-    """Return entries for the web UI's navigation: ``{"label": "Deals", "href": "/sales/"}``.
-    Called when a page is rendered."""
+def tessera_nav_items() -> list[dict[str, Any]]:
+    """Return entries for the web UI's navigation: ``{"label": "Deals", "href": "/sales/"}``;
+    ``"more": True`` puts an entry in the header's "More" menu. Called when a page is rendered."""
 
 
 @hookspec

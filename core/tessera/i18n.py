@@ -206,6 +206,17 @@ def label(group: str, code: Any) -> str:
     return words[:1].upper() + words[1:]
 
 
+def label_words(group: str, code: Any) -> str:
+    """The words of a code in every language, once each (``"Won Выиграна Виграна"``): for
+    search indexes, so a person finds a record by the words they read, in any language."""
+    if code is None or code == "":
+        return ""
+    text = _LABELS.get(group, {}).get(str(code))
+    if text is None:
+        return label(group, code)
+    return " ".join(dict.fromkeys(translations(locale).gettext(text) for locale in LOCALES))
+
+
 def labelled_codes(group: str) -> frozenset[str]:
     """The codes of ``group`` that have registered words (empty: none registered)."""
     return frozenset(_LABELS.get(group, {}))

@@ -59,6 +59,7 @@ async def test_switch_language_to_ukrainian(page: Any, site: Site) -> None:
     party = await site.party(user, "Journey Language Ltd")
     await sign_in(page, user["email"])
     assert "Clients" in await page.inner_text("header nav")
+    await page.click("header details.menu.end summary")  # the user's menu: language, password, sign out
     await page.select_option("select[name=locale]", "uk")
     async with page.expect_navigation():
         await page.click("form.lang button")
@@ -101,6 +102,7 @@ async def test_sign_out(page: Any, site: Site) -> None:
     """Signing out ends the session: the dashboard sends the browser back to sign in."""
     user = await site.user("manager")
     await sign_in(page, user["email"])
+    await page.click("header details.menu.end summary")
     async with page.expect_navigation():
         await page.click("form[action='/logout'] button")
     assert page.url.endswith("/login")

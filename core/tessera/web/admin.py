@@ -1427,6 +1427,7 @@ def _change_rows(entity: str, changes: dict[str, Any]) -> list[dict[str, str]]:
         out.append(
             {
                 "field": i18n.label("field", field),
+                "code_field": field,
                 "old": _plain(_coded(group, old)),
                 "new": _plain(_coded(group, new)),
             }
@@ -1454,6 +1455,56 @@ def _plain(value: Any) -> str:
         return i18n.gettext("yes") if value else i18n.gettext("no")
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 200 else text[:199] + "…"
+
+
+async def _workflow_words(rows: list[dict[str, Any]]) -> None:
+    """Process entries in words: a template's entry names the template ("Новая сделка B2B"),
+    not its key; a process's stage changes name the stages of its template, not their keys."""
+    from tessera.workflow.tables import WorkflowInstance, WorkflowTemplate
+
+    template_ids = [r["entity_id"] for r in rows if r["entity"] == "workflow_template" and r["entity_id"]]
+    if template_ids:
+        names = {
+            t["id"]: t["name"]
+            for t in await WorkflowTemplate.select(WorkflowTemplate.id, WorkflowTemplate.name).where(
+                WorkflowTemplate.id.is_in(template_ids)
+            )
+        }
+        for row in rows:
+            if row["entity"] == "workflow_template" and names.get(row["entity_id"]):
+                row["detail"] = i18n.shipped_text(names[row["entity_id"]])
+    instance_ids = [r["entity_id"] for r in rows if r["entity"] == "workflow_instance" and r["entity_id"]]
+    if not instance_ids:
+        return
+    instances = await WorkflowInstance.select(
+        WorkflowInstance.id, WorkflowInstance.template_key, WorkflowInstance.template_version
+    ).where(WorkflowInstance.id.is_in(instance_ids))
+    keys = {(i["template_key"], i["template_version"]) for i in instances}
+    stage_names: dict[tuple[str, int], dict[str, str]] = {}
+    for key, version in keys:
+        template = (
+            await WorkflowTemplate.select(WorkflowTemplate.definition)
+            .where(WorkflowTemplate.key == key, WorkflowTemplate.version == version)
+            .output(load_json=True)
+            .first()
+        )
+        definition = (template or {}).get("definition") or {}
+        stage_names[(key, version)] = {
+            s["key"]: i18n.shipped_text(s["name"])
+            for s in definition.get("stages", [])
+            if s.get("key") and s.get("name")
+        }
+    by_instance = {
+        i["id"]: stage_names.get((i["template_key"], i["template_version"]), {}) for i in instances
+    }
+    for row in rows:
+        names = by_instance.get(row["entity_id"]) if row["entity"] == "workflow_instance" else None
+        if not names:
+            continue
+        for change in row["change_rows"]:
+            if change.get("code_field") in {"stage", "current_stage"}:
+                change["old"] = names.get(change["old"], change["old"])
+                change["new"] = names.get(change["new"], change["new"])
 
 
 @get("/app/admin/audit", include_in_schema=False)
@@ -1498,6 +1549,7 @@ async def audit_page(request: Request[Any, Any, Any]) -> Response[Any]:
     }
     for row in rows:
         row["change_rows"] = _change_rows(row["entity"], row["changes"])
+    await _workflow_words(rows)
     entities = sorted({*service.specs(), "api_token", "webhook", "custom_field_schema", "workflow_template"})
     from urllib.parse import urlencode
 

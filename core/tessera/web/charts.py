@@ -19,6 +19,7 @@ Every text is escaped (the functions return ``markupsafe.Markup`` for ``{{ chart
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -34,6 +35,16 @@ from tessera.i18n import N_
 PALETTE = ("#2f6fed", "#b45309", "#047857", "#7c3aed", "#be123c", "#0e7490")
 WIDTH = 640
 LABEL_CHARS = 26
+#: The widest a character of the 12px labels is drawn (Cyrillic capitals, digits with spaces):
+#: margins are reserved from it, so a label is never cut off at the edge of the figure.
+CHAR_W = 7.5
+#: Horizontal room a category label needs before the labels are turned (and, when still too
+#: close, only every n-th is written; the data table and the tooltips carry every one).
+X_LABEL_GAP = 8.0
+#: Turned labels are drawn at this angle (degrees, rising to the right) and need this much
+#: room between their baselines.
+X_LABEL_ANGLE = 45
+X_LABEL_PITCH = 18.0
 
 Formatter = Callable[[Any], str]
 
@@ -153,11 +164,17 @@ def _rect(
     )
 
 
-def _text(x: float, y: float, text: str, *, anchor: str = "start") -> str:
+def _text(x: float, y: float, text: str, *, anchor: str = "start", angle: float = 0) -> str:
+    turn = f' transform="rotate({-angle:g} {x:.1f} {y:.1f})"' if angle else ""
     return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="12" fill="#1f2430">'
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="12" fill="#1f2430"{turn}>'
         f"{escape(text)}</text>"
     )
+
+
+def text_width(text: str) -> float:
+    """The most room ``text`` takes at the charts' font size (see :data:`CHAR_W`)."""
+    return len(text) * CHAR_W
 
 
 def _table(chart: _Chart, head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -318,13 +335,34 @@ def column_chart(
     chart = _Chart(title, desc or title, _ident("columns", title, list(categories), ident))
     if not categories or not series:
         return _empty(chart, "columns")
-    legend_h, left, right, bottom, top = 26, 90, 10, 40, 10
-    plot_h = 220
-    height = legend_h + top + plot_h + bottom
     peak = max((_number(v) for s in series for v in s.values), default=0.0)
     axis_max = _nice(peak)
+    ticks = [(fraction, _format(_tick(axis_max * fraction), formatter)) for fraction in (0.0, 0.5, 1.0)]
+    # The value axis' labels end 6px left of the plot: the left margin holds the longest one.
+    legend_h, right, top = 26, 10, 10
+    left = max(40.0, 12 + max(text_width(t) for _f, t in ticks))
+    plot_h = 220
     plot_w = WIDTH - left - right
     slot = plot_w / len(categories)
+    # Category labels: level while they fit their slot; else turned, and when even turned ones
+    # would touch, only every n-th written (the table below and each column's tooltip name all).
+    shown = [_short(c) for c in categories]
+    longest = max(text_width(t) for t in shown)
+    angle = 0 if longest + X_LABEL_GAP <= slot else X_LABEL_ANGLE
+    every = 1 if angle == 0 or slot >= X_LABEL_PITCH else -(-X_LABEL_PITCH // slot)
+    every = int(every)
+    if angle:
+        rad = math.radians(angle)
+        bottom = 12 + longest * math.sin(rad) + 12 * math.cos(rad) + 6
+        # A turned label ends at its column and reaches down-left: the first one stays inside.
+        reach = text_width(shown[0]) * math.cos(rad) - slot / 2 + 2
+        if reach > left:
+            left = reach
+            plot_w = WIDTH - left - right
+            slot = plot_w / len(categories)
+    else:
+        bottom = 40.0
+    height = int(legend_h + top + plot_h + bottom + 0.999)
     gap = min(slot * 0.2, 24)
     col_w = max((slot - gap) / len(series), 1.0)
     _open_svg(chart, "columns", height)
@@ -339,13 +377,12 @@ def column_chart(
     chart.parts.append("</g>")
     base_y = legend_h + top + plot_h
     # Value axis: 0, half, max.
-    for fraction in (0.0, 0.5, 1.0):
+    for fraction, tick_text in ticks:
         y = base_y - plot_h * fraction
         chart.parts.append(
-            f'<line x1="{left}" x2="{WIDTH - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7ec"></line>'
+            f'<line x1="{left:.1f}" x2="{WIDTH - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7ec"></line>'
         )
-        tick = axis_max * fraction
-        chart.parts.append(_text(left - 6, y + 4, _format(_tick(tick), formatter), anchor="end"))
+        chart.parts.append(_text(left - 6, y + 4, tick_text, anchor="end"))
     for c, category in enumerate(categories):
         x0 = left + c * slot + gap / 2
         chart.parts.append(f'<g class="category" data-category="{_a(category)}">')
@@ -369,7 +406,12 @@ def column_chart(
                     series_key=s.key,
                 )
             )
-        chart.parts.append(_text(x0 + (slot - gap) / 2, base_y + 16, _short(category), anchor="middle"))
+        centre = x0 + (slot - gap) / 2
+        if c % every == 0:
+            if angle:
+                chart.parts.append(_text(centre + 4, base_y + 12, shown[c], anchor="end", angle=angle))
+            else:
+                chart.parts.append(_text(centre, base_y + 16, shown[c], anchor="middle"))
         chart.parts.append("</g>")
     rows = [
         [category]

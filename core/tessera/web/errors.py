@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 
 from tessera import i18n
 from tessera.errors import DomainError
@@ -46,28 +46,57 @@ def _message(exc: Exception, status: int) -> str:
     return i18n.gettext(_PLAIN.get(status, _PLAIN[400]))
 
 
+class _ErrorPage(Response[str]):
+    """The HTML error page, rendered when it is sent: the exception handler is synchronous,
+    but the signed-in user (their language, navigation and header) is read from the session
+    and the database, which needs ``await``."""
+
+    def __init__(self, exc: Exception, status: int, headers: dict[str, str]) -> None:
+        super().__init__("", status_code=status, media_type=MediaType.HTML)
+        self._exc = exc
+        self._keep = headers
+
+    def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **kwargs: Any) -> Any:
+        exc, status, keep = self._exc, self.status_code, self._keep
+
+        async def send_page(scope: Any, receive: Any, send: Any) -> None:
+            from tessera.web.pages import current_principal, render, use_locale
+
+            try:
+                principal = await current_principal(request)
+            except Exception:  # the error page must show even without a database
+                principal = None
+                use_locale(request)
+            page = render(
+                request,
+                "error.html",
+                status=status,
+                principal=principal,
+                message=_message(exc, status),
+                status_code=status,
+            )
+            page.headers.update(keep)
+            await page.to_asgi_response(app, request, type_encoders=kwargs.get("type_encoders"))(
+                scope, receive, send
+            )
+
+        return send_page
+
+
 def for_pages(handler: Callable[..., Response[Any]]) -> Callable[..., Response[Any]]:
-    """Wrap an API exception handler so that page requests get the HTML error page."""
+    """Wrap an API exception handler so that page requests get the HTML error page, in the
+    signed-in user's language and with their navigation when there is a session."""
 
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         response = handler(request, exc)
         if not wants_page(request):
             return response
-        from tessera.web.pages import render, use_locale
-
-        use_locale(request)
-        page = render(
-            request,
-            "error.html",
-            status=response.status_code,
-            principal=None,
-            message=_message(exc, response.status_code),
-            status_code=response.status_code,
-        )
-        for name, value in (response.headers or {}).items():
-            if name.lower() in {"retry-after", "www-authenticate", "allow"}:
-                page.headers[name] = value
-        return page
+        keep = {
+            name: value
+            for name, value in (response.headers or {}).items()
+            if name.lower() in {"retry-after", "www-authenticate", "allow"}
+        }
+        return _ErrorPage(exc, response.status_code, keep)
 
     return handle
 

@@ -13,8 +13,8 @@ from tessera.i18n import gettext as _
 from tessera.permissions import Principal
 from tessera.workflow.tables import WorkflowInstance
 
-from tessera_sales import services
-from tessera_sales.pipelines import DEAL_SUBJECT
+from tessera_sales import services  # labels: the words of the codes indexed below
+from tessera_sales.pipelines import DEAL_SUBJECT, DEFAULT_PIPELINE
 from tessera_sales.tables import Deal, Proposal, SalesDocument, StageVisit
 
 
@@ -127,13 +127,23 @@ async def participants(party_id: int) -> list[int]:
 async def search_documents(entity: str, record: dict[str, Any]) -> list[dict[str, Any]] | None:
     if entity == "sales.deal":
         owner = await CrmUser.select(CrmUser.name).where(CrmUser.id == record.get("owner_id")).first()
+        # Words a person reads (in every language), never the stored codes ("won referral").
+        stage = record.get("stage")
+        stage_name = (await _stage_names({record.get("pipeline") or DEFAULT_PIPELINE})).get(stage or "")
+        words = [
+            i18n.label_words("sales.deal.stage", stage)
+            if stage in i18n.labelled_codes("sales.deal.stage")
+            else (stage_name or i18n.label("sales.deal.stage", stage)),
+            i18n.label_words("sales.deal.status", record.get("status")),
+            i18n.label_words("sales.source", record.get("source")),
+            owner["name"] if owner else "",
+        ]
         return [
             {
                 "type": "deal",
                 "id": record["id"],
                 "title": record["title"],
-                "body": f"{record.get('stage', '')} {record.get('status', '')} {record.get('source', '')} "
-                f"{owner['name'] if owner else ''}",
+                "body": " ".join(w for w in words if w),
                 "owner_id": record.get("owner_id"),
                 "team_id": record.get("team_id"),
                 "date": record.get("created_at"),

@@ -11,6 +11,23 @@ from tessera.i18n import N_
 
 from tessera_sales.pipelines import SHIPPED
 
+STATUSES = {"open": N_("In progress"), "won": N_("Won"), "lost": N_("Lost")}
+SOURCES = {
+    "web": N_("Website"),
+    "call": N_("Incoming call"),
+    "email": N_("E-mail"),
+    "referral": N_("Referral"),
+    "campaign": N_("Campaign"),
+    "partner": N_("Partner"),
+    "exhibition": N_("Exhibition"),
+    "other": N_("Other"),
+}
+i18n.register_labels("sales.deal.status", STATUSES)
+i18n.register_labels("sales.deal.opened.status", STATUSES)
+i18n.register_labels("sales.source", SOURCES)
+i18n.register_labels("sales.deal.source", SOURCES)
+#: The shipped pipelines by key (an audit entry's "Pipeline: ..."): their names are msgids.
+i18n.register_labels("sales.deal.pipeline", {t["key"]: t["name"] for t in SHIPPED if t.get("name")})
 i18n.register_labels("search.type", {"deal": N_("Deals"), "proposal": N_("Proposals")})
 i18n.register_labels(
     "notification.kind",

@@ -122,16 +122,17 @@ def tessera_party_participants(party_id: int) -> Any:
 
 
 @hookimpl
-def tessera_nav_items() -> list[dict[str, str]]:
+def tessera_nav_items() -> list[dict[str, Any]]:
     from tessera.i18n import gettext as _
 
     return [
         {"label": _("Deals"), "href": "/sales/deals"},
-        {"label": _("Kanban"), "href": "/sales/kanban"},
-        {"label": _("Funnel"), "href": "/sales/funnel"},
-        {"label": _("Plans"), "href": "/sales/plans"},
-        {"label": _("Forecast"), "href": "/sales/forecast"},
-        {"label": _("KPI"), "href": "/sales/kpi"},
+        # The board and the reports are one click further, in the header's "More" menu.
+        {"label": _("Kanban"), "href": "/sales/kanban", "more": True},
+        {"label": _("Funnel"), "href": "/sales/funnel", "more": True},
+        {"label": _("Plans"), "href": "/sales/plans", "more": True},
+        {"label": _("Forecast"), "href": "/sales/forecast", "more": True},
+        {"label": _("KPI"), "href": "/sales/kpi", "more": True},
     ]
 
 

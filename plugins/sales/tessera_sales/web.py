@@ -27,15 +27,13 @@ from tessera.web.plugin_pages import (
     render,
 )
 
-from tessera_sales import reports, services, sources
+from tessera_sales import labels, reports, services, sources
 from tessera_sales.lists import deal_list
 from tessera_sales.routes import CloseIn, MoveIn
 from tessera_sales.tables import Deal, LossReason
 
 SCOPES = {"mine": N_("My deals"), "all": N_("All I may see")}
-STATUSES = {"open": N_("In progress"), "won": N_("Won"), "lost": N_("Lost")}
-i18n.register_labels("sales.deal.status", STATUSES)
-i18n.register_labels("sales.deal.opened.status", STATUSES)
+STATUSES = labels.STATUSES  # registered as "sales.deal.status" in labels.py
 i18n.register_labels(
     "timeline.kind",
     {

@@ -52,19 +52,7 @@ NEW_DEAL_FIELDS = frozenset(
     {"title", "party_id", "pipeline", "amount", "currency", "expected_close", "source"}
     | {f"lines-{i}-{f}" for i in range(LINE_ROWS) for f in LINE_FIELDS}
 )
-i18n.register_labels(
-    "sales.source",
-    {
-        "web": N_("Website"),
-        "call": N_("Incoming call"),
-        "email": N_("E-mail"),
-        "referral": N_("Referral"),
-        "campaign": N_("Campaign"),
-        "partner": N_("Partner"),
-        "exhibition": N_("Exhibition"),
-        "other": N_("Other"),
-    },
-)
+# The words of deal sources ("sales.source") are registered in labels.py.
 #: Service refusals a person may read on these pages (translated by ``translate_message``).
 MESSAGES = (
     N_("the deal has no product lines to offer"),
