@@ -202,3 +202,15 @@ def test_public_url_comes_from_the_environment_and_must_be_a_web_address(tmp_pat
     assert load_settings(missing, env=env).public_url == "https://crm.example.com"
     with pytest.raises(ValueError, match="public_url"):
         load_settings(missing, env={"TESSERA_PUBLIC_URL": "crm.example.com"})
+
+
+async def test_the_reset_email_speaks_the_users_language(crm: Any, smtp: MailServer, settings: Any) -> None:
+    user = await crm.user("manager", name="Оксана")
+    assert (await crm.patch("/api/auth/me", user, json={"locale": "uk"})).status_code == 200
+    r = await crm.client.post("/password-reset/request", data={"email": user["email"]})
+    assert r.status_code == 200
+    await jobs.work(crm.pm, settings)
+    [(_rcpt, message, _)] = smtp.received
+    assert message["Subject"] == "Скидання пароля Tessera CRM"
+    text = message.get_content()
+    assert "Вітаємо, Оксана!" in text and LINK.search(text)

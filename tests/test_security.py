@@ -299,7 +299,7 @@ async def test_export_over_the_limit_is_refused_audited_and_reported(crm: Any, r
     crm.app.state.settings = crm.settings.with_(export_row_limit=rows)
     assert (await crm.get("/api/parties/export", head)).status_code == 200
     inbox = (await crm.get("/api/notifications", admin)).json()
-    assert any(n["kind"] == "export" and f"exported {rows}" in n["title"] for n in inbox)
+    assert any(n["kind"] == "export" and f"exported clients: {rows}" in n["title"] for n in inbox)
 
 
 # --------------------------------------------------------------------------- errors in the OpenAPI
@@ -367,3 +367,18 @@ async def test_nul_characters_postgresql_cannot_store_are_422_naming_the_field(c
     else:
         assert listed.status_code == 200
         assert created.status_code == 201
+
+
+async def test_export_notices_reach_each_administrator_in_their_own_language(crm: Any) -> None:
+    english = await crm.user("admin")
+    ukrainian = await crm.user("admin")
+    assert (await crm.patch("/api/auth/me", ukrainian, json={"locale": "uk"})).status_code == 200
+    head = await crm.user("head", name="Olha Head")
+    await crm.post("/api/parties", head, json={"name": "Client"})
+    assert (await crm.get("/api/parties/export", head)).status_code == 200
+    uk = [
+        n["title"] for n in (await crm.get("/api/notifications", ukrainian)).json() if n["kind"] == "export"
+    ]
+    en = [n["title"] for n in (await crm.get("/api/notifications", english)).json() if n["kind"] == "export"]
+    assert uk == ["Olha Head вивантажив(ла) клієнтів: 1"]
+    assert en == ["Olha Head exported clients: 1"]

@@ -455,7 +455,7 @@ async def request_reset(email: str, client: str, policy: LoginPolicy, ttl_second
     await _throttled(keys, now)
     await _fail(keys, policy, now)
     user = (
-        await CrmUser.select(CrmUser.id, CrmUser.email, CrmUser.name, CrmUser.is_active)
+        await CrmUser.select(CrmUser.id, CrmUser.email, CrmUser.name, CrmUser.is_active, CrmUser.locale)
         .where(CrmUser.email == address)
         .first()
     )

@@ -129,6 +129,14 @@ def negotiate(accept_language: str | None) -> str | None:
     return str(found) if found is not None else None
 
 
+def gettext_for(locale: str | None, message: str, **variables: Any) -> str:
+    """``message`` in ``locale`` (a user's profile setting; empty: the default language), for
+    texts written now and read later by that user (a notification to an administrator)."""
+    chosen = locale if locale in LOCALES else _default_locale
+    text = translations(chosen).gettext(message)
+    return text % variables if variables else text
+
+
 def gettext(message: str, **variables: Any) -> str:
     """``message`` in the current language; ``%(name)s`` placeholders filled from ``variables``."""
     text = translations().gettext(message)

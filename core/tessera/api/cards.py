@@ -22,6 +22,7 @@ from tessera.entities.parties import CONTACT, PARTY, PartyOut, status_history
 from tessera.entities.tables import ActivityParticipant, CrmUser, Notification
 from tessera.entities.tasks import TASK
 from tessera.errors import ValidationFailed
+from tessera.i18n import N_
 from tessera.permissions import Principal
 from tessera.plugins import call_each_async
 
@@ -357,20 +358,21 @@ async def _report_export(
 ) -> None:
     """Audit an export (or a refused one) and tell every administrator."""
     action = "export_refused" if refused else "export"
-    title = (
-        f"{principal.name} tried to export {rows} parties (refused: over the limit)"
+    # Each administrator reads it in their own language (it is written now, read later).
+    message = (
+        N_("%(name)s tried to export clients: %(rows)s (refused: over the limit)")
         if refused
-        else f"{principal.name} exported {rows} parties"
+        else N_("%(name)s exported clients: %(rows)s")
     )
     async with events.unit_of_work():
         await audit.record(action, "party", None, {"rows": [None, rows]}, detail=str(request.url.query or ""))
-        for admin_id in await _admin_ids():
+        for admin_id, locale in (await admin_locales()).items():
             if admin_id != principal.user_id:
                 await Notification.insert(
                     Notification(
                         user_id=admin_id,
                         kind="export",
-                        title=title,
+                        title=i18n.gettext_for(locale, message, name=principal.name, rows=rows),
                         ref=f"audit:{action}",
                         created_at=clock.now(),
                     )
@@ -392,6 +394,15 @@ async def _admin_ids() -> list[int]:
     return sorted(
         {r["user_id"] for r in await UserRole.select(UserRole.user_id).where(UserRole.role_id.is_in(roles))}
     )
+
+
+async def admin_locales() -> dict[int, str]:
+    """The administrators (who may manage users) and the language each reads the UI in."""
+    ids = await _admin_ids()
+    if not ids:
+        return {}
+    rows = await CrmUser.select(CrmUser.id, CrmUser.locale).where(CrmUser.id.is_in(ids))
+    return {r["id"]: r["locale"] for r in rows}
 
 
 PARTY_EXTRA_HANDLERS = [client_card, party_participants, party_status_history, export_parties]

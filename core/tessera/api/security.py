@@ -14,12 +14,13 @@ from litestar.datastructures import Cookie
 from litestar.params import Parameter
 from msgspec import Meta, Struct
 
-from tessera import audit, auth, clock
+from tessera import audit, auth, clock, i18n
 from tessera.config import Settings
 from tessera.entities.dto import MAX_ID
 from tessera.entities.tables import ApiToken
 from tessera.errors import NotAuthenticated, NotFound, PermissionDenied, ValidationFailed
 from tessera.events import set_actor
+from tessera.i18n import N_
 from tessera.permissions import Principal, cached_principal, forget_principals, grants
 
 SESSION_COOKIE = "tessera_session"
@@ -364,14 +365,22 @@ def reset_link(request: Request[Any, Any, Any], token: str) -> str:
 
 
 def reset_email_text(user: dict[str, Any], link: str, expires_at: datetime) -> tuple[str, str]:
-    """Subject and text of the reset message."""
-    subject = "Reset your Tessera CRM password"
-    text = (
-        f"Hello {user['name']},\n\n"
-        "someone (hopefully you) asked to reset the password of your Tessera CRM account.\n"
-        "Open this link to choose a new password; it works once and until "
-        f"{expires_at.strftime('%Y-%m-%d %H:%M %Z').strip()}:\n\n{link}\n\n"
-        "If you did not ask for this, ignore this message: your password stays as it is.\n"
+    """Subject and text of the reset message, in the user's language (their profile setting,
+    else the default language)."""
+    locale = user.get("locale") or None
+    subject = i18n.gettext_for(locale, N_("Reset your Tessera CRM password"))
+    text = i18n.gettext_for(
+        locale,
+        N_(
+            "Hello %(name)s,\n\n"
+            "someone (hopefully you) asked to reset the password of your Tessera CRM account.\n"
+            "Open this link to choose a new password; it works once and until %(until)s:\n\n"
+            "%(link)s\n\n"
+            "If you did not ask for this, ignore this message: your password stays as it is.\n"
+        ),
+        name=user["name"],
+        until=expires_at.strftime("%Y-%m-%d %H:%M %Z").strip(),
+        link=link,
     )
     return subject, text
 
@@ -386,7 +395,7 @@ async def deliver_reset_link(
     activity; the text is wiped from the job once sent); when nothing can deliver it, every
     administrator is asked, in their inbox and without the token, to create a reset token
     for the user (``POST /api/users/{id}/password-reset``) and pass it on."""
-    from tessera.api.cards import _admin_ids
+    from tessera.api.cards import admin_locales
     from tessera.email import send_email
     from tessera.entities.tables import Notification
     from tessera.plugins import await_me_maybe
@@ -401,14 +410,24 @@ async def deliver_reset_link(
         subject, text = reset_email_text(user, reset_link(request, token), expires_at)
         await send_email(user["email"], subject, text, record_activity=False, redact_after_send=True)
         return
-    for admin_id in await _admin_ids():
+    user_words = {"name": user["name"], "email": user["email"]}
+    for admin_id, locale in (await admin_locales()).items():
         await Notification.insert(
             Notification(
                 user_id=admin_id,
                 kind="password_reset",
-                title=f"{user['name']} <{user['email']}> asked for a password reset",
-                body="Create a reset token for them (Users, or POST /api/users/{id}/password-reset) "
-                "and pass it on to them in person.".replace("{id}", str(user["id"])),
+                # In the administrator's own language (written now, read later).
+                title=i18n.gettext_for(
+                    locale, N_("%(name)s <%(email)s> asked for a password reset"), **user_words
+                ),
+                body=i18n.gettext_for(
+                    locale,
+                    N_(
+                        "Create a reset link for them (Administration, Users, or POST "
+                        "/api/users/%(id)s/password-reset) and pass it on to them in person."
+                    ),
+                    id=user["id"],
+                ),
                 ref=f"user:{user['id']}",
                 created_at=clock.now(),
             )
