@@ -253,7 +253,7 @@ async def test_export_notifies_admins(crm: Any) -> None:
     assert (await crm.get("/api/parties/export", head)).status_code == 200
     inbox = (await crm.get("/api/notifications", admin)).json()
     assert [n["kind"] for n in inbox] == ["export"]
-    assert "1 parties" in inbox[0]["title"]
+    assert "exported clients: 1" in inbox[0]["title"]
 
 
 async def test_full_text_search_never_reveals_anothers_party(crm: Any, frozen_clock: Any) -> None:
