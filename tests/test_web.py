@@ -148,3 +148,45 @@ async def test_card_colours_overdue_planned_items_not_future_ones(crm, frozen_cl
     assert "Overdue" in items["Overdue call"].group(2)
     assert items["Next week"] and items["Next week"].group(1) == "tl-planned"
     assert "Planned" in items["Next week"].group(2) and "Overdue" not in items["Next week"].group(2)
+
+
+async def test_a_broken_plugin_panel_leaves_the_card_and_my_day_working(crm):
+    """A plugin whose card or dashboard widget raises (or returns garbage) gets a "could not
+    be shown" panel; the card, My day and the other plugins' panels still show."""
+    from types import SimpleNamespace
+
+    from tessera.hookspecs import hookimpl
+
+    def broken(**_kwargs):
+        raise RuntimeError("widget bug")
+
+    def working_card(party_id, principal):
+        return [{"title": "Loyalty points", "rows": [{"label": "Points", "value": 120}]}]
+
+    def working_day(principal):
+        return [{"title": "Points to spend", "items": [{"label": "Acme: 120"}]}]
+
+    crm.pm.register(
+        SimpleNamespace(
+            tessera_card_widgets=hookimpl(lambda party_id, principal: broken()),
+            tessera_dashboard_widgets=hookimpl(lambda principal: "not a list"),
+        ),
+        name="broken",
+    )
+    crm.pm.register(
+        SimpleNamespace(
+            tessera_card_widgets=hookimpl(working_card), tessera_dashboard_widgets=hookimpl(working_day)
+        ),
+        name="loyal",
+    )
+    manager = await crm.user("manager")
+    party = (await crm.post("/api/parties", manager, json={"name": "Acme"})).json()
+    await _sign_in(crm, manager)
+    card = await crm.client.get(f"/app/parties/{party['id']}")
+    assert card.status_code == 200
+    assert "Loyalty points" in card.text and "Acme" in card.text
+    assert "The panel of the plugin “broken” could not be shown" in card.text
+    day = await crm.client.get("/app")
+    assert day.status_code == 200
+    assert "Points to spend" in day.text
+    assert "The panel of the plugin “broken” could not be shown" in day.text

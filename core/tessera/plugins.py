@@ -4,6 +4,7 @@ enabled ones, and offers helpers to call hooks whose implementations may be asyn
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -111,6 +112,28 @@ def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[t
         except Exception as exc:
             raise PluginError(f"Plugin {impl.plugin_name!r} failed in {hook_name}: {exc!r}") from exc
     return results
+
+
+log = logging.getLogger("tessera.plugins")
+
+
+async def call_each_tolerant(
+    pm: pluggy.PluginManager, hook_name: str, **kwargs: Any
+) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Like ``call_each_async`` for hooks that only add panels to a page (card and dashboard
+    widgets): a plugin that raises is logged with its traceback and named in the second list,
+    so one broken panel does not take the whole page (the user's record) down with it."""
+    out: list[tuple[str, Any]] = []
+    failed: list[str] = []
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            value = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            out.append((impl.plugin_name, await await_me_maybe(value)))
+        except Exception:
+            log.exception("Plugin %r failed in %s", impl.plugin_name, hook_name)
+            failed.append(impl.plugin_name)
+    return out, failed
 
 
 async def call_each_async(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:

@@ -24,7 +24,7 @@ from tessera.entities.tasks import OPEN_STATUSES, TASK, decorate
 from tessera.errors import PermissionDenied
 from tessera.i18n import N_
 from tessera.permissions import Principal
-from tessera.plugins import PluginError, call_each_async
+from tessera.plugins import PluginError, call_each_tolerant, log
 from tessera.web.fields import custom_fields, value_label
 
 i18n.register_labels(
@@ -80,38 +80,67 @@ async def writable_ids(
 
 async def card_widgets(pm: pluggy.PluginManager, principal: Principal, party_id: int) -> list[dict[str, Any]]:
     """The plugins' widgets, checked: a title, rows of label/value (texts; a link only to a
-    path of this site) or the plugin's own template. Rendering escapes every text."""
+    path of this site) or the plugin's own template. Rendering escapes every text. A plugin
+    that fails (raises, or returns a malformed widget) gets a "could not be shown" panel and a
+    log entry instead of taking the card down."""
     out: list[dict[str, Any]] = []
-    for plugin, result in await call_each_async(
+    results, failed = await call_each_tolerant(
         pm, "tessera_card_widgets", party_id=party_id, principal=principal
-    ):
-        for raw in result or []:
-            if not isinstance(raw, dict) or "title" not in raw:
-                raise PluginError(f"Plugin {plugin!r}: a card widget is a dict with a 'title'")
-            template = raw.get("template")
-            if template is not None and not str(template).startswith(f"{plugin}/"):
-                raise PluginError(f"Plugin {plugin!r}: a card widget's template must be one of its own")
-            rows = []
-            for row in raw.get("rows") or []:
-                href = str(row.get("href") or "")
-                rows.append(
-                    {
-                        "label": str(row.get("label", "")),
-                        "value": "" if row.get("value") is None else str(row.get("value")),
-                        # Only a path of this site: never another site, never javascript:.
-                        "href": href if href.startswith("/") and not href.startswith("//") else "",
-                    }
-                )
-            out.append(
+    )
+    for plugin, result in results:
+        try:
+            out.extend(_checked_card_widgets(plugin, result))
+        except PluginError:
+            log.exception("Plugin %r returned a malformed card widget", plugin)
+            failed.append(plugin)
+    out.extend(failed_widget(plugin) for plugin in failed)
+    return out
+
+
+def failed_widget(plugin: str) -> dict[str, Any]:
+    """The panel shown in place of a plugin's widget that failed."""
+    return {
+        "plugin": plugin,
+        "title": plugin,
+        "rows": [],
+        "template": None,
+        "context": {},
+        "empty": "",
+        "failed": True,
+    }
+
+
+def _checked_card_widgets(plugin: str, result: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if result is not None and not isinstance(result, list | tuple):
+        raise PluginError(f"Plugin {plugin!r}: tessera_card_widgets must return a list of dicts")
+    for raw in result or []:
+        if not isinstance(raw, dict) or "title" not in raw:
+            raise PluginError(f"Plugin {plugin!r}: a card widget is a dict with a 'title'")
+        template = raw.get("template")
+        if template is not None and not str(template).startswith(f"{plugin}/"):
+            raise PluginError(f"Plugin {plugin!r}: a card widget's template must be one of its own")
+        rows = []
+        for row in raw.get("rows") or []:
+            href = str(row.get("href") or "")
+            rows.append(
                 {
-                    "plugin": plugin,
-                    "title": str(raw["title"]),
-                    "rows": rows,
-                    "template": template,
-                    "context": dict(raw.get("context") or {}),
-                    "empty": str(raw.get("empty") or ""),
+                    "label": str(row.get("label", "")),
+                    "value": "" if row.get("value") is None else str(row.get("value")),
+                    # Only a path of this site: never another site, never javascript:.
+                    "href": href if href.startswith("/") and not href.startswith("//") else "",
                 }
             )
+        out.append(
+            {
+                "plugin": plugin,
+                "title": str(raw["title"]),
+                "rows": rows,
+                "template": template,
+                "context": dict(raw.get("context") or {}),
+                "empty": str(raw.get("empty") or ""),
+            }
+        )
     return out
 
 

@@ -29,7 +29,7 @@ from tessera.entities.tables import (
 )
 from tessera.errors import DomainError, NotFound, PermissionDenied
 from tessera.permissions import Principal
-from tessera.plugins import PluginError, call_each_async
+from tessera.plugins import call_each_tolerant, log
 from tessera.web.inbox import describe, notification_links
 from tessera.web.pages import current_principal, error_page, render
 
@@ -177,16 +177,21 @@ async def activities_between(
 async def dashboard_widgets(request: Request[Any, Any, Any], principal: Principal) -> list[dict[str, Any]]:
     """The plugins' panels for this user (hook ``tessera_dashboard_widgets``)."""
     out = []
-    for name, widgets in await call_each_async(
+    results, failed = await call_each_tolerant(
         request.app.state.pm, "tessera_dashboard_widgets", principal=principal
-    ):
+    )
+    for name, widgets in results:
         if widgets is None:
             continue
         if not isinstance(widgets, list | tuple):
-            raise PluginError(f"Plugin {name!r}: tessera_dashboard_widgets must return a list of dicts")
+            # One broken panel must not cost the user their day page: logged, shown as failed.
+            log.error("Plugin %r: tessera_dashboard_widgets must return a list of dicts", name)
+            failed.append(name)
+            continue
         for widget in widgets:
             if isinstance(widget, dict) and widget.get("title"):
                 out.append({"plugin": name, "key": widget.get("key") or name, **widget})
+    out.extend({"plugin": name, "key": name, "title": name, "failed": True} for name in failed)
     return out
 
 
@@ -248,7 +253,7 @@ async def my_day(request: Request[Any, Any, Any]) -> Response[Any]:
         unlogged=unlogged,
         week_days=sorted(week.items()),
         kpis=[k for w in widgets for k in w.get("kpis") or []],
-        widgets=[w for w in widgets if w.get("items") is not None],
+        widgets=[w for w in widgets if w.get("items") is not None or w.get("failed")],
         inbox=[{**n, **describe(n), "href": links.get(n["ref"])} for n in inbox],
     )
 
