@@ -856,6 +856,7 @@ class PolicyIn(Struct, kw_only=True):
     resolution_hours: str
     priority: Literal["", "p1", "p2", "p3", "p4"] = ""
     category: str = ""
+    client_class: Literal["", "A", "B", "C"] = ""
     warn_share: str = "0.8"
     is_default: bool = False
     active: bool = True
@@ -868,6 +869,7 @@ class PolicyOut(Struct, kw_only=True):
     name: str
     priority: str
     category: str
+    client_class: str
     first_response_hours: str
     resolution_hours: str
     warn_share: str
@@ -890,6 +892,7 @@ class PolicyPatch(Struct, kw_only=True):
     name: str | UnsetType = UNSET
     priority: Literal["", "p1", "p2", "p3", "p4"] | UnsetType = UNSET
     category: str | UnsetType = UNSET
+    client_class: Literal["", "A", "B", "C"] | UnsetType = UNSET
     first_response_hours: str | UnsetType = UNSET
     resolution_hours: str | UnsetType = UNSET
     warn_share: str | UnsetType = UNSET

@@ -280,6 +280,8 @@ class PolicyIn(Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Standard"])]
     priority: Literal["", "p1", "p2", "p3", "p4"] = ""
     category: Annotated[str, Meta(max_length=100)] = ""
+    #: Only for clients of this ABC class (``custom.abc_class``), "" = any client.
+    client_class: Literal["", "A", "B", "C"] = ""
     first_response_hours: Hours
     resolution_hours: Hours
     warn_share: Annotated[Decimal, Meta(examples=["0.8"])] = Decimal("0.8")
@@ -295,6 +297,7 @@ class PolicyOut(Struct, kw_only=True):
     name: str
     priority: str
     category: str
+    client_class: str
     first_response_hours: Decimal
     resolution_hours: Decimal
     warn_share: Decimal

@@ -17,11 +17,14 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from tessera.entities.tables import Party
 from tessera.workflow.business_time import BusinessCalendar
 
 from tessera_service.tables import Agreement, Queue, SlaPolicy
 
 PRIORITIES = ("p1", "p2", "p3", "p4")
+#: ABC classes a policy may be limited to (``custom.abc_class`` of the client).
+CLIENT_CLASSES = ("A", "B", "C")
 
 
 def hours(value: Any) -> dt.timedelta:
@@ -48,20 +51,31 @@ def _json(value: Any) -> dict[str, Any]:
     return value or {}
 
 
-def _matches(policy: dict[str, Any], priority: str, category: str) -> bool:
-    return policy["priority"] in ("", priority) and policy["category"] in ("", category)
+def _matches(policy: dict[str, Any], priority: str, category: str, client_class: str = "") -> bool:
+    return (
+        policy["priority"] in ("", priority)
+        and policy["category"] in ("", category)
+        and policy["client_class"] in ("", client_class)
+    )
 
 
-def _specificity(policy: dict[str, Any]) -> tuple[int, int, int]:
-    return (int(bool(policy["priority"])), int(bool(policy["category"])), -policy["id"])
+def _specificity(policy: dict[str, Any]) -> tuple[int, int, int, int]:
+    """A class-specific policy beats a general one, then priority, then category; the
+    oldest policy wins a tie."""
+    return (
+        int(bool(policy["client_class"])),
+        int(bool(policy["priority"])),
+        int(bool(policy["category"])),
+        -policy["id"],
+    )
 
 
 async def choose_policy(
     party_id: int, priority: str, category: str, now: dt.datetime
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(policy, agreement): the policy of the client's valid agreement that fits the ticket's
-    priority and category (the most specific one), else the most specific active default
-    policy that fits, else none. Inactive policies are never chosen."""
+    priority, category and the client's ABC class (the most specific one), else the most
+    specific active default policy that fits, else none. Inactive policies are never chosen."""
     agreements = await Agreement.select().where(
         Agreement.party_id == party_id,
         Agreement.valid_from <= now,
@@ -71,18 +85,29 @@ async def choose_policy(
         p["id"]: p
         for p in await SlaPolicy.select().where(SlaPolicy.active == True)  # noqa: E712
     }
+    client_class = await party_class(party_id) if any(p["client_class"] for p in policies.values()) else ""
     fitting = [
         (policies[a["policy_id"]], a)
         for a in agreements
-        if a["policy_id"] in policies and _matches(policies[a["policy_id"]], priority, category)
+        if a["policy_id"] in policies and _matches(policies[a["policy_id"]], priority, category, client_class)
     ]
     if fitting:
         policy, agreement = max(fitting, key=lambda pa: _specificity(pa[0]))
         return policy, agreement
-    defaults = [p for p in policies.values() if p["is_default"] and _matches(p, priority, category)]
+    defaults = [
+        p for p in policies.values() if p["is_default"] and _matches(p, priority, category, client_class)
+    ]
     if defaults:
         return max(defaults, key=_specificity), None
     return None, None
+
+
+async def party_class(party_id: int) -> str:
+    """The client's ABC class from its custom field ``abc_class`` (the marketing plugin keeps
+    it; no import of marketing), "" when it has none."""
+    row = await Party.select(Party.custom).where(Party.id == party_id).output(load_json=True).first()
+    value = ((row or {}).get("custom") or {}).get("abc_class")
+    return value if value in CLIENT_CLASSES else ""
 
 
 def initial_state(

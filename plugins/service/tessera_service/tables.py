@@ -52,6 +52,9 @@ class SlaPolicy(Table, tablename="service_sla_policy"):
     #: p1 | p2 | p3 | p4, "" = any
     priority = Varchar(length=10, default="")
     category = Varchar(length=100, default="")
+    #: The client's ABC class (``custom.abc_class``, kept by the marketing plugin): A | B | C,
+    #: "" = any client. Lets key clients get faster targets without an agreement each.
+    client_class = Varchar(length=1, default="")
     first_response_hours = Numeric(digits=(10, 2))
     resolution_hours = Numeric(digits=(10, 2))
     #: Share of the target at which the assignee is warned (0.8 = 80 %).

@@ -305,3 +305,41 @@ async def test_sla_report_counts_what_the_caller_may_read(crm: Any, frozen_clock
     assert csv_text.splitlines()[0].startswith("group,tickets,") and csv_text.splitlines()[1].startswith(
         "p1,2,"
     )
+
+
+async def test_a_key_clients_ticket_gets_the_policy_of_its_abc_class(
+    crm: Any, frozen_clock: Any, desk: Any
+) -> None:
+    """The marketing plugin keeps ``custom.abc_class`` on each party; service reads it without
+    importing marketing. A class-A default policy beats the general one for class-A clients
+    only, and an unknown class is refused when the policy is saved."""
+    from tessera.entities.tables import Party
+
+    frozen_clock.set(datetime(2026, 3, 10, 10, 0, tzinfo=UTC))
+    key = await post(
+        crm,
+        "/api/service/sla-policies",
+        desk["admin"],
+        {
+            "name": "Key clients",
+            "client_class": "A",
+            "is_default": True,
+            "first_response_hours": "0.5",
+            "resolution_hours": "2",
+        },
+    )
+    assert key["client_class"] == "A"
+    await Party.update({Party.custom: {"abc_class": "A"}}).where(Party.id == desk["party"]["id"])
+    mine = await _ticket(crm, desk)
+    assert mine["policy_id"] == key["id"]
+    assert _at(mine["first_response_due"]) == frozen_clock() + timedelta(minutes=30)
+    # A class-B client (and one without a class) keeps the general default policy.
+    await Party.update({Party.custom: {"abc_class": "B"}}).where(Party.id == desk["other_party"]["id"])
+    other = await _ticket(crm, desk, party_id=desk["other_party"]["id"], user="other_seller")
+    assert other["policy_id"] == desk["policy"]["id"]
+    r = await crm.post(
+        "/api/service/sla-policies",
+        desk["admin"],
+        json={"name": "Bad", "client_class": "D", "first_response_hours": "1", "resolution_hours": "2"},
+    )
+    assert r.status_code in (400, 422) and "client_class" in r.text
