@@ -202,9 +202,9 @@ async def card_widget(party_id: int, principal: Any) -> list[dict[str, Any]]:
     late_n = await service.count(services.TICKET, principal, [*open_q, Ticket.breached_at.is_not_null()])
     scores = [
         c["score"]
-        for c in await Csat.select(Csat.score).where(
-            Csat.party_id == party_id, Csat.answered_at.is_not_null()
-        )
+        for c in await Csat.select(Csat.score)
+        .where(Csat.party_id == party_id, Csat.answered_at.is_not_null())
+        .order_by(Csat.answered_at, ascending=False)
     ]
     now = clock.now()
     agreement = (
@@ -227,8 +227,31 @@ async def card_widget(party_id: int, principal: Any) -> list[dict[str, Any]]:
                 "value": f"{i18n.format_number(sum(scores) / len(scores), 1)}/5 ({len(scores)})",
             }
         )
+    risks = risk_reasons(scores, late_n)
+    if risks:
+        rows.append({"label": _("Risk of losing the client"), "value": "; ".join(risks)})
     if agreement:
         until = i18n.format_date(agreement["valid_until"].date()) if agreement["valid_until"] else "—"
         rows.append({"label": _("Service agreement"), "value": f"{agreement['name']} · {until}"})
     rows.append({"label": _("New ticket"), "value": "+", "href": f"/service/tickets/new?party_id={party_id}"})
     return [{"title": _("Service"), "rows": rows}]
+
+
+#: Answers (newest first) that make up "recent" satisfaction for the risk indicator.
+RECENT_ANSWERS = 3
+
+
+def risk_reasons(scores_newest_first: list[int], breached_open: int) -> list[str]:
+    """Why the client may be about to leave, in words for the card: recent satisfaction at
+    3/5 or below (the last three answers), the last answer 1 or 2, open tickets past their SLA."""
+    from tessera import i18n
+
+    out: list[str] = []
+    recent = scores_newest_first[:RECENT_ANSWERS]
+    if recent:
+        average = sum(recent) / len(recent)
+        if average <= 3 or recent[0] <= 2:
+            out.append(_("low satisfaction: %(score)s/5 recently", score=i18n.format_number(average, 1)))
+    if breached_open:
+        out.append(_("open tickets past their SLA: %(count)s", count=breached_open))
+    return out

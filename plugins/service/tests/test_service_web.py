@@ -126,6 +126,18 @@ async def test_satisfaction_link_works_once(crm: Any, frozen_clock: Any, desk: A
     card = await _page(crm, f"/app/parties/{desk['party']['id']}")
     assert "Satisfaction 4/5" in card and "Quick and polite" in card
     assert "4.0/5 (1)" in card and "Open tickets" in card  # the card's service block
+    assert "Risk of losing the client" not in card  # a 4/5 is no warning sign
+
+
+async def test_a_poor_satisfaction_answer_marks_the_client_at_risk_on_the_card(
+    crm: Any, frozen_clock: Any, desk: Any
+) -> None:
+    _, link = await _closed_survey(crm, desk)
+    crm.client.cookies.clear()
+    assert (await crm.client.post(link, data={"score": "2", "comment": "Slow"})).status_code == 200
+    await _sign_in(crm, desk["seller"])
+    card = await _page(crm, f"/app/parties/{desk['party']['id']}")
+    assert "Risk of losing the client" in card and "low satisfaction: 2.0/5 recently" in card
 
 
 async def test_satisfaction_link_is_refused_after_expiry(crm: Any, frozen_clock: Any, desk: Any) -> None:
