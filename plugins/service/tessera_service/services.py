@@ -17,7 +17,7 @@ from tessera import clock, db, events
 from tessera.entities import service
 from tessera.entities.parties import CONTACT, PARTY
 from tessera.entities.tables import Contact, CrmUser, Notification, Party, Substitution, UserRole
-from tessera.errors import Conflict, FieldError, NotFound, ValidationFailed
+from tessera.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
 from tessera.i18n import N_
 from tessera.i18n import gettext as _
 from tessera.permissions import Principal
@@ -604,6 +604,47 @@ async def messages(principal: Principal, ticket_id: int) -> list[dict[str, Any]]
         .order_by(TicketMessage.at)
         .order_by(TicketMessage.id)
     )
+
+
+def attachment_ref(ticket_id: int) -> str:
+    """The kernel attachments' ``subject_ref`` of a ticket's files (``POST /api/attachments/upload``
+    with the ticket's ``party_id`` and this ``subject_ref`` attaches through the API)."""
+    return f"service.ticket:{ticket_id}"
+
+
+async def attachments(principal: Principal, ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ticket's files the user may read (the kernel's attachments on the ticket's client
+    with the ticket's ``subject_ref``), oldest first; none without ``note.read``."""
+    from tessera.entities.notes import ATTACHMENT
+    from tessera.entities.tables import Attachment
+
+    try:
+        ATTACHMENT.require(principal, "read")
+    except PermissionDenied:
+        return []
+    page = await service.list_page(
+        ATTACHMENT,
+        principal,
+        [Attachment.party_id == ticket["party_id"], Attachment.subject_ref == attachment_ref(ticket["id"])],
+        order="id",
+        limit=500,
+    )
+    return list(page.items)
+
+
+async def attach(
+    principal: Principal, data_dir: Any, ticket_id: int, filename: str, content_type: str, content: bytes
+) -> dict[str, Any]:
+    """Store a file on the ticket (a kernel attachment on its client, same checks and size
+    limits as ``POST /api/attachments/upload``) and note it in the conversation."""
+    from tessera.entities.notes import store_attachment
+
+    ticket = await service.get_for_write(TICKET, principal, ticket_id)
+    row = await store_attachment(
+        principal, data_dir, filename, content_type, content, ticket["party_id"], attachment_ref(ticket_id)
+    )
+    await _log(ticket_id, principal.user_id, _("File attached: %(name)s", name=filename))
+    return row
 
 
 def sla_view(ticket: dict[str, Any], now: dt.datetime) -> dict[str, Any]:

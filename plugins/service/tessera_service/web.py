@@ -13,6 +13,7 @@ No ``from __future__ import annotations``: Litestar reads the handlers' annotati
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.datastructures import UploadFile
 from litestar.response import Redirect
 from tessera import clock, i18n
 from tessera.entities import service
@@ -76,7 +77,7 @@ i18n.register_labels(
 NEW_FIELDS = frozenset(
     {"subject", "description", "priority", "category", "channel", "queue_id", "contact_id", "party_id"}
 )
-TICKET_FIELDS = frozenset({"body", "kind", "status", "comment", "user_id"})
+TICKET_FIELDS = frozenset({"body", "kind", "status", "comment", "user_id", "file"})
 
 
 def countdown(seconds: int | None) -> str:
@@ -190,6 +191,7 @@ async def _ticket_view(
     active = CrmUser.is_active == True  # noqa: E712
     agents = await CrmUser.select(CrmUser.id, CrmUser.name).where(active).order_by(CrmUser.name)
     scores = await csat.ticket_scores([ticket_id])
+    files = await services.attachments(principal, ticket)
     return render(
         request,
         "service/ticket.html",
@@ -205,6 +207,8 @@ async def _ticket_view(
         statuses=STATUSES,
         can_write=await service.may_change(services.TICKET, principal, ticket_id),
         score=scores.get(ticket_id),
+        files=files,
+        may_attach=principal.can("note.write"),
         countdown=countdown,
         survey_link=request.query_params.get("survey", ""),
         error=errors.pop("", None),
@@ -269,6 +273,34 @@ async def status_submit(request: Request[Any, Any, Any], ticket_id: int, data: F
 
         return _back(ticket_id, f"?survey={quote(row['survey_link'])}")
     return _back(ticket_id)
+
+
+@post("/tickets/{ticket_id:int}/attachments", include_in_schema=False, status_code=303)
+async def attachment_submit(request: Request[Any, Any, Any], ticket_id: int) -> Response[Any]:
+    """Attach a file to the ticket (multipart field ``file``): a kernel attachment on the
+    client, listed on the ticket and downloadable by whoever may read the client's files."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    raw = await request.form()
+    data = {k: v for k, v in raw.items() if isinstance(v, str)}
+    check_csrf(principal, data)
+    upload = raw.get("file")
+    try:
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise ValidationFailed.field("file", "choose a file to attach")
+        content = await upload.read()
+        await services.attach(
+            principal,
+            request.app.state.settings.data_dir,
+            ticket_id,
+            upload.filename,
+            upload.content_type,
+            content,
+        )
+    except DomainError as exc:
+        return await _refused(request, principal, ticket_id, {}, exc)
+    return _back(ticket_id, "#files")
 
 
 @post("/tickets/{ticket_id:int}/assign", include_in_schema=False, status_code=303)
@@ -389,6 +421,7 @@ HANDLERS = [
     message_submit,
     status_submit,
     assign_submit,
+    attachment_submit,
     party_tickets,
     survey_page,
     survey_submit,

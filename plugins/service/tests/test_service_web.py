@@ -184,3 +184,38 @@ async def test_queue_list_shows_the_sla_countdown(crm: Any, frozen_clock: Any, d
     row = page[page.index("Paused one") :]
     assert "paused" in row[: row.index("</tr>")]
     assert late["number"] in page
+
+
+async def test_files_attached_to_a_ticket_are_listed_there_and_downloadable(
+    crm: Any, frozen_clock: Any, desk: Any
+) -> None:
+    ticket = await post(
+        crm, "/api/service/tickets", desk["seller"], {"party_id": desk["party"]["id"], "subject": "Scan it"}
+    )
+    url = f"/service/tickets/{ticket['id']}"
+    await _sign_in(crm, desk["seller"])
+    token = _csrf(await _page(crm, url))
+    empty = await crm.client.post(
+        f"{url}/attachments", data={"csrf_token": token}, files={"file": ("", b"", "text/plain")}
+    )
+    assert empty.status_code == 422 and 'id="error-file"' in empty.text
+    r = await crm.client.post(
+        f"{url}/attachments",
+        data={"csrf_token": token},
+        files={"file": ("invoice-scan.txt", b"amount doubled", "text/plain")},
+    )
+    assert r.status_code == 303, r.text
+    page = await _page(crm, url)
+    assert "invoice-scan.txt" in page and "File attached: invoice-scan.txt" in page
+    link = re.search(r'href="(/app/attachments/\d+)">invoice-scan.txt', page)
+    assert link
+    assert (await crm.client.get(link.group(1))).content == b"amount doubled"
+    # Through the API: the kernel's attachments with the ticket's subject_ref.
+    listed = await crm.get(
+        "/api/attachments", desk["seller"], params={"subject_ref": f"service.ticket:{ticket['id']}"}
+    )
+    assert [a["filename"] for a in listed.json()["items"]] == ["invoice-scan.txt"]
+    # Another client's manager sees neither the ticket nor its file.
+    await _sign_in(crm, desk["other_seller"])
+    await _page(crm, url, status=404)
+    assert (await crm.client.get(link.group(1))).status_code == 404
