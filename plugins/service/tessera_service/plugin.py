@@ -38,6 +38,22 @@ def tessera_jobs() -> list[Any]:
 
 
 @hookimpl
+def tessera_process_templates() -> list[dict[str, Any]]:
+    from tessera_service.lifecycle import SHIPPED
+
+    return [dict(t) for t in SHIPPED]
+
+
+@hookimpl
+def tessera_workflow_assignee(rule: str, args: dict[str, Any], instance: dict[str, Any]) -> Any:
+    if rule != "service.ticket_assignee":
+        return None
+    from tessera_service.lifecycle import assignee_of
+
+    return assignee_of(instance)
+
+
+@hookimpl
 def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
     return {"service.ticket": {}}
 

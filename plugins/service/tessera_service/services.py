@@ -22,7 +22,7 @@ from tessera.i18n import N_
 from tessera.i18n import gettext as _
 from tessera.permissions import Principal
 
-from tessera_service import sla
+from tessera_service import lifecycle, sla
 from tessera_service.tables import Agreement, Queue, SlaPolicy, Ticket, TicketMessage
 
 CHANNELS = ("phone", "email", "web", "chat", "in_person")
@@ -362,13 +362,8 @@ async def _after_ticket_write(
         number = f"T-{row['id']:06d}"
         await Ticket.update({Ticket.number: number}).where(Ticket.id == row["id"])
         row["number"] = number
-        if row.get("assignee_id") and row["assignee_id"] != principal.user_id:
-            await _notify(
-                row["assignee_id"],
-                "service.assigned",
-                _("New ticket %(number)s: %(subject)s", number=number, subject=row["subject"]),
-                row["id"],
-            )
+        # The life-cycle process: its first stage's task tells the assignee (the hand-off).
+        await lifecycle.start(row, principal.user_id)
 
 
 TICKET = service.EntitySpec(
@@ -453,18 +448,8 @@ async def assign(
         name = await CrmUser.select(CrmUser.name).where(CrmUser.id == target).first()
         text = _("Handed to %(name)s", name=name["name"] if name else target)
         await _log(ticket_id, principal.user_id, f"{text}. {comment}".strip() if comment else text)
-        if target != principal.user_id:
-            await _notify(
-                target,
-                "service.assigned",
-                _(
-                    "Ticket %(number)s handed to you: %(subject)s",
-                    number=row["number"],
-                    subject=row["subject"],
-                ),
-                ticket_id,
-                comment,
-            )
+        # The stage (and its task) goes along: the kernel's hand-off tells the new agent.
+        await lifecycle.hand_off(row, target, principal.user_id, comment)
     return row
 
 
@@ -514,7 +499,9 @@ async def add_message(
             )
         ).returning(*TicketMessage._meta.columns)
         message = rows[0]
-        await _system_update(principal, ticket_id, changes or {"updated_at": now})
+        updated = await _system_update(principal, ticket_id, changes or {"updated_at": now})
+        if "status" in changes:
+            await lifecycle.follow(updated, changes["status"], principal.user_id)
         await events.emit(
             "service.ticket.message",
             "service.ticket",
@@ -574,6 +561,7 @@ async def change_status(
         elif to == "in_progress" and current in ("resolved", "closed"):
             changes.update(resolved_at=None, closed_at=None, reopened=int(ticket["reopened"] or 0) + 1)
         row = await _system_update(principal, ticket_id, changes, version)
+        await lifecycle.follow(row, to, principal.user_id, comment)
         label = {
             "in_progress": _("Reopened") if current in ("resolved", "closed") else _("In progress"),
             "waiting": _("Waiting on the client"),

@@ -122,6 +122,9 @@ class Ticket(Table, tablename="service_ticket"):
     #: When a breached ticket still open goes up to the lead's manager.
     next_escalation_at = Timestamptz(null=True, default=None)
     reopened = Integer(default=0)
+    #: The ticket's run of the life-cycle process (``workflow_instance.id``; a reopened closed
+    #: ticket gets a new run). A plain integer: the kernel's table is not the plugin's to cascade.
+    process_id = Integer(null=True, default=None)
     custom = JSON(default={})
     created_by = Integer(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
