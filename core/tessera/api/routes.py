@@ -335,7 +335,10 @@ async def health() -> dict[str, str]:
 
 
 def kernel_route_handlers() -> list[Any]:
+    from tessera.reports.routes import report_router
+
     return [
+        report_router(),
         entity_router(
             spec=parties.PARTY,
             path="/api/parties",

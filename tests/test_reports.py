@@ -1,0 +1,260 @@
+"""The report framework and the kernel's reports (issue 21): hand-computed figures on both
+databases, drill-down to exactly the records of a cell, visibility, parameter validation and
+CSV/XLSX exports."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import openpyxl
+from entity_helpers import field_errors, new_party
+
+
+def _rows(result: dict[str, Any], *keys: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {tuple(r["values"][k] for k in keys): r["values"] for r in result["rows"]}
+
+
+async def _run(crm: Any, user: dict[str, Any], key: str, **params: Any) -> dict[str, Any]:
+    r = await crm.post(f"/api/reports/{key}/run", user, json=params)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def _activity(crm: Any, user: dict[str, Any], party: dict[str, Any], **values: Any) -> dict[str, Any]:
+    body = {"type": "call", "subject": "Talk", "party_id": party["id"]} | values
+    r = await crm.post("/api/activities", user, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def test_activity_report_drill_down_visibility_and_exports(crm, frozen_clock):
+    team = await crm.team()
+    admin = await crm.user("admin")
+    head = await crm.user("head", team_id=team["id"])
+    m1 = await crm.user("manager", team_id=team["id"], name="Anna")
+    m2 = await crm.user("manager", team_id=team["id"], name="Boris")
+    p1 = await new_party(crm, m1, name="=HYPERLINK(1)")
+    p2 = await new_party(crm, m2, name="Beta")
+    a1 = await _activity(crm, m1, p1, starts_at="2026-03-02T10:00:00Z", status="done", duration_minutes=15)
+    await _activity(crm, m1, p1, starts_at="2026-03-03T10:00:00Z")
+    a3 = await _activity(
+        crm, m1, p1, type="meeting", starts_at="2026-04-01T10:00:00Z", status="done", duration_minutes=60
+    )
+    a4 = await _activity(crm, m2, p2, starts_at="2026-03-05T10:00:00Z", status="done", duration_minutes=30)
+
+    # By manager and type: counted by hand.
+    result = await _run(crm, admin, "activities", group_by=["owner", "type"])
+    rows = _rows(result, "owner", "type")
+    assert {k: (v["activities"], v["done"], v["minutes"], v["clients"]) for k, v in rows.items()} == {
+        (m1["id"], "call"): (2, 1, 15, 1),
+        (m1["id"], "meeting"): (1, 1, 60, 1),
+        (m2["id"], "call"): (1, 1, 30, 1),
+    }
+    assert rows[(m1["id"], "call")]["done_share"] == 50.0
+    assert result["totals"]["activities"] == 4 and result["totals"]["minutes"] == 105
+    labels = {r["labels"]["owner"] for r in result["rows"]}
+    assert labels == {"Anna", "Boris"}
+    assert [c["key"] for c in result["columns"]][:2] == ["owner", "type"]
+    assert next(c for c in result["columns"] if c["key"] == "minutes")["unit"] == "min"
+
+    # By manager and month, then a drill-down from one cell to exactly its records.
+    result = await _run(crm, admin, "activities", group_by=["owner", "period"], period="month")
+    rows = _rows(result, "owner", "period")
+    assert {k: v["activities"] for k, v in rows.items()} == {
+        (m1["id"], "2026-03"): 2,
+        (m1["id"], "2026-04"): 1,
+        (m2["id"], "2026-03"): 1,
+    }
+    r = await crm.post(
+        "/api/reports/activities/drill",
+        admin,
+        json={
+            "params": {"group_by": ["owner", "period"], "period": "month"},
+            "cell": {"owner": m1["id"], "period": "2026-03"},
+            "measure": "done",
+        },
+    )
+    assert r.status_code == 200, r.text
+    drill = r.json()
+    assert (drill["ids"], drill["count"], drill["entity"]) == ([a1["id"]], 1, "activity")
+    assert drill["list_url"].startswith("/app/activities?")
+    assert f"owner_id={m1['id']}" in drill["list_url"] and "status=done" in drill["list_url"]
+    crm.client.cookies.clear()
+    r = await crm.client.post("/login", data={"email": admin["email"], "password": "correct-horse-battery"})
+    listed = await crm.client.get(drill["list_url"])
+    crm.client.cookies.clear()
+    assert listed.status_code == 200, listed.text
+    assert listed.text.count('<tr data-id="') == 1 and f'<tr data-id="{a1["id"]}"' in listed.text
+    # Quarters and weeks name their periods in time order.
+    result = await _run(crm, admin, "activities", group_by=["period"], period="quarter")
+    assert {r["values"]["period"]: r["values"]["activities"] for r in result["rows"]} == {
+        "2026-Q1": 3,
+        "2026-Q2": 1,
+    }
+    result = await _run(crm, admin, "activities", group_by=["period"], period="week", date_from="2026-03-01")
+    assert {r["values"]["period"]: r["values"]["activities"] for r in result["rows"]} == {
+        "2026-03-02": 3,
+        "2026-03-30": 1,
+    }
+
+    # Own scope: a manager's totals are the sum of their own records only; the head sees the team.
+    own = await _run(crm, m2, "activities", group_by=["owner"])
+    assert [(r["values"]["owner"], r["values"]["activities"]) for r in own["rows"]] == [(m2["id"], 1)]
+    assert own["totals"]["activities"] == 1
+    r = await crm.post("/api/reports/activities/drill", m2, json={"cell": {"owner": m1["id"]}})
+    assert r.json()["ids"] == [] and r.json()["count"] == 0
+    assert (await _run(crm, head, "activities", group_by=[]))["totals"]["activities"] == 4
+
+    # Bad parameters: 422 naming the field.
+    for params, field in [
+        ({"group_by": ["nope"]}, "group_by.0"),
+        ({"period": "year"}, "period"),
+        ({"bogus": 1}, "bogus"),
+        ({"date_from": "2026-13-01"}, "date_from"),
+        ({"filters": {"owner": "x' OR 1=1 --"}}, "filters.owner"),
+    ]:
+        r = await crm.post("/api/reports/activities/run", admin, json=params)
+        assert r.status_code == 422, (params, r.text)
+        assert field in field_errors(r), (field, r.text)
+    r = await crm.post(
+        "/api/reports/activities/drill",
+        admin,
+        json={"cell": {"period": "March"}, "params": {"group_by": ["period"]}},
+    )
+    assert r.status_code == 422 and "cell.period" in field_errors(r)
+    assert (await crm.post("/api/reports/nope/run", admin, json={})).status_code == 404
+
+    # Exports: CSV and XLSX, units in headers, formula-like text neutralised, numbers typed.
+    r = await crm.get("/api/reports/activities/export", m1, params={"params": '{"group_by": ["party"]}'})
+    assert r.status_code == 403  # managers may not export
+    r = await crm.get(
+        "/api/reports/activities/export", admin, params={"format": "csv", "params": '{"group_by": ["party"]}'}
+    )
+    assert r.status_code == 200, r.text
+    lines = r.text.splitlines()
+    assert lines[0].startswith('Client,Activities,Done,"Duration, min"')
+    assert any(line.startswith("'=HYPERLINK(1),3,2,75") for line in lines), lines
+    r = await crm.get(
+        "/api/reports/activities/export",
+        admin,
+        params={"format": "xlsx", "params": '{"group_by": ["party"]}'},
+    )
+    assert r.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert values[0][:4] == ["Client", "Activities", "Done", "Duration, min"]
+    first = next(row for row in sheet.iter_rows(min_row=2) if row[0].value == "'=HYPERLINK(1)")
+    assert first[3].value == 75 and first[3].number_format == "#,##0"
+    assert a3["id"] and a4["id"]
+
+
+async def test_task_and_client_reports(crm, frozen_clock):
+    admin = await crm.user("admin")
+    m1 = await crm.user("manager", name="Anna")
+    m2 = await crm.user("manager", name="Boris")
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    async def task(**values: Any) -> dict[str, Any]:
+        r = await crm.post("/api/tasks", admin, json={"title": "Do", "assignee_id": m1["id"]} | values)
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    t1 = await task(deadline=(now - timedelta(days=1)).isoformat())  # overdue
+    t2 = await task(deadline=(now + timedelta(days=8)).isoformat())  # open, in time
+    t3 = await task(deadline=(now - timedelta(days=1)).isoformat())
+    r = await crm.post(f"/api/tasks/{t3['id']}/complete", admin, json={"result": "ok"})
+    assert r.status_code == 200, r.text  # done late
+    result = await _run(crm, admin, "tasks.discipline", group_by=["assignee"])
+    assert [
+        (
+            r["values"]["assignee"],
+            r["values"]["tasks"],
+            r["values"]["open"],
+            r["values"]["overdue"],
+            r["values"]["done_late"],
+        )
+        for r in result["rows"]
+    ] == [(m1["id"], 3, 2, 1, 1)]
+    r = await crm.post(
+        "/api/reports/tasks.discipline/drill",
+        admin,
+        json={"cell": {"assignee": m1["id"]}, "measure": "overdue"},
+    )
+    assert r.json()["ids"] == [t1["id"]]
+    assert "overdue=true" in r.json()["list_url"]
+
+    # A hand-off not accepted within 24 hours is late.
+    r = await crm.post(f"/api/tasks/{t2['id']}/handoff", m1, json={"to_user_id": m2["id"]})
+    assert r.status_code == 200, r.text
+    # Giving a task to an assignee is a hand-off too: 3 on creation, then this one.
+    assert (await _run(crm, admin, "tasks.handoffs"))["totals"] == {
+        "handoffs": 4,
+        "late": 0,
+        "late_share": 0.0,
+    }
+    frozen_clock.advance(hours=25)
+    result = await _run(crm, admin, "tasks.handoffs")
+    assert {r["values"]["to_user"]: r["values"]["late"] for r in result["rows"]} == {m1["id"]: 1, m2["id"]: 1}
+    r = await crm.post(
+        "/api/reports/tasks.handoffs/drill", admin, json={"cell": {"to_user": m2["id"]}, "measure": "late"}
+    )
+    assert (r.json()["ids"], r.json()["entity"]) == ([t2["id"]], "task")
+    assert (await _run(crm, admin, "tasks.handoffs", hours=48))["totals"]["late"] == 0
+
+    # Client base dynamics and contact coverage.
+    p1 = await new_party(crm, m1, name="One")
+    p2 = await new_party(crm, m2, name="Two")
+    p3 = await new_party(crm, m2, name="Three")
+    assert (await crm.patch(f"/api/parties/{p1['id']}", m1, json={"status": "current"})).status_code == 200
+    assert (await crm.patch(f"/api/parties/{p2['id']}", m2, json={"status": "former"})).status_code == 200
+    result = await _run(crm, admin, "parties.dynamics", group_by=["period"], period="month")
+    assert [
+        (
+            r["values"]["period"],
+            r["values"]["new"],
+            r["values"]["became_current"],
+            r["values"]["became_former"],
+        )
+        for r in result["rows"]
+    ] == [("2026-03", 3, 1, 1)]
+    r = await crm.post(
+        "/api/reports/parties.dynamics/drill",
+        admin,
+        json={"params": {"period": "month"}, "cell": {"period": "2026-03"}, "measure": "became_current"},
+    )
+    assert (r.json()["ids"], r.json()["entity"]) == ([p1["id"]], "party")
+    own = await _run(crm, m2, "parties.dynamics", group_by=[])
+    assert own["totals"]["new"] == 2 and own["totals"]["became_current"] == 0
+
+    await _activity(crm, m1, p1, starts_at=frozen_clock().isoformat(), status="done")
+    await _activity(crm, m2, p3, starts_at=(frozen_clock() - timedelta(days=40)).isoformat(), status="done")
+    result = await _run(crm, admin, "parties.coverage", group_by=["owner"])
+    assert {
+        r["values"]["owner"]: (r["values"]["clients"], r["values"]["contacted"], r["values"]["coverage"])
+        for r in result["rows"]
+    } == {
+        m1["id"]: (1, 1, 100.0),
+        m2["id"]: (2, 0, 0.0),
+    }
+    result = await _run(crm, admin, "parties.coverage", group_by=["owner"], days=60)
+    assert {r["values"]["owner"]: r["values"]["contacted"] for r in result["rows"]} == {
+        m1["id"]: 1,
+        m2["id"]: 1,
+    }
+    r = await crm.post(
+        "/api/reports/parties.coverage/drill",
+        admin,
+        json={"params": {"days": 60}, "cell": {"owner": m2["id"]}, "measure": "coverage"},
+    )
+    assert r.json()["ids"] == [p3["id"]]
+    listed = await crm.get("/api/reports", m1)
+    keys = {r["key"] for r in listed.json()}
+    assert {
+        "activities",
+        "tasks.discipline",
+        "tasks.handoffs",
+        "parties.dynamics",
+        "parties.coverage",
+    } <= keys
