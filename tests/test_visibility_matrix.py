@@ -37,6 +37,7 @@ ROLES = {
         "search.use",
         "workflow.read",
         "audit.read",
+        "report.export",
         "sales.*",
         "service.*",
     ],
@@ -103,6 +104,15 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/service/reports/sla": {**PERIOD, "group_by": "priority"},
     "/api/service/reports/sla/export": {**PERIOD, "group_by": "month"},
 }
+#: Report exports (``tessera.reports``): the export of each report below, with its parameters,
+#: is checked like a list (the path ``/api/reports/{key}/export`` is classified by it).
+REPORT_EXPORTS: dict[str, dict[str, Any]] = {
+    "activities": {"group_by": ["party", "owner"]},
+    "tasks.discipline": {"group_by": ["assignee", "period"]},
+    "tasks.handoffs": {},
+    "parties.dynamics": {"group_by": ["period", "to_status"]},
+    "parties.coverage": {"group_by": ["owner"]},
+}
 #: GET routes about one record the caller can read, that show related records (client card,
 #: plan actuals ...): called for the caller's own records; placeholders name which.
 RECORD_VIEWS: dict[str, str] = {
@@ -138,6 +148,7 @@ SINGLE: dict[str, str] = {
 #: GET routes that hold no CRM records of other users (the caller's own data, the directory,
 #: configuration, catalogues), with the reason they are outside the matrix.
 NOT_RECORDS: dict[str, str] = {
+    "/api/reports": "report declarations (configuration)",
     "/api/auth/me": "the caller",
     "/api/auth/tokens": "the caller's tokens",
     "/api/saved-views": "own and team's saved list views (filters only); test_lists",
@@ -203,7 +214,9 @@ async def test_every_get_route_is_classified(crm: Any) -> None:
     NOT_RECORDS: otherwise it would escape the matrix."""
     schema = (await crm.get("/schema/openapi.json")).json()
     routes = {path for path, item in schema["paths"].items() if "get" in item and path.startswith("/api/")}
-    classified = set(LISTS) | set(RECORD_VIEWS) | set(SINGLE) | set(NOT_RECORDS)
+    classified = (
+        set(LISTS) | set(RECORD_VIEWS) | set(SINGLE) | set(NOT_RECORDS) | {"/api/reports/{key}/export"}
+    )
     assert routes - classified == set(), "unclassified GET routes: add them to the visibility matrix"
     assert classified - routes == set(), "classified routes that no longer exist"
 
@@ -441,6 +454,8 @@ class World:
         out: list[tuple[str, dict[str, Any]]] = []
         for path, params in LISTS.items():
             out.append((path, {k: (self.stage if v == "{stage}" else v) for k, v in params.items()}))
+        for report, report_params in REPORT_EXPORTS.items():
+            out.append((f"/api/reports/{report}/export", {"params": json.dumps(report_params)}))
         own = self.own[key]
         for path, kind in RECORD_VIEWS.items():
             ids = own[kind] if isinstance(own[kind], list) else [own[kind]]
@@ -617,6 +632,11 @@ CREATES_ON_PARTY: dict[tuple[str, str], dict[str, Any]] = {
 }
 #: Other write routes, with the reason they are outside this check.
 OTHER_WRITES: dict[tuple[str, str], str] = {
+    (
+        "POST",
+        "/api/reports/{key}/run",
+    ): "a read: the report's rows within the caller's visibility (test_reports; exports here)",
+    ("POST", "/api/reports/{key}/drill"): "a read: ids of visible records only (test_reports)",
     ("POST", "/api/parties"): "creates the caller's own record",
     ("POST", "/api/activities"): "logging work on a client one reads is allowed (what the task needs)",
     ("POST", "/api/notes"): "a note on a client one reads is allowed; the note is the author's",

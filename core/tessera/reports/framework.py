@@ -244,7 +244,7 @@ def _column_out(c: dict[str, Any]) -> dict[str, Any]:
         "key": c["key"],
         "label": i18n.gettext(c["label"]),
         "type": c.get("type", "text"),
-        "unit": c.get("unit", ""),
+        "unit": i18n.gettext(c["unit"]) if c.get("unit") else "",
         "dimension": bool(c.get("dimension", False)),
     }
 

@@ -50,7 +50,7 @@ ACTIVITIES = Report(
             where=lambda p, params: Activity.status == "done",
             list_params=lambda params: {"status": "done"},
         ),
-        Measure("minutes", N_("Duration"), agg="sum", column="duration_minutes", unit="min"),
+        Measure("minutes", N_("Duration"), agg="sum", column="duration_minutes", unit=N_("min")),
         Measure("clients", N_("Clients"), agg="count_distinct", column="party_id"),
         Ratio("done_share", N_("Done, share"), numerator="done", denominator="activities"),
     ],
