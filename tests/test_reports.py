@@ -258,3 +258,161 @@ async def test_task_and_client_reports(crm, frozen_clock):
         "parties.dynamics",
         "parties.coverage",
     } <= keys
+
+
+# --------------------------------------------------------------------------- report builder
+
+INJECTIONS = [
+    "x' OR '1'='1",
+    "x'; DROP TABLE party; --",
+    "x' /* comment */ OR 1=1 --",
+    "x' || pg_sleep(5) || '",
+    "x' AND randomblob(1000000000) --",
+    "x; SELECT pg_sleep(5)",
+]
+
+
+async def test_report_builder_safe_queries_saving_and_sharing(crm):
+    admin = await crm.user("admin")
+    team = await crm.team()
+    m1 = await crm.user("manager", team_id=team["id"], name="Anna")
+    m2 = await crm.user("manager", name="Boris")
+    r = await crm.put(
+        "/api/custom-fields/party",
+        admin,
+        json={"properties": {"industry": {"type": "string"}, "employees": {"type": "integer"}}},
+    )
+    assert r.status_code == 200, r.text
+    p1 = await new_party(crm, m1, name="One", custom={"industry": "it", "employees": 9})
+    p2 = await new_party(crm, m1, name="Two", custom={"industry": "it", "employees": 30})
+    p3 = await new_party(crm, m2, name="Three", custom={"industry": "retail", "employees": 5})
+    definition = {
+        "entity": "party",
+        "filters": [{"field": "custom.employees", "op": "ge", "value": 5}],
+        "group_by": ["custom.industry", "owner"],
+        "measures": [
+            {"agg": "count"},
+            {"agg": "sum", "field": "custom.employees"},
+            {"agg": "avg", "field": "custom.employees"},
+            {"agg": "max", "field": "custom.employees"},
+            {"agg": "count_distinct", "field": "owner"},
+        ],
+    }
+    r = await crm.post("/api/report-builder/run", admin, json={"definition": definition})
+    assert r.status_code == 200, r.text
+    rows = {(x["values"]["custom.industry"], x["values"]["owner"]): x["values"] for x in r.json()["rows"]}
+    assert {k: (v["m0"], v["m1"], v["m2"], v["m3"], v["m4"]) for k, v in rows.items()} == {
+        ("it", m1["id"]): (2, 39, 19.5, 30, 1),  # 30 > 9 as numbers (not as text)
+        ("retail", m2["id"]): (1, 5, 5.0, 5, 1),
+    }
+    assert r.json()["columns"][3]["label"] == "Sum: employees"
+    r = await crm.post(
+        "/api/report-builder/drill",
+        admin,
+        json={
+            "definition": definition,
+            "cell": {"custom.industry": "it", "owner": m1["id"]},
+            "measure": "m0",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["ids"]) == sorted([p1["id"], p2["id"]])
+    # Own scope: the manager's totals cover their own clients only.
+    r = await crm.post("/api/report-builder/run", m2, json={"definition": definition})
+    assert r.json()["totals"]["m0"] == 1 and r.json()["totals"]["m1"] == 5
+    # Group by month of a time field.
+    r = await crm.post(
+        "/api/report-builder/run",
+        admin,
+        json={
+            "definition": {
+                "entity": "party",
+                "group_by": ["created_at:month"],
+                "measures": [{"agg": "count"}],
+            }
+        },
+    )
+    assert [x["values"]["m0"] for x in r.json()["rows"]] == [3]
+
+    # SQL in a filter value is a value: no rows (text) or 422 (numbers), never run.
+    for text in INJECTIONS:
+        for field in ("name", "custom.industry"):
+            for op in ("eq", "contains", "ge"):  # every name sorts before "x"
+                body = {
+                    "entity": "party",
+                    "filters": [{"field": field, "op": op, "value": text}],
+                    "measures": [{"agg": "count"}],
+                }
+                r = await crm.post("/api/report-builder/run", admin, json={"definition": body})
+                assert r.status_code == 200, r.text
+                assert r.json()["totals"]["m0"] == 0, (field, op, text)
+        body = {
+            "entity": "party",
+            "filters": [{"field": "owner", "op": "eq", "value": text}],
+            "measures": [{"agg": "count"}],
+        }
+        r = await crm.post("/api/report-builder/run", admin, json={"definition": body})
+        assert r.status_code == 422 and "filters.0.value" in field_errors(r)
+    assert await crm.post(
+        "/api/report-builder/run",
+        admin,
+        json={"definition": {"entity": "party", "measures": [{"agg": "count"}]}},
+    )
+    # Fields, operators and aggregates outside the whitelist: 422 naming the place.
+    for bad, field in [
+        ({"group_by": ["name; DROP TABLE party"]}, "group_by.0"),
+        ({"group_by": ["custom.x'--"]}, "group_by.0"),
+        ({"filters": [{"field": "id) OR (1=1", "op": "eq", "value": 1}]}, "filters.0.field"),
+        ({"filters": [{"field": "name", "op": "LIKE", "value": "x"}]}, "filters.0.op"),
+        ({"measures": [{"agg": "sum(1);--", "field": "name"}]}, "measures.0.agg"),
+        ({"measures": [{"agg": "sum", "field": "name"}]}, "measures.0.field"),
+        ({"entity": "crm_user"}, "entity"),
+    ]:
+        body = {"entity": "party", "measures": [{"agg": "count"}]} | bad
+        r = await crm.post("/api/report-builder/run", admin, json={"definition": body})
+        assert r.status_code == 422, (bad, r.text)
+        assert field in field_errors(r), (field, r.text)
+    # A field the user may not read is a 400 (not an oracle), in filters, groups and measures.
+    for bad in (
+        {"group_by": ["tax_id"]},
+        {"filters": [{"field": "tax_id", "op": "eq", "value": "7707083893"}]},
+        {"measures": [{"agg": "count_distinct", "field": "tax_id"}]},
+    ):
+        body = {"entity": "party", "measures": [{"agg": "count"}]} | bad
+        r = await crm.post("/api/report-builder/run", m1, json={"definition": body})
+        assert r.status_code == 400, r.text
+    entities = {e["key"]: e for e in (await crm.get("/api/report-builder/entities", m1)).json()}
+    assert "tax_id" not in {f["key"] for f in entities["party"]["fields"]}
+    assert "custom.industry" in {f["key"] for f in entities["party"]["fields"]}
+
+    # Save, share with a team: a team member runs it with their own visibility; others do not see it.
+    r = await crm.post(
+        "/api/report-builder/saved",
+        admin,
+        json={"name": "By industry", "definition": definition, "shared_teams": [team["id"]]},
+    )
+    assert r.status_code == 201, r.text
+    saved = r.json()
+    assert [s["id"] for s in (await crm.get("/api/report-builder/saved", m1)).json()] == [saved["id"]]
+    assert (await crm.get("/api/report-builder/saved", m2)).json() == []
+    assert (await crm.get(f"/api/report-builder/saved/{saved['id']}", m2)).status_code == 404
+    r = await crm.post(f"/api/report-builder/saved/{saved['id']}/run", m1)
+    assert r.status_code == 200 and r.json()["totals"]["m0"] == 2 and r.json()["title"] == "By industry"
+    assert (await crm.delete(f"/api/report-builder/saved/{saved['id']}", m1)).status_code == 404
+    r = await crm.post(
+        "/api/report-builder/saved",
+        admin,
+        json={"name": "x", "definition": definition, "shared_roles": ["nope"]},
+    )
+    assert r.status_code == 422 and "shared_roles.0" in field_errors(r)
+    r = await crm.put(
+        f"/api/report-builder/saved/{saved['id']}",
+        admin,
+        json={"name": "By industry", "definition": definition, "shared_roles": ["manager"]},
+    )
+    assert r.status_code == 200, r.text
+    assert [s["id"] for s in (await crm.get("/api/report-builder/saved", m2)).json()] == [saved["id"]]
+    r = await crm.get(f"/api/report-builder/saved/{saved['id']}/export", admin, params={"format": "xlsx"})
+    assert r.status_code == 200
+    assert (await crm.delete(f"/api/report-builder/saved/{saved['id']}", admin)).status_code == 204
+    assert p3["id"]

@@ -149,6 +149,10 @@ SINGLE: dict[str, str] = {
 #: configuration, catalogues), with the reason they are outside the matrix.
 NOT_RECORDS: dict[str, str] = {
     "/api/reports": "report declarations (configuration)",
+    "/api/report-builder/entities": "builder entities and fields (configuration)",
+    "/api/report-builder/saved": "saved report definitions (own and shared; no record data); test_reports",
+    "/api/report-builder/saved/{report_id}": "one saved definition (no record data); test_reports",
+    "/api/report-builder/saved/{report_id}/export": "a saved report's result in the caller's visibility; test_reports",
     "/api/auth/me": "the caller",
     "/api/auth/tokens": "the caller's tokens",
     "/api/saved-views": "own and team's saved list views (filters only); test_lists",
@@ -637,6 +641,15 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
         "/api/reports/{key}/run",
     ): "a read: the report's rows within the caller's visibility (test_reports; exports here)",
     ("POST", "/api/reports/{key}/drill"): "a read: ids of visible records only (test_reports)",
+    ("POST", "/api/report-builder/run"): "a read within the caller's visibility (test_reports)",
+    ("POST", "/api/report-builder/drill"): "a read: ids of visible records only (test_reports)",
+    ("POST", "/api/report-builder/saved"): "creates the caller's own saved definition",
+    ("PUT", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
+    ("DELETE", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
+    (
+        "POST",
+        "/api/report-builder/saved/{report_id}/run",
+    ): "a read within the caller's visibility (test_reports)",
     ("POST", "/api/parties"): "creates the caller's own record",
     ("POST", "/api/activities"): "logging work on a client one reads is allowed (what the task needs)",
     ("POST", "/api/notes"): "a note on a client one reads is allowed; the note is the author's",

@@ -372,6 +372,22 @@ class SavedView(Table, tablename="saved_view"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class SavedReport(Table, tablename="saved_report"):
+    """A report-builder definition saved by a user (``tessera.reports.builder``), seen by its
+    owner and shared with roles and teams. Ids are plain integers (migration
+    ``tessera_2026_12_06t01_00_00_000000``)."""
+
+    owner_id = Integer(index=True)
+    name = Varchar(length=200)
+    #: The builder definition (entity, filters, group-by, measures) as JSON text.
+    definition = Text(default="{}")
+    #: Role names and team ids it is shared with (JSON lists).
+    shared_roles = Text(default="[]")
+    shared_teams = Text(default="[]")
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
 KERNEL_TABLES: list[type[Table]] = [
     Team,
     CrmUser,
@@ -400,6 +416,7 @@ KERNEL_TABLES: list[type[Table]] = [
     BackgroundJob,
     IdempotencyRecord,
     SavedView,
+    SavedReport,
 ]
 
 

@@ -11,7 +11,6 @@ from tessera.reports.framework import (
     describe,
     drill_down,
     register_list_dates,
-    registry,
     run_report,
 )
 
@@ -23,6 +22,5 @@ __all__ = [
     "describe",
     "drill_down",
     "register_list_dates",
-    "registry",
     "run_report",
 ]

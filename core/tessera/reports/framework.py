@@ -15,24 +15,25 @@ drill-down only when it brings one (``drill``).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import pluggy
 from jsonschema import Draft202012Validator
 from piccolo.columns import Column
-from piccolo.query.functions.aggregate import Avg, Count, Max, Min, Sum
+from piccolo.columns.combination import WhereRaw
+from piccolo.query.functions.aggregate import Count
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
-from tessera import i18n
+from tessera import db, i18n
 from tessera.entities import service
 from tessera.entities.tables import CrmUser, Party, Team
-from tessera.errors import DomainError, FieldError, NotFound, PermissionDenied, ValidationFailed
+from tessera.errors import DomainError, FieldError, PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
-from tessera.plugins import PluginError, call_each
+from tessera.plugins import PluginError
 from tessera.reports import periods
 
 Condition = Any
@@ -166,7 +167,7 @@ class Report:
 # --------------------------------------------------------------------------- registry
 
 
-def _check(report: Report, plugin: str) -> Report:
+def check(report: Report, plugin: str) -> Report:
     where = f"Plugin {plugin!r}, report {report.key!r}"
     if not isinstance(report, Report):
         raise PluginError(f"Plugin {plugin!r}: tessera_reports must return tessera.reports.Report objects")
@@ -183,38 +184,11 @@ def _check(report: Report, plugin: str) -> Report:
     return report
 
 
-def registry(pm: pluggy.PluginManager) -> dict[str, Report]:
-    """Every report of the kernel and the enabled plugins, by key (kernel first)."""
-    from tessera.reports import kernel
-
-    out: dict[str, Report] = {}
-    found: list[tuple[str, Any]] = [("tessera", kernel.REPORTS), *call_each(pm, "tessera_reports")]
-    for plugin, declared in found:
-        for report in declared or []:
-            _check(report, plugin)
-            if report.key in out:
-                raise PluginError(f"Plugin {plugin!r}: report {report.key!r} is declared twice")
-            out[report.key] = report
-    return out
-
-
-def get_report(pm: pluggy.PluginManager, key: str, principal: Principal) -> Report:
-    report = registry(pm).get(key)
-    if report is None:
-        raise NotFound(f"No report {key!r}")
-    principal.require(permission_of(report))
-    return report
-
-
 def permission_of(report: Report) -> str:
     if report.permission:
         return report.permission
     spec = report.spec
     return f"{spec.permission}.read" if spec else "report.read"
-
-
-def visible_reports(pm: pluggy.PluginManager, principal: Principal) -> list[Report]:
-    return [r for r in registry(pm).values() if principal.can(permission_of(r))]
 
 
 def describe(report: Report) -> dict[str, Any]:
@@ -334,6 +308,31 @@ def _col(report: Report, name: str) -> Column:
     return column
 
 
+CUSTOM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def expr(report: Report, name: str) -> Column | QueryString:
+    """A column of the report's table, or ``custom.<field>``: the custom field's value (the
+    name is checked against ``CUSTOM_NAME`` and written into the SQL, so SELECT and GROUP BY
+    read the same expression on PostgreSQL)."""
+    if not name.startswith("custom."):
+        return _col(report, name)
+    key = name.removeprefix("custom.")
+    if not CUSTOM_NAME.match(key):
+        raise ValidationFailed.field("field", f"not a custom field name: {key!r}")
+    column = _col(report, "custom")
+    if db.is_postgres():
+        return QueryString(f"({{}}->>'{key}')", column)
+    return QueryString(f"json_extract({{}}, '$.{key}')", column)
+
+
+def numeric(value: Column | QueryString) -> Column | QueryString:
+    """A custom field's value as a number (PostgreSQL reads JSON values as text)."""
+    if isinstance(value, QueryString) and db.is_postgres():
+        return QueryString("CAST({} AS NUMERIC)", value)
+    return value
+
+
 def _conditions(report: Report, principal: Principal, params: Params) -> list[Condition]:
     """Visibility, the report's fixed and parameter conditions, dates and dimension filters."""
     out: list[Condition] = []
@@ -364,34 +363,42 @@ def _equals(report: Report, dim: Dimension, value: Any, params: Params, field_na
             raise ValidationFailed.field(field_name, str(exc)) from exc
         column = _col(report, report.period_column or "")
         return (column >= start) & (column < end)
-    column = _col(report, dim.column or dim.key)
-    if value is None:
-        return column.is_null()
-    if dim.kind in ("user", "team", "party") and not isinstance(value, int):
+    column = expr(report, dim.column or dim.key)
+    if dim.kind in ("user", "team", "party") and value is not None and not isinstance(value, int):
         raise ValidationFailed.field(field_name, "must be an id (integer) or null")
     if isinstance(value, str) and len(value) > 200:
         raise ValidationFailed.field(field_name, "is too long")
+    if isinstance(column, QueryString):
+        if value is None:
+            return WhereRaw("{} IS NULL", column)
+        if db.is_postgres():
+            value = str(value).lower() if isinstance(value, bool) else str(value)
+        return WhereRaw("{} = {}", column, value)
+    if value is None:
+        return column.is_null()
     return column == value
 
 
 def _dimension_expr(report: Report, dim: Dimension, params: Params) -> Any:
     if dim.kind == "period":
         return periods.expression(_col(report, report.period_column or ""), params["period"])
-    return _col(report, dim.column or dim.key)
+    return expr(report, dim.column or dim.key)
 
 
 def _measure_expr(
     report: Report, principal: Principal, m: Measure, params: Params, alias: str
 ) -> QueryString:
     condition = m.where(principal, params) if m.where is not None else None
-    column = _col(report, m.column) if m.column else None
+    column: Any = expr(report, m.column) if m.column else None
+    if column is not None and (m.agg in ("sum", "avg") or m.type in ("int", "decimal", "float")):
+        column = numeric(column)
     if condition is None:
         if m.agg == "count":
             return Count(alias=alias)
         if m.agg == "count_distinct":
-            return Count(distinct=[column], alias=alias)
-        func = {"sum": Sum, "avg": Avg, "min": Min, "max": Max}[m.agg]
-        return func(column, alias=alias)
+            return QueryString("COUNT(DISTINCT {})", column, alias=alias)
+        func = {"sum": "SUM", "avg": "AVG", "min": "MIN", "max": "MAX"}[m.agg]
+        return QueryString(f"{func}({{}})", column, alias=alias)
     cond = condition.querystring
     if m.agg == "count":
         return QueryString("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", cond, alias=alias)
@@ -596,7 +603,11 @@ async def drill_down(
             else:
                 linkable = False
     if isinstance(chosen, Measure) and chosen.agg != "count" and chosen.column:
-        conditions.append(_col(report, chosen.column).is_not_null())
+        measured = expr(report, chosen.column)
+        if isinstance(measured, QueryString):
+            conditions.append(WhereRaw("{} IS NOT NULL", measured))
+        else:
+            conditions.append(measured.is_not_null())
     table = report.source
     key = _col(report, report.record_column) if report.record_column else table._meta.primary_key
     query = table.select(key.as_alias("rid")).distinct()
@@ -671,6 +682,5 @@ __all__: Sequence[str] = [
     "Ratio",
     "Report",
     "drill_down",
-    "registry",
     "run_report",
 ]

@@ -15,6 +15,7 @@ from tessera.entities.tables import Activity, Party, PartyStatusChange, Task, Ta
 from tessera.entities.tasks import task_visibility
 from tessera.i18n import N_
 from tessera.permissions import Principal
+from tessera.reports.builder import Entity, Field
 from tessera.reports.framework import Dimension, Measure, Params, Ratio, Report, register_list_dates
 
 OPEN_TASK = ("open", "in_progress")
@@ -239,3 +240,65 @@ CONTACT_COVERAGE = Report(
 )
 
 REPORTS: list[Report] = [ACTIVITIES, TASK_DISCIPLINE, TASK_HANDOFFS, CLIENT_DYNAMICS, CONTACT_COVERAGE]
+
+
+# --------------------------------------------------------------------------- report builder entities
+
+ENTITIES: list[Entity] = [
+    Entity(
+        key="activity",
+        label=N_("Activities"),
+        entity="activity",
+        custom_fields="activity",
+        list_url="/app/activities",
+        fields=[
+            Field("type", N_("Type"), labels="activity.type", list_param="type"),
+            Field("status", N_("Status"), labels="activity.status", list_param="status"),
+            Field("direction", N_("Direction")),
+            Field("subject", N_("Subject")),
+            Field("owner", N_("Manager"), "owner_id", type="user", list_param="owner_id"),
+            Field("team", N_("Team"), "team_id", type="team", list_param="team_id"),
+            Field("party", N_("Client"), "party_id", type="party", list_param="party_id"),
+            Field("starts_at", N_("Time"), type="datetime"),
+            Field("duration_minutes", N_("Duration, min"), type="int"),
+            Field("created_at", N_("Created"), type="datetime"),
+        ],
+    ),
+    Entity(
+        key="party",
+        label=N_("Clients"),
+        entity="party",
+        custom_fields="party",
+        list_url="/app/parties",
+        fields=[
+            Field("name", N_("Name")),
+            Field("kind", N_("Kind"), labels="party.kind", list_param="kind"),
+            Field("status", N_("Status"), labels="party.status", list_param="status"),
+            Field("owner", N_("Manager"), "owner_id", type="user", list_param="owner_id"),
+            Field("team", N_("Team"), "team_id", type="team", list_param="team_id"),
+            # Tax ids identify the client base: reading them in bulk is an export.
+            Field("tax_id", N_("Tax id"), permission="party.export"),
+            Field("created_at", N_("Created"), type="datetime"),
+            Field("status_changed_at", N_("Status changed"), type="datetime"),
+        ],
+    ),
+    Entity(
+        key="task",
+        label=N_("Tasks"),
+        entity="task",
+        custom_fields="task",
+        list_url="/app/tasks",
+        fields=[
+            Field("status", N_("Status"), labels="task.status", list_param="status"),
+            Field("priority", N_("Priority"), labels="task.priority", list_param="priority"),
+            Field("assignee", N_("Assignee"), "assignee_id", type="user", list_param="assignee_id"),
+            Field("author", N_("Author"), "author_id", type="user", list_param="author_id"),
+            Field("controller", N_("Controller"), "controller_id", type="user", list_param="controller_id"),
+            Field("team", N_("Team"), "team_id", type="team", list_param="team_id"),
+            Field("party", N_("Client"), "party_id", type="party", list_param="party_id"),
+            Field("deadline", N_("Deadline"), type="datetime"),
+            Field("completed_at", N_("Completed"), type="datetime"),
+            Field("created_at", N_("Created"), type="datetime"),
+        ],
+    ),
+]

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from litestar import Request, Router, get, post
+from litestar import Request, Router, delete, get, post, put
 from litestar.params import Parameter
 from litestar.response import Stream
 from msgspec import Struct
 
-from tessera import audit, clock, exports
+from tessera import audit, clock, exports, i18n
 from tessera.api.openapi import download
-from tessera.errors import ValidationFailed
+from tessera.errors import PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
-from tessera.reports import framework
+from tessera.reports import builder, catalog, framework
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -87,7 +88,7 @@ def _pm(request: Request[Any, Any, Any]) -> Any:
 
 
 def _report(request: Request[Any, Any, Any], principal: Principal, key: str) -> framework.Report:
-    return framework.get_report(_pm(request), key, principal)
+    return catalog.get_report(_pm(request), key, principal)
 
 
 @get("/", operation_id="list_reports")
@@ -98,7 +99,7 @@ async def list_reports(request: Request[Any, Any, Any], principal: Principal) ->
 
     return [
         msgspec.convert(framework.describe(r), ReportInfo)
-        for r in framework.visible_reports(_pm(request), principal)
+        for r in catalog.visible_reports(_pm(request), principal)
     ]
 
 
@@ -166,6 +167,184 @@ def stream_result(result: dict[str, Any], format: str, name: str) -> Stream:
     return Stream(chunks, media_type="text/csv; charset=utf-8", headers=disposition)
 
 
+# --------------------------------------------------------------------------- report builder
+
+
+class BuilderField(Struct):
+    key: str
+    label: str
+    type: str
+
+
+class BuilderEntity(Struct):
+    key: str
+    label: str
+    plugin: str
+    fields: list[BuilderField]
+
+
+class BuilderRunIn(Struct):
+    definition: dict[str, Any]
+
+
+class BuilderDrillIn(Struct):
+    definition: dict[str, Any]
+    cell: dict[str, Any]
+    measure: str | None = None
+
+
+class SavedReportIn(Struct):
+    name: str
+    definition: dict[str, Any]
+    shared_roles: list[str] = []
+    shared_teams: list[int] = []
+
+
+class SavedReportOut(Struct):
+    id: int
+    name: str
+    owner_id: int
+    definition: dict[str, Any]
+    shared_roles: list[str]
+    shared_teams: list[int]
+    created_at: datetime
+    updated_at: datetime
+
+
+async def _compile(request: Request[Any, Any, Any], principal: Principal, definition: Any) -> Any:
+    pm = _pm(request)
+    return await builder.compile_definition(pm, catalog.entities(pm), principal, definition)
+
+
+async def run_definition(
+    request: Request[Any, Any, Any], principal: Principal, definition: Any
+) -> dict[str, Any]:
+    report, params = await _compile(request, principal, definition)
+    result = await framework.run_report(report, principal, params)
+    return builder.measure_labels(definition, result)
+
+
+@get("/entities", operation_id="report_builder_entities")
+async def builder_entities(request: Request[Any, Any, Any], principal: Principal) -> list[BuilderEntity]:
+    """Entities of the report builder you may read, with the fields you may filter, group and
+    aggregate by (custom fields as ``custom.<name>``)."""
+    pm = _pm(request)
+    out = []
+    for entity in catalog.entities(pm).values():
+        spec = framework.service.specs().get(entity.entity)
+        if spec is None:
+            continue
+        try:
+            spec.require(principal, "read")
+        except PermissionDenied:
+            continue
+        fields = [
+            BuilderField(f.key, i18n.gettext(f.label), f.type)
+            for f in await builder.fields_for(entity, pm)
+            if not f.permission or principal.can(f.permission)
+        ]
+        out.append(BuilderEntity(entity.key, i18n.gettext(entity.label), entity.plugin, fields))
+    return out
+
+
+@post("/run", operation_id="run_report_definition", status_code=200)
+async def builder_run(
+    request: Request[Any, Any, Any], principal: Principal, data: BuilderRunIn
+) -> ReportResult:
+    """Run a builder definition: ``entity``, ``filters`` ([{field, op, value}]), ``group_by``
+    (fields; a time field as ``field:month``), ``measures`` ([{agg, field}]). Fields and
+    operators are whitelisted (422), a field you may not read is a 400."""
+    import msgspec
+
+    return msgspec.convert(await run_definition(request, principal, data.definition), ReportResult)
+
+
+@post("/drill", operation_id="drill_report_definition", status_code=200)
+async def builder_drill(
+    request: Request[Any, Any, Any], principal: Principal, data: BuilderDrillIn
+) -> DrillOut:
+    """The records behind one cell of a builder definition's result."""
+    import msgspec
+
+    report, params = await _compile(request, principal, data.definition)
+    return msgspec.convert(
+        await framework.drill_down(report, principal, params, data.cell, data.measure), DrillOut
+    )
+
+
+@get("/saved", operation_id="list_saved_reports")
+async def saved_list(principal: Principal) -> list[SavedReportOut]:
+    """Saved reports you own or that are shared with one of your roles or your team."""
+    import msgspec
+
+    return [msgspec.convert(r, SavedReportOut) for r in await builder.visible_saved(principal)]
+
+
+@post("/saved", operation_id="create_saved_report", status_code=201)
+async def saved_create(
+    request: Request[Any, Any, Any], principal: Principal, data: SavedReportIn
+) -> SavedReportOut:
+    """Save a builder definition under a name, optionally shared with roles and teams."""
+    import msgspec
+
+    pm = _pm(request)
+    row = await builder.save(pm, catalog.entities(pm), principal, msgspec.to_builtins(data))
+    return msgspec.convert(row, SavedReportOut)
+
+
+@get("/saved/{report_id:int}", operation_id="get_saved_report")
+async def saved_get(principal: Principal, report_id: int) -> SavedReportOut:
+    """One saved report you may see."""
+    import msgspec
+
+    return msgspec.convert(await builder.get_saved(principal, report_id), SavedReportOut)
+
+
+@put("/saved/{report_id:int}", operation_id="update_saved_report")
+async def saved_update(
+    request: Request[Any, Any, Any], principal: Principal, report_id: int, data: SavedReportIn
+) -> SavedReportOut:
+    """Replace a saved report you own."""
+    import msgspec
+
+    pm = _pm(request)
+    row = await builder.save(pm, catalog.entities(pm), principal, msgspec.to_builtins(data), report_id)
+    return msgspec.convert(row, SavedReportOut)
+
+
+@delete("/saved/{report_id:int}", operation_id="delete_saved_report", status_code=204)
+async def saved_delete(principal: Principal, report_id: int) -> None:
+    """Delete a saved report you own."""
+    await builder.delete(principal, report_id)
+
+
+@post("/saved/{report_id:int}/run", operation_id="run_saved_report", status_code=200)
+async def saved_run(request: Request[Any, Any, Any], principal: Principal, report_id: int) -> ReportResult:
+    """Run a saved report with your own visibility."""
+    import msgspec
+
+    saved = await builder.get_saved(principal, report_id)
+    result = await run_definition(request, principal, saved["definition"])
+    result["title"] = saved["name"]
+    return msgspec.convert(result, ReportResult)
+
+
+@get("/saved/{report_id:int}/export", operation_id="export_saved_report", opt=download("text/csv", XLSX))
+async def saved_export(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    report_id: int,
+    format: Annotated[Literal["csv", "xlsx"], Parameter(description="csv (default) or xlsx")] = "csv",
+) -> Stream:
+    """Export a saved report's result (your visibility) as CSV or XLSX. Needs report.export."""
+    saved = await builder.get_saved(principal, report_id)
+    framework.require_export(principal)
+    result = await run_definition(request, principal, saved["definition"])
+    result["title"] = saved["name"]
+    await audit.record("export", "saved_report", report_id, {}, detail=f"{len(result['rows'])} rows")
+    return stream_result(result, format, f"report-{report_id}")
+
+
 def report_router() -> Router:
     return Router(
         path="/api/reports",
@@ -174,4 +353,23 @@ def report_router() -> Router:
     )
 
 
-__all__ = ["report_router", "stream_result"]
+def builder_router() -> Router:
+    return Router(
+        path="/api/report-builder",
+        route_handlers=[
+            builder_entities,
+            builder_run,
+            builder_drill,
+            saved_list,
+            saved_create,
+            saved_get,
+            saved_update,
+            saved_delete,
+            saved_run,
+            saved_export,
+        ],
+        tags=["reports"],
+    )
+
+
+__all__ = ["builder_router", "report_router", "stream_result"]
