@@ -152,7 +152,7 @@ NOT_RECORDS: dict[str, str] = {
     "/api/report-builder/entities": "builder entities and fields (configuration)",
     "/api/report-builder/saved": "saved report definitions (own and shared; no record data); test_reports",
     "/api/report-builder/saved/{report_id}": "one saved definition (no record data); test_reports",
-    "/api/report-builder/saved/{report_id}/export": "a saved report's result in the caller's visibility; test_reports",
+    "/api/report-builder/saved/{report_id}/export": "a saved result in the caller's visibility; test_reports",
     "/api/auth/me": "the caller",
     "/api/auth/tokens": "the caller's tokens",
     "/api/saved-views": "own and team's saved list views (filters only); test_lists",

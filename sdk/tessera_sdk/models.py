@@ -235,6 +235,37 @@ class BackgroundJobOut(Struct, kw_only=True):
     finished_at: datetime.datetime | None
 
 
+class BuilderDrillIn(Struct, kw_only=True):
+    """The ``BuilderDrillIn`` schema of the API."""
+
+    definition: dict[str, Any]
+    cell: dict[str, Any]
+    measure: str | UnsetType | None = UNSET
+
+
+class BuilderEntity(Struct, kw_only=True):
+    """The ``BuilderEntity`` schema of the API."""
+
+    key: str
+    label: str
+    plugin: str
+    fields: list[BuilderField]
+
+
+class BuilderField(Struct, kw_only=True):
+    """The ``BuilderField`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+
+
+class BuilderRunIn(Struct, kw_only=True):
+    """The ``BuilderRunIn`` schema of the API."""
+
+    definition: dict[str, Any]
+
+
 class CadenceRuleIn(Struct, kw_only=True):
     """The ``CadenceRuleIn`` schema of the API."""
 
@@ -462,6 +493,25 @@ class DocumentIn(Struct, kw_only=True):
     amount: str | UnsetType | None = UNSET
     due_on: datetime.date | UnsetType | None = UNSET
     comment: str = ""
+
+
+class DrillIn(Struct, kw_only=True):
+    """The ``DrillIn`` schema of the API."""
+
+    cell: dict[str, Any]
+    params: dict[str, Any] | UnsetType | None = UNSET
+    measure: str | UnsetType | None = UNSET
+
+
+class DrillOut(Struct, kw_only=True):
+    """The ``DrillOut`` schema of the API."""
+
+    report: str
+    entity: str
+    count: int
+    ids: list[int]
+    truncated: bool
+    list_url: str | None
 
 
 class Email(Struct, kw_only=True):
@@ -1082,6 +1132,62 @@ class ReassignIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class ReportColumn(Struct, kw_only=True):
+    """The ``ReportColumn`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+    unit: str
+    dimension: bool
+
+
+class ReportDimension(Struct, kw_only=True):
+    """The ``ReportDimension`` schema of the API."""
+
+    key: str
+    label: str
+    kind: str
+
+
+class ReportInfo(Struct, kw_only=True):
+    """The ``ReportInfo`` schema of the API."""
+
+    key: str
+    title: str
+    description: str
+    plugin: str
+    entity: str
+    chart: str | None
+    params_schema: dict[str, Any]
+    dimensions: list[ReportDimension]
+    measures: list[ReportMeasure]
+    columns: list[ReportColumn]
+    drill_down: bool
+
+
+class ReportMeasure(Struct, kw_only=True):
+    """The ``ReportMeasure`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+    unit: str
+
+
+class ReportResult(Struct, kw_only=True):
+    """The ``ReportResult`` schema of the API."""
+
+    report: str
+    title: str
+    params: dict[str, Any]
+    columns: list[ReportColumn]
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any]
+    chart: str | None
+    drill_down: bool
+
+
 class ResetRequestIn(Struct, kw_only=True):
     """The ``ResetRequestIn`` schema of the API."""
 
@@ -1156,6 +1262,28 @@ class SalesSettingsOut(Struct, kw_only=True):
     """The ``SalesSettingsOut`` schema of the API."""
 
     base_currency: str
+
+
+class SavedReportIn(Struct, kw_only=True):
+    """The ``SavedReportIn`` schema of the API."""
+
+    name: str
+    definition: dict[str, Any]
+    shared_roles: list[str] | UnsetType = UNSET
+    shared_teams: list[int] | UnsetType = UNSET
+
+
+class SavedReportOut(Struct, kw_only=True):
+    """The ``SavedReportOut`` schema of the API."""
+
+    id: int
+    name: str
+    owner_id: int
+    definition: dict[str, Any]
+    shared_roles: list[str]
+    shared_teams: list[int]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
 
 
 class SavedViewIn(Struct, kw_only=True):
@@ -1688,6 +1816,10 @@ MODELS: dict[str, type[Struct]] = {
     "AttachmentOutPage": AttachmentOutPage,
     "AuditOut": AuditOut,
     "BackgroundJobOut": BackgroundJobOut,
+    "BuilderDrillIn": BuilderDrillIn,
+    "BuilderEntity": BuilderEntity,
+    "BuilderField": BuilderField,
+    "BuilderRunIn": BuilderRunIn,
     "CadenceRuleIn": CadenceRuleIn,
     "ChangeIn": ChangeIn,
     "ChecklistIn": ChecklistIn,
@@ -1707,6 +1839,8 @@ MODELS: dict[str, type[Struct]] = {
     "DealPatch": DealPatch,
     "DeliveryOut": DeliveryOut,
     "DocumentIn": DocumentIn,
+    "DrillIn": DrillIn,
+    "DrillOut": DrillOut,
     "Email": Email,
     "Error": Error,
     "HandoffIn": HandoffIn,
@@ -1765,6 +1899,11 @@ MODELS: dict[str, type[Struct]] = {
     "RateOut": RateOut,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
+    "ReportColumn": ReportColumn,
+    "ReportDimension": ReportDimension,
+    "ReportInfo": ReportInfo,
+    "ReportMeasure": ReportMeasure,
+    "ReportResult": ReportResult,
     "ResetRequestIn": ResetRequestIn,
     "ResetRequested": ResetRequested,
     "ResetTokenOut": ResetTokenOut,
@@ -1775,6 +1914,8 @@ MODELS: dict[str, type[Struct]] = {
     "RolePatch": RolePatch,
     "SalesSettingsIn": SalesSettingsIn,
     "SalesSettingsOut": SalesSettingsOut,
+    "SavedReportIn": SavedReportIn,
+    "SavedReportOut": SavedReportOut,
     "SavedViewIn": SavedViewIn,
     "SavedViewOut": SavedViewOut,
     "SearchFacetsOut": SearchFacetsOut,

@@ -52,6 +52,7 @@ class Client(b.BaseClient):
         self.substitutions = Entity[m.SubstitutionOut, m.SubstitutionIn, m.SubstitutionPatch](
             self, "/api/substitutions", m.SubstitutionOut, m.SubstitutionOutPage
         )
+        self.reports = SyncReports(self)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -304,3 +305,92 @@ class Attachments(Entity[m.AttachmentOut, msgspec.Struct, msgspec.Struct]):
     def download(self, attachment_id: int) -> bytes:
         response = self._client._execute(Call("GET", f"{self.path}/{attachment_id}/content", raw=True))
         return bytes(response.content)
+
+
+class SyncReports:
+    """Reports (``/api/reports``) and the report builder (``/api/report-builder``), docs/analytics.md."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> list[m.ReportInfo]:
+        """The reports you may run, with their parameters, dimensions and measures."""
+        return self._client.request("GET", "/api/reports", model=list[m.ReportInfo])  # type: ignore[no-any-return]
+
+    def run(self, key: str, **params: Any) -> m.ReportResult:
+        """Run a report (``group_by=["owner", "period"], period="month", date_from=...``)."""
+        return self._client.request(  # type: ignore[no-any-return]
+            "POST", f"/api/reports/{key}/run", json=params, model=m.ReportResult
+        )
+
+    def drill(
+        self,
+        key: str,
+        cell: Mapping[str, Any],
+        measure: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> m.DrillOut:
+        """The records behind one cell of a report's result."""
+        body = {"cell": dict(cell), "measure": measure, "params": dict(params or {})}
+        return self._client.request(  # type: ignore[no-any-return]
+            "POST", f"/api/reports/{key}/drill", json=body, model=m.DrillOut
+        )
+
+    def export(self, key: str, format: str = "csv", **params: Any) -> bytes:
+        """A report's result as a CSV or XLSX file."""
+        import json as _json
+
+        query = {"format": format, "params": _json.dumps(params)}
+        response = self._client._execute(Call("GET", f"/api/reports/{key}/export", b.params(query), raw=True))
+        return bytes(response.content)
+
+    def builder_entities(self) -> list[m.BuilderEntity]:
+        """Entities and fields of the report builder you may use."""
+        return self._client.request(  # type: ignore[no-any-return]
+            "GET", "/api/report-builder/entities", model=list[m.BuilderEntity]
+        )
+
+    def run_definition(self, definition: Mapping[str, Any]) -> m.ReportResult:
+        """Run a builder definition (entity, filters, group_by, measures)."""
+        return self._client.request(  # type: ignore[no-any-return]
+            "POST", "/api/report-builder/run", json={"definition": dict(definition)}, model=m.ReportResult
+        )
+
+    def drill_definition(
+        self, definition: Mapping[str, Any], cell: Mapping[str, Any], measure: str | None = None
+    ) -> m.DrillOut:
+        body = {"definition": dict(definition), "cell": dict(cell), "measure": measure}
+        return self._client.request(  # type: ignore[no-any-return]
+            "POST", "/api/report-builder/drill", json=body, model=m.DrillOut
+        )
+
+    def saved(self) -> list[m.SavedReportOut]:
+        """Saved reports you own or that are shared with you."""
+        return self._client.request(  # type: ignore[no-any-return]
+            "GET", "/api/report-builder/saved", model=list[m.SavedReportOut]
+        )
+
+    def save(
+        self,
+        name: str,
+        definition: Mapping[str, Any],
+        shared_roles: list[str] | None = None,
+        shared_teams: list[int] | None = None,
+    ) -> m.SavedReportOut:
+        body = {
+            "name": name,
+            "definition": dict(definition),
+            "shared_roles": shared_roles or [],
+            "shared_teams": shared_teams or [],
+        }
+        return self._client.request(  # type: ignore[no-any-return]
+            "POST", "/api/report-builder/saved", json=body, model=m.SavedReportOut
+        )
+
+    def run_saved(self, report_id: int) -> m.ReportResult:
+        return self._client.request(  # type: ignore[no-any-return]
+            "POST", f"/api/report-builder/saved/{report_id}/run", model=m.ReportResult
+        )
+
+    def delete_saved(self, report_id: int) -> None:
+        self._client.request("DELETE", f"/api/report-builder/saved/{report_id}")
