@@ -416,3 +416,78 @@ async def test_report_builder_safe_queries_saving_and_sharing(crm):
     assert r.status_code == 200
     assert (await crm.delete(f"/api/report-builder/saved/{saved['id']}", admin)).status_code == 204
     assert p3["id"]
+
+
+# --------------------------------------------------------------------------- scheduled reports
+
+
+async def test_scheduled_report_each_recipient_gets_their_own_rows(crm, frozen_clock):
+    from aiosmtpd.controller import Controller
+    from mail_helpers import MailServer, _free_port
+    from tessera import email as mail
+    from tessera import jobs
+    from tessera.reports import schedules
+
+    box = MailServer(port=_free_port())
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    configured = crm.settings.with_(
+        smtp_host="127.0.0.1", smtp_port=box.port, smtp_security="none", mail_from="CRM <crm@example.com>"
+    )
+    mail.configure(configured)
+    try:
+        admin = await crm.user("admin", name="Admin")
+        m1 = await crm.user("manager", name="Anna")
+        m2 = await crm.user("manager", name="Boris")
+        await new_party(crm, m1, name="Anna's client")
+        await new_party(crm, m2, name="Boris's client")
+        definition = {"entity": "party", "group_by": ["owner"], "measures": [{"agg": "count"}]}
+        saved = (
+            await crm.post(
+                "/api/report-builder/saved", admin, json={"name": "Clients", "definition": definition}
+            )
+        ).json()
+        r = await crm.post(
+            f"/api/report-builder/saved/{saved['id']}/schedules",
+            admin,
+            json={
+                "cron": "0 8 * * 1",
+                "format": "csv",
+                "recipient_users": [m1["id"]],
+                "recipient_roles": ["admin"],
+            },
+        )
+        assert r.status_code == 201, r.text
+        schedule = r.json()
+        assert schedule["next_run_at"].startswith("2026-03-09T08:00:00")  # next Monday 08:00 UTC
+        bad = await crm.post(
+            f"/api/report-builder/saved/{saved['id']}/schedules", admin, json={"cron": "every day"}
+        )
+        assert bad.status_code == 422 and "cron" in field_errors(bad)
+
+        assert await schedules.run_due(crm.pm) == 0  # not yet
+        frozen_clock.advance(days=7)
+        assert await schedules.run_due(crm.pm) == 2
+        assert await schedules.run_due(crm.pm) == 0  # once per due time
+        assert box.received == []  # sent by the background job
+        assert {status for _, status in await jobs.work(crm.pm, configured)} == {"done"}
+        copies = {}
+        for rcpt, message, _ in box.received:
+            [part] = [p for p in message.iter_attachments()]
+            assert part.get_filename().startswith("Clients-2026-03-09")
+            copies[rcpt[0]] = part.get_content()
+            if isinstance(copies[rcpt[0]], bytes):
+                copies[rcpt[0]] = copies[rcpt[0]].decode()
+        assert set(copies) == {m1["email"], admin["email"]}
+        assert copies[m1["email"]].splitlines()[1:] == ["Anna,1"]  # her own clients only
+        assert sorted(copies[admin["email"]].splitlines()[1:]) == ["Anna,1", "Boris,1"]
+        r = await crm.get(f"/api/report-builder/schedules/{schedule['id']}/deliveries", admin)
+        assert sorted((d["email"], d["rows"], d["status"]) for d in r.json()) == sorted(
+            [(m1["email"], 1, "queued"), (admin["email"], 2, "queued")]
+        )
+        assert (
+            await crm.get(f"/api/report-builder/schedules/{schedule['id']}/deliveries", m1)
+        ).status_code == 404
+    finally:
+        controller.stop()
+        mail.configure(crm.settings)

@@ -149,6 +149,8 @@ SINGLE: dict[str, str] = {
 #: configuration, catalogues), with the reason they are outside the matrix.
 NOT_RECORDS: dict[str, str] = {
     "/api/reports": "report declarations (configuration)",
+    "/api/report-builder/schedules": "the caller's own report schedules (no record data)",
+    "/api/report-builder/schedules/{schedule_id}/deliveries": "delivery log of the caller's own schedule",
     "/api/report-builder/entities": "builder entities and fields (configuration)",
     "/api/report-builder/saved": "saved report definitions (own and shared; no record data); test_reports",
     "/api/report-builder/saved/{report_id}": "one saved definition (no record data); test_reports",
@@ -644,6 +646,8 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("POST", "/api/report-builder/run"): "a read within the caller's visibility (test_reports)",
     ("POST", "/api/report-builder/drill"): "a read: ids of visible records only (test_reports)",
     ("POST", "/api/report-builder/saved"): "creates the caller's own saved definition",
+    ("POST", "/api/report-builder/saved/{report_id}/schedules"): "the owner's own schedule; test_reports",
+    ("DELETE", "/api/report-builder/schedules/{schedule_id}"): "the owner's own schedule",
     ("PUT", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
     ("DELETE", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
     (

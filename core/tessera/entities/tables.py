@@ -388,6 +388,37 @@ class SavedReport(Table, tablename="saved_report"):
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
+class ReportSchedule(Table, tablename="report_schedule"):
+    """A saved report sent on a cron schedule (``tessera.reports.schedules``) to users and the
+    members of roles, each with their own visibility (migration ``2026_12_06t01_10``)."""
+
+    saved_report_id = Integer(index=True)
+    owner_id = Integer(index=True)
+    cron = Varchar(length=100)
+    format = Varchar(length=10, default="xlsx")
+    #: User ids and role names (JSON lists).
+    recipient_users = Text(default="[]")
+    recipient_roles = Text(default="[]")
+    active = Boolean(default=True)
+    next_run_at = Timestamptz(null=True, default=None, index=True)
+    last_run_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class ReportDelivery(Table, tablename="report_delivery"):
+    """One recipient's copy of a scheduled report: queued (with its e-mail job) or skipped."""
+
+    schedule_id = Integer(index=True)
+    user_id = Integer(null=True, default=None)
+    email = Varchar(length=254, default="")
+    rows = Integer(default=0)
+    #: queued | skipped
+    status = Varchar(length=20, default="queued")
+    job_id = Integer(null=True, default=None)
+    detail = Text(default="")
+    at = Timestamptz(default=TimestamptzNow(), index=True)
+
+
 KERNEL_TABLES: list[type[Table]] = [
     Team,
     CrmUser,
@@ -417,6 +448,8 @@ KERNEL_TABLES: list[type[Table]] = [
     IdempotencyRecord,
     SavedView,
     SavedReport,
+    ReportSchedule,
+    ReportDelivery,
 ]
 
 

@@ -17,7 +17,7 @@ from tessera import audit, clock, exports, i18n
 from tessera.api.openapi import download
 from tessera.errors import PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
-from tessera.reports import builder, catalog, framework
+from tessera.reports import builder, catalog, framework, schedules
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -345,6 +345,73 @@ async def saved_export(
     return stream_result(result, format, f"report-{report_id}")
 
 
+# --------------------------------------------------------------------------- scheduled reports
+
+
+class ScheduleIn(Struct):
+    cron: str
+    format: Literal["csv", "xlsx"] = "xlsx"
+    recipient_users: list[int] = []
+    recipient_roles: list[str] = []
+
+
+class ScheduleOut(Struct):
+    id: int
+    saved_report_id: int
+    owner_id: int
+    cron: str
+    format: str
+    recipient_users: list[int]
+    recipient_roles: list[str]
+    active: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+
+
+class DeliveryOut(Struct):
+    id: int
+    schedule_id: int
+    user_id: int | None
+    email: str
+    rows: int
+    status: str
+    job_id: int | None
+    detail: str
+    at: datetime
+
+
+@post("/saved/{report_id:int}/schedules", operation_id="schedule_saved_report", status_code=201)
+async def schedule_create(principal: Principal, report_id: int, data: ScheduleIn) -> ScheduleOut:
+    """Send a saved report you own on a cron schedule (UTC) to users and the members of roles,
+    as a CSV or XLSX attachment; each recipient gets the rows their own visibility allows."""
+    import msgspec
+
+    row = await schedules.create(principal, report_id, msgspec.to_builtins(data))
+    return msgspec.convert(row, ScheduleOut)
+
+
+@get("/schedules", operation_id="list_report_schedules")
+async def schedule_list(principal: Principal) -> list[ScheduleOut]:
+    """Your report schedules."""
+    import msgspec
+
+    return [msgspec.convert(r, ScheduleOut) for r in await schedules.visible(principal)]
+
+
+@get("/schedules/{schedule_id:int}/deliveries", operation_id="report_schedule_deliveries")
+async def schedule_deliveries(principal: Principal, schedule_id: int) -> list[DeliveryOut]:
+    """The delivery log of one of your schedules: each recipient's copy, queued or skipped."""
+    import msgspec
+
+    return [msgspec.convert(r, DeliveryOut) for r in await schedules.deliveries(principal, schedule_id)]
+
+
+@delete("/schedules/{schedule_id:int}", operation_id="delete_report_schedule", status_code=204)
+async def schedule_delete(principal: Principal, schedule_id: int) -> None:
+    """Stop and delete one of your schedules."""
+    await schedules.remove(principal, schedule_id)
+
+
 def report_router() -> Router:
     return Router(
         path="/api/reports",
@@ -367,6 +434,10 @@ def builder_router() -> Router:
             saved_delete,
             saved_run,
             saved_export,
+            schedule_create,
+            schedule_list,
+            schedule_deliveries,
+            schedule_delete,
         ],
         tags=["reports"],
     )
