@@ -107,6 +107,44 @@ async def test_activity_report_drill_down_visibility_and_exports(crm, frozen_clo
     assert r.json()["ids"] == [] and r.json()["count"] == 0
     assert (await _run(crm, head, "activities", group_by=[]))["totals"]["activities"] == 4
 
+    # A KPI: calls done per manager, planned per month; actual from the report, percent of plan.
+    r = await crm.post(
+        "/api/kpis",
+        admin,
+        json={
+            "name": "Calls",
+            "report_key": "activities",
+            "measure": "done",
+            "params": {"filters": {"type": "call"}},
+        },
+    )
+    assert r.status_code == 201, r.text
+    kpi = r.json()
+    assert (
+        await crm.post("/api/kpis", m1, json={"name": "x", "report_key": "activities", "measure": "done"})
+    ).status_code == 403
+    bad = await crm.post(
+        "/api/kpis", admin, json={"name": "x", "report_key": "activities", "measure": "nope"}
+    )
+    assert bad.status_code == 422 and "measure" in field_errors(bad)
+    for body in (
+        {"period": "2026-03", "target": "4", "user_id": m1["id"]},
+        {"period": "2026-03", "target": "10"},
+    ):
+        r = await crm.put(f"/api/kpis/{kpi['id']}/targets", admin, json=body)
+        assert r.status_code == 200, r.text
+    r = await crm.get("/api/kpis/panel", m1, params={"period": "2026-03", "user_id": m1["id"], "history": 2})
+    assert r.status_code == 200, r.text
+    [item] = r.json()
+    assert (item["target"], item["actual"], item["percent"]) == ("4.00", 1, 25.0)
+    assert [(h["period"], h["actual"]) for h in item["history"]] == [("2026-03", 1), ("2026-02", 0)]
+    company = (await crm.get("/api/kpis/panel", admin, params={"period": "2026-03"})).json()[0]
+    assert (company["actual"], company["percent"]) == (2, 20.0)  # a1 and a4: the company's calls done
+    own = (await crm.get("/api/kpis/panel", m2, params={"period": "2026-03"})).json()[0]
+    assert own["actual"] == 1  # Boris reads his own calls only
+    load = {x["user_id"]: x for x in (await crm.get("/api/kpis/load", admin)).json()}
+    assert load[m1["id"]]["planned_activities"] == 1
+
     # Bad parameters: 422 naming the field.
     for params, field in [
         ({"group_by": ["nope"]}, "group_by.0"),

@@ -96,6 +96,8 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/sales/reports/cadence": {},
     "/api/sales/reports/cadence/overdue": {},
     "/api/sales/reports/contacts": PERIOD,
+    "/api/kpis/panel": {"period": "2026-03"},
+    "/api/kpis/load": {},
     "/api/service/tickets": {"limit": 500},
     "/api/service/tickets/count": {},
     "/api/service/agreements": {"limit": 500},
@@ -149,6 +151,7 @@ SINGLE: dict[str, str] = {
 #: configuration, catalogues), with the reason they are outside the matrix.
 NOT_RECORDS: dict[str, str] = {
     "/api/reports": "report declarations (configuration)",
+    "/api/kpis": "KPI definitions (configuration)",
     "/api/report-builder/schedules": "the caller's own report schedules (no record data)",
     "/api/report-builder/schedules/{schedule_id}/deliveries": "delivery log of the caller's own schedule",
     "/api/report-builder/entities": "builder entities and fields (configuration)",
@@ -648,6 +651,8 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("POST", "/api/report-builder/saved"): "creates the caller's own saved definition",
     ("POST", "/api/report-builder/saved/{report_id}/schedules"): "the owner's own schedule; test_reports",
     ("DELETE", "/api/report-builder/schedules/{schedule_id}"): "the owner's own schedule",
+    ("POST", "/api/kpis"): "configuration (report.kpi.manage)",
+    ("PUT", "/api/kpis/{kpi_id}/targets"): "configuration (report.kpi.manage)",
     ("PUT", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
     ("DELETE", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
     (

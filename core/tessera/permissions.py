@@ -44,6 +44,7 @@ KERNEL_PERMISSIONS: dict[str, str] = {
     "workflow.read": "Read process instances and deviations",
     "workflow.manage": "Create process templates; suspend, resume, stop and reassign instances",
     "report.export": "Export report results to CSV or XLSX files",
+    "report.kpi.manage": "Define KPIs and set their targets for people, teams and the company",
 }
 
 DEFAULT_ROLES: list[dict[str, Any]] = [

@@ -7,6 +7,8 @@ fields that are filtered on (kinds, tags) are arrays, rich sub-records (phones, 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from piccolo.columns import (
     JSON,
     Array,
@@ -14,6 +16,7 @@ from piccolo.columns import (
     Boolean,
     ForeignKey,
     Integer,
+    Numeric,
     OnDelete,
     Text,
     Timestamptz,
@@ -419,6 +422,32 @@ class ReportDelivery(Table, tablename="report_delivery"):
     at = Timestamptz(default=TimestamptzNow(), index=True)
 
 
+class Kpi(Table, tablename="kpi"):
+    """An indicator defined as a report measure (``tessera.reports.kpis``): ``report_key`` and
+    ``measure`` of a registered report, ``params`` fixed filters (JSON), and the report's
+    dimensions naming a person and a team (migration ``2026_12_06t01_20``)."""
+
+    name = Varchar(length=200)
+    report_key = Varchar(length=100)
+    measure = Varchar(length=100)
+    params = Text(default="{}")
+    person_dimension = Varchar(length=100, default="owner")
+    team_dimension = Varchar(length=100, default="team")
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class KpiTarget(Table, tablename="kpi_target"):
+    """The plan of a KPI for a person, a team or the company (both empty) in a month."""
+
+    kpi_id = Integer(index=True)
+    user_id = Integer(null=True, default=None, index=True)
+    team_id = Integer(null=True, default=None, index=True)
+    #: ``YYYY-MM``
+    period = Varchar(length=7, index=True)
+    target = Numeric(digits=(18, 2), default=Decimal(0))
+
+
 KERNEL_TABLES: list[type[Table]] = [
     Team,
     CrmUser,
@@ -450,6 +479,8 @@ KERNEL_TABLES: list[type[Table]] = [
     SavedReport,
     ReportSchedule,
     ReportDelivery,
+    Kpi,
+    KpiTarget,
 ]
 
 

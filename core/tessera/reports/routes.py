@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from litestar import Request, Router, delete, get, post, put
@@ -17,7 +18,7 @@ from tessera import audit, clock, exports, i18n
 from tessera.api.openapi import download
 from tessera.errors import PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
-from tessera.reports import builder, catalog, framework, schedules
+from tessera.reports import builder, catalog, framework, kpis, schedules
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -412,6 +413,128 @@ async def schedule_delete(principal: Principal, schedule_id: int) -> None:
     await schedules.remove(principal, schedule_id)
 
 
+# --------------------------------------------------------------------------- KPIs
+
+
+class KpiIn(Struct):
+    name: str
+    report_key: str
+    measure: str
+    params: dict[str, Any] = {}
+    person_dimension: str = "owner"
+    team_dimension: str | None = "team"
+
+
+class KpiOut(Struct):
+    id: int
+    name: str
+    report_key: str
+    measure: str
+    params: dict[str, Any]
+    person_dimension: str
+    team_dimension: str
+
+
+class KpiTargetIn(Struct):
+    period: str
+    target: Decimal
+    user_id: int | None = None
+    team_id: int | None = None
+
+
+class KpiTargetOut(Struct):
+    id: int
+    kpi_id: int
+    user_id: int | None
+    team_id: int | None
+    period: str
+    target: Decimal
+
+
+class KpiFigure(Struct):
+    period: str
+    target: Decimal | None
+    actual: Any
+    percent: float | None
+
+
+class KpiPanelItem(Struct):
+    kpi: KpiOut
+    period: str
+    target: Decimal | None
+    actual: Any
+    percent: float | None
+    history: list[KpiFigure]
+
+
+class LoadOut(Struct):
+    user_id: int
+    name: str
+    open_tasks: int
+    overdue_tasks: int
+    planned_activities: int
+
+
+@get("/", operation_id="list_kpis")
+async def kpi_list() -> list[KpiOut]:
+    """Every KPI defined (indicators; no record data)."""
+    import msgspec
+
+    return [msgspec.convert(k, KpiOut) for k in await kpis.list_kpis()]
+
+
+@post("/", operation_id="create_kpi", status_code=201)
+async def kpi_create(request: Request[Any, Any, Any], principal: Principal, data: KpiIn) -> KpiOut:
+    """Define a KPI as a measure of a report (needs report.kpi.manage)."""
+    import msgspec
+
+    return msgspec.convert(await kpis.create(_pm(request), principal, msgspec.to_builtins(data)), KpiOut)
+
+
+@put("/{kpi_id:int}/targets", operation_id="set_kpi_target")
+async def kpi_target(principal: Principal, kpi_id: int, data: KpiTargetIn) -> KpiTargetOut:
+    """Set the plan of a KPI for a user, a team or the company (neither) in a month."""
+    import msgspec
+
+    values = {"period": data.period, "target": data.target, "user_id": data.user_id, "team_id": data.team_id}
+    return msgspec.convert(await kpis.set_target(principal, kpi_id, values), KpiTargetOut)
+
+
+@get("/panel", operation_id="kpi_panel")
+async def kpi_panel(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    period: Annotated[str, Parameter(description="A month, YYYY-MM", max_length=7)],
+    user_id: Annotated[int | None, Parameter(ge=1)] = None,
+    team_id: Annotated[int | None, Parameter(ge=1)] = None,
+    history: Annotated[int, Parameter(ge=1, le=24)] = 6,
+) -> list[KpiPanelItem]:
+    """KPI panel of a user, a team or the company: target, actual (your visibility), percent
+    of plan and history by month."""
+    import msgspec
+
+    rows = await kpis.panel(
+        _pm(request), principal, period=period, user_id=user_id, team_id=team_id, history=history
+    )
+    return [msgspec.convert(r, KpiPanelItem) for r in rows]
+
+
+@get("/load", operation_id="manager_load")
+async def kpi_load(request: Request[Any, Any, Any], principal: Principal) -> list[LoadOut]:
+    """Manager load: open and overdue tasks and planned activities per person you may see."""
+    import msgspec
+
+    return [msgspec.convert(r, LoadOut) for r in await kpis.manager_load(_pm(request), principal)]
+
+
+def kpi_router() -> Router:
+    return Router(
+        path="/api/kpis",
+        route_handlers=[kpi_list, kpi_create, kpi_target, kpi_panel, kpi_load],
+        tags=["reports"],
+    )
+
+
 def report_router() -> Router:
     return Router(
         path="/api/reports",
@@ -443,4 +566,4 @@ def builder_router() -> Router:
     )
 
 
-__all__ = ["builder_router", "report_router", "stream_result"]
+__all__ = ["builder_router", "kpi_router", "report_router", "stream_result"]
