@@ -5,6 +5,7 @@ CSV/XLSX exports."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,6 +85,18 @@ async def test_activity_report_drill_down_visibility_and_exports(crm, frozen_clo
     crm.client.cookies.clear()
     r = await crm.client.post("/login", data={"email": admin["email"], "password": "correct-horse-battery"})
     listed = await crm.client.get(drill["list_url"])
+    # The pages: the list of reports, one report with a chart, and a figure's drill-down link.
+    page = await crm.client.get("/app/reports")
+    assert page.status_code == 200 and 'href="/app/reports/tasks.discipline"' in page.text
+    page = await crm.client.get("/app/reports/activities?group_by=owner&group_by=period&period=month")
+    assert page.status_code == 200, page.text
+    assert "<svg" in page.text and "Anna" in page.text
+    link = re.search(r'href="(/app/reports/activities/drill\?[^"]+measure=done)"', page.text).group(1)
+    r = await crm.client.get(link.replace("&amp;", "&"))
+    assert r.status_code == 303 and r.headers["location"].startswith("/app/activities?")
+    page = await crm.client.get("/app/reports/activities?period=year")
+    assert page.status_code == 200 and "period" in page.text and 'class="field-error"' in page.text
+    assert (await crm.client.get("/app/kpis")).status_code == 200
     crm.client.cookies.clear()
     assert listed.status_code == 200, listed.text
     assert listed.text.count('<tr data-id="') == 1 and f'<tr data-id="{a1["id"]}"' in listed.text
