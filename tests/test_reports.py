@@ -465,6 +465,39 @@ async def test_report_builder_safe_queries_saving_and_sharing(crm):
     assert [s["id"] for s in (await crm.get("/api/report-builder/saved", m2)).json()] == [saved["id"]]
     r = await crm.get(f"/api/report-builder/saved/{saved['id']}/export", admin, params={"format": "xlsx"})
     assert r.status_code == 200
+    # A dashboard of a kernel report and the saved report, shared with the team; tiles drill down.
+    tiles = [
+        {"kind": "report", "key": "parties.coverage", "params": {"group_by": ["owner"]}},
+        {"kind": "saved", "id": saved["id"]},
+    ]
+    r = await crm.post(
+        "/api/dashboards", admin, json={"name": "Base", "tiles": tiles, "shared_teams": [team["id"]]}
+    )
+    assert r.status_code == 201, r.text
+    board = r.json()
+    bad = await crm.post(
+        "/api/dashboards", admin, json={"name": "x", "tiles": [{"kind": "report", "key": "nope"}]}
+    )
+    assert bad.status_code == 422 and "tiles.0.key" in field_errors(bad)
+    r = await crm.get(f"/api/dashboards/{board['id']}/tiles", m1)
+    assert r.status_code == 200, r.text
+    coverage, mine = r.json()
+    assert coverage["result"]["totals"]["clients"] == 2 and mine["result"]["totals"]["m0"] == 2  # Anna's own
+    assert (await crm.get(f"/api/dashboards/{board['id']}/tiles", m2)).status_code == 404
+    crm.client.cookies.clear()
+    await crm.client.post("/login", data={"email": admin["email"], "password": "correct-horse-battery"})
+    page = await crm.client.get(f"/app/dashboards/{board['id']}")
+    assert page.status_code == 200 and page.text.count("<svg") == 2, page.text[:2000]
+    links = re.findall(r'href="(/app/(?:reports|saved-reports)/[^/"]+/drill\?[^"]+)"', page.text)
+    coverage_link = next(x for x in links if "parties.coverage" in x).replace("&amp;", "&")
+    r = await crm.client.get(coverage_link)
+    assert r.status_code == 303 and r.headers["location"].startswith("/app/parties?"), r.text[:500]
+    # A custom field has no list filter: the drill-down page lists the records' ids instead.
+    saved_link = next(x for x in links if "saved-reports" in x).replace("&amp;", "&")
+    r = await crm.client.get(saved_link)
+    assert r.status_code == 200 and f'data-id="{p1["id"]}"' in r.text and f'data-id="{p2["id"]}"' in r.text
+    assert (await crm.client.get(f"/app/saved-reports/{saved['id']}")).status_code == 200
+    crm.client.cookies.clear()
     assert (await crm.delete(f"/api/report-builder/saved/{saved['id']}", admin)).status_code == 204
     assert p3["id"]
 

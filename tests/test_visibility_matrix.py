@@ -152,6 +152,8 @@ SINGLE: dict[str, str] = {
 NOT_RECORDS: dict[str, str] = {
     "/api/reports": "report declarations (configuration)",
     "/api/kpis": "KPI definitions (configuration)",
+    "/api/dashboards": "own and shared dashboards (tile definitions; no record data)",
+    "/api/dashboards/{dashboard_id}/tiles": "tiles run in the caller's visibility; test_reports",
     "/api/report-builder/schedules": "the caller's own report schedules (no record data)",
     "/api/report-builder/schedules/{schedule_id}/deliveries": "delivery log of the caller's own schedule",
     "/api/report-builder/entities": "builder entities and fields (configuration)",
@@ -652,6 +654,7 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("POST", "/api/report-builder/saved/{report_id}/schedules"): "the owner's own schedule; test_reports",
     ("DELETE", "/api/report-builder/schedules/{schedule_id}"): "the owner's own schedule",
     ("POST", "/api/kpis"): "configuration (report.kpi.manage)",
+    ("POST", "/api/dashboards"): "the caller's own dashboard",
     ("PUT", "/api/kpis/{kpi_id}/targets"): "configuration (report.kpi.manage)",
     ("PUT", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
     ("DELETE", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",

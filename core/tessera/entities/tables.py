@@ -448,6 +448,19 @@ class KpiTarget(Table, tablename="kpi_target"):
     target = Numeric(digits=(18, 2), default=Decimal(0))
 
 
+class Dashboard(Table, tablename="dashboard"):
+    """A dashboard of report, saved-report and KPI tiles (``tessera.reports.dashboards``), seen
+    by its owner and shared with roles and teams (migration ``2026_12_06t01_30``)."""
+
+    owner_id = Integer(index=True)
+    name = Varchar(length=200)
+    #: [{"kind": "report", "key", "params"} | {"kind": "saved", "id"} | {"kind": "kpi", "id"}]
+    tiles = Text(default="[]")
+    shared_roles = Text(default="[]")
+    shared_teams = Text(default="[]")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 KERNEL_TABLES: list[type[Table]] = [
     Team,
     CrmUser,
@@ -481,6 +494,7 @@ KERNEL_TABLES: list[type[Table]] = [
     ReportDelivery,
     Kpi,
     KpiTarget,
+    Dashboard,
 ]
 
 

@@ -18,7 +18,7 @@ from tessera import audit, clock, exports, i18n
 from tessera.api.openapi import download
 from tessera.errors import PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
-from tessera.reports import builder, catalog, framework, kpis, schedules
+from tessera.reports import builder, catalog, dashboards, framework, kpis, schedules
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -535,6 +535,78 @@ def kpi_router() -> Router:
     )
 
 
+# --------------------------------------------------------------------------- dashboards
+
+
+class DashboardIn(Struct):
+    name: str
+    tiles: list[dict[str, Any]] = []
+    shared_roles: list[str] = []
+    shared_teams: list[int] = []
+
+
+class DashboardOut(Struct):
+    id: int
+    name: str
+    owner_id: int
+    tiles: list[dict[str, Any]]
+    shared_roles: list[str]
+    shared_teams: list[int]
+
+
+class TileOut(Struct):
+    kind: str
+    result: ReportResult | None
+    kpi: KpiPanelItem | None
+    href: str | None
+    error: str
+
+
+@get("/", operation_id="list_dashboards")
+async def dashboard_list(principal: Principal) -> list[DashboardOut]:
+    """Dashboards you own or that are shared with one of your roles or your team."""
+    import msgspec
+
+    return [msgspec.convert(d, DashboardOut) for d in await dashboards.visible(principal)]
+
+
+@post("/", operation_id="create_dashboard", status_code=201)
+async def dashboard_create(
+    request: Request[Any, Any, Any], principal: Principal, data: DashboardIn
+) -> DashboardOut:
+    """A dashboard of tiles: ``{"kind": "report", "key", "params"}``, ``{"kind": "saved",
+    "id"}`` or ``{"kind": "kpi", "id"}``, optionally shared with roles and teams."""
+    import msgspec
+
+    row = await dashboards.create(_pm(request), principal, msgspec.to_builtins(data))
+    return msgspec.convert(row, DashboardOut)
+
+
+@get("/{dashboard_id:int}/tiles", operation_id="dashboard_tiles")
+async def dashboard_tiles(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    dashboard_id: int,
+    period: Annotated[str | None, Parameter(description="KPI month, YYYY-MM", max_length=7)] = None,
+) -> list[TileOut]:
+    """The dashboard's tiles computed for you (your visibility), each with its drill-down page."""
+    import msgspec
+
+    board = await dashboards.get(principal, dashboard_id)
+    tiles = await dashboards.render_tiles(
+        _pm(request), principal, board, period or clock.now().strftime("%Y-%m")
+    )
+    return [msgspec.convert(t, TileOut) for t in tiles]
+
+
+def dashboard_router() -> Router:
+    return Router(
+        path="/api/dashboards",
+        route_handlers=[dashboard_list, dashboard_create, dashboard_tiles],
+        tags=["reports"],
+    )
+
+
 def report_router() -> Router:
     return Router(
         path="/api/reports",
@@ -566,4 +638,4 @@ def builder_router() -> Router:
     )
 
 
-__all__ = ["builder_router", "kpi_router", "report_router", "stream_result"]
+__all__ = ["builder_router", "dashboard_router", "kpi_router", "report_router", "stream_result"]

@@ -14,7 +14,7 @@ from litestar.response import Redirect
 
 from tessera import clock, i18n
 from tessera.errors import DomainError, ValidationFailed
-from tessera.reports import builder, catalog, framework, kpis, periods
+from tessera.reports import builder, catalog, dashboards, framework, kpis, periods
 from tessera.web import charts
 from tessera.web.pages import _require, render
 
@@ -49,6 +49,44 @@ def _format(value: Any, kind: str, unit: str) -> str:
     return str(value)
 
 
+def _table(
+    result: dict[str, Any] | None, drill: str, keep: list[tuple[str, str]], limit: int = 500
+) -> tuple[list[dict[str, Any]], Any]:
+    """Rows of a result for a page (each figure a link to its drill-down) and its bar chart."""
+    chart = None
+    rows: list[dict[str, Any]] = []
+    if result is None:
+        return rows, chart
+    dims = [c for c in result["columns"] if c["dimension"]]
+    figures = [c for c in result["columns"] if not c["dimension"]]
+    for row in result["rows"][:limit]:
+        values, labels = row["values"], row["labels"]
+        cells = [labels.get(c["key"], values.get(c["key"])) for c in dims]
+        links = []
+        for c in figures:
+            href = None
+            if result["drill_down"]:
+                query = list(keep) + [(f"cell.{d['key']}", json.dumps(values.get(d["key"]))) for d in dims]
+                query.append(("measure", c["key"]))
+                href = f"{drill}?{urlencode(query)}"
+            links.append((_format(values.get(c["key"]), c["type"], c["unit"]), href))
+        rows.append(
+            {"cells": cells, "figures": links, "value": values.get(figures[0]["key"]) if figures else None}
+        )
+    if dims and figures and rows:
+        data = [
+            charts.Datum(
+                " · ".join(str(x) for x in row["cells"]), row["value"], href=row["figures"][0][1], key=str(i)
+            )
+            for i, row in enumerate(rows[:50])
+            if isinstance(row["value"], int | float)
+            or row["value"] is None
+            or hasattr(row["value"], "quantize")
+        ]
+        chart = charts.bar_chart(f"{result['title']}: {figures[0]['label']}", data, table=False)
+    return rows, chart
+
+
 @get("/app/reports", include_in_schema=False)
 async def reports_page(request: Request[Any, Any, Any]) -> Response[Any]:
     principal = await _require(request)
@@ -69,36 +107,8 @@ async def report_page(request: Request[Any, Any, Any], key: str) -> Response[Any
         result = await framework.run_report(report, principal, params)
     except ValidationFailed as exc:
         errors = {e.field: e.message for e in exc.errors}
-    chart = None
-    rows: list[dict[str, Any]] = []
-    if result is not None:
-        dims = [c for c in result["columns"] if c["dimension"]]
-        figures = [c for c in result["columns"] if not c["dimension"]]
-        for row in result["rows"]:
-            values, labels = row["values"], row["labels"]
-            cells = [labels.get(c["key"], values.get(c["key"])) for c in dims]
-            links = []
-            for c in figures:
-                href = None
-                if result["drill_down"]:
-                    query = [(k, v) for k, v in request.query_params.multi_items() if k in PAGE_PARAMS]
-                    query += [(f"cell.{d['key']}", json.dumps(values.get(d["key"]))) for d in dims]
-                    query.append(("measure", c["key"]))
-                    href = f"/app/reports/{key}/drill?{urlencode(query)}"
-                links.append((_format(values.get(c["key"]), c["type"], c["unit"]), href))
-            rows.append({"cells": cells, "figures": links})
-        if dims and figures and result["rows"]:
-            first = figures[0]
-            data = [
-                charts.Datum(
-                    " · ".join(str(x) for x in row["cells"]),
-                    result["rows"][i]["values"].get(first["key"]),
-                    href=row["figures"][0][1],
-                    key=str(i),
-                )
-                for i, row in enumerate(rows[:50])
-            ]
-            chart = charts.bar_chart(f"{result['title']}: {first['label']}", data, table=False)
+    keep = [(k, v) for k, v in request.query_params.multi_items() if k in PAGE_PARAMS]
+    rows, chart = _table(result, f"/app/reports/{key}/drill", keep)
     export = urlencode({"params": json.dumps({k: v for k, v in params.items()})})
     return render(
         request,
@@ -122,13 +132,7 @@ async def report_drill_page(request: Request[Any, Any, Any], key: str) -> Respon
     principal = await _require(request)
     report = catalog.get_report(request.app.state.pm, key, principal)
     params = _params(request)
-    cell: dict[str, Any] = {}
-    for name, value in request.query_params.multi_items():
-        if name.startswith("cell."):
-            try:
-                cell[name[5:]] = json.loads(value)
-            except ValueError:
-                raise ValidationFailed.field(name, "is not a value") from None
+    cell = _cell(request)
     out = await framework.drill_down(report, principal, params, cell, request.query_params.get("measure"))
     if out["list_url"]:
         return Redirect(out["list_url"], status_code=303)
@@ -162,6 +166,103 @@ i18n.register_labels(
     },
 )
 
-REPORT_PAGES = [reports_page, report_page, report_drill_page, kpi_page]
+
+@get("/app/saved-reports/{report_id:int}", include_in_schema=False)
+async def saved_report_page(request: Request[Any, Any, Any], report_id: int) -> Response[Any]:
+    principal = await _require(request)
+    pm = request.app.state.pm
+    saved = await builder.get_saved(principal, report_id)
+    report, params = await builder.compile_definition(
+        pm, catalog.entities(pm), principal, saved["definition"]
+    )
+    result = builder.measure_labels(
+        saved["definition"], await framework.run_report(report, principal, params)
+    )
+    result["title"] = saved["name"]
+    rows, chart = _table(result, f"/app/saved-reports/{report_id}/drill", [])
+    return render(
+        request,
+        "report.html",
+        principal=principal,
+        report={"key": None, "title": saved["name"], "description": "", "dimensions": []},
+        result=result,
+        rows=rows,
+        chart=chart,
+        errors={},
+        form={},
+        grains=[],
+        export_query="",
+        saved_export=f"/api/report-builder/saved/{report_id}/export",
+        may_export=principal.can("report.export"),
+    )
+
+
+@get("/app/saved-reports/{report_id:int}/drill", include_in_schema=False)
+async def saved_drill_page(request: Request[Any, Any, Any], report_id: int) -> Response[Any]:
+    principal = await _require(request)
+    pm = request.app.state.pm
+    saved = await builder.get_saved(principal, report_id)
+    report, params = await builder.compile_definition(
+        pm, catalog.entities(pm), principal, saved["definition"]
+    )
+    cell = _cell(request)
+    out = await framework.drill_down(report, principal, params, cell, request.query_params.get("measure"))
+    if out["list_url"]:
+        return Redirect(out["list_url"], status_code=303)
+    report_info = {"title": saved["name"]}
+    return render(request, "report_drill.html", principal=principal, report=report_info, drill=out)
+
+
+def _cell(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    cell: dict[str, Any] = {}
+    for name, value in request.query_params.multi_items():
+        if name.startswith("cell."):
+            try:
+                cell[name[5:]] = json.loads(value)
+            except ValueError:
+                raise ValidationFailed.field(name, "is not a value") from None
+    return cell
+
+
+@get("/app/dashboards", include_in_schema=False)
+async def dashboards_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    principal = await _require(request)
+    boards = await dashboards.visible(principal)
+    return render(request, "dashboards.html", principal=principal, boards=boards, board=None, tiles=[])
+
+
+@get("/app/dashboards/{dashboard_id:int}", include_in_schema=False)
+async def dashboard_page(
+    request: Request[Any, Any, Any], dashboard_id: int, period: str | None = None
+) -> Response[Any]:
+    principal = await _require(request)
+    pm = request.app.state.pm
+    board = await dashboards.get(principal, dashboard_id)
+    period = period or clock.now().strftime("%Y-%m")
+    tiles = []
+    for tile in await dashboards.render_tiles(pm, principal, board, period):
+        chart = None
+        if tile["result"] is not None:
+            drill = tile["href"].split("?")[0] + "/drill" if tile["href"] else ""
+            keep = []
+            if tile["kind"] == "report":
+                params = tile["result"]["params"]
+                keep = [(k, str(params[k])) for k in ("period", "date_from", "date_to") if params.get(k)]
+                keep += [("group_by", g) for g in params.get("group_by", [])]
+            _rows, chart = _table(tile["result"], drill, keep, limit=50)
+        tiles.append({**tile, "chart": chart})
+    return render(request, "dashboards.html", principal=principal, boards=[], board=board, tiles=tiles)
+
+
+REPORT_PAGES = [
+    reports_page,
+    report_page,
+    report_drill_page,
+    kpi_page,
+    saved_report_page,
+    saved_drill_page,
+    dashboards_page,
+    dashboard_page,
+]
 
 __all__ = ["REPORT_PAGES"]
