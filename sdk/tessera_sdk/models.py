@@ -396,6 +396,26 @@ class CustomFieldsIn(Struct, kw_only=True):
     required: list[str] | UnsetType = UNSET
 
 
+class DashboardIn(Struct, kw_only=True):
+    """The ``DashboardIn`` schema of the API."""
+
+    name: str
+    tiles: list[dict[str, Any]] | UnsetType = UNSET
+    shared_roles: list[str] | UnsetType = UNSET
+    shared_teams: list[int] | UnsetType = UNSET
+
+
+class DashboardOut(Struct, kw_only=True):
+    """The ``DashboardOut`` schema of the API."""
+
+    id: int
+    name: str
+    owner_id: int
+    tiles: list[dict[str, Any]]
+    shared_roles: list[str]
+    shared_teams: list[int]
+
+
 class DealIn(Struct, kw_only=True):
     """The ``DealIn`` schema of the API."""
 
@@ -626,6 +646,69 @@ class JobRunOut(Struct, kw_only=True):
     error: str
 
 
+class KpiFigure(Struct, kw_only=True):
+    """The ``KpiFigure`` schema of the API."""
+
+    period: str
+    target: str | None
+    actual: Any
+    percent: float | None
+
+
+class KpiIn(Struct, kw_only=True):
+    """The ``KpiIn`` schema of the API."""
+
+    name: str
+    report_key: str
+    measure: str
+    params: dict[str, Any] | UnsetType = UNSET
+    person_dimension: str = "owner"
+    team_dimension: str | None = "team"
+
+
+class KpiOut(Struct, kw_only=True):
+    """The ``KpiOut`` schema of the API."""
+
+    id: int
+    name: str
+    report_key: str
+    measure: str
+    params: dict[str, Any]
+    person_dimension: str
+    team_dimension: str
+
+
+class KpiPanelItem(Struct, kw_only=True):
+    """The ``KpiPanelItem`` schema of the API."""
+
+    kpi: KpiOut
+    period: str
+    target: str | None
+    actual: Any
+    percent: float | None
+    history: list[KpiFigure]
+
+
+class KpiTargetIn(Struct, kw_only=True):
+    """The ``KpiTargetIn`` schema of the API."""
+
+    period: str
+    target: str
+    user_id: int | UnsetType | None = UNSET
+    team_id: int | UnsetType | None = UNSET
+
+
+class KpiTargetOut(Struct, kw_only=True):
+    """The ``KpiTargetOut`` schema of the API."""
+
+    id: int
+    kpi_id: int
+    user_id: int | None
+    team_id: int | None
+    period: str
+    target: str
+
+
 class LineIn(Struct, kw_only=True):
     """The ``LineIn`` schema of the API."""
 
@@ -645,6 +728,16 @@ class LineOut(Struct, kw_only=True):
     unit_price: str
     discount_pct: str
     amount: str
+
+
+class LoadOut(Struct, kw_only=True):
+    """The ``LoadOut`` schema of the API."""
+
+    user_id: int
+    name: str
+    open_tasks: int
+    overdue_tasks: int
+    planned_activities: int
 
 
 class LoginIn(Struct, kw_only=True):
@@ -1142,6 +1235,20 @@ class ReportColumn(Struct, kw_only=True):
     dimension: bool
 
 
+class ReportDeliveryOut(Struct, kw_only=True):
+    """The ``ReportDeliveryOut`` schema of the API."""
+
+    id: int
+    schedule_id: int
+    user_id: int | None
+    email: str
+    rows: int
+    status: str
+    job_id: int | None
+    detail: str
+    at: datetime.datetime
+
+
 class ReportDimension(Struct, kw_only=True):
     """The ``ReportDimension`` schema of the API."""
 
@@ -1306,6 +1413,30 @@ class SavedViewOut(Struct, kw_only=True):
     query: str
     created_at: datetime.datetime
     mine: bool
+
+
+class ScheduleIn(Struct, kw_only=True):
+    """The ``ScheduleIn`` schema of the API."""
+
+    cron: str
+    format: Literal["csv", "xlsx"] = "xlsx"
+    recipient_users: list[int] | UnsetType = UNSET
+    recipient_roles: list[str] | UnsetType = UNSET
+
+
+class ScheduleOut(Struct, kw_only=True):
+    """The ``ScheduleOut`` schema of the API."""
+
+    id: int
+    saved_report_id: int
+    owner_id: int
+    cron: str
+    format: str
+    recipient_users: list[int]
+    recipient_roles: list[str]
+    active: bool
+    next_run_at: datetime.datetime | None
+    last_run_at: datetime.datetime | None
 
 
 class SearchFacetsOut(Struct, kw_only=True):
@@ -1621,6 +1752,16 @@ class TicketPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class TileOut(Struct, kw_only=True):
+    """The ``TileOut`` schema of the API."""
+
+    kind: str
+    result: ReportResult | None
+    kpi: KpiPanelItem | None
+    href: str | None
+    error: str
+
+
 class TimelineItem(Struct, kw_only=True):
     """The ``TimelineItem`` schema of the API."""
 
@@ -1833,6 +1974,8 @@ MODELS: dict[str, type[Struct]] = {
     "ContactOutPage": ContactOutPage,
     "ContactPatch": ContactPatch,
     "CustomFieldsIn": CustomFieldsIn,
+    "DashboardIn": DashboardIn,
+    "DashboardOut": DashboardOut,
     "DealIn": DealIn,
     "DealOut": DealOut,
     "DealOutPage": DealOutPage,
@@ -1851,8 +1994,15 @@ MODELS: dict[str, type[Struct]] = {
     "JobOut": JobOut,
     "JobPatch": JobPatch,
     "JobRunOut": JobRunOut,
+    "KpiFigure": KpiFigure,
+    "KpiIn": KpiIn,
+    "KpiOut": KpiOut,
+    "KpiPanelItem": KpiPanelItem,
+    "KpiTargetIn": KpiTargetIn,
+    "KpiTargetOut": KpiTargetOut,
     "LineIn": LineIn,
     "LineOut": LineOut,
+    "LoadOut": LoadOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
     "MailboxOut": MailboxOut,
@@ -1900,6 +2050,7 @@ MODELS: dict[str, type[Struct]] = {
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
     "ReportColumn": ReportColumn,
+    "ReportDeliveryOut": ReportDeliveryOut,
     "ReportDimension": ReportDimension,
     "ReportInfo": ReportInfo,
     "ReportMeasure": ReportMeasure,
@@ -1918,6 +2069,8 @@ MODELS: dict[str, type[Struct]] = {
     "SavedReportOut": SavedReportOut,
     "SavedViewIn": SavedViewIn,
     "SavedViewOut": SavedViewOut,
+    "ScheduleIn": ScheduleIn,
+    "ScheduleOut": ScheduleOut,
     "SearchFacetsOut": SearchFacetsOut,
     "SearchGroupOut": SearchGroupOut,
     "SearchHitOut": SearchHitOut,
@@ -1943,6 +2096,7 @@ MODELS: dict[str, type[Struct]] = {
     "TicketOut": TicketOut,
     "TicketOutPage": TicketOutPage,
     "TicketPatch": TicketPatch,
+    "TileOut": TileOut,
     "TimelineItem": TimelineItem,
     "TokenCreated": TokenCreated,
     "TokenIn": TokenIn,

@@ -369,7 +369,7 @@ class ScheduleOut(Struct):
     last_run_at: datetime | None
 
 
-class DeliveryOut(Struct):
+class ReportDeliveryOut(Struct):
     id: int
     schedule_id: int
     user_id: int | None
@@ -400,11 +400,11 @@ async def schedule_list(principal: Principal) -> list[ScheduleOut]:
 
 
 @get("/schedules/{schedule_id:int}/deliveries", operation_id="report_schedule_deliveries")
-async def schedule_deliveries(principal: Principal, schedule_id: int) -> list[DeliveryOut]:
+async def schedule_deliveries(principal: Principal, schedule_id: int) -> list[ReportDeliveryOut]:
     """The delivery log of one of your schedules: each recipient's copy, queued or skipped."""
     import msgspec
 
-    return [msgspec.convert(r, DeliveryOut) for r in await schedules.deliveries(principal, schedule_id)]
+    return [msgspec.convert(r, ReportDeliveryOut) for r in await schedules.deliveries(principal, schedule_id)]
 
 
 @delete("/schedules/{schedule_id:int}", operation_id="delete_report_schedule", status_code=204)

@@ -394,3 +394,68 @@ class SyncReports:
 
     def delete_saved(self, report_id: int) -> None:
         self._client.request("DELETE", f"/api/report-builder/saved/{report_id}")
+
+    def schedule(
+        self,
+        report_id: int,
+        cron: str,
+        *,
+        format: str = "xlsx",
+        recipient_users: list[int] | None = None,
+        recipient_roles: list[str] | None = None,
+    ) -> m.ScheduleOut:
+        """Send a saved report on a cron schedule to users and roles (each with their own visibility)."""
+        body = {
+            "cron": cron,
+            "format": format,
+            "recipient_users": recipient_users or [],
+            "recipient_roles": recipient_roles or [],
+        }
+        return self._client.request(  # type: ignore[no-any-return]
+            "POST", f"/api/report-builder/saved/{report_id}/schedules", json=body, model=m.ScheduleOut
+        )
+
+    def deliveries(self, schedule_id: int) -> list[m.ReportDeliveryOut]:
+        """The delivery log of a schedule."""
+        return self._client.request(  # type: ignore[no-any-return]
+            "GET", f"/api/report-builder/schedules/{schedule_id}/deliveries", model=list[m.ReportDeliveryOut]
+        )
+
+    def kpis(self) -> list[m.KpiOut]:
+        return self._client.request("GET", "/api/kpis", model=list[m.KpiOut])  # type: ignore[no-any-return]
+
+    def create_kpi(self, data: m.KpiIn | Mapping[str, Any]) -> m.KpiOut:
+        return self._client.request("POST", "/api/kpis", json=data, model=m.KpiOut)  # type: ignore[no-any-return]
+
+    def set_kpi_target(self, kpi_id: int, data: m.KpiTargetIn | Mapping[str, Any]) -> m.KpiTargetOut:
+        return self._client.request(  # type: ignore[no-any-return]
+            "PUT", f"/api/kpis/{kpi_id}/targets", json=data, model=m.KpiTargetOut
+        )
+
+    def kpi_panel(
+        self, period: str, *, user_id: int | None = None, team_id: int | None = None, history: int = 6
+    ) -> list[m.KpiPanelItem]:
+        """KPI panel of a user, a team or the company: plan, actual, percent, history."""
+        params = {"period": period, "user_id": user_id, "team_id": team_id, "history": history}
+        return self._client.request(  # type: ignore[no-any-return]
+            "GET", "/api/kpis/panel", params=params, model=list[m.KpiPanelItem]
+        )
+
+    def manager_load(self) -> list[m.LoadOut]:
+        return self._client.request("GET", "/api/kpis/load", model=list[m.LoadOut])  # type: ignore[no-any-return]
+
+    def dashboards(self) -> list[m.DashboardOut]:
+        return self._client.request(  # type: ignore[no-any-return]
+            "GET", "/api/dashboards", model=list[m.DashboardOut]
+        )
+
+    def create_dashboard(self, data: m.DashboardIn | Mapping[str, Any]) -> m.DashboardOut:
+        return self._client.request(  # type: ignore[no-any-return]
+            "POST", "/api/dashboards", json=data, model=m.DashboardOut
+        )
+
+    def dashboard_tiles(self, dashboard_id: int, period: str | None = None) -> list[m.TileOut]:
+        """A dashboard's tiles computed for you."""
+        return self._client.request(  # type: ignore[no-any-return]
+            "GET", f"/api/dashboards/{dashboard_id}/tiles", params={"period": period}, model=list[m.TileOut]
+        )
