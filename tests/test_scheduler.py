@@ -29,6 +29,7 @@ KERNEL_JOB_NAMES = {
     "kernel.mail_in",
     "workflow.scan_deviations",
     "workflow.run_due_actions",
+    "reports.send_scheduled",
 }
 
 

@@ -37,6 +37,7 @@ ROLES = {
         "search.use",
         "workflow.read",
         "audit.read",
+        "report.export",
         "sales.*",
         "service.*",
     ],
@@ -95,6 +96,8 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/sales/reports/cadence": {},
     "/api/sales/reports/cadence/overdue": {},
     "/api/sales/reports/contacts": PERIOD,
+    "/api/kpis/panel": {"period": "2026-03"},
+    "/api/kpis/load": {},
     "/api/service/tickets": {"limit": 500},
     "/api/service/tickets/count": {},
     "/api/service/agreements": {"limit": 500},
@@ -102,6 +105,15 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/service/agreements/expiring": {"days": 366},
     "/api/service/reports/sla": {**PERIOD, "group_by": "priority"},
     "/api/service/reports/sla/export": {**PERIOD, "group_by": "month"},
+}
+#: Report exports (``tessera.reports``): the export of each report below, with its parameters,
+#: is checked like a list (the path ``/api/reports/{key}/export`` is classified by it).
+REPORT_EXPORTS: dict[str, dict[str, Any]] = {
+    "activities": {"group_by": ["party", "owner"]},
+    "tasks.discipline": {"group_by": ["assignee", "period"]},
+    "tasks.handoffs": {},
+    "parties.dynamics": {"group_by": ["period", "to_status"]},
+    "parties.coverage": {"group_by": ["owner"]},
 }
 #: GET routes about one record the caller can read, that show related records (client card,
 #: plan actuals ...): called for the caller's own records; placeholders name which.
@@ -138,6 +150,16 @@ SINGLE: dict[str, str] = {
 #: GET routes that hold no CRM records of other users (the caller's own data, the directory,
 #: configuration, catalogues), with the reason they are outside the matrix.
 NOT_RECORDS: dict[str, str] = {
+    "/api/reports": "report declarations (configuration)",
+    "/api/kpis": "KPI definitions (configuration)",
+    "/api/dashboards": "own and shared dashboards (tile definitions; no record data)",
+    "/api/dashboards/{dashboard_id}/tiles": "tiles run in the caller's visibility; test_reports",
+    "/api/report-builder/schedules": "the caller's own report schedules (no record data)",
+    "/api/report-builder/schedules/{schedule_id}/deliveries": "delivery log of the caller's own schedule",
+    "/api/report-builder/entities": "builder entities and fields (configuration)",
+    "/api/report-builder/saved": "saved report definitions (own and shared; no record data); test_reports",
+    "/api/report-builder/saved/{report_id}": "one saved definition (no record data); test_reports",
+    "/api/report-builder/saved/{report_id}/export": "a saved result in the caller's visibility; test_reports",
     "/api/auth/me": "the caller",
     "/api/auth/tokens": "the caller's tokens",
     "/api/saved-views": "own and team's saved list views (filters only); test_lists",
@@ -203,7 +225,9 @@ async def test_every_get_route_is_classified(crm: Any) -> None:
     NOT_RECORDS: otherwise it would escape the matrix."""
     schema = (await crm.get("/schema/openapi.json")).json()
     routes = {path for path, item in schema["paths"].items() if "get" in item and path.startswith("/api/")}
-    classified = set(LISTS) | set(RECORD_VIEWS) | set(SINGLE) | set(NOT_RECORDS)
+    classified = (
+        set(LISTS) | set(RECORD_VIEWS) | set(SINGLE) | set(NOT_RECORDS) | {"/api/reports/{key}/export"}
+    )
     assert routes - classified == set(), "unclassified GET routes: add them to the visibility matrix"
     assert classified - routes == set(), "classified routes that no longer exist"
 
@@ -441,6 +465,8 @@ class World:
         out: list[tuple[str, dict[str, Any]]] = []
         for path, params in LISTS.items():
             out.append((path, {k: (self.stage if v == "{stage}" else v) for k, v in params.items()}))
+        for report, report_params in REPORT_EXPORTS.items():
+            out.append((f"/api/reports/{report}/export", {"params": json.dumps(report_params)}))
         own = self.own[key]
         for path, kind in RECORD_VIEWS.items():
             ids = own[kind] if isinstance(own[kind], list) else [own[kind]]
@@ -617,6 +643,25 @@ CREATES_ON_PARTY: dict[tuple[str, str], dict[str, Any]] = {
 }
 #: Other write routes, with the reason they are outside this check.
 OTHER_WRITES: dict[tuple[str, str], str] = {
+    (
+        "POST",
+        "/api/reports/{key}/run",
+    ): "a read: the report's rows within the caller's visibility (test_reports; exports here)",
+    ("POST", "/api/reports/{key}/drill"): "a read: ids of visible records only (test_reports)",
+    ("POST", "/api/report-builder/run"): "a read within the caller's visibility (test_reports)",
+    ("POST", "/api/report-builder/drill"): "a read: ids of visible records only (test_reports)",
+    ("POST", "/api/report-builder/saved"): "creates the caller's own saved definition",
+    ("POST", "/api/report-builder/saved/{report_id}/schedules"): "the owner's own schedule; test_reports",
+    ("DELETE", "/api/report-builder/schedules/{schedule_id}"): "the owner's own schedule",
+    ("POST", "/api/kpis"): "configuration (report.kpi.manage)",
+    ("POST", "/api/dashboards"): "the caller's own dashboard",
+    ("PUT", "/api/kpis/{kpi_id}/targets"): "configuration (report.kpi.manage)",
+    ("PUT", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
+    ("DELETE", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
+    (
+        "POST",
+        "/api/report-builder/saved/{report_id}/run",
+    ): "a read within the caller's visibility (test_reports)",
     ("POST", "/api/parties"): "creates the caller's own record",
     ("POST", "/api/activities"): "logging work on a client one reads is allowed (what the task needs)",
     ("POST", "/api/notes"): "a note on a client one reads is allowed; the note is the author's",

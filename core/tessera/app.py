@@ -39,6 +39,7 @@ from tessera.web.passwords import HANDLERS as PASSWORD_PAGES
 from tessera.web.plugin_pages import catalogue_dirs, web_routers
 from tessera.web.protection import OriginCheck, security_headers
 from tessera.web.records import RECORD_PAGES
+from tessera.web.report_pages import REPORT_PAGES
 from tessera.web.saved_views import API_HANDLERS as SAVED_VIEW_API
 from tessera.web.task_pages import TASK_PAGES
 
@@ -145,6 +146,7 @@ def create_app(
             *LIST_PAGES,
             *RECORD_PAGES,
             *TASK_PAGES,
+            *REPORT_PAGES,
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,

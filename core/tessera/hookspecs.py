@@ -180,6 +180,26 @@ def tessera_workflow_action(name: str, args: dict[str, Any], instance: dict[str,
 
 
 # ---------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def tessera_reports() -> list[Any]:
+    """Return the plugin's reports as ``tessera.reports.Report`` declarations: parameters as JSON
+    schema properties, ``Dimension`` (group-by: manager, team, period, type ...), ``Measure``
+    (count, sum, avg, min, max, distinct count, optionally over a condition) and ``Ratio``
+    columns with types and units, an optional chart kind.
+
+    Called when reports are listed or run. The kernel builds each report's query with Piccolo
+    from the declaration, adds the caller's visibility (the entity's, or the report's own
+    ``visibility``) and drills down from any cell to its records; a report with its own
+    ``run`` computes its rows itself (and may bring a ``drill``). Keys are dotted and start
+    with the plugin name (``"sales.funnel"``); a key declared twice fails naming the plugin.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
 # Search
 # ---------------------------------------------------------------------------------------------
 

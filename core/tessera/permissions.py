@@ -43,6 +43,8 @@ KERNEL_PERMISSIONS: dict[str, str] = {
     "mail.manage": "See the IMAP mailboxes' poll state and errors, and quarantined messages",
     "workflow.read": "Read process instances and deviations",
     "workflow.manage": "Create process templates; suspend, resume, stop and reassign instances",
+    "report.export": "Export report results to CSV or XLSX files",
+    "report.kpi.manage": "Define KPIs and set their targets for people, teams and the company",
 }
 
 DEFAULT_ROLES: list[dict[str, Any]] = [
@@ -58,6 +60,7 @@ DEFAULT_ROLES: list[dict[str, Any]] = [
             "search.use",
             "workflow.read",
             "audit.read",
+            "report.export",
             "sales.*",
             "service.*",
             "marketing.*",

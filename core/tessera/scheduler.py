@@ -115,6 +115,12 @@ async def _purge_sessions(ctx: JobContext) -> None:
     await WebSession.delete().where(WebSession.expires_at < ctx.now)
 
 
+async def _send_scheduled_reports(ctx: JobContext) -> int:
+    from tessera.reports import schedules
+
+    return await schedules.run_due(ctx.pm, ctx.now)
+
+
 KERNEL_JOBS = [
     JobSpec(
         "kernel.escalate_overdue_tasks",
@@ -151,6 +157,12 @@ KERNEL_JOBS = [
         _purge_sessions,
         every=timedelta(hours=1),
         description="Delete expired web sessions",
+    ),
+    JobSpec(
+        "reports.send_scheduled",
+        _send_scheduled_reports,
+        every=timedelta(minutes=1),
+        description="Send scheduled reports whose time came (each recipient's own visibility)",
     ),
     JobSpec(
         "kernel.mail_in",

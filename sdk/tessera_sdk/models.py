@@ -235,6 +235,37 @@ class BackgroundJobOut(Struct, kw_only=True):
     finished_at: datetime.datetime | None
 
 
+class BuilderDrillIn(Struct, kw_only=True):
+    """The ``BuilderDrillIn`` schema of the API."""
+
+    definition: dict[str, Any]
+    cell: dict[str, Any]
+    measure: str | UnsetType | None = UNSET
+
+
+class BuilderEntity(Struct, kw_only=True):
+    """The ``BuilderEntity`` schema of the API."""
+
+    key: str
+    label: str
+    plugin: str
+    fields: list[BuilderField]
+
+
+class BuilderField(Struct, kw_only=True):
+    """The ``BuilderField`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+
+
+class BuilderRunIn(Struct, kw_only=True):
+    """The ``BuilderRunIn`` schema of the API."""
+
+    definition: dict[str, Any]
+
+
 class CadenceRuleIn(Struct, kw_only=True):
     """The ``CadenceRuleIn`` schema of the API."""
 
@@ -365,6 +396,26 @@ class CustomFieldsIn(Struct, kw_only=True):
     required: list[str] | UnsetType = UNSET
 
 
+class DashboardIn(Struct, kw_only=True):
+    """The ``DashboardIn`` schema of the API."""
+
+    name: str
+    tiles: list[dict[str, Any]] | UnsetType = UNSET
+    shared_roles: list[str] | UnsetType = UNSET
+    shared_teams: list[int] | UnsetType = UNSET
+
+
+class DashboardOut(Struct, kw_only=True):
+    """The ``DashboardOut`` schema of the API."""
+
+    id: int
+    name: str
+    owner_id: int
+    tiles: list[dict[str, Any]]
+    shared_roles: list[str]
+    shared_teams: list[int]
+
+
 class DealIn(Struct, kw_only=True):
     """The ``DealIn`` schema of the API."""
 
@@ -462,6 +513,25 @@ class DocumentIn(Struct, kw_only=True):
     amount: str | UnsetType | None = UNSET
     due_on: datetime.date | UnsetType | None = UNSET
     comment: str = ""
+
+
+class DrillIn(Struct, kw_only=True):
+    """The ``DrillIn`` schema of the API."""
+
+    cell: dict[str, Any]
+    params: dict[str, Any] | UnsetType | None = UNSET
+    measure: str | UnsetType | None = UNSET
+
+
+class DrillOut(Struct, kw_only=True):
+    """The ``DrillOut`` schema of the API."""
+
+    report: str
+    entity: str
+    count: int
+    ids: list[int]
+    truncated: bool
+    list_url: str | None
 
 
 class Email(Struct, kw_only=True):
@@ -576,6 +646,69 @@ class JobRunOut(Struct, kw_only=True):
     error: str
 
 
+class KpiFigure(Struct, kw_only=True):
+    """The ``KpiFigure`` schema of the API."""
+
+    period: str
+    target: str | None
+    actual: Any
+    percent: float | None
+
+
+class KpiIn(Struct, kw_only=True):
+    """The ``KpiIn`` schema of the API."""
+
+    name: str
+    report_key: str
+    measure: str
+    params: dict[str, Any] | UnsetType = UNSET
+    person_dimension: str = "owner"
+    team_dimension: str | None = "team"
+
+
+class KpiOut(Struct, kw_only=True):
+    """The ``KpiOut`` schema of the API."""
+
+    id: int
+    name: str
+    report_key: str
+    measure: str
+    params: dict[str, Any]
+    person_dimension: str
+    team_dimension: str
+
+
+class KpiPanelItem(Struct, kw_only=True):
+    """The ``KpiPanelItem`` schema of the API."""
+
+    kpi: KpiOut
+    period: str
+    target: str | None
+    actual: Any
+    percent: float | None
+    history: list[KpiFigure]
+
+
+class KpiTargetIn(Struct, kw_only=True):
+    """The ``KpiTargetIn`` schema of the API."""
+
+    period: str
+    target: str
+    user_id: int | UnsetType | None = UNSET
+    team_id: int | UnsetType | None = UNSET
+
+
+class KpiTargetOut(Struct, kw_only=True):
+    """The ``KpiTargetOut`` schema of the API."""
+
+    id: int
+    kpi_id: int
+    user_id: int | None
+    team_id: int | None
+    period: str
+    target: str
+
+
 class LineIn(Struct, kw_only=True):
     """The ``LineIn`` schema of the API."""
 
@@ -595,6 +728,16 @@ class LineOut(Struct, kw_only=True):
     unit_price: str
     discount_pct: str
     amount: str
+
+
+class LoadOut(Struct, kw_only=True):
+    """The ``LoadOut`` schema of the API."""
+
+    user_id: int
+    name: str
+    open_tasks: int
+    overdue_tasks: int
+    planned_activities: int
 
 
 class LoginIn(Struct, kw_only=True):
@@ -1082,6 +1225,76 @@ class ReassignIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class ReportColumn(Struct, kw_only=True):
+    """The ``ReportColumn`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+    unit: str
+    dimension: bool
+
+
+class ReportDeliveryOut(Struct, kw_only=True):
+    """The ``ReportDeliveryOut`` schema of the API."""
+
+    id: int
+    schedule_id: int
+    user_id: int | None
+    email: str
+    rows: int
+    status: str
+    job_id: int | None
+    detail: str
+    at: datetime.datetime
+
+
+class ReportDimension(Struct, kw_only=True):
+    """The ``ReportDimension`` schema of the API."""
+
+    key: str
+    label: str
+    kind: str
+
+
+class ReportInfo(Struct, kw_only=True):
+    """The ``ReportInfo`` schema of the API."""
+
+    key: str
+    title: str
+    description: str
+    plugin: str
+    entity: str
+    chart: str | None
+    params_schema: dict[str, Any]
+    dimensions: list[ReportDimension]
+    measures: list[ReportMeasure]
+    columns: list[ReportColumn]
+    drill_down: bool
+
+
+class ReportMeasure(Struct, kw_only=True):
+    """The ``ReportMeasure`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+    unit: str
+
+
+class ReportResult(Struct, kw_only=True):
+    """The ``ReportResult`` schema of the API."""
+
+    report: str
+    title: str
+    params: dict[str, Any]
+    columns: list[ReportColumn]
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any]
+    chart: str | None
+    drill_down: bool
+
+
 class ResetRequestIn(Struct, kw_only=True):
     """The ``ResetRequestIn`` schema of the API."""
 
@@ -1158,6 +1371,28 @@ class SalesSettingsOut(Struct, kw_only=True):
     base_currency: str
 
 
+class SavedReportIn(Struct, kw_only=True):
+    """The ``SavedReportIn`` schema of the API."""
+
+    name: str
+    definition: dict[str, Any]
+    shared_roles: list[str] | UnsetType = UNSET
+    shared_teams: list[int] | UnsetType = UNSET
+
+
+class SavedReportOut(Struct, kw_only=True):
+    """The ``SavedReportOut`` schema of the API."""
+
+    id: int
+    name: str
+    owner_id: int
+    definition: dict[str, Any]
+    shared_roles: list[str]
+    shared_teams: list[int]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
 class SavedViewIn(Struct, kw_only=True):
     """The ``SavedViewIn`` schema of the API."""
 
@@ -1178,6 +1413,30 @@ class SavedViewOut(Struct, kw_only=True):
     query: str
     created_at: datetime.datetime
     mine: bool
+
+
+class ScheduleIn(Struct, kw_only=True):
+    """The ``ScheduleIn`` schema of the API."""
+
+    cron: str
+    format: Literal["csv", "xlsx"] = "xlsx"
+    recipient_users: list[int] | UnsetType = UNSET
+    recipient_roles: list[str] | UnsetType = UNSET
+
+
+class ScheduleOut(Struct, kw_only=True):
+    """The ``ScheduleOut`` schema of the API."""
+
+    id: int
+    saved_report_id: int
+    owner_id: int
+    cron: str
+    format: str
+    recipient_users: list[int]
+    recipient_roles: list[str]
+    active: bool
+    next_run_at: datetime.datetime | None
+    last_run_at: datetime.datetime | None
 
 
 class SearchFacetsOut(Struct, kw_only=True):
@@ -1493,6 +1752,16 @@ class TicketPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class TileOut(Struct, kw_only=True):
+    """The ``TileOut`` schema of the API."""
+
+    kind: str
+    result: ReportResult | None
+    kpi: KpiPanelItem | None
+    href: str | None
+    error: str
+
+
 class TimelineItem(Struct, kw_only=True):
     """The ``TimelineItem`` schema of the API."""
 
@@ -1688,6 +1957,10 @@ MODELS: dict[str, type[Struct]] = {
     "AttachmentOutPage": AttachmentOutPage,
     "AuditOut": AuditOut,
     "BackgroundJobOut": BackgroundJobOut,
+    "BuilderDrillIn": BuilderDrillIn,
+    "BuilderEntity": BuilderEntity,
+    "BuilderField": BuilderField,
+    "BuilderRunIn": BuilderRunIn,
     "CadenceRuleIn": CadenceRuleIn,
     "ChangeIn": ChangeIn,
     "ChecklistIn": ChecklistIn,
@@ -1701,12 +1974,16 @@ MODELS: dict[str, type[Struct]] = {
     "ContactOutPage": ContactOutPage,
     "ContactPatch": ContactPatch,
     "CustomFieldsIn": CustomFieldsIn,
+    "DashboardIn": DashboardIn,
+    "DashboardOut": DashboardOut,
     "DealIn": DealIn,
     "DealOut": DealOut,
     "DealOutPage": DealOutPage,
     "DealPatch": DealPatch,
     "DeliveryOut": DeliveryOut,
     "DocumentIn": DocumentIn,
+    "DrillIn": DrillIn,
+    "DrillOut": DrillOut,
     "Email": Email,
     "Error": Error,
     "HandoffIn": HandoffIn,
@@ -1717,8 +1994,15 @@ MODELS: dict[str, type[Struct]] = {
     "JobOut": JobOut,
     "JobPatch": JobPatch,
     "JobRunOut": JobRunOut,
+    "KpiFigure": KpiFigure,
+    "KpiIn": KpiIn,
+    "KpiOut": KpiOut,
+    "KpiPanelItem": KpiPanelItem,
+    "KpiTargetIn": KpiTargetIn,
+    "KpiTargetOut": KpiTargetOut,
     "LineIn": LineIn,
     "LineOut": LineOut,
+    "LoadOut": LoadOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
     "MailboxOut": MailboxOut,
@@ -1765,6 +2049,12 @@ MODELS: dict[str, type[Struct]] = {
     "RateOut": RateOut,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
+    "ReportColumn": ReportColumn,
+    "ReportDeliveryOut": ReportDeliveryOut,
+    "ReportDimension": ReportDimension,
+    "ReportInfo": ReportInfo,
+    "ReportMeasure": ReportMeasure,
+    "ReportResult": ReportResult,
     "ResetRequestIn": ResetRequestIn,
     "ResetRequested": ResetRequested,
     "ResetTokenOut": ResetTokenOut,
@@ -1775,8 +2065,12 @@ MODELS: dict[str, type[Struct]] = {
     "RolePatch": RolePatch,
     "SalesSettingsIn": SalesSettingsIn,
     "SalesSettingsOut": SalesSettingsOut,
+    "SavedReportIn": SavedReportIn,
+    "SavedReportOut": SavedReportOut,
     "SavedViewIn": SavedViewIn,
     "SavedViewOut": SavedViewOut,
+    "ScheduleIn": ScheduleIn,
+    "ScheduleOut": ScheduleOut,
     "SearchFacetsOut": SearchFacetsOut,
     "SearchGroupOut": SearchGroupOut,
     "SearchHitOut": SearchHitOut,
@@ -1802,6 +2096,7 @@ MODELS: dict[str, type[Struct]] = {
     "TicketOut": TicketOut,
     "TicketOutPage": TicketOutPage,
     "TicketPatch": TicketPatch,
+    "TileOut": TileOut,
     "TimelineItem": TimelineItem,
     "TokenCreated": TokenCreated,
     "TokenIn": TokenIn,

@@ -335,7 +335,13 @@ async def health() -> dict[str, str]:
 
 
 def kernel_route_handlers() -> list[Any]:
+    from tessera.reports.routes import builder_router, dashboard_router, kpi_router, report_router
+
     return [
+        report_router(),
+        dashboard_router(),
+        builder_router(),
+        kpi_router(),
         entity_router(
             spec=parties.PARTY,
             path="/api/parties",

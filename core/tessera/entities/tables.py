@@ -7,6 +7,8 @@ fields that are filtered on (kinds, tags) are arrays, rich sub-records (phones, 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from piccolo.columns import (
     JSON,
     Array,
@@ -14,6 +16,7 @@ from piccolo.columns import (
     Boolean,
     ForeignKey,
     Integer,
+    Numeric,
     OnDelete,
     Text,
     Timestamptz,
@@ -372,6 +375,92 @@ class SavedView(Table, tablename="saved_view"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class SavedReport(Table, tablename="saved_report"):
+    """A report-builder definition saved by a user (``tessera.reports.builder``), seen by its
+    owner and shared with roles and teams. Ids are plain integers (migration
+    ``tessera_2026_12_06t01_00_00_000000``)."""
+
+    owner_id = Integer(index=True)
+    name = Varchar(length=200)
+    #: The builder definition (entity, filters, group-by, measures) as JSON text.
+    definition = Text(default="{}")
+    #: Role names and team ids it is shared with (JSON lists).
+    shared_roles = Text(default="[]")
+    shared_teams = Text(default="[]")
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class ReportSchedule(Table, tablename="report_schedule"):
+    """A saved report sent on a cron schedule (``tessera.reports.schedules``) to users and the
+    members of roles, each with their own visibility (migration ``2026_12_06t01_10``)."""
+
+    saved_report_id = Integer(index=True)
+    owner_id = Integer(index=True)
+    cron = Varchar(length=100)
+    format = Varchar(length=10, default="xlsx")
+    #: User ids and role names (JSON lists).
+    recipient_users = Text(default="[]")
+    recipient_roles = Text(default="[]")
+    active = Boolean(default=True)
+    next_run_at = Timestamptz(null=True, default=None, index=True)
+    last_run_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class ReportDelivery(Table, tablename="report_delivery"):
+    """One recipient's copy of a scheduled report: queued (with its e-mail job) or skipped."""
+
+    schedule_id = Integer(index=True)
+    user_id = Integer(null=True, default=None)
+    email = Varchar(length=254, default="")
+    rows = Integer(default=0)
+    #: queued | skipped
+    status = Varchar(length=20, default="queued")
+    job_id = Integer(null=True, default=None)
+    detail = Text(default="")
+    at = Timestamptz(default=TimestamptzNow(), index=True)
+
+
+class Kpi(Table, tablename="kpi"):
+    """An indicator defined as a report measure (``tessera.reports.kpis``): ``report_key`` and
+    ``measure`` of a registered report, ``params`` fixed filters (JSON), and the report's
+    dimensions naming a person and a team (migration ``2026_12_06t01_20``)."""
+
+    name = Varchar(length=200)
+    report_key = Varchar(length=100)
+    measure = Varchar(length=100)
+    params = Text(default="{}")
+    person_dimension = Varchar(length=100, default="owner")
+    team_dimension = Varchar(length=100, default="team")
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class KpiTarget(Table, tablename="kpi_target"):
+    """The plan of a KPI for a person, a team or the company (both empty) in a month."""
+
+    kpi_id = Integer(index=True)
+    user_id = Integer(null=True, default=None, index=True)
+    team_id = Integer(null=True, default=None, index=True)
+    #: ``YYYY-MM``
+    period = Varchar(length=7, index=True)
+    target = Numeric(digits=(18, 2), default=Decimal(0))
+
+
+class Dashboard(Table, tablename="dashboard"):
+    """A dashboard of report, saved-report and KPI tiles (``tessera.reports.dashboards``), seen
+    by its owner and shared with roles and teams (migration ``2026_12_06t01_30``)."""
+
+    owner_id = Integer(index=True)
+    name = Varchar(length=200)
+    #: [{"kind": "report", "key", "params"} | {"kind": "saved", "id"} | {"kind": "kpi", "id"}]
+    tiles = Text(default="[]")
+    shared_roles = Text(default="[]")
+    shared_teams = Text(default="[]")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 KERNEL_TABLES: list[type[Table]] = [
     Team,
     CrmUser,
@@ -400,6 +489,12 @@ KERNEL_TABLES: list[type[Table]] = [
     BackgroundJob,
     IdempotencyRecord,
     SavedView,
+    SavedReport,
+    ReportSchedule,
+    ReportDelivery,
+    Kpi,
+    KpiTarget,
+    Dashboard,
 ]
 
 

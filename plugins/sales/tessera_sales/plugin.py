@@ -193,3 +193,10 @@ def tessera_demo_data(ctx: Any) -> Any:
     from tessera_sales.demo import load
 
     return load(ctx)
+
+
+@hookimpl
+def tessera_reports() -> list[Any]:
+    from tessera_sales.report_defs import REPORTS
+
+    return REPORTS

@@ -105,6 +105,22 @@ async def test_plan_vs_actual_funnel_and_loss_reasons(crm, world, frozen_clock):
         params={"stage": "proposal", "date_from": "2026-03-01", "date_to": "2026-03-31", "only": "stuck"},
     )
     assert [d["title"] for d in r.json()] == ["C"]
+    # The same funnel on the kernel's report framework, with a drill-down to the stuck deal.
+    period = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
+    r = await crm.post("/api/reports/sales.funnel/run", world["head"], json=period)
+    assert r.status_code == 200, r.text
+    cells = {row["values"]["stage"]: row["values"] for row in r.json()["rows"]}
+    assert cells["proposal"]["entered"] == 3 and cells["proposal"]["conversion_from_previous"] == 75.0
+    r = await crm.post(
+        "/api/reports/sales.funnel/drill",
+        world["head"],
+        json={"params": period, "cell": {"group": None, "stage": "proposal"}, "measure": "stuck"},
+    )
+    assert r.json()["ids"] == [s["c"]["id"]] and r.json()["entity"] == "sales.deal"
+    r = await crm.get(
+        "/api/reports/sales.funnel/export", world["head"], params={"params": '{"date_from": "2026-03-01"}'}
+    )
+    assert r.status_code == 200 and "Conversion from previous, %" in r.text.splitlines()[0]
     # Per manager: Anna's funnel has 4 deals, Boris's 1.
     r = await crm.get(
         "/api/sales/reports/funnel",
@@ -234,3 +250,28 @@ async def test_kpis_and_contact_cadence(crm, world, frozen_clock):
         params={"date_from": "2026-03-01", "date_to": "2026-03-31"},
     )
     assert {"owner_id": world["boris"]["id"], "type": "meeting", "count": 1} in r.json()
+    # The same reports on the kernel's report framework.
+    period = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
+    r = await crm.post("/api/reports/sales.kpi/run", world["head"], json=period)
+    assert {row["values"]["manager"]: row["values"]["won_deals"] for row in r.json()["rows"]} == {
+        world["anna"]["id"]: 1,
+        world["boris"]["id"]: 1,
+    }
+    r = await crm.post("/api/reports/sales.contacts/run", world["head"], json=period)
+    assert {"manager": world["boris"]["id"], "type": "meeting", "count": 1} in [
+        x["values"] for x in r.json()["rows"]
+    ]
+    r = await crm.post("/api/reports/sales.cadence/run", world["head"], json={})
+    mine = [x["values"] for x in r.json()["rows"] if x["values"]["rule"] == rule["id"]]
+    assert {x["manager"]: x["compliance"] for x in mine} == {
+        world["anna"]["id"]: 0.0,
+        world["boris"]["id"]: 100.0,
+    }
+    r = await crm.post(
+        "/api/reports/sales.cadence/drill",
+        world["head"],
+        json={"cell": {"rule": rule["id"], "manager": world["anna"]["id"]}, "measure": "overdue"},
+    )
+    assert r.json()["ids"] == [world["anna_party"]["id"]]
+    r = await crm.post("/api/reports/sales.forecast/run", world["head"], json=period)
+    assert r.status_code == 200 and r.json()["columns"][1]["unit"] == "RUB"

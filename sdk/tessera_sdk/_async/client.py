@@ -61,6 +61,7 @@ class AsyncClient(b.BaseClient):
         self.substitutions = AsyncEntity[m.SubstitutionOut, m.SubstitutionIn, m.SubstitutionPatch](
             self, "/api/substitutions", m.SubstitutionOut, m.SubstitutionOutPage
         )
+        self.reports = AsyncReports(self)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -317,3 +318,159 @@ class AsyncAttachments(AsyncEntity[m.AttachmentOut, msgspec.Struct, msgspec.Stru
     async def download(self, attachment_id: int) -> bytes:
         response = await self._client._execute(Call("GET", f"{self.path}/{attachment_id}/content", raw=True))
         return bytes(response.content)
+
+
+class AsyncReports:
+    """Reports (``/api/reports``) and the report builder (``/api/report-builder``), docs/analytics.md."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self) -> list[m.ReportInfo]:
+        """The reports you may run, with their parameters, dimensions and measures."""
+        return await self._client.request("GET", "/api/reports", model=list[m.ReportInfo])  # type: ignore[no-any-return]
+
+    async def run(self, key: str, **params: Any) -> m.ReportResult:
+        """Run a report (``group_by=["owner", "period"], period="month", date_from=...``)."""
+        return await self._client.request(  # type: ignore[no-any-return]
+            "POST", f"/api/reports/{key}/run", json=params, model=m.ReportResult
+        )
+
+    async def drill(
+        self,
+        key: str,
+        cell: Mapping[str, Any],
+        measure: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> m.DrillOut:
+        """The records behind one cell of a report's result."""
+        body = {"cell": dict(cell), "measure": measure, "params": dict(params or {})}
+        return await self._client.request(  # type: ignore[no-any-return]
+            "POST", f"/api/reports/{key}/drill", json=body, model=m.DrillOut
+        )
+
+    async def export(self, key: str, format: str = "csv", **params: Any) -> bytes:
+        """A report's result as a CSV or XLSX file."""
+        import json as _json
+
+        query = {"format": format, "params": _json.dumps(params)}
+        response = await self._client._execute(
+            Call("GET", f"/api/reports/{key}/export", b.params(query), raw=True)
+        )
+        return bytes(response.content)
+
+    async def builder_entities(self) -> list[m.BuilderEntity]:
+        """Entities and fields of the report builder you may use."""
+        return await self._client.request(  # type: ignore[no-any-return]
+            "GET", "/api/report-builder/entities", model=list[m.BuilderEntity]
+        )
+
+    async def run_definition(self, definition: Mapping[str, Any]) -> m.ReportResult:
+        """Run a builder definition (entity, filters, group_by, measures)."""
+        return await self._client.request(  # type: ignore[no-any-return]
+            "POST", "/api/report-builder/run", json={"definition": dict(definition)}, model=m.ReportResult
+        )
+
+    async def drill_definition(
+        self, definition: Mapping[str, Any], cell: Mapping[str, Any], measure: str | None = None
+    ) -> m.DrillOut:
+        body = {"definition": dict(definition), "cell": dict(cell), "measure": measure}
+        return await self._client.request(  # type: ignore[no-any-return]
+            "POST", "/api/report-builder/drill", json=body, model=m.DrillOut
+        )
+
+    async def saved(self) -> list[m.SavedReportOut]:
+        """Saved reports you own or that are shared with you."""
+        return await self._client.request(  # type: ignore[no-any-return]
+            "GET", "/api/report-builder/saved", model=list[m.SavedReportOut]
+        )
+
+    async def save(
+        self,
+        name: str,
+        definition: Mapping[str, Any],
+        shared_roles: list[str] | None = None,
+        shared_teams: list[int] | None = None,
+    ) -> m.SavedReportOut:
+        body = {
+            "name": name,
+            "definition": dict(definition),
+            "shared_roles": shared_roles or [],
+            "shared_teams": shared_teams or [],
+        }
+        return await self._client.request(  # type: ignore[no-any-return]
+            "POST", "/api/report-builder/saved", json=body, model=m.SavedReportOut
+        )
+
+    async def run_saved(self, report_id: int) -> m.ReportResult:
+        return await self._client.request(  # type: ignore[no-any-return]
+            "POST", f"/api/report-builder/saved/{report_id}/run", model=m.ReportResult
+        )
+
+    async def delete_saved(self, report_id: int) -> None:
+        await self._client.request("DELETE", f"/api/report-builder/saved/{report_id}")
+
+    async def schedule(
+        self,
+        report_id: int,
+        cron: str,
+        *,
+        format: str = "xlsx",
+        recipient_users: list[int] | None = None,
+        recipient_roles: list[str] | None = None,
+    ) -> m.ScheduleOut:
+        """Send a saved report on a cron schedule to users and roles (each with their own visibility)."""
+        body = {
+            "cron": cron,
+            "format": format,
+            "recipient_users": recipient_users or [],
+            "recipient_roles": recipient_roles or [],
+        }
+        return await self._client.request(  # type: ignore[no-any-return]
+            "POST", f"/api/report-builder/saved/{report_id}/schedules", json=body, model=m.ScheduleOut
+        )
+
+    async def deliveries(self, schedule_id: int) -> list[m.ReportDeliveryOut]:
+        """The delivery log of a schedule."""
+        return await self._client.request(  # type: ignore[no-any-return]
+            "GET", f"/api/report-builder/schedules/{schedule_id}/deliveries", model=list[m.ReportDeliveryOut]
+        )
+
+    async def kpis(self) -> list[m.KpiOut]:
+        return await self._client.request("GET", "/api/kpis", model=list[m.KpiOut])  # type: ignore[no-any-return]
+
+    async def create_kpi(self, data: m.KpiIn | Mapping[str, Any]) -> m.KpiOut:
+        return await self._client.request("POST", "/api/kpis", json=data, model=m.KpiOut)  # type: ignore[no-any-return]
+
+    async def set_kpi_target(self, kpi_id: int, data: m.KpiTargetIn | Mapping[str, Any]) -> m.KpiTargetOut:
+        return await self._client.request(  # type: ignore[no-any-return]
+            "PUT", f"/api/kpis/{kpi_id}/targets", json=data, model=m.KpiTargetOut
+        )
+
+    async def kpi_panel(
+        self, period: str, *, user_id: int | None = None, team_id: int | None = None, history: int = 6
+    ) -> list[m.KpiPanelItem]:
+        """KPI panel of a user, a team or the company: plan, actual, percent, history."""
+        params = {"period": period, "user_id": user_id, "team_id": team_id, "history": history}
+        return await self._client.request(  # type: ignore[no-any-return]
+            "GET", "/api/kpis/panel", params=params, model=list[m.KpiPanelItem]
+        )
+
+    async def manager_load(self) -> list[m.LoadOut]:
+        return await self._client.request("GET", "/api/kpis/load", model=list[m.LoadOut])  # type: ignore[no-any-return]
+
+    async def dashboards(self) -> list[m.DashboardOut]:
+        return await self._client.request(  # type: ignore[no-any-return]
+            "GET", "/api/dashboards", model=list[m.DashboardOut]
+        )
+
+    async def create_dashboard(self, data: m.DashboardIn | Mapping[str, Any]) -> m.DashboardOut:
+        return await self._client.request(  # type: ignore[no-any-return]
+            "POST", "/api/dashboards", json=data, model=m.DashboardOut
+        )
+
+    async def dashboard_tiles(self, dashboard_id: int, period: str | None = None) -> list[m.TileOut]:
+        """A dashboard's tiles computed for you."""
+        return await self._client.request(  # type: ignore[no-any-return]
+            "GET", f"/api/dashboards/{dashboard_id}/tiles", params={"period": period}, model=list[m.TileOut]
+        )
