@@ -193,3 +193,11 @@ def tessera_demo_data(ctx: Any) -> Any:
     from tessera_sales.demo import load
 
     return load(ctx)
+
+
+@hookimpl(optionalhook=True)
+def tessera_revenue_sources(engine: str) -> list[dict[str, Any]]:
+    """Won deals by close month for the marketing plugin (ABC/XYZ, campaign return)."""
+    from tessera_sales.revenue_sources import revenue_sources
+
+    return revenue_sources(engine)

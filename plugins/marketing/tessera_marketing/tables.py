@@ -1,0 +1,148 @@
+"""Piccolo tables of the marketing plugin (all prefixed ``marketing_``).
+
+A segment keeps its rules as JSON (``segments.compile_rules`` turns them into SQL conditions on
+``party``); a static segment's frozen members are rows of ``marketing_segment_member``. The
+ABC/XYZ job keeps each client's current class in ``marketing_party_class`` (and on the party's
+custom fields ``abc_class`` / ``xyz_class`` / ``abc_xyz_date``) and appends every change to
+``marketing_class_history``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from piccolo.columns import (
+    JSON,
+    Date,
+    ForeignKey,
+    Integer,
+    Numeric,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+from tessera.entities.tables import CrmUser, Party
+
+MONEY = (18, 2)
+
+
+class Segment(Table, tablename="marketing_segment"):
+    name = Varchar(length=200)
+    description = Text(default="")
+    #: dynamic (evaluated when used) | static (frozen member list)
+    kind = Varchar(length=10, default="dynamic")
+    #: ``{"all": [...]}`` / ``{"any": [...]}`` of rules (docs/marketing.md)
+    rules = JSON(default={})
+    #: When a static segment's members were frozen.
+    frozen_at = Timestamptz(null=True, default=None)
+    owner_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class SegmentMember(Table, tablename="marketing_segment_member"):
+    segment_id = ForeignKey(Segment, on_delete=OnDelete.cascade, index=True)
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+
+
+class Setting(Table, tablename="marketing_setting"):
+    """Settings of the plugin (``classes``: the ABC/XYZ thresholds)."""
+
+    key = Varchar(length=100, unique=True)
+    value = JSON(default={})
+
+
+class PartyClass(Table, tablename="marketing_party_class"):
+    """A client's current ABC/XYZ class, revenue and coefficient of variation."""
+
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, unique=True)
+    abc_class = Varchar(length=1)
+    xyz_class = Varchar(length=1)
+    revenue = Numeric(digits=MONEY, default=Decimal(0))
+    #: Coefficient of variation of the monthly revenue, in percent.
+    cv_pct = Numeric(digits=(10, 2), null=True, default=None)
+    computed_on = Date()
+
+
+class ClassStage(Table, tablename="marketing_class_stage"):
+    """Scratch rows of one recomputation (filled and emptied inside its transaction)."""
+
+    party_id = Integer(index=True)
+    abc_class = Varchar(length=1)
+    xyz_class = Varchar(length=1)
+    revenue = Numeric(digits=MONEY, default=Decimal(0))
+    cv_pct = Numeric(digits=(10, 2), null=True, default=None)
+
+
+class ClassHistory(Table, tablename="marketing_class_history"):
+    """Every change of a client's class (the first classification included)."""
+
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    abc_class = Varchar(length=1, default="")
+    xyz_class = Varchar(length=1, default="")
+    revenue = Numeric(digits=MONEY, default=Decimal(0))
+    cv_pct = Numeric(digits=(10, 2), null=True, default=None)
+    computed_on = Date()
+    at = Timestamptz(default=TimestamptzNow())
+
+
+class Campaign(Table, tablename="marketing_campaign"):
+    name = Varchar(length=200)
+    #: email | web | exhibition | event | ads | social | phone | print | referral | other
+    channel = Varchar(length=20, default="other", index=True)
+    #: planned | active | closed
+    status = Varchar(length=10, default="planned", index=True)
+    starts_on = Date()
+    ends_on = Date(null=True, default=None)
+    budget = Numeric(digits=MONEY, default=Decimal(0))
+    segment_id = ForeignKey(Segment, null=True, on_delete=OnDelete.set_null)
+    expected_responses = Integer(default=0)
+    expected_leads = Integer(default=0)
+    expected_revenue = Numeric(digits=MONEY, default=Decimal(0))
+    description = Text(default="")
+    owner_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class CampaignCost(Table, tablename="marketing_campaign_cost"):
+    campaign_id = ForeignKey(Campaign, on_delete=OnDelete.cascade, index=True)
+    spent_on = Date()
+    amount = Numeric(digits=MONEY)
+    description = Varchar(length=300, default="")
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Lead(Table, tablename="marketing_lead"):
+    """A response: a party touched by a campaign (a web form, a deal linked to the campaign, a
+    lead logged by hand). A party's earliest lead with a campaign is its first touch."""
+
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    campaign_id = ForeignKey(Campaign, null=True, on_delete=OnDelete.set_null, index=True)
+    #: form | deal | manual
+    source = Varchar(length=20, default="manual")
+    #: The sales deal that linked the party to the campaign (``source = deal``).
+    deal_id = Integer(null=True, default=None)
+    assignee_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null, index=True)
+    note = Text(default="")
+    received_at = Timestamptz(default=TimestamptzNow(), index=True)
+    created_by = Integer(null=True, default=None)
+
+
+TABLES: list[type[Table]] = [
+    Segment,
+    SegmentMember,
+    Setting,
+    PartyClass,
+    ClassStage,
+    ClassHistory,
+    Campaign,
+    CampaignCost,
+    Lead,
+]

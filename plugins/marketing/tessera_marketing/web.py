@@ -1,0 +1,5 @@
+"""Web pages of the marketing plugin."""
+
+from typing import Any
+
+HANDLERS: list[Any] = []
