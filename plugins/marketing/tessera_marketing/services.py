@@ -15,7 +15,7 @@ from typing import Any
 from piccolo.columns.combination import WhereRaw
 from tessera import audit, clock, db
 from tessera.entities import service
-from tessera.entities.parties import PARTY, party_visibility
+from tessera.entities.parties import PARTY, party_visibility, party_write_visibility
 from tessera.entities.tables import Party
 from tessera.errors import NotFound, ValidationFailed
 from tessera.i18n import N_
@@ -58,6 +58,17 @@ def lead_visibility(principal: Principal) -> Any:
     if parties is None:
         return None
     return Lead.party_id.is_in(parties) | principal.owner_where(Lead.assignee_id)
+
+
+def lead_write_visibility(principal: Principal) -> Any:
+    """Who may change or delete a lead: those who may change its party (reading a party shared
+    by a task or a process stage is not writing), and the readers of its assignee."""
+    condition = party_write_visibility(principal)
+    if condition is None:
+        return None
+    return Lead.party_id.is_in(Party.select(Party.id).where(condition)) | principal.owner_where(
+        Lead.assignee_id
+    )
 
 
 # --------------------------------------------------------------------------- segments
@@ -290,6 +301,7 @@ LEAD = service.EntitySpec(
     table=Lead,
     permission="marketing.lead",
     visibility=lead_visibility,
+    write_visibility=lead_write_visibility,
     custom_fields=False,
     prepare=_prepare_lead,
     order_fields=("id", "received_at"),
