@@ -246,6 +246,92 @@ class CadenceRuleIn(Struct, kw_only=True):
     active: bool = True
 
 
+class CampaignFigures(Struct, kw_only=True):
+    """The ``CampaignFigures`` schema of the API."""
+
+    campaign_id: int
+    name: str
+    channel: str
+    status: str
+    budget: str
+    expected_leads: int
+    expected_revenue: str
+    responses: int
+    leads: int
+    customers: int
+    conversion: float | None
+    revenue: str
+    cost: str
+    cost_per_lead: str | None
+    roi: float | None
+
+
+class CampaignIn(Struct, kw_only=True):
+    """The ``CampaignIn`` schema of the API."""
+
+    name: str
+    starts_on: datetime.date
+    channel: Literal[
+        "email", "web", "exhibition", "event", "ads", "social", "phone", "print", "referral", "other"
+    ] = "other"
+    status: Literal["planned", "active", "closed"] = "planned"
+    ends_on: datetime.date | UnsetType | None = UNSET
+    budget: str = "0"
+    segment_id: int | UnsetType | None = UNSET
+    expected_responses: int = 0
+    expected_leads: int = 0
+    expected_revenue: str = "0"
+    description: str = ""
+
+
+class CampaignOut(Struct, kw_only=True):
+    """The ``CampaignOut`` schema of the API."""
+
+    id: int
+    name: str
+    channel: str
+    status: str
+    starts_on: datetime.date
+    ends_on: datetime.date | None
+    budget: str
+    segment_id: int | None
+    expected_responses: int
+    expected_leads: int
+    expected_revenue: str
+    description: str
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class CampaignOutPage(Struct, kw_only=True):
+    """The ``CampaignOutPage`` schema of the API."""
+
+    items: list[CampaignOut]
+    next_cursor: str | None
+
+
+class CampaignPatch(Struct, kw_only=True):
+    """The ``CampaignPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    channel: (
+        Literal["email", "web", "exhibition", "event", "ads", "social", "phone", "print", "referral", "other"]
+        | UnsetType
+    ) = UNSET
+    status: Literal["planned", "active", "closed"] | UnsetType = UNSET
+    starts_on: datetime.date | UnsetType = UNSET
+    ends_on: datetime.date | UnsetType | None = UNSET
+    budget: str | UnsetType = UNSET
+    segment_id: int | UnsetType | None = UNSET
+    expected_responses: int | UnsetType = UNSET
+    expected_leads: int | UnsetType = UNSET
+    expected_revenue: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class ChangeIn(Struct, kw_only=True):
     """The ``ChangeIn`` schema of the API."""
 
@@ -257,12 +343,47 @@ class ChangeIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class ChannelFigures(Struct, kw_only=True):
+    """The ``ChannelFigures`` schema of the API."""
+
+    channel: str
+    campaigns: int
+    responses: int
+    leads: int
+    customers: int
+    conversion: float | None
+    revenue: str
+    cost: str
+    cost_per_lead: str | None
+    roi: float | None
+
+
 class ChecklistIn(Struct, kw_only=True):
     """The ``ChecklistIn`` schema of the API."""
 
     item: str
     done: bool = True
     comment: str = ""
+
+
+class ClassSettings(Struct, kw_only=True):
+    """The ``ClassSettings`` schema of the API."""
+
+    a: float
+    b: float
+    x: float
+    y: float
+    sources: list[str]
+
+
+class ClassSettingsIn(Struct, kw_only=True):
+    """The ``ClassSettingsIn`` schema of the API."""
+
+    a: float = 80
+    b: float = 15
+    x: float = 10
+    y: float = 25
+    sources: list[str] | UnsetType = UNSET
 
 
 class ClientCard(Struct, kw_only=True):
@@ -356,6 +477,50 @@ class ContactPatch(Struct, kw_only=True):
     preferred_channel: Literal["", "phone", "email", "letter", "sms", "messenger"] | UnsetType = UNSET
     custom: dict[str, Any] | UnsetType = UNSET
     version: int | UnsetType = UNSET
+
+
+class CostIn(Struct, kw_only=True):
+    """The ``CostIn`` schema of the API."""
+
+    campaign_id: int
+    spent_on: datetime.date
+    amount: str
+    description: str = ""
+
+
+class CostOut(Struct, kw_only=True):
+    """The ``CostOut`` schema of the API."""
+
+    id: int
+    campaign_id: int
+    spent_on: datetime.date
+    amount: str
+    description: str
+    created_by: int | None
+    created_at: datetime.datetime
+
+
+class CostOutPage(Struct, kw_only=True):
+    """The ``CostOutPage`` schema of the API."""
+
+    items: list[CostOut]
+    next_cursor: str | None
+
+
+class CostPatch(Struct, kw_only=True):
+    """The ``CostPatch`` schema of the API."""
+
+    campaign_id: int | UnsetType = UNSET
+    spent_on: datetime.date | UnsetType = UNSET
+    amount: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class CountOut(Struct, kw_only=True):
+    """The ``CountOut`` schema of the API."""
+
+    count: int
 
 
 class CustomFieldsIn(Struct, kw_only=True):
@@ -576,6 +741,46 @@ class JobRunOut(Struct, kw_only=True):
     error: str
 
 
+class LeadIn(Struct, kw_only=True):
+    """The ``LeadIn`` schema of the API."""
+
+    party_id: int
+    campaign_id: int | UnsetType | None = UNSET
+    assignee_id: int | UnsetType | None = UNSET
+    note: str = ""
+    received_at: datetime.datetime | UnsetType | None = UNSET
+
+
+class LeadOut(Struct, kw_only=True):
+    """The ``LeadOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    campaign_id: int | None
+    source: str
+    deal_id: int | None
+    assignee_id: int | None
+    note: str
+    received_at: datetime.datetime
+    created_by: int | None
+
+
+class LeadOutPage(Struct, kw_only=True):
+    """The ``LeadOutPage`` schema of the API."""
+
+    items: list[LeadOut]
+    next_cursor: str | None
+
+
+class LeadPatch(Struct, kw_only=True):
+    """The ``LeadPatch`` schema of the API."""
+
+    campaign_id: int | UnsetType | None = UNSET
+    assignee_id: int | UnsetType | None = UNSET
+    note: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class LineIn(Struct, kw_only=True):
     """The ``LineIn`` schema of the API."""
 
@@ -632,6 +837,15 @@ class MailboxOut(Struct, kw_only=True):
     quarantined: int
 
 
+class MatrixCell(Struct, kw_only=True):
+    """The ``MatrixCell`` schema of the API."""
+
+    abc_class: str
+    xyz_class: str
+    clients: int
+    revenue: str
+
+
 class MeOut(Struct, kw_only=True):
     """The ``MeOut`` schema of the API."""
 
@@ -643,6 +857,13 @@ class MeOut(Struct, kw_only=True):
     team_id: int | None
     acting_for: list[int]
     csrf_token: str | None
+
+
+class MembersPage(Struct, kw_only=True):
+    """The ``MembersPage`` schema of the API."""
+
+    items: list[PartyOut]
+    next_cursor: str | None
 
 
 class MessageIn(Struct, kw_only=True):
@@ -1082,6 +1303,13 @@ class ReassignIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class RecomputeOut(Struct, kw_only=True):
+    """The ``RecomputeOut`` schema of the API."""
+
+    classified: int
+    changed: int
+
+
 class ResetRequestIn(Struct, kw_only=True):
     """The ``ResetRequestIn`` schema of the API."""
 
@@ -1144,6 +1372,12 @@ class RolePatch(Struct, kw_only=True):
     scope: Literal["own", "team", "all"] | UnsetType = UNSET
     description: str | UnsetType = UNSET
     version: int | UnsetType = UNSET
+
+
+class RulesIn(Struct, kw_only=True):
+    """The ``RulesIn`` schema of the API."""
+
+    rules: dict[str, Any]
 
 
 class SalesSettingsIn(Struct, kw_only=True):
@@ -1219,6 +1453,47 @@ class SearchOut(Struct, kw_only=True):
     hits: list[SearchHitOut]
     groups: list[SearchGroupOut]
     facets: SearchFacetsOut
+
+
+class SegmentIn(Struct, kw_only=True):
+    """The ``SegmentIn`` schema of the API."""
+
+    name: str
+    description: str = ""
+    kind: Literal["dynamic", "static"] = "dynamic"
+    rules: dict[str, Any] | UnsetType = UNSET
+
+
+class SegmentOut(Struct, kw_only=True):
+    """The ``SegmentOut`` schema of the API."""
+
+    id: int
+    name: str
+    description: str
+    kind: str
+    rules: dict[str, Any]
+    frozen_at: datetime.datetime | None
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class SegmentOutPage(Struct, kw_only=True):
+    """The ``SegmentOutPage`` schema of the API."""
+
+    items: list[SegmentOut]
+    next_cursor: str | None
+
+
+class SegmentPatch(Struct, kw_only=True):
+    """The ``SegmentPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    kind: Literal["dynamic", "static"] | UnsetType = UNSET
+    rules: dict[str, Any] | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class SlaOut(Struct, kw_only=True):
@@ -1689,8 +1964,16 @@ MODELS: dict[str, type[Struct]] = {
     "AuditOut": AuditOut,
     "BackgroundJobOut": BackgroundJobOut,
     "CadenceRuleIn": CadenceRuleIn,
+    "CampaignFigures": CampaignFigures,
+    "CampaignIn": CampaignIn,
+    "CampaignOut": CampaignOut,
+    "CampaignOutPage": CampaignOutPage,
+    "CampaignPatch": CampaignPatch,
     "ChangeIn": ChangeIn,
+    "ChannelFigures": ChannelFigures,
     "ChecklistIn": ChecklistIn,
+    "ClassSettings": ClassSettings,
+    "ClassSettingsIn": ClassSettingsIn,
     "ClientCard": ClientCard,
     "CloseIn": CloseIn,
     "CommentIn": CommentIn,
@@ -1700,6 +1983,11 @@ MODELS: dict[str, type[Struct]] = {
     "ContactOut": ContactOut,
     "ContactOutPage": ContactOutPage,
     "ContactPatch": ContactPatch,
+    "CostIn": CostIn,
+    "CostOut": CostOut,
+    "CostOutPage": CostOutPage,
+    "CostPatch": CostPatch,
+    "CountOut": CountOut,
     "CustomFieldsIn": CustomFieldsIn,
     "DealIn": DealIn,
     "DealOut": DealOut,
@@ -1717,12 +2005,18 @@ MODELS: dict[str, type[Struct]] = {
     "JobOut": JobOut,
     "JobPatch": JobPatch,
     "JobRunOut": JobRunOut,
+    "LeadIn": LeadIn,
+    "LeadOut": LeadOut,
+    "LeadOutPage": LeadOutPage,
+    "LeadPatch": LeadPatch,
     "LineIn": LineIn,
     "LineOut": LineOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
     "MailboxOut": MailboxOut,
+    "MatrixCell": MatrixCell,
     "MeOut": MeOut,
+    "MembersPage": MembersPage,
     "MessageIn": MessageIn,
     "MessageOut": MessageOut,
     "MigrateSpec": MigrateSpec,
@@ -1765,6 +2059,7 @@ MODELS: dict[str, type[Struct]] = {
     "RateOut": RateOut,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
+    "RecomputeOut": RecomputeOut,
     "ResetRequestIn": ResetRequestIn,
     "ResetRequested": ResetRequested,
     "ResetTokenOut": ResetTokenOut,
@@ -1773,6 +2068,7 @@ MODELS: dict[str, type[Struct]] = {
     "RoleOut": RoleOut,
     "RoleOutPage": RoleOutPage,
     "RolePatch": RolePatch,
+    "RulesIn": RulesIn,
     "SalesSettingsIn": SalesSettingsIn,
     "SalesSettingsOut": SalesSettingsOut,
     "SavedViewIn": SavedViewIn,
@@ -1781,6 +2077,10 @@ MODELS: dict[str, type[Struct]] = {
     "SearchGroupOut": SearchGroupOut,
     "SearchHitOut": SearchHitOut,
     "SearchOut": SearchOut,
+    "SegmentIn": SegmentIn,
+    "SegmentOut": SegmentOut,
+    "SegmentOutPage": SegmentOutPage,
+    "SegmentPatch": SegmentPatch,
     "SlaOut": SlaOut,
     "SlaRow": SlaRow,
     "StartIn": StartIn,

@@ -68,6 +68,7 @@ async def update_settings(principal: Principal, values: dict[str, Any]) -> dict[
         new = {**old, **values}
         _check(new)
         if new == old:
+            audit.unchanged()
             return new
         if await Setting.exists().where(Setting.key == "classes"):
             await Setting.update({Setting.value: new}).where(Setting.key == "classes")
@@ -150,11 +151,14 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
             today,
             now,
         )
+        lost_where = (
+            "FROM marketing_party_class c "
+            "WHERE c.party_id NOT IN (SELECT s.party_id FROM marketing_class_stage s)"
+        )
+        lost = (await db.raw(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
         await db.raw(
             "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on, at) "
-            "SELECT c.party_id, '', '', 0, NULL, {}, {} FROM marketing_party_class c "
-            "WHERE c.party_id NOT IN (SELECT s.party_id FROM marketing_class_stage s)",
+            "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
             today,
             now,
         )
@@ -202,13 +206,17 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
         )
         classified = (await db.raw("SELECT COUNT(*) AS n FROM marketing_class_stage"))[0]["n"]
         await db.raw("DELETE FROM marketing_class_stage")
-        await audit.record(
-            "recompute",
-            "marketing.classes",
-            None,
-            detail=f"ABC/XYZ {start}..{end}: {classified} classified, {changed} changed",
-        )
-    return {"classified": int(classified), "changed": int(changed)}
+        if changed or lost:
+            await audit.record(
+                "recompute",
+                "marketing.classes",
+                None,
+                detail=f"ABC/XYZ {start}..{end}: {classified} classified, {changed} changed, "
+                f"{lost} unclassified",
+            )
+        else:
+            audit.unchanged()  # a run that changes no class leaves no trace (the job runs nightly)
+    return {"classified": int(classified), "changed": int(changed) + int(lost)}
 
 
 async def matrix(principal: Principal) -> list[dict[str, Any]]:
