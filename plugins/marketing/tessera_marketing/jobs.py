@@ -13,7 +13,24 @@ async def classes_job(ctx: Any) -> dict[str, int]:
     return await classes.recompute(ctx.now.date())
 
 
+async def purge_rate_buckets(ctx: Any) -> int:
+    """Drop web-form rate counters of past hours."""
+    import datetime as dt
+
+    from tessera_marketing.tables import RateBucket
+
+    cutoff = ctx.now - dt.timedelta(hours=2)
+    gone = await RateBucket.delete().where(RateBucket.window_start < cutoff).returning(RateBucket.id)
+    return len(gone)
+
+
 JOBS = [
+    JobSpec(
+        "marketing.purge_rate_buckets",
+        purge_rate_buckets,
+        cron="17 * * * *",
+        description="Drop the web-form rate counters of past hours",
+    ),
     JobSpec(
         "marketing.classes",
         classes_job,

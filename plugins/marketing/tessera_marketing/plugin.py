@@ -15,6 +15,9 @@ PERMISSIONS = {
     "marketing.lead.read": N_("Read leads (within party visibility)"),
     "marketing.lead.write": N_("Record and hand off leads"),
     "marketing.lead.manage": N_("Delete leads"),
+    "marketing.form.manage": N_(
+        "Define web forms: fields, anti-spam limits, allowed sites and lead distribution"
+    ),
     "marketing.settings.manage": N_("Change the ABC/XYZ thresholds and recompute the classes"),
 }
 

@@ -9,17 +9,20 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Router, get, post, put
+from litestar import Request, Response, Router, get, post, put, route
+from litestar.enums import HttpMethod
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from msgspec import Meta, Struct
 from tessera import audit
 from tessera.api.crud import entity_router
 from tessera.entities.dto import Id, partial
 from tessera.entities.parties import PartyOut
+from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal
 
-from tessera_marketing import classes, reports, services
-from tessera_marketing.tables import Campaign, CampaignCost, Lead, Segment
+from tessera_marketing import classes, forms, reports, services
+from tessera_marketing.tables import Campaign, CampaignCost, Lead, Segment, WebForm
 
 IdQ = Annotated[int | None, Parameter(ge=1, le=2**31 - 1)]
 Money = Annotated[Decimal, Meta(examples=["1500.00"])]
@@ -274,10 +277,14 @@ costs_router = entity_router(
 # --------------------------------------------------------------------------- leads
 
 
+LeadStatus = Literal["new", "contacted", "qualified", "disqualified"]
+
+
 class LeadIn(Struct, kw_only=True, forbid_unknown_fields=True):
     party_id: Id
     campaign_id: Id | None = None
     assignee_id: Id | None = None
+    status: LeadStatus = "new"
     note: Annotated[str, Meta(max_length=5000)] = ""
     received_at: dt.datetime | None = None
 
@@ -285,6 +292,7 @@ class LeadIn(Struct, kw_only=True, forbid_unknown_fields=True):
 class LeadPatchIn(Struct, kw_only=True, forbid_unknown_fields=True):
     campaign_id: Id | None = None
     assignee_id: Id | None = None
+    status: LeadStatus = "new"
     note: Annotated[str, Meta(max_length=5000)] = ""
 
 
@@ -296,15 +304,32 @@ class LeadOut(Struct, kw_only=True):
     party_id: int
     campaign_id: int | None
     source: str
+    form_id: int | None
+    status: str
     deal_id: int | None
     assignee_id: int | None
+    team_id: int | None
+    payload: dict[str, Any]
     note: str
     received_at: dt.datetime
     created_by: int | None
 
 
-def lead_filters(campaign_id: IdQ = None, party_id: IdQ = None, assignee_id: IdQ = None) -> list[Any]:
+def lead_filters(
+    campaign_id: IdQ = None,
+    party_id: IdQ = None,
+    assignee_id: IdQ = None,
+    form_id: IdQ = None,
+    team_id: IdQ = None,
+    status: LeadStatus | None = None,
+) -> list[Any]:
     out: list[Any] = []
+    if form_id is not None:
+        out.append(Lead.form_id == form_id)
+    if team_id is not None:
+        out.append(Lead.team_id == team_id)
+    if status:
+        out.append(Lead.status == status)
     if campaign_id is not None:
         out.append(Lead.campaign_id == campaign_id)
     if party_id is not None:
@@ -324,6 +349,161 @@ leads_router = entity_router(
     filters=lead_filters,
     name="lead",
 )
+
+
+# --------------------------------------------------------------------------- web forms
+
+
+Mode = Literal["user", "round_robin", "least_loaded", "territory", "team_list"]
+
+
+class Distribution(Struct, kw_only=True, forbid_unknown_fields=True):
+    mode: Mode = "round_robin"
+    user_ids: list[Id] = msgspec.field(default_factory=list)
+    team_id: Id | None = None
+    field: Annotated[str, Meta(max_length=64)] = ""
+    territories: dict[str, Id] = msgspec.field(default_factory=dict)
+
+
+class WebFormIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    key: Annotated[str, Meta(min_length=2, max_length=64, examples=["contact-us"])]
+    name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Contact us"])]
+    campaign_id: Id | None = None
+    source: Annotated[str, Meta(max_length=50)] = "web"
+    fields: Annotated[
+        dict[str, str],
+        Meta(examples=[{"name": "name", "email": "email", "phone": "phone", "message": "note"}]),
+    ] = msgspec.field(default_factory=dict)
+    allowed_origins: list[Annotated[str, Meta(max_length=300)]] = msgspec.field(default_factory=list)
+    honeypot: Annotated[str, Meta(min_length=1, max_length=64)] = "website_url"
+    per_ip_per_hour: Annotated[int, Meta(ge=1, le=100000)] = 5
+    per_form_per_hour: Annotated[int, Meta(ge=1, le=1000000)] = 500
+    distribution: Distribution = msgspec.field(default_factory=Distribution)
+    active: bool = True
+
+
+WebFormPatch = partial(WebFormIn, "WebFormPatch")
+
+
+class WebFormOut(Struct, kw_only=True):
+    id: int
+    key: str
+    name: str
+    campaign_id: int | None
+    source: str
+    fields: dict[str, str]
+    allowed_origins: list[str]
+    honeypot: str
+    per_ip_per_hour: int
+    per_form_per_hour: int
+    distribution: dict[str, Any]
+    active: bool
+    owner_id: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+
+def form_filters(active: bool | None = None) -> list[Any]:
+    return [] if active is None else [WebForm.active == active]
+
+
+forms_router = entity_router(
+    spec=forms.FORM,
+    path="/web-forms",
+    tag="marketing",
+    out=WebFormOut,
+    create_body=WebFormIn,
+    patch_body=WebFormPatch,
+    filters=form_filters,
+    name="web_form",
+)
+
+
+class Accepted(Struct, kw_only=True):
+    accepted: bool
+
+
+def _error(
+    status: int, detail: str, headers: dict[str, str], errors: list[Any] | None = None
+) -> Response[Any]:
+    return Response(
+        {"status": status, "detail": detail, "errors": errors or []}, status_code=status, headers=headers
+    )
+
+
+@post(
+    "/forms/{form_key:str}",
+    operation_id="submit_web_form",
+    status_code=202,
+    request_max_body_size=forms.MAX_BODY,
+    security=[{}],
+    # Posted from the company's own site: the kernel's cross-site refusal lets it through
+    # (tessera.web.protection.public_cross_site); CORS is answered for allowed origins only.
+    opt={"cross_site": True},
+    responses={
+        429: ResponseSpec(
+            data_container=dict, description="Too many submissions from this address or to this form"
+        ),
+        413: ResponseSpec(data_container=dict, description="The submission is too large"),
+    },
+)
+async def submit_form(
+    request: Request[Any, Any, Any], form_key: Annotated[str, Parameter(max_length=64)]
+) -> Response[Any]:
+    """A lead form posted from the company's site (no sign-in; JSON or an HTML form). Creates or
+    matches the party by e-mail or phone, records the lead and hands it to a manager by the
+    form's rule. A filled honeypot field is answered 202 and stores nothing."""
+    form = None
+    try:
+        form = await forms.active_form(form_key)
+    except NotFound:
+        pass
+    headers = forms.cors_headers(form, request.headers.get("origin"))
+    if form is None:
+        audit.unchanged()
+        return _error(404, "No such form", headers)
+    raw = await request.body()
+    if len(raw) > forms.MAX_BODY:
+        audit.unchanged()
+        return _error(413, "The submission is too large", headers)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if kind == "application/json":
+            data = msgspec.json.decode(raw) if raw else {}
+        else:
+            from urllib.parse import parse_qsl
+
+            data = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        audit.unchanged()
+        return _error(400, "The body is neither JSON nor a form", headers)
+    if not isinstance(data, dict):
+        audit.unchanged()
+        return _error(422, "The body must be an object", headers, [{"field": "body", "message": "an object"}])
+    client = request.client.host if request.client else ""
+    try:
+        lead = await forms.submit(form_key, data, client)
+    except forms.RateLimited:
+        audit.unchanged()
+        return _error(429, "Too many submissions; try again later", {**headers, "Retry-After": "3600"})
+    except ValidationFailed as exc:
+        audit.unchanged()
+        return _error(422, exc.detail, headers, [e.as_dict() for e in exc.errors])
+    if lead is None:
+        audit.unchanged()
+    return Response({"accepted": True}, status_code=202, headers=headers)
+
+
+@route("/forms/{form_key:str}", http_method=[HttpMethod.OPTIONS], include_in_schema=False)
+async def form_preflight(request: Request[Any, Any, Any], form_key: str) -> Response[None]:
+    """CORS preflight: allowed for the form's configured site origins only."""
+    form = None
+    try:
+        form = await forms.active_form(form_key)
+    except NotFound:
+        pass
+    return Response(None, status_code=204, headers=forms.cors_headers(form, request.headers.get("origin")))
 
 
 # --------------------------------------------------------------------------- ABC/XYZ, reports
@@ -407,6 +587,8 @@ def routers() -> list[Any]:
         campaigns_router,
         costs_router,
         leads_router,
+        forms_router,
+        Router(path="/", route_handlers=[submit_form, form_preflight], tags=["marketing"]),
         Router(
             path="/",
             route_handlers=[

@@ -39,6 +39,7 @@ CHANNEL_LABELS = {
 }
 CAMPAIGN_STATUSES = ("planned", "active", "closed")
 LEAD_SOURCES = ("form", "deal", "manual")
+LEAD_STATUSES = ("new", "contacted", "qualified", "disqualified")
 
 
 def _everyone(principal: Principal | None) -> Any:
@@ -57,7 +58,7 @@ def lead_visibility(principal: Principal) -> Any:
     parties = visible_parties(principal)
     if parties is None:
         return None
-    return Lead.party_id.is_in(parties) | principal.owner_where(Lead.assignee_id)
+    return Lead.party_id.is_in(parties) | principal.owner_where(Lead.assignee_id, Lead.team_id)
 
 
 def lead_write_visibility(principal: Principal) -> Any:
@@ -276,7 +277,10 @@ async def _prepare_lead(
 ) -> dict[str, Any]:
     if values.pop("_system", False):
         return values
-    values.pop("deal_id", None)
+    for key in ("deal_id", "form_id", "payload", "team_id"):
+        values.pop(key, None)
+    if values.get("status") not in (None, *LEAD_STATUSES):
+        raise ValidationFailed.field("status", f"must be one of {', '.join(LEAD_STATUSES)}")
     if existing is not None:
         for key in ("party_id", "source"):
             if key in values and values[key] != existing[key]:

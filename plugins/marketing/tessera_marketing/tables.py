@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from piccolo.columns import (
     JSON,
+    Boolean,
     Date,
     ForeignKey,
     Integer,
@@ -24,7 +25,7 @@ from piccolo.columns import (
 )
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
-from tessera.entities.tables import CrmUser, Party
+from tessera.entities.tables import CrmUser, Party, Team
 
 MONEY = (18, 2)
 
@@ -119,6 +120,42 @@ class CampaignCost(Table, tablename="marketing_campaign_cost"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class WebForm(Table, tablename="marketing_web_form"):
+    """A lead form on the company's site, posted to ``POST /api/marketing/forms/{key}``."""
+
+    key = Varchar(length=64, unique=True)
+    name = Varchar(length=200)
+    campaign_id = ForeignKey(Campaign, null=True, on_delete=OnDelete.set_null)
+    #: The deal/lead source it stands for (web, landing, partner site ...).
+    source = Varchar(length=50, default="web")
+    #: form field -> target: name | company | email | phone | note | custom.<party field>
+    fields = JSON(default={})
+    #: Origins (``https://example.com``) whose pages may post it from a browser (CORS).
+    allowed_origins = JSON(default=[])
+    #: A field hidden from people: a submission that fills it is spam.
+    honeypot = Varchar(length=64, default="website_url")
+    per_ip_per_hour = Integer(default=5)
+    per_form_per_hour = Integer(default=500)
+    #: {"mode": "user|round_robin|least_loaded|territory|team_list", "user_ids": [...],
+    #: "team_id": n, "field": "region", "territories": {"north": user_id}}
+    distribution = JSON(default={})
+    last_assignee_id = Integer(null=True, default=None)
+    active = Boolean(default=True)
+    owner_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class RateBucket(Table, tablename="marketing_rate_bucket"):
+    """Submissions per key and hour (a hashed client address and form, or a form): counted in
+    the database, so the limits hold across every application node."""
+
+    bucket = Varchar(length=150, unique=True)
+    hits = Integer(default=0)
+    window_start = Timestamptz(index=True)
+
+
 class Lead(Table, tablename="marketing_lead"):
     """A response: a party touched by a campaign (a web form, a deal linked to the campaign, a
     lead logged by hand). A party's earliest lead with a campaign is its first touch."""
@@ -127,6 +164,13 @@ class Lead(Table, tablename="marketing_lead"):
     campaign_id = ForeignKey(Campaign, null=True, on_delete=OnDelete.set_null, index=True)
     #: form | deal | manual
     source = Varchar(length=20, default="manual")
+    form_id = ForeignKey(WebForm, null=True, on_delete=OnDelete.set_null)
+    #: new | contacted | qualified | disqualified
+    status = Varchar(length=20, default="new", index=True)
+    #: A team's lead list (distribution "team_list"): any member may take it.
+    team_id = ForeignKey(Team, null=True, on_delete=OnDelete.set_null, index=True)
+    #: What the web form sent (mapped fields and the rest), for the manager.
+    payload = JSON(default={})
     #: The sales deal that linked the party to the campaign (``source = deal``).
     deal_id = Integer(null=True, default=None)
     assignee_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null, index=True)
@@ -144,5 +188,7 @@ TABLES: list[type[Table]] = [
     ClassHistory,
     Campaign,
     CampaignCost,
+    WebForm,
+    RateBucket,
     Lead,
 ]

@@ -2,7 +2,7 @@
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-ID = "2026-12-05T20:33:49:000000"
+ID = "2026-12-05T20:46:26:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "segment member and first-touch indexes"
 
