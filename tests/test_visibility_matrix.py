@@ -215,6 +215,9 @@ NOT_RECORDS: dict[str, str] = {
     "/api/marketing/campaign-costs/count": "cost lines of campaigns",
     "/api/marketing/campaign-costs/{record_id}": "one cost line",
     "/api/marketing/classes/settings": "configuration (ABC/XYZ thresholds)",
+    "/api/marketing/web-forms": "configuration (marketing.form.manage)",
+    "/api/marketing/web-forms/count": "configuration",
+    "/api/marketing/web-forms/{record_id}": "configuration",
 }
 
 
@@ -757,6 +760,10 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/marketing/leads/{record_id}"): "marketing.lead.manage; like PATCH",
     ("PUT", "/api/marketing/classes/settings"): "configuration (marketing.settings.manage)",
     ("POST", "/api/marketing/classes/recompute"): "marketing.settings.manage; classifies every client",
+    ("POST", "/api/marketing/web-forms"): "configuration (marketing.form.manage)",
+    ("PATCH", "/api/marketing/web-forms/{record_id}"): "configuration (marketing.form.manage)",
+    ("DELETE", "/api/marketing/web-forms/{record_id}"): "configuration (marketing.form.manage)",
+    ("POST", "/api/marketing/forms/{form_key}"): "public web form (no caller); plugins/marketing tests",
 }
 
 

@@ -620,6 +620,16 @@ class DeliveryOut(Struct, kw_only=True):
     delivered_at: datetime.datetime | None
 
 
+class Distribution(Struct, kw_only=True):
+    """The ``Distribution`` schema of the API."""
+
+    mode: Literal["user", "round_robin", "least_loaded", "territory", "team_list"] = "round_robin"
+    user_ids: list[int] | UnsetType = UNSET
+    team_id: int | UnsetType | None = UNSET
+    field: str = ""
+    territories: dict[str, int] | UnsetType = UNSET
+
+
 class DocumentIn(Struct, kw_only=True):
     """The ``DocumentIn`` schema of the API."""
 
@@ -747,6 +757,7 @@ class LeadIn(Struct, kw_only=True):
     party_id: int
     campaign_id: int | UnsetType | None = UNSET
     assignee_id: int | UnsetType | None = UNSET
+    status: Literal["new", "contacted", "qualified", "disqualified"] = "new"
     note: str = ""
     received_at: datetime.datetime | UnsetType | None = UNSET
 
@@ -758,8 +769,12 @@ class LeadOut(Struct, kw_only=True):
     party_id: int
     campaign_id: int | None
     source: str
+    form_id: int | None
+    status: str
     deal_id: int | None
     assignee_id: int | None
+    team_id: int | None
+    payload: dict[str, Any]
     note: str
     received_at: datetime.datetime
     created_by: int | None
@@ -777,6 +792,7 @@ class LeadPatch(Struct, kw_only=True):
 
     campaign_id: int | UnsetType | None = UNSET
     assignee_id: int | UnsetType | None = UNSET
+    status: Literal["new", "contacted", "qualified", "disqualified"] | UnsetType = UNSET
     note: str | UnsetType = UNSET
     version: int | UnsetType = UNSET
 
@@ -1900,6 +1916,67 @@ class UserPatch(Struct, kw_only=True):
     revoke_tokens: bool | UnsetType = UNSET
 
 
+class WebFormIn(Struct, kw_only=True):
+    """The ``WebFormIn`` schema of the API."""
+
+    key: str
+    name: str
+    campaign_id: int | UnsetType | None = UNSET
+    source: str = "web"
+    fields: dict[str, str] | UnsetType = UNSET
+    allowed_origins: list[str] | UnsetType = UNSET
+    honeypot: str = "website_url"
+    per_ip_per_hour: int = 5
+    per_form_per_hour: int = 500
+    distribution: Distribution | UnsetType = UNSET
+    active: bool = True
+
+
+class WebFormOut(Struct, kw_only=True):
+    """The ``WebFormOut`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+    campaign_id: int | None
+    source: str
+    fields: dict[str, str]
+    allowed_origins: list[str]
+    honeypot: str
+    per_ip_per_hour: int
+    per_form_per_hour: int
+    distribution: dict[str, Any]
+    active: bool
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class WebFormOutPage(Struct, kw_only=True):
+    """The ``WebFormOutPage`` schema of the API."""
+
+    items: list[WebFormOut]
+    next_cursor: str | None
+
+
+class WebFormPatch(Struct, kw_only=True):
+    """The ``WebFormPatch`` schema of the API."""
+
+    key: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    source: str | UnsetType = UNSET
+    fields: dict[str, str] | UnsetType = UNSET
+    allowed_origins: list[str] | UnsetType = UNSET
+    honeypot: str | UnsetType = UNSET
+    per_ip_per_hour: int | UnsetType = UNSET
+    per_form_per_hour: int | UnsetType = UNSET
+    distribution: Distribution | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class WebhookCreated(Struct, kw_only=True):
     """The ``WebhookCreated`` schema of the API."""
 
@@ -1994,6 +2071,7 @@ MODELS: dict[str, type[Struct]] = {
     "DealOutPage": DealOutPage,
     "DealPatch": DealPatch,
     "DeliveryOut": DeliveryOut,
+    "Distribution": Distribution,
     "DocumentIn": DocumentIn,
     "Email": Email,
     "Error": Error,
@@ -2114,6 +2192,10 @@ MODELS: dict[str, type[Struct]] = {
     "UserOut": UserOut,
     "UserOutPage": UserOutPage,
     "UserPatch": UserPatch,
+    "WebFormIn": WebFormIn,
+    "WebFormOut": WebFormOut,
+    "WebFormOutPage": WebFormOutPage,
+    "WebFormPatch": WebFormPatch,
     "WebhookCreated": WebhookCreated,
     "WebhookIn": WebhookIn,
     "WebhookOut": WebhookOut,

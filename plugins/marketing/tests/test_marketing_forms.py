@@ -4,6 +4,7 @@ filled, over the rate limit) creates nothing."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pytest
@@ -87,3 +88,39 @@ async def test_web_form_leads(crm: Any, frozen_clock: Any) -> None:
     # The lead inbox: Anna's leads.
     inbox = (await crm.get("/api/marketing/leads", admin, params={"assignee_id": anna["id"]})).json()
     assert [item["source"] for item in inbox["items"]] == ["form", "form", "form"]
+
+
+async def test_demo_data(crm: Any, frozen_clock: Any) -> None:
+    import random
+
+    from tessera.demo import DemoContext, system_principal
+    from tessera_marketing import demo
+    from tessera_marketing.tables import Campaign, Lead, Segment
+
+    ctx = DemoContext(random=random.Random(5), admin=system_principal())
+    ctx.managers = [await crm.user("manager"), await crm.user("manager")]
+    ctx.parties = [
+        (await crm.post("/api/parties", ctx.managers[i % 2], json={"name": f"Demo {i}"})).json()
+        for i in range(6)
+    ]
+    await demo.load(ctx)
+    assert await Campaign.count() == 3 and await Segment.count() == 3
+    assert await Lead.count().where(Lead.source == "form") == 3
+    await demo.load(ctx)  # idempotent
+    assert await Campaign.count() == 3
+    # The pages, in Russian: campaigns with their return and ROI chart, segments, the matrix.
+    admin = await crm.user("admin")
+    crm.client.cookies.clear()
+    crm.client.headers["Accept-Language"] = "ru"
+    r = await crm.client.post("/login", data={"email": admin["email"], "password": "correct-horse-battery"})
+    assert r.status_code == 303, r.text
+    for url, words in (
+        ("/marketing/campaigns", ["Выставка «Связь-2026»", "Окупаемость", "Выставка</td>"]),
+        ("/marketing/segments", ["Ключевые клиенты без встреч 90 дней", "Статический"]),
+        ("/marketing/classes", ["Матрица ABC/XYZ"]),
+    ):
+        r = await crm.client.get(url)
+        assert r.status_code == 200, r.text[:500]
+        text = html.unescape(r.text)
+        for word in words:
+            assert word in text, (url, word)
