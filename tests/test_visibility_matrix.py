@@ -218,6 +218,11 @@ NOT_RECORDS: dict[str, str] = {
     "/api/marketing/web-forms": "configuration (marketing.form.manage)",
     "/api/marketing/web-forms/count": "configuration",
     "/api/marketing/web-forms/{record_id}": "configuration",
+    "/api/marketing/mailings": "mailing definitions (templates, segment), no party data",
+    "/api/marketing/mailings/count": "mailing definitions",
+    "/api/marketing/mailings/{record_id}": "one mailing definition",
+    "/api/marketing/mailings/{record_id}/progress": "counts of one mailing's ledger (marketing.campaign.read)",
+    "/api/marketing/mailings/{record_id}/preview": "the message for one party the caller reads (404 otherwise)",
 }
 
 
@@ -764,6 +769,11 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/marketing/web-forms/{record_id}"): "configuration (marketing.form.manage)",
     ("DELETE", "/api/marketing/web-forms/{record_id}"): "configuration (marketing.form.manage)",
     ("POST", "/api/marketing/forms/{form_key}"): "public web form (no caller); plugins/marketing tests",
+    ("POST", "/api/marketing/mailings"): "marketing.mailing.send; a draft",
+    ("PATCH", "/api/marketing/mailings/{record_id}"): "marketing.mailing.send; a draft",
+    ("DELETE", "/api/marketing/mailings/{record_id}"): "marketing.mailing.send",
+    ("POST", "/api/marketing/mailings/{record_id}/send"): "sends to the segment's parties the caller reads",
+    ("POST", "/api/marketing/unsubscribe"): "public signed one-click link (no caller)",
 }
 
 

@@ -853,6 +853,85 @@ class MailboxOut(Struct, kw_only=True):
     quarantined: int
 
 
+class MailingIn(Struct, kw_only=True):
+    """The ``MailingIn`` schema of the API."""
+
+    name: str
+    subject: str
+    html: str = ""
+    text: str = ""
+    segment_id: int | UnsetType | None = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    promotional: bool = True
+    per_minute: int = 600
+    send_before: datetime.datetime | UnsetType | None = UNSET
+
+
+class MailingOut(Struct, kw_only=True):
+    """The ``MailingOut`` schema of the API."""
+
+    id: int
+    name: str
+    subject: str
+    html: str
+    text: str
+    segment_id: int | None
+    campaign_id: int | None
+    promotional: bool
+    status: str
+    per_minute: int
+    send_before: datetime.datetime | None
+    created_by: int | None
+    created_at: datetime.datetime
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    updated_at: datetime.datetime
+    version: int
+
+
+class MailingOutPage(Struct, kw_only=True):
+    """The ``MailingOutPage`` schema of the API."""
+
+    items: list[MailingOut]
+    next_cursor: str | None
+
+
+class MailingPatch(Struct, kw_only=True):
+    """The ``MailingPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    subject: str | UnsetType = UNSET
+    html: str | UnsetType = UNSET
+    text: str | UnsetType = UNSET
+    segment_id: int | UnsetType | None = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    promotional: bool | UnsetType = UNSET
+    per_minute: int | UnsetType = UNSET
+    send_before: datetime.datetime | UnsetType | None = UNSET
+    version: int | UnsetType = UNSET
+
+
+class MailingPreview(Struct, kw_only=True):
+    """The ``MailingPreview`` schema of the API."""
+
+    subject: str
+    html: str
+    text: str
+
+
+class MailingProgress(Struct, kw_only=True):
+    """The ``MailingProgress`` schema of the API."""
+
+    mailing_id: int
+    status: str
+    queued: int
+    sending: int
+    sent: int
+    failed: int
+    late: int
+    skipped: int
+
+
 class MatrixCell(Struct, kw_only=True):
     """The ``MatrixCell`` schema of the API."""
 
@@ -2092,6 +2171,12 @@ MODELS: dict[str, type[Struct]] = {
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
     "MailboxOut": MailboxOut,
+    "MailingIn": MailingIn,
+    "MailingOut": MailingOut,
+    "MailingOutPage": MailingOutPage,
+    "MailingPatch": MailingPatch,
+    "MailingPreview": MailingPreview,
+    "MailingProgress": MailingProgress,
     "MatrixCell": MatrixCell,
     "MeOut": MeOut,
     "MembersPage": MembersPage,

@@ -18,6 +18,7 @@ PERMISSIONS = {
     "marketing.form.manage": N_(
         "Define web forms: fields, anti-spam limits, allowed sites and lead distribution"
     ),
+    "marketing.mailing.send": N_("Write and send mailings to segments"),
     "marketing.settings.manage": N_("Change the ABC/XYZ thresholds and recompute the classes"),
 }
 
@@ -44,6 +45,22 @@ def tessera_jobs() -> list[Any]:
     from tessera_marketing.jobs import JOBS
 
     return list(JOBS)
+
+
+@hookimpl
+def tessera_background_jobs() -> dict[str, Any]:
+    from tessera.jobs import JobKind
+
+    from tessera_marketing import mailings
+
+    return {mailings.KIND: JobKind(mailings.send_job, timeout=3600.0)}
+
+
+@hookimpl
+def tessera_timeline_items(party_id: int) -> Any:
+    from tessera_marketing.mailings import timeline
+
+    return timeline(party_id)
 
 
 @hookimpl

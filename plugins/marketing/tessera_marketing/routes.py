@@ -21,8 +21,8 @@ from tessera.entities.parties import PartyOut
 from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal
 
-from tessera_marketing import classes, forms, reports, services
-from tessera_marketing.tables import Campaign, CampaignCost, Lead, Segment, WebForm
+from tessera_marketing import classes, forms, mailings, reports, services
+from tessera_marketing.tables import Campaign, CampaignCost, Lead, Mailing, Segment, WebForm
 
 IdQ = Annotated[int | None, Parameter(ge=1, le=2**31 - 1)]
 Money = Annotated[Decimal, Meta(examples=["1500.00"])]
@@ -506,6 +506,121 @@ async def form_preflight(request: Request[Any, Any, Any], form_key: str) -> Resp
     return Response(None, status_code=204, headers=forms.cors_headers(form, request.headers.get("origin")))
 
 
+# --------------------------------------------------------------------------- mailings
+
+
+class MailingIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Spring prices"])]
+    subject: Annotated[str, Meta(min_length=1, max_length=300, examples=["{{ party.name }}: spring prices"])]
+    html: Annotated[str, Meta(max_length=200000)] = ""
+    text: Annotated[str, Meta(max_length=200000)] = ""
+    segment_id: Id | None = None
+    campaign_id: Id | None = None
+    promotional: bool = True
+    per_minute: Annotated[int, Meta(ge=1, le=1000000)] = 600
+    send_before: dt.datetime | None = None
+
+
+MailingPatch = partial(MailingIn, "MailingPatch")
+
+
+class MailingOut(Struct, kw_only=True):
+    id: int
+    name: str
+    subject: str
+    html: str
+    text: str
+    segment_id: int | None
+    campaign_id: int | None
+    promotional: bool
+    status: str
+    per_minute: int
+    send_before: dt.datetime | None
+    created_by: int | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    updated_at: dt.datetime
+    version: int
+
+
+class MailingProgress(Struct, kw_only=True):
+    mailing_id: int
+    status: str
+    queued: int
+    sending: int
+    sent: int
+    failed: int
+    late: int
+    skipped: int
+
+
+class MailingPreview(Struct, kw_only=True):
+    subject: str
+    html: str
+    text: str
+
+
+def mailing_filters(
+    status: Literal["draft", "sending", "sent", "expired", "cancelled"] | None = None,
+) -> list[Any]:
+    return [] if status is None else [Mailing.status == status]
+
+
+@post("/{record_id:int}/send", operation_id="send_mailing", status_code=200)
+async def send_mailing(principal: Principal, record_id: int) -> MailingProgress:
+    """Send the draft to its segment (the parties you read that have an e-mail, less the
+    unsubscribed and, for a promotional mailing, the suppressed): background job, progress below."""
+    await mailings.start(principal, record_id)
+    return msgspec.convert(await mailings.progress(principal, record_id), MailingProgress, strict=False)
+
+
+@get("/{record_id:int}/progress", operation_id="mailing_progress")
+async def mailing_progress(principal: Principal, record_id: int) -> MailingProgress:
+    """Recipients per state: queued, sending, sent, failed, late (after the send window), skipped."""
+    return msgspec.convert(await mailings.progress(principal, record_id), MailingProgress, strict=False)
+
+
+@get("/{record_id:int}/preview", operation_id="preview_mailing")
+async def preview_mailing(
+    principal: Principal, record_id: int, party_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)]
+) -> MailingPreview:
+    """The message as one party (that you read) would receive it: subject, sanitised HTML, text."""
+    return msgspec.convert(
+        await mailings.preview(principal, record_id, party_id), MailingPreview, strict=False
+    )
+
+
+mailings_router = entity_router(
+    spec=mailings.MAILING,
+    path="/mailings",
+    tag="marketing",
+    out=MailingOut,
+    create_body=MailingIn,
+    patch_body=MailingPatch,
+    filters=mailing_filters,
+    extra_handlers=[send_mailing, mailing_progress, preview_mailing],
+    name="mailing",
+)
+
+
+@post(
+    "/unsubscribe",
+    operation_id="unsubscribe",
+    status_code=200,
+    security=[{}],
+    opt={"cross_site": True},
+)
+async def unsubscribe_route(
+    r: Annotated[int, Parameter(ge=1, le=2**31 - 1)], t: Annotated[str, Parameter(max_length=100)]
+) -> dict[str, bool]:
+    """One-click unsubscribe (RFC 8058; the signed link of a mailing): that address receives no
+    later mailing. No sign-in: the signature is the credential."""
+    if not await mailings.unsubscribe(r, t):
+        raise NotFound("No such link")
+    return {"unsubscribed": True}
+
+
 # --------------------------------------------------------------------------- ABC/XYZ, reports
 
 
@@ -588,7 +703,8 @@ def routers() -> list[Any]:
         costs_router,
         leads_router,
         forms_router,
-        Router(path="/", route_handlers=[submit_form, form_preflight], tags=["marketing"]),
+        mailings_router,
+        Router(path="/", route_handlers=[submit_form, form_preflight, unsubscribe_route], tags=["marketing"]),
         Router(
             path="/",
             route_handlers=[

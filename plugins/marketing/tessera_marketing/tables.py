@@ -179,6 +179,54 @@ class Lead(Table, tablename="marketing_lead"):
     created_by = Integer(null=True, default=None)
 
 
+class Mailing(Table, tablename="marketing_mailing"):
+    """A personalised e-mail to a segment, sent by background jobs through the kernel's SMTP."""
+
+    name = Varchar(length=200)
+    #: Jinja2 templates (sandboxed): ``{{ party.name }}``, ``{{ unsubscribe_url }}`` ...
+    subject = Varchar(length=300)
+    html = Text(default="")
+    text = Text(default="")
+    segment_id = ForeignKey(Segment, null=True, on_delete=OnDelete.set_null)
+    campaign_id = ForeignKey(Campaign, null=True, on_delete=OnDelete.set_null)
+    #: Promotional mailings skip the parties the suppression hook names.
+    promotional = Boolean(default=True)
+    #: draft | sending | sent | expired | cancelled
+    status = Varchar(length=20, default="draft", index=True)
+    per_minute = Integer(default=600)
+    #: The send window: nothing goes out after this time (late recipients are marked ``late``).
+    send_before = Timestamptz(null=True, default=None)
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    started_at = Timestamptz(null=True, default=None)
+    finished_at = Timestamptz(null=True, default=None)
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class MailingRecipient(Table, tablename="marketing_mailing_recipient"):
+    """The per-recipient ledger: ``sent`` is committed only after the SMTP server accepted the
+    message."""
+
+    mailing_id = ForeignKey(Mailing, on_delete=OnDelete.cascade, index=True)
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    email = Varchar(length=254)
+    #: queued | sending | sent | failed | late
+    status = Varchar(length=10, default="queued")
+    message_id = Varchar(length=300, default="")
+    sent_at = Timestamptz(null=True, default=None)
+    error = Text(default="")
+
+
+class Unsubscribe(Table, tablename="marketing_unsubscribe"):
+    """An address that asked for no more mailings (one-click unsubscribe)."""
+
+    email = Varchar(length=254, unique=True)
+    party_id = Integer(null=True, default=None)
+    mailing_id = Integer(null=True, default=None)
+    at = Timestamptz(default=TimestamptzNow())
+
+
 TABLES: list[type[Table]] = [
     Segment,
     SegmentMember,
@@ -191,4 +239,7 @@ TABLES: list[type[Table]] = [
     WebForm,
     RateBucket,
     Lead,
+    Mailing,
+    MailingRecipient,
+    Unsubscribe,
 ]

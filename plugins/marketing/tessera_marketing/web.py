@@ -8,7 +8,7 @@ No ``from __future__ import annotations``: Litestar reads the handlers' annotati
 
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 from litestar.response import Redirect
 from tessera import i18n
 from tessera.entities import service
@@ -89,4 +89,32 @@ async def classes_page(request: Request[Any, Any, Any]) -> Response[Any]:
     return render(request, "marketing/classes.html", principal=principal, grid=grid, conf=conf)
 
 
-HANDLERS = [campaigns_page, segments_page, classes_page]
+@get("/unsubscribe")
+async def unsubscribe_page(request: Request[Any, Any, Any], r: int = 0, t: str = "") -> Response[Any]:
+    """The unsubscribe link of a mailing (no sign-in): a button, so that a mail scanner opening
+    links unsubscribes nobody."""
+    return render(
+        request, "marketing/unsubscribe.html", principal=None, r=r, t=t[:100], done=False, bad=False
+    )
+
+
+@post("/unsubscribe", status_code=200)
+async def unsubscribe_submit(request: Request[Any, Any, Any], r: int = 0, t: str = "") -> Response[Any]:
+    """Unsubscribe. No CSRF token: the request is bound to the signed link, which a cross-site
+    page cannot know."""
+    from tessera_marketing import mailings
+
+    ok = r > 0 and await mailings.unsubscribe(r, t[:100])
+    return render(
+        request,
+        "marketing/unsubscribe.html",
+        principal=None,
+        r=r,
+        t=t,
+        done=ok,
+        bad=not ok,
+        status=200 if ok else 404,
+    )
+
+
+HANDLERS = [campaigns_page, segments_page, classes_page, unsubscribe_page, unsubscribe_submit]

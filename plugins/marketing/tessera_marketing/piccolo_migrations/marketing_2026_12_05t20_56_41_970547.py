@@ -44,6 +44,19 @@ class CrmUser(Table, tablename="crm_user", schema=None):
     )
 
 
+class Mailing(Table, tablename="marketing_mailing", schema=None):
+    id = Serial(
+        null=False,
+        primary_key=True,
+        unique=False,
+        index=False,
+        index_method=IndexMethod.btree,
+        choices=None,
+        db_column_name="id",
+        secret=False,
+    )
+
+
 class Party(Table, tablename="party", schema=None):
     id = Serial(
         null=False,
@@ -96,7 +109,7 @@ class WebForm(Table, tablename="marketing_web_form", schema=None):
     )
 
 
-ID = "2026-12-05T20:46:25:211024"
+ID = "2026-12-05T20:56:41:970547"
 VERSION = "1.38.0"
 DESCRIPTION = "marketing tables"
 
@@ -104,6 +117,41 @@ DESCRIPTION = "marketing tables"
 async def forwards():
     manager = MigrationManager(
         migration_id=ID, app_name="marketing", description=DESCRIPTION
+    )
+
+    manager.add_table(
+        class_name="PartyClass",
+        tablename="marketing_party_class",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="Mailing",
+        tablename="marketing_mailing",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="CampaignCost",
+        tablename="marketing_campaign_cost",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="RateBucket",
+        tablename="marketing_rate_bucket",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="Unsubscribe",
+        tablename="marketing_unsubscribe",
+        schema=None,
+        columns=None,
     )
 
     manager.add_table(
@@ -118,13 +166,6 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="ClassStage",
-        tablename="marketing_class_stage",
-        schema=None,
-        columns=None,
-    )
-
-    manager.add_table(
         class_name="Campaign",
         tablename="marketing_campaign",
         schema=None,
@@ -132,8 +173,15 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="CampaignCost",
-        tablename="marketing_campaign_cost",
+        class_name="Setting",
+        tablename="marketing_setting",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="MailingRecipient",
+        tablename="marketing_mailing_recipient",
         schema=None,
         columns=None,
     )
@@ -153,13 +201,6 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="RateBucket",
-        tablename="marketing_rate_bucket",
-        schema=None,
-        columns=None,
-    )
-
-    manager.add_table(
         class_name="Segment",
         tablename="marketing_segment",
         schema=None,
@@ -167,17 +208,768 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="PartyClass",
-        tablename="marketing_party_class",
+        class_name="ClassStage",
+        tablename="marketing_class_stage",
         schema=None,
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Setting",
-        tablename="marketing_setting",
+    manager.add_column(
+        table_class_name="PartyClass",
+        tablename="marketing_party_class",
+        column_name="party_id",
+        db_column_name="party_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Party,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
         schema=None,
-        columns=None,
+    )
+
+    manager.add_column(
+        table_class_name="PartyClass",
+        tablename="marketing_party_class",
+        column_name="abc_class",
+        db_column_name="abc_class",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 1,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="PartyClass",
+        tablename="marketing_party_class",
+        column_name="xyz_class",
+        db_column_name="xyz_class",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 1,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="PartyClass",
+        tablename="marketing_party_class",
+        column_name="revenue",
+        db_column_name="revenue",
+        column_class_name="Numeric",
+        column_class=Numeric,
+        params={
+            "default": decimal.Decimal("0"),
+            "digits": (18, 2),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="PartyClass",
+        tablename="marketing_party_class",
+        column_name="cv_pct",
+        db_column_name="cv_pct",
+        column_class_name="Numeric",
+        column_class=Numeric,
+        params={
+            "default": None,
+            "digits": (10, 2),
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="PartyClass",
+        tablename="marketing_party_class",
+        column_name="computed_on",
+        db_column_name="computed_on",
+        column_class_name="Date",
+        column_class=Date,
+        params={
+            "default": DateNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 200,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="subject",
+        db_column_name="subject",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 300,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="html",
+        db_column_name="html",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="text",
+        db_column_name="text",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="segment_id",
+        db_column_name="segment_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Segment,
+            "on_delete": OnDelete.set_null,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="campaign_id",
+        db_column_name="campaign_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Campaign,
+            "on_delete": OnDelete.set_null,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="promotional",
+        db_column_name="promotional",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": True,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 20,
+            "default": "draft",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="per_minute",
+        db_column_name="per_minute",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 600,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="send_before",
+        db_column_name="send_before",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="created_by",
+        db_column_name="created_by",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Mailing",
+        tablename="marketing_mailing",
+        column_name="version",
+        db_column_name="version",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CampaignCost",
+        tablename="marketing_campaign_cost",
+        column_name="campaign_id",
+        db_column_name="campaign_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Campaign,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CampaignCost",
+        tablename="marketing_campaign_cost",
+        column_name="spent_on",
+        db_column_name="spent_on",
+        column_class_name="Date",
+        column_class=Date,
+        params={
+            "default": DateNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CampaignCost",
+        tablename="marketing_campaign_cost",
+        column_name="amount",
+        db_column_name="amount",
+        column_class_name="Numeric",
+        column_class=Numeric,
+        params={
+            "default": decimal.Decimal("0"),
+            "digits": (18, 2),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CampaignCost",
+        tablename="marketing_campaign_cost",
+        column_name="description",
+        db_column_name="description",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 300,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CampaignCost",
+        tablename="marketing_campaign_cost",
+        column_name="created_by",
+        db_column_name="created_by",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CampaignCost",
+        tablename="marketing_campaign_cost",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="RateBucket",
+        tablename="marketing_rate_bucket",
+        column_name="bucket",
+        db_column_name="bucket",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 150,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="RateBucket",
+        tablename="marketing_rate_bucket",
+        column_name="hits",
+        db_column_name="hits",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="RateBucket",
+        tablename="marketing_rate_bucket",
+        column_name="window_start",
+        db_column_name="window_start",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Unsubscribe",
+        tablename="marketing_unsubscribe",
+        column_name="email",
+        db_column_name="email",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 254,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Unsubscribe",
+        tablename="marketing_unsubscribe",
+        column_name="party_id",
+        db_column_name="party_id",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Unsubscribe",
+        tablename="marketing_unsubscribe",
+        column_name="mailing_id",
+        db_column_name="mailing_id",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Unsubscribe",
+        tablename="marketing_unsubscribe",
+        column_name="at",
+        db_column_name="at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
     )
 
     manager.add_column(
@@ -604,115 +1396,6 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ClassStage",
-        tablename="marketing_class_stage",
-        column_name="party_id",
-        db_column_name="party_id",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ClassStage",
-        tablename="marketing_class_stage",
-        column_name="abc_class",
-        db_column_name="abc_class",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 1,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ClassStage",
-        tablename="marketing_class_stage",
-        column_name="xyz_class",
-        db_column_name="xyz_class",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 1,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ClassStage",
-        tablename="marketing_class_stage",
-        column_name="revenue",
-        db_column_name="revenue",
-        column_class_name="Numeric",
-        column_class=Numeric,
-        params={
-            "default": decimal.Decimal("0"),
-            "digits": (18, 2),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ClassStage",
-        tablename="marketing_class_stage",
-        column_name="cv_pct",
-        db_column_name="cv_pct",
-        column_class_name="Numeric",
-        column_class=Numeric,
-        params={
-            "default": None,
-            "digits": (10, 2),
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
         table_class_name="Campaign",
         tablename="marketing_campaign",
         column_name="name",
@@ -1039,14 +1722,57 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CampaignCost",
-        tablename="marketing_campaign_cost",
-        column_name="campaign_id",
-        db_column_name="campaign_id",
+        table_class_name="Setting",
+        tablename="marketing_setting",
+        column_name="key",
+        db_column_name="key",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 100,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Setting",
+        tablename="marketing_setting",
+        column_name="value",
+        db_column_name="value",
+        column_class_name="JSON",
+        column_class=JSON,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MailingRecipient",
+        tablename="marketing_mailing_recipient",
+        column_name="mailing_id",
+        db_column_name="mailing_id",
         column_class_name="ForeignKey",
         column_class=ForeignKey,
         params={
-            "references": Campaign,
+            "references": Mailing,
             "on_delete": OnDelete.cascade,
             "on_update": OnUpdate.cascade,
             "target_column": None,
@@ -1063,14 +1789,39 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CampaignCost",
-        tablename="marketing_campaign_cost",
-        column_name="spent_on",
-        db_column_name="spent_on",
-        column_class_name="Date",
-        column_class=Date,
+        table_class_name="MailingRecipient",
+        tablename="marketing_mailing_recipient",
+        column_name="party_id",
+        db_column_name="party_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
         params={
-            "default": DateNow(),
+            "references": Party,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MailingRecipient",
+        tablename="marketing_mailing_recipient",
+        column_name="email",
+        db_column_name="email",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 254,
+            "default": "",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -1084,15 +1835,15 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CampaignCost",
-        tablename="marketing_campaign_cost",
-        column_name="amount",
-        db_column_name="amount",
-        column_class_name="Numeric",
-        column_class=Numeric,
+        table_class_name="MailingRecipient",
+        tablename="marketing_mailing_recipient",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
         params={
-            "default": decimal.Decimal("0"),
-            "digits": (18, 2),
+            "length": 10,
+            "default": "queued",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -1106,10 +1857,10 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CampaignCost",
-        tablename="marketing_campaign_cost",
-        column_name="description",
-        db_column_name="description",
+        table_class_name="MailingRecipient",
+        tablename="marketing_mailing_recipient",
+        column_name="message_id",
+        db_column_name="message_id",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
@@ -1128,12 +1879,12 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CampaignCost",
-        tablename="marketing_campaign_cost",
-        column_name="created_by",
-        db_column_name="created_by",
-        column_class_name="Integer",
-        column_class=Integer,
+        table_class_name="MailingRecipient",
+        tablename="marketing_mailing_recipient",
+        column_name="sent_at",
+        db_column_name="sent_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
         params={
             "default": None,
             "null": True,
@@ -1149,14 +1900,14 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CampaignCost",
-        tablename="marketing_campaign_cost",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
+        table_class_name="MailingRecipient",
+        tablename="marketing_mailing_recipient",
+        column_name="error",
+        db_column_name="error",
+        column_class_name="Text",
+        column_class=Text,
         params={
-            "default": TimestamptzNow(),
+            "default": "",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -1564,70 +2315,6 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="RateBucket",
-        tablename="marketing_rate_bucket",
-        column_name="bucket",
-        db_column_name="bucket",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 150,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="RateBucket",
-        tablename="marketing_rate_bucket",
-        column_name="hits",
-        db_column_name="hits",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="RateBucket",
-        tablename="marketing_rate_bucket",
-        column_name="window_start",
-        db_column_name="window_start",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
         table_class_name="Segment",
         tablename="marketing_segment",
         column_name="name",
@@ -1822,21 +2509,18 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PartyClass",
-        tablename="marketing_party_class",
+        table_class_name="ClassStage",
+        tablename="marketing_class_stage",
         column_name="party_id",
         db_column_name="party_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
+        column_class_name="Integer",
+        column_class=Integer,
         params={
-            "references": Party,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
+            "default": 0,
+            "null": False,
             "primary_key": False,
-            "unique": True,
-            "index": False,
+            "unique": False,
+            "index": True,
             "index_method": IndexMethod.btree,
             "choices": None,
             "db_column_name": None,
@@ -1846,8 +2530,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PartyClass",
-        tablename="marketing_party_class",
+        table_class_name="ClassStage",
+        tablename="marketing_class_stage",
         column_name="abc_class",
         db_column_name="abc_class",
         column_class_name="Varchar",
@@ -1868,8 +2552,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PartyClass",
-        tablename="marketing_party_class",
+        table_class_name="ClassStage",
+        tablename="marketing_class_stage",
         column_name="xyz_class",
         db_column_name="xyz_class",
         column_class_name="Varchar",
@@ -1890,8 +2574,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PartyClass",
-        tablename="marketing_party_class",
+        table_class_name="ClassStage",
+        tablename="marketing_class_stage",
         column_name="revenue",
         db_column_name="revenue",
         column_class_name="Numeric",
@@ -1912,8 +2596,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="PartyClass",
-        tablename="marketing_party_class",
+        table_class_name="ClassStage",
+        tablename="marketing_class_stage",
         column_name="cv_pct",
         db_column_name="cv_pct",
         column_class_name="Numeric",
@@ -1922,70 +2606,6 @@ async def forwards():
             "default": None,
             "digits": (10, 2),
             "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="PartyClass",
-        tablename="marketing_party_class",
-        column_name="computed_on",
-        db_column_name="computed_on",
-        column_class_name="Date",
-        column_class=Date,
-        params={
-            "default": DateNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Setting",
-        tablename="marketing_setting",
-        column_name="key",
-        db_column_name="key",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 100,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Setting",
-        tablename="marketing_setting",
-        column_name="value",
-        db_column_name="value",
-        column_class_name="JSON",
-        column_class=JSON,
-        params={
-            "default": "{}",
-            "null": False,
             "primary_key": False,
             "unique": False,
             "index": False,

@@ -2,7 +2,7 @@
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-ID = "2026-12-05T20:46:26:000000"
+ID = "2026-12-05T20:56:42:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "segment member and first-touch indexes"
 
@@ -11,6 +11,10 @@ STATEMENTS = [
     "ON marketing_segment_member (segment_id, party_id)",
     # First touch: a party's earliest lead with a campaign.
     "CREATE INDEX IF NOT EXISTS marketing_lead_touch ON marketing_lead (party_id, received_at, id)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS marketing_mailing_recipient_email "
+    "ON marketing_mailing_recipient (mailing_id, email)",
+    "CREATE INDEX IF NOT EXISTS marketing_mailing_recipient_next "
+    "ON marketing_mailing_recipient (mailing_id, status, id)",
     "CREATE INDEX IF NOT EXISTS marketing_class_history_party ON marketing_class_history (party_id, at)",
 ]
 
