@@ -221,8 +221,8 @@ NOT_RECORDS: dict[str, str] = {
     "/api/marketing/mailings": "mailing definitions (templates, segment), no party data",
     "/api/marketing/mailings/count": "mailing definitions",
     "/api/marketing/mailings/{record_id}": "one mailing definition",
-    "/api/marketing/mailings/{record_id}/progress": "counts of one mailing's ledger (marketing.campaign.read)",
-    "/api/marketing/mailings/{record_id}/preview": "the message for one party the caller reads (404 otherwise)",
+    "/api/marketing/mailings/{record_id}/progress": "counts of one mailing's ledger",
+    "/api/marketing/mailings/{record_id}/preview": "the message for one party the caller reads",
 }
 
 
