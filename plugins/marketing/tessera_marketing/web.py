@@ -117,4 +117,19 @@ async def unsubscribe_submit(request: Request[Any, Any, Any], r: int = 0, t: str
     )
 
 
-HANDLERS = [campaigns_page, segments_page, classes_page, unsubscribe_page, unsubscribe_submit]
+def _handlers() -> list[Any]:
+    from tessera_marketing.lists import lead_inbox
+    from tessera_marketing.web_forms import forms_page
+
+    return [
+        campaigns_page,
+        segments_page,
+        classes_page,
+        lead_inbox,
+        forms_page,
+        unsubscribe_page,
+        unsubscribe_submit,
+    ]
+
+
+HANDLERS = _handlers()

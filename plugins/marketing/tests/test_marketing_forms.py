@@ -118,6 +118,11 @@ async def test_demo_data(crm: Any, frozen_clock: Any) -> None:
         ("/marketing/campaigns", ["Выставка «Связь-2026»", "Окупаемость", "Выставка</td>"]),
         ("/marketing/segments", ["Ключевые клиенты без встреч 90 дней", "Статический"]),
         ("/marketing/classes", ["Матрица ABC/XYZ"]),
+        ("/marketing/leads", ["Лиды", "Веб-форма", "Прошу КП"]),
+        (
+            "/marketing/forms",
+            ["Обратная связь на сайте", 'name="website_url"', "/api/marketing/forms/contact-us"],
+        ),
     ):
         r = await crm.client.get(url)
         assert r.status_code == 200, r.text[:500]
