@@ -147,6 +147,29 @@ async def test_segment_members_equal_hand_written_sql(crm: Any, frozen_clock: An
     assert mine == await _sql_ids(f"SELECT id FROM party WHERE {has_vip} AND owner_id = {int(w['m1']['id'])}")
     assert len(mine) == 2 and len(await _members(crm, admin, rules)) == 3
 
+    # A static segment keeps its frozen members.
+    rules = {"all": [{"field": "status", "op": "eq", "value": "current"}]}
+    seg = await _post(
+        crm, "/api/marketing/segments", admin, {"name": "Frozen", "kind": "static", "rules": rules}
+    )
+    assert seg["frozen_at"] is not None
+    before = (await crm.get(f"/api/marketing/segments/{seg['id']}/members/count", admin)).json()["count"]
+    assert before == 3
+    await _post(crm, "/api/parties", admin, {"name": "Late current", "status": "current"})
+    assert (await crm.get(f"/api/marketing/segments/{seg['id']}/members/count", admin)).json()["count"] == 3
+    # Members still follow the reader's visibility: m2 sees only their own frozen member.
+    assert (await crm.get(f"/api/marketing/segments/{seg['id']}/members/count", w["m2"])).json()["count"] == 1
+    await _post(crm, f"/api/marketing/segments/{seg['id']}/freeze", admin, {}, 200)
+    assert (await crm.get(f"/api/marketing/segments/{seg['id']}/members/count", admin)).json()["count"] == 4
+    # A static segment can be nested in another segment's rules.
+    nested = {
+        "all": [
+            {"field": "segment", "op": "in", "value": [seg["id"]]},
+            {"field": "tag", "op": "has", "value": "vip"},
+        ]
+    }
+    assert (await _post(crm, "/api/marketing/segments/preview", admin, {"rules": nested}, 200))["count"] == 3
+
 
 async def test_unknown_field_and_bad_rules_are_422_naming_them(crm: Any) -> None:
     admin = await crm.user("admin")
@@ -175,29 +198,3 @@ async def test_unknown_field_and_bad_rules_are_422_naming_them(crm: Any) -> None
             assert r.status_code == 422, r.text
             errors = r.json()["errors"]
             assert errors[0]["field"] == field and word in errors[0]["message"], errors
-
-
-async def test_static_segment_keeps_its_frozen_members(crm: Any, frozen_clock: Any) -> None:
-    w = await _world(crm)
-    admin = w["admin"]
-    rules = {"all": [{"field": "status", "op": "eq", "value": "current"}]}
-    seg = await _post(
-        crm, "/api/marketing/segments", admin, {"name": "Frozen", "kind": "static", "rules": rules}
-    )
-    assert seg["frozen_at"] is not None
-    before = (await crm.get(f"/api/marketing/segments/{seg['id']}/members/count", admin)).json()["count"]
-    assert before == 3
-    await _post(crm, "/api/parties", admin, {"name": "Late current", "status": "current"})
-    assert (await crm.get(f"/api/marketing/segments/{seg['id']}/members/count", admin)).json()["count"] == 3
-    # Members still follow the reader's visibility: m2 sees only their own frozen member.
-    assert (await crm.get(f"/api/marketing/segments/{seg['id']}/members/count", w["m2"])).json()["count"] == 1
-    await _post(crm, f"/api/marketing/segments/{seg['id']}/freeze", admin, {}, 200)
-    assert (await crm.get(f"/api/marketing/segments/{seg['id']}/members/count", admin)).json()["count"] == 4
-    # A static segment can be nested in another segment's rules.
-    nested = {
-        "all": [
-            {"field": "segment", "op": "in", "value": [seg["id"]]},
-            {"field": "tag", "op": "has", "value": "vip"},
-        ]
-    }
-    assert (await _post(crm, "/api/marketing/segments/preview", admin, {"rules": nested}, 200))["count"] == 3
