@@ -24,6 +24,7 @@ PACKAGES = [
     ROOT / "core" / "tessera",
     ROOT / "plugins" / "sales" / "tessera_sales",
     ROOT / "plugins" / "service" / "tessera_service",
+    ROOT / "plugins" / "marketing" / "tessera_marketing",
 ]
 
 

@@ -129,6 +129,7 @@ def test_run_py_writes_every_figure(tmp_path: Path) -> None:
         ("sales.py", ("--size", "200"), "funnel"),
         ("service.py", ("--size", "200"), "sla_scan"),
         ("reports.py", ("--size", "500", "--managers", "10"), "manager x month"),
+        ("marketing.py", ("--size", "300"), "abc/xyz recompute"),
         ("workflow.py", ("--size", "200", "--transitions", "5"), "deviation"),
         ("importer.py", ("--rows", "300"), "rows/s"),
         ("integrations.py", ("--deliveries", "20"), "deliveries/s"),

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from tessera.entities.tables import Role
 
-pytestmark = pytest.mark.plugins("sales", "service")
+pytestmark = pytest.mark.plugins("sales", "service", "marketing")
 
 ROLES = {
     "admin": ["*"],
@@ -40,6 +40,7 @@ ROLES = {
         "report.export",
         "sales.*",
         "service.*",
+        "marketing.*",
     ],
     "manager": [
         "party.read",
@@ -105,6 +106,11 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/service/agreements/expiring": {"days": 366},
     "/api/service/reports/sla": {**PERIOD, "group_by": "priority"},
     "/api/service/reports/sla/export": {**PERIOD, "group_by": "month"},
+    "/api/marketing/leads": {"limit": 500},
+    "/api/marketing/leads/count": {},
+    "/api/marketing/classes/matrix": {},
+    "/api/marketing/reports/return": {},
+    "/api/marketing/reports/return/channels": {},
 }
 #: Report exports (``tessera.reports``): the export of each report below, with its parameters,
 #: is checked like a list (the path ``/api/reports/{key}/export`` is classified by it).
@@ -127,6 +133,9 @@ RECORD_VIEWS: dict[str, str] = {
     "/api/sales/deals/{record_id}/documents": "deal",
     "/api/workflow/instances/{instance_id}/card": "instance",
     "/api/service/tickets/{record_id}/messages": "ticket",
+    "/api/marketing/segments/{record_id}/members": "segment",
+    "/api/marketing/segments/{record_id}/members/count": "segment",
+    "/api/marketing/campaigns/{record_id}/return": "campaign",
 }
 #: GET routes returning one record by id: must be 404 for ids of records the caller may not read.
 SINGLE: dict[str, str] = {
@@ -146,6 +155,7 @@ SINGLE: dict[str, str] = {
     "/api/service/tickets/{record_id}": "ticket",
     "/api/service/tickets/{record_id}/messages": "ticket",
     "/api/service/agreements/{record_id}": "agreement",
+    "/api/marketing/leads/{record_id}": "lead",
 }
 #: GET routes that hold no CRM records of other users (the caller's own data, the directory,
 #: configuration, catalogues), with the reason they are outside the matrix.
@@ -217,6 +227,24 @@ NOT_RECORDS: dict[str, str] = {
     "/api/service/sla-policies": "configuration (SLA targets)",
     "/api/service/sla-policies/count": "configuration",
     "/api/service/sla-policies/{record_id}": "configuration",
+    "/api/marketing/segments": "configuration (rule sets); their members are record views above",
+    "/api/marketing/segments/count": "configuration",
+    "/api/marketing/segments/{record_id}": "configuration (one rule set)",
+    "/api/marketing/campaigns": "campaign definitions (marketing.campaign.read); return: a record view",
+    "/api/marketing/campaigns/count": "campaign definitions",
+    "/api/marketing/campaigns/{record_id}": "one campaign definition",
+    "/api/marketing/campaign-costs": "cost lines of campaigns, no party data",
+    "/api/marketing/campaign-costs/count": "cost lines of campaigns",
+    "/api/marketing/campaign-costs/{record_id}": "one cost line",
+    "/api/marketing/classes/settings": "configuration (ABC/XYZ thresholds)",
+    "/api/marketing/web-forms": "configuration (marketing.form.manage)",
+    "/api/marketing/web-forms/count": "configuration",
+    "/api/marketing/web-forms/{record_id}": "configuration",
+    "/api/marketing/mailings": "mailing definitions (templates, segment), no party data",
+    "/api/marketing/mailings/count": "mailing definitions",
+    "/api/marketing/mailings/{record_id}": "one mailing definition",
+    "/api/marketing/mailings/{record_id}/progress": "counts of one mailing's ledger",
+    "/api/marketing/mailings/{record_id}/preview": "the message for one party the caller reads",
 }
 
 
@@ -252,6 +280,7 @@ class World:
         self.stage = ""
         self.loss_reason = 0
         self.policy = 0
+        self.campaign: dict[str, Any] = {}
 
     async def setup(self) -> None:
         crm = self.crm
@@ -272,6 +301,14 @@ class World:
             {"name": "Matrix", "first_response_hours": "4", "resolution_hours": "16", "is_default": True},
         )
         self.policy = policy["id"]
+        segment = await self.post(
+            "/api/marketing/segments", self.admin, {"name": "Everyone", "rules": {"all": []}}
+        )
+        self.campaign = await self.post(
+            "/api/marketing/campaigns",
+            self.admin,
+            {"name": "Matrix", "starts_on": "2026-01-01", "status": "active"},
+        )
         for key, caller in self.callers.items():
             party = await self.post("/api/parties", caller, {"name": f"Own client of {caller['name']}"})
             deal = await self.post(
@@ -286,6 +323,8 @@ class World:
                 "plan": [],
                 "instance": None,
                 "ticket": ticket["id"],
+                "segment": segment["id"],
+                "campaign": self.campaign["id"],
             }
             if deal.get("instance_id"):
                 self.own[key]["instance"] = deal["instance_id"]
@@ -411,6 +450,20 @@ class World:
                 "starts_at": "2026-03-02T09:30:00Z",
                 "party_id": party["id"],
             },
+        )
+        # A lead of the matrix campaign on the owner's client: the campaign's return counts it.
+        remember(
+            "lead",
+            await self.post(
+                "/api/marketing/leads",
+                self.admin,
+                {
+                    "party_id": party["id"],
+                    "campaign_id": self.campaign["id"],
+                    "assignee_id": owner["id"],
+                    "note": mark("lead"),
+                },
+            ),
         )
         r = await self.crm.post(f"/api/sales/deals/{deals[1]['id']}/close", owner, json={"outcome": "won"})
         assert r.status_code == 200, r.text
@@ -740,6 +793,32 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("POST", "/api/service/agreements"): "service.ticket.manage; on a client the caller reads",
     ("PATCH", "/api/service/agreements/{record_id}"): "service.ticket.manage only",
     ("DELETE", "/api/service/agreements/{record_id}"): "service.ticket.manage only",
+    ("POST", "/api/marketing/segments"): "configuration (marketing.segment.manage)",
+    ("PATCH", "/api/marketing/segments/{record_id}"): "configuration (marketing.segment.manage)",
+    ("DELETE", "/api/marketing/segments/{record_id}"): "configuration (marketing.segment.manage)",
+    ("POST", "/api/marketing/segments/preview"): "reads only (a live count under the caller's visibility)",
+    ("POST", "/api/marketing/segments/{record_id}/freeze"): "stores the parties the caller reads",
+    ("POST", "/api/marketing/campaigns"): "configuration (marketing.campaign.manage)",
+    ("PATCH", "/api/marketing/campaigns/{record_id}"): "configuration (marketing.campaign.manage)",
+    ("DELETE", "/api/marketing/campaigns/{record_id}"): "configuration (marketing.campaign.manage)",
+    ("POST", "/api/marketing/campaign-costs"): "configuration (marketing.campaign.manage)",
+    ("PATCH", "/api/marketing/campaign-costs/{record_id}"): "configuration (marketing.campaign.manage)",
+    ("DELETE", "/api/marketing/campaign-costs/{record_id}"): "configuration (marketing.campaign.manage)",
+    ("POST", "/api/marketing/leads"): "a lead on a client one reads, like a deal",
+    ("PATCH", "/api/marketing/leads/{record_id}"): "writers of the lead's party or readers of its assignee "
+    "(services.lead_write_visibility); the default roles give relation readers no marketing permission",
+    ("DELETE", "/api/marketing/leads/{record_id}"): "marketing.lead.manage; like PATCH",
+    ("PUT", "/api/marketing/classes/settings"): "configuration (marketing.settings.manage)",
+    ("POST", "/api/marketing/classes/recompute"): "marketing.settings.manage; classifies every client",
+    ("POST", "/api/marketing/web-forms"): "configuration (marketing.form.manage)",
+    ("PATCH", "/api/marketing/web-forms/{record_id}"): "configuration (marketing.form.manage)",
+    ("DELETE", "/api/marketing/web-forms/{record_id}"): "configuration (marketing.form.manage)",
+    ("POST", "/api/marketing/forms/{form_key}"): "public web form (no caller); plugins/marketing tests",
+    ("POST", "/api/marketing/mailings"): "marketing.mailing.send; a draft",
+    ("PATCH", "/api/marketing/mailings/{record_id}"): "marketing.mailing.send; a draft",
+    ("DELETE", "/api/marketing/mailings/{record_id}"): "marketing.mailing.send",
+    ("POST", "/api/marketing/mailings/{record_id}/send"): "sends to the segment's parties the caller reads",
+    ("POST", "/api/marketing/unsubscribe"): "public signed one-click link (no caller)",
 }
 
 

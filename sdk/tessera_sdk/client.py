@@ -43,6 +43,8 @@ ENTITY_RESOURCES: dict[
     "teams": ("/api/teams", m.TeamOut, m.TeamIn, m.TeamPatch),
     "roles": ("/api/roles", m.RoleOut, m.RoleIn, m.RolePatch),
     "substitutions": ("/api/substitutions", m.SubstitutionOut, m.SubstitutionIn, m.SubstitutionPatch),
+    "segments": ("/api/marketing/segments", m.SegmentOut, m.SegmentIn, m.SegmentPatch),
+    "campaigns": ("/api/marketing/campaigns", m.CampaignOut, m.CampaignIn, m.CampaignPatch),
 }
 
 

@@ -277,6 +277,92 @@ class CadenceRuleIn(Struct, kw_only=True):
     active: bool = True
 
 
+class CampaignFigures(Struct, kw_only=True):
+    """The ``CampaignFigures`` schema of the API."""
+
+    campaign_id: int
+    name: str
+    channel: str
+    status: str
+    budget: str
+    expected_leads: int
+    expected_revenue: str
+    responses: int
+    leads: int
+    customers: int
+    conversion: float | None
+    revenue: str
+    cost: str
+    cost_per_lead: str | None
+    roi: float | None
+
+
+class CampaignIn(Struct, kw_only=True):
+    """The ``CampaignIn`` schema of the API."""
+
+    name: str
+    starts_on: datetime.date
+    channel: Literal[
+        "email", "web", "exhibition", "event", "ads", "social", "phone", "print", "referral", "other"
+    ] = "other"
+    status: Literal["planned", "active", "closed"] = "planned"
+    ends_on: datetime.date | UnsetType | None = UNSET
+    budget: str = "0"
+    segment_id: int | UnsetType | None = UNSET
+    expected_responses: int = 0
+    expected_leads: int = 0
+    expected_revenue: str = "0"
+    description: str = ""
+
+
+class CampaignOut(Struct, kw_only=True):
+    """The ``CampaignOut`` schema of the API."""
+
+    id: int
+    name: str
+    channel: str
+    status: str
+    starts_on: datetime.date
+    ends_on: datetime.date | None
+    budget: str
+    segment_id: int | None
+    expected_responses: int
+    expected_leads: int
+    expected_revenue: str
+    description: str
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class CampaignOutPage(Struct, kw_only=True):
+    """The ``CampaignOutPage`` schema of the API."""
+
+    items: list[CampaignOut]
+    next_cursor: str | None
+
+
+class CampaignPatch(Struct, kw_only=True):
+    """The ``CampaignPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    channel: (
+        Literal["email", "web", "exhibition", "event", "ads", "social", "phone", "print", "referral", "other"]
+        | UnsetType
+    ) = UNSET
+    status: Literal["planned", "active", "closed"] | UnsetType = UNSET
+    starts_on: datetime.date | UnsetType = UNSET
+    ends_on: datetime.date | UnsetType | None = UNSET
+    budget: str | UnsetType = UNSET
+    segment_id: int | UnsetType | None = UNSET
+    expected_responses: int | UnsetType = UNSET
+    expected_leads: int | UnsetType = UNSET
+    expected_revenue: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class ChangeIn(Struct, kw_only=True):
     """The ``ChangeIn`` schema of the API."""
 
@@ -288,12 +374,47 @@ class ChangeIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class ChannelFigures(Struct, kw_only=True):
+    """The ``ChannelFigures`` schema of the API."""
+
+    channel: str
+    campaigns: int
+    responses: int
+    leads: int
+    customers: int
+    conversion: float | None
+    revenue: str
+    cost: str
+    cost_per_lead: str | None
+    roi: float | None
+
+
 class ChecklistIn(Struct, kw_only=True):
     """The ``ChecklistIn`` schema of the API."""
 
     item: str
     done: bool = True
     comment: str = ""
+
+
+class ClassSettings(Struct, kw_only=True):
+    """The ``ClassSettings`` schema of the API."""
+
+    a: float
+    b: float
+    x: float
+    y: float
+    sources: list[str]
+
+
+class ClassSettingsIn(Struct, kw_only=True):
+    """The ``ClassSettingsIn`` schema of the API."""
+
+    a: float = 80
+    b: float = 15
+    x: float = 10
+    y: float = 25
+    sources: list[str] | UnsetType = UNSET
 
 
 class ClientCard(Struct, kw_only=True):
@@ -387,6 +508,50 @@ class ContactPatch(Struct, kw_only=True):
     preferred_channel: Literal["", "phone", "email", "letter", "sms", "messenger"] | UnsetType = UNSET
     custom: dict[str, Any] | UnsetType = UNSET
     version: int | UnsetType = UNSET
+
+
+class CostIn(Struct, kw_only=True):
+    """The ``CostIn`` schema of the API."""
+
+    campaign_id: int
+    spent_on: datetime.date
+    amount: str
+    description: str = ""
+
+
+class CostOut(Struct, kw_only=True):
+    """The ``CostOut`` schema of the API."""
+
+    id: int
+    campaign_id: int
+    spent_on: datetime.date
+    amount: str
+    description: str
+    created_by: int | None
+    created_at: datetime.datetime
+
+
+class CostOutPage(Struct, kw_only=True):
+    """The ``CostOutPage`` schema of the API."""
+
+    items: list[CostOut]
+    next_cursor: str | None
+
+
+class CostPatch(Struct, kw_only=True):
+    """The ``CostPatch`` schema of the API."""
+
+    campaign_id: int | UnsetType = UNSET
+    spent_on: datetime.date | UnsetType = UNSET
+    amount: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class CountOut(Struct, kw_only=True):
+    """The ``CountOut`` schema of the API."""
+
+    count: int
 
 
 class CustomFieldsIn(Struct, kw_only=True):
@@ -504,6 +669,16 @@ class DeliveryOut(Struct, kw_only=True):
     created_at: datetime.datetime
     last_attempt_at: datetime.datetime | None
     delivered_at: datetime.datetime | None
+
+
+class Distribution(Struct, kw_only=True):
+    """The ``Distribution`` schema of the API."""
+
+    mode: Literal["user", "round_robin", "least_loaded", "territory", "team_list"] = "round_robin"
+    user_ids: list[int] | UnsetType = UNSET
+    team_id: int | UnsetType | None = UNSET
+    field: str = ""
+    territories: dict[str, int] | UnsetType = UNSET
 
 
 class DocumentIn(Struct, kw_only=True):
@@ -709,6 +884,52 @@ class KpiTargetOut(Struct, kw_only=True):
     target: str
 
 
+class LeadIn(Struct, kw_only=True):
+    """The ``LeadIn`` schema of the API."""
+
+    party_id: int
+    campaign_id: int | UnsetType | None = UNSET
+    assignee_id: int | UnsetType | None = UNSET
+    status: Literal["new", "contacted", "qualified", "disqualified"] = "new"
+    note: str = ""
+    received_at: datetime.datetime | UnsetType | None = UNSET
+
+
+class LeadOut(Struct, kw_only=True):
+    """The ``LeadOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    campaign_id: int | None
+    source: str
+    form_id: int | None
+    status: str
+    deal_id: int | None
+    assignee_id: int | None
+    team_id: int | None
+    payload: dict[str, Any]
+    note: str
+    received_at: datetime.datetime
+    created_by: int | None
+
+
+class LeadOutPage(Struct, kw_only=True):
+    """The ``LeadOutPage`` schema of the API."""
+
+    items: list[LeadOut]
+    next_cursor: str | None
+
+
+class LeadPatch(Struct, kw_only=True):
+    """The ``LeadPatch`` schema of the API."""
+
+    campaign_id: int | UnsetType | None = UNSET
+    assignee_id: int | UnsetType | None = UNSET
+    status: Literal["new", "contacted", "qualified", "disqualified"] | UnsetType = UNSET
+    note: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class LineIn(Struct, kw_only=True):
     """The ``LineIn`` schema of the API."""
 
@@ -775,6 +996,94 @@ class MailboxOut(Struct, kw_only=True):
     quarantined: int
 
 
+class MailingIn(Struct, kw_only=True):
+    """The ``MailingIn`` schema of the API."""
+
+    name: str
+    subject: str
+    html: str = ""
+    text: str = ""
+    segment_id: int | UnsetType | None = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    promotional: bool = True
+    per_minute: int = 600
+    send_before: datetime.datetime | UnsetType | None = UNSET
+
+
+class MailingOut(Struct, kw_only=True):
+    """The ``MailingOut`` schema of the API."""
+
+    id: int
+    name: str
+    subject: str
+    html: str
+    text: str
+    segment_id: int | None
+    campaign_id: int | None
+    promotional: bool
+    status: str
+    per_minute: int
+    send_before: datetime.datetime | None
+    created_by: int | None
+    created_at: datetime.datetime
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    updated_at: datetime.datetime
+    version: int
+
+
+class MailingOutPage(Struct, kw_only=True):
+    """The ``MailingOutPage`` schema of the API."""
+
+    items: list[MailingOut]
+    next_cursor: str | None
+
+
+class MailingPatch(Struct, kw_only=True):
+    """The ``MailingPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    subject: str | UnsetType = UNSET
+    html: str | UnsetType = UNSET
+    text: str | UnsetType = UNSET
+    segment_id: int | UnsetType | None = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    promotional: bool | UnsetType = UNSET
+    per_minute: int | UnsetType = UNSET
+    send_before: datetime.datetime | UnsetType | None = UNSET
+    version: int | UnsetType = UNSET
+
+
+class MailingPreview(Struct, kw_only=True):
+    """The ``MailingPreview`` schema of the API."""
+
+    subject: str
+    html: str
+    text: str
+
+
+class MailingProgress(Struct, kw_only=True):
+    """The ``MailingProgress`` schema of the API."""
+
+    mailing_id: int
+    status: str
+    queued: int
+    sending: int
+    sent: int
+    failed: int
+    late: int
+    skipped: int
+
+
+class MatrixCell(Struct, kw_only=True):
+    """The ``MatrixCell`` schema of the API."""
+
+    abc_class: str
+    xyz_class: str
+    clients: int
+    revenue: str
+
+
 class MeOut(Struct, kw_only=True):
     """The ``MeOut`` schema of the API."""
 
@@ -786,6 +1095,13 @@ class MeOut(Struct, kw_only=True):
     team_id: int | None
     acting_for: list[int]
     csrf_token: str | None
+
+
+class MembersPage(Struct, kw_only=True):
+    """The ``MembersPage`` schema of the API."""
+
+    items: list[PartyOut]
+    next_cursor: str | None
 
 
 class MessageIn(Struct, kw_only=True):
@@ -1225,6 +1541,13 @@ class ReassignIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class RecomputeOut(Struct, kw_only=True):
+    """The ``RecomputeOut`` schema of the API."""
+
+    classified: int
+    changed: int
+
+
 class ReportColumn(Struct, kw_only=True):
     """The ``ReportColumn`` schema of the API."""
 
@@ -1359,6 +1682,12 @@ class RolePatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class RulesIn(Struct, kw_only=True):
+    """The ``RulesIn`` schema of the API."""
+
+    rules: dict[str, Any]
+
+
 class SalesSettingsIn(Struct, kw_only=True):
     """The ``SalesSettingsIn`` schema of the API."""
 
@@ -1478,6 +1807,47 @@ class SearchOut(Struct, kw_only=True):
     hits: list[SearchHitOut]
     groups: list[SearchGroupOut]
     facets: SearchFacetsOut
+
+
+class SegmentIn(Struct, kw_only=True):
+    """The ``SegmentIn`` schema of the API."""
+
+    name: str
+    description: str = ""
+    kind: Literal["dynamic", "static"] = "dynamic"
+    rules: dict[str, Any] | UnsetType = UNSET
+
+
+class SegmentOut(Struct, kw_only=True):
+    """The ``SegmentOut`` schema of the API."""
+
+    id: int
+    name: str
+    description: str
+    kind: str
+    rules: dict[str, Any]
+    frozen_at: datetime.datetime | None
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class SegmentOutPage(Struct, kw_only=True):
+    """The ``SegmentOutPage`` schema of the API."""
+
+    items: list[SegmentOut]
+    next_cursor: str | None
+
+
+class SegmentPatch(Struct, kw_only=True):
+    """The ``SegmentPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    kind: Literal["dynamic", "static"] | UnsetType = UNSET
+    rules: dict[str, Any] | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class SlaOut(Struct, kw_only=True):
@@ -1894,6 +2264,67 @@ class UserPatch(Struct, kw_only=True):
     revoke_tokens: bool | UnsetType = UNSET
 
 
+class WebFormIn(Struct, kw_only=True):
+    """The ``WebFormIn`` schema of the API."""
+
+    key: str
+    name: str
+    campaign_id: int | UnsetType | None = UNSET
+    source: str = "web"
+    fields: dict[str, str] | UnsetType = UNSET
+    allowed_origins: list[str] | UnsetType = UNSET
+    honeypot: str = "website_url"
+    per_ip_per_hour: int = 5
+    per_form_per_hour: int = 500
+    distribution: Distribution | UnsetType = UNSET
+    active: bool = True
+
+
+class WebFormOut(Struct, kw_only=True):
+    """The ``WebFormOut`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+    campaign_id: int | None
+    source: str
+    fields: dict[str, str]
+    allowed_origins: list[str]
+    honeypot: str
+    per_ip_per_hour: int
+    per_form_per_hour: int
+    distribution: dict[str, Any]
+    active: bool
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class WebFormOutPage(Struct, kw_only=True):
+    """The ``WebFormOutPage`` schema of the API."""
+
+    items: list[WebFormOut]
+    next_cursor: str | None
+
+
+class WebFormPatch(Struct, kw_only=True):
+    """The ``WebFormPatch`` schema of the API."""
+
+    key: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    source: str | UnsetType = UNSET
+    fields: dict[str, str] | UnsetType = UNSET
+    allowed_origins: list[str] | UnsetType = UNSET
+    honeypot: str | UnsetType = UNSET
+    per_ip_per_hour: int | UnsetType = UNSET
+    per_form_per_hour: int | UnsetType = UNSET
+    distribution: Distribution | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class WebhookCreated(Struct, kw_only=True):
     """The ``WebhookCreated`` schema of the API."""
 
@@ -1962,8 +2393,16 @@ MODELS: dict[str, type[Struct]] = {
     "BuilderField": BuilderField,
     "BuilderRunIn": BuilderRunIn,
     "CadenceRuleIn": CadenceRuleIn,
+    "CampaignFigures": CampaignFigures,
+    "CampaignIn": CampaignIn,
+    "CampaignOut": CampaignOut,
+    "CampaignOutPage": CampaignOutPage,
+    "CampaignPatch": CampaignPatch,
     "ChangeIn": ChangeIn,
+    "ChannelFigures": ChannelFigures,
     "ChecklistIn": ChecklistIn,
+    "ClassSettings": ClassSettings,
+    "ClassSettingsIn": ClassSettingsIn,
     "ClientCard": ClientCard,
     "CloseIn": CloseIn,
     "CommentIn": CommentIn,
@@ -1973,6 +2412,11 @@ MODELS: dict[str, type[Struct]] = {
     "ContactOut": ContactOut,
     "ContactOutPage": ContactOutPage,
     "ContactPatch": ContactPatch,
+    "CostIn": CostIn,
+    "CostOut": CostOut,
+    "CostOutPage": CostOutPage,
+    "CostPatch": CostPatch,
+    "CountOut": CountOut,
     "CustomFieldsIn": CustomFieldsIn,
     "DashboardIn": DashboardIn,
     "DashboardOut": DashboardOut,
@@ -1981,6 +2425,7 @@ MODELS: dict[str, type[Struct]] = {
     "DealOutPage": DealOutPage,
     "DealPatch": DealPatch,
     "DeliveryOut": DeliveryOut,
+    "Distribution": Distribution,
     "DocumentIn": DocumentIn,
     "DrillIn": DrillIn,
     "DrillOut": DrillOut,
@@ -2000,13 +2445,25 @@ MODELS: dict[str, type[Struct]] = {
     "KpiPanelItem": KpiPanelItem,
     "KpiTargetIn": KpiTargetIn,
     "KpiTargetOut": KpiTargetOut,
+    "LeadIn": LeadIn,
+    "LeadOut": LeadOut,
+    "LeadOutPage": LeadOutPage,
+    "LeadPatch": LeadPatch,
     "LineIn": LineIn,
     "LineOut": LineOut,
     "LoadOut": LoadOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
     "MailboxOut": MailboxOut,
+    "MailingIn": MailingIn,
+    "MailingOut": MailingOut,
+    "MailingOutPage": MailingOutPage,
+    "MailingPatch": MailingPatch,
+    "MailingPreview": MailingPreview,
+    "MailingProgress": MailingProgress,
+    "MatrixCell": MatrixCell,
     "MeOut": MeOut,
+    "MembersPage": MembersPage,
     "MessageIn": MessageIn,
     "MessageOut": MessageOut,
     "MigrateSpec": MigrateSpec,
@@ -2049,6 +2506,7 @@ MODELS: dict[str, type[Struct]] = {
     "RateOut": RateOut,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
+    "RecomputeOut": RecomputeOut,
     "ReportColumn": ReportColumn,
     "ReportDeliveryOut": ReportDeliveryOut,
     "ReportDimension": ReportDimension,
@@ -2063,6 +2521,7 @@ MODELS: dict[str, type[Struct]] = {
     "RoleOut": RoleOut,
     "RoleOutPage": RoleOutPage,
     "RolePatch": RolePatch,
+    "RulesIn": RulesIn,
     "SalesSettingsIn": SalesSettingsIn,
     "SalesSettingsOut": SalesSettingsOut,
     "SavedReportIn": SavedReportIn,
@@ -2075,6 +2534,10 @@ MODELS: dict[str, type[Struct]] = {
     "SearchGroupOut": SearchGroupOut,
     "SearchHitOut": SearchHitOut,
     "SearchOut": SearchOut,
+    "SegmentIn": SegmentIn,
+    "SegmentOut": SegmentOut,
+    "SegmentOutPage": SegmentOutPage,
+    "SegmentPatch": SegmentPatch,
     "SlaOut": SlaOut,
     "SlaRow": SlaRow,
     "StartIn": StartIn,
@@ -2109,6 +2572,10 @@ MODELS: dict[str, type[Struct]] = {
     "UserOut": UserOut,
     "UserOutPage": UserOutPage,
     "UserPatch": UserPatch,
+    "WebFormIn": WebFormIn,
+    "WebFormOut": WebFormOut,
+    "WebFormOutPage": WebFormOutPage,
+    "WebFormPatch": WebFormPatch,
     "WebhookCreated": WebhookCreated,
     "WebhookIn": WebhookIn,
     "WebhookOut": WebhookOut,

@@ -122,15 +122,30 @@ def cross_site(scope: Scope) -> bool:
     return origin.strip().lower() == "null" or not parts.netloc or parts.netloc.lower() != host
 
 
+def public_cross_site(scope: Scope) -> bool:
+    """True for a route meant to be posted from other sites (a plugin's public web form):
+    marked ``opt={"cross_site": True}`` and public (its handler takes no ``principal``, so no
+    session cookie is ever used and there is nothing a forged request could act as). The
+    handler answers CORS itself for the origins it allows."""
+    import inspect
+
+    handler = scope.get("route_handler")
+    if handler is None or not (getattr(handler, "opt", None) or {}).get("cross_site"):
+        return False
+    fn = getattr(handler, "fn", None)
+    return fn is not None and "principal" not in inspect.signature(fn).parameters
+
+
 class OriginCheck(ASGIMiddleware):
-    """403 for an unsafe request from another origin that does not carry an API token."""
+    """403 for an unsafe request from another origin that does not carry an API token (public
+    cross-site routes excepted, see :func:`public_cross_site`)."""
 
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         method = str(scope.get("method", "GET")).upper()
         bearer = (_header(scope, b"authorization") or "").lower().startswith("bearer ")
-        if method in UNSAFE_METHODS and not bearer and cross_site(scope):
+        if method in UNSAFE_METHODS and not bearer and cross_site(scope) and not public_cross_site(scope):
             raise PermissionDenied("Cross-site request refused: it must come from this site's own pages")
         await next_app(scope, receive, send)
 

@@ -200,3 +200,11 @@ def tessera_reports() -> list[Any]:
     from tessera_sales.report_defs import REPORTS
 
     return REPORTS
+
+
+@hookimpl(optionalhook=True)
+def tessera_revenue_sources(engine: str) -> list[dict[str, Any]]:
+    """Won deals by close month for the marketing plugin (ABC/XYZ, campaign return)."""
+    from tessera_sales.revenue_sources import revenue_sources
+
+    return revenue_sources(engine)

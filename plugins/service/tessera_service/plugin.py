@@ -159,3 +159,19 @@ def tessera_demo_data(ctx: Any) -> Any:
     from tessera_service.demo import load
 
     return load(ctx)
+
+
+@hookimpl(optionalhook=True)
+def tessera_marketing_suppressions(engine: str) -> list[dict[str, Any]]:
+    """Clients with an open complaint (a claim ticket not resolved yet) receive no promotional
+    mailing (the marketing plugin's hook)."""
+    from tessera.i18n import N_
+
+    return [
+        {
+            "key": "service.open_complaints",
+            "label": N_("Clients with an open complaint"),
+            "sql": "SELECT t.party_id FROM service_ticket t WHERE t.category = 'claim' "
+            "AND t.status IN ('new', 'in_progress', 'waiting')",
+        }
+    ]

@@ -62,6 +62,13 @@ class AsyncClient(b.BaseClient):
             self, "/api/substitutions", m.SubstitutionOut, m.SubstitutionOutPage
         )
         self.reports = AsyncReports(self)
+        # The marketing plugin (when enabled on the server).
+        self.segments = AsyncEntity[m.SegmentOut, m.SegmentIn, m.SegmentPatch](
+            self, "/api/marketing/segments", m.SegmentOut, m.SegmentOutPage
+        )
+        self.campaigns = AsyncEntity[m.CampaignOut, m.CampaignIn, m.CampaignPatch](
+            self, "/api/marketing/campaigns", m.CampaignOut, m.CampaignOutPage
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -139,55 +146,73 @@ class AsyncClient(b.BaseClient):
     # ------------------------------------------------------------------ kernel endpoints
 
     async def health(self) -> dict[str, str]:
-        return await self._execute(Call("GET", "/api/health"))  # type: ignore[no-any-return]
+        return await self._execute(Call("GET", "/api/health"))
 
     async def me(self) -> m.MeOut:
-        return await self._execute(Call("GET", "/api/auth/me", model=m.MeOut))  # type: ignore[no-any-return]
+        return await self._execute(Call("GET", "/api/auth/me", model=m.MeOut))
 
     async def create_token(self, name: str, scopes: list[str] | None = None) -> m.TokenCreated:
         body = b.body(m.TokenIn(name=name, scopes=scopes or []))
         call = Call("POST", "/api/auth/tokens", json=body, model=m.TokenCreated)
-        return await self._execute(call)  # type: ignore[no-any-return]
+        return await self._execute(call)
 
     async def tokens(self) -> list[m.TokenOut]:
-        return await self._execute(Call("GET", "/api/auth/tokens", model=list[m.TokenOut]))  # type: ignore[no-any-return]
+        return await self._execute(Call("GET", "/api/auth/tokens", model=list[m.TokenOut]))
 
     async def revoke_token(self, token_id: int) -> None:
         await self._execute(Call("DELETE", f"/api/auth/tokens/{token_id}"))
 
     async def permissions(self) -> dict[str, str]:
-        return await self._execute(Call("GET", "/api/permissions", model=dict[str, str]))  # type: ignore[no-any-return]
+        return await self._execute(Call("GET", "/api/permissions", model=dict[str, str]))
 
     async def plugins(self) -> list[dict[str, Any]]:
-        return await self._execute(Call("GET", "/api/plugins"))  # type: ignore[no-any-return]
+        return await self._execute(Call("GET", "/api/plugins"))
 
     async def jobs(self) -> list[m.JobOut]:
-        return await self._execute(Call("GET", "/api/jobs", model=list[m.JobOut]))  # type: ignore[no-any-return]
+        return await self._execute(Call("GET", "/api/jobs", model=list[m.JobOut]))
 
     async def set_job_enabled(self, name: str, enabled: bool) -> m.JobOut:
         call = Call("PUT", f"/api/jobs/{name}", json={"enabled": enabled}, model=m.JobOut)
-        return await self._execute(call)  # type: ignore[no-any-return]
+        return await self._execute(call)
 
     async def job_runs(self, job_name: str | None = None, limit: int = 100) -> list[m.JobRunOut]:
         params = b.params({"job_name": job_name, "limit": limit})
-        return await self._execute(Call("GET", "/api/jobs/runs", params, model=list[m.JobRunOut]))  # type: ignore[no-any-return]
+        return await self._execute(Call("GET", "/api/jobs/runs", params, model=list[m.JobRunOut]))
 
     async def audit(self, **filters: Any) -> list[m.AuditOut]:
         call = Call("GET", "/api/audit", b.params(filters), model=list[m.AuditOut])
-        return await self._execute(call)  # type: ignore[no-any-return]
+        return await self._execute(call)
 
     async def notifications(self, unread: bool = False) -> list[m.NotificationOut]:
         call = Call("GET", "/api/notifications", {"unread": unread}, model=list[m.NotificationOut])
-        return await self._execute(call)  # type: ignore[no-any-return]
+        return await self._execute(call)
+
+    async def segment_preview_count(self, rules: Mapping[str, Any]) -> int:
+        """How many parties you may read match segment ``rules`` (marketing plugin)."""
+        out = await self.post("/api/marketing/segments/preview", {"rules": dict(rules)}, model=m.CountOut)
+        return int(out.count)
+
+    async def segment_members_count(self, segment_id: int) -> int:
+        """How many of a saved segment's parties you may read (marketing plugin)."""
+        out = await self.get(f"/api/marketing/segments/{segment_id}/members/count", model=m.CountOut)
+        return int(out.count)
+
+    async def campaign_return(self, campaign_id: int) -> m.CampaignFigures:
+        """A campaign's responses, leads, conversion, revenue, cost per lead and ROI (marketing)."""
+        return await self.get(f"/api/marketing/campaigns/{campaign_id}/return", model=m.CampaignFigures)
+
+    async def return_report(self) -> list[m.CampaignFigures]:
+        """The return of every campaign, first-touch attribution (marketing plugin)."""
+        return await self.get("/api/marketing/reports/return", model=list[m.CampaignFigures])
 
     async def custom_fields(self, entity_type: str) -> dict[str, Any]:
-        return await self._execute(Call("GET", f"/api/custom-fields/{entity_type}"))  # type: ignore[no-any-return]
+        return await self._execute(Call("GET", f"/api/custom-fields/{entity_type}"))
 
     async def set_custom_fields(
         self, entity_type: str, properties: dict[str, Any], required: list[str] | None = None
     ) -> dict[str, Any]:
         body = b.body(m.CustomFieldsIn(properties=properties, required=required or []))
-        return await self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))  # type: ignore[no-any-return]
+        return await self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))
 
 
 class AsyncEntity(Generic[OutT, InT, PatchT]):
@@ -224,14 +249,14 @@ class AsyncEntity(Generic[OutT, InT, PatchT]):
         return int(data["count"])
 
     async def get(self, record_id: int) -> OutT:
-        return await self._client._execute(Call("GET", f"{self.path}/{record_id}", model=self.out))  # type: ignore[no-any-return]
+        return await self._client._execute(Call("GET", f"{self.path}/{record_id}", model=self.out))
 
     async def create(self, data: InT | Mapping[str, Any], *, idempotency_key: str | None = None) -> OutT:
         """Create a record. A fresh Idempotency-Key is sent unless you pass one (pass your own
         to make a create safe across process restarts)."""
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         call = Call("POST", self.path, json=b.body(data), headers=headers, model=self.out)
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
     async def update(
         self, record_id: int, changes: PatchT | Mapping[str, Any], *, version: int | None = None
@@ -246,7 +271,7 @@ class AsyncEntity(Generic[OutT, InT, PatchT]):
             headers=b.version_header(version),
             model=self.out,
         )
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
     async def delete(self, record_id: int, *, version: int | None = None) -> None:
         """Delete the record. With ``version`` a concurrent change raises
@@ -259,14 +284,14 @@ class AsyncParties(AsyncEntity[m.PartyOut, m.PartyIn, m.PartyPatch]):
     async def card(self, party_id: int, order: str = "desc") -> m.ClientCard:
         """The client card: the party, its contacts and its whole history (plugins' items too)."""
         call = Call("GET", f"{self.path}/{party_id}/card", {"order": order}, model=m.ClientCard)
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
     async def participants(self, party_id: int) -> list[m.Participant]:
         call = Call("GET", f"{self.path}/{party_id}/participants", model=list[m.Participant])
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
     async def status_history(self, party_id: int) -> list[dict[str, Any]]:
-        return await self._client._execute(Call("GET", f"{self.path}/{party_id}/status-history"))  # type: ignore[no-any-return]
+        return await self._client._execute(Call("GET", f"{self.path}/{party_id}/status-history"))
 
     async def export_csv(self, **filters: Any) -> str:
         call = Call("GET", f"{self.path}/export", b.params(filters), raw=True)
@@ -278,22 +303,22 @@ class AsyncTasks(AsyncEntity[m.TaskOut, m.TaskIn, m.TaskPatch]):
     async def handoff(self, task_id: int, to_user_id: int, comment: str = "") -> m.TaskOut:
         body = b.body(m.HandoffIn(to_user_id=to_user_id, comment=comment))
         call = Call("POST", f"{self.path}/{task_id}/handoff", json=body, model=m.TaskOut)
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
     async def complete(self, task_id: int, result: str = "", version: int | None = None) -> m.TaskOut:
         body = b.body(m.CompleteIn(result=result, version=m.UNSET if version is None else version))
         call = Call("POST", f"{self.path}/{task_id}/complete", json=body, model=m.TaskOut)
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
     async def accept(self, task_id: int, version: int | None = None) -> m.TaskOut:
         """Accept a task someone handed to you (only its assignee or their substitute)."""
         body = b.body(m.AcceptIn(version=m.UNSET if version is None else version))
         call = Call("POST", f"{self.path}/{task_id}/accept", json=body, model=m.TaskOut)
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
     async def handoffs(self, task_id: int) -> list[m.HandoffOut]:
         call = Call("GET", f"{self.path}/{task_id}/handoffs", model=list[m.HandoffOut])
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
 
 class AsyncAttachments(AsyncEntity[m.AttachmentOut, msgspec.Struct, msgspec.Struct]):
@@ -313,7 +338,7 @@ class AsyncAttachments(AsyncEntity[m.AttachmentOut, msgspec.Struct, msgspec.Stru
             data=data,
             model=m.AttachmentOut,
         )
-        return await self._client._execute(call)  # type: ignore[no-any-return]
+        return await self._client._execute(call)
 
     async def download(self, attachment_id: int) -> bytes:
         response = await self._client._execute(Call("GET", f"{self.path}/{attachment_id}/content", raw=True))

@@ -53,6 +53,13 @@ class Client(b.BaseClient):
             self, "/api/substitutions", m.SubstitutionOut, m.SubstitutionOutPage
         )
         self.reports = SyncReports(self)
+        # The marketing plugin (when enabled on the server).
+        self.segments = Entity[m.SegmentOut, m.SegmentIn, m.SegmentPatch](
+            self, "/api/marketing/segments", m.SegmentOut, m.SegmentOutPage
+        )
+        self.campaigns = Entity[m.CampaignOut, m.CampaignIn, m.CampaignPatch](
+            self, "/api/marketing/campaigns", m.CampaignOut, m.CampaignOutPage
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -128,55 +135,73 @@ class Client(b.BaseClient):
     # ------------------------------------------------------------------ kernel endpoints
 
     def health(self) -> dict[str, str]:
-        return self._execute(Call("GET", "/api/health"))  # type: ignore[no-any-return]
+        return self._execute(Call("GET", "/api/health"))
 
     def me(self) -> m.MeOut:
-        return self._execute(Call("GET", "/api/auth/me", model=m.MeOut))  # type: ignore[no-any-return]
+        return self._execute(Call("GET", "/api/auth/me", model=m.MeOut))
 
     def create_token(self, name: str, scopes: list[str] | None = None) -> m.TokenCreated:
         body = b.body(m.TokenIn(name=name, scopes=scopes or []))
         call = Call("POST", "/api/auth/tokens", json=body, model=m.TokenCreated)
-        return self._execute(call)  # type: ignore[no-any-return]
+        return self._execute(call)
 
     def tokens(self) -> list[m.TokenOut]:
-        return self._execute(Call("GET", "/api/auth/tokens", model=list[m.TokenOut]))  # type: ignore[no-any-return]
+        return self._execute(Call("GET", "/api/auth/tokens", model=list[m.TokenOut]))
 
     def revoke_token(self, token_id: int) -> None:
         self._execute(Call("DELETE", f"/api/auth/tokens/{token_id}"))
 
     def permissions(self) -> dict[str, str]:
-        return self._execute(Call("GET", "/api/permissions", model=dict[str, str]))  # type: ignore[no-any-return]
+        return self._execute(Call("GET", "/api/permissions", model=dict[str, str]))
 
     def plugins(self) -> list[dict[str, Any]]:
-        return self._execute(Call("GET", "/api/plugins"))  # type: ignore[no-any-return]
+        return self._execute(Call("GET", "/api/plugins"))
 
     def jobs(self) -> list[m.JobOut]:
-        return self._execute(Call("GET", "/api/jobs", model=list[m.JobOut]))  # type: ignore[no-any-return]
+        return self._execute(Call("GET", "/api/jobs", model=list[m.JobOut]))
 
     def set_job_enabled(self, name: str, enabled: bool) -> m.JobOut:
         call = Call("PUT", f"/api/jobs/{name}", json={"enabled": enabled}, model=m.JobOut)
-        return self._execute(call)  # type: ignore[no-any-return]
+        return self._execute(call)
 
     def job_runs(self, job_name: str | None = None, limit: int = 100) -> list[m.JobRunOut]:
         params = b.params({"job_name": job_name, "limit": limit})
-        return self._execute(Call("GET", "/api/jobs/runs", params, model=list[m.JobRunOut]))  # type: ignore[no-any-return]
+        return self._execute(Call("GET", "/api/jobs/runs", params, model=list[m.JobRunOut]))
 
     def audit(self, **filters: Any) -> list[m.AuditOut]:
         call = Call("GET", "/api/audit", b.params(filters), model=list[m.AuditOut])
-        return self._execute(call)  # type: ignore[no-any-return]
+        return self._execute(call)
 
     def notifications(self, unread: bool = False) -> list[m.NotificationOut]:
         call = Call("GET", "/api/notifications", {"unread": unread}, model=list[m.NotificationOut])
-        return self._execute(call)  # type: ignore[no-any-return]
+        return self._execute(call)
+
+    def segment_preview_count(self, rules: Mapping[str, Any]) -> int:
+        """How many parties you may read match segment ``rules`` (marketing plugin)."""
+        out = self.post("/api/marketing/segments/preview", {"rules": dict(rules)}, model=m.CountOut)
+        return int(out.count)
+
+    def segment_members_count(self, segment_id: int) -> int:
+        """How many of a saved segment's parties you may read (marketing plugin)."""
+        out = self.get(f"/api/marketing/segments/{segment_id}/members/count", model=m.CountOut)
+        return int(out.count)
+
+    def campaign_return(self, campaign_id: int) -> m.CampaignFigures:
+        """A campaign's responses, leads, conversion, revenue, cost per lead and ROI (marketing)."""
+        return self.get(f"/api/marketing/campaigns/{campaign_id}/return", model=m.CampaignFigures)
+
+    def return_report(self) -> list[m.CampaignFigures]:
+        """The return of every campaign, first-touch attribution (marketing plugin)."""
+        return self.get("/api/marketing/reports/return", model=list[m.CampaignFigures])
 
     def custom_fields(self, entity_type: str) -> dict[str, Any]:
-        return self._execute(Call("GET", f"/api/custom-fields/{entity_type}"))  # type: ignore[no-any-return]
+        return self._execute(Call("GET", f"/api/custom-fields/{entity_type}"))
 
     def set_custom_fields(
         self, entity_type: str, properties: dict[str, Any], required: list[str] | None = None
     ) -> dict[str, Any]:
         body = b.body(m.CustomFieldsIn(properties=properties, required=required or []))
-        return self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))  # type: ignore[no-any-return]
+        return self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))
 
 
 class Entity(Generic[OutT, InT, PatchT]):
@@ -211,14 +236,14 @@ class Entity(Generic[OutT, InT, PatchT]):
         return int(data["count"])
 
     def get(self, record_id: int) -> OutT:
-        return self._client._execute(Call("GET", f"{self.path}/{record_id}", model=self.out))  # type: ignore[no-any-return]
+        return self._client._execute(Call("GET", f"{self.path}/{record_id}", model=self.out))
 
     def create(self, data: InT | Mapping[str, Any], *, idempotency_key: str | None = None) -> OutT:
         """Create a record. A fresh Idempotency-Key is sent unless you pass one (pass your own
         to make a create safe across process restarts)."""
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         call = Call("POST", self.path, json=b.body(data), headers=headers, model=self.out)
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
     def update(
         self, record_id: int, changes: PatchT | Mapping[str, Any], *, version: int | None = None
@@ -233,7 +258,7 @@ class Entity(Generic[OutT, InT, PatchT]):
             headers=b.version_header(version),
             model=self.out,
         )
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
     def delete(self, record_id: int, *, version: int | None = None) -> None:
         """Delete the record. With ``version`` a concurrent change raises
@@ -246,14 +271,14 @@ class Parties(Entity[m.PartyOut, m.PartyIn, m.PartyPatch]):
     def card(self, party_id: int, order: str = "desc") -> m.ClientCard:
         """The client card: the party, its contacts and its whole history (plugins' items too)."""
         call = Call("GET", f"{self.path}/{party_id}/card", {"order": order}, model=m.ClientCard)
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
     def participants(self, party_id: int) -> list[m.Participant]:
         call = Call("GET", f"{self.path}/{party_id}/participants", model=list[m.Participant])
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
     def status_history(self, party_id: int) -> list[dict[str, Any]]:
-        return self._client._execute(Call("GET", f"{self.path}/{party_id}/status-history"))  # type: ignore[no-any-return]
+        return self._client._execute(Call("GET", f"{self.path}/{party_id}/status-history"))
 
     def export_csv(self, **filters: Any) -> str:
         call = Call("GET", f"{self.path}/export", b.params(filters), raw=True)
@@ -265,22 +290,22 @@ class Tasks(Entity[m.TaskOut, m.TaskIn, m.TaskPatch]):
     def handoff(self, task_id: int, to_user_id: int, comment: str = "") -> m.TaskOut:
         body = b.body(m.HandoffIn(to_user_id=to_user_id, comment=comment))
         call = Call("POST", f"{self.path}/{task_id}/handoff", json=body, model=m.TaskOut)
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
     def complete(self, task_id: int, result: str = "", version: int | None = None) -> m.TaskOut:
         body = b.body(m.CompleteIn(result=result, version=m.UNSET if version is None else version))
         call = Call("POST", f"{self.path}/{task_id}/complete", json=body, model=m.TaskOut)
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
     def accept(self, task_id: int, version: int | None = None) -> m.TaskOut:
         """Accept a task someone handed to you (only its assignee or their substitute)."""
         body = b.body(m.AcceptIn(version=m.UNSET if version is None else version))
         call = Call("POST", f"{self.path}/{task_id}/accept", json=body, model=m.TaskOut)
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
     def handoffs(self, task_id: int) -> list[m.HandoffOut]:
         call = Call("GET", f"{self.path}/{task_id}/handoffs", model=list[m.HandoffOut])
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
 
 class Attachments(Entity[m.AttachmentOut, msgspec.Struct, msgspec.Struct]):
@@ -300,7 +325,7 @@ class Attachments(Entity[m.AttachmentOut, msgspec.Struct, msgspec.Struct]):
             data=data,
             model=m.AttachmentOut,
         )
-        return self._client._execute(call)  # type: ignore[no-any-return]
+        return self._client._execute(call)
 
     def download(self, attachment_id: int) -> bytes:
         response = self._client._execute(Call("GET", f"{self.path}/{attachment_id}/content", raw=True))

@@ -1,0 +1,253 @@
+"""ABC/XYZ classification of clients by the revenue other plugins supply (``revenue``).
+
+* **ABC** by cumulative revenue share over the last 12 full months: clients ranked by revenue
+  (ties by id); a client is **A** while the clients ranked above it hold less than ``a`` % of
+  the total (default 80), **B** while they hold less than ``a + b`` % (default 95), else **C**.
+* **XYZ** by the coefficient of variation (population standard deviation / mean) of the
+  client's monthly revenue over the same 12 months, months without revenue counting as 0:
+  **X** below ``x`` % (default 10), **Y** up to ``y`` % (default 25), **Z** above.
+
+Only clients with revenue in the window are classified. Everything is computed by one SQL
+statement (window functions; the comparison uses CV² so no square root is needed for the
+class), staged in ``marketing_class_stage`` and then, in the same transaction: every change
+appended to ``marketing_class_history``, ``marketing_party_class`` replaced, and the party
+custom fields ``abc_class`` / ``xyz_class`` / ``abc_xyz_date`` (the day the class last changed)
+updated by one ``UPDATE ... FROM`` for the parties whose class changed only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any
+
+from tessera import audit, clock, db
+from tessera.errors import ValidationFailed
+from tessera.i18n import N_
+from tessera.permissions import Principal
+
+from tessera_marketing import revenue
+from tessera_marketing.tables import Setting
+
+DEFAULTS: dict[str, Any] = {"a": 80, "b": 15, "x": 10, "y": 25, "sources": []}
+CUSTOM_FIELDS: dict[str, dict[str, Any]] = {
+    "abc_class": {"type": "string", "enum": ["A", "B", "C"], "title": N_("ABC class")},
+    "xyz_class": {"type": "string", "enum": ["X", "Y", "Z"], "title": N_("XYZ class")},
+    "abc_xyz_date": {"type": "string", "format": "date", "title": N_("ABC/XYZ class date")},
+}
+
+
+async def settings() -> dict[str, Any]:
+    row = await Setting.select(Setting.value).where(Setting.key == "classes").first()
+    value = row["value"] if row else {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    return {**DEFAULTS, **(value or {})}
+
+
+def _check(values: dict[str, Any]) -> None:
+    for key in ("a", "b", "x", "y"):
+        v = values[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 100:
+            raise ValidationFailed.field(key, "must be a percentage between 0 and 100")
+    if values["a"] + values["b"] >= 100:
+        raise ValidationFailed.field("b", "a + b must stay below 100 % (C takes the rest)")
+    if values["x"] >= values["y"]:
+        raise ValidationFailed.field("y", "must be more than x")
+    known = {s["key"] for s in revenue.sources()}
+    for i, key in enumerate(values["sources"]):
+        if key not in known:
+            raise ValidationFailed.field(f"sources[{i}]", f"no enabled plugin supplies revenue {key!r}")
+
+
+async def update_settings(principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
+    principal.require("marketing.settings.manage")
+    async with db.transaction():
+        old = await settings()
+        new = {**old, **values}
+        _check(new)
+        if new == old:
+            audit.unchanged()
+            return new
+        if await Setting.exists().where(Setting.key == "classes"):
+            await Setting.update({Setting.value: new}).where(Setting.key == "classes")
+        else:
+            await Setting.insert(Setting(key="classes", value=new))
+        await audit.record("update", "marketing.setting", None, audit.diff(old, new))
+    return new
+
+
+def window(today: dt.date) -> tuple[str, str]:
+    """The 12 full months before ``today``'s month: (first month, the month after the last)."""
+    index = today.year * 12 + today.month - 1
+    start = index - 12
+    return f"{start // 12:04d}-{start % 12 + 1:02d}", f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _classified_sql(union: str) -> str:
+    """``party_id, revenue, cv_pct, abc, xyz`` of every client with revenue in the window;
+    placeholders: start month, end month, a share, a+b share, x², y²."""
+    return f"""
+WITH monthly AS (
+    SELECT r.party_id AS party_id, r.month AS month, SUM(r.amount) AS amt
+    FROM ({union}) r WHERE r.month >= {{}} AND r.month < {{}}
+    GROUP BY r.party_id, r.month
+), per AS (
+    SELECT m.party_id AS party_id, SUM(m.amt) AS total, SUM(m.amt * m.amt) AS sq
+    FROM monthly m JOIN party p ON p.id = m.party_id
+    GROUP BY m.party_id HAVING SUM(m.amt) > 0
+), ranked AS (
+    SELECT party_id, total, sq,
+        SUM(total) OVER (ORDER BY total DESC, party_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            - total AS above,
+        SUM(total) OVER () AS grand
+    FROM per
+)
+SELECT party_id, total,
+    100.0 * sqrt(CASE WHEN 12.0 * sq - total * total > 0 THEN 12.0 * sq - total * total ELSE 0 END)
+        / total AS cv_pct,
+    CASE WHEN above < grand * {{}} THEN 'A' WHEN above < grand * {{}} THEN 'B' ELSE 'C' END AS abc,
+    CASE WHEN 12.0 * sq - total * total < {{}} * total * total THEN 'X'
+         WHEN 12.0 * sq - total * total <= {{}} * total * total THEN 'Y' ELSE 'Z' END AS xyz
+FROM ranked"""
+
+
+async def recompute(today: dt.date | None = None) -> dict[str, int]:
+    """Classify every client again; returns how many are classified and how many changed."""
+    today = today or clock.now().date()
+    conf = await settings()
+    union = revenue.union_sql(conf["sources"] or None)
+    now = clock.now()
+    start, end = window(today)
+    pg = db.is_postgres()
+    num = (lambda v: Decimal(str(v))) if pg else float
+    args = [
+        start,
+        end,
+        num(conf["a"] / 100),
+        num((conf["a"] + conf["b"]) / 100),
+        num((conf["x"] / 100) ** 2),
+        num((conf["y"] / 100) ** 2),
+    ]
+    async with db.transaction(bulk=True):
+        await db.raw("DELETE FROM marketing_class_stage")
+        if union is not None:
+            await db.raw(
+                "INSERT INTO marketing_class_stage (party_id, revenue, cv_pct, abc_class, xyz_class) "
+                f"SELECT party_id, total, cv_pct, abc, xyz FROM ({_classified_sql(union)}) c",
+                *args,
+            )
+        # History: new or changed classes, then clients that lost theirs.
+        changed_where = (
+            "FROM marketing_class_stage s LEFT JOIN marketing_party_class c ON c.party_id = s.party_id "
+            "WHERE c.party_id IS NULL OR c.abc_class <> s.abc_class OR c.xyz_class <> s.xyz_class"
+        )
+        changed = (await db.raw(f"SELECT COUNT(*) AS n {changed_where}"))[0]["n"]
+        await db.raw(
+            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
+            "cv_pct, computed_on, at) "
+            "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} " + changed_where,
+            today,
+            now,
+        )
+        lost_where = (
+            "FROM marketing_party_class c "
+            "WHERE c.party_id NOT IN (SELECT s.party_id FROM marketing_class_stage s)"
+        )
+        lost = (await db.raw(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
+        await db.raw(
+            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
+            "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
+            today,
+            now,
+        )
+        # The parties' custom fields: set where the class changed, removed where it is gone.
+        day = today.isoformat()
+        if pg:
+            await db.raw(
+                "UPDATE party SET custom = (COALESCE(party.custom::jsonb, jsonb_build_object()) "
+                "|| jsonb_build_object("
+                "'abc_class', s.abc_class, 'xyz_class', s.xyz_class, 'abc_xyz_date', {}::text))::json, "
+                "version = party.version + 1 FROM marketing_class_stage s WHERE s.party_id = party.id AND "
+                "((party.custom->>'abc_class') IS DISTINCT FROM s.abc_class "
+                "OR (party.custom->>'xyz_class') IS DISTINCT FROM s.xyz_class)",
+                day,
+            )
+            await db.raw(
+                "UPDATE party SET custom = (party.custom::jsonb - 'abc_class' - 'xyz_class' - "
+                "'abc_xyz_date')::json, "
+                "version = party.version + 1 WHERE party.id IN (SELECT c.party_id FROM "
+                "marketing_party_class c "
+                "WHERE c.party_id NOT IN (SELECT s.party_id FROM marketing_class_stage s))"
+            )
+        else:
+            await db.raw(
+                "UPDATE party SET custom = json_set(COALESCE(party.custom, json_object()), "
+                "'$.abc_class', s.abc_class, "
+                "'$.xyz_class', s.xyz_class, '$.abc_xyz_date', {}), version = party.version + 1 "
+                "FROM marketing_class_stage s WHERE s.party_id = party.id AND "
+                "(json_extract(party.custom, '$.abc_class') IS NOT s.abc_class "
+                "OR json_extract(party.custom, '$.xyz_class') IS NOT s.xyz_class)",
+                day,
+            )
+            await db.raw(
+                "UPDATE party SET custom = json_remove(party.custom, '$.abc_class', '$.xyz_class', "
+                "'$.abc_xyz_date'), version = party.version + 1 WHERE party.id IN (SELECT c.party_id FROM "
+                "marketing_party_class c WHERE c.party_id NOT IN (SELECT s.party_id FROM "
+                "marketing_class_stage s))"
+            )
+        await db.raw("DELETE FROM marketing_party_class")
+        await db.raw(
+            "INSERT INTO marketing_party_class (party_id, abc_class, xyz_class, revenue, "
+            "cv_pct, computed_on) "
+            "SELECT party_id, abc_class, xyz_class, revenue, cv_pct, {} FROM marketing_class_stage",
+            today,
+        )
+        classified = (await db.raw("SELECT COUNT(*) AS n FROM marketing_class_stage"))[0]["n"]
+        await db.raw("DELETE FROM marketing_class_stage")
+        if changed or lost:
+            await audit.record(
+                "recompute",
+                "marketing.classes",
+                None,
+                detail=f"ABC/XYZ {start}..{end}: {classified} classified, {changed} changed, "
+                f"{lost} unclassified",
+            )
+        else:
+            audit.unchanged()  # a run that changes no class leaves no trace (the job runs nightly)
+    return {"classified": int(classified), "changed": int(changed) + int(lost)}
+
+
+async def matrix(principal: Principal) -> list[dict[str, Any]]:
+    """Clients and revenue per ABC x XYZ cell, over the clients the caller may read (the
+    kernel's party read rule, in the same query)."""
+    from piccolo.query.functions.aggregate import Count, Sum
+    from tessera.entities.parties import party_visibility
+    from tessera.entities.tables import Party
+
+    from tessera_marketing.tables import PartyClass
+
+    principal.require("marketing.segment.read")
+    query = PartyClass.select(
+        PartyClass.abc_class,
+        PartyClass.xyz_class,
+        Count(alias="clients"),
+        Sum(PartyClass.revenue, alias="revenue"),
+    ).group_by(PartyClass.abc_class, PartyClass.xyz_class)
+    visible = party_visibility(principal)
+    if visible is not None:
+        query = query.where(PartyClass.party_id.is_in(Party.select(Party.id).where(visible)))
+    rows = await query
+    return sorted(
+        (
+            {
+                "abc_class": r["abc_class"],
+                "xyz_class": r["xyz_class"],
+                "clients": int(r["clients"]),
+                "revenue": Decimal(str(r["revenue"] or 0)).quantize(Decimal("0.01")),
+            }
+            for r in rows
+        ),
+        key=lambda r: (r["abc_class"], r["xyz_class"]),
+    )

@@ -1,0 +1,135 @@
+"""Web pages of the marketing plugin (mounted by the kernel under ``/marketing/``): campaigns
+with their return and an ROI chart (the kernel's chart component), segments with their live
+counts, and the ABC/XYZ matrix. They call the same services as the API, within the signed-in
+user's visibility.
+
+No ``from __future__ import annotations``: Litestar reads the handlers' annotations.
+"""
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.response import Redirect
+from tessera import i18n
+from tessera.entities import service
+from tessera.errors import DomainError
+from tessera.i18n import N_
+from tessera.i18n import gettext as _
+from tessera.web import charts
+from tessera.web.plugin_pages import current_principal, error_page, render
+
+from tessera_marketing import classes, reports, services
+
+CHANNELS = services.CHANNEL_LABELS
+CAMPAIGN_STATUSES = {"planned": N_("Planned"), "active": N_("Active"), "closed": N_("Closed")}
+SEGMENT_KINDS = {"dynamic": N_("Dynamic"), "static": N_("Static (frozen)")}
+i18n.register_labels("marketing.channel", CHANNELS)
+i18n.register_labels("marketing.campaign.status", CAMPAIGN_STATUSES)
+i18n.register_labels("marketing.segment.kind", SEGMENT_KINDS)
+
+
+def _percent(value: Any) -> str:
+    return "" if value is None else f"{float(value) * 100:.0f} %"
+
+
+@get("/campaigns")
+async def campaigns_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Campaigns with their return (first-touch attribution) and an ROI chart."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    try:
+        rows = await reports.campaign_figures(principal)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    chart = charts.bar_chart(
+        _("Return on investment"),
+        [
+            charts.Datum(r["name"], round(float(r["roi"]) * 100, 1), key=str(r["campaign_id"]))
+            for r in rows
+            if r["roi"] is not None
+        ],
+        desc=_("(Revenue − cost) / cost, in per cent, first-touch attribution"),
+        formatter=lambda v: f"{v:.0f} %",
+        label_header=_("Campaign"),
+        value_header=_("ROI"),
+        ident="campaign-roi",
+    )
+    return render(
+        request, "marketing/campaigns.html", principal=principal, rows=rows, chart=chart, percent=_percent
+    )
+
+
+@get("/segments")
+async def segments_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Saved segments, each with the number of its parties the user may read now."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    try:
+        page = await service.list_page(services.SEGMENT, principal, [], limit=200)
+        counts = {s["id"]: await services.count_segment(principal, s["id"]) for s in page.items}
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    return render(request, "marketing/segments.html", principal=principal, segments=page.items, counts=counts)
+
+
+@get("/classes")
+async def classes_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The ABC/XYZ matrix: clients and revenue per cell (clients the user may read)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    try:
+        cells = await classes.matrix(principal)
+        conf = await classes.settings()
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    grid = {(c["abc_class"], c["xyz_class"]): c for c in cells}
+    return render(request, "marketing/classes.html", principal=principal, grid=grid, conf=conf)
+
+
+@get("/unsubscribe")
+async def unsubscribe_page(request: Request[Any, Any, Any], r: int = 0, t: str = "") -> Response[Any]:
+    """The unsubscribe link of a mailing (no sign-in): a button, so that a mail scanner opening
+    links unsubscribes nobody."""
+    return render(
+        request, "marketing/unsubscribe.html", principal=None, r=r, t=t[:100], done=False, bad=False
+    )
+
+
+@post("/unsubscribe", status_code=200)
+async def unsubscribe_submit(request: Request[Any, Any, Any], r: int = 0, t: str = "") -> Response[Any]:
+    """Unsubscribe. No CSRF token: the request is bound to the signed link, which a cross-site
+    page cannot know."""
+    from tessera_marketing import mailings
+
+    ok = r > 0 and await mailings.unsubscribe(r, t[:100])
+    return render(
+        request,
+        "marketing/unsubscribe.html",
+        principal=None,
+        r=r,
+        t=t,
+        done=ok,
+        bad=not ok,
+        status=200 if ok else 404,
+    )
+
+
+def _handlers() -> list[Any]:
+    from tessera_marketing.lists import lead_inbox
+    from tessera_marketing.web_forms import forms_page
+
+    return [
+        campaigns_page,
+        segments_page,
+        classes_page,
+        lead_inbox,
+        forms_page,
+        unsubscribe_page,
+        unsubscribe_submit,
+    ]
+
+
+HANDLERS = _handlers()
