@@ -122,13 +122,20 @@ _pg_admin = execute_on_server
 
 
 class _Dropper:
-    """Drops test databases in a background thread, one after the other, so no test waits
-    for the checkpoint of a ``DROP DATABASE``; ``drain()`` waits for all of them."""
+    """Drops test databases in a background thread, so no test waits for the checkpoint of a
+    ``DROP DATABASE``; the drops waiting in the queue go together, on separate connections
+    (drops that wait at the same time share one checkpoint); ``drain()`` waits for all."""
+
+    #: Drops at once (each holds a connection while it waits for the checkpoint); more at the
+    #: end of the session, when nothing else of this process needs a connection.
+    BATCH = 4
+    DRAIN_BATCH = 12
 
     def __init__(self) -> None:
         self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._draining = False
 
     def drop(self, base: str, name: str) -> None:
         with self._lock:
@@ -138,22 +145,37 @@ class _Dropper:
         self._queue.put((base, name))
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            base, name = item
+        done = False
+        while not done:
+            batch = [self._queue.get()]
+            while len(batch) < (self.DRAIN_BATCH if self._draining else self.BATCH):
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            done = None in batch
+            drops = [item for item in batch if item is not None]
+            if drops:
+                asyncio.run(self._drop_all(drops))
+
+    @staticmethod
+    async def _drop_all(drops: list[tuple[str, str]]) -> None:
+        async def one(base: str, name: str) -> None:
             try:
-                asyncio.run(_pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                await _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             except Exception:  # best effort, like the templates' drop at the end
                 pass
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
+
+        await asyncio.gather(*(one(base, name) for base, name in drops))
 
     def drain(self) -> None:
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
+            self._draining = True
             self._queue.put(None)
             thread.join()
+            self._draining = False
 
 
 _DROPPER = _Dropper()
