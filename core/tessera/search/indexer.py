@@ -75,19 +75,11 @@ _child: list[_Child] = []
 
 
 def call(
-    directory: str,
-    sources: Sequence[str],
-    docs: Sequence[Document],
-    stamp: float,
-    lock_timeout: float | None = None,
+    directory: str, sources: Sequence[str], docs: Sequence[Document], stamp: float, lock_timeout: float
 ) -> None:
     """Apply one batch in the indexing process (started on first use, restarted after it died);
-    ``lock_timeout``: how long it waits for the index's write lock (default: this process's
+    ``lock_timeout``: how long it waits for the index's write lock (the server's
     ``whoosh_backend.WRITE_LOCK_TIMEOUT``). Blocking: run it in a thread."""
-    if lock_timeout is None:
-        from tessera.search import whoosh_backend
-
-        lock_timeout = whoosh_backend.WRITE_LOCK_TIMEOUT
     with _lock:
         if not _child or _child[0].process.poll() is not None:
             _child[:] = [_Child()]
