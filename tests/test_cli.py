@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from tessera_sdk.testing import _db_url, _pg_admin, postgres_url
+from tessera_sdk.testing import _db_url, _pg_admin, drop_test_database, postgres_url
 
 TESSERA = str(Path(sys.executable).with_name("tessera"))
 
@@ -84,7 +84,7 @@ async def cli(backend: str, tmp_path: Path) -> AsyncIterator[Cli]:
         yield Cli(cwd=tmp_path, env=env, backend=backend, database_url=database_url)
     finally:
         if name:
-            await _pg_admin(postgres_url() or "", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_test_database(name)  # in the background (tessera_sdk.testing)
 
 
 def _ok(result: Any) -> str:

@@ -542,7 +542,7 @@ def test_whoosh_indexing_process_ends_with_the_server(tmp_path: Any) -> None:
         "from tessera.search.documents import Document\n"
         f"searcher = whoosh_backend.WhooshSearcher(__import__('pathlib').Path({str(tmp_path)!r}))\n"
         "searcher._open_sync()\n"
-        "indexer.call(str(searcher.directory), [], [], 0.0)\n"
+        "indexer.call(str(searcher.directory), [], [], 0.0, whoosh_backend.WRITE_LOCK_TIMEOUT)\n"
         "print(indexer._child[0].process.pid, flush=True)\n"
         "time.sleep(60)\n"
     )

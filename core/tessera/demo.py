@@ -98,6 +98,10 @@ class DemoContext:
     teams: dict[str, dict[str, Any]] = field(default_factory=dict)
     parties: list[dict[str, Any]] = field(default_factory=list)
     managers: list[dict[str, Any]] = field(default_factory=list)
+    #: The organisation's size against the default demo (``parties_count / 60``): plugins size
+    #: their own demo records by it (``round(DEALS * ctx.scale)``), so a small demo (tests, the
+    #: plugin contract's checks) stays small whatever plugins are enabled.
+    scale: float = 1.0
 
 
 def _phone(rnd: random.Random, area: str) -> str:
@@ -125,14 +129,18 @@ def system_principal() -> Principal:
     )
 
 
+#: Clients in the default demo organisation (``DemoContext.scale`` is measured against it).
+DEFAULT_PARTIES = 60
+
+
 async def load(
-    pm: pluggy.PluginManager, seed: int = 7, managers: int = 10, parties_count: int = 60
+    pm: pluggy.PluginManager, seed: int = 7, managers: int = 10, parties_count: int = DEFAULT_PARTIES
 ) -> DemoContext:
     """Create the demo organisation (idempotent: does nothing when the demo admin has data)."""
     rnd = random.Random(seed)
     admin_id = await ensure_admin(ADMIN_EMAIL, "Demo Admin", DEMO_PASSWORD)
     admin_p = await build_principal(admin_id)
-    ctx = DemoContext(random=rnd, admin=admin_p)
+    ctx = DemoContext(random=rnd, admin=admin_p, scale=parties_count / DEFAULT_PARTIES)
     if await parties.Party.count() > 0:
         # The kernel's demo data is there already (an earlier run); a plugin enabled since
         # then still gets the chance to add its own (plugins skip what they already loaded).

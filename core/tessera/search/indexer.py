@@ -74,14 +74,17 @@ _lock = threading.Lock()
 _child: list[_Child] = []
 
 
-def call(directory: str, sources: Sequence[str], docs: Sequence[Document], stamp: float) -> None:
-    """Apply one batch in the indexing process (started on first use, restarted after it died).
-    Blocking: run it in a thread."""
+def call(
+    directory: str, sources: Sequence[str], docs: Sequence[Document], stamp: float, lock_timeout: float
+) -> None:
+    """Apply one batch in the indexing process (started on first use, restarted after it died);
+    ``lock_timeout``: how long it waits for the index's write lock (the server's
+    ``whoosh_backend.WRITE_LOCK_TIMEOUT``). Blocking: run it in a thread."""
     with _lock:
         if not _child or _child[0].process.poll() is not None:
             _child[:] = [_Child()]
         try:
-            status, detail = _child[0].call((directory, sources, docs, stamp))
+            status, detail = _child[0].call((directory, sources, docs, stamp, lock_timeout))
         except (OSError, EOFError) as exc:
             _child.pop().stop()
             raise IndexerFailed(f"the indexing process died: {exc!r}") from exc

@@ -6,8 +6,8 @@ from __future__ import annotations
 import signal
 import sys
 
+from tessera.search import whoosh_backend
 from tessera.search.indexer import receive, send
-from tessera.search.whoosh_backend import replace_at
 
 
 def main() -> None:
@@ -19,11 +19,13 @@ def main() -> None:
     sys.stdout = sys.stderr  # stdout carries answers only
     while True:
         try:
-            directory, sources, docs, stamp = receive(requests)
+            directory, sources, docs, stamp, lock_timeout = receive(requests)
         except EOFError:
             return
+        # The server's setting, sent with each batch (a test shortens it in the server's process).
+        whoosh_backend.WRITE_LOCK_TIMEOUT = lock_timeout
         try:
-            replace_at(directory, sources, docs, stamp)
+            whoosh_backend.replace_at(directory, sources, docs, stamp)
             answer: tuple[str, str] = ("ok", "")
         except Exception as exc:
             answer = ("error", repr(exc))

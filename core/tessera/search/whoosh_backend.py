@@ -499,7 +499,9 @@ class WhooshSearcher:
             # Creates the index when missing (a first write before start-up, e.g. `tessera demo`
             # loading its data): the indexing process only opens existing ones.
             await asyncio.to_thread(self._index)
-        await asyncio.to_thread(indexer.call, str(self.directory), list(sources), list(docs), stamp)
+        await asyncio.to_thread(
+            indexer.call, str(self.directory), list(sources), list(docs), stamp, WRITE_LOCK_TIMEOUT
+        )
 
     def bulk_writer(self, limitmb: int = 256) -> Any:
         """A writer for loading many new documents (benchmark, fresh index): call

@@ -26,7 +26,9 @@ PRODUCTS = [
 DEALS = 200
 
 
-async def load(ctx: Any, deals: int = DEALS) -> None:
+async def load(ctx: Any, deals: int | None = None) -> None:
+    if deals is None:  # DEALS for the default demo, fewer for a smaller organisation
+        deals = max(10, round(DEALS * getattr(ctx, "scale", 1.0)))
     if await Product.count() > 0:
         return
     rnd = ctx.random

@@ -37,7 +37,9 @@ CALENDAR = {
 STATES = ("new", "in_progress", "waiting", "resolved", "closed", "closed_rated")
 
 
-async def load(ctx: Any, tickets: int = TICKETS) -> None:
+async def load(ctx: Any, tickets: int | None = None) -> None:
+    if tickets is None:  # TICKETS for the default demo, fewer for a smaller organisation
+        tickets = max(10, round(TICKETS * getattr(ctx, "scale", 1.0)))
     if await Queue.count() > 0 or not ctx.parties or not ctx.managers:
         return
     rnd = ctx.random
