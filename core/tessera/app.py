@@ -21,6 +21,7 @@ from tessera.api.input import InputGuard
 from tessera.api.profile import PROFILE_HANDLERS
 from tessera.api.routes import kernel_route_handlers
 from tessera.api.security import AUTH_HANDLERS, provide_principal
+from tessera.api.telephony import HANDLERS as TELEPHONY_HANDLERS
 from tessera.config import Settings, load_settings
 from tessera.entities import service
 from tessera.permissions import Principal
@@ -136,6 +137,7 @@ def create_app(
         route_handlers=[
             *AUTH_HANDLERS,
             *PROFILE_HANDLERS,
+            *TELEPHONY_HANDLERS,
             *kernel_route_handlers(),
             *SAVED_VIEW_API,
             *plugin_routers(pm),
