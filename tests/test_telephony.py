@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -197,3 +198,25 @@ async def test_click_to_call_rings_the_users_extension_then_dials(crm: Any, pbx:
     originate = [a for a in pbx.actions if a.get("Action") == "Originate"]
     assert len(originate) == 1
     assert (originate[0]["Channel"], originate[0]["Exten"]) == ("PJSIP/101", "+74951234567")
+
+
+async def test_pages_offer_the_extension_form_call_buttons_and_the_popup_script(crm: Any) -> None:
+    anna = await crm.user("manager", name="anna")
+    r = await crm.post("/api/parties", anna, json={"name": "Acme", "phones": [{"number": "+74951234567"}]})
+    party_id = r.json()["id"]
+    crm.client.cookies.clear()
+    r = await crm.client.post("/login", data={"email": anna["email"], "password": "correct-horse-battery"})
+    assert r.status_code == 303
+    page = await crm.client.get("/app/telephony")
+    assert page.status_code == 200 and 'name="extension"' in page.text
+    assert '<script src="/static/telephony/calls.js"' in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = await crm.client.post("/app/telephony", data={"csrf_token": csrf, "extension": "12a"})
+    assert r.status_code == 422 and "field-error" in r.text
+    r = await crm.client.post("/app/telephony", data={"csrf_token": csrf, "extension": "101"})
+    assert r.status_code == 303
+    assert (await crm.get("/api/telephony/me", anna)).json()["extension"] == "101"
+    card = await crm.client.get(f"/app/parties/{party_id}")
+    assert f'class="dial" data-number="+74951234567" data-party="{party_id}"' in card.text
+    assert (await crm.client.get("/static/telephony/calls.js")).status_code == 200
+    crm.client.cookies.clear()

@@ -43,6 +43,7 @@ from tessera.web.records import RECORD_PAGES
 from tessera.web.report_pages import REPORT_PAGES
 from tessera.web.saved_views import API_HANDLERS as SAVED_VIEW_API
 from tessera.web.task_pages import TASK_PAGES
+from tessera.web.telephony import HANDLERS as TELEPHONY_PAGES
 
 log = logging.getLogger("tessera")
 
@@ -152,6 +153,7 @@ def create_app(
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,
+            *TELEPHONY_PAGES,
             *web_routers(pm),
             openapi_pages.static_router(),
         ],
