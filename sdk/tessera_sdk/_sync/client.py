@@ -203,6 +203,28 @@ class Client(b.BaseClient):
         body = b.body(m.CustomFieldsIn(properties=properties, required=required or []))
         return self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))
 
+    # ------------------------------------------------------------------ telephony
+
+    def telephony_event(self, event: m.CallEventIn | Mapping[str, Any], *, secret: str) -> m.CallOut:
+        """Report a call step as a cloud PBX does (``POST /api/telephony/events``); ``secret``
+        is the deployment's ``telephony.webhook_secret``."""
+        headers = {"X-Tessera-Telephony-Secret": secret}
+        call = Call("POST", "/api/telephony/events", json=b.body(event), headers=headers, model=m.CallOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def dial(self, number: str, party_id: int | None = None) -> m.DialOut:
+        """Click-to-call: the PBX rings your extension, then dials ``number``."""
+        body = b.body(m.DialIn(number=number, party_id=party_id))
+        return self._execute(Call("POST", "/api/telephony/calls", json=body, model=m.DialOut))  # type: ignore[no-any-return]
+
+    def my_extension(self) -> m.ExtensionOut:
+        return self._execute(Call("GET", "/api/telephony/me", model=m.ExtensionOut))  # type: ignore[no-any-return]
+
+    def set_my_extension(self, extension: str) -> m.ExtensionOut:
+        """Your phone extension (empty removes it): pop-ups and click-to-call use it."""
+        body = b.body(m.ExtensionIn(extension=extension))
+        return self._execute(Call("PUT", "/api/telephony/me", json=body, model=m.ExtensionOut))  # type: ignore[no-any-return]
+
 
 class Entity(Generic[OutT, InT, PatchT]):
     """The standard REST routes of one kernel entity."""
