@@ -829,6 +829,7 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/marketing/mailings/{record_id}"): "marketing.mailing.send",
     ("POST", "/api/marketing/mailings/{record_id}/send"): "sends to the segment's parties the caller reads",
     ("POST", "/api/marketing/unsubscribe"): "public signed one-click link (no caller)",
+    ("POST", "/api/imports/parties"): "import job (party.write); owners and duplicates in the caller's scope",
 }
 
 

@@ -17,6 +17,7 @@ from tessera import __version__, db, email, events, i18n, migrations, webhooks
 from tessera.api import openapi
 from tessera.api.audit_guard import audit_guard
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
+from tessera.api.imports import HANDLERS as IMPORT_HANDLERS
 from tessera.api.input import InputGuard
 from tessera.api.profile import PROFILE_HANDLERS
 from tessera.api.routes import kernel_route_handlers
@@ -139,6 +140,7 @@ def create_app(
             *AUTH_HANDLERS,
             *PROFILE_HANDLERS,
             *TELEPHONY_HANDLERS,
+            *IMPORT_HANDLERS,
             *kernel_route_handlers(),
             *SAVED_VIEW_API,
             *plugin_routers(pm),
