@@ -141,23 +141,23 @@ async def test_a_killed_workers_import_resumes_without_duplicates(
     r = await _upload(crm, admin, content)
     job_id = r.json()["job_id"]
     chunks = 0
-    write_chunk = imports._write_chunk
+    import_chunk = imports.import_parties
 
-    def dying(*args: Any) -> Any:
+    async def dying(*args: Any, **kwargs: Any) -> Any:
         nonlocal chunks
         chunks += 1
         if chunks == 3:  # the third chunk never starts: the worker is gone
             raise Killed
-        return write_chunk(*args)
+        return await import_chunk(*args, **kwargs)
 
-    monkeypatch.setattr(imports, "_write_chunk", dying)
+    monkeypatch.setattr(imports, "import_parties", dying)
     with pytest.raises(Killed):
         await jobs.work(crm.pm, crm.settings, node="worker-a")
     assert await Party.count() == 20  # two whole chunks
     row = await BackgroundJob.select().where(BackgroundJob.id == job_id).first().output(load_json=True)
     assert row["status"] == "running" and row["progress"]["chunk"] == 2
 
-    monkeypatch.setattr(imports, "_write_chunk", write_chunk)
+    monkeypatch.setattr(imports, "import_parties", import_chunk)
     assert await jobs.work(crm.pm, crm.settings, node="worker-b") == []  # its lease holds
     frozen_clock.advance(hours=2)  # the lease expires: another worker takes the job over
     assert [s for _, s in await jobs.work(crm.pm, crm.settings, node="worker-b")] == ["done"]

@@ -856,6 +856,7 @@ async def import_parties(
     principal: Principal | None = None,
     index: bool = True,
     before_commit: Callable[[ImportReport], Awaitable[None]] | None = None,
+    preread: tuple[list[str], list[tuple[int, list[str]]]] | None = None,
 ) -> ImportReport:
     """Import parties from a CSV or XLSX file; see the module docstring.
 
@@ -871,6 +872,8 @@ async def import_parties(
     :param before_commit: awaited inside the import's transaction once the rows are written
         (not for a dry run or a refusal): a background import records its checkpoint there, so
         the checkpoint commits with the rows or not at all.
+    :param preread: ``(header, [(line, cells), ...])`` already read from ``path`` (a background
+        import reads the file once and imports it in chunks); ``path`` then only names it.
     """
     started = time.perf_counter()
     if on_duplicate not in DUPLICATE_POLICIES:
@@ -898,6 +901,7 @@ async def import_parties(
             encoding=encoding,
             principal=principal,
             before_commit=before_commit,
+            preread=preread,
         )
     if index and announced:
         t0 = time.perf_counter()
@@ -931,6 +935,7 @@ async def _import(
     encoding: str | None,
     principal: Principal | None,
     before_commit: Callable[[ImportReport], Awaitable[None]] | None = None,
+    preread: tuple[list[str], list[tuple[int, list[str]]]] | None = None,
 ) -> list[tuple[int, int]]:
     """Read, check and write in one transaction; returns the events to deliver, each with the
     number of parties it is about."""
@@ -942,16 +947,18 @@ async def _import(
         report.stages[stage] = report.stages.get(stage, 0.0) + now_ - mark
         mark = now_
 
-    rows_iter = read_rows(file, encoding, report)
     header: list[str] | None = None
     data: list[tuple[int, list[str]]] = []
-    for line, cells in rows_iter:
-        if header is None:
+    if preread is not None:
+        header, data = preread
+    else:
+        for line, cells in read_rows(file, encoding, report):
+            if header is None:
+                if any(c.strip() for c in cells):
+                    header = cells
+                continue
             if any(c.strip() for c in cells):
-                header = cells
-            continue
-        if any(c.strip() for c in cells):
-            data.append((line, cells))
+                data.append((line, cells))
     if header is None:
         raise ImportFailed(f"{file.name} is empty: the first row must be a header")
     columns = _columns(header, parse_mapping(mapping), report)

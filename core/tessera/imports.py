@@ -8,15 +8,15 @@ each in its own transaction that also records the job's checkpoint (the next chu
 killed in the middle leaves whole chunks behind it, and the retry (the job's lease expires,
 another worker claims it) starts at the checkpoint: no row is imported twice. Progress is the
 job's (``GET /api/jobs/background/{id}``); the result lists every rejected row with its line
-and errors. docs/integrations.md, "Import through the API".
+and errors. The new parties become searchable when the worker delivers the import's events
+(the scheduled ``kernel.events`` job, within a minute). docs/integrations.md, "Import through
+the API".
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -65,15 +65,6 @@ def _rows(path: Path, encoding: str | None) -> tuple[list[str], list[tuple[int, 
     return header, data
 
 
-def _write_chunk(folder: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> Path:
-    path = folder / "chunk.csv"
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(cells for _, cells in rows)
-    return path
-
-
 def _summary(state: dict[str, Any], report: ImportReport, lines: list[int] | None) -> None:
     """Add a chunk's report to the job's running totals. ``lines``: the file's line of each of
     the chunk's rows (None: the report's lines are the file's already)."""
@@ -120,7 +111,7 @@ async def import_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str,
         # The whole file checked at once: a dry run's report, or all-or-nothing's verdict.
         try:
             report = await import_parties(
-                path, dry_run=True, skip_invalid=True, encoding=payload.get("encoding"), **options
+                path, dry_run=True, skip_invalid=True, preread=(header, data), **options
             )
         except ImportFailed as exc:
             raise jobs.PermanentFailure(str(exc)) from exc
@@ -140,39 +131,43 @@ async def import_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str,
     state = dict(saved.get("state") or {"file": filename, "rows_read": total, "dry_run": False})
     next_chunk = int(saved.get("chunk", 0))
     chunks = [data[i : i + CHUNK_ROWS] for i in range(0, total, CHUNK_ROWS)]
-    with tempfile.TemporaryDirectory(prefix="tessera-import-") as tmp:
-        for index in range(next_chunk, len(chunks)):
-            chunk = chunks[index]
-            chunk_path = _write_chunk(Path(tmp), header, chunk)
-            lines = [line for line, _ in chunk]
-            after = dict(state)
+    for index in range(next_chunk, len(chunks)):
+        chunk = chunks[index]
+        after = dict(state)
 
-            async def checkpoint(
-                report: ImportReport,
-                index: int = index,
-                lines: list[int] = lines,
-                after: dict[str, Any] = after,
-            ) -> None:
-                _summary(after, report, lines)
-                done = min((index + 1) * CHUNK_ROWS, total)
-                progress = {
-                    "done": done,
-                    "total": total,
-                    "message": f"chunk {index + 1} of {len(chunks)}",
-                    "chunk": index + 1,
-                    "state": after,
-                }
-                await BackgroundJob.update({BackgroundJob.progress: progress}).where(
-                    BackgroundJob.id == ctx.id, BackgroundJob.attempts == ctx.attempt
-                )
+        async def checkpoint(
+            report: ImportReport,
+            index: int = index,
+            after: dict[str, Any] = after,
+        ) -> None:
+            _summary(after, report, None)
+            done = min((index + 1) * CHUNK_ROWS, total)
+            progress = {
+                "done": done,
+                "total": total,
+                "message": f"chunk {index + 1} of {len(chunks)}",
+                "chunk": index + 1,
+                "state": after,
+            }
+            await BackgroundJob.update({BackgroundJob.progress: progress}).where(
+                BackgroundJob.id == ctx.id, BackgroundJob.attempts == ctx.attempt
+            )
 
-            try:
-                await import_parties(
-                    chunk_path, skip_invalid=True, encoding="utf-8", before_commit=checkpoint, **options
-                )
-            except ImportFailed as exc:
-                raise jobs.PermanentFailure(str(exc)) from exc
-            state = after
+        try:
+            await import_parties(
+                path,
+                skip_invalid=True,
+                before_commit=checkpoint,
+                preread=(header, chunk),
+                # The new parties' events stay in the outbox: the worker's event delivery
+                # (kernel.events) indexes them for search within a minute, so the search
+                # index never holds the import (it is slower than the import itself).
+                index=False,
+                **options,
+            )
+        except ImportFailed as exc:
+            raise jobs.PermanentFailure(str(exc)) from exc
+        state = after
     state["committed"] = True
     state["seconds"] = round(time.perf_counter() - started, 3)
     return state
