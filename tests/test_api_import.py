@@ -8,10 +8,12 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import httpx
 import pytest
 from entity_helpers import field_errors
 from tessera import imports, jobs
 from tessera.entities.tables import BackgroundJob, Contact, Party
+from tessera_sdk import AsyncClient
 
 HEADER = "Наименование,ИНН,Телефон,E-mail,Статус,Контактное лицо,Должность,Телефон контакта\n"
 
@@ -120,10 +122,15 @@ async def test_an_xlsx_file_with_a_column_mapping(crm: Any) -> None:
     sheet.append(["ТОВ Верба", "", "verba@example.ua"])
     out = io.BytesIO()
     book.save(out)
-    r = await _upload(crm, admin, out.getvalue(), name="clients.xlsx", mapping='{"Примечание": "-"}')
-    assert r.status_code == 202, r.text
-    await jobs.work(crm.pm, crm.settings)
-    result = (await _job(crm, admin, r.json()["job_id"]))["result"]
+    transport = httpx.ASGITransport(app=crm.app)
+    async with AsyncClient(
+        "http://testserver", admin["token"], transport=transport
+    ) as sdk:  # the SDK's typed call
+        started = await sdk.import_parties("clients.xlsx", out.getvalue(), mapping={"Примечание": "-"})
+        await jobs.work(crm.pm, crm.settings)
+        job = await sdk.background_job(started.job_id)
+    assert job.status == "done"
+    result = job.result
     assert result["imported"] == 2 and result["rejected"] == []
     assert sorted(p["name"] for p in await Party.select(Party.name)) == ["ТОВ Верба", "ТОВ Калина"]
 

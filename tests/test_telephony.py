@@ -11,12 +11,14 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from ami_helpers import AmiServer, eventually
 from entity_helpers import field_errors
 from tessera.config import Telephony
 from tessera.entities.tables import Activity, Task, TelephonyCall
 from tessera.telephony.ami import AmiLink
+from tessera_sdk import AsyncClient
 
 
 @pytest.fixture
@@ -191,10 +193,12 @@ async def test_click_to_call_rings_the_users_extension_then_dials(crm: Any, pbx:
     await crm.put("/api/telephony/me", bob, json={"extension": "102"})
     r = await crm.post("/api/telephony/calls", bob, json={"number": "84951234567", "party_id": party_id})
     assert r.status_code == 404  # not Bob's client
-    r = await crm.post(
-        "/api/telephony/calls", anna, json={"number": "8 (495) 123-45-67", "party_id": party_id}
-    )
-    assert r.status_code == 202, r.text
+    transport = httpx.ASGITransport(app=crm.app)
+    async with AsyncClient(
+        "http://testserver", anna["token"], transport=transport
+    ) as sdk:  # the SDK's typed call
+        dialled = await sdk.dial("8 (495) 123-45-67", party_id=party_id)
+    assert (dialled.extension, dialled.number) == ("101", "+74951234567")
     originate = [a for a in pbx.actions if a.get("Action") == "Originate"]
     assert len(originate) == 1
     assert (originate[0]["Channel"], originate[0]["Exten"]) == ("PJSIP/101", "+74951234567")

@@ -556,6 +556,14 @@ class HandoffOut(Struct, kw_only=True):
     comment: str
 
 
+class ImportStarted(Struct, kw_only=True):
+    """The ``ImportStarted`` schema of the API."""
+
+    job_id: int
+    status: str
+    dry_run: bool
+
+
 class InstanceMigrateIn(Struct, kw_only=True):
     """The ``InstanceMigrateIn`` schema of the API."""
 
@@ -1776,6 +1784,7 @@ MODELS: dict[str, type[Struct]] = {
     "ExtensionOut": ExtensionOut,
     "HandoffIn": HandoffIn,
     "HandoffOut": HandoffOut,
+    "ImportStarted": ImportStarted,
     "InstanceMigrateIn": InstanceMigrateIn,
     "InstanceOut": InstanceOut,
     "InstancePage": InstancePage,

@@ -6,9 +6,10 @@ do not edit by hand; ``sdk/tests/test_sdk_models.py`` fails when the two disagre
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any, Generic
+from typing import Any, Generic, Literal
 
 import httpx
 import msgspec
@@ -202,6 +203,47 @@ class Client(b.BaseClient):
     ) -> dict[str, Any]:
         body = b.body(m.CustomFieldsIn(properties=properties, required=required or []))
         return self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))
+
+    # ------------------------------------------------------------------ imports
+
+    def import_parties(
+        self,
+        filename: str,
+        content: bytes,
+        *,
+        mapping: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        on_duplicate: Literal["skip", "update", "error"] = "skip",
+        all_or_nothing: bool = False,
+        owner_email: str = "",
+        idempotency_key: str | None = None,
+    ) -> m.ImportStarted:
+        """Start importing parties (with contact persons) from a CSV or XLSX file; follow the
+        job with ``background_job(job_id)`` (its ``result`` is the report)."""
+        data = {
+            "dry_run": "true" if dry_run else "false",
+            "on_duplicate": on_duplicate,
+            "all_or_nothing": "true" if all_or_nothing else "false",
+        }
+        if mapping:
+            data["mapping"] = json.dumps(dict(mapping))
+        if owner_email:
+            data["owner_email"] = owner_email
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        call = Call(
+            "POST",
+            "/api/imports/parties",
+            files={"file": (filename, content, "application/octet-stream")},
+            data=data,
+            headers=headers,
+            model=m.ImportStarted,
+        )
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def background_job(self, job_id: int) -> m.BackgroundJobOut:
+        """A background job you started (an import): status, progress, result, error."""
+        call = Call("GET", f"/api/jobs/background/{job_id}", model=m.BackgroundJobOut)
+        return self._execute(call)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ telephony
 
