@@ -200,6 +200,8 @@ NOT_RECORDS: dict[str, str] = {
     "/api/mail/triage": "messages from senders no party has (mail.triage), no party records; test_mail_in",
     "/api/mail/mailboxes": "configuration and poll state (mail.manage); test_mail_in",
     "/api/mail/quarantine": "messages that failed to import (mail.manage); test_mail_in",
+    "/api/accounting/counterparties": "export in SQL through the party spec's visibility; test_accounting",
+    "/api/accounting/documents": "plugins read with the caller's principal (sales: deals); test_accounting",
     "/api/telephony/stream": "the caller's own pop-ups, built with their principal; test_telephony",
     "/api/telephony/me": "the caller's own extension",
     "/api/telephony/extensions": "directory of extensions (user.manage)",
@@ -829,6 +831,10 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/marketing/mailings/{record_id}"): "marketing.mailing.send",
     ("POST", "/api/marketing/mailings/{record_id}/send"): "sends to the segment's parties the caller reads",
     ("POST", "/api/marketing/unsubscribe"): "public signed one-click link (no caller)",
+    (
+        "POST",
+        "/api/accounting/counterparties",
+    ): "accounting.exchange + party.write; updates only writable parties",
     ("POST", "/api/imports/parties"): "import job (party.write); owners and duplicates in the caller's scope",
 }
 

@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from tessera import __version__, db, email, events, i18n, migrations, webhooks
 from tessera.api import openapi
+from tessera.api.accounting import HANDLERS as ACCOUNTING_HANDLERS
 from tessera.api.audit_guard import audit_guard
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
 from tessera.api.imports import HANDLERS as IMPORT_HANDLERS
@@ -141,6 +142,7 @@ def create_app(
             *PROFILE_HANDLERS,
             *TELEPHONY_HANDLERS,
             *IMPORT_HANDLERS,
+            *ACCOUNTING_HANDLERS,
             *kernel_route_handlers(),
             *SAVED_VIEW_API,
             *plugin_routers(pm),

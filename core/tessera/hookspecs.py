@@ -385,6 +385,23 @@ def tessera_caller_facts(party_id: int, principal: Any) -> Any:
 
 
 @hookspec
+def tessera_accounting_documents(since: Any, principal: Any) -> Any:
+    """Return the plugin's documents for the accounting system (won deals, orders, invoices ...)
+    changed after ``since``, as a list of dicts (or a coroutine resolving to one):
+
+    * ``type`` (``"deal"``, ``"order"``, ``"invoice"``), ``external_key`` (stable and unique in
+      the plugin, e.g. ``"sales.deal:42"``: the accounting system deduplicates on it),
+      ``date`` (ISO date), ``party_id``, ``amount`` (a decimal string), ``currency``;
+    * anything else the accounting system needs (``number``, ``title``, ``lines``).
+
+    :param since: a timezone-aware ``datetime``; ``None`` for every document.
+    :param principal: the user asking for the export: return only what they may read.
+
+    Called by ``GET /api/accounting/documents`` and ``tessera accounting export``.
+    """
+
+
+@hookspec
 def tessera_record_urls(kind: str, ids: list[int]) -> Any:
     """Return the web pages of the plugin's records, ``{id: "/path"}`` (or a coroutine
     resolving to it), or ``None`` for a kind the plugin does not know.

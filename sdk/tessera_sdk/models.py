@@ -390,6 +390,36 @@ class ContactPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class CounterpartiesIn(Struct, kw_only=True):
+    """The ``CounterpartiesIn`` schema of the API."""
+
+    system: str = "accounting"
+    counterparties: list[dict[str, Any]] | UnsetType | None = UNSET
+    csv: str | UnsetType | None = UNSET
+
+
+class CounterpartiesOut(Struct, kw_only=True):
+    """The ``CounterpartiesOut`` schema of the API."""
+
+    counterparties: list[CounterpartyOut]
+    next_since: datetime.datetime | None
+
+
+class CounterpartyOut(Struct, kw_only=True):
+    """The ``CounterpartyOut`` schema of the API."""
+
+    external_id: str
+    party_id: int
+    name: str
+    kind: str
+    tax_id: str
+    phones: list[str]
+    emails: list[str]
+    address: str
+    website: str
+    updated_at: str
+
+
 class CustomFieldsIn(Struct, kw_only=True):
     """The ``CustomFieldsIn`` schema of the API."""
 
@@ -510,6 +540,12 @@ class DocumentIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class DocumentsOut(Struct, kw_only=True):
+    """The ``DocumentsOut`` schema of the API."""
+
+    documents: list[dict[str, Any]]
+
+
 class Email(Struct, kw_only=True):
     """The ``Email`` schema of the API."""
 
@@ -523,6 +559,17 @@ class Error(Struct, kw_only=True):
     status: int
     detail: str
     errors: list[dict[str, Any]]
+
+
+class ExchangeOut(Struct, kw_only=True):
+    """The ``ExchangeOut`` schema of the API."""
+
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    errors: list[RowReport]
+    party_ids: list[int]
 
 
 class ExtensionIn(Struct, kw_only=True):
@@ -1213,6 +1260,21 @@ class RolePatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class RowError(Struct, kw_only=True):
+    """The ``RowError`` schema of the API."""
+
+    field: str
+    message: str
+
+
+class RowReport(Struct, kw_only=True):
+    """The ``RowReport`` schema of the API."""
+
+    row: int
+    external_id: str
+    errors: list[RowError]
+
+
 class SalesSettingsIn(Struct, kw_only=True):
     """The ``SalesSettingsIn`` schema of the API."""
 
@@ -1769,6 +1831,9 @@ MODELS: dict[str, type[Struct]] = {
     "ContactOut": ContactOut,
     "ContactOutPage": ContactOutPage,
     "ContactPatch": ContactPatch,
+    "CounterpartiesIn": CounterpartiesIn,
+    "CounterpartiesOut": CounterpartiesOut,
+    "CounterpartyOut": CounterpartyOut,
     "CustomFieldsIn": CustomFieldsIn,
     "DealIn": DealIn,
     "DealOut": DealOut,
@@ -1778,8 +1843,10 @@ MODELS: dict[str, type[Struct]] = {
     "DialIn": DialIn,
     "DialOut": DialOut,
     "DocumentIn": DocumentIn,
+    "DocumentsOut": DocumentsOut,
     "Email": Email,
     "Error": Error,
+    "ExchangeOut": ExchangeOut,
     "ExtensionIn": ExtensionIn,
     "ExtensionOut": ExtensionOut,
     "HandoffIn": HandoffIn,
@@ -1847,6 +1914,8 @@ MODELS: dict[str, type[Struct]] = {
     "RoleOut": RoleOut,
     "RoleOutPage": RoleOutPage,
     "RolePatch": RolePatch,
+    "RowError": RowError,
+    "RowReport": RowReport,
     "SalesSettingsIn": SalesSettingsIn,
     "SalesSettingsOut": SalesSettingsOut,
     "SavedViewIn": SavedViewIn,

@@ -637,3 +637,15 @@ class TelephonyExtension(Table, tablename="telephony_extension"):
     user_id = Integer(unique=True)
     extension = Varchar(length=50, unique=True)
     updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class ExternalRef(Table, tablename="external_ref"):
+    """A record's id in another system (the accounting system's counterparty code): exchanges
+    find the record again by it, so importing the same file twice changes nothing."""
+
+    #: The other system (``1c``, ``accounting``).
+    system = Varchar(length=50)
+    entity = Varchar(length=50, default="party")
+    external_id = Varchar(length=200)
+    entity_id = Integer(index=True)
+    created_at = Timestamptz(default=TimestamptzNow())

@@ -245,6 +245,32 @@ class Client(b.BaseClient):
         call = Call("GET", f"/api/jobs/background/{job_id}", model=m.BackgroundJobOut)
         return self._execute(call)  # type: ignore[no-any-return]
 
+    # ------------------------------------------------------------------ accounting exchange
+
+    def import_counterparties(
+        self, counterparties: list[Mapping[str, Any]], *, system: str = "accounting"
+    ) -> m.ExchangeOut:
+        """Counterparties from the accounting system, idempotent by ``external_id``."""
+        body = {"system": system, "counterparties": [dict(c) for c in counterparties]}
+        call = Call("POST", "/api/accounting/counterparties", json=body, model=m.ExchangeOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def export_counterparties(
+        self, *, since: str | None = None, system: str = "accounting"
+    ) -> m.CounterpartiesOut:
+        """Parties changed after the checkpoint ``since`` (ISO time), and the next checkpoint."""
+        params: dict[str, Any] = {"system": system}
+        if since:
+            params["since"] = since
+        call = Call("GET", "/api/accounting/counterparties", params, model=m.CounterpartiesOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def accounting_documents(self, *, since: str | None = None) -> m.DocumentsOut:
+        """Documents plugins export to accounting (won deals) changed after ``since``."""
+        params = {"since": since} if since else {}
+        call = Call("GET", "/api/accounting/documents", params, model=m.DocumentsOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ telephony
 
     def telephony_event(self, event: m.CallEventIn | Mapping[str, Any], *, secret: str) -> m.CallOut:
