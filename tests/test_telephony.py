@@ -199,8 +199,12 @@ async def test_click_to_call_rings_the_users_extension_then_dials(crm: Any, pbx:
     ) as sdk:  # the SDK's typed call
         dialled = await sdk.dial("8 (495) 123-45-67", party_id=party_id)
     assert (dialled.extension, dialled.number) == ("101", "+74951234567")
+    retried = {"Idempotency-Key": "dial-1"}
+    for _ in range(2):  # a retried click: one call
+        r = await crm.post("/api/telephony/calls", anna, json={"number": "84951234567"}, headers=retried)
+        assert r.status_code == 202, r.text
     originate = [a for a in pbx.actions if a.get("Action") == "Originate"]
-    assert len(originate) == 1
+    assert len(originate) == 2
     assert (originate[0]["Channel"], originate[0]["Exten"]) == ("PJSIP/101", "+74951234567")
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from litestar import Request, get, post, put
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
@@ -19,12 +20,13 @@ from litestar.response.sse import ServerSentEventMessage
 from msgspec import Meta, Struct
 
 from tessera import audit, events
+from tessera.api.crud import MAX_IDEMPOTENCY_KEY, IdemKey, _claim_idempotency_key, _idempotent_replay
 from tessera.api.security import settings_of
 from tessera.entities import service
 from tessera.entities.dto import MAX_ID
 from tessera.entities.parties import PARTY
-from tessera.entities.tables import CrmUser, TelephonyExtension
-from tessera.errors import NotFound, ValidationFailed
+from tessera.entities.tables import CrmUser, IdempotencyRecord, TelephonyExtension
+from tessera.errors import Conflict, FieldError, NotFound, ValidationFailed
 from tessera.permissions import Principal
 from tessera.telephony import ami, calls
 
@@ -170,10 +172,13 @@ async def telephony_stream(
 
 
 @post("/api/telephony/calls", operation_id="telephony_dial", tags=["telephony"], status_code=202)
-async def telephony_dial(request: Request[Any, Any, Any], principal: Principal, data: DialIn) -> DialOut:
+async def telephony_dial(
+    request: Request[Any, Any, Any], principal: Principal, data: DialIn, idempotency_key: IdemKey = None
+) -> DialOut:
     """Click-to-call: the PBX rings your extension, then dials ``number`` (AMI ``Originate``).
     422 naming ``extension`` when you have none, ``number`` when it is not a phone number;
-    404 for a party you may not see; 502 when the PBX refuses or cannot be reached."""
+    404 for a party you may not see; 502 when the PBX refuses or cannot be reached. With an
+    ``Idempotency-Key`` a retried request answers as the first did and calls once."""
     principal.require("activity.write")
     settings = settings_of(request)
     extension = await calls.extension_of(principal.user_id)
@@ -184,19 +189,41 @@ async def telephony_dial(request: Request[Any, Any, Any], principal: Principal, 
         raise ValidationFailed.field("number", "is not a phone number")
     if data.party_id is not None:
         await service.get(PARTY, principal, data.party_id)  # 404 unless visible
+    claim = None
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise ValidationFailed.field("Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+        path = request.url.path
+        replay = await _idempotent_replay(idempotency_key, principal.user_id, path)
+        if replay is not None:
+            return replay  # type: ignore[return-value]
+        async with events.unit_of_work():
+            claim = await _claim_idempotency_key(idempotency_key, principal.user_id, path)
+        if claim is None:
+            raise Conflict(
+                "a request with this Idempotency-Key is still in progress; retry it shortly",
+                [FieldError("Idempotency-Key", "is in use by a request still in progress")],
+            )
     try:
         await ami.originate(settings.telephony, extension, number)
     except (ami.AmiError, ConnectionError, OSError) as exc:
         from litestar.exceptions import HTTPException
 
+        if claim is not None:  # nothing happened: the key may be used again
+            await IdempotencyRecord.delete().where(IdempotencyRecord.id == claim)
         raise HTTPException(status_code=502, detail=str(exc)) from None
+    answer = DialOut(extension=extension, number=number)
+    if claim is not None:
+        await IdempotencyRecord.update(
+            {IdempotencyRecord.status_code: 202, IdempotencyRecord.body: msgspec.json.encode(answer).decode()}
+        ).where(IdempotencyRecord.id == claim)
     await audit.record(
         "dial",
         "party" if data.party_id else "telephony",
         data.party_id,
         {"number": [None, number], "extension": [None, extension]},
     )
-    return DialOut(extension=extension, number=number)
+    return answer
 
 
 async def _save_extension(principal: Principal, user_id: int, extension: str) -> ExtensionOut:
