@@ -95,3 +95,19 @@ async def test_export_since_a_checkpoint_and_won_deals(crm: Any, frozen_clock: A
     assert [(d["type"], d["external_key"], d["amount"], d["source"]) for d in docs] == [
         ("deal", f"sales.deal:{deal['id']}", "1500.00", "sales")
     ]
+
+
+async def test_the_call_popup_shows_the_callers_open_deals_from_sales(crm: Any) -> None:
+    from tessera.telephony.calls import popup_payload
+
+    anna = await crm.user("manager", name="anna")
+    party_id = (await crm.post("/api/parties", anna, json={"name": "Acme"})).json()["id"]
+    r = await crm.post(
+        "/api/sales/deals", anna, json={"title": "Supply", "party_id": party_id, "amount": "100.00"}
+    )
+    assert r.status_code == 201, r.text
+    call = {"call_id": "c-1", "number": "+74951234567", "number_e164": "+74951234567", "party_id": party_id}
+    popup = await popup_payload(call, anna["id"])
+    assert [(f["label"], f["value"].split(" · ")[0]) for f in popup["facts"]] == [("Open deals", "1")]
+    bob = await crm.user("manager", name="bob")
+    assert (await popup_payload(call, bob["id"]))["party"] is None  # not Bob's client: the bare number
