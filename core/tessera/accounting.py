@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from tessera import clock, events
+from tessera import clock, events, exports
 from tessera.entities import service
 from tessera.entities.parties import PARTY, PartyIn
 from tessera.entities.tables import ExternalRef, Party
@@ -91,8 +91,11 @@ def parse_csv(text: str) -> list[dict[str, Any]]:
     delimiter = ";" if first.count(";") > first.count(",") else ","
     rows = []
     for record in csv.DictReader(io.StringIO(text), delimiter=delimiter):
+        # An export's cells neutralised against formula injection ('+7 ...) read back as typed.
         row: dict[str, Any] = {
-            k.strip(): (v or "").strip() for k, v in record.items() if k and k.strip() in CSV_COLUMNS
+            k.strip(): exports.restore_cell((v or "").strip())
+            for k, v in record.items()
+            if k and k.strip() in CSV_COLUMNS
         }
         row.pop("party_id", None)
         row.pop("updated_at", None)
@@ -258,8 +261,6 @@ async def export_counterparties(
 
 def to_csv(counterparties: list[dict[str, Any]]) -> str:
     """The export as CSV (UTF-8 with BOM for Excel; cells that look like formulas neutralised)."""
-    from tessera import exports
-
     out = io.StringIO()
     out.write("\ufeff")
     writer = exports.csv_writer(out)
