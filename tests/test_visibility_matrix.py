@@ -835,6 +835,10 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
         "POST",
         "/api/accounting/counterparties",
     ): "accounting.exchange + party.write; updates only writable parties",
+    (
+        "POST",
+        "/api/mail/quarantine/{message_id}/ignore",
+    ): "quarantined messages (mail.manage); test_mail_admin",
     ("POST", "/api/imports/parties"): "import job (party.write); owners and duplicates in the caller's scope",
 }
 
