@@ -235,6 +235,37 @@ class BackgroundJobOut(Struct, kw_only=True):
     finished_at: datetime.datetime | None
 
 
+class BuilderDrillIn(Struct, kw_only=True):
+    """The ``BuilderDrillIn`` schema of the API."""
+
+    definition: dict[str, Any]
+    cell: dict[str, Any]
+    measure: str | UnsetType | None = UNSET
+
+
+class BuilderEntity(Struct, kw_only=True):
+    """The ``BuilderEntity`` schema of the API."""
+
+    key: str
+    label: str
+    plugin: str
+    fields: list[BuilderField]
+
+
+class BuilderField(Struct, kw_only=True):
+    """The ``BuilderField`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+
+
+class BuilderRunIn(Struct, kw_only=True):
+    """The ``BuilderRunIn`` schema of the API."""
+
+    definition: dict[str, Any]
+
+
 class CadenceRuleIn(Struct, kw_only=True):
     """The ``CadenceRuleIn`` schema of the API."""
 
@@ -278,6 +309,92 @@ class CallOut(Struct, kw_only=True):
     task_id: int | None
 
 
+class CampaignFigures(Struct, kw_only=True):
+    """The ``CampaignFigures`` schema of the API."""
+
+    campaign_id: int
+    name: str
+    channel: str
+    status: str
+    budget: str
+    expected_leads: int
+    expected_revenue: str
+    responses: int
+    leads: int
+    customers: int
+    conversion: float | None
+    revenue: str
+    cost: str
+    cost_per_lead: str | None
+    roi: float | None
+
+
+class CampaignIn(Struct, kw_only=True):
+    """The ``CampaignIn`` schema of the API."""
+
+    name: str
+    starts_on: datetime.date
+    channel: Literal[
+        "email", "web", "exhibition", "event", "ads", "social", "phone", "print", "referral", "other"
+    ] = "other"
+    status: Literal["planned", "active", "closed"] = "planned"
+    ends_on: datetime.date | UnsetType | None = UNSET
+    budget: str = "0"
+    segment_id: int | UnsetType | None = UNSET
+    expected_responses: int = 0
+    expected_leads: int = 0
+    expected_revenue: str = "0"
+    description: str = ""
+
+
+class CampaignOut(Struct, kw_only=True):
+    """The ``CampaignOut`` schema of the API."""
+
+    id: int
+    name: str
+    channel: str
+    status: str
+    starts_on: datetime.date
+    ends_on: datetime.date | None
+    budget: str
+    segment_id: int | None
+    expected_responses: int
+    expected_leads: int
+    expected_revenue: str
+    description: str
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class CampaignOutPage(Struct, kw_only=True):
+    """The ``CampaignOutPage`` schema of the API."""
+
+    items: list[CampaignOut]
+    next_cursor: str | None
+
+
+class CampaignPatch(Struct, kw_only=True):
+    """The ``CampaignPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    channel: (
+        Literal["email", "web", "exhibition", "event", "ads", "social", "phone", "print", "referral", "other"]
+        | UnsetType
+    ) = UNSET
+    status: Literal["planned", "active", "closed"] | UnsetType = UNSET
+    starts_on: datetime.date | UnsetType = UNSET
+    ends_on: datetime.date | UnsetType | None = UNSET
+    budget: str | UnsetType = UNSET
+    segment_id: int | UnsetType | None = UNSET
+    expected_responses: int | UnsetType = UNSET
+    expected_leads: int | UnsetType = UNSET
+    expected_revenue: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class ChangeIn(Struct, kw_only=True):
     """The ``ChangeIn`` schema of the API."""
 
@@ -289,12 +406,47 @@ class ChangeIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class ChannelFigures(Struct, kw_only=True):
+    """The ``ChannelFigures`` schema of the API."""
+
+    channel: str
+    campaigns: int
+    responses: int
+    leads: int
+    customers: int
+    conversion: float | None
+    revenue: str
+    cost: str
+    cost_per_lead: str | None
+    roi: float | None
+
+
 class ChecklistIn(Struct, kw_only=True):
     """The ``ChecklistIn`` schema of the API."""
 
     item: str
     done: bool = True
     comment: str = ""
+
+
+class ClassSettings(Struct, kw_only=True):
+    """The ``ClassSettings`` schema of the API."""
+
+    a: float
+    b: float
+    x: float
+    y: float
+    sources: list[str]
+
+
+class ClassSettingsIn(Struct, kw_only=True):
+    """The ``ClassSettingsIn`` schema of the API."""
+
+    a: float = 80
+    b: float = 15
+    x: float = 10
+    y: float = 25
+    sources: list[str] | UnsetType = UNSET
 
 
 class ClientCard(Struct, kw_only=True):
@@ -390,6 +542,50 @@ class ContactPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class CostIn(Struct, kw_only=True):
+    """The ``CostIn`` schema of the API."""
+
+    campaign_id: int
+    spent_on: datetime.date
+    amount: str
+    description: str = ""
+
+
+class CostOut(Struct, kw_only=True):
+    """The ``CostOut`` schema of the API."""
+
+    id: int
+    campaign_id: int
+    spent_on: datetime.date
+    amount: str
+    description: str
+    created_by: int | None
+    created_at: datetime.datetime
+
+
+class CostOutPage(Struct, kw_only=True):
+    """The ``CostOutPage`` schema of the API."""
+
+    items: list[CostOut]
+    next_cursor: str | None
+
+
+class CostPatch(Struct, kw_only=True):
+    """The ``CostPatch`` schema of the API."""
+
+    campaign_id: int | UnsetType = UNSET
+    spent_on: datetime.date | UnsetType = UNSET
+    amount: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class CountOut(Struct, kw_only=True):
+    """The ``CountOut`` schema of the API."""
+
+    count: int
+
+
 class CounterpartiesIn(Struct, kw_only=True):
     """The ``CounterpartiesIn`` schema of the API."""
 
@@ -425,6 +621,26 @@ class CustomFieldsIn(Struct, kw_only=True):
 
     properties: dict[str, Any]
     required: list[str] | UnsetType = UNSET
+
+
+class DashboardIn(Struct, kw_only=True):
+    """The ``DashboardIn`` schema of the API."""
+
+    name: str
+    tiles: list[dict[str, Any]] | UnsetType = UNSET
+    shared_roles: list[str] | UnsetType = UNSET
+    shared_teams: list[int] | UnsetType = UNSET
+
+
+class DashboardOut(Struct, kw_only=True):
+    """The ``DashboardOut`` schema of the API."""
+
+    id: int
+    name: str
+    owner_id: int
+    tiles: list[dict[str, Any]]
+    shared_roles: list[str]
+    shared_teams: list[int]
 
 
 class DealIn(Struct, kw_only=True):
@@ -531,6 +747,16 @@ class DialOut(Struct, kw_only=True):
     number: str
 
 
+class Distribution(Struct, kw_only=True):
+    """The ``Distribution`` schema of the API."""
+
+    mode: Literal["user", "round_robin", "least_loaded", "territory", "team_list"] = "round_robin"
+    user_ids: list[int] | UnsetType = UNSET
+    team_id: int | UnsetType | None = UNSET
+    field: str = ""
+    territories: dict[str, int] | UnsetType = UNSET
+
+
 class DocumentIn(Struct, kw_only=True):
     """The ``DocumentIn`` schema of the API."""
 
@@ -544,6 +770,25 @@ class DocumentsOut(Struct, kw_only=True):
     """The ``DocumentsOut`` schema of the API."""
 
     documents: list[dict[str, Any]]
+
+
+class DrillIn(Struct, kw_only=True):
+    """The ``DrillIn`` schema of the API."""
+
+    cell: dict[str, Any]
+    params: dict[str, Any] | UnsetType | None = UNSET
+    measure: str | UnsetType | None = UNSET
+
+
+class DrillOut(Struct, kw_only=True):
+    """The ``DrillOut`` schema of the API."""
+
+    report: str
+    entity: str
+    count: int
+    ids: list[int]
+    truncated: bool
+    list_url: str | None
 
 
 class Email(Struct, kw_only=True):
@@ -690,6 +935,115 @@ class JobRunOut(Struct, kw_only=True):
     error: str
 
 
+class KpiFigure(Struct, kw_only=True):
+    """The ``KpiFigure`` schema of the API."""
+
+    period: str
+    target: str | None
+    actual: Any
+    percent: float | None
+
+
+class KpiIn(Struct, kw_only=True):
+    """The ``KpiIn`` schema of the API."""
+
+    name: str
+    report_key: str
+    measure: str
+    params: dict[str, Any] | UnsetType = UNSET
+    person_dimension: str = "owner"
+    team_dimension: str | None = "team"
+
+
+class KpiOut(Struct, kw_only=True):
+    """The ``KpiOut`` schema of the API."""
+
+    id: int
+    name: str
+    report_key: str
+    measure: str
+    params: dict[str, Any]
+    person_dimension: str
+    team_dimension: str
+
+
+class KpiPanelItem(Struct, kw_only=True):
+    """The ``KpiPanelItem`` schema of the API."""
+
+    kpi: KpiOut
+    period: str
+    target: str | None
+    actual: Any
+    percent: float | None
+    history: list[KpiFigure]
+
+
+class KpiTargetIn(Struct, kw_only=True):
+    """The ``KpiTargetIn`` schema of the API."""
+
+    period: str
+    target: str
+    user_id: int | UnsetType | None = UNSET
+    team_id: int | UnsetType | None = UNSET
+
+
+class KpiTargetOut(Struct, kw_only=True):
+    """The ``KpiTargetOut`` schema of the API."""
+
+    id: int
+    kpi_id: int
+    user_id: int | None
+    team_id: int | None
+    period: str
+    target: str
+
+
+class LeadIn(Struct, kw_only=True):
+    """The ``LeadIn`` schema of the API."""
+
+    party_id: int
+    campaign_id: int | UnsetType | None = UNSET
+    assignee_id: int | UnsetType | None = UNSET
+    status: Literal["new", "contacted", "qualified", "disqualified"] = "new"
+    note: str = ""
+    received_at: datetime.datetime | UnsetType | None = UNSET
+
+
+class LeadOut(Struct, kw_only=True):
+    """The ``LeadOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    campaign_id: int | None
+    source: str
+    form_id: int | None
+    status: str
+    deal_id: int | None
+    assignee_id: int | None
+    team_id: int | None
+    payload: dict[str, Any]
+    note: str
+    received_at: datetime.datetime
+    created_by: int | None
+
+
+class LeadOutPage(Struct, kw_only=True):
+    """The ``LeadOutPage`` schema of the API."""
+
+    items: list[LeadOut]
+    next_cursor: str | None
+
+
+class LeadPatch(Struct, kw_only=True):
+    """The ``LeadPatch`` schema of the API."""
+
+    campaign_id: int | UnsetType | None = UNSET
+    assignee_id: int | UnsetType | None = UNSET
+    status: Literal["new", "contacted", "qualified", "disqualified"] | UnsetType = UNSET
+    note: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class LineIn(Struct, kw_only=True):
     """The ``LineIn`` schema of the API."""
 
@@ -709,6 +1063,16 @@ class LineOut(Struct, kw_only=True):
     unit_price: str
     discount_pct: str
     amount: str
+
+
+class LoadOut(Struct, kw_only=True):
+    """The ``LoadOut`` schema of the API."""
+
+    user_id: int
+    name: str
+    open_tasks: int
+    overdue_tasks: int
+    planned_activities: int
 
 
 class LoginIn(Struct, kw_only=True):
@@ -746,6 +1110,94 @@ class MailboxOut(Struct, kw_only=True):
     quarantined: int
 
 
+class MailingIn(Struct, kw_only=True):
+    """The ``MailingIn`` schema of the API."""
+
+    name: str
+    subject: str
+    html: str = ""
+    text: str = ""
+    segment_id: int | UnsetType | None = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    promotional: bool = True
+    per_minute: int = 600
+    send_before: datetime.datetime | UnsetType | None = UNSET
+
+
+class MailingOut(Struct, kw_only=True):
+    """The ``MailingOut`` schema of the API."""
+
+    id: int
+    name: str
+    subject: str
+    html: str
+    text: str
+    segment_id: int | None
+    campaign_id: int | None
+    promotional: bool
+    status: str
+    per_minute: int
+    send_before: datetime.datetime | None
+    created_by: int | None
+    created_at: datetime.datetime
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    updated_at: datetime.datetime
+    version: int
+
+
+class MailingOutPage(Struct, kw_only=True):
+    """The ``MailingOutPage`` schema of the API."""
+
+    items: list[MailingOut]
+    next_cursor: str | None
+
+
+class MailingPatch(Struct, kw_only=True):
+    """The ``MailingPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    subject: str | UnsetType = UNSET
+    html: str | UnsetType = UNSET
+    text: str | UnsetType = UNSET
+    segment_id: int | UnsetType | None = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    promotional: bool | UnsetType = UNSET
+    per_minute: int | UnsetType = UNSET
+    send_before: datetime.datetime | UnsetType | None = UNSET
+    version: int | UnsetType = UNSET
+
+
+class MailingPreview(Struct, kw_only=True):
+    """The ``MailingPreview`` schema of the API."""
+
+    subject: str
+    html: str
+    text: str
+
+
+class MailingProgress(Struct, kw_only=True):
+    """The ``MailingProgress`` schema of the API."""
+
+    mailing_id: int
+    status: str
+    queued: int
+    sending: int
+    sent: int
+    failed: int
+    late: int
+    skipped: int
+
+
+class MatrixCell(Struct, kw_only=True):
+    """The ``MatrixCell`` schema of the API."""
+
+    abc_class: str
+    xyz_class: str
+    clients: int
+    revenue: str
+
+
 class MeOut(Struct, kw_only=True):
     """The ``MeOut`` schema of the API."""
 
@@ -757,6 +1209,13 @@ class MeOut(Struct, kw_only=True):
     team_id: int | None
     acting_for: list[int]
     csrf_token: str | None
+
+
+class MembersPage(Struct, kw_only=True):
+    """The ``MembersPage`` schema of the API."""
+
+    items: list[PartyOut]
+    next_cursor: str | None
 
 
 class MessageIn(Struct, kw_only=True):
@@ -1196,6 +1655,83 @@ class ReassignIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class RecomputeOut(Struct, kw_only=True):
+    """The ``RecomputeOut`` schema of the API."""
+
+    classified: int
+    changed: int
+
+
+class ReportColumn(Struct, kw_only=True):
+    """The ``ReportColumn`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+    unit: str
+    dimension: bool
+
+
+class ReportDeliveryOut(Struct, kw_only=True):
+    """The ``ReportDeliveryOut`` schema of the API."""
+
+    id: int
+    schedule_id: int
+    user_id: int | None
+    email: str
+    rows: int
+    status: str
+    job_id: int | None
+    detail: str
+    at: datetime.datetime
+
+
+class ReportDimension(Struct, kw_only=True):
+    """The ``ReportDimension`` schema of the API."""
+
+    key: str
+    label: str
+    kind: str
+
+
+class ReportInfo(Struct, kw_only=True):
+    """The ``ReportInfo`` schema of the API."""
+
+    key: str
+    title: str
+    description: str
+    plugin: str
+    entity: str
+    chart: str | None
+    params_schema: dict[str, Any]
+    dimensions: list[ReportDimension]
+    measures: list[ReportMeasure]
+    columns: list[ReportColumn]
+    drill_down: bool
+
+
+class ReportMeasure(Struct, kw_only=True):
+    """The ``ReportMeasure`` schema of the API."""
+
+    key: str
+    label: str
+    type: str
+    unit: str
+
+
+class ReportResult(Struct, kw_only=True):
+    """The ``ReportResult`` schema of the API."""
+
+    report: str
+    title: str
+    params: dict[str, Any]
+    columns: list[ReportColumn]
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any]
+    chart: str | None
+    drill_down: bool
+
+
 class ResetRequestIn(Struct, kw_only=True):
     """The ``ResetRequestIn`` schema of the API."""
 
@@ -1275,6 +1811,12 @@ class RowReport(Struct, kw_only=True):
     errors: list[RowError]
 
 
+class RulesIn(Struct, kw_only=True):
+    """The ``RulesIn`` schema of the API."""
+
+    rules: dict[str, Any]
+
+
 class SalesSettingsIn(Struct, kw_only=True):
     """The ``SalesSettingsIn`` schema of the API."""
 
@@ -1285,6 +1827,28 @@ class SalesSettingsOut(Struct, kw_only=True):
     """The ``SalesSettingsOut`` schema of the API."""
 
     base_currency: str
+
+
+class SavedReportIn(Struct, kw_only=True):
+    """The ``SavedReportIn`` schema of the API."""
+
+    name: str
+    definition: dict[str, Any]
+    shared_roles: list[str] | UnsetType = UNSET
+    shared_teams: list[int] | UnsetType = UNSET
+
+
+class SavedReportOut(Struct, kw_only=True):
+    """The ``SavedReportOut`` schema of the API."""
+
+    id: int
+    name: str
+    owner_id: int
+    definition: dict[str, Any]
+    shared_roles: list[str]
+    shared_teams: list[int]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
 
 
 class SavedViewIn(Struct, kw_only=True):
@@ -1307,6 +1871,30 @@ class SavedViewOut(Struct, kw_only=True):
     query: str
     created_at: datetime.datetime
     mine: bool
+
+
+class ScheduleIn(Struct, kw_only=True):
+    """The ``ScheduleIn`` schema of the API."""
+
+    cron: str
+    format: Literal["csv", "xlsx"] = "xlsx"
+    recipient_users: list[int] | UnsetType = UNSET
+    recipient_roles: list[str] | UnsetType = UNSET
+
+
+class ScheduleOut(Struct, kw_only=True):
+    """The ``ScheduleOut`` schema of the API."""
+
+    id: int
+    saved_report_id: int
+    owner_id: int
+    cron: str
+    format: str
+    recipient_users: list[int]
+    recipient_roles: list[str]
+    active: bool
+    next_run_at: datetime.datetime | None
+    last_run_at: datetime.datetime | None
 
 
 class SearchFacetsOut(Struct, kw_only=True):
@@ -1348,6 +1936,47 @@ class SearchOut(Struct, kw_only=True):
     hits: list[SearchHitOut]
     groups: list[SearchGroupOut]
     facets: SearchFacetsOut
+
+
+class SegmentIn(Struct, kw_only=True):
+    """The ``SegmentIn`` schema of the API."""
+
+    name: str
+    description: str = ""
+    kind: Literal["dynamic", "static"] = "dynamic"
+    rules: dict[str, Any] | UnsetType = UNSET
+
+
+class SegmentOut(Struct, kw_only=True):
+    """The ``SegmentOut`` schema of the API."""
+
+    id: int
+    name: str
+    description: str
+    kind: str
+    rules: dict[str, Any]
+    frozen_at: datetime.datetime | None
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class SegmentOutPage(Struct, kw_only=True):
+    """The ``SegmentOutPage`` schema of the API."""
+
+    items: list[SegmentOut]
+    next_cursor: str | None
+
+
+class SegmentPatch(Struct, kw_only=True):
+    """The ``SegmentPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    kind: Literal["dynamic", "static"] | UnsetType = UNSET
+    rules: dict[str, Any] | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class SlaOut(Struct, kw_only=True):
@@ -1622,6 +2251,16 @@ class TicketPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class TileOut(Struct, kw_only=True):
+    """The ``TileOut`` schema of the API."""
+
+    kind: str
+    result: ReportResult | None
+    kpi: KpiPanelItem | None
+    href: str | None
+    error: str
+
+
 class TimelineItem(Struct, kw_only=True):
     """The ``TimelineItem`` schema of the API."""
 
@@ -1754,6 +2393,67 @@ class UserPatch(Struct, kw_only=True):
     revoke_tokens: bool | UnsetType = UNSET
 
 
+class WebFormIn(Struct, kw_only=True):
+    """The ``WebFormIn`` schema of the API."""
+
+    key: str
+    name: str
+    campaign_id: int | UnsetType | None = UNSET
+    source: str = "web"
+    fields: dict[str, str] | UnsetType = UNSET
+    allowed_origins: list[str] | UnsetType = UNSET
+    honeypot: str = "website_url"
+    per_ip_per_hour: int = 5
+    per_form_per_hour: int = 500
+    distribution: Distribution | UnsetType = UNSET
+    active: bool = True
+
+
+class WebFormOut(Struct, kw_only=True):
+    """The ``WebFormOut`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+    campaign_id: int | None
+    source: str
+    fields: dict[str, str]
+    allowed_origins: list[str]
+    honeypot: str
+    per_ip_per_hour: int
+    per_form_per_hour: int
+    distribution: dict[str, Any]
+    active: bool
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class WebFormOutPage(Struct, kw_only=True):
+    """The ``WebFormOutPage`` schema of the API."""
+
+    items: list[WebFormOut]
+    next_cursor: str | None
+
+
+class WebFormPatch(Struct, kw_only=True):
+    """The ``WebFormPatch`` schema of the API."""
+
+    key: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    campaign_id: int | UnsetType | None = UNSET
+    source: str | UnsetType = UNSET
+    fields: dict[str, str] | UnsetType = UNSET
+    allowed_origins: list[str] | UnsetType = UNSET
+    honeypot: str | UnsetType = UNSET
+    per_ip_per_hour: int | UnsetType = UNSET
+    per_form_per_hour: int | UnsetType = UNSET
+    distribution: Distribution | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class WebhookCreated(Struct, kw_only=True):
     """The ``WebhookCreated`` schema of the API."""
 
@@ -1817,11 +2517,23 @@ MODELS: dict[str, type[Struct]] = {
     "AttachmentOutPage": AttachmentOutPage,
     "AuditOut": AuditOut,
     "BackgroundJobOut": BackgroundJobOut,
+    "BuilderDrillIn": BuilderDrillIn,
+    "BuilderEntity": BuilderEntity,
+    "BuilderField": BuilderField,
+    "BuilderRunIn": BuilderRunIn,
     "CadenceRuleIn": CadenceRuleIn,
     "CallEventIn": CallEventIn,
     "CallOut": CallOut,
+    "CampaignFigures": CampaignFigures,
+    "CampaignIn": CampaignIn,
+    "CampaignOut": CampaignOut,
+    "CampaignOutPage": CampaignOutPage,
+    "CampaignPatch": CampaignPatch,
     "ChangeIn": ChangeIn,
+    "ChannelFigures": ChannelFigures,
     "ChecklistIn": ChecklistIn,
+    "ClassSettings": ClassSettings,
+    "ClassSettingsIn": ClassSettingsIn,
     "ClientCard": ClientCard,
     "CloseIn": CloseIn,
     "CommentIn": CommentIn,
@@ -1831,10 +2543,17 @@ MODELS: dict[str, type[Struct]] = {
     "ContactOut": ContactOut,
     "ContactOutPage": ContactOutPage,
     "ContactPatch": ContactPatch,
+    "CostIn": CostIn,
+    "CostOut": CostOut,
+    "CostOutPage": CostOutPage,
+    "CostPatch": CostPatch,
+    "CountOut": CountOut,
     "CounterpartiesIn": CounterpartiesIn,
     "CounterpartiesOut": CounterpartiesOut,
     "CounterpartyOut": CounterpartyOut,
     "CustomFieldsIn": CustomFieldsIn,
+    "DashboardIn": DashboardIn,
+    "DashboardOut": DashboardOut,
     "DealIn": DealIn,
     "DealOut": DealOut,
     "DealOutPage": DealOutPage,
@@ -1842,8 +2561,11 @@ MODELS: dict[str, type[Struct]] = {
     "DeliveryOut": DeliveryOut,
     "DialIn": DialIn,
     "DialOut": DialOut,
+    "Distribution": Distribution,
     "DocumentIn": DocumentIn,
     "DocumentsOut": DocumentsOut,
+    "DrillIn": DrillIn,
+    "DrillOut": DrillOut,
     "Email": Email,
     "Error": Error,
     "ExchangeOut": ExchangeOut,
@@ -1858,12 +2580,31 @@ MODELS: dict[str, type[Struct]] = {
     "JobOut": JobOut,
     "JobPatch": JobPatch,
     "JobRunOut": JobRunOut,
+    "KpiFigure": KpiFigure,
+    "KpiIn": KpiIn,
+    "KpiOut": KpiOut,
+    "KpiPanelItem": KpiPanelItem,
+    "KpiTargetIn": KpiTargetIn,
+    "KpiTargetOut": KpiTargetOut,
+    "LeadIn": LeadIn,
+    "LeadOut": LeadOut,
+    "LeadOutPage": LeadOutPage,
+    "LeadPatch": LeadPatch,
     "LineIn": LineIn,
     "LineOut": LineOut,
+    "LoadOut": LoadOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
     "MailboxOut": MailboxOut,
+    "MailingIn": MailingIn,
+    "MailingOut": MailingOut,
+    "MailingOutPage": MailingOutPage,
+    "MailingPatch": MailingPatch,
+    "MailingPreview": MailingPreview,
+    "MailingProgress": MailingProgress,
+    "MatrixCell": MatrixCell,
     "MeOut": MeOut,
+    "MembersPage": MembersPage,
     "MessageIn": MessageIn,
     "MessageOut": MessageOut,
     "MigrateSpec": MigrateSpec,
@@ -1906,6 +2647,13 @@ MODELS: dict[str, type[Struct]] = {
     "RateOut": RateOut,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
+    "RecomputeOut": RecomputeOut,
+    "ReportColumn": ReportColumn,
+    "ReportDeliveryOut": ReportDeliveryOut,
+    "ReportDimension": ReportDimension,
+    "ReportInfo": ReportInfo,
+    "ReportMeasure": ReportMeasure,
+    "ReportResult": ReportResult,
     "ResetRequestIn": ResetRequestIn,
     "ResetRequested": ResetRequested,
     "ResetTokenOut": ResetTokenOut,
@@ -1916,14 +2664,23 @@ MODELS: dict[str, type[Struct]] = {
     "RolePatch": RolePatch,
     "RowError": RowError,
     "RowReport": RowReport,
+    "RulesIn": RulesIn,
     "SalesSettingsIn": SalesSettingsIn,
     "SalesSettingsOut": SalesSettingsOut,
+    "SavedReportIn": SavedReportIn,
+    "SavedReportOut": SavedReportOut,
     "SavedViewIn": SavedViewIn,
     "SavedViewOut": SavedViewOut,
+    "ScheduleIn": ScheduleIn,
+    "ScheduleOut": ScheduleOut,
     "SearchFacetsOut": SearchFacetsOut,
     "SearchGroupOut": SearchGroupOut,
     "SearchHitOut": SearchHitOut,
     "SearchOut": SearchOut,
+    "SegmentIn": SegmentIn,
+    "SegmentOut": SegmentOut,
+    "SegmentOutPage": SegmentOutPage,
+    "SegmentPatch": SegmentPatch,
     "SlaOut": SlaOut,
     "SlaRow": SlaRow,
     "StartIn": StartIn,
@@ -1945,6 +2702,7 @@ MODELS: dict[str, type[Struct]] = {
     "TicketOut": TicketOut,
     "TicketOutPage": TicketOutPage,
     "TicketPatch": TicketPatch,
+    "TileOut": TileOut,
     "TimelineItem": TimelineItem,
     "TokenCreated": TokenCreated,
     "TokenIn": TokenIn,
@@ -1957,6 +2715,10 @@ MODELS: dict[str, type[Struct]] = {
     "UserOut": UserOut,
     "UserOutPage": UserOutPage,
     "UserPatch": UserPatch,
+    "WebFormIn": WebFormIn,
+    "WebFormOut": WebFormOut,
+    "WebFormOutPage": WebFormOutPage,
+    "WebFormPatch": WebFormPatch,
     "WebhookCreated": WebhookCreated,
     "WebhookIn": WebhookIn,
     "WebhookOut": WebhookOut,
