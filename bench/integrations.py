@@ -1,7 +1,8 @@
-"""Integrations benchmark: webhook delivery throughput to a local receiver.
+"""Integrations benchmark: API import of parties with contacts next to the CLI import, and
+webhook delivery throughput to a local receiver.
 
-    .venv/bin/python bench/integrations.py --deliveries 2000
-    .venv/bin/python bench/integrations.py --deliveries 2000 --pg postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/integrations.py --rows 100000 --deliveries 2000
+    .venv/bin/python bench/integrations.py --rows 100000 --deliveries 2000 --pg postgresql://postgres@127.0.0.1:5432/test
 
 Each measure is one function (``measure_webhook_delivery``; others may be added beside it) run
 on a scratch database (SQLite in a temp dir, or a scratch database on ``--pg``, dropped after).
@@ -9,6 +10,15 @@ Webhooks: N committed events for one subscription are delivered by the backgroun
 (claim, resolve and check the target, sign, POST, log) to an HTTP receiver on 127.0.0.1 (allowed
 through ``webhook_allowed_networks``); the figure is deliveries/s, printed next to a baseline:
 the same number of bare signed POSTs from one loop to the same receiver.
+
+Import: a generated client list (``bench/importer.py``'s generator plus a contact person and
+position per row) is imported twice into the same database, emptied in between: by the CLI's
+``tessera.importer.import_parties`` (the baseline), and as an API import — the file stored
+and queued as ``POST /api/imports/parties`` does, then the ``import.parties`` background job
+run by the worker (claim, read, checkpointed chunks of ``CHUNK_ROWS`` rows) until it is done.
+Both leave the search indexing to the events outbox (as the worker does it afterwards), so the
+figures compare the imports themselves. Figures: rows/s of each, and their ratio (issue 16
+target: >= 20,000 rows/s for the API import on SQLite).
 """
 
 from __future__ import annotations
@@ -103,6 +113,83 @@ async def measure_webhook_delivery(deliveries: int, settings: Any, pm: Any) -> d
     }
 
 
+def _client_list(path: Path, rows: int) -> None:
+    """``bench/importer.py``'s client list with a contact person and position per row."""
+    import csv
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from importer import generate  # bench/importer.py
+
+    plain = path.with_suffix(".plain.csv")
+    generate(plain, rows)
+    with (
+        plain.open(encoding="utf-8-sig", newline="") as src,
+        path.open("w", encoding="utf-8", newline="") as out,
+    ):
+        reader, writer = csv.reader(src, delimiter=";"), csv.writer(out, delimiter=";")
+        writer.writerow([*next(reader), "Контактное лицо", "Должность"])
+        for i, row in enumerate(reader):
+            writer.writerow([*row, f"Иван Петров {i}", "Директор" if i % 2 else "Бухгалтер"])
+    plain.unlink()
+
+
+async def measure_api_import(rows: int, settings: Any, pm: Any, workdir: Path) -> dict[str, Any]:
+    """Rows/s of the CLI import and of the API import (background job) of the same file."""
+    from tessera import db, events, importer, imports, jobs
+    from tessera.demo import ensure_admin
+    from tessera.entities.tables import BackgroundJob, Contact, CrmUser
+    from tessera.permissions import ensure_default_roles
+
+    await ensure_default_roles()
+    await ensure_admin("owner@bench.example.com", "Owner", "bench-password-1")
+    owner = await CrmUser.select(CrmUser.id).where(CrmUser.email == "owner@bench.example.com").first()
+    path = workdir / "clients.csv"
+    _client_list(path, rows)
+
+    cli = await importer.import_parties(
+        path, owner_email="owner@bench.example.com", skip_invalid=True, index=True
+    )
+    cli_contacts = await Contact.count()
+    for table in ("contact", "party_status_change", "party"):
+        await db.raw(f"DELETE FROM {table}")
+
+    started = time.perf_counter()
+    stored = imports.store_upload(settings.data_dir, "clients.csv", path.read_bytes())
+    token = events.set_actor(owner["id"])
+    try:
+        async with events.unit_of_work():
+            job_id = await jobs.enqueue(
+                imports.KIND,
+                {
+                    "path": str(stored),
+                    "filename": "clients.csv",
+                    "mapping": {},
+                    "dry_run": False,
+                    "skip_invalid": True,
+                    "on_duplicate": "skip",
+                    "owner_email": "",
+                    "encoding": None,
+                },
+            )
+    finally:
+        events._actor.reset(token)
+    await jobs.work(pm, settings)
+    elapsed = time.perf_counter() - started
+    job = await BackgroundJob.select().where(BackgroundJob.id == job_id).first().output(load_json=True)
+    result = job["result"] or {}
+    return {
+        "rows": rows,
+        "cli_imported": cli.imported,
+        "cli_contacts": cli_contacts,
+        "cli_rows_per_s": cli.rows_read / cli.seconds if cli.seconds else 0.0,
+        "api_status": job["status"],
+        "api_error": job["error"][-500:],
+        "api_imported": result.get("imported", 0),
+        "api_contacts": result.get("contacts", 0),
+        "api_rows_per_s": rows / elapsed if elapsed else 0.0,
+    }
+
+
 async def main(args: argparse.Namespace) -> int:
     from tessera import db, migrations
     from tessera.app import boot
@@ -129,6 +216,23 @@ async def main(args: argparse.Namespace) -> int:
     try:
         await migrations.migrate()
         print(f"Integrations benchmark on {backend}")
+        if args.rows:
+            imp = await measure_api_import(args.rows, settings, pm, Path(scratch))
+            print(
+                f"  import of {imp['rows']} parties with a contact each "
+                "(rows/s to the commit; search indexing follows)"
+            )
+            print(f"  {'API import (background job, checkpointed chunks)':58} {imp['api_rows_per_s']:10,.0f}")
+            print(f"  {'  baseline: CLI import (one transaction)':58} {imp['cli_rows_per_s']:10,.0f}")
+            ratio = imp["api_rows_per_s"] / imp["cli_rows_per_s"] if imp["cli_rows_per_s"] else 0.0
+            print(f"  {'  ratio API / CLI':58} {ratio:10.2f}")
+            print(
+                f"  imported: CLI {imp['cli_imported']} parties + {imp['cli_contacts']} contacts, "
+                f"API {imp['api_imported']} + {imp['api_contacts']} ({imp['api_status']})"
+            )
+            if imp["api_status"] != "done" or imp["api_imported"] != imp["cli_imported"]:
+                print(f"  ERROR: the API import did not import what the CLI did {imp['api_error']}")
+                return 1
         hooks = await measure_webhook_delivery(args.deliveries, settings, pm)
         print(f"  webhook deliveries to a local receiver ({hooks['deliveries']} events)")
         print(
@@ -153,5 +257,8 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--deliveries", type=int, default=2000, help="events delivered (default 2000)")
+    parser.add_argument(
+        "--rows", type=int, default=100_000, help="parties imported (default 100000; 0 skips)"
+    )
     parser.add_argument("--pg", default=None, help="PostgreSQL URL; a scratch database is made there")
     sys.exit(asyncio.run(main(parser.parse_args())))

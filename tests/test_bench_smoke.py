@@ -132,7 +132,7 @@ def test_run_py_writes_every_figure(tmp_path: Path) -> None:
         ("marketing.py", ("--size", "300"), "abc/xyz recompute"),
         ("workflow.py", ("--size", "200", "--transitions", "5"), "deviation"),
         ("importer.py", ("--rows", "300"), "rows/s"),
-        ("integrations.py", ("--deliveries", "20"), "deliveries/s"),
+        ("integrations.py", ("--deliveries", "20", "--rows", "300"), "deliveries/s"),
     ],
 )
 def test_other_benchmarks_run_at_a_tiny_size(

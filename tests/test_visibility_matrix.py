@@ -200,6 +200,11 @@ NOT_RECORDS: dict[str, str] = {
     "/api/mail/triage": "messages from senders no party has (mail.triage), no party records; test_mail_in",
     "/api/mail/mailboxes": "configuration and poll state (mail.manage); test_mail_in",
     "/api/mail/quarantine": "messages that failed to import (mail.manage); test_mail_in",
+    "/api/accounting/counterparties": "export in SQL through the party spec's visibility; test_accounting",
+    "/api/accounting/documents": "plugins read with the caller's principal (sales: deals); test_accounting",
+    "/api/telephony/stream": "the caller's own pop-ups, built with their principal; test_telephony",
+    "/api/telephony/me": "the caller's own extension",
+    "/api/telephony/extensions": "directory of extensions (user.manage)",
     "/api/plugins": "configuration",
     "/api/permissions": "configuration",
     "/api/health": "liveness",
@@ -758,6 +763,13 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
         "POST",
         "/api/mail/quarantine/{message_id}/retry",
     ): "re-import of a quarantined message (mail.manage); test_mail_in",
+    (
+        "POST",
+        "/api/telephony/events",
+    ): "cloud PBX webhook (shared secret), returns only the call; test_telephony",
+    ("POST", "/api/telephony/calls"): "click-to-call: the party must be visible (404); test_telephony",
+    ("PUT", "/api/telephony/me"): "the caller's own extension",
+    ("PUT", "/api/telephony/extensions/{user_id}"): "directory of extensions (user.manage)",
     ("POST", "/api/roles"): "configuration (user.manage)",
     ("PATCH", "/api/roles/{record_id}"): "configuration (user.manage)",
     ("DELETE", "/api/roles/{record_id}"): "configuration (user.manage)",
@@ -819,6 +831,15 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/marketing/mailings/{record_id}"): "marketing.mailing.send",
     ("POST", "/api/marketing/mailings/{record_id}/send"): "sends to the segment's parties the caller reads",
     ("POST", "/api/marketing/unsubscribe"): "public signed one-click link (no caller)",
+    (
+        "POST",
+        "/api/accounting/counterparties",
+    ): "accounting.exchange + party.write; updates only writable parties",
+    (
+        "POST",
+        "/api/mail/quarantine/{message_id}/ignore",
+    ): "quarantined messages (mail.manage); test_mail_admin",
+    ("POST", "/api/imports/parties"): "import job (party.write); owners and duplicates in the caller's scope",
 }
 
 

@@ -15,12 +15,15 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from tessera import __version__, db, email, events, i18n, migrations, webhooks
 from tessera.api import openapi
+from tessera.api.accounting import HANDLERS as ACCOUNTING_HANDLERS
 from tessera.api.audit_guard import audit_guard
 from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
+from tessera.api.imports import HANDLERS as IMPORT_HANDLERS
 from tessera.api.input import InputGuard
 from tessera.api.profile import PROFILE_HANDLERS
 from tessera.api.routes import kernel_route_handlers
 from tessera.api.security import AUTH_HANDLERS, provide_principal
+from tessera.api.telephony import HANDLERS as TELEPHONY_HANDLERS
 from tessera.config import Settings, load_settings
 from tessera.entities import service
 from tessera.permissions import Principal
@@ -42,6 +45,7 @@ from tessera.web.records import RECORD_PAGES
 from tessera.web.report_pages import REPORT_PAGES
 from tessera.web.saved_views import API_HANDLERS as SAVED_VIEW_API
 from tessera.web.task_pages import TASK_PAGES
+from tessera.web.telephony import HANDLERS as TELEPHONY_PAGES
 
 log = logging.getLogger("tessera")
 
@@ -136,6 +140,9 @@ def create_app(
         route_handlers=[
             *AUTH_HANDLERS,
             *PROFILE_HANDLERS,
+            *TELEPHONY_HANDLERS,
+            *IMPORT_HANDLERS,
+            *ACCOUNTING_HANDLERS,
             *kernel_route_handlers(),
             *SAVED_VIEW_API,
             *plugin_routers(pm),
@@ -150,6 +157,7 @@ def create_app(
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,
+            *TELEPHONY_PAGES,
             *web_routers(pm),
             openapi_pages.static_router(),
         ],

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from tessera import accounting_cli, importer_cli, migrations
 from tessera import backup as backup_cmd
-from tessera import importer_cli, migrations
 from tessera.cli_kernel import err, load_cli_settings, migrate_all, run_kernel, safe_url
 from tessera.config import Settings
 from tessera.plugins import PluginError
@@ -27,6 +27,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(search_cli.app, name="search")
 app.add_typer(importer_cli.app, name="import")
+app.add_typer(accounting_cli.app, name="accounting")
 console = Console()
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to tessera.toml")]

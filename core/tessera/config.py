@@ -85,6 +85,56 @@ def _mailbox(value: dict[str, Any], env: dict[str, str]) -> ImapMailbox:
 
 
 @dataclass(frozen=True)
+class Telephony:
+    """The PBX link (tessera.telephony, docs/integrations.md, "Telephony"): an Asterisk AMI
+    connection run by ``tessera worker`` and/or the ``POST /api/telephony/events`` webhook of a
+    cloud PBX. Secrets come from the environment (``TESSERA_AMI_SECRET``,
+    ``TESSERA_TELEPHONY_WEBHOOK_SECRET``) and are never logged nor returned (``repr=False``)."""
+
+    #: Asterisk's manager interface; empty: no AMI connection (the webhook may still be used).
+    ami_host: str = ""
+    ami_port: int = 5038
+    ami_username: str = ""
+    ami_secret: str = field(default="", repr=False)
+    #: Dialplan context of ``Originate`` for click-to-call (the user's phone rings first, then
+    #: the number is dialled from it).
+    originate_context: str = "from-internal"
+    #: Channel technology of users' extensions in ``Originate`` (``PJSIP/101``).
+    extension_channel: str = "PJSIP"
+    #: A caller id with at most this many digits is an internal extension, not a customer.
+    internal_max_digits: int = 5
+    #: Region for numbers written without a country code (``8 (495) ...`` in RU).
+    region: str = "RU"
+    #: Link to a call's recording: ``{file}`` (MixMonitor's file name), ``{call_id}``;
+    #: empty: recordings are not linked.
+    recording_url: str = ""
+    #: Shared secret of ``POST /api/telephony/events`` (header ``X-Tessera-Telephony-Secret``);
+    #: empty: the webhook answers 404.
+    webhook_secret: str = field(default="", repr=False)
+    #: Hours a call-back task for a missed call is due in.
+    callback_hours: float = 2.0
+    #: Seconds of the longest pause between reconnection attempts (they start at 1 s, doubling).
+    reconnect_max_seconds: float = 30.0
+    timeout: float = 10.0
+
+
+def _telephony(value: dict[str, Any], env: dict[str, str]) -> Telephony:
+    if not isinstance(value, dict):
+        raise ValueError("telephony: a table of settings ([tessera.telephony])")
+    unknown = set(value) - set(Telephony.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"telephony: unknown setting(s) {', '.join(sorted(unknown))}")
+    kwargs = dict(value)
+    if "TESSERA_AMI_SECRET" in env:
+        kwargs["ami_secret"] = env["TESSERA_AMI_SECRET"]
+    if "TESSERA_TELEPHONY_WEBHOOK_SECRET" in env:
+        kwargs["webhook_secret"] = env["TESSERA_TELEPHONY_WEBHOOK_SECRET"]
+    if kwargs.get("ami_host") and not kwargs.get("ami_username"):
+        raise ValueError("telephony: ami_host needs ami_username")
+    return Telephony(**kwargs)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     #: ``sqlite:///path`` (default, inside data_dir) or ``postgresql://user@host:port/db``.
@@ -148,6 +198,8 @@ class Settings:
     #: IMAP mailboxes polled by ``tessera worker`` for incoming e-mail (tessera.mail_in): in
     #: ``tessera.toml`` as ``[[tessera.imap_mailboxes]]`` tables (docs/integrations.md).
     imap_mailboxes: tuple[ImapMailbox, ...] = ()
+    #: The PBX link (tessera.telephony): ``[tessera.telephony]`` in ``tessera.toml``.
+    telephony: Telephony = field(default_factory=Telephony)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -213,6 +265,8 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         if len(set(names)) != len(names):
             raise ValueError("imap_mailboxes: two mailboxes have the same name")
         values["imap_mailboxes"] = tuple(boxes)
+    if "telephony" in values or "TESSERA_AMI_SECRET" in env or "TESSERA_TELEPHONY_WEBHOOK_SECRET" in env:
+        values["telephony"] = _telephony(values.get("telephony") or {}, env)
     known = set(Settings.__dataclass_fields__)
     extra = {k: v for k, v in values.items() if k not in known}
     kwargs = {k: v for k, v in values.items() if k in known}

@@ -368,6 +368,40 @@ def tessera_dashboard_widgets(principal: Any) -> Any:
 
 
 @hookspec
+def tessera_caller_facts(party_id: int, principal: Any) -> Any:
+    """Return what the user answering a call from party ``party_id`` should see at once in the
+    incoming-call pop-up (open deals, open tickets, overdue balance and promises ...): a list of
+    ``{"label": ..., "value": ..., "href": ...}`` dicts (``href`` optional, a path of this site),
+    or a coroutine resolving to one; ``None`` or ``[]`` for nothing.
+
+    :param party_id: the caller's party, found by the calling number; the user may read it.
+    :param principal: the ``tessera.permissions.Principal`` of the user whose extension rings:
+        read through the plugin's services with it, so the pop-up shows only what they may see.
+
+    Called by ``tessera.telephony`` once per ring, in the worker (AMI) or the server (the cloud
+    PBX webhook), with the user's language active: translate the texts in the hook (e.g. with
+    ``tessera.i18n.gettext``). Texts are shown as given and escaped.
+    """
+
+
+@hookspec
+def tessera_accounting_documents(since: Any, principal: Any) -> Any:
+    """Return the plugin's documents for the accounting system (won deals, orders, invoices ...)
+    changed after ``since``, as a list of dicts (or a coroutine resolving to one):
+
+    * ``type`` (``"deal"``, ``"order"``, ``"invoice"``), ``external_key`` (stable and unique in
+      the plugin, e.g. ``"sales.deal:42"``: the accounting system deduplicates on it),
+      ``date`` (ISO date), ``party_id``, ``amount`` (a decimal string), ``currency``;
+    * anything else the accounting system needs (``number``, ``title``, ``lines``).
+
+    :param since: a timezone-aware ``datetime``; ``None`` for every document.
+    :param principal: the user asking for the export: return only what they may read.
+
+    Called by ``GET /api/accounting/documents`` and ``tessera accounting export``.
+    """
+
+
+@hookspec
 def tessera_record_urls(kind: str, ids: list[int]) -> Any:
     """Return the web pages of the plugin's records, ``{id: "/path"}`` (or a coroutine
     resolving to it), or ``None`` for a kind the plugin does not know.

@@ -27,7 +27,7 @@ import io
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -89,6 +89,8 @@ class ImportReport:
     #: Rows that repeat an earlier row of the file, merged into it (on_duplicate="update").
     merged: int = 0
     skipped: int = 0
+    #: Contact persons created with the new parties (``contact*`` columns).
+    contacts: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
     dry_run: bool = False
     #: True when the transaction committed (False for a dry run or an all-or-nothing refusal).
@@ -122,6 +124,7 @@ class ImportReport:
             "unchanged": self.unchanged,
             "merged": self.merged,
             "skipped": self.skipped,
+            "contacts": self.contacts,
             "rejected": [
                 {"line": r.line, "errors": [e.as_dict() for e in r.errors], "values": r.values}
                 for r in self.rejected
@@ -300,6 +303,22 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "addresses:postal": ("postal address", "mailing address", "почтовый адрес", "поштова адреса"),
     "tags": ("tags", "tag", "labels", "теги", "тэги", "метки", "мітки"),
+    # A contact person of the party (one per row; a contact of its own, not a party's channel).
+    "contact": (
+        "contact", "contact name", "contact person", "контактное лицо", "контакт", "фио контакта",
+        "контактна особа", "піб контакту",
+    ),
+    "contact_position": (
+        "contact position", "position", "job title", "должность", "должность контакта", "посада",
+        "посада контакту",
+    ),
+    "contact_phone": (
+        "contact phone", "телефон контакта", "телефон контактного лица", "телефон контакту",
+    ),
+    "contact_email": (
+        "contact email", "contact e mail", "email контакта", "почта контакта", "e mail контакта",
+        "пошта контакту",
+    ),
 }
 # fmt: on
 _ALIAS_INDEX: dict[str, str] = {alias: target for target, names in HEADER_ALIASES.items() for alias in names}
@@ -554,6 +573,8 @@ class _Row:
     skip: bool = False
     #: The party's ``contact_index`` (phone search forms and e-mails), for a valid row.
     index: str = ""
+    #: The row's contact person (``contact*`` columns): name, position, phones, emails.
+    contact: dict[str, Any] | None = None
 
     @property
     def writable(self) -> bool:
@@ -665,12 +686,16 @@ def _parse_row(ctx: _Context, line: int, cells: list[str]) -> _Row:
                     )
                 elif rel not in rels:
                     rels.append(rel)
+        elif base.startswith("contact"):
+            _contact_cell(row, base, header, text, errors)
         elif base.startswith("custom."):
             name = base[len("custom.") :]
             prop = ctx.custom_schema.get("properties", {}).get(name)
             values.setdefault("custom", {})[name] = _coerce_custom(text, prop)
     if "name" not in values:
         errors.append(FieldError("name", "is required"))
+    if row.contact is not None and not row.contact.get("name"):
+        errors.append(FieldError("contact", "a contact's phone, e-mail or position needs the contact's name"))
     _check_shape(values, errors)
     if "custom" in values:
         _check_custom(ctx, values["custom"], errors)
@@ -701,6 +726,32 @@ def _parse_row(ctx: _Context, line: int, cells: list[str]) -> _Row:
                 index.append(e["address"])
         row.index = " ".join(index)
     return row
+
+
+def _contact_cell(row: _Row, base: str, header: str, text: str, errors: list[FieldError]) -> None:
+    """One ``contact*`` cell into the row's contact person."""
+    contact = row.contact if row.contact is not None else {}
+    row.contact = contact
+    if base == "contact":
+        contact["name"] = " ".join(text.split())[:300]
+    elif base == "contact_position":
+        contact["position"] = text[:200]
+    elif base == "contact_phone":
+        for part in _LIST_SPLIT.split(text):
+            if part.strip():
+                try:
+                    contact.setdefault("phones", []).append({"number": import_phone(part), "type": "work"})
+                except ValueError as exc:
+                    errors.append(FieldError("contact_phone", f"column {header!r}: {part.strip()!r} {exc}"))
+    elif base == "contact_email":
+        for part in _EMAIL_SPLIT.split(text):
+            if part:
+                try:
+                    contact.setdefault("emails", []).append(
+                        {"address": fast_normalise_email(part), "type": "work"}
+                    )
+                except ValueError as exc:
+                    errors.append(FieldError("contact_email", f"column {header!r}: {part!r}: {exc}"))
 
 
 _PATH = re.compile(r"at `\$\.(\w+)")
@@ -804,6 +855,8 @@ async def import_parties(
     encoding: str | None = None,
     principal: Principal | None = None,
     index: bool = True,
+    before_commit: Callable[[ImportReport], Awaitable[None]] | None = None,
+    preread: tuple[list[str], list[tuple[int, list[str]]]] | None = None,
 ) -> ImportReport:
     """Import parties from a CSV or XLSX file; see the module docstring.
 
@@ -816,6 +869,11 @@ async def import_parties(
         sees, and rows default to it as owner. ``None`` (CLI, benchmark) acts as the system.
     :param index: deliver the events after commit (search index, plugins). When False the
         outbox keeps them for the worker / next start-up.
+    :param before_commit: awaited inside the import's transaction once the rows are written
+        (not for a dry run or a refusal): a background import records its checkpoint there, so
+        the checkpoint commits with the rows or not at all.
+    :param preread: ``(header, [(line, cells), ...])`` already read from ``path`` (a background
+        import reads the file once and imports it in chunks); ``path`` then only names it.
     """
     started = time.perf_counter()
     if on_duplicate not in DUPLICATE_POLICIES:
@@ -842,6 +900,8 @@ async def import_parties(
             progress=progress,
             encoding=encoding,
             principal=principal,
+            before_commit=before_commit,
+            preread=preread,
         )
     if index and announced:
         t0 = time.perf_counter()
@@ -874,6 +934,8 @@ async def _import(
     progress: Progress | None,
     encoding: str | None,
     principal: Principal | None,
+    before_commit: Callable[[ImportReport], Awaitable[None]] | None = None,
+    preread: tuple[list[str], list[tuple[int, list[str]]]] | None = None,
 ) -> list[tuple[int, int]]:
     """Read, check and write in one transaction; returns the events to deliver, each with the
     number of parties it is about."""
@@ -885,16 +947,18 @@ async def _import(
         report.stages[stage] = report.stages.get(stage, 0.0) + now_ - mark
         mark = now_
 
-    rows_iter = read_rows(file, encoding, report)
     header: list[str] | None = None
     data: list[tuple[int, list[str]]] = []
-    for line, cells in rows_iter:
-        if header is None:
+    if preread is not None:
+        header, data = preread
+    else:
+        for line, cells in read_rows(file, encoding, report):
+            if header is None:
+                if any(c.strip() for c in cells):
+                    header = cells
+                continue
             if any(c.strip() for c in cells):
-                header = cells
-            continue
-        if any(c.strip() for c in cells):
-            data.append((line, cells))
+                data.append((line, cells))
     if header is None:
         raise ImportFailed(f"{file.name} is empty: the first row must be a header")
     columns = _columns(header, parse_mapping(mapping), report)
@@ -976,6 +1040,8 @@ async def _import(
         async with _larger_page_cache():
             announced = await _insert(ctx, inserts, default_owner, actor, now, file.name, report, progress)
             announced += [(i, 1) for i in await _write_updates(changes, actor, now, file.name, report)]
+        if before_commit is not None:
+            await before_commit(report)
         lap("write")
     lap("commit")
     report.committed = True
@@ -1268,6 +1334,40 @@ _EVENT_COLUMNS = (
     "last_error",
 )
 _STATUS_COLUMNS = ("party_id", "from_status", "to_status", "changed_at", "changed_by", "comment")
+_CONTACT_COLUMNS = (
+    "party_id",
+    "name",
+    "position",
+    "role",
+    "phones",
+    "emails",
+    "preferred_channel",
+    "contact_index",
+    "custom",
+    "created_at",
+    "updated_at",
+    "version",
+)
+
+
+def _contact_record(party_id: int, contact: dict[str, Any], stamp: Any, enc: Any) -> tuple[Any, ...]:
+    phones = contact.get("phones") or []
+    emails = contact.get("emails") or []
+    index = [f for p in phones for f in search_forms(p["number"])] + [e["address"] for e in emails]
+    return (
+        party_id,
+        contact["name"],
+        contact.get("position", ""),
+        "",
+        enc(phones).decode(),
+        enc(emails).decode(),
+        "",
+        " ".join(index),
+        "{}",
+        stamp,
+        stamp,
+        1,
+    )
 
 
 #: Ids per ``parties.imported`` event: one search index write (and one plugin call) each.
@@ -1365,6 +1465,15 @@ async def _insert(
                 add_status((party_id, None, status, stamp, actor, f"{status_comment} line {row.line}"))
             await writer.insert("party", _PARTY_COLUMNS, parties)
             await writer.insert("party_status_change", _STATUS_COLUMNS, statuses)
+            contacts = [
+                _contact_record(party_id, row.contact, stamp, enc)
+                for party_id, row in zip(
+                    party_ids[start : start + WRITE_BATCH], rows[start : start + WRITE_BATCH], strict=True
+                )
+                if row.contact
+            ]
+            await writer.insert("contact", _CONTACT_COLUMNS, contacts)
+            report.contacts += len(contacts)
             if progress:
                 progress("write", min(start + WRITE_BATCH, total), total)
         ranges = id_ranges(party_ids)

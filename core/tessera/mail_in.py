@@ -1047,3 +1047,26 @@ async def triage_ignore(principal: Principal, message_row_id: int) -> dict[str, 
                 "triage", "mail_message", r["id"], {"status": [UNKNOWN, IGNORED]}, user_id=principal.user_id
             )
     return {"party_id": None, "message_ids": [r["id"] for r in ignored]}
+
+
+async def ignore_quarantined(principal: Principal, message_row_id: int) -> dict[str, Any]:
+    """A quarantined message set aside for good (status ``ignored``), audited."""
+    from tessera import audit, events
+    from tessera.errors import NotFound
+
+    async with events.unit_of_work():
+        done = (
+            await MailMessage.update(
+                {
+                    MailMessage.status: IGNORED,
+                    MailMessage.triaged_by: principal.user_id,
+                    MailMessage.triaged_at: clock.now(),
+                }
+            )
+            .where(MailMessage.id == message_row_id, MailMessage.status == FAILED)
+            .returning(MailMessage.id)
+        )
+        if not done:
+            raise NotFound(f"no quarantined message {message_row_id}")
+        await audit.record("ignore", "mail_message", message_row_id, {"status": [FAILED, IGNORED]})
+    return {"status": IGNORED, "id": message_row_id, "error": ""}

@@ -41,6 +41,7 @@ KERNEL_PERMISSIONS: dict[str, str] = {
     "webhook.manage": "Create, change and delete outbound webhooks and read their delivery log",
     "mail.triage": "Sort incoming e-mail from unknown senders: create a party, link to one, ignore",
     "mail.manage": "See the IMAP mailboxes' poll state and errors, and quarantined messages",
+    "accounting.exchange": "Exchange counterparties and documents with the accounting system",
     "workflow.read": "Read process instances and deviations",
     "workflow.manage": "Create process templates; suspend, resume, stop and reassign instances",
     "report.export": "Export report results to CSV or XLSX files",

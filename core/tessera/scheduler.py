@@ -318,10 +318,15 @@ async def run_worker(
     # One-off background jobs (tessera.jobs) are claimed beside the schedule, in their own loop
     # so a long import does not hold up the scheduled jobs.
     background = asyncio.ensure_future(jobs.run_worker(pm, settings, stop, poll_seconds))
+    # The PBX link (tessera.telephony), when [tessera.telephony] ami_host is configured.
+    from tessera.telephony.ami import run_link
+
+    telephony = asyncio.ensure_future(run_link(settings, stop))
     try:
         await _schedule_loop(pm, settings, stop, node, poll_seconds)
     finally:
         await background
+        await telephony
 
 
 async def _schedule_loop(

@@ -277,6 +277,38 @@ class CadenceRuleIn(Struct, kw_only=True):
     active: bool = True
 
 
+class CallEventIn(Struct, kw_only=True):
+    """The ``CallEventIn`` schema of the API."""
+
+    event: Literal["ringing", "answered", "ended"]
+    call_id: str
+    direction: Literal["in", "out"] = "in"
+    number: str = ""
+    extension: str = ""
+    at: datetime.datetime | UnsetType | None = UNSET
+    recording_url: str = ""
+    duration: int | UnsetType | None = UNSET
+
+
+class CallOut(Struct, kw_only=True):
+    """The ``CallOut`` schema of the API."""
+
+    call_id: str
+    direction: str
+    status: str
+    number: str
+    number_e164: str
+    extension: str
+    user_id: int | None
+    party_id: int | None
+    started_at: datetime.datetime
+    answered_at: datetime.datetime | None
+    ended_at: datetime.datetime | None
+    recording_url: str
+    activity_id: int | None
+    task_id: int | None
+
+
 class CampaignFigures(Struct, kw_only=True):
     """The ``CampaignFigures`` schema of the API."""
 
@@ -554,6 +586,36 @@ class CountOut(Struct, kw_only=True):
     count: int
 
 
+class CounterpartiesIn(Struct, kw_only=True):
+    """The ``CounterpartiesIn`` schema of the API."""
+
+    system: str = "accounting"
+    counterparties: list[dict[str, Any]] | UnsetType | None = UNSET
+    csv: str | UnsetType | None = UNSET
+
+
+class CounterpartiesOut(Struct, kw_only=True):
+    """The ``CounterpartiesOut`` schema of the API."""
+
+    counterparties: list[CounterpartyOut]
+    next_since: datetime.datetime | None
+
+
+class CounterpartyOut(Struct, kw_only=True):
+    """The ``CounterpartyOut`` schema of the API."""
+
+    external_id: str
+    party_id: int
+    name: str
+    kind: str
+    tax_id: str
+    phones: list[str]
+    emails: list[str]
+    address: str
+    website: str
+    updated_at: str
+
+
 class CustomFieldsIn(Struct, kw_only=True):
     """The ``CustomFieldsIn`` schema of the API."""
 
@@ -671,6 +733,20 @@ class DeliveryOut(Struct, kw_only=True):
     delivered_at: datetime.datetime | None
 
 
+class DialIn(Struct, kw_only=True):
+    """The ``DialIn`` schema of the API."""
+
+    number: str
+    party_id: int | UnsetType | None = UNSET
+
+
+class DialOut(Struct, kw_only=True):
+    """The ``DialOut`` schema of the API."""
+
+    extension: str
+    number: str
+
+
 class Distribution(Struct, kw_only=True):
     """The ``Distribution`` schema of the API."""
 
@@ -688,6 +764,12 @@ class DocumentIn(Struct, kw_only=True):
     amount: str | UnsetType | None = UNSET
     due_on: datetime.date | UnsetType | None = UNSET
     comment: str = ""
+
+
+class DocumentsOut(Struct, kw_only=True):
+    """The ``DocumentsOut`` schema of the API."""
+
+    documents: list[dict[str, Any]]
 
 
 class DrillIn(Struct, kw_only=True):
@@ -724,6 +806,30 @@ class Error(Struct, kw_only=True):
     errors: list[dict[str, Any]]
 
 
+class ExchangeOut(Struct, kw_only=True):
+    """The ``ExchangeOut`` schema of the API."""
+
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    errors: list[RowReport]
+    party_ids: list[int]
+
+
+class ExtensionIn(Struct, kw_only=True):
+    """The ``ExtensionIn`` schema of the API."""
+
+    extension: str
+
+
+class ExtensionOut(Struct, kw_only=True):
+    """The ``ExtensionOut`` schema of the API."""
+
+    user_id: int
+    extension: str
+
+
 class HandoffIn(Struct, kw_only=True):
     """The ``HandoffIn`` schema of the API."""
 
@@ -740,6 +846,14 @@ class HandoffOut(Struct, kw_only=True):
     to_user_id: int | None
     at: datetime.datetime
     comment: str
+
+
+class ImportStarted(Struct, kw_only=True):
+    """The ``ImportStarted`` schema of the API."""
+
+    job_id: int
+    status: str
+    dry_run: bool
 
 
 class InstanceMigrateIn(Struct, kw_only=True):
@@ -1682,6 +1796,21 @@ class RolePatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class RowError(Struct, kw_only=True):
+    """The ``RowError`` schema of the API."""
+
+    field: str
+    message: str
+
+
+class RowReport(Struct, kw_only=True):
+    """The ``RowReport`` schema of the API."""
+
+    row: int
+    external_id: str
+    errors: list[RowError]
+
+
 class RulesIn(Struct, kw_only=True):
     """The ``RulesIn`` schema of the API."""
 
@@ -2393,6 +2522,8 @@ MODELS: dict[str, type[Struct]] = {
     "BuilderField": BuilderField,
     "BuilderRunIn": BuilderRunIn,
     "CadenceRuleIn": CadenceRuleIn,
+    "CallEventIn": CallEventIn,
+    "CallOut": CallOut,
     "CampaignFigures": CampaignFigures,
     "CampaignIn": CampaignIn,
     "CampaignOut": CampaignOut,
@@ -2417,6 +2548,9 @@ MODELS: dict[str, type[Struct]] = {
     "CostOutPage": CostOutPage,
     "CostPatch": CostPatch,
     "CountOut": CountOut,
+    "CounterpartiesIn": CounterpartiesIn,
+    "CounterpartiesOut": CounterpartiesOut,
+    "CounterpartyOut": CounterpartyOut,
     "CustomFieldsIn": CustomFieldsIn,
     "DashboardIn": DashboardIn,
     "DashboardOut": DashboardOut,
@@ -2425,14 +2559,21 @@ MODELS: dict[str, type[Struct]] = {
     "DealOutPage": DealOutPage,
     "DealPatch": DealPatch,
     "DeliveryOut": DeliveryOut,
+    "DialIn": DialIn,
+    "DialOut": DialOut,
     "Distribution": Distribution,
     "DocumentIn": DocumentIn,
+    "DocumentsOut": DocumentsOut,
     "DrillIn": DrillIn,
     "DrillOut": DrillOut,
     "Email": Email,
     "Error": Error,
+    "ExchangeOut": ExchangeOut,
+    "ExtensionIn": ExtensionIn,
+    "ExtensionOut": ExtensionOut,
     "HandoffIn": HandoffIn,
     "HandoffOut": HandoffOut,
+    "ImportStarted": ImportStarted,
     "InstanceMigrateIn": InstanceMigrateIn,
     "InstanceOut": InstanceOut,
     "InstancePage": InstancePage,
@@ -2521,6 +2662,8 @@ MODELS: dict[str, type[Struct]] = {
     "RoleOut": RoleOut,
     "RoleOutPage": RoleOutPage,
     "RolePatch": RolePatch,
+    "RowError": RowError,
+    "RowReport": RowReport,
     "RulesIn": RulesIn,
     "SalesSettingsIn": SalesSettingsIn,
     "SalesSettingsOut": SalesSettingsOut,

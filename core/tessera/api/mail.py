@@ -153,12 +153,17 @@ async def triage_ignore(principal: Principal, message_id: MessageId) -> TriageRe
 async def list_mailboxes(request: Request[Any, Any, Any], principal: Principal) -> list[MailboxOut]:
     """The configured IMAP mailboxes with their checkpoint and last error (``mail.manage``)."""
     principal.require("mail.manage")
+    return await mailbox_states(settings_of(request))
+
+
+async def mailbox_states(settings: Any) -> list[MailboxOut]:
+    """Each configured mailbox with its poll state (the API's and the admin page's)."""
     states = {r["name"]: r for r in await MailMailbox.select()}
     failed: dict[str, int] = {}
     for r in await MailMessage.select(MailMessage.mailbox).where(MailMessage.status == mail_in.FAILED):
         failed[r["mailbox"]] = failed.get(r["mailbox"], 0) + 1
     out = []
-    for box in settings_of(request).imap_mailboxes:
+    for box in settings.imap_mailboxes:
         state = states.get(box.name, {})
         out.append(
             MailboxOut(
@@ -216,7 +221,16 @@ async def retry_quarantined(
     return RetryOut(status=stored.status, id=stored.id, error=stored.error)
 
 
+@post("/api/mail/quarantine/{message_id:int}/ignore", operation_id="ignore_mail_message", tags=["mail"])
+async def ignore_quarantined(principal: Principal, message_id: MessageId) -> RetryOut:
+    """Leave a quarantined message aside for good (``mail.manage``): it stays stored with status
+    ``ignored`` and leaves the quarantine; 404 for a message that is not quarantined."""
+    principal.require("mail.manage")
+    return RetryOut(**await mail_in.ignore_quarantined(principal, message_id))
+
+
 HANDLERS = [
+    ignore_quarantined,
     list_triage,
     triage_create_party,
     triage_link,

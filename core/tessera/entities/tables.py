@@ -590,3 +590,62 @@ class MailMessage(Table, tablename="mail_message"):
     error = Text(default="")
     triaged_by = Integer(null=True, default=None)
     triaged_at = Timestamptz(null=True, default=None)
+
+
+class TelephonyCall(Table, tablename="telephony_call"):
+    """One phone call seen by the PBX link (tessera.telephony): from the first ring to its end.
+    ``call_id`` (Asterisk's Linkedid, a cloud PBX's call id) is unique, so an event seen twice
+    (a reconnection, a retried webhook) changes nothing."""
+
+    call_id = Varchar(length=200, unique=True)
+    #: in | out
+    direction = Varchar(length=10, default="in")
+    #: The customer's number as the PBX gave it, and in E.164 when it parses.
+    number = Varchar(length=100, default="")
+    number_e164 = Varchar(length=30, default="", index=True)
+    #: The user's extension that rang or dialled.
+    extension = Varchar(length=50, default="")
+    user_id = Integer(null=True, default=None)
+    party_id = Integer(null=True, default=None)
+    contact_id = Integer(null=True, default=None)
+    #: ringing | answered | completed | missed
+    status = Varchar(length=20, default="ringing", index=True)
+    started_at = Timestamptz(default=TimestamptzNow())
+    answered_at = Timestamptz(null=True, default=None)
+    ended_at = Timestamptz(null=True, default=None)
+    recording_url = Varchar(length=2000, default="")
+    #: ami | webhook | reconciled (ended while the AMI link was down)
+    source = Varchar(length=20, default="ami")
+    activity_id = Integer(null=True, default=None)
+    task_id = Integer(null=True, default=None)
+
+
+class TelephonyPopup(Table, tablename="telephony_popup"):
+    """An incoming-call pop-up waiting for a user's event stream (``GET /api/telephony/stream``):
+    written by whichever process saw the ring, read by the server that holds the user's page."""
+
+    user_id = Integer(index=True)
+    call_id = Varchar(length=200)
+    payload = JSON(default={})
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class TelephonyExtension(Table, tablename="telephony_extension"):
+    """A user's phone extension on the PBX: whose page a ring pops up on, whose phone
+    click-to-call rings first."""
+
+    user_id = Integer(unique=True)
+    extension = Varchar(length=50, unique=True)
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class ExternalRef(Table, tablename="external_ref"):
+    """A record's id in another system (the accounting system's counterparty code): exchanges
+    find the record again by it, so importing the same file twice changes nothing."""
+
+    #: The other system (``1c``, ``accounting``).
+    system = Varchar(length=50)
+    entity = Varchar(length=50, default="party")
+    external_id = Varchar(length=200)
+    entity_id = Integer(index=True)
+    created_at = Timestamptz(default=TimestamptzNow())

@@ -185,7 +185,13 @@ i18n.register_labels(
     },
 )
 i18n.register_labels(
-    "job.kind", {"email.send": N_("Send an e-mail"), "webhook.deliver": N_("Deliver a webhook event")}
+    "job.kind",
+    {
+        "email.send": N_("Send an e-mail"),
+        "webhook.deliver": N_("Deliver a webhook event"),
+        "mail.inbound": N_("Hand an incoming e-mail to plugins"),
+        "import.parties": N_("Import clients from a file"),
+    },
 )
 i18n.register_labels(
     "audit.action",
@@ -206,6 +212,8 @@ i18n.register_labels(
         "reset_requested": N_("Password reset asked for"),
         "handoff": N_("Handed off"),
         "complete": N_("Completed"),
+        "dial": N_("Called from the CRM"),
+        "import_started": N_("Import started"),
     },
 )
 i18n.register_labels(
@@ -222,6 +230,7 @@ i18n.register_labels(
         "role": N_("Role"),
         "substitution": N_("Substitution"),
         "api_token": N_("API token"),
+        "telephony": N_("Telephony"),
         "webhook": N_("Webhook"),
         "custom_field_schema": N_("Custom fields"),
         "workflow_template": N_("Process template"),

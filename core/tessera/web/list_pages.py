@@ -66,8 +66,10 @@ def _party_cell(row: dict[str, Any], ctx: dict[str, Any]) -> Cell:
     return Cell(text=ctx.get("parties", {}).get(party_id, ""), href=f"/app/parties/{party_id}")
 
 
-def _phones(row: dict[str, Any], ctx: dict[str, Any]) -> str:
-    return "; ".join(p.get("number", "") for p in row.get("phones") or [] if isinstance(p, dict))
+def _phones(row: dict[str, Any], ctx: dict[str, Any]) -> Cell:
+    """The numbers; ``dial`` lets the telephony script add a click-to-call button to each."""
+    text = "; ".join(p.get("number", "") for p in row.get("phones") or [] if isinstance(p, dict))
+    return Cell(text=text, css="dial" if text else "")
 
 
 def _emails(row: dict[str, Any], ctx: dict[str, Any]) -> str:

@@ -21,7 +21,11 @@ from tessera.web.pages import Form, check_csrf, current_principal, error_page, r
 
 PAGE = "/app/mail/triage"
 #: Refusals this page shows, in the catalogue (docs/i18n.md).
-MESSAGES = (N_("You may not sort incoming e-mail"), mail_in.NOT_IN_TRIAGE)
+MESSAGES = (
+    N_("You may not sort incoming e-mail"),
+    mail_in.NOT_IN_TRIAGE,
+    N_("You may not manage the mailboxes"),
+)
 
 
 async def _page(
@@ -120,4 +124,100 @@ async def triage_ignore(request: Request[Any, Any, Any], message_id: int, data: 
     return await _act(request, message_id, data, "ignore")
 
 
-HANDLERS = [triage_page, triage_create, triage_link, triage_ignore]
+# --------------------------------------------------------------------------- mailboxes and quarantine
+
+BOXES = "/app/mail/mailboxes"
+
+
+async def _boxes(
+    request: Request[Any, Any, Any], principal: Any, *, notice: str = "", error: str = "", status: int = 200
+) -> Response[Any]:
+    from tessera.api.mail import mailbox_states
+
+    if not principal.can("mail.manage"):
+        return error_page(
+            request, principal, PermissionDenied(i18n.gettext("You may not manage the mailboxes"))
+        )
+    quarantined = (
+        await MailMessage.select(
+            MailMessage.id,
+            MailMessage.mailbox,
+            MailMessage.from_address,
+            MailMessage.subject,
+            MailMessage.error,
+            MailMessage.received_at,
+        )
+        .where(MailMessage.status == mail_in.FAILED)
+        .order_by(MailMessage.id, ascending=False)
+        .limit(200)
+    )
+    return render(
+        request,
+        "mail_mailboxes.html",
+        status=status,
+        principal=principal,
+        mailboxes=await mailbox_states(settings_of(request)),
+        quarantined=quarantined,
+        notice=notice,
+        error=error,
+    )
+
+
+@get(BOXES, include_in_schema=False)
+async def mailboxes_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Each IMAP mailbox's last poll, success, error and next attempt; the quarantine."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    return await _boxes(request, principal)
+
+
+async def _quarantine_act(
+    request: Request[Any, Any, Any], message_id: int, data: dict[str, str], retry: bool
+) -> Response[Any]:
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    check_csrf(principal, data)
+    if not principal.can("mail.manage"):
+        return error_page(
+            request, principal, PermissionDenied(i18n.gettext("You may not manage the mailboxes"))
+        )
+    try:
+        if retry:
+            stored = await mail_in.retry_quarantined(settings_of(request), message_id, principal.user_id)
+            if stored.status == mail_in.FAILED:
+                return await _boxes(request, principal, error=stored.error, status=422)
+        else:
+            await mail_in.ignore_quarantined(principal, message_id)
+    except DomainError as exc:
+        if exc.status != 404:
+            return error_page(request, principal, exc)
+        return await _boxes(
+            request,
+            principal,
+            error=i18n.gettext("There is no such record, or you may not see it."),
+            status=404,
+        )
+    return Redirect(BOXES, status_code=303)
+
+
+@post(f"{BOXES}/quarantine/{{message_id:int}}/retry", include_in_schema=False, status_code=303)
+async def quarantine_retry(request: Request[Any, Any, Any], message_id: int, data: Form) -> Response[Any]:
+    return await _quarantine_act(request, message_id, data, retry=True)
+
+
+@post(f"{BOXES}/quarantine/{{message_id:int}}/ignore", include_in_schema=False, status_code=303)
+async def quarantine_ignore(request: Request[Any, Any, Any], message_id: int, data: Form) -> Response[Any]:
+    return await _quarantine_act(request, message_id, data, retry=False)
+
+
+HANDLERS = [
+    triage_page,
+    triage_create,
+    triage_link,
+    triage_ignore,
+    mailboxes_page,
+    quarantine_retry,
+    quarantine_ignore,
+]

@@ -208,3 +208,17 @@ def tessera_revenue_sources(engine: str) -> list[dict[str, Any]]:
     from tessera_sales.revenue_sources import revenue_sources
 
     return revenue_sources(engine)
+
+
+@hookimpl(optionalhook=True)
+def tessera_caller_facts(party_id: int, principal: Any) -> Any:
+    from tessera_sales.integrations import caller_facts
+
+    return caller_facts(party_id, principal)
+
+
+@hookimpl(optionalhook=True)
+def tessera_accounting_documents(since: Any, principal: Any) -> Any:
+    from tessera_sales.integrations import accounting_documents
+
+    return accounting_documents(since, principal)

@@ -7,9 +7,10 @@ renamed), so the two clients always offer the same resources; edit only this fil
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Generic
+from typing import Any, Generic, Literal
 
 import httpx
 import msgspec
@@ -213,6 +214,95 @@ class AsyncClient(b.BaseClient):
     ) -> dict[str, Any]:
         body = b.body(m.CustomFieldsIn(properties=properties, required=required or []))
         return await self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))
+
+    # ------------------------------------------------------------------ imports
+
+    async def import_parties(
+        self,
+        filename: str,
+        content: bytes,
+        *,
+        mapping: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        on_duplicate: Literal["skip", "update", "error"] = "skip",
+        all_or_nothing: bool = False,
+        owner_email: str = "",
+        idempotency_key: str | None = None,
+    ) -> m.ImportStarted:
+        """Start importing parties (with contact persons) from a CSV or XLSX file; follow the
+        job with ``background_job(job_id)`` (its ``result`` is the report)."""
+        data = {
+            "dry_run": "true" if dry_run else "false",
+            "on_duplicate": on_duplicate,
+            "all_or_nothing": "true" if all_or_nothing else "false",
+        }
+        if mapping:
+            data["mapping"] = json.dumps(dict(mapping))
+        if owner_email:
+            data["owner_email"] = owner_email
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        call = Call(
+            "POST",
+            "/api/imports/parties",
+            files={"file": (filename, content, "application/octet-stream")},
+            data=data,
+            headers=headers,
+            model=m.ImportStarted,
+        )
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    async def background_job(self, job_id: int) -> m.BackgroundJobOut:
+        """A background job you started (an import): status, progress, result, error."""
+        call = Call("GET", f"/api/jobs/background/{job_id}", model=m.BackgroundJobOut)
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ accounting exchange
+
+    async def import_counterparties(
+        self, counterparties: list[Mapping[str, Any]], *, system: str = "accounting"
+    ) -> m.ExchangeOut:
+        """Counterparties from the accounting system, idempotent by ``external_id``."""
+        body = {"system": system, "counterparties": [dict(c) for c in counterparties]}
+        call = Call("POST", "/api/accounting/counterparties", json=body, model=m.ExchangeOut)
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    async def export_counterparties(
+        self, *, since: str | None = None, system: str = "accounting"
+    ) -> m.CounterpartiesOut:
+        """Parties changed after the checkpoint ``since`` (ISO time), and the next checkpoint."""
+        params: dict[str, Any] = {"system": system}
+        if since:
+            params["since"] = since
+        call = Call("GET", "/api/accounting/counterparties", params, model=m.CounterpartiesOut)
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    async def accounting_documents(self, *, since: str | None = None) -> m.DocumentsOut:
+        """Documents plugins export to accounting (won deals) changed after ``since``."""
+        params = {"since": since} if since else {}
+        call = Call("GET", "/api/accounting/documents", params, model=m.DocumentsOut)
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ telephony
+
+    async def telephony_event(self, event: m.CallEventIn | Mapping[str, Any], *, secret: str) -> m.CallOut:
+        """Report a call step as a cloud PBX does (``POST /api/telephony/events``); ``secret``
+        is the deployment's ``telephony.webhook_secret``."""
+        headers = {"X-Tessera-Telephony-Secret": secret}
+        call = Call("POST", "/api/telephony/events", json=b.body(event), headers=headers, model=m.CallOut)
+        return await self._execute(call)  # type: ignore[no-any-return]
+
+    async def dial(self, number: str, party_id: int | None = None) -> m.DialOut:
+        """Click-to-call: the PBX rings your extension, then dials ``number``."""
+        body = b.body(m.DialIn(number=number, party_id=party_id))
+        return await self._execute(Call("POST", "/api/telephony/calls", json=body, model=m.DialOut))  # type: ignore[no-any-return]
+
+    async def my_extension(self) -> m.ExtensionOut:
+        return await self._execute(Call("GET", "/api/telephony/me", model=m.ExtensionOut))  # type: ignore[no-any-return]
+
+    async def set_my_extension(self, extension: str) -> m.ExtensionOut:
+        """Your phone extension (empty removes it): pop-ups and click-to-call use it."""
+        body = b.body(m.ExtensionIn(extension=extension))
+        return await self._execute(Call("PUT", "/api/telephony/me", json=body, model=m.ExtensionOut))  # type: ignore[no-any-return]
 
 
 class AsyncEntity(Generic[OutT, InT, PatchT]):

@@ -6,9 +6,10 @@ do not edit by hand; ``sdk/tests/test_sdk_models.py`` fails when the two disagre
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any, Generic
+from typing import Any, Generic, Literal
 
 import httpx
 import msgspec
@@ -202,6 +203,95 @@ class Client(b.BaseClient):
     ) -> dict[str, Any]:
         body = b.body(m.CustomFieldsIn(properties=properties, required=required or []))
         return self._execute(Call("PUT", f"/api/custom-fields/{entity_type}", json=body))
+
+    # ------------------------------------------------------------------ imports
+
+    def import_parties(
+        self,
+        filename: str,
+        content: bytes,
+        *,
+        mapping: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        on_duplicate: Literal["skip", "update", "error"] = "skip",
+        all_or_nothing: bool = False,
+        owner_email: str = "",
+        idempotency_key: str | None = None,
+    ) -> m.ImportStarted:
+        """Start importing parties (with contact persons) from a CSV or XLSX file; follow the
+        job with ``background_job(job_id)`` (its ``result`` is the report)."""
+        data = {
+            "dry_run": "true" if dry_run else "false",
+            "on_duplicate": on_duplicate,
+            "all_or_nothing": "true" if all_or_nothing else "false",
+        }
+        if mapping:
+            data["mapping"] = json.dumps(dict(mapping))
+        if owner_email:
+            data["owner_email"] = owner_email
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        call = Call(
+            "POST",
+            "/api/imports/parties",
+            files={"file": (filename, content, "application/octet-stream")},
+            data=data,
+            headers=headers,
+            model=m.ImportStarted,
+        )
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def background_job(self, job_id: int) -> m.BackgroundJobOut:
+        """A background job you started (an import): status, progress, result, error."""
+        call = Call("GET", f"/api/jobs/background/{job_id}", model=m.BackgroundJobOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ accounting exchange
+
+    def import_counterparties(
+        self, counterparties: list[Mapping[str, Any]], *, system: str = "accounting"
+    ) -> m.ExchangeOut:
+        """Counterparties from the accounting system, idempotent by ``external_id``."""
+        body = {"system": system, "counterparties": [dict(c) for c in counterparties]}
+        call = Call("POST", "/api/accounting/counterparties", json=body, model=m.ExchangeOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def export_counterparties(
+        self, *, since: str | None = None, system: str = "accounting"
+    ) -> m.CounterpartiesOut:
+        """Parties changed after the checkpoint ``since`` (ISO time), and the next checkpoint."""
+        params: dict[str, Any] = {"system": system}
+        if since:
+            params["since"] = since
+        call = Call("GET", "/api/accounting/counterparties", params, model=m.CounterpartiesOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def accounting_documents(self, *, since: str | None = None) -> m.DocumentsOut:
+        """Documents plugins export to accounting (won deals) changed after ``since``."""
+        params = {"since": since} if since else {}
+        call = Call("GET", "/api/accounting/documents", params, model=m.DocumentsOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ telephony
+
+    def telephony_event(self, event: m.CallEventIn | Mapping[str, Any], *, secret: str) -> m.CallOut:
+        """Report a call step as a cloud PBX does (``POST /api/telephony/events``); ``secret``
+        is the deployment's ``telephony.webhook_secret``."""
+        headers = {"X-Tessera-Telephony-Secret": secret}
+        call = Call("POST", "/api/telephony/events", json=b.body(event), headers=headers, model=m.CallOut)
+        return self._execute(call)  # type: ignore[no-any-return]
+
+    def dial(self, number: str, party_id: int | None = None) -> m.DialOut:
+        """Click-to-call: the PBX rings your extension, then dials ``number``."""
+        body = b.body(m.DialIn(number=number, party_id=party_id))
+        return self._execute(Call("POST", "/api/telephony/calls", json=body, model=m.DialOut))  # type: ignore[no-any-return]
+
+    def my_extension(self) -> m.ExtensionOut:
+        return self._execute(Call("GET", "/api/telephony/me", model=m.ExtensionOut))  # type: ignore[no-any-return]
+
+    def set_my_extension(self, extension: str) -> m.ExtensionOut:
+        """Your phone extension (empty removes it): pop-ups and click-to-call use it."""
+        body = b.body(m.ExtensionIn(extension=extension))
+        return self._execute(Call("PUT", "/api/telephony/me", json=body, model=m.ExtensionOut))  # type: ignore[no-any-return]
 
 
 class Entity(Generic[OutT, InT, PatchT]):
