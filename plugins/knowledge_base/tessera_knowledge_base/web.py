@@ -1,0 +1,3 @@
+"""Web pages of the knowledge base (filled below)."""
+
+HANDLERS: list[object] = []

@@ -1,0 +1,29 @@
+"""Helpers of the knowledge base plugin's tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+async def role_user(crm: Any, name: str, permissions: list[str], scope: str = "own") -> dict[str, Any]:
+    """A user holding a role with exactly these permissions (created once per database)."""
+    from tessera.entities import admin, service
+    from tessera.entities.tables import Role
+
+    if not await Role.exists().where(Role.name == name):
+        await service.create(admin.ROLE, crm.system, {"name": name, "permissions": permissions, "scope": scope})
+    return await crm.user(name, name=name)
+
+
+async def ok(r: Any, status: int = 200) -> Any:
+    assert r.status_code == status, r.text
+    return r.json() if r.content else None
+
+
+async def article(crm: Any, editor: dict[str, Any], publisher: dict[str, Any] | None, **body: Any) -> Any:
+    """An article written by ``editor``; submitted and published by ``publisher`` when given."""
+    row = await ok(await crm.post("/api/knowledge_base/articles", editor, json=body), 201)
+    if publisher is not None:
+        await ok(await crm.post(f"/api/knowledge_base/articles/{row['id']}/submit", editor, json={}))
+        row = await ok(await crm.post(f"/api/knowledge_base/articles/{row['id']}/publish", publisher, json={}))
+    return row
