@@ -11,7 +11,8 @@ async def role_user(crm: Any, name: str, permissions: list[str], scope: str = "o
     from tessera.entities.tables import Role
 
     if not await Role.exists().where(Role.name == name):
-        await service.create(admin.ROLE, crm.system, {"name": name, "permissions": permissions, "scope": scope})
+        values = {"name": name, "permissions": permissions, "scope": scope}
+        await service.create(admin.ROLE, crm.system, values)
     return await crm.user(name, name=name)
 
 
@@ -24,6 +25,7 @@ async def article(crm: Any, editor: dict[str, Any], publisher: dict[str, Any] | 
     """An article written by ``editor``; submitted and published by ``publisher`` when given."""
     row = await ok(await crm.post("/api/knowledge_base/articles", editor, json=body), 201)
     if publisher is not None:
-        await ok(await crm.post(f"/api/knowledge_base/articles/{row['id']}/submit", editor, json={}))
-        row = await ok(await crm.post(f"/api/knowledge_base/articles/{row['id']}/publish", publisher, json={}))
+        url = f"/api/knowledge_base/articles/{row['id']}"
+        await ok(await crm.post(f"{url}/submit", editor, json={}))
+        row = await ok(await crm.post(f"{url}/publish", publisher, json={}))
     return row
