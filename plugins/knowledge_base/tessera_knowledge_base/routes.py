@@ -512,7 +512,7 @@ async def advise(principal: Principal, data: AdviseIn) -> AdviceOut:
     return _advice(result)
 
 
-@post("/rule-sets/{record_id:int}/test", operation_id="kb_test_rule_set", status_code=200)
+@post("/{record_id:int}/test", operation_id="kb_test_rule_set", status_code=200)
 async def test_rule_set(principal: Principal, record_id: int, data: TestRulesIn) -> AdviceOut:
     """ "Test on this record": evaluate this rule set (or the unsaved ``rules`` sent) on a record
     of its target; stores nothing."""
@@ -639,7 +639,7 @@ class RunOut(Struct, kw_only=True):
     version: int
 
 
-@post("/trees/{record_id:int}/runs", operation_id="kb_start_tree", status_code=201)
+@post("/{record_id:int}/runs", operation_id="kb_start_tree", status_code=201)
 async def start_tree(principal: Principal, record_id: int, data: RecordRef) -> RunOut:
     """Start walking the tree on a record you read (a ticket, a deal, a party): the first
     question and its answers. The path is stored on the record."""

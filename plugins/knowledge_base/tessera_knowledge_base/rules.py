@@ -423,9 +423,10 @@ def compile_set(row: dict[str, Any]) -> list[_Rule]:
             )
             for i, r in enumerate(row["rules"])
         ]
-        if len(_compiled) > 256:
-            _compiled.clear()
-        _compiled[cache_key] = got
+        if row["version"] >= 0:  # a set being edited (``version`` -1) is not cached
+            if len(_compiled) > 256:
+                _compiled.clear()
+            _compiled[cache_key] = got
     return got
 
 

@@ -29,3 +29,18 @@ async def article(crm: Any, editor: dict[str, Any], publisher: dict[str, Any] | 
         await ok(await crm.post(f"{url}/submit", editor, json={}))
         row = await ok(await crm.post(f"{url}/publish", publisher, json={}))
     return row
+
+
+async def page(crm: Any, user: dict[str, Any], url: str, status: int = 200) -> str:
+    """A web page as ``user`` sees it (signed in with a session; unescaped text)."""
+    import html
+
+    crm.client.cookies.clear()
+    r = await crm.client.post("/login", data={"email": user["email"], "password": "correct-horse-battery"})
+    assert r.status_code == 303, r.text
+    try:
+        r = await crm.client.get(url)
+        assert r.status_code == status, r.text[:800]
+        return html.unescape(r.text)
+    finally:
+        crm.client.cookies.clear()
