@@ -9,6 +9,7 @@ from typing import Any
 
 from tessera import clock
 from tessera.errors import DomainError
+from tessera.i18n import N_
 from tessera.i18n import gettext as _
 
 from tessera_knowledge_base import articles, markdown, records
@@ -24,9 +25,9 @@ def search_types() -> list[Any]:
     from tessera.search.documents import SearchType
 
     labels = {
-        "kb_public": "Knowledge base: public articles",
-        "kb_internal": "Knowledge base: staff articles",
-        "kb_service": "Knowledge base: service articles",
+        "kb_public": N_("Knowledge base: public articles"),
+        "kb_internal": N_("Knowledge base: staff articles"),
+        "kb_service": N_("Knowledge base: service articles"),
     }
     out = [
         SearchType(
@@ -41,7 +42,7 @@ def search_types() -> list[Any]:
     out.append(
         SearchType(
             DRAFT_TYPE,
-            "Knowledge base: drafts",
+            N_("Knowledge base: drafts"),
             permission=(articles.WRITE, articles.PUBLISH),
             entity=ENTITY,
             table=Article,
