@@ -31,32 +31,32 @@ LinkKind = Literal["stage", "ticket_category", "product"]
 # --------------------------------------------------------------------------- articles
 
 
-class LinkIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbLinkIn(Struct, kw_only=True, forbid_unknown_fields=True):
     kind: LinkKind
     key: Annotated[str, Meta(min_length=1, max_length=200, examples=["proposal"])]
 
 
-class ArticleIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbArticleIn(Struct, kw_only=True, forbid_unknown_fields=True):
     title: Annotated[str, Meta(min_length=1, max_length=300, examples=["How to qualify a lead"])]
     body: Annotated[str, Meta(max_length=200_000, examples=["## Steps\n\n1. Call the client"])] = ""
     category_id: Id | None = None
     tags: list[Annotated[str, Meta(min_length=1, max_length=60)]] = msgspec.field(default_factory=list)
     audience: Audience = "internal"
-    links: list[LinkIn] = msgspec.field(default_factory=list)
+    links: list[KbLinkIn] = msgspec.field(default_factory=list)
     attachment_ids: list[Id] = msgspec.field(default_factory=list)
     #: What changed (kept with the version).
     note: Annotated[str, Meta(max_length=300)] = ""
 
 
-ArticlePatch = partial(ArticleIn, "ArticlePatch")
+KbArticlePatch = partial(KbArticleIn, "KbArticlePatch")
 
 
-class LinkOut(Struct, kw_only=True):
+class KbLinkOut(Struct, kw_only=True):
     kind: str
     key: str
 
 
-class ArticleOut(Struct, kw_only=True):
+class KbArticleOut(Struct, kw_only=True):
     id: int
     title: str
     body: str
@@ -68,7 +68,7 @@ class ArticleOut(Struct, kw_only=True):
     #: draft | review | published (for readers always published: they read the published text)
     status: str
     revision: int | None
-    links: list[LinkOut]
+    links: list[KbLinkOut]
     attachment_ids: list[int]
     review_comment: str
     published_revision: int | None
@@ -85,8 +85,8 @@ class ArticleOut(Struct, kw_only=True):
     version: int
 
 
-class ArticlePage(Struct, kw_only=True):
-    items: list[ArticleOut]
+class KbArticlePage(Struct, kw_only=True):
+    items: list[KbArticleOut]
     next_cursor: str | None
 
 
@@ -149,7 +149,7 @@ async def list_articles(
     | None = None,
     cursor: Annotated[str | None, Parameter(max_length=500)] = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-) -> ArticlePage:
+) -> KbArticlePage:
     """Articles you may read: editors see drafts and the working copy, readers the published
     text of the audiences they read. Filters by category, tag, audience, status, title, link."""
     conditions = _conditions(
@@ -159,7 +159,7 @@ async def list_articles(
         articles.ARTICLE, principal, conditions, order=order, cursor=cursor, limit=limit
     )
     rows = await articles.present(principal, page.items)
-    return ArticlePage(items=[to_struct(r, ArticleOut) for r in rows], next_cursor=page.next_cursor)
+    return KbArticlePage(items=[to_struct(r, KbArticleOut) for r in rows], next_cursor=page.next_cursor)
 
 
 @get("/articles/{article_id:int}", operation_id="get_kb_article")
@@ -167,27 +167,27 @@ async def get_article(
     principal: Principal,
     article_id: int,
     view: Annotated[bool, Parameter(description="Count this read as a view")] = False,
-) -> Response[ArticleOut]:
+) -> Response[KbArticleOut]:
     """One article; 404 when it does not exist or you may not read it (a draft for a reader).
     ETag is its version."""
     row = await articles.get(principal, article_id, count_view=view)
-    return Response(to_struct(row, ArticleOut), headers={"ETag": f'"{row["version"]}"'})
+    return Response(to_struct(row, KbArticleOut), headers={"ETag": f'"{row["version"]}"'})
 
 
 @post("/articles", operation_id="create_kb_article", status_code=201)
-async def create_article(principal: Principal, data: ArticleIn) -> ArticleOut:
+async def create_article(principal: Principal, data: KbArticleIn) -> KbArticleOut:
     """Write a new article: a draft (version 1) until a publisher approves it after review."""
     row = await service.create(articles.ARTICLE, principal, set_fields(data))
-    return to_struct((await articles.present(principal, [row]))[0], ArticleOut)
+    return to_struct((await articles.present(principal, [row]))[0], KbArticleOut)
 
 
 @patch("/articles/{article_id:int}", operation_id="update_kb_article")
 async def update_article(
     principal: Principal,
     article_id: int,
-    data: ArticlePatch,  # type: ignore[valid-type]
+    data: KbArticlePatch,  # type: ignore[valid-type]
     if_match: IfMatch = None,
-) -> ArticleOut:
+) -> KbArticleOut:
     """Change the working copy: every change of its text, title, tags, audience or category is
     a new version; a published article stays as published until the new text passes review.
     Send ``version`` (or If-Match) to fail on a concurrent change (409)."""
@@ -197,7 +197,7 @@ async def update_article(
     row = await service.update(
         articles.ARTICLE, principal, article_id, values, header if header is not None else expected
     )
-    return to_struct((await articles.present(principal, [row]))[0], ArticleOut)
+    return to_struct((await articles.present(principal, [row]))[0], KbArticleOut)
 
 
 @delete("/articles/{article_id:int}", operation_id="delete_kb_article", status_code=204)
@@ -206,56 +206,56 @@ async def delete_article(principal: Principal, article_id: int) -> None:
     await service.delete(articles.ARTICLE, principal, article_id)
 
 
-class VersionIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbVersionIn(Struct, kw_only=True, forbid_unknown_fields=True):
     version: int | None = None
 
 
-class SendBackIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbSendBackIn(Struct, kw_only=True, forbid_unknown_fields=True):
     comment: Annotated[str, Meta(min_length=1, max_length=5000, examples=["Add the price list"])]
     version: int | None = None
 
 
-class RestoreIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbRestoreIn(Struct, kw_only=True, forbid_unknown_fields=True):
     revision: Annotated[int, Meta(ge=1)]
     version: int | None = None
 
 
-async def _out(principal: Principal, row: dict[str, Any]) -> ArticleOut:
-    return to_struct((await articles.present(principal, [row]))[0], ArticleOut)
+async def _out(principal: Principal, row: dict[str, Any]) -> KbArticleOut:
+    return to_struct((await articles.present(principal, [row]))[0], KbArticleOut)
 
 
 @post("/articles/{article_id:int}/submit", operation_id="submit_kb_article", status_code=200)
-async def submit_article(principal: Principal, article_id: int, data: VersionIn) -> ArticleOut:
+async def submit_article(principal: Principal, article_id: int, data: KbVersionIn) -> KbArticleOut:
     """Send the draft for review (``knowledge_base.write``)."""
     return await _out(principal, await articles.submit(principal, article_id, data.version))
 
 
 @post("/articles/{article_id:int}/publish", operation_id="publish_kb_article", status_code=200)
-async def publish_article(principal: Principal, article_id: int, data: VersionIn) -> ArticleOut:
+async def publish_article(principal: Principal, article_id: int, data: KbVersionIn) -> KbArticleOut:
     """Approve the article in review: its working copy becomes what readers see
     (``knowledge_base.publish``). 409 when it is not in review."""
     return await _out(principal, await articles.publish(principal, article_id, data.version))
 
 
 @post("/articles/{article_id:int}/send-back", operation_id="send_back_kb_article", status_code=200)
-async def send_back_article(principal: Principal, article_id: int, data: SendBackIn) -> ArticleOut:
+async def send_back_article(principal: Principal, article_id: int, data: KbSendBackIn) -> KbArticleOut:
     """Return the article in review to its authors with a comment (``knowledge_base.publish``)."""
     return await _out(principal, await articles.send_back(principal, article_id, data.comment, data.version))
 
 
 @post("/articles/{article_id:int}/withdraw", operation_id="withdraw_kb_article", status_code=200)
-async def withdraw_article(principal: Principal, article_id: int, data: VersionIn) -> ArticleOut:
+async def withdraw_article(principal: Principal, article_id: int, data: KbVersionIn) -> KbArticleOut:
     """Hide the published article from readers (its versions stay)."""
     return await _out(principal, await articles.withdraw(principal, article_id, data.version))
 
 
 @post("/articles/{article_id:int}/restore", operation_id="restore_kb_article", status_code=200)
-async def restore_article(principal: Principal, article_id: int, data: RestoreIn) -> ArticleOut:
+async def restore_article(principal: Principal, article_id: int, data: KbRestoreIn) -> KbArticleOut:
     """Make an earlier version the working copy again, as a new version (nothing is lost)."""
     return await _out(principal, await articles.restore(principal, article_id, data.revision, data.version))
 
 
-class ArticleVersionOut(Struct, kw_only=True):
+class KbArticleVersionOut(Struct, kw_only=True):
     id: int
     article_id: int
     revision: int
@@ -270,29 +270,29 @@ class ArticleVersionOut(Struct, kw_only=True):
 
 
 @get("/articles/{article_id:int}/versions", operation_id="list_kb_article_versions")
-async def article_versions(principal: Principal, article_id: int) -> list[ArticleVersionOut]:
+async def article_versions(principal: Principal, article_id: int) -> list[KbArticleVersionOut]:
     """Every saved version of the article, newest first (editors)."""
-    return [to_struct(r, ArticleVersionOut) for r in await articles.versions(principal, article_id)]
+    return [to_struct(r, KbArticleVersionOut) for r in await articles.versions(principal, article_id)]
 
 
-class DiffLine(Struct, kw_only=True):
+class KbDiffLine(Struct, kw_only=True):
     op: Literal["added", "removed"]
     line: int
     text: str
 
 
-class DiffField(Struct, kw_only=True):
+class KbDiffField(Struct, kw_only=True):
     field: str
     from_: Any = msgspec.field(name="from")
     to: Any
 
 
-class ArticleDiff(Struct, kw_only=True):
+class KbArticleDiff(Struct, kw_only=True):
     article_id: int
     from_: int = msgspec.field(name="from")
     to: int
-    fields: list[DiffField]
-    lines: list[DiffLine]
+    fields: list[KbDiffField]
+    lines: list[KbDiffLine]
     unified: str
 
 
@@ -302,17 +302,17 @@ async def article_diff(
     article_id: int,
     from_: Annotated[int, QueryParameter(name="from", ge=1, le=2**31 - 1)],
     to: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
-) -> ArticleDiff:
+) -> KbArticleDiff:
     """What changed between two versions: the changed fields, each removed and added line of
     the body with its number, and the unified diff (editors)."""
-    return msgspec.convert(await articles.diff(principal, article_id, from_, to), ArticleDiff)
+    return msgspec.convert(await articles.diff(principal, article_id, from_, to), KbArticleDiff)
 
 
-class VoteIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbVoteIn(Struct, kw_only=True, forbid_unknown_fields=True):
     helpful: bool
 
 
-class VoteOut(Struct, kw_only=True):
+class KbVoteOut(Struct, kw_only=True):
     article_id: int
     helpful: int
     not_helpful: int
@@ -320,38 +320,38 @@ class VoteOut(Struct, kw_only=True):
 
 
 @post("/articles/{article_id:int}/vote", operation_id="vote_kb_article", status_code=200)
-async def vote_article(principal: Principal, article_id: int, data: VoteIn) -> VoteOut:
+async def vote_article(principal: Principal, article_id: int, data: KbVoteIn) -> KbVoteOut:
     """Say whether the article helped (one vote per reader; voting again replaces it)."""
-    return to_struct(await articles.vote(principal, article_id, data.helpful), VoteOut)
+    return to_struct(await articles.vote(principal, article_id, data.helpful), KbVoteOut)
 
 
-class PreviewIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbPreviewIn(Struct, kw_only=True, forbid_unknown_fields=True):
     body: Annotated[str, Meta(max_length=200_000)]
 
 
-class PreviewOut(Struct, kw_only=True):
+class KbPreviewOut(Struct, kw_only=True):
     html: str
 
 
 @post("/preview", operation_id="preview_kb_markdown", status_code=200)
-async def preview(principal: Principal, data: PreviewIn) -> PreviewOut:
+async def preview(principal: Principal, data: KbPreviewIn) -> KbPreviewOut:
     """The body as readers would see it (rendered and sanitised); stores nothing."""
     principal.require(articles.WRITE)
     audit.unchanged()
-    return PreviewOut(html=markdown.render(data.body))
+    return KbPreviewOut(html=markdown.render(data.body))
 
 
 # --------------------------------------------------------------------------- categories
 
 
-class CategoryIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbCategoryIn(Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Sales"])]
     parent_id: Id | None = None
     position: int = 0
     description: Annotated[str, Meta(max_length=5000)] = ""
 
 
-class CategoryOut(Struct, kw_only=True):
+class KbCategoryOut(Struct, kw_only=True):
     id: int
     name: str
     parent_id: int | None
@@ -361,13 +361,13 @@ class CategoryOut(Struct, kw_only=True):
     version: int
 
 
-class CategoryNode(Struct, kw_only=True):
+class KbCategoryNode(Struct, kw_only=True):
     id: int
     name: str
     parent_id: int | None
     position: int
     description: str
-    children: list["CategoryNode"]
+    children: list["KbCategoryNode"]
 
 
 def category_filters(parent_id: IdQ = None) -> list[Any]:
@@ -375,18 +375,18 @@ def category_filters(parent_id: IdQ = None) -> list[Any]:
 
 
 @get("/tree", operation_id="kb_category_tree")
-async def category_tree(principal: Principal) -> list[CategoryNode]:
+async def category_tree(principal: Principal) -> list[KbCategoryNode]:
     """The categories as a tree (roots first, each with its ``children``)."""
-    return [msgspec.convert(n, CategoryNode, strict=False) for n in await services.category_tree()]
+    return [msgspec.convert(n, KbCategoryNode, strict=False) for n in await services.category_tree()]
 
 
 categories_router = entity_router(
     spec=services.CATEGORY,
     path="/categories",
     tag="knowledge_base",
-    out=CategoryOut,
-    create_body=CategoryIn,
-    patch_body=partial(CategoryIn, "CategoryPatch"),
+    out=KbCategoryOut,
+    create_body=KbCategoryIn,
+    patch_body=partial(KbCategoryIn, "KbCategoryPatch"),
     filters=category_filters,
     extra_handlers=[category_tree],
     name="kb_category",
@@ -396,7 +396,7 @@ categories_router = entity_router(
 # --------------------------------------------------------------------------- rule sets and advice
 
 
-class RuleSetIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbRuleSetIn(Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Key accounts"])]
     target: Kind
     description: Annotated[str, Meta(max_length=5000)] = ""
@@ -406,7 +406,7 @@ class RuleSetIn(Struct, kw_only=True, forbid_unknown_fields=True):
     active: bool = True
 
 
-class RuleSetOut(Struct, kw_only=True):
+class KbRuleSetOut(Struct, kw_only=True):
     id: int
     name: str
     target: str
@@ -428,35 +428,35 @@ def rule_set_filters(target: Kind | None = None, active: bool | None = None) -> 
     return out
 
 
-class FactOut(Struct, kw_only=True):
+class KbFactOut(Struct, kw_only=True):
     fact: str
     description: str
 
 
 @get("/facts", operation_id="kb_rule_facts")
-async def facts(principal: Principal, target: Kind) -> list[FactOut]:
+async def facts(principal: Principal, target: Kind) -> list[KbFactOut]:
     """The facts rules on records of ``target`` may name (fields, custom fields, history)."""
     principal.require(articles.RULES)
-    return [FactOut(fact=k, description=v) for k, v in sorted((await rules.known_facts(target)).items())]
+    return [KbFactOut(fact=k, description=v) for k, v in sorted((await rules.known_facts(target)).items())]
 
 
-class RecordRef(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbRecordRef(Struct, kw_only=True, forbid_unknown_fields=True):
     kind: Kind
     record_id: Id
 
 
-class AdviseIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbAdviseIn(Struct, kw_only=True, forbid_unknown_fields=True):
     kind: Kind
     record_id: Id
 
 
-class TestRulesIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbTestRulesIn(Struct, kw_only=True, forbid_unknown_fields=True):
     record_id: Id
     #: Rules being edited (not saved) to try instead of the stored ones.
     rules: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class MatchedFact(Struct, kw_only=True):
+class KbMatchedFact(Struct, kw_only=True):
     fact: str
     op: str
     value: Any = None
@@ -464,43 +464,43 @@ class MatchedFact(Struct, kw_only=True):
     text: str
 
 
-class Explanation(Struct, kw_only=True):
+class KbExplanation(Struct, kw_only=True):
     rule_set_id: int
     rule_set: str
     rule_key: str
     rule: str
     priority: int
-    facts: list[MatchedFact]
+    facts: list[KbMatchedFact]
 
 
-class RecommendationOut(Struct, kw_only=True):
+class KbRecommendationOut(Struct, kw_only=True):
     id: int | None
     status: str
     action: dict[str, Any]
-    explanation: Explanation
+    explanation: KbExplanation
     article_title: str | None = None
     article_visible: bool | None = None
 
 
-class OverriddenOut(Struct, kw_only=True):
+class KbOverriddenOut(Struct, kw_only=True):
     action: dict[str, Any]
-    explanation: Explanation
+    explanation: KbExplanation
     overridden_by: str
 
 
-class AdviceOut(Struct, kw_only=True):
+class KbAdviceOut(Struct, kw_only=True):
     kind: str
     record_id: int
-    recommendations: list[RecommendationOut]
-    overridden: list[OverriddenOut]
+    recommendations: list[KbRecommendationOut]
+    overridden: list[KbOverriddenOut]
 
 
-def _advice(result: dict[str, Any]) -> AdviceOut:
-    return msgspec.convert(result, AdviceOut, strict=False)
+def _advice(result: dict[str, Any]) -> KbAdviceOut:
+    return msgspec.convert(result, KbAdviceOut, strict=False)
 
 
 @post("/advise", operation_id="kb_advise", status_code=200)
-async def advise(principal: Principal, data: AdviseIn) -> AdviceOut:
+async def advise(principal: Principal, data: KbAdviseIn) -> KbAdviceOut:
     """Recommendations of the active rule sets for a record you may read (a party, a deal, a
     ticket), each with its explanation: the rule that fired and the facts that matched. Each is
     stored (pending) so you can accept or reject it."""
@@ -513,7 +513,7 @@ async def advise(principal: Principal, data: AdviseIn) -> AdviceOut:
 
 
 @post("/{record_id:int}/test", operation_id="kb_test_rule_set", status_code=200)
-async def test_rule_set(principal: Principal, record_id: int, data: TestRulesIn) -> AdviceOut:
+async def test_rule_set(principal: Principal, record_id: int, data: KbTestRulesIn) -> KbAdviceOut:
     """ "Test on this record": evaluate this rule set (or the unsaved ``rules`` sent) on a record
     of its target; stores nothing."""
     row = await service.get(services.RULE_SET, principal, record_id)
@@ -527,21 +527,21 @@ rule_sets_router = entity_router(
     spec=services.RULE_SET,
     path="/rule-sets",
     tag="knowledge_base",
-    out=RuleSetOut,
-    create_body=RuleSetIn,
-    patch_body=partial(RuleSetIn, "RuleSetPatch"),
+    out=KbRuleSetOut,
+    create_body=KbRuleSetIn,
+    patch_body=partial(KbRuleSetIn, "KbRuleSetPatch"),
     filters=rule_set_filters,
     extra_handlers=[test_rule_set],
     name="kb_rule_set",
 )
 
 
-class FeedbackIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbFeedbackIn(Struct, kw_only=True, forbid_unknown_fields=True):
     accepted: bool
     comment: Annotated[str, Meta(max_length=5000)] = ""
 
 
-class StoredRecommendationOut(Struct, kw_only=True):
+class KbStoredRecommendationOut(Struct, kw_only=True):
     id: int
     rule_set_id: int | None
     rule_key: str
@@ -563,17 +563,17 @@ class StoredRecommendationOut(Struct, kw_only=True):
     status_code=200,
 )
 async def recommendation_feedback(
-    principal: Principal, recommendation_id: int, data: FeedbackIn
-) -> StoredRecommendationOut:
+    principal: Principal, recommendation_id: int, data: KbFeedbackIn
+) -> KbStoredRecommendationOut:
     """Accept or reject a recommendation given on a record you read (the reports count both)."""
     row = await rules.feedback(principal, recommendation_id, data.accepted, data.comment)
-    return to_struct(row, StoredRecommendationOut)
+    return to_struct(row, KbStoredRecommendationOut)
 
 
 # --------------------------------------------------------------------------- decision trees
 
 
-class TreeIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbTreeIn(Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200, examples=["Printer does not print"])]
     description: Annotated[str, Meta(max_length=5000)] = ""
     targets: list[Kind] = msgspec.field(default_factory=list)
@@ -583,7 +583,7 @@ class TreeIn(Struct, kw_only=True, forbid_unknown_fields=True):
     active: bool = True
 
 
-class TreeOut(Struct, kw_only=True):
+class KbTreeOut(Struct, kw_only=True):
     id: int
     name: str
     description: str
@@ -600,28 +600,28 @@ def tree_filters(active: bool | None = None) -> list[Any]:
     return [] if active is None else [Tree.active == active]
 
 
-class AnswerChoice(Struct, kw_only=True):
+class KbAnswerChoice(Struct, kw_only=True):
     key: str
     label: str
 
 
-class StepOut(Struct, kw_only=True):
+class KbStepOut(Struct, kw_only=True):
     node: str
     question: str | None = None
     help: str | None = None
-    answers: list[AnswerChoice] | None = None
+    answers: list[KbAnswerChoice] | None = None
     recommendation: str | None = None
     article_id: int | None = None
 
 
-class PathStep(Struct, kw_only=True):
+class KbPathStep(Struct, kw_only=True):
     node: str
     question: str
     answer: str
     label: str
 
 
-class RunOut(Struct, kw_only=True):
+class KbRunOut(Struct, kw_only=True):
     id: int
     tree_id: int
     tree_name: str
@@ -629,10 +629,10 @@ class RunOut(Struct, kw_only=True):
     kind: str
     record_id: int
     party_id: int | None
-    path: list[PathStep]
+    path: list[KbPathStep]
     current_node: str
     status: str
-    step: StepOut
+    step: KbStepOut
     started_by: int | None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -640,11 +640,11 @@ class RunOut(Struct, kw_only=True):
 
 
 @post("/{record_id:int}/runs", operation_id="kb_start_tree", status_code=201)
-async def start_tree(principal: Principal, record_id: int, data: RecordRef) -> RunOut:
+async def start_tree(principal: Principal, record_id: int, data: KbRecordRef) -> KbRunOut:
     """Start walking the tree on a record you read (a ticket, a deal, a party): the first
     question and its answers. The path is stored on the record."""
     return msgspec.convert(
-        await trees.start(principal, record_id, data.kind, data.record_id), RunOut, strict=False
+        await trees.start(principal, record_id, data.kind, data.record_id), KbRunOut, strict=False
     )
 
 
@@ -652,45 +652,46 @@ trees_router = entity_router(
     spec=trees.TREE,
     path="/trees",
     tag="knowledge_base",
-    out=TreeOut,
-    create_body=TreeIn,
-    patch_body=partial(TreeIn, "TreePatch"),
+    out=KbTreeOut,
+    create_body=KbTreeIn,
+    patch_body=partial(KbTreeIn, "KbTreePatch"),
     filters=tree_filters,
     extra_handlers=[start_tree],
     name="kb_tree",
 )
 
 
-class AnswerIn(Struct, kw_only=True, forbid_unknown_fields=True):
+class KbAnswerIn(Struct, kw_only=True, forbid_unknown_fields=True):
     answer: Annotated[str, Meta(min_length=1, max_length=100, examples=["yes"])]
 
 
 @post("/runs/{run_id:int}/answer", operation_id="kb_answer_tree", status_code=200)
-async def answer_tree(principal: Principal, run_id: int, data: AnswerIn) -> RunOut:
+async def answer_tree(principal: Principal, run_id: int, data: KbAnswerIn) -> KbRunOut:
     """Answer the current question: the next question, or the recommendation the walk ends on."""
-    return msgspec.convert(await trees.answer(principal, run_id, data.answer), RunOut, strict=False)
+    return msgspec.convert(await trees.answer(principal, run_id, data.answer), KbRunOut, strict=False)
 
 
 @get("/runs/{run_id:int}", operation_id="kb_get_tree_run")
-async def get_run(principal: Principal, run_id: int) -> RunOut:
+async def get_run(principal: Principal, run_id: int) -> KbRunOut:
     """One walk (404 unless you read its record)."""
     from tessera_knowledge_base.trees import _run_view
 
-    return msgspec.convert(await _run_view(await trees.get_run(principal, run_id)), RunOut, strict=False)
+    return msgspec.convert(await _run_view(await trees.get_run(principal, run_id)), KbRunOut, strict=False)
 
 
 @get("/runs", operation_id="kb_list_tree_runs")
 async def list_runs(
     principal: Principal, kind: Kind, record_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)]
-) -> list[RunOut]:
+) -> list[KbRunOut]:
     """The walks on a record you read, newest first."""
-    return [msgspec.convert(r, RunOut, strict=False) for r in await trees.runs_on(principal, kind, record_id)]
+    rows = await trees.runs_on(principal, kind, record_id)
+    return [msgspec.convert(r, KbRunOut, strict=False) for r in rows]
 
 
 # --------------------------------------------------------------------------- reports
 
 
-class UsageRow(Struct, kw_only=True):
+class KbUsageRow(Struct, kw_only=True):
     id: int | None
     key: str
     title: str
@@ -702,7 +703,7 @@ class UsageRow(Struct, kw_only=True):
     rejected: int
 
 
-class StaleRow(Struct, kw_only=True):
+class KbStaleRow(Struct, kw_only=True):
     id: int
     title: str
     updated_at: dt.datetime
@@ -715,26 +716,26 @@ class StaleRow(Struct, kw_only=True):
 @get("/reports/articles", operation_id="kb_report_articles")
 async def report_articles(
     principal: Principal, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
-) -> list[UsageRow]:
+) -> list[KbUsageRow]:
     """The most used articles you may read: views, votes, recommendations accepted/rejected."""
-    return [to_struct(r, UsageRow) for r in await reports.article_usage(principal, limit)]
+    return [to_struct(r, KbUsageRow) for r in await reports.article_usage(principal, limit)]
 
 
 @get("/reports/rules", operation_id="kb_report_rules")
 async def report_rules(
     principal: Principal, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
-) -> list[UsageRow]:
+) -> list[KbUsageRow]:
     """Rules by how often they recommended something and how often that was accepted."""
-    return [to_struct(r, UsageRow) for r in await reports.rule_usage(principal, limit)]
+    return [to_struct(r, KbUsageRow) for r in await reports.rule_usage(principal, limit)]
 
 
 @get("/reports/stale", operation_id="kb_report_stale")
 async def report_stale(
     principal: Principal, months: Annotated[int, Parameter(ge=1, le=120)] = 6
-) -> list[StaleRow]:
+) -> list[KbStaleRow]:
     """Published articles not viewed or not updated in ``months`` months, and those due for
     review (their review date passed, or a ticket that used them was reopened)."""
-    return [to_struct(r, StaleRow) for r in await reports.stale(principal, months)]
+    return [to_struct(r, KbStaleRow) for r in await reports.stale(principal, months)]
 
 
 def routers() -> list[Any]:
