@@ -87,3 +87,19 @@ async def test_pages_of_the_base(crm: Any) -> None:
         assert r.status_code == 422 and "party.nope" in html.unescape(r.text)
     finally:
         client.cookies.clear()
+
+
+async def test_demo_data_loads_once(crm: Any) -> None:
+    import random
+
+    from tessera.demo import DemoContext, system_principal
+    from tessera_knowledge_base import demo
+    from tessera_knowledge_base.tables import Article, Link, RuleSet, Tree
+
+    ctx = DemoContext(random=random.Random(3), admin=system_principal())
+    await demo.load(ctx)
+    await demo.load(ctx)
+    assert await Article.count() == 10 and await Tree.count() == 1 and await RuleSet.count() == 1
+    stages = {r["key"] for r in await Link.select(Link.key).where(Link.kind == "stage")}
+    assert stages == {"qualification", "needs", "proposal", "negotiation", "offer"}
+    assert await Article.count().where(Article.published_revision.is_null()) == 1
