@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import jsonschema
@@ -251,9 +252,9 @@ async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
         for name, value in row.items():
             if name == "custom":
                 for field, v in (value or {}).items():
-                    facts[f"{prefix}.custom.{field}"] = v
+                    facts[f"{prefix}.custom.{field}"] = _number(v)
             else:
-                facts[f"{prefix}.{name}"] = value
+                facts[f"{prefix}.{name}"] = _number(value)
 
     add(kind, record)
     party_id = records.party_of(kind, record)
@@ -293,37 +294,54 @@ async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _number(v: Any) -> Any:
-    from decimal import Decimal
-
     return float(v) if isinstance(v, Decimal) else v
 
 
-def _test(op: str, actual: Any, value: Any, now: dt.datetime) -> bool:
-    try:
-        if op == "exists":
-            return actual not in (None, "", [], {})
-        if op == "missing":
-            return actual in (None, "", [], {})
-        if op == "eq":
-            return _number(actual) == value
-        if op == "ne":
-            return _number(actual) != value
+def _when(actual: Any) -> dt.datetime | None:
+    if actual is None or isinstance(actual, dt.datetime):
+        return actual
+    return dt.datetime.fromisoformat(str(actual))
+
+
+def _predicate(op: str, value: Any) -> Callable[[Any, dt.datetime], bool]:
+    """The test of one operator against a constant, built once per rule (the hot path is a
+    plain call per fact)."""
+    if op == "exists":
+        return lambda a, now: a not in (None, "", [], {})
+    if op == "missing":
+        return lambda a, now: a in (None, "", [], {})
+    if op == "eq":
+        return lambda a, now: a == value
+    if op == "ne":
+        return lambda a, now: a != value
+    if op in ("in", "not_in"):
+        try:
+            members: Any = frozenset(value or [])
+        except TypeError:
+            members = list(value or [])
         if op == "in":
-            return actual in (value or [])
-        if op == "not_in":
-            return actual not in (value or [])
-        if op == "contains":
-            return actual is not None and value in actual
-        if op in ("older_than_days", "within_days"):
-            if actual is not None and not isinstance(actual, dt.datetime):
-                actual = dt.datetime.fromisoformat(str(actual))
-            if op == "older_than_days":  # never counts as older than any number of days
-                return actual is None or actual <= now - dt.timedelta(days=value)
-            return actual is not None and actual > now - dt.timedelta(days=value)
-        if actual is None:
-            return False
-        a = _number(actual)
-        return {"gt": a > value, "gte": a >= value, "lt": a < value, "lte": a <= value}[op]
+            return lambda a, now: a in members
+        return lambda a, now: a not in members
+    if op == "contains":
+        return lambda a, now: a is not None and value in a
+    if op in ("older_than_days", "within_days"):
+        delta = dt.timedelta(days=value)
+        if op == "older_than_days":  # never counts as older than any number of days
+            return lambda a, now: a is None or _when(a) <= now - delta
+        return lambda a, now: a is not None and _when(a) > now - delta
+    compare = {
+        "gt": lambda a: a > value,
+        "gte": lambda a: a >= value,
+        "lt": lambda a: a < value,
+        "lte": lambda a: a <= value,
+    }[op]
+    return lambda a, now: a is not None and compare(a)
+
+
+def _test(op: str, actual: Any, value: Any, now: dt.datetime) -> bool:
+    """One condition on one fact (the predicate built on the spot)."""
+    try:
+        return _predicate(op, value)(_number(actual), now)
     except (TypeError, ValueError):
         return False
 
@@ -378,10 +396,14 @@ def _compile(condition: dict[str, Any]) -> Compiled:
 
         return not_
     fact, op, value = condition["fact"], condition["op"], condition.get("value")
+    test = _predicate(op, value)
 
     def leaf(facts: dict[str, Any], now: dt.datetime) -> Matched | None:
         actual = facts.get(fact)
-        if not _test(op, actual, value, now):
+        try:
+            if not test(actual, now):
+                return None
+        except (TypeError, ValueError):
             return None
         return [{"fact": fact, "op": op, "value": value, "actual": actual}]
 
