@@ -8,7 +8,7 @@ from typing import Any
 
 from tessera.entities import service
 from tessera.entities.parties import PARTY
-from tessera.errors import ValidationFailed
+from tessera.errors import NotFound, ValidationFailed
 from tessera.permissions import Principal
 
 #: kind -> (entity name, plugin that owns it; None: the kernel)
@@ -44,9 +44,12 @@ def spec_of(kind: str, field: str = "kind") -> service.EntitySpec:
 async def load(principal: Principal, kind: str, record_id: int, field: str = "record_id") -> dict[str, Any]:
     """The record if the caller may read it; 422 naming ``field`` otherwise."""
     spec = spec_of(kind)
-    if not await service.visible_ids(spec, principal, [record_id]):
-        raise ValidationFailed.field(field, f"{kind} {record_id} does not exist or is not visible to you")
-    return await service.get(spec, principal, record_id)
+    try:
+        return await service.get(spec, principal, record_id)
+    except NotFound as exc:
+        raise ValidationFailed.field(
+            field, f"{kind} {record_id} does not exist or is not visible to you"
+        ) from exc
 
 
 def party_of(kind: str, record: dict[str, Any]) -> int | None:

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 import jsonschema
+from piccolo.query.functions.aggregate import Max
 from tessera import audit, clock, customfields, events
 from tessera.entities import service
 from tessera.entities.tables import Activity, Party, Task
@@ -264,16 +265,14 @@ async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
             if party:
                 add("party", party)
         last = (
-            await Activity.select(Activity.type, Activity.starts_at)
+            await Activity.select(Activity.type, Max(Activity.starts_at).as_alias("at"))
             .where(Activity.party_id == party_id, Activity.status == "done")
-            .order_by(Activity.starts_at, ascending=False)
+            .group_by(Activity.type)
         )
         for t in ACTIVITY_TYPES:
             facts[f"history.last_{t}"] = None
         for row in last:
-            key = f"history.last_{row['type']}"
-            if facts.get(key) is None:
-                facts[key] = row["starts_at"]
+            facts[f"history.last_{row['type']}"] = _when(row["at"])
         facts["history.open_tasks"] = await Task.count().where(
             Task.party_id == party_id, Task.status.is_in(["open", "in_progress"])
         )
@@ -423,12 +422,21 @@ class _Rule:
     then: list[dict[str, Any]]
 
 
-_compiled: dict[tuple[int, int], list[_Rule]] = {}
+_compiled: dict[tuple[Any, ...], list[_Rule]] = {}
 
 
 def compile_set(row: dict[str, Any]) -> list[_Rule]:
     """The set's rules ready to run (cached per set and version)."""
-    cache_key = (row["id"], row["version"])
+    from tessera import db
+
+    # The engine in the key: one process may serve several databases (tests, tools).
+    cache_key = (
+        id(db.get_engine()),
+        row["id"],
+        row["version"],
+        str(row.get("updated_at")),
+        len(row["rules"]),
+    )
     got = _compiled.get(cache_key)
     if got is None:
         got = [

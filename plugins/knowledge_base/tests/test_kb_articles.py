@@ -100,7 +100,9 @@ async def test_search_by_audience_drafts_and_inflected_forms(crm: Any) -> None:
     nobody = await role_user(crm, "kb_none", ["search.use"])
 
     ru = await article(crm, editor, editor, title="Договор поставки", body="Согласовать с юристами")
-    uk = await article(crm, editor, editor, title="Договір оренди", body="Підписання", audience="service")
+    uk = await article(
+        crm, editor, editor, title="Договір оренди", body="Підписання договору", audience="service"
+    )
     public = await article(
         crm, editor, editor, title="Гарантия", body="Возврат по договору", audience="public"
     )
