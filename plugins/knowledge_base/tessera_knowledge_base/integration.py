@@ -210,8 +210,18 @@ async def timeline(party_id: int, principal: Any) -> list[dict[str, Any]]:
     ]
 
 
+#: entity of a domain event -> the kind of record rules are written for
+EVENT_KINDS = {"party": "party", "sales.deal": "deal", "service.ticket": "ticket"}
+
+
 async def on_event(event: Any) -> None:
-    """A reopened ticket makes the articles accepted on it due for review now."""
+    """A created or changed client, deal or ticket is advised on by the active rule sets (the
+    recommendations wait, pending, for whoever opens it); a reopened ticket makes the articles
+    used on it due for review now."""
+    kind = EVENT_KINDS.get(event.entity)
+    if kind and event.name in (f"{event.entity}.created", f"{event.entity}.updated") and event.entity_id:
+        await _advise_on_change(kind, int(event.entity_id))
+        return
     if event.name != "service.ticket.status_changed":
         return
     payload = event.payload or {}
@@ -241,3 +251,19 @@ async def on_event(event: Any) -> None:
         await Article.update({Article.review_due_at: clock.now()}).where(
             Article.id.is_in(ids), Article.published_revision.is_not_null()
         )
+
+
+async def _advise_on_change(kind: str, record_id: int) -> None:
+    from tessera.demo import system_principal
+
+    from tessera_knowledge_base import rules
+    from tessera_knowledge_base.tables import RuleSet
+
+    if not records.enabled(kind):
+        return
+    if not await RuleSet.exists().where(RuleSet.target == kind, RuleSet.active == True):  # noqa: E712
+        return
+    try:
+        await rules.advise(system_principal(), kind, record_id)
+    except DomainError:
+        return  # deleted meanwhile: nothing to advise on

@@ -75,6 +75,12 @@ async def test_rule_for_class_a_without_a_meeting_explains_itself(crm: Any, froz
     body = {"name": "Key accounts", "target": "party", "rules": CLASS_A_RULES}
     assert (await crm.post(f"{API}/rule-sets", seller, json=body)).status_code == 403
     rule_set = await ok(await crm.post(f"{API}/rule-sets", admin, json=body), 201)
+    # A change of a client is advised on by the active rules (pending until someone answers).
+    from tessera_knowledge_base.tables import Recommendation
+
+    await ok(await crm.patch(f"/api/parties/{class_b}", seller, json={"website": "gamma.example"}))
+    stored = await Recommendation.select(Recommendation.rule_key).where(Recommendation.record_id == class_b)
+    assert [r["rule_key"] for r in stored] == ["any_client_call"]
 
     advice = await ok(await crm.post(f"{API}/advise", seller, json={"kind": "party", "record_id": stale_a}))
     recs = advice["recommendations"]
