@@ -21,10 +21,10 @@ from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_
 from tessera_knowledge_base import articles, markdown, reports, rules, services, trees
 from tessera_knowledge_base.tables import Article, Category, RuleSet, Tree
 
-i18n.register_labels("knowledge_base.audience", articles.AUDIENCE_LABELS)
-i18n.register_labels("knowledge_base.status", articles.STATUS_LABELS)
+i18n.register_labels("knowledge_base.article.audience", articles.AUDIENCE_LABELS)
+i18n.register_labels("knowledge_base.article.status", articles.STATUS_LABELS)
 i18n.register_labels(
-    "knowledge_base.stale",
+    "knowledge_base.article.stale",
     {
         "review_due": i18n.N_("Due for review"),
         "not_viewed": i18n.N_("Not viewed"),
@@ -33,7 +33,7 @@ i18n.register_labels(
 )
 i18n.register_labels("timeline.kind", {"knowledge_base.tree_run": i18n.N_("Decision tree")})
 i18n.register_labels(
-    "knowledge_base.target",
+    "knowledge_base.rule_set.target",
     {"party": i18n.N_("Clients"), "deal": i18n.N_("Deals"), "ticket": i18n.N_("Tickets")},
 )
 ARTICLE_FIELDS = frozenset({"title", "body", "audience", "category_id", "tags", "links", "note"})
