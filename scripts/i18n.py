@@ -25,6 +25,7 @@ PACKAGES = [
     ROOT / "plugins" / "sales" / "tessera_sales",
     ROOT / "plugins" / "service" / "tessera_service",
     ROOT / "plugins" / "marketing" / "tessera_marketing",
+    ROOT / "plugins" / "knowledge_base" / "tessera_knowledge_base",
 ]
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from tessera.entities.tables import Role
 
-pytestmark = pytest.mark.plugins("sales", "service", "marketing")
+pytestmark = pytest.mark.plugins("sales", "service", "marketing", "knowledge_base")
 
 ROLES = {
     "admin": ["*"],
@@ -250,6 +250,26 @@ NOT_RECORDS: dict[str, str] = {
     "/api/marketing/mailings/{record_id}": "one mailing definition",
     "/api/marketing/mailings/{record_id}/progress": "counts of one mailing's ledger",
     "/api/marketing/mailings/{record_id}/preview": "the message for one party the caller reads",
+    "/api/knowledge_base/articles": "articles: by audience and publication, not by owner; test_kb_articles",
+    "/api/knowledge_base/articles/{article_id}": "one article (drafts: editors only); test_kb_articles",
+    "/api/knowledge_base/articles/{article_id}/versions": "an article's versions (editors); test_kb_articles",
+    "/api/knowledge_base/articles/{article_id}/diff": "two versions of an article (editors)",
+    "/api/knowledge_base/categories": "catalogue (knowledge base categories)",
+    "/api/knowledge_base/categories/count": "catalogue",
+    "/api/knowledge_base/categories/tree": "catalogue",
+    "/api/knowledge_base/categories/{record_id}": "catalogue",
+    "/api/knowledge_base/rule-sets": "configuration (knowledge_base.rules)",
+    "/api/knowledge_base/rule-sets/count": "configuration",
+    "/api/knowledge_base/rule-sets/{record_id}": "configuration",
+    "/api/knowledge_base/trees": "configuration (decision trees)",
+    "/api/knowledge_base/trees/count": "configuration",
+    "/api/knowledge_base/trees/{record_id}": "configuration",
+    "/api/knowledge_base/facts": "configuration (the facts rules may name)",
+    "/api/knowledge_base/runs": "walks on a record the caller reads (422 otherwise); test_kb_advice",
+    "/api/knowledge_base/runs/{run_id}": "one walk, 404 unless the caller reads its record; test_kb_advice",
+    "/api/knowledge_base/reports/articles": "articles the caller reads (article visibility), usage counters",
+    "/api/knowledge_base/reports/rules": "rule keys and counters (knowledge_base.rules), no record data",
+    "/api/knowledge_base/reports/stale": "articles the caller reads (article visibility)",
 }
 
 
@@ -701,6 +721,54 @@ CREATES_ON_PARTY: dict[tuple[str, str], dict[str, Any]] = {
 }
 #: Other write routes, with the reason they are outside this check.
 OTHER_WRITES: dict[tuple[str, str], str] = {
+    (
+        "POST",
+        "/api/knowledge_base/articles",
+    ): "articles are the knowledge base's, not a user's records (knowledge_base.write)",
+    (
+        "PATCH",
+        "/api/knowledge_base/articles/{article_id}",
+    ): "knowledge_base.write; readers get 404/403; test_kb_articles",
+    ("DELETE", "/api/knowledge_base/articles/{article_id}"): "knowledge_base.publish",
+    ("POST", "/api/knowledge_base/articles/{article_id}/submit"): "knowledge_base.write; test_kb_articles",
+    ("POST", "/api/knowledge_base/articles/{article_id}/publish"): "knowledge_base.publish; test_kb_articles",
+    ("POST", "/api/knowledge_base/articles/{article_id}/send-back"): "knowledge_base.publish",
+    (
+        "POST",
+        "/api/knowledge_base/articles/{article_id}/withdraw",
+    ): "knowledge_base.publish; test_kb_articles",
+    ("POST", "/api/knowledge_base/articles/{article_id}/restore"): "knowledge_base.write; test_kb_articles",
+    (
+        "POST",
+        "/api/knowledge_base/articles/{article_id}/vote",
+    ): "the reader's own vote on an article they read",
+    ("POST", "/api/knowledge_base/preview"): "renders Markdown, stores nothing",
+    ("POST", "/api/knowledge_base/categories"): "catalogue (knowledge_base.write)",
+    ("PATCH", "/api/knowledge_base/categories/{record_id}"): "catalogue",
+    ("DELETE", "/api/knowledge_base/categories/{record_id}"): "catalogue",
+    ("POST", "/api/knowledge_base/rule-sets"): "configuration (knowledge_base.rules)",
+    ("PATCH", "/api/knowledge_base/rule-sets/{record_id}"): "configuration",
+    ("DELETE", "/api/knowledge_base/rule-sets/{record_id}"): "configuration",
+    (
+        "POST",
+        "/api/knowledge_base/rule-sets/{record_id}/test",
+    ): "evaluates on a record the caller reads, stores nothing",
+    (
+        "POST",
+        "/api/knowledge_base/advise",
+    ): "recommendations on a record the caller reads (422 otherwise); test_kb_advice",
+    (
+        "POST",
+        "/api/knowledge_base/recommendations/{recommendation_id}/feedback",
+    ): "404 unless the caller reads the record; test_kb_advice",
+    ("POST", "/api/knowledge_base/trees"): "configuration (knowledge_base.rules)",
+    ("PATCH", "/api/knowledge_base/trees/{record_id}"): "configuration",
+    ("DELETE", "/api/knowledge_base/trees/{record_id}"): "configuration",
+    (
+        "POST",
+        "/api/knowledge_base/trees/{record_id}/runs",
+    ): "a walk on a record the caller reads (422 otherwise)",
+    ("POST", "/api/knowledge_base/runs/{run_id}/answer"): "404 unless the caller reads the walk's record",
     (
         "POST",
         "/api/reports/{key}/run",

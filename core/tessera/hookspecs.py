@@ -334,6 +334,23 @@ def tessera_card_widgets(party_id: int, principal: Any) -> Any:
 
 
 @hookspec
+def tessera_record_widgets(kind: str, record_id: int, principal: Any) -> Any:
+    """Return small blocks for the page of a plugin's record (a deal, a ticket), shaped like
+    :func:`tessera_card_widgets`'s, as a list (or a coroutine resolving to one).
+
+    :param kind: the record's kind, named by the page that asks (``"deal"`` on the sales
+        plugin's deal page, ``"ticket"`` on the service plugin's ticket page).
+    :param record_id: the record shown (the page checked that the user may read it).
+    :param principal: the signed-in user (``tessera.permissions.Principal``): read records
+        with it, so a block shows only what the user may see. May be left out of a signature.
+
+    Called on every page of such a record, after the page read it; an implementation returns
+    ``[]`` (or None) for kinds it does not know. A template widget is rendered with
+    ``context``, ``kind``, ``record_id`` and ``principal``. Every text is autoescaped.
+    """
+
+
+@hookspec
 def tessera_web_routes() -> list[Any]:
     """Return Litestar route handlers of the plugin's web pages (HTML, not in the OpenAPI).
 

@@ -935,6 +935,491 @@ class JobRunOut(Struct, kw_only=True):
     error: str
 
 
+class KbAdviceOut(Struct, kw_only=True):
+    """The ``KbAdviceOut`` schema of the API."""
+
+    kind: str
+    record_id: int
+    recommendations: list[KbRecommendationOut]
+    overridden: list[KbOverriddenOut]
+
+
+class KbAdviseIn(Struct, kw_only=True):
+    """The ``KbAdviseIn`` schema of the API."""
+
+    kind: Literal["party", "deal", "ticket"]
+    record_id: int
+
+
+class KbAnswerChoice(Struct, kw_only=True):
+    """The ``KbAnswerChoice`` schema of the API."""
+
+    key: str
+    label: str
+
+
+class KbAnswerIn(Struct, kw_only=True):
+    """The ``KbAnswerIn`` schema of the API."""
+
+    answer: str
+
+
+class KbArticleDiff(Struct, kw_only=True, rename={"from_": "from"}):
+    """The ``KbArticleDiff`` schema of the API."""
+
+    article_id: int
+    from_: int
+    to: int
+    fields: list[KbDiffField]
+    lines: list[KbDiffLine]
+    unified: str
+
+
+class KbArticleIn(Struct, kw_only=True):
+    """The ``KbArticleIn`` schema of the API."""
+
+    title: str
+    body: str = ""
+    category_id: int | UnsetType | None = UNSET
+    tags: list[str] | UnsetType = UNSET
+    audience: Literal["internal", "service", "public"] = "internal"
+    links: list[KbLinkIn] | UnsetType = UNSET
+    attachment_ids: list[int] | UnsetType = UNSET
+    note: str = ""
+
+
+class KbArticleOut(Struct, kw_only=True):
+    """The ``KbArticleOut`` schema of the API."""
+
+    id: int
+    title: str
+    body: str
+    html: str
+    category_id: int | None
+    tags: list[str]
+    audience: str
+    status: str
+    revision: int | None
+    links: list[KbLinkOut]
+    attachment_ids: list[int]
+    review_comment: str
+    published_revision: int | None
+    published_at: datetime.datetime | None
+    published_by: int | None
+    review_due_at: datetime.datetime | None
+    views: int
+    last_viewed_at: datetime.datetime | None
+    helpful: int
+    not_helpful: int
+    author_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class KbArticlePage(Struct, kw_only=True):
+    """The ``KbArticlePage`` schema of the API."""
+
+    items: list[KbArticleOut]
+    next_cursor: str | None
+
+
+class KbArticlePatch(Struct, kw_only=True):
+    """The ``KbArticlePatch`` schema of the API."""
+
+    title: str | UnsetType = UNSET
+    body: str | UnsetType = UNSET
+    category_id: int | UnsetType | None = UNSET
+    tags: list[str] | UnsetType = UNSET
+    audience: Literal["internal", "service", "public"] | UnsetType = UNSET
+    links: list[KbLinkIn] | UnsetType = UNSET
+    attachment_ids: list[int] | UnsetType = UNSET
+    note: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class KbArticleVersionOut(Struct, kw_only=True):
+    """The ``KbArticleVersionOut`` schema of the API."""
+
+    id: int
+    article_id: int
+    revision: int
+    title: str
+    body: str
+    tags: list[str]
+    audience: str
+    category_id: int | None
+    note: str
+    saved_by: int | None
+    saved_at: datetime.datetime
+
+
+class KbCategoryIn(Struct, kw_only=True):
+    """The ``KbCategoryIn`` schema of the API."""
+
+    name: str
+    parent_id: int | UnsetType | None = UNSET
+    position: int = 0
+    description: str = ""
+
+
+class KbCategoryNode(Struct, kw_only=True):
+    """The ``KbCategoryNode`` schema of the API."""
+
+    id: int
+    name: str
+    parent_id: int | None
+    position: int
+    description: str
+    children: list[KbCategoryNode]
+
+
+class KbCategoryOut(Struct, kw_only=True):
+    """The ``KbCategoryOut`` schema of the API."""
+
+    id: int
+    name: str
+    parent_id: int | None
+    position: int
+    description: str
+    created_at: datetime.datetime
+    version: int
+
+
+class KbCategoryOutPage(Struct, kw_only=True):
+    """The ``KbCategoryOutPage`` schema of the API."""
+
+    items: list[KbCategoryOut]
+    next_cursor: str | None
+
+
+class KbCategoryPatch(Struct, kw_only=True):
+    """The ``KbCategoryPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    parent_id: int | UnsetType | None = UNSET
+    position: int | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class KbDiffField(Struct, kw_only=True, rename={"from_": "from"}):
+    """The ``KbDiffField`` schema of the API."""
+
+    field: str
+    from_: Any
+    to: Any
+
+
+class KbDiffLine(Struct, kw_only=True):
+    """The ``KbDiffLine`` schema of the API."""
+
+    op: Literal["added", "removed"]
+    line: int
+    text: str
+
+
+class KbExplanation(Struct, kw_only=True):
+    """The ``KbExplanation`` schema of the API."""
+
+    rule_set_id: int
+    rule_set: str
+    rule_key: str
+    rule: str
+    priority: int
+    facts: list[KbMatchedFact]
+
+
+class KbFactOut(Struct, kw_only=True):
+    """The ``KbFactOut`` schema of the API."""
+
+    fact: str
+    description: str
+
+
+class KbFeedbackIn(Struct, kw_only=True):
+    """The ``KbFeedbackIn`` schema of the API."""
+
+    accepted: bool
+    comment: str = ""
+
+
+class KbLinkIn(Struct, kw_only=True):
+    """The ``KbLinkIn`` schema of the API."""
+
+    kind: Literal["stage", "ticket_category", "product"]
+    key: str
+
+
+class KbLinkOut(Struct, kw_only=True):
+    """The ``KbLinkOut`` schema of the API."""
+
+    kind: str
+    key: str
+
+
+class KbMatchedFact(Struct, kw_only=True):
+    """The ``KbMatchedFact`` schema of the API."""
+
+    fact: str
+    op: str
+    text: str
+    value: Any | UnsetType = UNSET
+    actual: Any | UnsetType = UNSET
+
+
+class KbOverriddenOut(Struct, kw_only=True):
+    """The ``KbOverriddenOut`` schema of the API."""
+
+    action: dict[str, Any]
+    explanation: KbExplanation
+    overridden_by: str
+
+
+class KbPathStep(Struct, kw_only=True):
+    """The ``KbPathStep`` schema of the API."""
+
+    node: str
+    question: str
+    answer: str
+    label: str
+
+
+class KbPreviewIn(Struct, kw_only=True):
+    """The ``KbPreviewIn`` schema of the API."""
+
+    body: str
+
+
+class KbPreviewOut(Struct, kw_only=True):
+    """The ``KbPreviewOut`` schema of the API."""
+
+    html: str
+
+
+class KbRecommendationOut(Struct, kw_only=True):
+    """The ``KbRecommendationOut`` schema of the API."""
+
+    id: int | None
+    status: str
+    action: dict[str, Any]
+    explanation: KbExplanation
+    article_title: str | UnsetType | None = UNSET
+    article_visible: bool | UnsetType | None = UNSET
+
+
+class KbRecordRef(Struct, kw_only=True):
+    """The ``KbRecordRef`` schema of the API."""
+
+    kind: Literal["party", "deal", "ticket"]
+    record_id: int
+
+
+class KbRestoreIn(Struct, kw_only=True):
+    """The ``KbRestoreIn`` schema of the API."""
+
+    revision: int
+    version: int | UnsetType | None = UNSET
+
+
+class KbRuleSetIn(Struct, kw_only=True):
+    """The ``KbRuleSetIn`` schema of the API."""
+
+    name: str
+    target: Literal["party", "deal", "ticket"]
+    description: str = ""
+    rules: list[dict[str, Any]] | UnsetType = UNSET
+    priority: int = 0
+    active: bool = True
+
+
+class KbRuleSetOut(Struct, kw_only=True):
+    """The ``KbRuleSetOut`` schema of the API."""
+
+    id: int
+    name: str
+    target: str
+    description: str
+    rules: list[dict[str, Any]]
+    priority: int
+    active: bool
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class KbRuleSetOutPage(Struct, kw_only=True):
+    """The ``KbRuleSetOutPage`` schema of the API."""
+
+    items: list[KbRuleSetOut]
+    next_cursor: str | None
+
+
+class KbRuleSetPatch(Struct, kw_only=True):
+    """The ``KbRuleSetPatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    target: Literal["party", "deal", "ticket"] | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    rules: list[dict[str, Any]] | UnsetType = UNSET
+    priority: int | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class KbRunOut(Struct, kw_only=True):
+    """The ``KbRunOut`` schema of the API."""
+
+    id: int
+    tree_id: int
+    tree_name: str
+    revision: int
+    kind: str
+    record_id: int
+    party_id: int | None
+    path: list[KbPathStep]
+    current_node: str
+    status: str
+    step: KbStepOut
+    started_by: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class KbSendBackIn(Struct, kw_only=True):
+    """The ``KbSendBackIn`` schema of the API."""
+
+    comment: str
+    version: int | UnsetType | None = UNSET
+
+
+class KbStaleRow(Struct, kw_only=True):
+    """The ``KbStaleRow`` schema of the API."""
+
+    id: int
+    title: str
+    updated_at: datetime.datetime
+    last_viewed_at: datetime.datetime | None
+    review_due_at: datetime.datetime | None
+    views: int
+    reason: str
+
+
+class KbStepOut(Struct, kw_only=True):
+    """The ``KbStepOut`` schema of the API."""
+
+    node: str
+    question: str | UnsetType | None = UNSET
+    help: str | UnsetType | None = UNSET
+    answers: list[KbAnswerChoice] | UnsetType | None = UNSET
+    recommendation: str | UnsetType | None = UNSET
+    article_id: int | UnsetType | None = UNSET
+
+
+class KbStoredRecommendationOut(Struct, kw_only=True):
+    """The ``KbStoredRecommendationOut`` schema of the API."""
+
+    id: int
+    rule_set_id: int | None
+    rule_key: str
+    kind: str
+    record_id: int
+    action: dict[str, Any]
+    explanation: dict[str, Any]
+    status: str
+    comment: str
+    created_by: int | None
+    created_at: datetime.datetime
+    decided_by: int | None
+    decided_at: datetime.datetime | None
+
+
+class KbTestRulesIn(Struct, kw_only=True):
+    """The ``KbTestRulesIn`` schema of the API."""
+
+    record_id: int
+    rules: list[dict[str, Any]] | UnsetType = UNSET
+
+
+class KbTreeIn(Struct, kw_only=True):
+    """The ``KbTreeIn`` schema of the API."""
+
+    name: str
+    definition: dict[str, Any]
+    description: str = ""
+    targets: list[Literal["party", "deal", "ticket"]] | UnsetType = UNSET
+    active: bool = True
+
+
+class KbTreeOut(Struct, kw_only=True):
+    """The ``KbTreeOut`` schema of the API."""
+
+    id: int
+    name: str
+    description: str
+    targets: list[str]
+    definition: dict[str, Any]
+    revision: int
+    active: bool
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class KbTreeOutPage(Struct, kw_only=True):
+    """The ``KbTreeOutPage`` schema of the API."""
+
+    items: list[KbTreeOut]
+    next_cursor: str | None
+
+
+class KbTreePatch(Struct, kw_only=True):
+    """The ``KbTreePatch`` schema of the API."""
+
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    targets: list[Literal["party", "deal", "ticket"]] | UnsetType = UNSET
+    definition: dict[str, Any] | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class KbUsageRow(Struct, kw_only=True):
+    """The ``KbUsageRow`` schema of the API."""
+
+    id: int | None
+    key: str
+    title: str
+    views: int
+    helpful: int
+    not_helpful: int
+    recommended: int
+    accepted: int
+    rejected: int
+
+
+class KbVersionIn(Struct, kw_only=True):
+    """The ``KbVersionIn`` schema of the API."""
+
+    version: int | UnsetType | None = UNSET
+
+
+class KbVoteIn(Struct, kw_only=True):
+    """The ``KbVoteIn`` schema of the API."""
+
+    helpful: bool
+
+
+class KbVoteOut(Struct, kw_only=True):
+    """The ``KbVoteOut`` schema of the API."""
+
+    article_id: int
+    helpful: int
+    not_helpful: int
+    yours: bool
+
+
 class KpiFigure(Struct, kw_only=True):
     """The ``KpiFigure`` schema of the API."""
 
@@ -2580,6 +3065,54 @@ MODELS: dict[str, type[Struct]] = {
     "JobOut": JobOut,
     "JobPatch": JobPatch,
     "JobRunOut": JobRunOut,
+    "KbAdviceOut": KbAdviceOut,
+    "KbAdviseIn": KbAdviseIn,
+    "KbAnswerChoice": KbAnswerChoice,
+    "KbAnswerIn": KbAnswerIn,
+    "KbArticleDiff": KbArticleDiff,
+    "KbArticleIn": KbArticleIn,
+    "KbArticleOut": KbArticleOut,
+    "KbArticlePage": KbArticlePage,
+    "KbArticlePatch": KbArticlePatch,
+    "KbArticleVersionOut": KbArticleVersionOut,
+    "KbCategoryIn": KbCategoryIn,
+    "KbCategoryNode": KbCategoryNode,
+    "KbCategoryOut": KbCategoryOut,
+    "KbCategoryOutPage": KbCategoryOutPage,
+    "KbCategoryPatch": KbCategoryPatch,
+    "KbDiffField": KbDiffField,
+    "KbDiffLine": KbDiffLine,
+    "KbExplanation": KbExplanation,
+    "KbFactOut": KbFactOut,
+    "KbFeedbackIn": KbFeedbackIn,
+    "KbLinkIn": KbLinkIn,
+    "KbLinkOut": KbLinkOut,
+    "KbMatchedFact": KbMatchedFact,
+    "KbOverriddenOut": KbOverriddenOut,
+    "KbPathStep": KbPathStep,
+    "KbPreviewIn": KbPreviewIn,
+    "KbPreviewOut": KbPreviewOut,
+    "KbRecommendationOut": KbRecommendationOut,
+    "KbRecordRef": KbRecordRef,
+    "KbRestoreIn": KbRestoreIn,
+    "KbRuleSetIn": KbRuleSetIn,
+    "KbRuleSetOut": KbRuleSetOut,
+    "KbRuleSetOutPage": KbRuleSetOutPage,
+    "KbRuleSetPatch": KbRuleSetPatch,
+    "KbRunOut": KbRunOut,
+    "KbSendBackIn": KbSendBackIn,
+    "KbStaleRow": KbStaleRow,
+    "KbStepOut": KbStepOut,
+    "KbStoredRecommendationOut": KbStoredRecommendationOut,
+    "KbTestRulesIn": KbTestRulesIn,
+    "KbTreeIn": KbTreeIn,
+    "KbTreeOut": KbTreeOut,
+    "KbTreeOutPage": KbTreeOutPage,
+    "KbTreePatch": KbTreePatch,
+    "KbUsageRow": KbUsageRow,
+    "KbVersionIn": KbVersionIn,
+    "KbVoteIn": KbVoteIn,
+    "KbVoteOut": KbVoteOut,
     "KpiFigure": KpiFigure,
     "KpiIn": KpiIn,
     "KpiOut": KpiOut,

@@ -22,6 +22,11 @@ from tessera.entities.tables import Activity, Contact, Note, Party, Task
 #: rebuilt automatically at start-up.
 SCHEMA_VERSION = 2
 
+#: The pseudo user id of "everyone who may see the type": a document whose access list holds it
+#: is visible to every caller holding the type's read permission (a published knowledge-base
+#: article), whatever their record scope; every search carries it among the caller's users.
+EVERYONE = 0
+
 
 @dataclass(frozen=True)
 class SearchType:
@@ -30,8 +35,9 @@ class SearchType:
 
     :param name: the document type (``"deal"``), unique across plugins.
     :param label: shown as the group heading in results (``"Deals"``).
-    :param permission: permission needed to see hits of this type (``"sales.deal.read"``);
-        ``None``: any user with ``search.use`` (record visibility still applies).
+    :param permission: permission needed to see hits of this type (``"sales.deal.read"``), or
+        a tuple of permissions any one of which is enough; ``None``: any user with
+        ``search.use`` (record visibility still applies).
     :param entity: the entity whose domain events (``<entity>.created|updated|deleted``) refresh
         these documents; defaults to ``name``.
     :param table: the Piccolo table holding that entity's records (primary key ``id``), read to
@@ -40,7 +46,7 @@ class SearchType:
 
     name: str
     label: str
-    permission: str | None = None
+    permission: str | tuple[str, ...] | None = None
     entity: str = ""
     table: type[Table] | None = None
 
@@ -226,6 +232,8 @@ def from_plugin(value: dict[str, Any], party: dict[str, Any] | None) -> Document
         raise ValueError(f"a search document needs 'type', 'id' and 'title': {exc!r}") from exc
     party = party or {}
     owners = _ids(value.get("owner_id"), *(value.get("owner_ids") or []))
+    if value.get("everyone"):
+        owners.add(EVERYONE)
     teams = _ids(value.get("team_id"), *(value.get("team_ids") or []))
     return Document(
         type=doc_type,

@@ -536,9 +536,26 @@ class SearchOptions:
     offset: int = 0
 
 
+def _may_see(principal: Principal, permission: str | tuple[str, ...] | None) -> bool:
+    if permission is None:
+        return True
+    if isinstance(permission, str):
+        return principal.can(permission)
+    return any(principal.can(p) for p in permission)
+
+
 def allowed_types(principal: Principal) -> frozenset[str]:
-    return frozenset(
-        t.name for t in _state.types.values() if t.permission is None or principal.can(t.permission)
+    return frozenset(t.name for t in _state.types.values() if _may_see(principal, t.permission))
+
+
+def access_of(principal: Principal) -> Access:
+    """The caller's visibility as the backends apply it: the types they may read, and their
+    visible users (with ``documents.EVERYONE``) and teams; ``user_ids`` None sees every record."""
+    users = principal.user_ids
+    return Access(
+        types=allowed_types(principal),
+        user_ids=None if users is None else users | {d.EVERYONE},
+        team_ids=principal.team_ids,
     )
 
 
@@ -552,7 +569,7 @@ async def search(principal: Principal, q: str, options: SearchOptions | None = N
     elif await SearchPending.exists().where(SearchPending.next_attempt_at <= clock.now()):
         await drain_pending()
     parsed = parse_query(q)
-    access = Access(types=allowed_types(principal), user_ids=principal.user_ids, team_ids=principal.team_ids)
+    access = access_of(principal)
     filters = Filters(
         types=frozenset(options.types),
         owner_ids=frozenset(options.owner_ids),

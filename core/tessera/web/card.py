@@ -97,6 +97,26 @@ async def card_widgets(pm: pluggy.PluginManager, principal: Principal, party_id:
     return out
 
 
+async def record_widgets(
+    pm: pluggy.PluginManager, principal: Principal, kind: str, record_id: int
+) -> list[dict[str, Any]]:
+    """The plugins' blocks for the page of a plugin's record (hook ``tessera_record_widgets``:
+    a deal, a ticket), checked and made failure-tolerant as the card's widgets are. The page
+    read the record first."""
+    out: list[dict[str, Any]] = []
+    results, failed = await call_each_tolerant(
+        pm, "tessera_record_widgets", kind=kind, record_id=record_id, principal=principal
+    )
+    for plugin, result in results:
+        try:
+            out.extend(_checked_card_widgets(plugin, result))
+        except PluginError:
+            log.exception("Plugin %r returned a malformed record widget", plugin)
+            failed.append(plugin)
+    out.extend(failed_widget(plugin) for plugin in failed)
+    return out
+
+
 def failed_widget(plugin: str) -> dict[str, Any]:
     """The panel shown in place of a plugin's widget that failed."""
     return {
@@ -205,4 +225,12 @@ async def card_extras(pm: pluggy.PluginManager, principal: Principal, party_id: 
     }
 
 
-__all__ = ["active_users", "card_extras", "card_widgets", "may", "user_names", "writable_ids"]
+__all__ = [
+    "active_users",
+    "card_extras",
+    "card_widgets",
+    "may",
+    "record_widgets",
+    "user_names",
+    "writable_ids",
+]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import pluggy
 from jinja2 import FileSystemLoader
@@ -27,9 +28,19 @@ __all__ = [
     "decode_form",
     "error_page",
     "field_errors",
+    "record_widgets",
     "render",
     "web_routers",
 ]
+
+
+async def record_widgets(request: Any, principal: Any, kind: str, record_id: int) -> list[dict[str, Any]]:
+    """Other plugins' blocks for this record's page (hook ``tessera_record_widgets``), checked;
+    render them with ``{% include "_record_widgets.html" %}`` (context: ``widgets``, ``kind``,
+    ``record_id``). Call it after reading the record with the user's principal."""
+    from tessera.web.card import record_widgets as collect
+
+    return await collect(request.app.state.pm, principal, kind, record_id)
 
 
 def _templates_dir(plugin: object) -> Path | None:

@@ -24,6 +24,7 @@ from tessera.web.plugin_pages import (
     decode_form,
     error_page,
     field_errors,
+    record_widgets,
     render,
 )
 
@@ -132,6 +133,9 @@ async def _deal_view(
         errors=errors,
         form=form or {},
         now=clock.now(),
+        widgets=await record_widgets(request, principal, "deal", deal_id),
+        kind="deal",
+        record_id=deal_id,
         **extras,
     )
 

@@ -28,6 +28,7 @@ from tessera.web.plugin_pages import (
     decode_form,
     error_page,
     field_errors,
+    record_widgets,
     render,
 )
 
@@ -211,6 +212,9 @@ async def _ticket_view(
         may_attach=principal.can("note.write"),
         countdown=countdown,
         survey_link=request.query_params.get("survey", ""),
+        widgets=await record_widgets(request, principal, "ticket", ticket_id),
+        kind="ticket",
+        record_id=ticket_id,
         error=errors.pop("", None),
         errors=errors,
         form=form or {},

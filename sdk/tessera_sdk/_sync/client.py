@@ -61,6 +61,8 @@ class Client(b.BaseClient):
         self.campaigns = Entity[m.CampaignOut, m.CampaignIn, m.CampaignPatch](
             self, "/api/marketing/campaigns", m.CampaignOut, m.CampaignOutPage
         )
+        #: The knowledge base plugin (``/api/knowledge_base``), when the server runs it.
+        self.knowledge_base = SyncKnowledgeBase(self)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -574,3 +576,79 @@ class SyncReports:
         return self._client.request(  # type: ignore[no-any-return]
             "GET", f"/api/dashboards/{dashboard_id}/tiles", params={"period": period}, model=list[m.TileOut]
         )
+
+
+class SyncKnowledgeBase:
+    """The knowledge base plugin: articles (review, versions, diffs, votes), the expert
+    system's advice with explanations, decision trees walked on records."""
+
+    path = "/api/knowledge_base"
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.articles = Entity[m.KbArticleOut, m.KbArticleIn, m.KbArticlePatch](
+            client, f"{self.path}/articles", m.KbArticleOut, m.KbArticlePage
+        )
+        self.categories = Entity[m.KbCategoryOut, m.KbCategoryIn, m.KbCategoryPatch](
+            client, f"{self.path}/categories", m.KbCategoryOut, m.KbCategoryOutPage
+        )
+        self.rule_sets = Entity[m.KbRuleSetOut, m.KbRuleSetIn, m.KbRuleSetPatch](
+            client, f"{self.path}/rule-sets", m.KbRuleSetOut, m.KbRuleSetOutPage
+        )
+        self.trees = Entity[m.KbTreeOut, m.KbTreeIn, m.KbTreePatch](
+            client, f"{self.path}/trees", m.KbTreeOut, m.KbTreeOutPage
+        )
+
+    def _post(self, path: str, body: Any, model: Any) -> Any:
+        return self._client._execute(Call("POST", f"{self.path}{path}", json=b.body(body), model=model))
+
+    def submit(self, article_id: int) -> m.KbArticleOut:
+        """Send a draft for review."""
+        return self._post(f"/articles/{article_id}/submit", {}, m.KbArticleOut)  # type: ignore[no-any-return]
+
+    def publish(self, article_id: int) -> m.KbArticleOut:
+        """Approve an article in review (``knowledge_base.publish``)."""
+        return self._post(f"/articles/{article_id}/publish", {}, m.KbArticleOut)  # type: ignore[no-any-return]
+
+    def restore(self, article_id: int, revision: int) -> m.KbArticleOut:
+        """Make an earlier version the working copy again (as a new version)."""
+        body = {"revision": revision}
+        return self._post(f"/articles/{article_id}/restore", body, m.KbArticleOut)  # type: ignore[no-any-return]
+
+    def versions(self, article_id: int) -> list[m.KbArticleVersionOut]:
+        call = Call("GET", f"{self.path}/articles/{article_id}/versions", model=list[m.KbArticleVersionOut])
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def diff(self, article_id: int, from_revision: int, to_revision: int) -> m.KbArticleDiff:
+        """The lines changed between two versions."""
+        params = {"from": from_revision, "to": to_revision}
+        call = Call("GET", f"{self.path}/articles/{article_id}/diff", params, model=m.KbArticleDiff)
+        return self._client._execute(call)  # type: ignore[no-any-return]
+
+    def vote(self, article_id: int, helpful: bool) -> m.KbVoteOut:
+        return self._post(f"/articles/{article_id}/vote", {"helpful": helpful}, m.KbVoteOut)  # type: ignore[no-any-return]
+
+    def advise(self, kind: str, record_id: int) -> m.KbAdviceOut:
+        """Recommendations for a party, deal or ticket, each with the rule and facts behind it."""
+        body = {"kind": kind, "record_id": record_id}
+        return self._post("/advise", body, m.KbAdviceOut)  # type: ignore[no-any-return]
+
+    def feedback(
+        self, recommendation_id: int, accepted: bool, comment: str = ""
+    ) -> m.KbStoredRecommendationOut:
+        body = {"accepted": accepted, "comment": comment}
+        path = f"/recommendations/{recommendation_id}/feedback"
+        return self._post(path, body, m.KbStoredRecommendationOut)  # type: ignore[no-any-return]
+
+    def start_tree(self, tree_id: int, kind: str, record_id: int) -> m.KbRunOut:
+        """Start walking a decision tree on a record; the path is kept on it."""
+        body = {"kind": kind, "record_id": record_id}
+        return self._post(f"/trees/{tree_id}/runs", body, m.KbRunOut)  # type: ignore[no-any-return]
+
+    def answer(self, run_id: int, answer: str) -> m.KbRunOut:
+        return self._post(f"/runs/{run_id}/answer", {"answer": answer}, m.KbRunOut)  # type: ignore[no-any-return]
+
+    def runs(self, kind: str, record_id: int) -> list[m.KbRunOut]:
+        params = {"kind": kind, "record_id": record_id}
+        call = Call("GET", f"{self.path}/runs", params, model=list[m.KbRunOut])
+        return self._client._execute(call)  # type: ignore[no-any-return]

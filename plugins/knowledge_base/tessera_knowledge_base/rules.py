@@ -1,0 +1,652 @@
+"""The expert system: rule sets written as data, validated when saved, evaluated on a record
+with an explanation for every recommendation (which rule fired, which facts matched).
+
+A rule set targets one kind of record (party, deal, ticket) and holds a list of rules::
+
+    {"key": "class_a_no_meeting", "name": "...", "priority": 50,
+     "when": {"all": [{"fact": "party.custom.abc_class", "op": "eq", "value": "A"},
+                      {"fact": "history.last_meeting", "op": "older_than_days", "value": 60}]},
+     "then": [{"type": "product", "product": "SUPPORT-PLUS"},
+              {"type": "next_step", "text": "Arrange a meeting"}]}
+
+Facts of a record of kind K: ``K.<column>`` and ``K.custom.<field>`` (its custom fields),
+``party.<column>`` and ``party.custom.<field>`` of its party (the client's ABC class is
+``party.custom.abc_class`` when the marketing plugin provides it), ``history.last_<type>`` (when
+the last done activity of that type — call, meeting, e-mail ... — took place with the client,
+None when never), ``history.open_tasks`` and ``history.open_deals``/``history.open_tickets``
+where those plugins are enabled. A rule naming a fact the kind does not offer is refused when
+it is saved (422 naming the rule's path), never found out when evaluated.
+
+Conflicts: rules are applied from the highest ``priority`` down (ties: the set's priority, then
+the order in the set). Each action fills a slot — ``priority`` and ``next_step`` hold one value
+per record, an article, a product and a task one per article id, product and title — and the
+first rule to fill a slot wins; the others are reported as ``overridden`` with the rule that won.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import jsonschema
+from piccolo.query.functions.aggregate import Max
+from tessera import audit, clock, customfields, events
+from tessera.entities import service
+from tessera.entities.tables import Activity, Party, Task
+from tessera.errors import FieldError, NotFound, ValidationFailed
+from tessera.permissions import Principal
+
+from tessera_knowledge_base import records
+from tessera_knowledge_base.tables import Article, Recommendation, RuleSet
+
+TARGETS = ("party", "deal", "ticket")
+ACTIVITY_TYPES = ("call", "meeting", "email", "letter", "seminar", "mailing", "claim", "note")
+OPS = (
+    "eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "exists", "missing",
+    "older_than_days", "within_days",
+)  # fmt: skip
+ACTION_TYPES = ("article", "next_step", "product", "priority", "task")
+#: Action types with one value per record (the highest-priority rule's).
+SINGLE = ("priority", "next_step")
+
+_leaf = {
+    "type": "object",
+    "required": ["fact", "op"],
+    "additionalProperties": False,
+    "properties": {
+        "fact": {"type": "string", "minLength": 1, "maxLength": 200},
+        "op": {"enum": list(OPS)},
+        "value": {},
+    },
+}
+RULES_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "maxItems": 2000,
+    "items": {
+        "type": "object",
+        "required": ["key", "when", "then"],
+        "additionalProperties": False,
+        "properties": {
+            "key": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"},
+            "name": {"type": "string", "maxLength": 300},
+            "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+            "when": {"$ref": "#/$defs/condition"},
+            "then": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"$ref": "#/$defs/action"}},
+        },
+    },
+    "$defs": {
+        "condition": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["all"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "all": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}}
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["any"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}}
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["not"],
+                    "additionalProperties": False,
+                    "properties": {"not": {"$ref": "#/$defs/condition"}},
+                },
+                _leaf,
+            ]
+        },
+        "action": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["type", "article_id"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"const": "article"},
+                        "article_id": {"type": "integer", "minimum": 1},
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["type", "text"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"const": "next_step"},
+                        "text": {"type": "string", "minLength": 1, "maxLength": 500},
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["type", "product"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"const": "product"},
+                        "product": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "text": {"type": "string", "maxLength": 500},
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["type", "value"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"const": "priority"},
+                        "value": {"enum": ["p1", "p2", "p3", "p4"]},
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["type", "title"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"const": "task"},
+                        "title": {"type": "string", "minLength": 1, "maxLength": 500},
+                        "due_days": {"type": "integer", "minimum": 0, "maximum": 365},
+                    },
+                },
+            ]
+        },
+    },
+}
+_validator = jsonschema.Draft202012Validator(RULES_SCHEMA)
+
+
+def _path(parts: Any) -> str:
+    out = "rules"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def _columns(spec: service.EntitySpec) -> list[str]:
+    return [c._meta.name for c in spec.table._meta.columns if c._meta.name not in spec.hidden]
+
+
+async def known_facts(kind: str) -> dict[str, str]:
+    """Every fact a rule on ``kind`` may name, with what it is."""
+    spec = records.spec_of(kind, "target")
+    pm = service.plugin_manager()
+    out: dict[str, str] = {}
+    for prefix, entity_spec, entity in ((kind, spec, spec.name), ("party", records.PARTY, "party")):
+        for name in _columns(entity_spec):
+            if name != "custom":
+                out[f"{prefix}.{name}"] = "column"
+        try:
+            schema = await customfields.effective_schema(pm, entity)
+        except ValidationFailed:
+            schema = {}
+        for name in (schema.get("properties") or {}) if entity_spec.custom_fields else ():
+            out[f"{prefix}.custom.{name}"] = "custom field"
+    for t in ACTIVITY_TYPES:
+        out[f"history.last_{t}"] = "time of the last done activity of this type with the client"
+    out["history.open_tasks"] = "open tasks on the client"
+    for other in ("deal", "ticket"):
+        if records.enabled(other):
+            out[f"history.open_{other}s"] = f"open {other}s of the client"
+    return out
+
+
+def _leaves(condition: dict[str, Any], path: list[Any]) -> list[tuple[dict[str, Any], list[Any]]]:
+    for key in ("all", "any"):
+        if key in condition:
+            return [x for i, c in enumerate(condition[key]) for x in _leaves(c, [*path, key, i])]
+    if "not" in condition:
+        return _leaves(condition["not"], [*path, "not"])
+    return [(condition, path)]
+
+
+async def validate(target: str, rules: Any) -> list[dict[str, Any]]:
+    """The rules if they are well-formed and name only facts ``target`` offers and articles that
+    exist; 422 naming every offending place (``rules[0].when.all[1].fact``) otherwise."""
+    errors = [
+        FieldError(_path(e.absolute_path), e.message)
+        for e in sorted(_validator.iter_errors(rules), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    if errors:
+        raise ValidationFailed(f"{errors[0].field}: {errors[0].message}", errors[:20])
+    known = await known_facts(target)
+    keys: set[str] = set()
+    articles: set[int] = set()
+    for i, rule in enumerate(rules):
+        if rule["key"] in keys:
+            errors.append(FieldError(f"rules[{i}].key", f"the key {rule['key']!r} is used twice"))
+        keys.add(rule["key"])
+        for leaf, path in _leaves(rule["when"], [i, "when"]):
+            if leaf["fact"] not in known:
+                errors.append(
+                    FieldError(_path([*path, "fact"]), f"unknown field {leaf['fact']!r} for {target} rules")
+                )
+            elif leaf["op"] not in ("exists", "missing") and "value" not in leaf:
+                errors.append(FieldError(_path(path), f"the operator {leaf['op']!r} needs a value"))
+            elif leaf["op"] in ("older_than_days", "within_days") and not isinstance(leaf.get("value"), int):
+                errors.append(FieldError(_path([*path, "value"]), "must be a whole number of days"))
+        articles.update(a["article_id"] for a in rule["then"] if a["type"] == "article")
+    if articles:
+        found = {r["id"] for r in await Article.select(Article.id).where(Article.id.is_in(sorted(articles)))}
+        for i, rule in enumerate(rules):
+            for j, action in enumerate(rule["then"]):
+                if action["type"] == "article" and action["article_id"] not in found:
+                    errors.append(FieldError(f"rules[{i}].then[{j}].article_id", "no such article"))
+    if errors:
+        raise ValidationFailed(f"{errors[0].field}: {errors[0].message}", errors[:20])
+    return rules
+
+
+async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The facts of a record the caller read: its fields, its party's, the client's history."""
+    facts: dict[str, Any] = {}
+
+    def add(prefix: str, row: dict[str, Any]) -> None:
+        for name, value in row.items():
+            if name == "custom":
+                for field, v in (value or {}).items():
+                    facts[f"{prefix}.custom.{field}"] = _number(v)
+            else:
+                facts[f"{prefix}.{name}"] = _number(value)
+
+    add(kind, record)
+    party_id = records.party_of(kind, record)
+    if party_id is not None:
+        if kind != "party":
+            party = await Party.select().where(Party.id == party_id).first().output(load_json=True)
+            if party:
+                add("party", party)
+        last = (
+            await Activity.select(Activity.type, Max(Activity.starts_at).as_alias("at"))
+            .where(Activity.party_id == party_id, Activity.status == "done")
+            .group_by(Activity.type)
+        )
+        for t in ACTIVITY_TYPES:
+            facts[f"history.last_{t}"] = None
+        for row in last:
+            facts[f"history.last_{row['type']}"] = _when(row["at"])
+        facts["history.open_tasks"] = await Task.count().where(
+            Task.party_id == party_id, Task.status.is_in(["open", "in_progress"])
+        )
+        for other, status_col, open_values in (
+            ("deal", "status", ["open"]),
+            ("ticket", "status", ["new", "in_progress", "waiting"]),
+        ):
+            if records.enabled(other):
+                table = records.spec_of(other).table
+                facts[f"history.open_{other}s"] = await table.count().where(
+                    table._meta.get_column_by_name("party_id") == party_id,
+                    table._meta.get_column_by_name(status_col).is_in(open_values),
+                )
+    return facts
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _number(v: Any) -> Any:
+    return float(v) if isinstance(v, Decimal) else v
+
+
+def _when(actual: Any) -> dt.datetime | None:
+    if actual is None or isinstance(actual, dt.datetime):
+        return actual
+    return dt.datetime.fromisoformat(str(actual))
+
+
+def _predicate(op: str, value: Any) -> Callable[[Any, dt.datetime], bool]:
+    """The test of one operator against a constant, built once per rule (the hot path is a
+    plain call per fact)."""
+    if op == "exists":
+        return lambda a, now: a not in (None, "", [], {})
+    if op == "missing":
+        return lambda a, now: a in (None, "", [], {})
+    if op == "eq":
+        return lambda a, now: a == value
+    if op == "ne":
+        return lambda a, now: a != value
+    if op in ("in", "not_in"):
+        try:
+            members: Any = frozenset(value or [])
+        except TypeError:
+            members = list(value or [])
+        if op == "in":
+            return lambda a, now: a in members
+        return lambda a, now: a not in members
+    if op == "contains":
+        return lambda a, now: a is not None and value in a
+    if op in ("older_than_days", "within_days"):
+        delta = dt.timedelta(days=value)
+        if op == "older_than_days":  # never counts as older than any number of days
+            return lambda a, now: a is None or _when(a) <= now - delta
+        return lambda a, now: a is not None and _when(a) > now - delta
+    compare = {
+        "gt": lambda a: a > value,
+        "gte": lambda a: a >= value,
+        "lt": lambda a: a < value,
+        "lte": lambda a: a <= value,
+    }[op]
+    return lambda a, now: a is not None and compare(a)
+
+
+def _test(op: str, actual: Any, value: Any, now: dt.datetime) -> bool:
+    """One condition on one fact (the predicate built on the spot)."""
+    try:
+        return _predicate(op, value)(_number(actual), now)
+    except (TypeError, ValueError):
+        return False
+
+
+Matched = list[dict[str, Any]]
+Compiled = Callable[[dict[str, Any], dt.datetime], "Matched | None"]
+
+
+def _compile(condition: dict[str, Any]) -> Compiled:
+    """A condition as a function of the facts: the matched facts when it holds, else None."""
+    if "all" in condition:
+        parts = [_compile(c) for c in condition["all"]]
+
+        def all_(facts: dict[str, Any], now: dt.datetime) -> Matched | None:
+            out: Matched = []
+            for p in parts:
+                got = p(facts, now)
+                if got is None:
+                    return None
+                out.extend(got)
+            return out
+
+        return all_
+    if "any" in condition:
+        parts = [_compile(c) for c in condition["any"]]
+
+        def any_(facts: dict[str, Any], now: dt.datetime) -> Matched | None:
+            for p in parts:
+                got = p(facts, now)
+                if got is not None:
+                    return got
+            return None
+
+        return any_
+    if "not" in condition:
+        inner = condition["not"]
+        part = _compile(inner)
+        leaves = [leaf for leaf, _ in _leaves(inner, [])]
+
+        def not_(facts: dict[str, Any], now: dt.datetime) -> Matched | None:
+            if part(facts, now) is not None:
+                return None
+            return [
+                {
+                    "fact": x["fact"],
+                    "op": "not " + x["op"],
+                    "value": x.get("value"),
+                    "actual": facts.get(x["fact"]),
+                }
+                for x in leaves
+            ]
+
+        return not_
+    fact, op, value = condition["fact"], condition["op"], condition.get("value")
+    test = _predicate(op, value)
+
+    def leaf(facts: dict[str, Any], now: dt.datetime) -> Matched | None:
+        actual = facts.get(fact)
+        try:
+            if not test(actual, now):
+                return None
+        except (TypeError, ValueError):
+            return None
+        return [{"fact": fact, "op": op, "value": value, "actual": actual}]
+
+    return leaf
+
+
+@dataclass
+class _Rule:
+    set_id: int
+    set_name: str
+    set_priority: int
+    index: int
+    key: str
+    name: str
+    priority: int
+    when: Compiled
+    then: list[dict[str, Any]]
+
+
+_compiled: dict[tuple[Any, ...], list[_Rule]] = {}
+
+
+def compile_set(row: dict[str, Any]) -> list[_Rule]:
+    """The set's rules ready to run (cached per set and version)."""
+    from tessera import db
+
+    # The engine in the key: one process may serve several databases (tests, tools).
+    cache_key = (
+        id(db.get_engine()),
+        row["id"],
+        row["version"],
+        str(row.get("updated_at")),
+        len(row["rules"]),
+    )
+    got = _compiled.get(cache_key)
+    if got is None:
+        got = [
+            _Rule(
+                set_id=row["id"],
+                set_name=row["name"],
+                set_priority=row["priority"],
+                index=i,
+                key=r["key"],
+                name=r.get("name") or r["key"],
+                priority=int(r.get("priority", 0)),
+                when=_compile(r["when"]),
+                then=r["then"],
+            )
+            for i, r in enumerate(row["rules"])
+        ]
+        if row["version"] >= 0:  # a set being edited (``version`` -1) is not cached
+            if len(_compiled) > 256:
+                _compiled.clear()
+            _compiled[cache_key] = got
+    return got
+
+
+def _slot(action: dict[str, Any]) -> tuple[Any, ...]:
+    kind = action["type"]
+    if kind in SINGLE:
+        return (kind,)
+    return (kind, action.get("article_id") or action.get("product") or action.get("title"))
+
+
+def _text(fact: dict[str, Any]) -> str:
+    actual = fact["actual"]
+    if isinstance(actual, dt.datetime):
+        actual = actual.date().isoformat()
+    if fact["op"].endswith("older_than_days") and actual is None:
+        actual = "never"
+    value = fact.get("value")
+    return f"{fact['fact']} {fact['op']} {value if value is not None else ''}".strip() + f" (is {actual})"
+
+
+def evaluate(rule_sets: list[dict[str, Any]], facts: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """Fire the rules on the facts: recommendations (each with its rule and matched facts) and
+    the actions overridden by a rule of higher priority."""
+    fired: list[tuple[_Rule, Matched]] = []
+    for row in rule_sets:
+        for rule in compile_set(row):
+            matched = rule.when(facts, now)
+            if matched is not None:
+                fired.append((rule, matched))
+    fired.sort(key=lambda x: (-x[0].priority, -x[0].set_priority, x[0].set_id, x[0].index))
+    taken: dict[tuple[Any, ...], _Rule] = {}
+    recommendations: list[dict[str, Any]] = []
+    overridden: list[dict[str, Any]] = []
+    for rule, matched in fired:
+        why = {
+            "rule_set_id": rule.set_id,
+            "rule_set": rule.set_name,
+            "rule_key": rule.key,
+            "rule": rule.name,
+            "priority": rule.priority,
+            "facts": [{**m, "text": _text(m)} for m in matched],
+        }
+        for action in rule.then:
+            slot = _slot(action)
+            if slot in taken:
+                overridden.append({"action": action, "explanation": why, "overridden_by": taken[slot].key})
+                continue
+            taken[slot] = rule
+            recommendations.append({"action": action, "explanation": why})
+    return {"recommendations": recommendations, "overridden": overridden}
+
+
+async def active_sets(target: str) -> list[dict[str, Any]]:
+    return list(
+        await RuleSet.select()
+        .where(RuleSet.target == target, RuleSet.active == True)  # noqa: E712
+        .order_by(RuleSet.id)
+        .output(load_json=True)
+    )
+
+
+async def advise(
+    principal: Principal,
+    kind: str,
+    record_id: int,
+    *,
+    rule_set: dict[str, Any] | None = None,
+    store: bool = True,
+) -> dict[str, Any]:
+    """Recommendations for a record the caller reads, each with its explanation. Stored (one
+    pending recommendation per rule and action on the record) so that the person can accept or
+    reject each; ``rule_set`` (not stored: the rule editor's "test on this record") evaluates a
+    set being edited instead of the active ones."""
+    record = await records.load(principal, kind, record_id)
+    facts = await facts_of(kind, record)
+    sets = [rule_set] if rule_set is not None else await active_sets(kind)
+    result = evaluate(sets, facts, clock.now())
+    if store and result["recommendations"]:
+        async with events.unit_of_work():
+            for rec in result["recommendations"]:
+                rec["id"] = await _stored(principal, kind, record_id, rec)
+            await audit.record(
+                "advise",
+                "knowledge_base.recommendation",
+                None,
+                detail=f"{kind} {record_id}: {len(result['recommendations'])} recommendation(s)",
+            )
+    for rec in result["recommendations"]:
+        rec.setdefault("id", None)
+        rec.setdefault("status", "pending")
+    await _describe_articles(principal, result["recommendations"])
+    return {"kind": kind, "record_id": record_id, **result}
+
+
+async def _stored(principal: Principal, kind: str, record_id: int, rec: dict[str, Any]) -> int:
+    why = rec["explanation"]
+    existing = (
+        await Recommendation.select(Recommendation.id, Recommendation.action, Recommendation.status)
+        .where(
+            Recommendation.kind == kind,
+            Recommendation.record_id == record_id,
+            Recommendation.rule_key == why["rule_key"],
+            Recommendation.status == "pending",
+        )
+        .output(load_json=True)
+    )
+    for row in existing:
+        if row["action"] == rec["action"]:
+            await Recommendation.update({Recommendation.explanation: _jsonable(why)}).where(
+                Recommendation.id == row["id"]
+            )
+            return int(row["id"])
+    rows = await Recommendation.insert(
+        Recommendation(
+            rule_set_id=why["rule_set_id"],
+            rule_key=why["rule_key"],
+            kind=kind,
+            record_id=record_id,
+            action=rec["action"],
+            explanation=_jsonable(why),
+            status="pending",
+            created_by=principal.user_id or None,
+            created_at=clock.now(),
+        )
+    ).returning(Recommendation.id)
+    return int(rows[0]["id"])
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+async def _describe_articles(principal: Principal, recs: list[dict[str, Any]]) -> None:
+    """Give article recommendations the article's title when the caller may read it."""
+    from tessera_knowledge_base import articles
+
+    ids = [r["action"]["article_id"] for r in recs if r["action"]["type"] == "article"]
+    if not ids:
+        return
+    visible = await service.visible_ids(articles.ARTICLE, principal, ids)
+    rows = {
+        r["id"]: r
+        for r in await Article.select(Article.id, Article.title, Article.published_title).where(
+            Article.id.is_in(sorted(visible) or [-1])
+        )
+    }
+    for r in recs:
+        if r["action"]["type"] == "article":
+            row = rows.get(r["action"]["article_id"])
+            title = (
+                (row["title"] if articles.is_editor(principal) else row["published_title"]) if row else None
+            )
+            r["article_title"] = title
+            r["article_visible"] = row is not None
+
+
+async def feedback(
+    principal: Principal, recommendation_id: int, accepted: bool, comment: str = ""
+) -> dict[str, Any]:
+    """The person's answer to a recommendation on a record they read: accepted or rejected."""
+    row = (
+        await Recommendation.select()
+        .where(Recommendation.id == recommendation_id)
+        .first()
+        .output(load_json=True)
+    )
+    if row is None:
+        raise NotFound(f"knowledge_base.recommendation {recommendation_id} not found")
+    try:
+        await records.load(principal, row["kind"], row["record_id"])
+    except ValidationFailed as exc:
+        raise NotFound(f"knowledge_base.recommendation {recommendation_id} not found") from exc
+    status = "accepted" if accepted else "rejected"
+    now = clock.now()
+    async with events.unit_of_work():
+        await Recommendation.update(
+            {
+                Recommendation.status: status,
+                Recommendation.comment: comment[:5000],
+                Recommendation.decided_by: principal.user_id or None,
+                Recommendation.decided_at: now,
+            }
+        ).where(Recommendation.id == recommendation_id)
+        await audit.record(
+            "update",
+            "knowledge_base.recommendation",
+            recommendation_id,
+            {"status": [row["status"], status]},
+        )
+    row.update(status=status, comment=comment[:5000], decided_by=principal.user_id or None, decided_at=now)
+    return row
