@@ -209,7 +209,11 @@ async def crawl(
             texts = PageText(**await page.evaluate(TEXTS))
             for fault in check_text(texts):
                 result.problems.append(f"{path} (linked from {source}) shows {fault}")
-        hrefs: list[str] = await page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        # getAttribute, not .href: an SVG link's .href is an SVGAnimatedString (charts link
+        # their bars to the records behind them), not a URL.
+        hrefs: list[str] = await page.eval_on_selector_all(
+            "a[href]", "els => els.map(e => new URL(e.getAttribute('href'), document.baseURI).href)"
+        )
         for href in hrefs:
             parts = urlsplit(href)
             if f"{parts.scheme}://{parts.netloc}" != origin:
