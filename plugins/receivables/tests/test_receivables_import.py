@@ -74,3 +74,23 @@ async def test_reimport_changes_nothing_and_bad_rows_are_reported(crm: Any, froz
     assert r.status_code == 403
     r = await crm.post(f"{API}/import", admin, json={})
     assert r.status_code == 422
+
+
+@pytest.mark.plugins("sales", "receivables")
+async def test_an_invoice_issued_in_sales_appears_in_receivables(crm: Any, frozen_clock: Any, ledger: Any) -> None:
+    admin, ap = ledger["admin"], ledger["anna_party"]
+    r = await crm.post("/api/sales/deals", admin, json={"title": "Deal", "party_id": ap["id"], "amount": "5000.25", "currency": "EUR"})
+    assert r.status_code == 201, r.text
+    deal = r.json()
+    r = await crm.post(f"/api/sales/deals/{deal['id']}/documents", admin, json={"kind": "invoice", "due_on": "2026-03-20"})
+    assert r.status_code == 201, r.text
+    issued = r.json()
+    got = (await crm.get(f"{API}/invoices", admin, params={"source": "sales"})).json()["items"]
+    assert [(i["number"], i["amount"], i["currency"], i["due_date"], i["deal_id"], i["party_id"]) for i in got] == [
+        (issued["number"], "5000.25", "EUR", "2026-03-20", deal["id"], ap["id"])
+    ]
+    # Delivered again (at least once): still one receivable.
+    from tessera_receivables.integration import invoice_from_sales
+
+    assert await invoice_from_sales({"id": issued["id"], "party_id": ap["id"], "amount": "1", "currency": "EUR", "issued_on": "2026-03-02"}) is None
+    assert len((await crm.get(f"{API}/invoices", admin, params={"source": "sales"})).json()["items"]) == 1
