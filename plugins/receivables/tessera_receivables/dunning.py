@@ -505,7 +505,7 @@ async def _letter(
             _("Formal notice of overdue debt: %(amount)s", amount=text),
             _("Please find attached our formal notice of overdue debt."),
             party_id=party["id"],
-            attachments=[("notice.pdf", "application/pdf", pdf)],
+            attachments=[("notice.pdf", pdf, "application/pdf")],
             dedup_key=f"receivables.letter:{case['id']}",
         )
         return _("Formal letter e-mailed (PDF)")
