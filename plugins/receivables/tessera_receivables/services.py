@@ -247,6 +247,8 @@ async def allocate(
             await Payment.select(Payment.id).where(Payment.id == payment_id).lock_rows()
             payment = await Payment.select().where(Payment.id == payment_id).first()
         made = await _allocate(principal, payment, explicit)
+        if not made:
+            audit.unchanged()  # nothing left to apply, or no open invoice: nothing written
         payment = await Payment.select().where(Payment.id == payment_id).first()
     return {"payment": cents([payment], "amount", "unallocated")[0], "allocations": cents(made, "amount")}
 
