@@ -123,6 +123,8 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/receivables/overdue-clients": {"mine": "false"},
     "/api/receivables/cases": {},
     "/api/receivables/promises": {},
+    "/api/receivables/reports/collection": PERIOD,
+    "/api/receivables/reports/collection/export": PERIOD,
 }
 #: Report exports (``tessera.reports``): the export of each report below, with its parameters,
 #: is checked like a list (the path ``/api/reports/{key}/export`` is classified by it).

@@ -547,6 +547,60 @@ async def run_scan(principal: Principal) -> ScanOut:
     return msgspec.convert(counts, ScanOut)
 
 
+# --------------------------------------------------------------------------- reports
+
+
+class CollectionRow(Struct, kw_only=True):
+    month: str
+    manager_id: int | None
+    currency: str
+    opening: Decimal
+    sales: Decimal
+    closing: Decimal
+    closing_current: Decimal
+    overdue: Decimal
+    collected: Decimal
+    dso: Decimal | None
+    overdue_ratio: Decimal | None
+    cei: Decimal | None
+    promises_kept: int
+    promises_broken: int
+    promises_kept_ratio: Decimal | None
+
+
+@get("/reports/collection", operation_id="receivables_collection_report")
+async def collection_report(principal: Principal, date_from: dt.date, date_to: dt.date) -> list[CollectionRow]:
+    """Per month, manager (the client's owner) and currency, over the receivables you may read:
+    opening and closing receivables, credit sales, collected, DSO, overdue ratio, collection
+    effectiveness index (CEI) and promises kept ratio."""
+    from tessera_receivables import reports
+
+    rows = await reports.collection_report(principal, date_from, date_to)
+    return [msgspec.convert(r, CollectionRow, strict=False) for r in rows]
+
+
+@get("/reports/collection/export", operation_id="receivables_collection_export", media_type="text/csv")
+async def collection_export(
+    principal: Principal, date_from: dt.date, date_to: dt.date, format: Literal["csv", "xlsx"] = "csv"
+) -> Response[Any]:
+    """The collection report as CSV or XLSX (the export is audited)."""
+    from tessera import audit
+
+    from tessera_receivables import reports
+
+    rows = await reports.collection_report(principal, date_from, date_to)
+    await audit.record("export", "receivables.invoice", None, detail=f"collection report {date_from}..{date_to}")
+    name = f"collection-{date_from}-{date_to}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if format == "xlsx":
+        return Response(
+            reports.as_xlsx(rows),
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers=headers,
+        )
+    return Response(reports.as_csv(rows), media_type="text/csv", headers=headers)
+
+
 def routers() -> list[Any]:
     return [
         invoices_router,
@@ -564,10 +618,10 @@ def routers() -> list[Any]:
                 channel_bounced,
                 statement,
                 run_scan,
+                collection_report,
+                collection_export,
             ],
             tags=["receivables"],
         ),
     ]
 
-
-_ = Response  # reports add CSV responses

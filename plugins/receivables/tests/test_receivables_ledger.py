@@ -137,3 +137,25 @@ async def test_amount_rules(crm: Any, frozen_clock: Any, ledger: Any) -> None:
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "due_date"
     r = await crm.post(f"{API}/invoices", admin, json={"party_id": ap["id"], "issue_date": "2026-03-01", "due_date": "2026-03-01", "amount": "-1"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "amount"
+
+
+async def test_collection_report_per_manager_and_month(crm: Any, frozen_clock: Any, ledger: Any) -> None:
+    admin, ap = ledger["admin"], ledger["anna_party"]
+    # February: 1000 invoiced (due 2026-02-20), 600 paid on 2026-02-25; nothing open before.
+    await post(crm, f"{API}/invoices", admin, {"party_id": ap["id"], "issue_date": "2026-02-01", "due_date": "2026-02-20", "amount": "1000"})
+    await post(crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-02-25", "amount": "600"})
+    params = {"date_from": "2026-02-01", "date_to": "2026-02-28"}
+    rows = (await crm.get(f"{API}/reports/collection", admin, params=params)).json()
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["month"], row["manager_id"], row["currency"]) == ("2026-02", ledger["anna"]["id"], "RUB")
+    assert (row["opening"], row["sales"], row["closing"], row["overdue"], row["collected"]) == (
+        "0.00", "1000.00", "400.00", "400.00", "600.00"
+    )
+    # DSO = 400 / 1000 × 28 days; CEI = (0 + 1000 − 400) / (0 + 1000 − 0) = 60 %.
+    assert (row["dso"], row["overdue_ratio"], row["cei"]) == ("11.2", "1.0000", "60.0")
+    assert (await crm.get(f"{API}/reports/collection", ledger["boris"], params=params)).json() == []
+    csv_text = (await crm.get(f"{API}/reports/collection/export", admin, params=params)).text
+    assert csv_text.splitlines()[0].startswith("month,manager_id,currency")
+    xlsx = await crm.get(f"{API}/reports/collection/export", admin, params={**params, "format": "xlsx"})
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
