@@ -10,6 +10,7 @@ cents as integers (exact on SQLite too) and returned as ``Decimal`` per currency
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -32,12 +33,7 @@ def limits_of(text: str | None) -> tuple[int, ...]:
         limits = tuple(int(part) for part in text.split(","))
     except ValueError as exc:
         raise ValidationFailed.field("buckets", "must be whole days separated by commas: 30,60,90") from exc
-    if (
-        not limits
-        or len(limits) > 10
-        or limits[0] < 1
-        or any(b <= a for a, b in zip(limits, limits[1:], strict=False))
-    ):
+    if not limits or len(limits) > 10 or limits[0] < 1 or any(b <= a for a, b in itertools.pairwise(limits)):
         raise ValidationFailed.field("buckets", "must be 1 to 10 increasing whole days: 30,60,90")
     return limits
 

@@ -86,7 +86,8 @@ TEMPLATES = [
         "receivables.dunning.gentle",
         "Dunning (reliable payer)",
         (5, 9, 14, 24),
-        "A reliable payer or an A-class client: reminder on day 5, call on day 14, letter on day 28, escalation on day 52",
+        "A reliable payer or an A-class client: reminder on day 5, call on day 14, letter on day 28, "
+        "escalation on day 52",
     ),
 ]
 
@@ -380,8 +381,11 @@ async def heads_of(owner_id: int | None) -> list[int]:
     rows = await UserRole.select(UserRole.user_id).where(
         UserRole.role_id.is_in(Role.select(Role.id).where(Role.name == "head")),
         UserRole.user_id.is_in(
-            CrmUser.select(CrmUser.id).where(CrmUser.team_id == owner["team_id"], CrmUser.is_active == True)
-        ),  # noqa: E712
+            CrmUser.select(CrmUser.id).where(
+                CrmUser.team_id == owner["team_id"],
+                CrmUser.is_active == True,  # noqa: E712
+            )
+        ),
     )
     return [r["user_id"] for r in rows]
 
@@ -397,7 +401,8 @@ async def _take(
     totals = _totals(invoices)
     text = _money_text(totals)
     lines = "\n".join(
-        f"{inv['number'] or inv['id']}: {Decimal(inv['balance']).quantize(Decimal('0.01'))} {inv['currency']} "
+        f"{inv['number'] or inv['id']}: "
+        f"{Decimal(inv['balance']).quantize(Decimal('0.01'))} {inv['currency']} "
         f"({_('due')} {inv['due_date'].isoformat()})"
         for inv in invoices
     )

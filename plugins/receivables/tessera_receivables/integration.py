@@ -129,7 +129,8 @@ async def search_documents(entity: str, record: dict[str, Any]) -> list[dict[str
             "type": "receivable_invoice",
             "id": record["id"],
             "title": f"{record.get('number') or record['id']} {party['name'] if party else ''}".strip(),
-            "body": f"{record.get('amount')} {record.get('currency')} {record.get('external_id', '')} {record.get('notes', '')}",
+            "body": f"{record.get('amount')} {record.get('currency')} "
+            f"{record.get('external_id', '')} {record.get('notes', '')}",
             "date": record.get("created_at"),
             "owner_id": party["owner_id"] if party else None,
             "team_id": party["team_id"] if party else None,
@@ -170,7 +171,8 @@ async def card_widget(party_id: int, principal: Any) -> list[dict[str, Any]]:
         rows.append(
             {
                 "label": _("Promise to pay"),
-                "value": f"{Decimal(promise['amount']).quantize(Decimal('0.01'))} {promise['currency']} — {promise['promised_on'].isoformat()}",
+                "value": f"{Decimal(promise['amount']).quantize(Decimal('0.01'))} {promise['currency']} — "
+                f"{promise['promised_on'].isoformat()}",
             }
         )
     rows.append(

@@ -138,6 +138,7 @@ JOBS = [
         "receivables.overdue_scan",
         overdue_scan_job,
         cron="0 * * * *",
-        description="Mark invoices past their due date overdue, open collection cases, take the due dunning steps",
+        description="Mark invoices past their due date overdue, open collection cases, "
+        "take the due dunning steps",
     ),
 ]

@@ -7,8 +7,10 @@ from typing import Any
 from tessera.hookspecs import hookimpl
 
 PERMISSIONS = {
-    "receivables.read": "Read invoices, payments, ageing, collection cases and promises (within record visibility)",
-    "receivables.write": "Create and change invoices, payments, credit notes and allocations; import from accounting",
+    "receivables.read": "Read invoices, payments, ageing, collection cases and promises "
+    "(within record visibility)",
+    "receivables.write": "Create and change invoices, payments, credit notes and allocations; "
+    "import from accounting",
     "receivables.collect": "Work collection cases: record promises to pay, calls, bounced channels",
     "receivables.manage": "Delete receivables records and run the overdue scan and dunning by hand",
 }
@@ -121,3 +123,32 @@ def tessera_marketing_suppressions(engine: str) -> list[dict[str, Any]]:
     from tessera_receivables.integration import suppressions
 
     return suppressions(engine)
+
+
+@hookimpl
+def tessera_nav_items() -> list[dict[str, str]]:
+    from tessera.i18n import gettext as _
+
+    return [{"label": _("Receivables"), "href": "/receivables/worklist"}]
+
+
+@hookimpl
+def tessera_party_tabs(party_id: int) -> list[dict[str, str]]:
+    from tessera.i18n import gettext as _
+
+    return [{"label": _("Account"), "href": f"/receivables/parties/{party_id}"}]
+
+
+@hookimpl
+def tessera_translations() -> str:
+    """The plugin's gettext catalogues (ru, uk, en), merged over the kernel's."""
+    from pathlib import Path
+
+    return str(Path(__file__).parent / "locale")
+
+
+@hookimpl
+def tessera_web_routes() -> list[Any]:
+    from tessera_receivables.web import HANDLERS
+
+    return list(HANDLERS)

@@ -58,7 +58,8 @@ async def _balances(principal: Principal, day: dt.date) -> dict[tuple[Any, str],
     days = ageing.days_sql(day, "i.due_date")
     vis, args = visibility_sql(principal, "p")
     rows = await db.raw(
-        f"SELECT p.owner_id AS grp, i.currency AS currency, SUM({ageing.cents_sql('i.open_amount')}) AS cents, "
+        "SELECT p.owner_id AS grp, i.currency AS currency, "
+        f"SUM({ageing.cents_sql('i.open_amount')}) AS cents, "
         f"SUM(CASE WHEN {days} <= 0 THEN {ageing.cents_sql('i.open_amount')} ELSE 0 END) AS current_cents "
         f"FROM ({ageing.open_invoices_sql(day)}) i JOIN party p ON p.id = i.party_id "
         f"WHERE {vis} AND i.open_amount > 0 GROUP BY p.owner_id, i.currency",
@@ -71,13 +72,17 @@ def _c(value: Any) -> Decimal:
     return (Decimal(str(value or 0)) / 100).quantize(Decimal("0.01"))
 
 
-async def _sums(principal: Principal, sql: str, first: dt.date, last: dt.date) -> dict[tuple[Any, str], Decimal]:
+async def _sums(
+    principal: Principal, sql: str, first: dt.date, last: dt.date
+) -> dict[tuple[Any, str], Decimal]:
     vis, args = visibility_sql(principal, "p")
     rows = await db.raw(sql.format(vis=vis, first=ageing.day_sql(first), last=ageing.day_sql(last)), *args)
     return {(r["grp"], r["currency"]): _c(r["cents"]) for r in rows}
 
 
-async def collection_report(principal: Principal, date_from: dt.date, date_to: dt.date) -> list[dict[str, Any]]:
+async def collection_report(
+    principal: Principal, date_from: dt.date, date_to: dt.date
+) -> list[dict[str, Any]]:
     principal.require("receivables.read")
     if date_to < date_from:
         raise ValidationFailed.field("date_to", "must not be before date_from")
@@ -142,7 +147,9 @@ async def collection_report(principal: Principal, date_from: dt.date, date_to: d
                     else None,
                     "promises_kept": kept,
                     "promises_broken": broken,
-                    "promises_kept_ratio": round(Decimal(kept) / (kept + broken), 4) if kept + broken else None,
+                    "promises_kept_ratio": round(Decimal(kept) / (kept + broken), 4)
+                    if kept + broken
+                    else None,
                 }
             )
         opening = closing
@@ -163,6 +170,4 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
 def as_xlsx(rows: list[dict[str, Any]]) -> bytes:
     from tessera import exports
 
-    return exports.xlsx_bytes(
-        list(FIELDS), ([r.get(k) for k in FIELDS] for r in rows), title="Collection"
-    )
+    return exports.xlsx_bytes(list(FIELDS), ([r.get(k) for k in FIELDS] for r in rows), title="Collection")

@@ -569,7 +569,9 @@ class CollectionRow(Struct, kw_only=True):
 
 
 @get("/reports/collection", operation_id="receivables_collection_report")
-async def collection_report(principal: Principal, date_from: dt.date, date_to: dt.date) -> list[CollectionRow]:
+async def collection_report(
+    principal: Principal, date_from: dt.date, date_to: dt.date
+) -> list[CollectionRow]:
     """Per month, manager (the client's owner) and currency, over the receivables you may read:
     opening and closing receivables, credit sales, collected, DSO, overdue ratio, collection
     effectiveness index (CEI) and promises kept ratio."""
@@ -589,7 +591,9 @@ async def collection_export(
     from tessera_receivables import reports
 
     rows = await reports.collection_report(principal, date_from, date_to)
-    await audit.record("export", "receivables.invoice", None, detail=f"collection report {date_from}..{date_to}")
+    await audit.record(
+        "export", "receivables.invoice", None, detail=f"collection report {date_from}..{date_to}"
+    )
     name = f"collection-{date_from}-{date_to}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if format == "xlsx":
@@ -624,4 +628,3 @@ def routers() -> list[Any]:
             tags=["receivables"],
         ),
     ]
-

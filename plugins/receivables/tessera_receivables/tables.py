@@ -139,7 +139,8 @@ class CollectionContact(Table, tablename="receivables_contact"):
 
     party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
     case_id = ForeignKey(CollectionCase, null=True, on_delete=OnDelete.set_null, index=True)
-    #: reminder | call | letter | escalation | promise | promise_kept | promise_broken | bounce | paused | resumed
+    #: reminder | call | letter | escalation | promise | promise_kept | promise_broken | bounce |
+    #: paused | resumed | closed
     kind = Varchar(length=30)
     channel = Varchar(length=20, default="")
     amount = Numeric(digits=MONEY, null=True, default=None)

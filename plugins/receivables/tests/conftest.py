@@ -30,7 +30,13 @@ async def ledger(crm: Any) -> dict[str, Any]:
         {
             "name": "collector",
             "description": "Own clients' receivables",
-            "permissions": ["party.read", "party.write", "receivables.read", "receivables.collect", "task.read"],
+            "permissions": [
+                "party.read",
+                "party.write",
+                "receivables.read",
+                "receivables.collect",
+                "task.read",
+            ],
             "scope": "own",
         },
     )

@@ -24,7 +24,11 @@ def day(clock: Any, d: str) -> None:
 async def contacts(party_id: int) -> list[tuple[str, str, str]]:
     from tessera_receivables.tables import CollectionContact
 
-    rows = await CollectionContact.select().where(CollectionContact.party_id == party_id).order_by(CollectionContact.id)
+    rows = (
+        await CollectionContact.select()
+        .where(CollectionContact.party_id == party_id)
+        .order_by(CollectionContact.id)
+    )
     return [(r["kind"], r["channel"], r["at"].date().isoformat()) for r in rows]
 
 
@@ -46,7 +50,9 @@ async def invoice(crm: Any, ledger: Any, party: Any, amount: str, due: str) -> A
     return await post(crm, f"{API}/invoices", ledger["admin"], body)
 
 
-async def test_dunning_walks_the_steps_by_channel_and_reliability(crm: Any, frozen_clock: Any, ledger: Any) -> None:
+async def test_dunning_walks_the_steps_by_channel_and_reliability(
+    crm: Any, frozen_clock: Any, ledger: Any
+) -> None:
     from tessera.entities.tables import BackgroundJob, Notification, Task
     from tessera_receivables import dunning, jobs
 
@@ -58,7 +64,14 @@ async def test_dunning_walks_the_steps_by_channel_and_reliability(crm: Any, froz
     inv = await invoice(crm, ledger, ap, "1000", "2026-03-02")
     await invoice(crm, ledger, bp, "70", "2026-03-02")
 
-    assert await run_day(frozen_clock, "2026-03-02") == {"overdue": 0, "cases_opened": 0, "steps": 0, "closed": 0, "promises_kept": 0, "promises_broken": 0}
+    assert await run_day(frozen_clock, "2026-03-02") == {
+        "overdue": 0,
+        "cases_opened": 0,
+        "steps": 0,
+        "closed": 0,
+        "promises_kept": 0,
+        "promises_broken": 0,
+    }
     # Day 1 overdue: both marked once, one case each; the standard client is reminded by e-mail.
     counts = await run_day(frozen_clock, "2026-03-03")
     assert (counts["overdue"], counts["cases_opened"], counts["steps"]) == (2, 2, 1)
@@ -73,7 +86,9 @@ async def test_dunning_walks_the_steps_by_channel_and_reliability(crm: Any, froz
     assert invoice_row["overdue_at"].startswith("2026-03-03")
 
     # A partial payment: later steps remind the balance.
-    await post(crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-03-04", "amount": "400"})
+    await post(
+        crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-03-04", "amount": "400"}
+    )
     await run_day(frozen_clock, "2026-03-06")
     assert await steps(bp["id"]) == []
     # The reliable payer's first step: day 5, through its preferred channel (a call task).
@@ -94,7 +109,11 @@ async def test_dunning_walks_the_steps_by_channel_and_reliability(crm: Any, froz
     await run_day(frozen_clock, "2026-03-23")  # day 21: the formal letter, PDF by e-mail
     assert (await steps(ap["id"]))[-1] == ("letter", "letter", "2026-03-23")
     letter = (
-        await BackgroundJob.select().where(BackgroundJob.kind == "email.send").order_by(BackgroundJob.id, ascending=False).first().output(load_json=True)
+        await BackgroundJob.select()
+        .where(BackgroundJob.kind == "email.send")
+        .order_by(BackgroundJob.id, ascending=False)
+        .first()
+        .output(load_json=True)
     )
     assert letter["payload"]["attachments"][0]["mime_type"] == "application/pdf"
 
@@ -102,18 +121,27 @@ async def test_dunning_walks_the_steps_by_channel_and_reliability(crm: Any, froz
     assert len(await steps(ap["id"])) == 3
     await run_day(frozen_clock, "2026-04-16")  # day 45: the head of sales hears of it
     assert (await steps(ap["id"]))[-1][0] == "escalation"
-    heads = await Notification.select(Notification.user_id).where(Notification.kind == "receivables.escalation")
+    heads = await Notification.select(Notification.user_id).where(
+        Notification.kind == "receivables.escalation"
+    )
     assert {n["user_id"] for n in heads} >= {ledger["head"]["id"]}
 
     # Paid in full: the next run closes the case (nothing is reminded any more).
-    await post(crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-04-17", "amount": "600"})
+    await post(
+        crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-04-17", "amount": "600"}
+    )
     assert (await run_day(frozen_clock, "2026-04-17"))["closed"] == 1
     cases = (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()
     assert [c["status"] for c in cases] == ["closed"]
     # The card's timeline shows the collection contacts.
     card = (await crm.get(f"/api/parties/{ap['id']}/card", ledger["anna"])).json()
     kinds = {i["kind"] for i in card["timeline"]}
-    assert {"receivables.reminder", "receivables.call", "receivables.letter", "receivables.escalation"} <= kinds
+    assert {
+        "receivables.reminder",
+        "receivables.call",
+        "receivables.letter",
+        "receivables.escalation",
+    } <= kinds
 
 
 async def test_claims_pause_dunning_and_promises(crm: Any, frozen_clock: Any, ledger: Any) -> None:
@@ -128,12 +156,16 @@ async def test_claims_pause_dunning_and_promises(crm: Any, frozen_clock: Any, le
     # Day 3: the client opens a claim (service plugin's event): dunning pauses.
     day(frozen_clock, "2026-03-05")
     await dunning.ticket_event("service.ticket.created", {"id": 7, "party_id": ap["id"]})
-    assert (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0]["pause_reason"] == "ticket"
+    assert (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0][
+        "pause_reason"
+    ] == "ticket"
     await run_day(frozen_clock, "2026-03-09")
     assert [s[0] for s in await steps(ap["id"])] == ["reminder"]
     # Closed a week later: resumed, the call moves on by the 7 paused days.
     day(frozen_clock, "2026-03-12")
-    await dunning.ticket_event("service.ticket.status_changed", {"id": 7, "party_id": ap["id"], "to": "resolved"})
+    await dunning.ticket_event(
+        "service.ticket.status_changed", {"id": 7, "party_id": ap["id"], "to": "resolved"}
+    )
     case = (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0]
     assert (case["status"], case["paused_days"]) == ("active", 7)
     await run_day(frozen_clock, "2026-03-15")
@@ -146,26 +178,46 @@ async def test_claims_pause_dunning_and_promises(crm: Any, frozen_clock: Any, le
         crm, f"{API}/promises", anna, {"party_id": ap["id"], "amount": "1000", "promised_on": "2026-03-20"}
     )
     assert promise["status"] == "open"
-    assert (await crm.get(f"{API}/cases", anna, params={"party_id": ap["id"]})).json()[0]["status"] == "paused"
+    assert (await crm.get(f"{API}/cases", anna, params={"party_id": ap["id"]})).json()[0][
+        "status"
+    ] == "paused"
     # ... it is kept: paid on the 19th; the case closes, reliability rises.
-    await post(crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-03-19", "amount": "1000"})
+    await post(
+        crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-03-19", "amount": "1000"}
+    )
     counts = await run_day(frozen_clock, "2026-03-21")
     assert counts["promises_kept"] == 1
     assert (await crm.get(f"{API}/promises", anna)).json()[0]["status"] == "kept"
-    assert (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0]["status"] == "closed"
+    assert (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0][
+        "status"
+    ] == "closed"
     assert (await dunning.profile(ap["id"]))["reliability"] == 75
 
     # Boris's client breaks its promise: escalation at once, reliability drops.
-    r = await crm.post(f"{API}/promises", anna, json={"party_id": bp["id"], "amount": "500", "promised_on": "2026-03-25"})
+    r = await crm.post(
+        f"{API}/promises", anna, json={"party_id": bp["id"], "amount": "500", "promised_on": "2026-03-25"}
+    )
     assert r.status_code == 422  # not anna's client
-    await post(crm, f"{API}/promises", boris, {"party_id": bp["id"], "amount": "500", "promised_on": "2026-03-25"})
+    await post(
+        crm, f"{API}/promises", boris, {"party_id": bp["id"], "amount": "500", "promised_on": "2026-03-25"}
+    )
     counts = await run_day(frozen_clock, "2026-03-26")
     assert counts["promises_broken"] == 1
     assert (await dunning.profile(bp["id"]))["reliability"] == 50
     assert [s[0] for s in await steps(bp["id"])][-1] == "escalation"
-    assert await Notification.count().where(Notification.kind == "receivables.escalation", Notification.user_id == ledger["head"]["id"]) == 1
+    assert (
+        await Notification.count().where(
+            Notification.kind == "receivables.escalation", Notification.user_id == ledger["head"]["id"]
+        )
+        == 1
+    )
 
     # A bounced e-mail: the next channel, and the collector is told.
     r = await crm.post(f"{API}/parties/{bp['id']}/bounce", boris, json={"channel": "email"})
     assert r.status_code == 200 and r.json()["next_channel"] == "phone"
-    assert await Notification.count().where(Notification.kind == "receivables.bounce", Notification.user_id == boris["id"]) == 1
+    assert (
+        await Notification.count().where(
+            Notification.kind == "receivables.bounce", Notification.user_id == boris["id"]
+        )
+        == 1
+    )

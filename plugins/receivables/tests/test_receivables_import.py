@@ -20,12 +20,39 @@ async def audit_count(entity: str = "receivables.invoice") -> int:
     return await AuditLog.count().where(AuditLog.entity == entity, AuditLog.entity_id.is_not_null())
 
 
-async def test_reimport_changes_nothing_and_bad_rows_are_reported(crm: Any, frozen_clock: Any, ledger: Any) -> None:
+async def test_reimport_changes_nothing_and_bad_rows_are_reported(
+    crm: Any, frozen_clock: Any, ledger: Any
+) -> None:
     admin, ap, bp = ledger["admin"], ledger["anna_party"], ledger["boris_party"]
     records = [
-        {"type": "invoice", "external_id": "1C-001", "party_id": ap["id"], "number": "001", "date": "2026-01-10", "due_date": "2026-02-10", "currency": "RUB", "amount": "1200.50"},
-        {"type": "invoice", "external_id": "1C-002", "party_id": bp["id"], "date": "2026-01-15", "due_date": "2026-02-15", "currency": "UAH", "amount": "300"},
-        {"type": "payment", "external_id": "PAY-1", "party_id": ap["id"], "date": "2026-02-01", "currency": "RUB", "amount": "200.50", "invoice_external_id": "1C-001"},
+        {
+            "type": "invoice",
+            "external_id": "1C-001",
+            "party_id": ap["id"],
+            "number": "001",
+            "date": "2026-01-10",
+            "due_date": "2026-02-10",
+            "currency": "RUB",
+            "amount": "1200.50",
+        },
+        {
+            "type": "invoice",
+            "external_id": "1C-002",
+            "party_id": bp["id"],
+            "date": "2026-01-15",
+            "due_date": "2026-02-15",
+            "currency": "UAH",
+            "amount": "300",
+        },
+        {
+            "type": "payment",
+            "external_id": "PAY-1",
+            "party_id": ap["id"],
+            "date": "2026-02-01",
+            "currency": "RUB",
+            "amount": "200.50",
+            "invoice_external_id": "1C-001",
+        },
     ]
     r = await crm.post(f"{API}/import", admin, json={"records": records})
     assert r.status_code == 200, r.text
@@ -36,7 +63,10 @@ async def test_reimport_changes_nothing_and_bad_rows_are_reported(crm: Any, froz
     assert again == {"created": 0, "updated": 0, "unchanged": 3, "rejected": []}
     assert await audit_count() + await audit_count("receivables.payment") == before
     invoices = (await crm.get(f"{API}/invoices", admin, params={"source": "import"})).json()["items"]
-    assert {(i["external_id"], i["balance"]) for i in invoices} == {("1C-001", "1000.00"), ("1C-002", "300.00")}
+    assert {(i["external_id"], i["balance"]) for i in invoices} == {
+        ("1C-001", "1000.00"),
+        ("1C-002", "300.00"),
+    }
 
     # A changed amount on a known id: an audited update (the allocation is kept).
     records[0]["amount"] = "1500.50"
@@ -44,7 +74,12 @@ async def test_reimport_changes_nothing_and_bad_rows_are_reported(crm: Any, froz
     assert changed == {"created": 0, "updated": 1, "unchanged": 2, "rejected": []}
     from tessera.entities.tables import AuditLog
 
-    entry = await AuditLog.select().where(AuditLog.entity == "receivables.invoice", AuditLog.action == "update").first().output(load_json=True)
+    entry = (
+        await AuditLog.select()
+        .where(AuditLog.entity == "receivables.invoice", AuditLog.action == "update")
+        .first()
+        .output(load_json=True)
+    )
     assert [Decimal(v) for v in entry["changes"]["amount"]] == [Decimal("1200.50"), Decimal("1500.50")]
     assert [Decimal(v) for v in entry["changes"]["balance"]] == [Decimal("1000"), Decimal("1300")]
 
@@ -77,20 +112,39 @@ async def test_reimport_changes_nothing_and_bad_rows_are_reported(crm: Any, froz
 
 
 @pytest.mark.plugins("sales", "receivables")
-async def test_an_invoice_issued_in_sales_appears_in_receivables(crm: Any, frozen_clock: Any, ledger: Any) -> None:
+async def test_an_invoice_issued_in_sales_appears_in_receivables(
+    crm: Any, frozen_clock: Any, ledger: Any
+) -> None:
     admin, ap = ledger["admin"], ledger["anna_party"]
-    r = await crm.post("/api/sales/deals", admin, json={"title": "Deal", "party_id": ap["id"], "amount": "5000.25", "currency": "EUR"})
+    r = await crm.post(
+        "/api/sales/deals",
+        admin,
+        json={"title": "Deal", "party_id": ap["id"], "amount": "5000.25", "currency": "EUR"},
+    )
     assert r.status_code == 201, r.text
     deal = r.json()
-    r = await crm.post(f"/api/sales/deals/{deal['id']}/documents", admin, json={"kind": "invoice", "due_on": "2026-03-20"})
+    r = await crm.post(
+        f"/api/sales/deals/{deal['id']}/documents", admin, json={"kind": "invoice", "due_on": "2026-03-20"}
+    )
     assert r.status_code == 201, r.text
     issued = r.json()
     got = (await crm.get(f"{API}/invoices", admin, params={"source": "sales"})).json()["items"]
-    assert [(i["number"], i["amount"], i["currency"], i["due_date"], i["deal_id"], i["party_id"]) for i in got] == [
-        (issued["number"], "5000.25", "EUR", "2026-03-20", deal["id"], ap["id"])
-    ]
+    assert [
+        (i["number"], i["amount"], i["currency"], i["due_date"], i["deal_id"], i["party_id"]) for i in got
+    ] == [(issued["number"], "5000.25", "EUR", "2026-03-20", deal["id"], ap["id"])]
     # Delivered again (at least once): still one receivable.
     from tessera_receivables.integration import invoice_from_sales
 
-    assert await invoice_from_sales({"id": issued["id"], "party_id": ap["id"], "amount": "1", "currency": "EUR", "issued_on": "2026-03-02"}) is None
+    assert (
+        await invoice_from_sales(
+            {
+                "id": issued["id"],
+                "party_id": ap["id"],
+                "amount": "1",
+                "currency": "EUR",
+                "issued_on": "2026-03-02",
+            }
+        )
+        is None
+    )
     assert len((await crm.get(f"{API}/invoices", admin, params={"source": "sales"})).json()["items"]) == 1

@@ -30,14 +30,20 @@ async def test_payments_move_the_ageing_buckets_exactly(crm: Any, frozen_clock: 
     # Today is 2026-03-02.
     old = await invoice(crm, admin, ap, "1000.10", "2026-02-01", number="A-1")  # 29 days overdue
     new = await invoice(crm, admin, ap, "500", "2026-03-10", number="A-2")  # not due yet
-    eur = await invoice(crm, admin, ap, "200", "2025-12-31", currency="EUR")  # 61 days
+    await invoice(crm, admin, ap, "200", "2025-12-31", currency="EUR")  # 61 days
     await invoice(crm, admin, bp, "0.10", "2025-10-01")  # 152 days
     assert old["balance"] == "1000.10" and old["status"] == "open"
 
     report = (await crm.get(f"{API}/ageing", admin, params={"group_by": "client"})).json()
     assert report["buckets"] == ["current", "1-30", "31-60", "61-90", "90+"]
     got = cells(report)
-    assert got[(ap["id"], "RUB")] == {"current": "500.00", "1-30": "1000.10", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"}
+    assert got[(ap["id"], "RUB")] == {
+        "current": "500.00",
+        "1-30": "1000.10",
+        "31-60": "0.00",
+        "61-90": "0.00",
+        "90+": "0.00",
+    }
     assert got[(ap["id"], "EUR")]["61-90"] == "200.00"
     assert got[(bp["id"], "RUB")]["90+"] == "0.10"
 
@@ -94,7 +100,9 @@ async def test_payments_move_the_ageing_buckets_exactly(crm: Any, frozen_clock: 
     # Drill-down to the cell's invoices.
     rows = (
         await crm.get(
-            f"{API}/ageing/invoices", admin, params={"group_by": "client", "group": ap["id"], "bucket": "1-30"}
+            f"{API}/ageing/invoices",
+            admin,
+            params={"group_by": "client", "group": ap["id"], "bucket": "1-30"},
         )
     ).json()
     assert [(r["id"], r["open_amount"], r["days_overdue"]) for r in rows] == [(old["id"], "650.05", 29)]
@@ -108,12 +116,19 @@ async def test_payments_move_the_ageing_buckets_exactly(crm: Any, frozen_clock: 
         assert {i["party_id"] for i in listed} == {party["id"]}
     assert (await crm.get(f"{API}/invoices/{old['id']}", boris)).status_code == 404
     # Collectors cannot write invoices.
-    r = await crm.post(f"{API}/invoices", anna, json={"party_id": ap["id"], "issue_date": "2026-03-01", "due_date": "2026-03-01", "amount": "1"})
+    r = await crm.post(
+        f"{API}/invoices",
+        anna,
+        json={"party_id": ap["id"], "issue_date": "2026-03-01", "due_date": "2026-03-01", "amount": "1"},
+    )
     assert r.status_code == 403
 
     # The head sees the whole team; "my overdue clients" for anna: amount × days.
     head = (await crm.get(f"{API}/ageing", ledger["head"], params={"group_by": "team"})).json()
-    assert {(r["group"], r["currency"]) for r in head["rows"]} == {(ledger["team"]["id"], "RUB"), (ledger["team"]["id"], "EUR")}
+    assert {(r["group"], r["currency"]) for r in head["rows"]} == {
+        (ledger["team"]["id"], "RUB"),
+        (ledger["team"]["id"], "EUR"),
+    }
     overdue = (await crm.get(f"{API}/overdue-clients", anna)).json()
     assert [(o["party_id"], o["currency"], o["overdue"]) for o in overdue] == [
         (ap["id"], "RUB", "650.05"),  # 650.05 × 29 days
@@ -133,24 +148,49 @@ async def test_amount_rules(crm: Any, frozen_clock: Any, ledger: Any) -> None:
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "amount"
     r = await crm.patch(f"{API}/invoices/{inv['id']}", admin, json={"amount": "60"})
     assert r.status_code == 200 and r.json()["balance"] == "0.00" and r.json()["status"] == "paid"
-    r = await crm.post(f"{API}/invoices", admin, json={"party_id": ap["id"], "issue_date": "2026-03-01", "due_date": "2026-02-01", "amount": "1", "currency": "rub"})
+    r = await crm.post(
+        f"{API}/invoices",
+        admin,
+        json={
+            "party_id": ap["id"],
+            "issue_date": "2026-03-01",
+            "due_date": "2026-02-01",
+            "amount": "1",
+            "currency": "rub",
+        },
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "due_date"
-    r = await crm.post(f"{API}/invoices", admin, json={"party_id": ap["id"], "issue_date": "2026-03-01", "due_date": "2026-03-01", "amount": "-1"})
+    r = await crm.post(
+        f"{API}/invoices",
+        admin,
+        json={"party_id": ap["id"], "issue_date": "2026-03-01", "due_date": "2026-03-01", "amount": "-1"},
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "amount"
 
 
 async def test_collection_report_per_manager_and_month(crm: Any, frozen_clock: Any, ledger: Any) -> None:
     admin, ap = ledger["admin"], ledger["anna_party"]
     # February: 1000 invoiced (due 2026-02-20), 600 paid on 2026-02-25; nothing open before.
-    await post(crm, f"{API}/invoices", admin, {"party_id": ap["id"], "issue_date": "2026-02-01", "due_date": "2026-02-20", "amount": "1000"})
-    await post(crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-02-25", "amount": "600"})
+    await post(
+        crm,
+        f"{API}/invoices",
+        admin,
+        {"party_id": ap["id"], "issue_date": "2026-02-01", "due_date": "2026-02-20", "amount": "1000"},
+    )
+    await post(
+        crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-02-25", "amount": "600"}
+    )
     params = {"date_from": "2026-02-01", "date_to": "2026-02-28"}
     rows = (await crm.get(f"{API}/reports/collection", admin, params=params)).json()
     assert len(rows) == 1
     row = rows[0]
     assert (row["month"], row["manager_id"], row["currency"]) == ("2026-02", ledger["anna"]["id"], "RUB")
     assert (row["opening"], row["sales"], row["closing"], row["overdue"], row["collected"]) == (
-        "0.00", "1000.00", "400.00", "400.00", "600.00"
+        "0.00",
+        "1000.00",
+        "400.00",
+        "400.00",
+        "600.00",
     )
     # DSO = 400 / 1000 × 28 days; CEI = (0 + 1000 − 400) / (0 + 1000 − 0) = 60 %.
     assert (row["dso"], row["overdue_ratio"], row["cei"]) == ("11.2", "1.0000", "60.0")
