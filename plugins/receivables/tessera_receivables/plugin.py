@@ -152,3 +152,10 @@ def tessera_web_routes() -> list[Any]:
     from tessera_receivables.web import HANDLERS
 
     return list(HANDLERS)
+
+
+@hookimpl
+def tessera_demo_data(ctx: Any) -> Any:
+    from tessera_receivables.demo import load
+
+    return load(ctx)

@@ -148,3 +148,23 @@ async def test_an_invoice_issued_in_sales_appears_in_receivables(
         is None
     )
     assert len((await crm.get(f"{API}/invoices", admin, params={"source": "sales"})).json()["items"]) == 1
+
+
+async def test_demo_data_has_overdue_clients(crm: Any, frozen_clock: Any, ledger: Any) -> None:
+    import random
+
+    from tessera.demo import DemoContext, system_principal
+    from tessera_receivables import demo
+    from tessera_receivables.tables import CollectionCase, Invoice
+
+    ctx = DemoContext(random=random.Random(3), admin=system_principal())
+    ctx.parties = [ledger["anna_party"], ledger["boris_party"]]
+    await demo.load(ctx)
+    count = await Invoice.count()
+    assert count == 24
+    report = (await crm.get(f"{API}/ageing", ledger["admin"])).json()
+    late = {b for r in report["rows"] for b, v in r["buckets"].items() if v != "0.00" and b != "current"}
+    assert {"1-30", "31-60"} <= late
+    assert await CollectionCase.count() == 2
+    await demo.load(ctx)
+    assert await Invoice.count() == count
