@@ -87,6 +87,17 @@ def _cents(value: Any) -> Decimal:
     return (Decimal(str(value or 0)) / 100).quantize(Decimal("0.01"))
 
 
+def _needs_party(principal: Principal, group_by: str, owner_id: int | None, team_id: int | None) -> bool:
+    """Whether the query must join ``party`` (visibility, a manager/team grouping or filter):
+    a company-wide reader's ageing per client or company reads the invoices alone."""
+    return (
+        principal.user_ids is not None
+        or group_by in ("manager", "team")
+        or owner_id is not None
+        or team_id is not None
+    )
+
+
 def _where(
     principal: Principal, owner_id: int | None, team_id: int | None, currency: str | None
 ) -> tuple[str, list[Any]]:
@@ -120,10 +131,11 @@ async def ageing(
     group = GROUPS[group_by]
     days = days_sql(as_of, "i.due_date")
     where, args = _where(principal, owner_id, team_id, currency)
+    join = "JOIN party p ON p.id = i.party_id" if _needs_party(principal, group_by, owner_id, team_id) else ""
     rows = await db.raw(
         f"SELECT {group} AS grp, i.currency AS currency, {bucket_sql(days, limits)} AS bucket, "
         f"SUM({cents_sql('i.open_amount')}) AS cents, COUNT(*) AS n "
-        f"FROM ({open_invoices_sql(as_of)}) i JOIN party p ON p.id = i.party_id "
+        f"FROM ({open_invoices_sql(as_of)}) i {join} "
         f"WHERE {where} GROUP BY {group}, i.currency, {bucket_sql(days, limits)}",
         *args,
     )
