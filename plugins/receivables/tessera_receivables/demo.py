@@ -36,7 +36,7 @@ async def load(ctx: Any, clients: int = CLIENTS) -> None:
             else Decimal(rnd.randrange(500, 9000))
         )
         late = LATE[i] if i < len(LATE) else None
-        for month in range(12, 0, -1):
+        for month in range(12, -1, -1):
             issued = today - dt.timedelta(days=30 * month + rnd.randrange(0, 5))
             due = issued + dt.timedelta(days=14)
             if late is not None and month == 1:
