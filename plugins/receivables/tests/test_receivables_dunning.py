@@ -221,3 +221,21 @@ async def test_claims_pause_dunning_and_promises(crm: Any, frozen_clock: Any, le
         )
         == 1
     )
+
+
+@pytest.mark.plugins("service", "receivables")
+async def test_a_service_ticket_pauses_the_case_until_it_is_closed(
+    crm: Any, frozen_clock: Any, ledger: Any
+) -> None:
+    ap, admin = ledger["anna_party"], ledger["admin"]
+    await invoice(crm, ledger, ap, "300", "2026-03-02")
+    await run_day(frozen_clock, "2026-03-03")
+    ticket = await post(
+        crm, "/api/service/tickets", admin, {"party_id": ap["id"], "subject": "Wrong invoice"}
+    )
+    case = (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0]
+    assert (case["status"], case["pause_reason"]) == ("paused", "ticket")
+    r = await crm.post(f"/api/service/tickets/{ticket['id']}/status", admin, json={"status": "resolved"})
+    assert r.status_code == 200, r.text
+    case = (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0]
+    assert case["status"] == "active"
