@@ -276,14 +276,17 @@ async def _advance(case: dict[str, Any], now: dt.datetime) -> str:
         pending = [s for s in STEPS if s not in done]
         if not pending:
             return ""
-        step = pending[0]
         since = current["overdue_since"] or today
         day = (today - since).days + 1 - int(current["paused_days"] or 0)
-        if day < days.get(step, 0):
+        due = [s for s in pending if day >= days.get(s, 0)]
+        if not due:
             if current["template"] != key:
                 await _set(current, now, template=key)
             return ""
-        current = await _set(current, now, steps_done=[*done, step], template=key)
+        # Behind the schedule (a debt older than the plugin, a worker down for days): take the
+        # step the client is at now, not every missed one in a burst.
+        step = due[-1]
+        current = await _set(current, now, steps_done=[*done, *due], template=key)
         await _take(step, current, party, prof, invoices, now)
     return "step"
 
