@@ -131,12 +131,13 @@ async def ageing(
     group = GROUPS[group_by]
     days = days_sql(as_of, "i.due_date")
     where, args = _where(principal, owner_id, team_id, currency)
+    grouping = "" if group == "NULL" else f"{group}, "  # PostgreSQL refuses GROUP BY NULL
     join = "JOIN party p ON p.id = i.party_id" if _needs_party(principal, group_by, owner_id, team_id) else ""
     rows = await db.raw(
         f"SELECT {group} AS grp, i.currency AS currency, {bucket_sql(days, limits)} AS bucket, "
         f"SUM({cents_sql('i.open_amount')}) AS cents, COUNT(*) AS n "
         f"FROM ({open_invoices_sql(as_of)}) i {join} "
-        f"WHERE {where} GROUP BY {group}, i.currency, {bucket_sql(days, limits)}",
+        f"WHERE {where} GROUP BY {grouping}i.currency, {bucket_sql(days, limits)}",
         *args,
     )
     names = bucket_names(limits)

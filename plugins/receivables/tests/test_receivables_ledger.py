@@ -57,6 +57,11 @@ async def test_payments_move_the_ageing_buckets_exactly(crm: Any, frozen_clock: 
     # As of the day before the payment the invoice was still open in full.
     got = cells((await crm.get(f"{API}/ageing", admin, params={"as_of": "2026-03-01"})).json())
     assert got[(ap["id"], "RUB")]["1-30"] == "1000.10"
+    company = (await crm.get(f"{API}/ageing", admin, params={"group_by": "company"})).json()
+    assert {(r["group"], r["currency"], r["total"]) for r in company["rows"]} == {
+        (None, "RUB", "1200.15"),
+        (None, "EUR", "200.00"),
+    }
     # Custom buckets: 28 limits put 29 days in 29-60... (1-10, 11-60, 61+).
     custom = (await crm.get(f"{API}/ageing", admin, params={"buckets": "10,60"})).json()
     assert custom["buckets"] == ["current", "1-10", "11-60", "60+"]
