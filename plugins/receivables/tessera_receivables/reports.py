@@ -57,11 +57,12 @@ async def _balances(principal: Principal, day: dt.date) -> dict[tuple[Any, str],
     """(manager, currency) -> (receivables, of which not yet due) as of ``day``."""
     days = ageing.days_sql(day, "i.due_date")
     vis, args = visibility_sql(principal, "p")
+    invoices = ageing.open_invoices_sql(day, await ageing.paid_after(day))
     rows = await db.raw(
         "SELECT p.owner_id AS grp, i.currency AS currency, "
         f"SUM({ageing.cents_sql('i.open_amount')}) AS cents, "
         f"SUM(CASE WHEN {days} <= 0 THEN {ageing.cents_sql('i.open_amount')} ELSE 0 END) AS current_cents "
-        f"FROM ({ageing.open_invoices_sql(day)}) i JOIN party p ON p.id = i.party_id "
+        f"FROM ({invoices}) i JOIN party p ON p.id = i.party_id "
         f"WHERE {vis} AND i.open_amount > 0 GROUP BY p.owner_id, i.currency",
         *args,
     )
