@@ -20,6 +20,8 @@ from tessera.scheduler import JobSpec
 
 from tessera_receivables.tables import CollectionCase, Invoice
 
+#: The entity of ``receivables.invoice.overdue`` events (``entity_id`` is the invoice's id).
+OVERDUE_ENTITY = "receivables.overdue"
 #: Invoices claimed per transaction.
 BATCH = 1000
 
@@ -72,7 +74,9 @@ async def _claim(ids: list[int], now: dt.datetime) -> tuple[int, int]:
             items.append(
                 (
                     "receivables.invoice.overdue",
-                    "receivables.invoice",
+                    # Not "receivables.invoice": the mark changes nothing search indexes, and
+                    # the kernel re-indexes every record an event names (100,000s at a first scan).
+                    OVERDUE_ENTITY,
                     r["id"],
                     {
                         "id": r["id"],
