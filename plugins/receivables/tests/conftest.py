@@ -7,17 +7,6 @@ from typing import Any
 import pytest
 
 
-async def post(crm: Any, url: str, user: dict[str, Any], body: dict[str, Any], status: int = 201) -> Any:
-    r = await crm.post(url, user, json=body)
-    assert r.status_code == status, r.text
-    return r.json()
-
-
-@pytest.fixture
-def rpost() -> Any:
-    return post
-
-
 @pytest.fixture
 async def ledger(crm: Any) -> dict[str, Any]:
     """A sales team (its head and two managers with a client each) and an accountant who sees

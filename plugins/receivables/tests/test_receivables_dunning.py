@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from conftest import post
+from receivables_helpers import post
 
 pytestmark = pytest.mark.plugins("receivables")
 

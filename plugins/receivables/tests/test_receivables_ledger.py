@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import post
+from receivables_helpers import post
 
 pytestmark = pytest.mark.plugins("receivables")
 

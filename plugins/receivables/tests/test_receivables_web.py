@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import post
+from receivables_helpers import post
 
 pytestmark = pytest.mark.plugins("receivables")
 
