@@ -92,7 +92,17 @@ async def _claim(ids: list[int], now: dt.datetime) -> tuple[int, int]:
                 audit.entry("overdue", "receivables.invoice", r["id"], {"overdue_at": [None, now]})
             )
         opened = 0
+        # Clients with a case already (one query; the insert below stays guarded by the unique
+        # index for a case another worker opens meanwhile).
+        has_case = {
+            r["party_id"]
+            for r in await CollectionCase.select(CollectionCase.party_id).where(
+                CollectionCase.party_id.is_in(list(first_due)), CollectionCase.status != "closed"
+            )
+        }
         for party_id, due in first_due.items():
+            if party_id in has_case:
+                continue
             rows = (
                 await CollectionCase.insert(
                     CollectionCase(
