@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 from tessera.entities.tables import Role
 
-pytestmark = pytest.mark.plugins("sales", "service", "marketing", "knowledge_base")
-pytestmark = pytest.mark.plugins("sales", "service", "marketing", "receivables")
+pytestmark = pytest.mark.plugins("sales", "service", "marketing", "knowledge_base", "receivables")
 
 ROLES = {
     "admin": ["*"],
