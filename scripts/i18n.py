@@ -26,6 +26,7 @@ PACKAGES = [
     ROOT / "plugins" / "service" / "tessera_service",
     ROOT / "plugins" / "marketing" / "tessera_marketing",
     ROOT / "plugins" / "knowledge_base" / "tessera_knowledge_base",
+    ROOT / "plugins" / "receivables" / "tessera_receivables",
 ]
 
 

@@ -131,6 +131,7 @@ def test_run_py_writes_every_figure(tmp_path: Path) -> None:
         ("reports.py", ("--size", "500", "--managers", "10"), "manager x month"),
         ("marketing.py", ("--size", "300"), "abc/xyz recompute"),
         ("knowledge_base.py", ("--rules", "20", "--articles", "50"), "rule evaluation"),
+        ("receivables.py", ("--size", "200"), "ageing"),
         ("workflow.py", ("--size", "200", "--transitions", "5"), "deviation"),
         ("importer.py", ("--rows", "300"), "rows/s"),
         ("integrations.py", ("--deliveries", "20", "--rows", "300"), "deliveries/s"),

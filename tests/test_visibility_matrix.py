@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from tessera.entities.tables import Role
 
-pytestmark = pytest.mark.plugins("sales", "service", "marketing", "knowledge_base")
+pytestmark = pytest.mark.plugins("sales", "service", "marketing", "knowledge_base", "receivables")
 
 ROLES = {
     "admin": ["*"],
@@ -41,6 +41,7 @@ ROLES = {
         "sales.*",
         "service.*",
         "marketing.*",
+        "receivables.*",
     ],
     "manager": [
         "party.read",
@@ -57,6 +58,7 @@ ROLES = {
         "sales.deal.write",
         "service.ticket.read",
         "service.ticket.write",
+        "receivables.read",
     ],
 }
 SCOPES = ("own", "team", "all")
@@ -111,6 +113,17 @@ LISTS: dict[str, dict[str, Any]] = {
     "/api/marketing/classes/matrix": {},
     "/api/marketing/reports/return": {},
     "/api/marketing/reports/return/channels": {},
+    "/api/receivables/invoices": {"limit": 500},
+    "/api/receivables/invoices/count": {},
+    "/api/receivables/payments": {"limit": 500},
+    "/api/receivables/payments/count": {},
+    "/api/receivables/ageing": {"group_by": "client"},
+    "/api/receivables/ageing/invoices": {},
+    "/api/receivables/overdue-clients": {"mine": "false"},
+    "/api/receivables/cases": {},
+    "/api/receivables/promises": {},
+    "/api/receivables/reports/collection": PERIOD,
+    "/api/receivables/reports/collection/export": PERIOD,
 }
 #: Report exports (``tessera.reports``): the export of each report below, with its parameters,
 #: is checked like a list (the path ``/api/reports/{key}/export`` is classified by it).
@@ -136,6 +149,7 @@ RECORD_VIEWS: dict[str, str] = {
     "/api/marketing/segments/{record_id}/members": "segment",
     "/api/marketing/segments/{record_id}/members/count": "segment",
     "/api/marketing/campaigns/{record_id}/return": "campaign",
+    "/api/receivables/parties/{party_id}/statement": "party",
 }
 #: GET routes returning one record by id: must be 404 for ids of records the caller may not read.
 SINGLE: dict[str, str] = {
@@ -156,6 +170,11 @@ SINGLE: dict[str, str] = {
     "/api/service/tickets/{record_id}/messages": "ticket",
     "/api/service/agreements/{record_id}": "agreement",
     "/api/marketing/leads/{record_id}": "lead",
+    "/api/receivables/parties/{party_id}/statement": "party",
+    "/api/receivables/invoices/{record_id}": "receivable_invoice",
+    "/api/receivables/invoices/{record_id}/allocations": "receivable_invoice",
+    "/api/receivables/payments/{record_id}": "receivable_payment",
+    "/api/receivables/payments/{record_id}/allocations": "receivable_payment",
 }
 #: GET routes that hold no CRM records of other users (the caller's own data, the directory,
 #: configuration, catalogues), with the reason they are outside the matrix.
@@ -446,6 +465,40 @@ class World:
                     "valid_until": "2026-06-30T00:00:00Z",
                 },
             ),
+        )
+        invoice = remember(
+            "receivable_invoice",
+            await self.post(
+                "/api/receivables/invoices",
+                self.admin,
+                {
+                    "party_id": party["id"],
+                    "number": mark("invoice"),
+                    "issue_date": "2026-01-01",
+                    "due_date": "2026-02-01",
+                    "amount": "1234.00",
+                    "notes": mark("invoicenote"),
+                },
+            ),
+        )
+        remember(
+            "receivable_payment",
+            await self.post(
+                "/api/receivables/payments",
+                self.admin,
+                {
+                    "party_id": party["id"],
+                    "reference": mark("payment"),
+                    "paid_on": "2026-02-10",
+                    "amount": "34.00",
+                    "allocations": [{"invoice_id": invoice["id"], "amount": "34.00"}],
+                },
+            ),
+        )
+        await self.post(
+            "/api/receivables/promises",
+            self.admin,
+            {"party_id": party["id"], "amount": "600", "promised_on": "2026-03-20", "notes": mark("promise")},
         )
         amounts = iter(range(1, 100))
         deals = []
@@ -908,6 +961,19 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
         "/api/mail/quarantine/{message_id}/ignore",
     ): "quarantined messages (mail.manage); test_mail_admin",
     ("POST", "/api/imports/parties"): "import job (party.write); owners and duplicates in the caller's scope",
+    # Receivables are read and written only by readers of the client's owner or team (no
+    # relation readers); writes need receivables.write / .collect / .manage; plugins/receivables/tests.
+    ("POST", "/api/receivables/invoices"): "receivables.write; on a client the caller reads",
+    ("PATCH", "/api/receivables/invoices/{record_id}"): "receivables.write; owner/team readers only",
+    ("DELETE", "/api/receivables/invoices/{record_id}"): "receivables.manage; owner/team readers only",
+    ("POST", "/api/receivables/payments"): "receivables.write; on a client the caller reads",
+    ("PATCH", "/api/receivables/payments/{record_id}"): "receivables.write; owner/team readers only",
+    ("DELETE", "/api/receivables/payments/{record_id}"): "receivables.manage; owner/team readers only",
+    ("POST", "/api/receivables/payments/{record_id}/allocate"): "receivables.write; owner/team readers only",
+    ("POST", "/api/receivables/import"): "receivables.write; rows on clients the caller reads",
+    ("POST", "/api/receivables/promises"): "receivables.collect; on a client the caller reads",
+    ("POST", "/api/receivables/parties/{party_id}/bounce"): "receivables.collect; a client the caller reads",
+    ("POST", "/api/receivables/overdue-scan"): "receivables.manage (the scheduled job, run by hand)",
 }
 
 

@@ -117,6 +117,41 @@ class AdvanceIn(Struct, kw_only=True):
     version: int | UnsetType | None = UNSET
 
 
+class AgeingInvoice(Struct, kw_only=True):
+    """The ``AgeingInvoice`` schema of the API."""
+
+    id: int
+    party_id: int
+    number: str
+    currency: str
+    issue_date: datetime.date
+    due_date: datetime.date
+    amount: str
+    open_amount: str
+    days_overdue: int
+    bucket: str
+
+
+class AgeingOut(Struct, kw_only=True):
+    """The ``AgeingOut`` schema of the API."""
+
+    as_of: datetime.date
+    group_by: str
+    buckets: list[str]
+    rows: list[AgeingRow]
+
+
+class AgeingRow(Struct, kw_only=True):
+    """The ``AgeingRow`` schema of the API."""
+
+    group: int | None
+    label: str
+    currency: str
+    buckets: dict[str, str]
+    total: str
+    invoices: int
+
+
 class AgreementIn(Struct, kw_only=True):
     """The ``AgreementIn`` schema of the API."""
 
@@ -165,6 +200,36 @@ class AgreementPatch(Struct, kw_only=True):
     calendar: dict[str, Any] | UnsetType = UNSET
     owner_id: int | UnsetType | None = UNSET
     version: int | UnsetType = UNSET
+
+
+class AllocateIn(Struct, kw_only=True):
+    """The ``AllocateIn`` schema of the API."""
+
+    allocations: list[AllocationIn] | UnsetType = UNSET
+
+
+class AllocateOut(Struct, kw_only=True):
+    """The ``AllocateOut`` schema of the API."""
+
+    payment: PaymentOut
+    allocations: list[AllocationOut]
+
+
+class AllocationIn(Struct, kw_only=True):
+    """The ``AllocationIn`` schema of the API."""
+
+    invoice_id: int
+    amount: str
+
+
+class AllocationOut(Struct, kw_only=True):
+    """The ``AllocationOut`` schema of the API."""
+
+    id: int
+    payment_id: int
+    invoice_id: int
+    amount: str
+    paid_on: datetime.date
 
 
 class AssignIn(Struct, kw_only=True):
@@ -233,6 +298,21 @@ class BackgroundJobOut(Struct, kw_only=True):
     created_at: datetime.datetime
     started_at: datetime.datetime | None
     finished_at: datetime.datetime | None
+
+
+class BounceIn(Struct, kw_only=True):
+    """The ``BounceIn`` schema of the API."""
+
+    channel: Literal["email", "phone", "letter"]
+    detail: str = ""
+
+
+class BounceOut(Struct, kw_only=True):
+    """The ``BounceOut`` schema of the API."""
+
+    party_id: int
+    bounced: list[str]
+    next_channel: str
 
 
 class BuilderDrillIn(Struct, kw_only=True):
@@ -395,6 +475,22 @@ class CampaignPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class CaseOut(Struct, kw_only=True):
+    """The ``CaseOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    status: str
+    opened_at: datetime.datetime
+    closed_at: datetime.datetime | None
+    overdue_since: datetime.date | None
+    steps_done: list[str]
+    pause_reason: str
+    paused_days: int
+    template: str
+    version: int
+
+
 class ChangeIn(Struct, kw_only=True):
     """The ``ChangeIn`` schema of the API."""
 
@@ -465,6 +561,26 @@ class CloseIn(Struct, kw_only=True):
     outcome: Literal["won", "lost"]
     loss_reason_id: int | UnsetType | None = UNSET
     comment: str = ""
+
+
+class CollectionRow(Struct, kw_only=True):
+    """The ``CollectionRow`` schema of the API."""
+
+    month: str
+    manager_id: int | None
+    currency: str
+    opening: str
+    sales: str
+    closing: str
+    closing_current: str
+    overdue: str
+    collected: str
+    dso: str | None
+    overdue_ratio: str | None
+    cei: str | None
+    promises_kept: int
+    promises_broken: int
+    promises_kept_ratio: str | None
 
 
 class CommentIn(Struct, kw_only=True):
@@ -848,6 +964,22 @@ class HandoffOut(Struct, kw_only=True):
     comment: str
 
 
+class ImportIn(Struct, kw_only=True):
+    """The ``ImportIn`` schema of the API."""
+
+    records: list[dict[str, Any]] | UnsetType | None = UNSET
+    csv: str | UnsetType | None = UNSET
+
+
+class ImportOut(Struct, kw_only=True):
+    """The ``ImportOut`` schema of the API."""
+
+    created: int
+    updated: int
+    unchanged: int
+    rejected: list[RejectedRow]
+
+
 class ImportStarted(Struct, kw_only=True):
     """The ``ImportStarted`` schema of the API."""
 
@@ -903,6 +1035,61 @@ class InstancePage(Struct, kw_only=True):
 
     items: list[InstanceOut]
     next_after_id: int | None
+
+
+class InvoiceIn(Struct, kw_only=True):
+    """The ``InvoiceIn`` schema of the API."""
+
+    party_id: int
+    issue_date: datetime.date
+    due_date: datetime.date
+    amount: str
+    number: str = ""
+    currency: str = "RUB"
+    external_id: str = ""
+    deal_id: int | UnsetType | None = UNSET
+    notes: str = ""
+
+
+class InvoiceOut(Struct, kw_only=True):
+    """The ``InvoiceOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    number: str
+    issue_date: datetime.date
+    due_date: datetime.date
+    currency: str
+    amount: str
+    balance: str
+    status: str
+    overdue_at: datetime.datetime | None
+    external_id: str
+    source: str
+    deal_id: int | None
+    notes: str
+    created_by: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class InvoiceOutPage(Struct, kw_only=True):
+    """The ``InvoiceOutPage`` schema of the API."""
+
+    items: list[InvoiceOut]
+    next_cursor: str | None
+
+
+class InvoicePatch(Struct, kw_only=True):
+    """The ``InvoicePatch`` schema of the API."""
+
+    number: str | UnsetType = UNSET
+    issue_date: datetime.date | UnsetType = UNSET
+    due_date: datetime.date | UnsetType = UNSET
+    amount: str | UnsetType = UNSET
+    notes: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class JobOut(Struct, kw_only=True):
@@ -1789,6 +1976,19 @@ class NotificationOut(Struct, kw_only=True):
     read_at: Any
 
 
+class OverdueClient(Struct, kw_only=True):
+    """The ``OverdueClient`` schema of the API."""
+
+    party_id: int
+    name: str
+    owner_id: int | None
+    currency: str
+    overdue: str
+    weight: str
+    max_days_overdue: int
+    invoices: int
+
+
 class Participant(Struct, kw_only=True):
     """The ``Participant`` schema of the API."""
 
@@ -1878,6 +2078,58 @@ class PasswordResetIn(Struct, kw_only=True):
     token: str
     new_password: str
     revoke_tokens: bool = False
+
+
+class PaymentIn(Struct, kw_only=True):
+    """The ``PaymentIn`` schema of the API."""
+
+    party_id: int
+    paid_on: datetime.date
+    amount: str
+    kind: Literal["payment", "credit_note"] = "payment"
+    reference: str = ""
+    currency: str = "RUB"
+    external_id: str = ""
+    notes: str = ""
+    allocate: Literal["auto", "none"] = "auto"
+    allocations: list[AllocationIn] | UnsetType = UNSET
+
+
+class PaymentOut(Struct, kw_only=True):
+    """The ``PaymentOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    kind: str
+    reference: str
+    paid_on: datetime.date
+    currency: str
+    amount: str
+    unallocated: str
+    external_id: str
+    source: str
+    notes: str
+    created_by: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class PaymentOutPage(Struct, kw_only=True):
+    """The ``PaymentOutPage`` schema of the API."""
+
+    items: list[PaymentOut]
+    next_cursor: str | None
+
+
+class PaymentPatch(Struct, kw_only=True):
+    """The ``PaymentPatch`` schema of the API."""
+
+    reference: str | UnsetType = UNSET
+    paid_on: datetime.date | UnsetType = UNSET
+    amount: str | UnsetType = UNSET
+    notes: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class Phone(Struct, kw_only=True):
@@ -2022,6 +2274,33 @@ class ProfilePatch(Struct, kw_only=True):
     locale: Literal["", "ru", "uk", "en"]
 
 
+class PromiseIn(Struct, kw_only=True):
+    """The ``PromiseIn`` schema of the API."""
+
+    party_id: int
+    amount: str
+    promised_on: datetime.date
+    currency: str = "RUB"
+    notes: str = ""
+
+
+class PromiseOut(Struct, kw_only=True):
+    """The ``PromiseOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    case_id: int | None
+    amount: str
+    currency: str
+    promised_on: datetime.date
+    status: str
+    balance_then: str
+    notes: str
+    created_by: int | None
+    created_at: datetime.datetime
+    resolved_at: datetime.datetime | None
+
+
 class ProposalTemplateIn(Struct, kw_only=True):
     """The ``ProposalTemplateIn`` schema of the API."""
 
@@ -2145,6 +2424,21 @@ class RecomputeOut(Struct, kw_only=True):
 
     classified: int
     changed: int
+
+
+class RejectedField(Struct, kw_only=True):
+    """The ``RejectedField`` schema of the API."""
+
+    field: str
+    message: str
+
+
+class RejectedRow(Struct, kw_only=True):
+    """The ``RejectedRow`` schema of the API."""
+
+    line: int
+    external_id: str
+    errors: list[RejectedField]
 
 
 class ReportColumn(Struct, kw_only=True):
@@ -2358,6 +2652,17 @@ class SavedViewOut(Struct, kw_only=True):
     mine: bool
 
 
+class ScanOut(Struct, kw_only=True):
+    """The ``ScanOut`` schema of the API."""
+
+    overdue: int
+    cases_opened: int
+    steps: int
+    closed: int
+    promises_kept: int
+    promises_broken: int
+
+
 class ScheduleIn(Struct, kw_only=True):
     """The ``ScheduleIn`` schema of the API."""
 
@@ -2506,6 +2811,24 @@ class StartIn(Struct, kw_only=True):
     title: str = ""
     params: dict[str, Any] | UnsetType = UNSET
     comment: str = ""
+
+
+class StatementOut(Struct, kw_only=True):
+    """The ``StatementOut`` schema of the API."""
+
+    party_id: int
+    invoices: list[InvoiceOut]
+    credits: list[PaymentOut]
+    totals: list[StatementTotal]
+
+
+class StatementTotal(Struct, kw_only=True):
+    """The ``StatementTotal`` schema of the API."""
+
+    currency: str
+    open: str
+    overdue: str
+    credit: str
 
 
 class StatusIn(Struct, kw_only=True):
@@ -2992,16 +3315,25 @@ MODELS: dict[str, type[Struct]] = {
     "ActivityPatch": ActivityPatch,
     "Address": Address,
     "AdvanceIn": AdvanceIn,
+    "AgeingInvoice": AgeingInvoice,
+    "AgeingOut": AgeingOut,
+    "AgeingRow": AgeingRow,
     "AgreementIn": AgreementIn,
     "AgreementOut": AgreementOut,
     "AgreementOutPage": AgreementOutPage,
     "AgreementPatch": AgreementPatch,
+    "AllocateIn": AllocateIn,
+    "AllocateOut": AllocateOut,
+    "AllocationIn": AllocationIn,
+    "AllocationOut": AllocationOut,
     "AssignIn": AssignIn,
     "AttachmentInfo": AttachmentInfo,
     "AttachmentOut": AttachmentOut,
     "AttachmentOutPage": AttachmentOutPage,
     "AuditOut": AuditOut,
     "BackgroundJobOut": BackgroundJobOut,
+    "BounceIn": BounceIn,
+    "BounceOut": BounceOut,
     "BuilderDrillIn": BuilderDrillIn,
     "BuilderEntity": BuilderEntity,
     "BuilderField": BuilderField,
@@ -3014,6 +3346,7 @@ MODELS: dict[str, type[Struct]] = {
     "CampaignOut": CampaignOut,
     "CampaignOutPage": CampaignOutPage,
     "CampaignPatch": CampaignPatch,
+    "CaseOut": CaseOut,
     "ChangeIn": ChangeIn,
     "ChannelFigures": ChannelFigures,
     "ChecklistIn": ChecklistIn,
@@ -3021,6 +3354,7 @@ MODELS: dict[str, type[Struct]] = {
     "ClassSettingsIn": ClassSettingsIn,
     "ClientCard": ClientCard,
     "CloseIn": CloseIn,
+    "CollectionRow": CollectionRow,
     "CommentIn": CommentIn,
     "CompleteIn": CompleteIn,
     "ContactBrief": ContactBrief,
@@ -3058,10 +3392,16 @@ MODELS: dict[str, type[Struct]] = {
     "ExtensionOut": ExtensionOut,
     "HandoffIn": HandoffIn,
     "HandoffOut": HandoffOut,
+    "ImportIn": ImportIn,
+    "ImportOut": ImportOut,
     "ImportStarted": ImportStarted,
     "InstanceMigrateIn": InstanceMigrateIn,
     "InstanceOut": InstanceOut,
     "InstancePage": InstancePage,
+    "InvoiceIn": InvoiceIn,
+    "InvoiceOut": InvoiceOut,
+    "InvoiceOutPage": InvoiceOutPage,
+    "InvoicePatch": InvoicePatch,
     "JobOut": JobOut,
     "JobPatch": JobPatch,
     "JobRunOut": JobRunOut,
@@ -3147,6 +3487,7 @@ MODELS: dict[str, type[Struct]] = {
     "NoteOutPage": NoteOutPage,
     "NotePatch": NotePatch,
     "NotificationOut": NotificationOut,
+    "OverdueClient": OverdueClient,
     "Participant": Participant,
     "PartyIn": PartyIn,
     "PartyOut": PartyOut,
@@ -3154,6 +3495,10 @@ MODELS: dict[str, type[Struct]] = {
     "PartyPatch": PartyPatch,
     "PasswordChangeIn": PasswordChangeIn,
     "PasswordResetIn": PasswordResetIn,
+    "PaymentIn": PaymentIn,
+    "PaymentOut": PaymentOut,
+    "PaymentOutPage": PaymentOutPage,
+    "PaymentPatch": PaymentPatch,
     "Phone": Phone,
     "PingOut": PingOut,
     "PlanIn": PlanIn,
@@ -3168,6 +3513,8 @@ MODELS: dict[str, type[Struct]] = {
     "ProductIn": ProductIn,
     "ProfileOut": ProfileOut,
     "ProfilePatch": ProfilePatch,
+    "PromiseIn": PromiseIn,
+    "PromiseOut": PromiseOut,
     "ProposalTemplateIn": ProposalTemplateIn,
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
@@ -3181,6 +3528,8 @@ MODELS: dict[str, type[Struct]] = {
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
     "RecomputeOut": RecomputeOut,
+    "RejectedField": RejectedField,
+    "RejectedRow": RejectedRow,
     "ReportColumn": ReportColumn,
     "ReportDeliveryOut": ReportDeliveryOut,
     "ReportDimension": ReportDimension,
@@ -3204,6 +3553,7 @@ MODELS: dict[str, type[Struct]] = {
     "SavedReportOut": SavedReportOut,
     "SavedViewIn": SavedViewIn,
     "SavedViewOut": SavedViewOut,
+    "ScanOut": ScanOut,
     "ScheduleIn": ScheduleIn,
     "ScheduleOut": ScheduleOut,
     "SearchFacetsOut": SearchFacetsOut,
@@ -3217,6 +3567,8 @@ MODELS: dict[str, type[Struct]] = {
     "SlaOut": SlaOut,
     "SlaRow": SlaRow,
     "StartIn": StartIn,
+    "StatementOut": StatementOut,
+    "StatementTotal": StatementTotal,
     "StatusIn": StatusIn,
     "SubstitutionIn": SubstitutionIn,
     "SubstitutionOut": SubstitutionOut,
