@@ -190,3 +190,16 @@ async def test_a_broken_plugin_panel_leaves_the_card_and_my_day_working(crm):
     assert day.status_code == 200
     assert "Points to spend" in day.text
     assert "The panel of the plugin “broken” could not be shown" in day.text
+
+
+def test_the_header_shows_three_plugin_entries_and_puts_the_rest_in_more() -> None:
+    """However many plugins a company enables, the header stays one row: past three visible
+    plugin entries, the rest go into "More" (entries already marked ``more`` stay there)."""
+    from tessera.web.pages import header_nav
+
+    items = [{"label": f"P{i}", "href": f"/p{i}"} for i in range(5)]
+    items.insert(1, {"label": "Board", "href": "/board", "more": True})
+    out = header_nav(items)
+    assert [i["label"] for i in out if not i.get("more")] == ["P0", "P1", "P2"]
+    assert [i["label"] for i in out if i.get("more")] == ["Board", "P3", "P4"]
+    assert "more" not in items[0]  # the plugins' own dicts are left as they were

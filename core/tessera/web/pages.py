@@ -112,13 +112,32 @@ async def unread_count(user_id: int) -> int:
     )
 
 
+#: Plugin entries the header shows beside the kernel's own links; the rest go into "More", so
+#: the header stays one row on a laptop however many plugins are enabled.
+MAX_HEADER_PLUGIN_ITEMS = 3
+
+
+def header_nav(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plugins' entries with ``more`` set on every visible one past the first
+    :data:`MAX_HEADER_PLUGIN_ITEMS` (in plugin order)."""
+    out: list[dict[str, Any]] = []
+    shown = 0
+    for item in items:
+        if not item.get("more"):
+            shown += 1
+            if shown > MAX_HEADER_PLUGIN_ITEMS:
+                item = {**item, "more": True}
+        out.append(item)
+    return out
+
+
 def render(
     request: Request[Any, Any, Any], template: str, status: int = 200, **context: Any
 ) -> Response[str]:
     """Render a template (``"party.html"``, or a plugin's ``"sales/deals.html"``) with the
     navigation of every enabled plugin."""
     pm = request.app.state.pm
-    nav = [item for _name, items in call_each(pm, "tessera_nav_items") for item in (items or [])]
+    nav = header_nav([item for _name, items in call_each(pm, "tessera_nav_items") for item in (items or [])])
     use_locale(request)
     context.setdefault("errors", {})
     context.setdefault("form", {})

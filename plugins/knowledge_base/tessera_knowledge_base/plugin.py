@@ -78,10 +78,10 @@ def tessera_record_urls(kind: str, ids: list[int]) -> Any:
 
 
 @hookimpl
-def tessera_nav_items() -> list[dict[str, str]]:
+def tessera_nav_items() -> list[dict[str, Any]]:
     from tessera.i18n import gettext as _
 
-    return [{"label": _("Knowledge base"), "href": "/knowledge_base/"}]
+    return [{"label": _("Knowledge base"), "href": "/knowledge_base/", "more": True}]
 
 
 @hookimpl

@@ -88,10 +88,10 @@ def tessera_sales_deal_sources(campaign_id: int | None) -> Any:
 
 
 @hookimpl
-def tessera_nav_items() -> list[dict[str, str]]:
+def tessera_nav_items() -> list[dict[str, Any]]:
     from tessera.i18n import gettext as _
 
-    return [{"label": _("Marketing"), "href": "/marketing/campaigns"}]
+    return [{"label": _("Marketing"), "href": "/marketing/campaigns", "more": True}]
 
 
 @hookimpl

@@ -126,10 +126,10 @@ def tessera_marketing_suppressions(engine: str) -> list[dict[str, Any]]:
 
 
 @hookimpl
-def tessera_nav_items() -> list[dict[str, str]]:
+def tessera_nav_items() -> list[dict[str, Any]]:
     from tessera.i18n import gettext as _
 
-    return [{"label": _("Receivables"), "href": "/receivables/worklist"}]
+    return [{"label": _("Receivables"), "href": "/receivables/worklist", "more": True}]
 
 
 @hookimpl
