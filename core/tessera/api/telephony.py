@@ -150,7 +150,12 @@ async def _stream(user_id: int, last_id: int, wait: float) -> AsyncIterator[Serv
         await asyncio.sleep(min(STREAM_POLL_SECONDS, remaining))
 
 
-@get("/api/telephony/stream", operation_id="telephony_stream", tags=["telephony"])
+@get(
+    "/api/telephony/stream",
+    operation_id="telephony_stream",
+    tags=["telephony"],
+    media_type="text/event-stream",
+)
 async def telephony_stream(
     request: Request[Any, Any, Any],
     principal: Principal,
