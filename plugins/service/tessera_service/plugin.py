@@ -54,6 +54,13 @@ def tessera_workflow_assignee(rule: str, args: dict[str, Any], instance: dict[st
 
 
 @hookimpl
+def tessera_reports() -> list[Any]:
+    from tessera_service.report_defs import REPORTS
+
+    return REPORTS
+
+
+@hookimpl
 def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
     return {"service.ticket": {}}
 
