@@ -200,6 +200,9 @@ async def test_fuzz_whole_api(crm: Any, caller_role: str, part: int, parts: int)
         schema = await asyncio.to_thread(schemathesis.openapi.from_url, f"{server.url}/schema/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
         assert len(operations) > 50  # the kernel and sales routes are all there
+        # A server-sent event stream answers by holding the connection for ``wait`` seconds (up to
+        # five minutes): ten examples of it were most of the run. tests/test_telephony.py covers it.
+        operations = [o for o in operations if o.label != "GET /api/telephony/stream"]
         failures: list[str] = []
         only = os.environ.get("TESSERA_FUZZ_ONLY")  # a substring of labels, to iterate on one bug
         for role, examples in callers:
