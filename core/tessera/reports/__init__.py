@@ -8,8 +8,10 @@ from tessera.reports.framework import (
     Measure,
     Ratio,
     Report,
+    column,
     describe,
     drill_down,
+    percent,
     register_list_dates,
     run_report,
 )
@@ -19,8 +21,10 @@ __all__ = [
     "Measure",
     "Ratio",
     "Report",
+    "column",
     "describe",
     "drill_down",
+    "percent",
     "register_list_dates",
     "run_report",
 ]

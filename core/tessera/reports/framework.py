@@ -213,6 +213,19 @@ def describe(report: Report) -> dict[str, Any]:
     }
 
 
+def column(
+    key: str, label: str, type: str = "int", unit: str = "", dimension: bool = False
+) -> dict[str, Any]:
+    """A column of a report that computes its own rows (``Report.run``): ``label`` and ``unit``
+    are msgids, translated when the report is run."""
+    return {"key": key, "label": label, "type": type, "unit": unit, "dimension": dimension}
+
+
+def percent(share: float | None) -> float | None:
+    """A share (0.25) as the percent a ``"percent"`` column shows (25.0)."""
+    return None if share is None else round(share * 100, 2)
+
+
 def _column_out(c: dict[str, Any]) -> dict[str, Any]:
     return {
         "key": c["key"],

@@ -13,7 +13,7 @@ from tessera import clock, i18n
 from tessera.errors import ValidationFailed
 from tessera.i18n import N_
 from tessera.permissions import Principal
-from tessera.reports import Report
+from tessera.reports import Report, column, percent
 from tessera.reports.framework import names
 
 from tessera_sales import cadence, reports
@@ -28,29 +28,21 @@ def _dates(params: dict[str, Any]) -> tuple[dt.date, dt.date]:
     return params.get("date_from") or today.replace(month=1, day=1), params.get("date_to") or today
 
 
-def _col(key: str, label: str, type: str = "int", unit: str = "", dimension: bool = False) -> dict[str, Any]:
-    return {"key": key, "label": label, "type": type, "unit": unit, "dimension": dimension}
-
-
 def _row(values: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {"values": values, "labels": labels or {}}
-
-
-def _pct(value: float | None) -> float | None:
-    return None if value is None else round(value * 100, 2)
 
 
 # --------------------------------------------------------------------------- funnel
 
 FUNNEL_COLUMNS = [
-    _col("group", N_("Group"), "text", dimension=True),
-    _col("stage", N_("Stage"), "text", dimension=True),
-    _col("entered", N_("Entered")),
-    _col("conversion_from_previous", N_("Conversion from previous"), "percent", "%"),
-    _col("conversion_from_first", N_("Conversion from first"), "percent", "%"),
-    _col("avg_days", N_("Average days in stage"), "days", N_("days")),
-    _col("over_norm", N_("Over norm")),
-    _col("stuck", N_("Stuck")),
+    column("group", N_("Group"), "text", dimension=True),
+    column("stage", N_("Stage"), "text", dimension=True),
+    column("entered", N_("Entered")),
+    column("conversion_from_previous", N_("Conversion from previous"), "percent", "%"),
+    column("conversion_from_first", N_("Conversion from first"), "percent", "%"),
+    column("avg_days", N_("Average days in stage"), "days", N_("days")),
+    column("over_norm", N_("Over norm")),
+    column("stuck", N_("Stuck")),
 ]
 
 
@@ -76,8 +68,8 @@ async def _funnel(principal: Principal, params: dict[str, Any]) -> dict[str, Any
                         "group": group["group"],
                         "stage": s["stage"],
                         "entered": s["entered"],
-                        "conversion_from_previous": _pct(s["conversion_from_previous"]),
-                        "conversion_from_first": _pct(s["conversion_from_first"]),
+                        "conversion_from_previous": percent(s["conversion_from_previous"]),
+                        "conversion_from_first": percent(s["conversion_from_first"]),
                         "avg_days": s["avg_days"],
                         "over_norm": s["over_norm"],
                         "stuck": s["stuck"],
@@ -143,9 +135,9 @@ async def _forecast(principal: Principal, params: dict[str, Any]) -> dict[str, A
             ] = r["amount"]
     base = body["base_currency"]
     columns = [
-        _col("month", N_("Month"), "period", dimension=True),
-        _col("weighted", N_("Weighted by stage probability"), "decimal", base),
-        _col("historical", N_("By history of won deals"), "decimal", base),
+        column("month", N_("Month"), "period", dimension=True),
+        column("weighted", N_("Weighted by stage probability"), "decimal", base),
+        column("historical", N_("By history of won deals"), "decimal", base),
     ]
     return {"columns": columns, "rows": [_row(v, {"month": k}) for k, v in sorted(months.items())]}
 
@@ -153,14 +145,14 @@ async def _forecast(principal: Principal, params: dict[str, Any]) -> dict[str, A
 # --------------------------------------------------------------------------- manager KPIs
 
 KPI_COLUMNS = [
-    _col("manager", N_("Manager"), "user", dimension=True),
-    _col("open_deals", N_("Open deals")),
-    _col("new_deals", N_("New deals")),
-    _col("won_deals", N_("Won deals")),
-    _col("lost_deals", N_("Lost deals")),
-    _col("activities", N_("Activities done")),
-    _col("calls", N_("Calls")),
-    _col("meetings", N_("Meetings")),
+    column("manager", N_("Manager"), "user", dimension=True),
+    column("open_deals", N_("Open deals")),
+    column("new_deals", N_("New deals")),
+    column("won_deals", N_("Won deals")),
+    column("lost_deals", N_("Lost deals")),
+    column("activities", N_("Activities done")),
+    column("calls", N_("Calls")),
+    column("meetings", N_("Meetings")),
 ]
 
 
@@ -187,9 +179,9 @@ async def _contacts(principal: Principal, params: dict[str, Any]) -> dict[str, A
     counts = await cadence.contacts_by_type(principal, date_from, date_to)
     found = await names("user", {r["owner_id"] for r in counts})
     columns = [
-        _col("manager", N_("Manager"), "user", dimension=True),
-        _col("type", N_("Type"), "text", dimension=True),
-        _col("count", N_("Contacts")),
+        column("manager", N_("Manager"), "user", dimension=True),
+        column("type", N_("Type"), "text", dimension=True),
+        column("count", N_("Contacts")),
     ]
     rows = [
         _row(
@@ -202,12 +194,12 @@ async def _contacts(principal: Principal, params: dict[str, Any]) -> dict[str, A
 
 
 CADENCE_COLUMNS = [
-    _col("rule", N_("Rule"), "text", dimension=True),
-    _col("manager", N_("Manager"), "user", dimension=True),
-    _col("clients", N_("Clients")),
-    _col("compliant", N_("In norm")),
-    _col("overdue", N_("Overdue")),
-    _col("compliance", N_("Compliance"), "percent", "%"),
+    column("rule", N_("Rule"), "text", dimension=True),
+    column("manager", N_("Manager"), "user", dimension=True),
+    column("clients", N_("Clients")),
+    column("compliant", N_("In norm")),
+    column("overdue", N_("Overdue")),
+    column("compliance", N_("Compliance"), "percent", "%"),
 ]
 
 
@@ -222,7 +214,7 @@ async def _cadence(principal: Principal, params: dict[str, Any]) -> dict[str, An
                 "clients": c["clients"],
                 "compliant": c["compliant"],
                 "overdue": c["overdue"],
-                "compliance": _pct(c["compliance"]),
+                "compliance": percent(c["compliance"]),
             },
             {"rule": c["rule"], "manager": found.get(c["owner_id"], "")},
         )

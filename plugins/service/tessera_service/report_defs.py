@@ -19,7 +19,7 @@ from tessera import clock, i18n
 from tessera.errors import ValidationFailed
 from tessera.i18n import N_
 from tessera.permissions import Principal
-from tessera.reports import Report
+from tessera.reports import Report, column, percent
 from tessera.reports.framework import Dimension, Measure, Params, Ratio, names
 
 from tessera_service import reports, services
@@ -45,10 +45,6 @@ TIME_BANDS = [
     ("h72", N_("over 3 days"), 72),
 ]
 PRIORITY_KEYS = ("p1", "p2", "p3", "p4")
-
-
-def _col(key: str, label: str, type: str = "int", unit: str = "", dimension: bool = False) -> dict[str, Any]:
-    return {"key": key, "label": label, "type": type, "unit": unit, "dimension": dimension}
 
 
 def _band(bands: list[tuple[str, str, int]], value: float) -> str:
@@ -113,18 +109,18 @@ TICKETS = Report(
 # --------------------------------------------------------------------------- SLA attainment
 
 SLA_COLUMNS = [
-    _col("group", N_("Group"), "text", dimension=True),
-    _col("tickets", N_("Tickets")),
-    _col("first_response_met", N_("First response met")),
-    _col("first_response_breached", N_("First response missed")),
-    _col("resolution_met", N_("Resolution met")),
-    _col("resolution_breached", N_("Resolution missed")),
-    _col("attainment", N_("SLA attainment"), "percent", "%"),
-    _col("median_first_response_hours", N_("Median first response"), "number", N_("h")),
-    _col("median_resolution_hours", N_("Median resolution"), "number", N_("h")),
-    _col("reopen_rate", N_("Reopen rate"), "percent", "%"),
-    _col("csat_answers", N_("Satisfaction answers")),
-    _col("csat_average", N_("Satisfaction"), "number", "/5"),
+    column("group", N_("Group"), "text", dimension=True),
+    column("tickets", N_("Tickets")),
+    column("first_response_met", N_("First response met")),
+    column("first_response_breached", N_("First response missed")),
+    column("resolution_met", N_("Resolution met")),
+    column("resolution_breached", N_("Resolution missed")),
+    column("attainment", N_("SLA attainment"), "percent", "%"),
+    column("median_first_response_hours", N_("Median first response"), "number", N_("h")),
+    column("median_resolution_hours", N_("Median resolution"), "number", N_("h")),
+    column("reopen_rate", N_("Reopen rate"), "percent", "%"),
+    column("csat_answers", N_("Satisfaction answers")),
+    column("csat_average", N_("Satisfaction"), "number", "/5"),
 ]
 
 
@@ -140,10 +136,6 @@ async def _group_labels(group_by: str, keys: set[Any]) -> dict[Any, str]:
     return {k: str(k) for k in keys if k is not None}
 
 
-def _pct(value: float | None) -> float | None:
-    return None if value is None else round(value * 100, 2)
-
-
 async def _sla(principal: Principal, params: Params) -> dict[str, Any]:
     date_from, date_to = _dates(params)
     rows = await reports.sla_report(principal, date_from, date_to, params["group_by"])
@@ -151,8 +143,8 @@ async def _sla(principal: Principal, params: Params) -> dict[str, Any]:
     out = []
     for r in rows:
         values = {c["key"]: r.get(c["key"]) for c in SLA_COLUMNS}
-        values["attainment"] = _pct(r["attainment"])
-        values["reopen_rate"] = _pct(r["reopen_rate"])
+        values["attainment"] = percent(r["attainment"])
+        values["reopen_rate"] = percent(r["reopen_rate"])
         for key in ("median_first_response_hours", "median_resolution_hours"):
             values[key] = None if r[key] is None else round(r[key], 2)
         out.append({"values": values, "labels": {"group": labels.get(r["group"], "—")}})
@@ -174,10 +166,10 @@ SLA = Report(
 
 
 def _band_columns(bands: list[tuple[str, str, int]], first: dict[str, Any]) -> list[dict[str, Any]]:
-    return [first, *[_col(key, label) for key, label, _lower in bands], _col("total", N_("Total"))]
+    return [first, *[column(key, label) for key, label, _lower in bands], column("total", N_("Total"))]
 
 
-BACKLOG_COLUMNS = _band_columns(AGE_BANDS, _col("priority", N_("Priority"), "text", dimension=True))
+BACKLOG_COLUMNS = _band_columns(AGE_BANDS, column("priority", N_("Priority"), "text", dimension=True))
 
 
 async def _open_tickets(principal: Principal) -> list[dict[str, Any]]:
@@ -240,7 +232,7 @@ BACKLOG = Report(
 
 # --------------------------------------------------------------------------- time distributions
 
-TIMES_COLUMNS = _band_columns(TIME_BANDS, _col("measure", N_("Measure"), "text", dimension=True))
+TIMES_COLUMNS = _band_columns(TIME_BANDS, column("measure", N_("Measure"), "text", dimension=True))
 
 
 async def _times(principal: Principal, params: Params) -> dict[str, Any]:
@@ -252,14 +244,14 @@ async def _times(principal: Principal, params: Params) -> dict[str, Any]:
     )
     keys = [k for k, _l, _b in TIME_BANDS]
     rows = []
-    for measure, label, column in (
+    for measure, label, done_at in (
         ("first_response", N_("First response"), "first_responded_at"),
         ("resolution", N_("Resolution"), "resolved_at"),
     ):
         bands = dict.fromkeys(keys, 0)
         for t in tickets:
-            if t[column] is not None:
-                bands[_band(TIME_BANDS, (t[column] - t["created_at"]).total_seconds() / 3600)] += 1
+            if t[done_at] is not None:
+                bands[_band(TIME_BANDS, (t[done_at] - t["created_at"]).total_seconds() / 3600)] += 1
         values: dict[str, Any] = {"measure": measure, **bands, "total": sum(bands.values())}
         rows.append({"values": values, "labels": {"measure": i18n.gettext(label)}})
     return {"columns": TIMES_COLUMNS, "rows": rows}
