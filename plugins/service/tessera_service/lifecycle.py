@@ -118,7 +118,7 @@ async def _running(ticket: dict[str, Any]) -> dict[str, Any] | None:
         return None
     return (
         await WorkflowInstance.select(
-            WorkflowInstance.id, WorkflowInstance.status, WorkflowInstance.current_stage
+            WorkflowInstance.id, WorkflowInstance.current_stage, WorkflowInstance.responsible_id
         )
         .where(WorkflowInstance.id == ticket["process_id"], WorkflowInstance.status == "running")
         .first()
@@ -148,14 +148,7 @@ async def follow(ticket: dict[str, Any], to: str, actor_id: int | None, comment:
 async def hand_off(ticket: dict[str, Any], user_id: int, actor_id: int | None, comment: str = "") -> None:
     """The ticket went to ``user_id``: so does its current stage (and the stage's task)."""
     instance = await _running(ticket)
-    if instance is None:
-        return
-    current = (
-        await WorkflowInstance.select(WorkflowInstance.responsible_id)
-        .where(WorkflowInstance.id == instance["id"])
-        .first()
-    )
-    if current and current["responsible_id"] != user_id:
+    if instance is not None and instance["responsible_id"] != user_id:
         await engine.reassign(
             engine.engine_principal(_person(ticket, actor_id) or user_id), instance["id"], user_id, comment
         )
