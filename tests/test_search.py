@@ -467,6 +467,20 @@ async def test_failed_indexing_is_retried_without_losing_the_write(
     assert await search.pending_count() == 0
 
 
+async def test_more_waiting_records_than_one_statement_can_bind_are_queued_and_indexed(crm: Any) -> None:
+    """A bulk write (an import, a plugin's backfill) can leave tens of thousands of records to
+    (re)index at once; PostgreSQL's driver binds at most 32,767 values per statement."""
+    admin = await crm.user("admin")
+    kept = await party(crm, admin, name="Гиперион")
+    refs = [("party", i) for i in range(kept["id"], kept["id"] + 33_000)]
+    await search.enqueue(refs)
+    assert await search.pending_count() == 33_000
+    # The record that exists is indexed; the 32,999 that do not lose any documents they had.
+    await search.index_records(refs)
+    assert keys(await find(crm, admin, "гиперион")) == {("party", kept["id"])}
+    await db.raw("DELETE FROM search_pending")
+
+
 async def test_the_worker_retries_failed_indexing_without_anyone_searching(
     crm: Any, search_engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

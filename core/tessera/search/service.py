@@ -44,6 +44,8 @@ from tessera.search.tables import SearchPending
 log = logging.getLogger("tessera.search")
 
 BATCH = 500
+#: Rows or ids bound in one statement: asyncpg allows at most 32,767 values per statement.
+_IN_CHUNK = 4000
 Progress = Callable[[int, int], None]
 
 
@@ -268,8 +270,10 @@ async def enqueue(refs: Iterable[tuple[str, int]], error: str = "") -> None:
         SearchPending(entity=e, entity_id=i, enqueued_at=now, next_attempt_at=now, last_error=error[:2000])
         for e, i in refs
     ]
-    if rows:
-        await SearchPending.insert(*rows)
+    # In chunks: one statement may bind at most 32,767 values (asyncpg), and a bulk write
+    # (an import, a plugin's backfill) can queue far more records than that at once.
+    for start in range(0, len(rows), _IN_CHUNK):
+        await SearchPending.insert(*rows[start : start + _IN_CHUNK])
 
 
 _drain_lock: asyncio.Lock | None = None
@@ -336,30 +340,38 @@ async def pending_count() -> int:
 
 async def _load(entity: str, ids: Sequence[int]) -> list[dict[str, Any]]:
     table = _tables()[entity]
-    return list(await table.select().where(table._meta.primary_key.is_in(list(ids))).output(load_json=True))
+    ids = list(ids)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        out.extend(await table.select().where(table._meta.primary_key.is_in(chunk)).output(load_json=True))
+    return out
 
 
 async def _parties(ids: Iterable[int | None]) -> dict[int, dict[str, Any]]:
     wanted = sorted({i for i in ids if i is not None})
-    if not wanted:
-        return {}
-    rows = await Party.select(Party.id, Party.name, Party.owner_id, Party.team_id).where(
-        Party.id.is_in(wanted)
-    )
-    return {r["id"]: r for r in rows}
+    out: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        rows = await Party.select(Party.id, Party.name, Party.owner_id, Party.team_id).where(
+            Party.id.is_in(wanted[start : start + _IN_CHUNK])
+        )
+        out.update((r["id"], r) for r in rows)
+    return out
 
 
 async def _participants(activity_ids: list[int]) -> dict[int, set[int]]:
     from tessera.entities.tables import ActivityParticipant
 
-    if not activity_ids:
-        return {}
-    rows = await ActivityParticipant.select(
-        ActivityParticipant.activity_id, ActivityParticipant.user_id
-    ).where(ActivityParticipant.activity_id.is_in(activity_ids), ActivityParticipant.user_id.is_not_null())
     out: dict[int, set[int]] = {}
-    for row in rows:
-        out.setdefault(row["activity_id"], set()).add(row["user_id"])
+    for start in range(0, len(activity_ids), _IN_CHUNK):
+        rows = await ActivityParticipant.select(
+            ActivityParticipant.activity_id, ActivityParticipant.user_id
+        ).where(
+            ActivityParticipant.activity_id.is_in(activity_ids[start : start + _IN_CHUNK]),
+            ActivityParticipant.user_id.is_not_null(),
+        )
+        for row in rows:
+            out.setdefault(row["activity_id"], set()).add(row["user_id"])
     return out
 
 
