@@ -42,6 +42,9 @@ from tessera.db import database_url_for, execute_on_server
 POSTGRES_ENV = "CRM_TEST_POSTGRES"
 POSTGRES_SKIP_REASON = f"PostgreSQL tests need {POSTGRES_ENV}=postgresql://user@host:port/db"
 DEFAULT_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
+#: The password of every user ``crm.user()`` creates unless the test names another.
+PASSWORD = "correct-horse-battery"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -277,7 +280,7 @@ class CRM:
         role: str = "manager",
         team_id: int | None = None,
         name: str | None = None,
-        password: str = "correct-horse-battery",
+        password: str = PASSWORD,
     ) -> dict[str, Any]:
         """Create a user with a role; returns the user row plus ``token`` (an API token)."""
         from tessera import auth
@@ -320,6 +323,37 @@ class CRM:
         from tessera.permissions import build_principal
 
         return await build_principal(user["id"])
+
+    async def sign_in(
+        self, user: dict[str, Any], *, password: str = PASSWORD, language: str | None = "en"
+    ) -> str:
+        """Sign ``user`` in on the web client as a browser would (a fresh cookie jar; pages in
+        ``language``, or the server's default for None); returns the session's CSRF token, which
+        every form a test posts must carry."""
+        self.client.cookies.clear()
+        if language is None:
+            self.client.headers.pop("Accept-Language", None)
+        else:
+            self.client.headers["Accept-Language"] = language
+        r = await self.client.post("/login", data={"email": user["email"], "password": password})
+        assert r.status_code == 303, r.text
+        return self.csrf(await self.page("/app"))
+
+    async def page(self, url: str, status: int = 200) -> str:
+        """The signed-in user's page at ``url`` as text with HTML entities decoded; asserts its
+        status (200 unless told)."""
+        import html
+
+        r = await self.client.get(url)
+        assert r.status_code == status, (url, r.status_code, r.text[:800])
+        return html.unescape(r.text)
+
+    @staticmethod
+    def csrf(text: str) -> str:
+        """The CSRF token of the first form on a page."""
+        match = _CSRF.search(text)
+        assert match, text[:500]
+        return match.group(1)
 
     async def call(self, method: str, url: str, user: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         headers = dict(kwargs.pop("headers", {}) or {})

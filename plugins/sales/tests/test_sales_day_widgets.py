@@ -4,7 +4,6 @@ kernel's notifications page (hook ``tessera_record_urls``)."""
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
 
@@ -12,19 +11,6 @@ import pytest
 from sales_helpers import log_call, open_deal, to_proposal, win_from_proposal
 
 pytestmark = pytest.mark.plugins("sales")
-
-
-async def _sign_in(crm: Any, user: dict[str, Any]) -> None:
-    crm.client.cookies.clear()
-    crm.client.headers["Accept-Language"] = "en"
-    r = await crm.client.post("/login", data={"email": user["email"], "password": "correct-horse-battery"})
-    assert r.status_code == 303, r.text
-
-
-async def _page(crm: Any, url: str) -> str:
-    r = await crm.client.get(url)
-    assert r.status_code == 200, r.text[:500]
-    return html.unescape(r.text)
 
 
 def _section(text: str, section_id: str) -> str:
@@ -68,8 +54,8 @@ async def test_my_day_lists_my_clients_past_their_contact_norm_and_my_deal_figur
     result = await cadence.evaluate()
     assert result["overdue"] == 1
 
-    await _sign_in(crm, anna)
-    page = await _page(crm, "/app")
+    await crm.sign_in(anna)
+    page = await crm.page("/app")
     widget = _section(page, "sales-cadence")
     assert "Clients past their contact norm" in widget
     assert f'<a href="/app/parties/{anna_party["id"]}">ООО Ромашка</a>' in widget
@@ -78,15 +64,15 @@ async def test_my_day_lists_my_clients_past_their_contact_norm_and_my_deal_figur
     assert "АО Вектор" not in widget
     assert _kpis(page) == {"open deals": "1", "won this month": "1"}
     # The cadence notification links to the widget, under human words.
-    inbox = await _page(crm, "/app/notifications")
+    inbox = await crm.page("/app/notifications")
     assert "Clients past their contact norm" in inbox and 'href="/app#sales-cadence"' in inbox
 
     frozen_clock.advance(days=11)  # 2 April: the win was last month
-    await _sign_in(crm, anna)
-    assert _kpis(await _page(crm, "/app")) == {"open deals": "1", "won this month": "0"}
+    await crm.sign_in(anna)
+    assert _kpis(await crm.page("/app")) == {"open deals": "1", "won this month": "0"}
 
-    await _sign_in(crm, boris)
-    page = await _page(crm, "/app")
+    await crm.sign_in(boris)
+    page = await crm.page("/app")
     widget = _section(page, "sales-cadence")
     assert (
         "ООО Ромашка" not in widget

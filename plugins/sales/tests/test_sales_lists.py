@@ -16,23 +16,12 @@ from sales_helpers import open_deal
 pytestmark = pytest.mark.plugins("sales")
 
 
-async def _sign_in(crm: Any, user: dict[str, Any]) -> str:
-    crm.client.cookies.clear()
-    crm.client.headers["Accept-Language"] = "en"
-    r = await crm.client.post("/login", data={"email": user["email"], "password": "correct-horse-battery"})
-    assert r.status_code == 303, r.text
-    page = await crm.client.get("/sales/deals")
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match
-    return match.group(1)
-
-
 async def test_deal_list_filters_sorts_links_and_exports(crm: Any, world: dict[str, Any]) -> None:
     head = world["head"]
     small = await open_deal(crm, world["anna"], world["anna_party"]["id"], title="Small deal", amount="10")
     big = await open_deal(crm, world["boris"], world["boris_party"]["id"], title="Big deal", amount="900")
     await open_deal(crm, world["olena"], world["olena_party"]["id"], title="Other team deal", amount="500")
-    await _sign_in(crm, head)
+    await crm.sign_in(head)
     page = html.unescape((await crm.client.get("/sales/deals", params={"order": "-amount"})).text)
     assert page.index("Big deal") < page.index("Small deal") and "Other team deal" not in page
     assert f'href="/sales/deals/{big["id"]}"' in page and 'href="/sales/deals/new"' in page
@@ -64,7 +53,7 @@ async def test_deal_list_filters_sorts_links_and_exports(crm: Any, world: dict[s
     amount = rows[0].index("Amount")
     assert [float(row[amount]) for row in rows[1:]] == [10.0, 900.0, 100000.0]
     # The manager sees only her own deal in the CSV... but a manager may not export at all.
-    await _sign_in(crm, world["anna"])
+    await crm.sign_in(world["anna"])
     assert (await crm.client.get("/app/lists/sales.deals/export")).status_code == 403
     assert small["id"]
 
@@ -73,7 +62,7 @@ async def test_party_list_shows_open_deals_the_user_may_see(crm: Any, world: dic
     party = world["anna_party"]
     await open_deal(crm, world["anna"], party["id"], title="One", amount="1000")
     await open_deal(crm, world["anna"], party["id"], title="Two", amount="500")
-    await _sign_in(crm, world["anna"])
+    await crm.sign_in(world["anna"])
     page = html.unescape((await crm.client.get("/app/parties")).text).replace("\xa0", " ")
     assert "Open deals" in page
     row = re.search(rf'<tr data-id="{party["id"]}">(.*?)</tr>', page, re.S)
@@ -81,7 +70,7 @@ async def test_party_list_shows_open_deals_the_user_may_see(crm: Any, world: dic
     # Exported with the kernel's columns.
     r = await crm.client.get("/app/lists/parties/export", params={"format": "csv"})
     assert r.status_code == 403  # a manager has no party.export
-    await _sign_in(crm, world["head"])
+    await crm.sign_in(world["head"])
     r = await crm.client.get("/app/lists/parties/export", params={"format": "csv"})
     assert r.status_code == 200
     table = list(csv.reader(io.StringIO(r.text)))

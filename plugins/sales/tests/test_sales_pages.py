@@ -17,25 +17,6 @@ from sales_helpers import log_call, open_deal, to_proposal, win_from_proposal
 pytestmark = pytest.mark.plugins("sales")
 
 
-async def _sign_in(crm: Any, user: dict[str, Any]) -> None:
-    crm.client.cookies.clear()
-    crm.client.headers["Accept-Language"] = "ru"
-    r = await crm.client.post("/login", data={"email": user["email"], "password": "correct-horse-battery"})
-    assert r.status_code == 303, r.text
-
-
-async def _page(crm: Any, url: str, status: int = 200) -> str:
-    r = await crm.client.get(url)
-    assert r.status_code == status, (url, r.status_code, r.text[:800])
-    return html.unescape(r.text)
-
-
-def _csrf(text: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', text)
-    assert match
-    return match.group(1)
-
-
 def _visible(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", text))
 
@@ -72,14 +53,14 @@ async def _product(crm: Any, admin: dict[str, Any]) -> dict[str, Any]:
 async def test_a_deal_is_opened_from_the_card_and_won_from_pages_only(crm, world, frozen_clock):
     anna, party = world["anna"], world["anna_party"]
     product = await _product(crm, world["admin"])
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna, language="ru")
 
     # The client card's Deals tab offers a new deal for this client.
-    tab = await _page(crm, f"/sales/parties/{party['id']}/deals")
+    tab = await crm.page(f"/sales/parties/{party['id']}/deals")
     assert f'href="/sales/deals/new?party_id={party["id"]}"' in tab
-    form = await _page(crm, f"/sales/deals/new?party_id={party['id']}")
+    form = await crm.page(f"/sales/deals/new?party_id={party['id']}")
     assert f'<option value="{party["id"]}" selected>ООО Ромашка</option>' in form
-    token = _csrf(form)
+    token = crm.csrf(form)
 
     # Refusals come back beside the field with what was typed kept (same rules as the API).
     sent = {
@@ -115,29 +96,29 @@ async def test_a_deal_is_opened_from_the_card_and_won_from_pages_only(crm, world
     assert api["stage"] == "qualification"
 
     url = f"/sales/deals/{deal_id}"
-    page = await _page(crm, url)
+    page = await crm.page(url)
     text = _visible(page)
     assert "Первый звонок — не выполнено" in text
     # Qualification needs a call: logged with the card's own form.
-    card = await _page(crm, f"/app/parties/{party['id']}")
+    card = await crm.page(f"/app/parties/{party['id']}")
     r = await crm.client.post(
         f"/app/parties/{party['id']}/activities",
-        data={"csrf_token": _csrf(card), "type": "call", "subject": "Первый звонок"},
+        data={"csrf_token": crm.csrf(card), "type": "call", "subject": "Первый звонок"},
     )
     assert r.status_code == 303
     frozen_clock.advance(minutes=5)
-    assert "Первый звонок — выполнено" in _visible(await _page(crm, url))
+    assert "Первый звонок — выполнено" in _visible(await crm.page(url))
     assert (await crm.client.post(f"{url}/move", data={"csrf_token": token})).status_code == 303
 
     # Needs: a checklist item ticked on the page.
-    page = await _page(crm, url)
+    page = await crm.page(url)
     assert "Потребности записаны — не выполнено" in _visible(page)
     assert 'name="item" value="needs_recorded"' in page
     r = await crm.client.post(
         f"{url}/checklist", data={"csrf_token": token, "item": "needs_recorded", "done": "true"}
     )
     assert r.status_code == 303
-    assert "Потребности записаны — выполнено" in _visible(await _page(crm, url))
+    assert "Потребности записаны — выполнено" in _visible(await crm.page(url))
     assert (await crm.client.post(f"{url}/move", data={"csrf_token": token})).status_code == 303
 
     # Proposal stage: moving on is refused in words until a proposal is issued.
@@ -148,10 +129,10 @@ async def test_a_deal_is_opened_from_the_card_and_won_from_pages_only(crm, world
     assert "proposal_issued" not in refused and "required." not in refused
     r = await crm.client.post(f"{url}/proposals", data={"csrf_token": token})
     assert r.status_code == 303, r.text[-1500:]
-    page = await _page(crm, url)
+    page = await crm.page(url)
     assert "КП выпущено — выполнено" in _visible(page)
     proposal_id = int(re.search(r'href="/sales/proposals/(\d+)"', page).group(1))  # type: ignore[union-attr]
-    preview = await _page(crm, f"/sales/proposals/{proposal_id}")
+    preview = await crm.page(f"/sales/proposals/{proposal_id}")
     assert "Коммерческое предложение №" in preview and "Лицензия CRM" in preview
     pdf = await crm.client.get(f"/sales/proposals/{proposal_id}/pdf")
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
@@ -168,7 +149,7 @@ async def test_a_deal_is_opened_from_the_card_and_won_from_pages_only(crm, world
     assert r.status_code == 303
     r = await crm.client.post(f"{url}/close", data={"csrf_token": token, "outcome": "won"})
     assert r.status_code == 303, r.text[-1500:]
-    won = await _page(crm, url)
+    won = await crm.page(url)
     assert "Выиграна" in won and f'action="{url}/close"' not in won
     assert (await crm.get(f"/api/sales/deals/{deal_id}", anna)).json()["status"] == "won"
 
@@ -177,8 +158,8 @@ async def test_kanban_columns_fallback_move_and_refusals(crm, world, frozen_cloc
     anna = world["anna"]
     deal = await open_deal(crm, anna, world["anna_party"]["id"], title="Сделка Анны", amount="125000")
     await open_deal(crm, world["boris"], world["boris_party"]["id"], title="Сделка Бориса")
-    await _sign_in(crm, anna)
-    board = await _page(crm, "/sales/kanban")
+    await crm.sign_in(anna, language="ru")
+    board = await crm.page("/sales/kanban")
     column = board.split('data-stage="qualification"')[1].split("</section>")[0]
     assert "Сделка Анны" in column and "125 000,00 ₽" in column.replace("\xa0", " ")
     assert "Сделка Бориса" not in board  # an own-scope manager sees her own deals only
@@ -186,7 +167,7 @@ async def test_kanban_columns_fallback_move_and_refusals(crm, world, frozen_cloc
     script = await crm.client.get("/sales/static/kanban.js")
     assert script.status_code == 200 and "form.submit()" in script.text
 
-    token = _csrf(board)
+    token = crm.csrf(board)
     move = {"csrf_token": token, "deal_id": str(deal["id"]), "pipeline": "sales.b2b", "scope": "all"}
     # No call yet: refused, and the board says why in words.
     r = await crm.client.post("/sales/kanban/move", data={**move, "to": "needs"})
@@ -203,20 +184,20 @@ async def test_kanban_columns_fallback_move_and_refusals(crm, world, frozen_cloc
     frozen_clock.advance(minutes=5)
     r = await crm.client.post("/sales/kanban/move", data={**move, "to": "needs"})
     assert r.status_code == 303 and r.headers["location"].startswith("/sales/kanban")
-    board = await _page(crm, "/sales/kanban")
+    board = await crm.page("/sales/kanban")
     assert "Сделка Анны" in board.split('data-stage="needs"')[1].split("</section>")[0]
     assert (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()["stage"] == "needs"
 
     # Past the stage's norm (5 days) the card says it is stuck, in words.
     frozen_clock.advance(days=6)
-    await _sign_in(crm, anna)  # the session would have expired meanwhile
-    board = await _page(crm, "/sales/kanban")
+    await crm.sign_in(anna, language="ru")  # the session would have expired meanwhile
+    board = await crm.page("/sales/kanban")
     card = board.split(f'data-deal="{deal["id"]}"')[1].split("</article>")[0]
     assert "Застряла" in card and "6,0 дн. на этапе" in _visible(card).replace("\xa0", " ")
 
     # The head sees the team's deals on the board.
-    await _sign_in(crm, world["head"])
-    board = await _page(crm, "/sales/kanban")
+    await crm.sign_in(world["head"], language="ru")
+    board = await crm.page("/sales/kanban")
     assert "Сделка Анны" in board and "Сделка Бориса" in board
 
 
@@ -243,15 +224,15 @@ async def test_report_charts_carry_the_figures_within_visibility(crm, world, fro
         assert r.status_code == 201, r.text
     plans = {p["user_id"]: p["id"] for p in (await crm.get("/api/sales/plans", admin)).json()}
 
-    await _sign_in(crm, world["head"])
-    funnel = await _page(crm, "/sales/funnel?date_from=2026-03-01&date_to=2026-03-31")
+    await crm.sign_in(world["head"], language="ru")
+    funnel = await crm.page("/sales/funnel?date_from=2026-03-01&date_to=2026-03-31")
     assert _data(funnel, key="qualification")[0]["data-value"] == "3"
     assert _data(funnel, key="proposal")[0]["data-value"] == "1"
     assert _data(funnel, key="won")[0]["data-value"] == "1"
     assert not _data(funnel, key="lost")
     assert "<title" in funnel and 'role="img"' in funnel
 
-    page = await _page(crm, "/sales/plans")
+    page = await crm.page("/sales/plans")
     target = _data(page, key=str(plans[anna["id"]]), series_key="target")
     actual = _data(page, key=str(plans[anna["id"]]), series_key="actual")
     assert target[0]["data-value"] == "200000.00" and actual[0]["data-value"] == "125000.00"
@@ -259,7 +240,7 @@ async def test_report_charts_carry_the_figures_within_visibility(crm, world, fro
     api = (await crm.get(f"/api/sales/plans/{plans[anna['id']]}/actual", world["head"])).json()
     assert api["amount"]["actual"] == "125000.00"  # the page and the API agree
 
-    forecast = await _page(crm, "/sales/forecast?date_from=2026-03-01&date_to=2026-08-31")
+    forecast = await crm.page("/sales/forecast?date_from=2026-03-01&date_to=2026-08-31")
     april = _data(forecast, key="2026-04", series_key="weighted")
     assert april[0]["data-value"] == "10000.00"  # 100 000 at the qualification stage's 10 %
     assert len({d["data-key"] for d in _data(forecast, series_key="weighted")}) == 6
@@ -268,21 +249,21 @@ async def test_report_charts_carry_the_figures_within_visibility(crm, world, fro
     ).json()
     assert {"month": "2026-04", "amount": "10000.00"} in api["weighted_base"]
 
-    kpi = await _page(crm, "/sales/kpi?date_from=2026-03-01&date_to=2026-03-31")
+    kpi = await crm.page("/sales/kpi?date_from=2026-03-01&date_to=2026-03-31")
     activities = {d["data-key"]: d["data-value"] for d in _data(kpi)}
     assert activities[str(anna["id"])] == "1" and activities[str(boris["id"])] == "1"
     assert "125 000,00 ₽" in _visible(kpi).replace("\xa0", " ")
 
     # An own-scope manager's charts count her own deals and activities only.
-    await _sign_in(crm, anna)
-    funnel = await _page(crm, "/sales/funnel?date_from=2026-03-01&date_to=2026-03-31")
+    await crm.sign_in(anna, language="ru")
+    funnel = await crm.page("/sales/funnel?date_from=2026-03-01&date_to=2026-03-31")
     assert _data(funnel, key="qualification")[0]["data-value"] == "2"
-    page = await _page(crm, "/sales/plans")
+    page = await crm.page("/sales/plans")
     assert _data(page, key=str(plans[anna["id"]]), series_key="actual")
     assert not _data(page, key=str(plans[boris["id"]]))
-    kpi = await _page(crm, "/sales/kpi?date_from=2026-03-01&date_to=2026-03-31")
+    kpi = await crm.page("/sales/kpi?date_from=2026-03-01&date_to=2026-03-31")
     assert {d["data-key"] for d in _data(kpi)} == {str(anna["id"])}
-    forecast = await _page(crm, "/sales/forecast?date_from=2026-03-01&date_to=2026-08-31")
+    forecast = await crm.page("/sales/forecast?date_from=2026-03-01&date_to=2026-08-31")
     assert _data(forecast, key="2026-04", series_key="weighted")[0]["data-value"] == "10000.00"
 
 
@@ -297,7 +278,7 @@ async def test_report_pages_and_navigation_in_ukrainian(crm, world, frozen_clock
     deal = await open_deal(crm, anna, world["anna_party"]["id"], title="Угода", amount="1000")
     await to_proposal(crm, anna, deal)
     assert (await crm.patch("/api/auth/me", anna, json={"locale": "uk"})).status_code == 200
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna, language="ru")
     for url, heading in (
         (f"/sales/deals/{deal['id']}", "КП випущено"),  # the shipped pipeline's label, translated
         ("/sales/kanban", "Канбан"),
@@ -307,11 +288,11 @@ async def test_report_pages_and_navigation_in_ukrainian(crm, world, frozen_clock
         ("/sales/cadence", "Частота контактів"),
         ("/sales/deals/new", "Нова угода"),
     ):
-        text = _visible(re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", await _page(crm, url), flags=re.S))
+        text = _visible(re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", await crm.page(url), flags=re.S))
         assert heading in text, (url, text[:600])
         assert not re.search(r"\b(Deals|Stage|Amount|Plan|Forecast|Won)\b", text), (url, text[:1500])
         assert not CODES.search(text), (url, CODES.search(text), text[:1500])  # labels, never codes
-    nav = await _page(crm, "/app")
+    nav = await crm.page("/app")
     for href in ("/sales/kanban", "/sales/plans", "/sales/forecast", "/sales/kpi"):
         assert f'href="{href}"' in nav
 
@@ -329,26 +310,26 @@ async def test_cadence_page_shows_compliance(crm, frozen_clock, world):
     await log_call(crm, world["boris"], world["boris_party"]["id"], kind="meeting")
     await cadence.evaluate()  # the scheduled job's work: Anna's client is overdue, Boris's is not
 
-    await _sign_in(crm, world["head"])
-    page = await _page(crm, "/sales/cadence")
+    await crm.sign_in(world["head"], language="ru")
+    page = await crm.page("/sales/cadence")
     assert _data(page, key=f"{rule['id']}:{world['anna']['id']}")[0]["data-value"] == "0"
     assert _data(page, key=f"{rule['id']}:{world['boris']['id']}")[0]["data-value"] == "1"
     overdue = page.split("Клиенты, с которыми пора связаться")[1]
     assert "ООО Ромашка" in overdue and "АО Вектор" not in overdue
-    await _sign_in(crm, world["anna"])
-    page = await _page(crm, "/sales/cadence")
+    await crm.sign_in(world["anna"], language="ru")
+    page = await crm.page("/sales/cadence")
     assert {d["data-key"] for d in _data(page)} == {f"{rule['id']}:{world['anna']['id']}"}
     assert "АО Вектор" not in page
 
 
 async def test_plans_are_added_from_the_page_by_planners_only(crm, world, frozen_clock):
-    await _sign_in(crm, world["anna"])
-    page = await _page(crm, "/sales/plans")
+    await crm.sign_in(world["anna"], language="ru")
+    page = await crm.page("/sales/plans")
     assert 'action="/sales/plans"' not in page  # a manager has no sales.plan.manage
     r = await crm.client.post(
         "/sales/plans",
         data={
-            "csrf_token": _csrf(page),
+            "csrf_token": crm.csrf(page),
             "period_start": "2026-03-01",
             "period_end": "2026-03-31",
             "amount": "1",
@@ -356,10 +337,10 @@ async def test_plans_are_added_from_the_page_by_planners_only(crm, world, frozen
     )
     assert r.status_code == 403
 
-    await _sign_in(crm, world["admin"])
-    page = await _page(crm, "/sales/plans")
+    await crm.sign_in(world["admin"], language="ru")
+    page = await crm.page("/sales/plans")
     sent = {
-        "csrf_token": _csrf(page),
+        "csrf_token": crm.csrf(page),
         "period_start": "2026-03-31",
         "period_end": "2026-03-01",
         "user_id": str(world["anna"]["id"]),
@@ -377,7 +358,7 @@ async def test_plans_are_added_from_the_page_by_planners_only(crm, world, frozen
     assert r.status_code == 303
     plans = (await crm.get("/api/sales/plans", world["admin"])).json()
     assert [(p["user_id"], Decimal(p["amount"])) for p in plans] == [(world["anna"]["id"], Decimal(300000))]
-    page = await _page(crm, "/sales/plans")
+    page = await crm.page("/sales/plans")
     assert _data(page, key=str(plans[0]["id"]), series_key="target")[0]["data-value"] == "300000.00"
 
 
@@ -392,8 +373,8 @@ async def test_forecast_page_shows_past_forecasts_against_what_was_won(crm, froz
     # The daily job's snapshot (company-wide), made on 2026-03-02 for March.
     assert await reports.snapshot_forecast("sales.b2b", dt.date(2026, 3, 1), dt.date(2026, 3, 31)) > 0
     frozen_clock.advance(days=31)
-    await _sign_in(crm, world["head"])
-    page = await _page(crm, "/sales/forecast")
+    await crm.sign_in(world["head"], language="ru")
+    page = await crm.page("/sales/forecast")
     table = _visible(page.split('id="forecast-accuracy"')[1].split("</table>")[0]).replace("\xa0", " ")
     assert "2026-03 С учётом вероятности 10 000,00 ₽ 0,00 ₽" in table
     assert "weighted" not in table

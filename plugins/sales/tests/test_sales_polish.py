@@ -13,12 +13,6 @@ from sales_helpers import log_call, move, open_deal
 pytestmark = pytest.mark.plugins("sales")
 
 
-async def _sign_in(crm: Any, user: dict[str, Any], password: str = "correct-horse-battery") -> None:
-    crm.client.cookies.clear()
-    r = await crm.client.post("/login", data={"email": user["email"], "password": password})
-    assert r.status_code == 303, r.text
-
-
 def _words(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
@@ -28,7 +22,7 @@ async def test_audit_log_shows_pipeline_and_stage_names_not_keys(crm: Any, world
     deal = await open_deal(crm, anna, world["anna_party"]["id"], title="Аудит сделки")
     await log_call(crm, anna, world["anna_party"]["id"])
     await move(crm, anna, deal["id"])
-    await _sign_in(crm, world["admin"])
+    await crm.sign_in(world["admin"], language=None)
     r = await crm.client.get("/app/admin/audit")
     assert r.status_code == 200
     words = _words(r.text)

@@ -12,25 +12,6 @@ from sales_helpers import log_call, open_deal
 pytestmark = pytest.mark.plugins("sales")
 
 
-async def _sign_in(crm, user, password="correct-horse-battery"):
-    crm.client.cookies.clear()
-    crm.client.headers["Accept-Language"] = "ru"  # the pages' words below are Russian
-    r = await crm.client.post("/login", data={"email": user["email"], "password": password})
-    assert r.status_code == 303, r.text
-
-
-async def _page(crm, url, status=200):
-    r = await crm.client.get(url)
-    assert r.status_code == status, r.text[:500]
-    return html.unescape(r.text)
-
-
-def _csrf(text):
-    match = re.search(r'name="csrf_token" value="([^"]+)"', text)
-    assert match
-    return match.group(1)
-
-
 async def _deals(crm, w):
     return {
         "anna": await open_deal(crm, w["anna"], w["anna_party"]["id"], title="Сделка Анны", amount="125000"),
@@ -41,27 +22,27 @@ async def _deals(crm, w):
 
 async def test_deal_lists_follow_visibility(crm, world):
     deals = await _deals(crm, world)
-    await _sign_in(crm, world["anna"])
-    mine = await _page(crm, "/sales/deals")
+    await crm.sign_in(world["anna"], language="ru")
+    mine = await crm.page("/sales/deals")
     assert "Сделка Анны" in mine and "125 000,00 ₽" in mine.replace("\xa0", " ") and "ООО Ромашка" in mine
     assert "Сделка Бориса" not in mine and "Угода Олени" not in mine
     assert 'href="/sales/deals"' in mine  # the navigation entry
-    everything = await _page(crm, "/sales/deals")
+    everything = await crm.page("/sales/deals")
     assert "Сделка Анны" in everything and "Сделка Бориса" not in everything
 
     # The head sees the team (Anna and Boris), not the other team's deals.
-    await _sign_in(crm, world["head"])
-    team = await _page(crm, "/sales/deals")
+    await crm.sign_in(world["head"], language="ru")
+    team = await crm.page("/sales/deals")
     assert "Сделка Анны" in team and "Сделка Бориса" in team and "Угода Олени" not in team
-    assert "Сделка Анны" not in await _page(crm, f"/sales/deals?owner_id={world['head']['id']}")
+    assert "Сделка Анны" not in await crm.page(f"/sales/deals?owner_id={world['head']['id']}")
 
     # A manager of the other team cannot open Anna's deal, her client's deals tab or see her in the funnel.
-    await _sign_in(crm, world["olena"])
-    denied = await _page(crm, f"/sales/deals/{deals['anna']['id']}", status=404)
+    await crm.sign_in(world["olena"], language="ru")
+    denied = await crm.page(f"/sales/deals/{deals['anna']['id']}", status=404)
     assert "Сделка Анны" not in denied
-    tab = await _page(crm, f"/sales/parties/{world['anna_party']['id']}/deals", status=404)
+    tab = await crm.page(f"/sales/parties/{world['anna_party']['id']}/deals", status=404)
     assert "Сделка Анны" not in tab
-    assert "Сделка Анны" not in await _page(crm, "/sales/deals")
+    assert "Сделка Анны" not in await crm.page("/sales/deals")
 
 
 async def test_a_deal_one_may_only_read_shows_no_forms(crm, world):
@@ -69,16 +50,16 @@ async def test_a_deal_one_may_only_read_shows_no_forms(crm, world):
     page shows the deal without the move / win / lose forms whose submit would be refused."""
     theirs = await open_deal(crm, world["admin"], world["anna_party"]["id"], title="Сделка админа")
     own = await open_deal(crm, world["anna"], world["anna_party"]["id"], title="Сделка Анны")
-    await _sign_in(crm, world["anna"])
-    page = await _page(crm, f"/sales/deals/{theirs['id']}")
+    await crm.sign_in(world["anna"], language="ru")
+    page = await crm.page(f"/sales/deals/{theirs['id']}")
     assert "Сделка админа" in page
     assert f'action="/sales/deals/{theirs["id"]}/close"' not in page
     assert f'action="/sales/deals/{theirs["id"]}/move"' not in page
     r = await crm.client.post(
-        f"/sales/deals/{theirs['id']}/close", data={"csrf_token": _csrf(page), "outcome": "won"}
+        f"/sales/deals/{theirs['id']}/close", data={"csrf_token": crm.csrf(page), "outcome": "won"}
     )
     assert r.status_code == 403  # and the refusal stands behind the missing form
-    mine = await _page(crm, f"/sales/deals/{own['id']}")
+    mine = await crm.page(f"/sales/deals/{own['id']}")
     assert f'action="/sales/deals/{own["id"]}/close"' in mine
 
 
@@ -92,15 +73,15 @@ async def test_signed_out_users_go_to_the_sign_in_page(crm, world):
 async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, frozen_clock):
     anna = world["anna"]
     deal = (await _deals(crm, world))["anna"]
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna, language="ru")
     url = f"/sales/deals/{deal['id']}"
-    page = await _page(crm, url)
+    page = await crm.page(url)
     assert "Сделка Анны" in page and "Квалификация" in page and "125 000,00 ₽" in page.replace("\xa0", " ")
     assert "На этап «Выявление потребностей»" in page
 
     forged = await crm.client.post(f"{url}/move", data={"to": "needs"})
     assert forged.status_code == 403
-    token = _csrf(page)
+    token = crm.csrf(page)
     # Qualification needs a done call first: the deal page says so (with the refusal's status).
     r = await crm.client.post(f"{url}/move", data={"csrf_token": token, "to": "needs"})
     assert r.status_code == 409 and "text/html" in r.headers["content-type"]
@@ -115,7 +96,7 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
     frozen_clock.advance(minutes=30)
     r = await crm.client.post(f"{url}/move", data={"csrf_token": token, "to": "needs"})
     assert r.status_code == 303 and "error" not in r.headers["location"]
-    moved = await _page(crm, url)
+    moved = await crm.page(url)
     assert "Выявление потребностей" in moved and "На этап «Коммерческое предложение»" in moved
     history = moved.split("История этапов")[1]
     assert history.index("Квалификация") < history.index("Выявление потребностей")
@@ -133,7 +114,7 @@ async def test_deal_page_moves_wins_and_loses_with_the_form_token(crm, world, fr
         },
     )
     assert r.status_code == 303
-    closed = await _page(crm, url)
+    closed = await crm.page(url)
     assert "Проиграна" in closed and "Сделка проиграна" not in closed  # no forms on a closed deal
     assert f"Причина: {reasons[1]['name']} — ушли" in closed  # the reason's name, not its id
     assert (await crm.get(f"/api/sales/deals/{deal['id']}", anna)).json()["status"] == "lost"
@@ -144,28 +125,28 @@ async def test_funnel_page_and_the_deals_tab_of_the_client_card(crm, world, froz
     await log_call(crm, world["anna"], world["anna_party"]["id"])
     r = await crm.post(f"/api/sales/deals/{deals['anna']['id']}/move", world["anna"], json={})
     assert r.status_code == 200, r.text
-    await _sign_in(crm, world["head"])
-    funnel = await _page(crm, "/sales/funnel?date_from=2026-03-01&date_to=2026-03-31")
+    await crm.sign_in(world["head"], language="ru")
+    funnel = await crm.page("/sales/funnel?date_from=2026-03-01&date_to=2026-03-31")
     rows = dict(re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td>", funnel))
     # The head's team: Anna's and Boris's deals entered qualification, Anna's went on to needs.
     assert rows["Квалификация"] == "2" and rows["Выявление потребностей"] == "1"
     assert rows["Коммерческое предложение"] == "0"
-    by_owner = await _page(crm, "/sales/funnel?date_from=2026-03-01&date_to=2026-03-31&group_by=owner")
+    by_owner = await crm.page("/sales/funnel?date_from=2026-03-01&date_to=2026-03-31&group_by=owner")
     assert "Анна" in by_owner and "Борис" in by_owner and "Олена" not in by_owner
 
-    await _sign_in(crm, world["anna"])
-    card = await _page(crm, f"/app/parties/{world['anna_party']['id']}")
+    await crm.sign_in(world["anna"], language="ru")
+    card = await crm.page(f"/app/parties/{world['anna_party']['id']}")
     assert f'href="/sales/parties/{world["anna_party"]["id"]}/deals"' in card
-    tab = await _page(crm, f"/sales/parties/{world['anna_party']['id']}/deals")
+    tab = await crm.page(f"/sales/parties/{world['anna_party']['id']}/deals")
     assert "Сделка Анны" in tab and "Выявление потребностей" in tab
 
 
 async def test_losing_a_deal_from_the_page_refuses_what_the_api_refuses_beside_the_field(crm, world):
     anna = world["anna"]
     deal = (await _deals(crm, world))["anna"]
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna, language="ru")
     url = f"/sales/deals/{deal['id']}"
-    token = _csrf(await _page(crm, url))
+    token = crm.csrf(await crm.page(url))
     reasons = (await crm.get("/api/sales/loss-reasons", anna)).json()
     cases = [
         ({"loss_reason_id": ""}, "loss_reason_id"),
@@ -206,7 +187,7 @@ async def test_sales_pages_follow_the_users_language(crm, world, locale, words, 
     anna = world["anna"]
     assert (await crm.patch("/api/auth/me", anna, json={"locale": locale})).status_code == 200
     deal = await open_deal(crm, anna, world["anna_party"]["id"], title="Сделка Анны", amount="125000")
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna, language="ru")
     party_id = world["anna_party"]["id"]
     for url in (
         "/sales/deals",
@@ -214,11 +195,11 @@ async def test_sales_pages_follow_the_users_language(crm, world, locale, words, 
         "/sales/funnel",
         f"/sales/parties/{party_id}/deals",
     ):
-        text = re.sub(r"<[^>]*>", " ", await _page(crm, url))
+        text = re.sub(r"<[^>]*>", " ", await crm.page(url))
         assert all(w in text for w in words[:1]), (url, text[:500])
         assert not [w for w in foreign if re.search(rf"\b{w}\b", text)], (url, text[:800])
-    page = re.sub(r"<[^>]*>", " ", await _page(crm, f"/sales/deals/{deal['id']}"))
+    page = re.sub(r"<[^>]*>", " ", await crm.page(f"/sales/deals/{deal['id']}"))
     stage = {"uk": "Кваліфікація", "en": "Qualification", "ru": "Квалификация"}[locale]
     assert words[3] in page and stage in page  # the stage's name in the reader's language, never its key
-    card = re.sub(r"<[^>]*>", " ", await _page(crm, f"/app/parties/{party_id}"))
+    card = re.sub(r"<[^>]*>", " ", await crm.page(f"/app/parties/{party_id}"))
     assert "sales.deal" not in card and "qualification" not in card

@@ -13,32 +13,13 @@ from service_helpers import post
 pytestmark = pytest.mark.plugins("service")
 
 
-async def _sign_in(crm: Any, user: dict[str, Any], language: str = "en") -> None:
-    crm.client.cookies.clear()
-    crm.client.headers["Accept-Language"] = language
-    r = await crm.client.post("/login", data={"email": user["email"], "password": "correct-horse-battery"})
-    assert r.status_code == 303, r.text
-
-
-async def _page(crm: Any, url: str, status: int = 200) -> str:
-    r = await crm.client.get(url)
-    assert r.status_code == status, r.text[:800]
-    return html.unescape(r.text)
-
-
-def _csrf(text: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', text)
-    assert match
-    return match.group(1)
-
-
 async def test_agent_works_a_ticket_from_the_client_card(crm: Any, frozen_clock: Any, desk: Any) -> None:
     party = desk["party"]
-    await _sign_in(crm, desk["seller"])
-    tab = await _page(crm, f"/service/parties/{party['id']}/tickets")
+    await crm.sign_in(desk["seller"])
+    tab = await crm.page(f"/service/parties/{party['id']}/tickets")
     assert f"/service/tickets/new?party_id={party['id']}" in tab
-    form = await _page(crm, f"/service/tickets/new?party_id={party['id']}")
-    token = _csrf(form)
+    form = await crm.page(f"/service/tickets/new?party_id={party['id']}")
+    token = crm.csrf(form)
     # Without the CSRF token the form is refused.
     r = await crm.client.post("/service/tickets/new", data={"party_id": str(party["id"]), "subject": "x"})
     assert r.status_code == 403
@@ -62,7 +43,7 @@ async def test_agent_works_a_ticket_from_the_client_card(crm: Any, frozen_clock:
     )
     assert r.status_code == 303, r.text
     url = r.headers["location"]
-    page = await _page(crm, url)
+    page = await crm.page(url)
     assert "Invoice is wrong" in page and "P1 urgent" in page and "Claim" in page
     assert "First response due" in page
     r = await crm.client.post(
@@ -71,7 +52,7 @@ async def test_agent_works_a_ticket_from_the_client_card(crm: Any, frozen_clock:
     assert r.status_code == 303
     r = await crm.client.post(f"{url}/status", data={"csrf_token": token, "status": "waiting"})
     assert r.status_code == 303
-    page = await _page(crm, url)
+    page = await crm.page(url)
     assert "The clock is paused" in page and "Waiting on the client" in page
     # An impossible move says why beside the status forms.
     r = await crm.client.post(f"{url}/status", data={"csrf_token": token, "status": "new"})
@@ -80,20 +61,20 @@ async def test_agent_works_a_ticket_from_the_client_card(crm: Any, frozen_clock:
     assert r.status_code == 303
     r = await crm.client.post(f"{url}/status", data={"csrf_token": token, "status": "closed"})
     assert r.status_code == 303 and "survey=" in r.headers["location"]
-    closed = await _page(crm, r.headers["location"])
+    closed = await crm.page(r.headers["location"])
     assert "/service/csat/" in closed
-    card = await _page(crm, f"/app/parties/{party['id']}")
+    card = await crm.page(f"/app/parties/{party['id']}")
     for text in ("Invoice is wrong", "We are checking it", "Waiting on the client", "Resolved", "Closed"):
         assert text in card, text
-    queue = await _page(crm, "/service/tickets")
+    queue = await crm.page("/service/tickets")
     assert "Invoice is wrong" in queue
-    assert "Invoice is wrong" not in await _page(crm, "/service/tickets?open_only=true")
-    assert "Invoice is wrong" in await _page(crm, "/service/tickets?status=closed&priority=p1")
-    await _page(crm, "/service/tickets?priority=p9", status=422)  # refused beside the filter, not ignored
+    assert "Invoice is wrong" not in await crm.page("/service/tickets?open_only=true")
+    assert "Invoice is wrong" in await crm.page("/service/tickets?status=closed&priority=p1")
+    await crm.page("/service/tickets?priority=p9", status=422)  # refused beside the filter, not ignored
     # Another manager's session does not open it.
-    await _sign_in(crm, desk["other_seller"])
-    await _page(crm, url, status=404)
-    assert "Invoice is wrong" not in await _page(crm, "/service/tickets")
+    await crm.sign_in(desk["other_seller"])
+    await crm.page(url, status=404)
+    assert "Invoice is wrong" not in await crm.page("/service/tickets")
 
 
 async def _closed_survey(crm: Any, desk: Any) -> tuple[dict[str, Any], str]:
@@ -110,7 +91,7 @@ async def test_satisfaction_link_works_once(crm: Any, frozen_clock: Any, desk: A
     ticket, link = await _closed_survey(crm, desk)
     crm.client.cookies.clear()
     crm.client.headers["Accept-Language"] = "en"
-    page = await _page(crm, link)  # no sign-in
+    page = await crm.page(link)  # no sign-in
     assert "How satisfied are you" in page and ticket["number"] in page
     bad = await crm.client.post(link, data={"score": "9"})
     assert bad.status_code == 422 and 'id="error-score"' in bad.text
@@ -119,11 +100,11 @@ async def test_satisfaction_link_works_once(crm: Any, frozen_clock: Any, desk: A
     again = await crm.client.post(link, data={"score": "1", "comment": "changed my mind"})
     assert again.status_code == 409 and "already been answered" in again.text
     assert (await crm.client.get(link)).status_code == 409
-    await _page(crm, "/service/csat/not-a-token", status=404)
+    await crm.page("/service/csat/not-a-token", status=404)
     # The answer is on the ticket and the client card.
-    await _sign_in(crm, desk["seller"])
-    assert "4/5" in await _page(crm, f"/service/tickets/{ticket['id']}")
-    card = await _page(crm, f"/app/parties/{desk['party']['id']}")
+    await crm.sign_in(desk["seller"])
+    assert "4/5" in await crm.page(f"/service/tickets/{ticket['id']}")
+    card = await crm.page(f"/app/parties/{desk['party']['id']}")
     assert "Satisfaction 4/5" in card and "Quick and polite" in card
     assert "4.0/5 (1)" in card and "Open tickets" in card  # the card's service block
     assert "Risk of losing the client" not in card  # a 4/5 is no warning sign
@@ -135,8 +116,8 @@ async def test_a_poor_satisfaction_answer_marks_the_client_at_risk_on_the_card(
     _, link = await _closed_survey(crm, desk)
     crm.client.cookies.clear()
     assert (await crm.client.post(link, data={"score": "2", "comment": "Slow"})).status_code == 200
-    await _sign_in(crm, desk["seller"])
-    card = await _page(crm, f"/app/parties/{desk['party']['id']}")
+    await crm.sign_in(desk["seller"])
+    card = await crm.page(f"/app/parties/{desk['party']['id']}")
     assert "Risk of losing the client" in card and "low satisfaction: 2.0/5 recently" in card
 
 
@@ -147,7 +128,7 @@ async def test_satisfaction_link_is_refused_after_expiry(crm: Any, frozen_clock:
     crm.client.headers["Accept-Language"] = "en"
     r = await crm.client.post(link, data={"score": "5"})
     assert r.status_code == 409 and "expired" in r.text
-    assert "expired" in await _page(crm, link, status=409)
+    assert "expired" in await crm.page(link, status=409)
 
 
 async def test_reopened_ticket_gets_a_fresh_survey_on_close(crm: Any, frozen_clock: Any, desk: Any) -> None:
@@ -177,8 +158,8 @@ async def test_queue_list_shows_the_sla_countdown(crm: Any, frozen_clock: Any, d
     )
     await post(crm, f"/api/service/tickets/{paused['id']}/status", desk["seller"], {"status": "waiting"}, 200)
     frozen_clock.advance(hours=5)  # first response was due at 13:00: an hour late
-    await _sign_in(crm, desk["seller"])
-    page = await _page(crm, "/service/tickets?open_only=true")
+    await crm.sign_in(desk["seller"])
+    page = await crm.page("/service/tickets?open_only=true")
     row = page[page.index("Late one") :]
     assert "1:00 late" in row[: row.index("</tr>")]
     row = page[page.index("Paused one") :]
@@ -193,8 +174,8 @@ async def test_files_attached_to_a_ticket_are_listed_there_and_downloadable(
         crm, "/api/service/tickets", desk["seller"], {"party_id": desk["party"]["id"], "subject": "Scan it"}
     )
     url = f"/service/tickets/{ticket['id']}"
-    await _sign_in(crm, desk["seller"])
-    token = _csrf(await _page(crm, url))
+    await crm.sign_in(desk["seller"])
+    token = crm.csrf(await crm.page(url))
     empty = await crm.client.post(
         f"{url}/attachments", data={"csrf_token": token}, files={"file": ("", b"", "text/plain")}
     )
@@ -205,7 +186,7 @@ async def test_files_attached_to_a_ticket_are_listed_there_and_downloadable(
         files={"file": ("invoice-scan.txt", b"amount doubled", "text/plain")},
     )
     assert r.status_code == 303, r.text
-    page = await _page(crm, url)
+    page = await crm.page(url)
     assert "invoice-scan.txt" in page and "File attached: invoice-scan.txt" in page
     link = re.search(r'href="(/app/attachments/\d+)">invoice-scan.txt', page)
     assert link
@@ -216,6 +197,6 @@ async def test_files_attached_to_a_ticket_are_listed_there_and_downloadable(
     )
     assert [a["filename"] for a in listed.json()["items"]] == ["invoice-scan.txt"]
     # Another client's manager sees neither the ticket nor its file.
-    await _sign_in(crm, desk["other_seller"])
-    await _page(crm, url, status=404)
+    await crm.sign_in(desk["other_seller"])
+    await crm.page(url, status=404)
     assert (await crm.client.get(link.group(1))).status_code == 404
