@@ -9,13 +9,17 @@ Printed:
 
 * ``rule evaluation``: ``rules.advise`` for one client (read the record with the caller's
   visibility, gather its facts and history, evaluate every active rule, explain each match;
-  nothing stored), p50/p95 of 200 runs with ``--rules`` rules in 5 sets; beside it the
-  evaluation alone on the gathered facts, and a baseline measured in the same process: a naive
+  nothing stored), p50/p95 of 200 runs with ``--rules`` rules in 5 sets, against the target
+  (p95 < 20 ms); beside it its parts — the facts (a few queries), the evaluation alone on the
+  gathered facts — and two baselines measured in the same process: loading and compiling the
+  sets on every call (what the per-process cache of compiled sets saves) and a naive
   interpreter walking the rules' JSON on every call (what the compiled closures replace);
 * ``article search``: the kernel search (``tessera.search.service.search``) restricted to the
   knowledge base's types, as a staff reader, p50/p95 of 50 queries of one and two words over
-  ``--articles`` published articles; baseline: ``LIKE '%word%'`` on the published titles and
-  bodies (no ranking, no morphology, no visibility).
+  ``--articles`` published articles; baselines: the search backend's own query for the same
+  words, access and types (``searcher().search``: what the service adds is snippets, grouping
+  and the pending-queue check) and ``LIKE '%word%'`` on the published titles and bodies (no
+  ranking, no morphology, no visibility).
 """
 
 from __future__ import annotations
@@ -48,13 +52,17 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, int(len(ordered) * share) - 1)]
 
 
-async def timed(fn: Callable[[], Awaitable[Any]], runs: int) -> list[float]:
+async def timed(fn: Callable[[], Awaitable[Any]], runs: int, cpu: list[float] | None = None) -> list[float]:
+    """Wall-clock seconds of each run (and, into ``cpu``, the process's CPU seconds: on a
+    shared machine the wall clock also counts the time other processes held the CPU)."""
     await fn()
     out = []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await fn()
         out.append(time.perf_counter() - started)
+        if cpu is not None:
+            cpu.append(time.process_time() - cpu_started)
     return out
 
 
@@ -204,32 +212,48 @@ async def main(args: argparse.Namespace) -> int:
         async def advise() -> None:
             await rules.advise(manager, "party", party["id"], store=False)
 
-        full = await timed(advise, 200)
+        cpu: list[float] = []
+        full = await timed(advise, 200, cpu)
         record = await service.get(parties.PARTY, manager, party["id"])
+        compiled = await rules.active_rules("party")
         facts = await rules.facts_of("party", record)
-        sets = await rules.active_sets("party")
+
+        async def gather() -> None:
+            await rules.facts_of("party", record)
 
         async def evaluate() -> None:
-            rules.evaluate(sets, facts, NOW)
+            rules.evaluate(compiled, facts, NOW)
+
+        async def uncached() -> None:
+            rules.evaluate(rules.compile_sets(await rules.active_sets("party")), facts, NOW)
+
+        sets = await rules.active_sets("party")
 
         async def baseline() -> None:
             for row in sets:
                 for rule in row["rules"]:
                     naive(rule["when"], facts)
 
-        alone = await timed(evaluate, 200)
-        base = await timed(baseline, 200)
-        fired = len(rules.evaluate(sets, facts, NOW)["recommendations"])
-        ms = {k: (statistics.median(v) * 1000, percentile(v, 0.95) * 1000) for k, v in
-              {"full": full, "alone": alone, "base": base}.items()}  # fmt: skip
+        runs = {"full": full, "cpu": cpu}
+        for key, fn in (("facts", gather), ("alone", evaluate), ("uncached", uncached), ("naive", baseline)):
+            runs[key] = await timed(fn, 200)
+        fired = len(rules.evaluate(compiled, facts, NOW)["recommendations"])
+        ms = {k: (statistics.median(v) * 1000, percentile(v, 0.95) * 1000) for k, v in runs.items()}
+        verdict = "met" if ms["full"][1] < 20 else "MISSED"
         print(
             f"  rule evaluation ({args.rules} rules, one client): p50 {ms['full'][0]:.2f} ms, "
-            f"p95 {ms['full'][1]:.2f} ms (target < 20 ms); {fired} recommendations"
+            f"p95 {ms['full'][1]:.2f} ms (target p95 < 20 ms: {verdict}); {fired} recommendations; "
+            f"CPU time p50 {ms['cpu'][0]:.2f} / p95 {ms['cpu'][1]:.2f} ms"
         )
         print(
-            f"    evaluation alone p50 {ms['alone'][0]:.2f} / p95 {ms['alone'][1]:.2f} ms; baseline (naive "
-            f"JSON walk) p50 {ms['base'][0]:.2f} / p95 {ms['base'][1]:.2f} ms; "
-            f"ratio (p50) {ms['alone'][0] / ms['base'][0]:.2f}"
+            f"    parts: facts p50 {ms['facts'][0]:.2f} / p95 {ms['facts'][1]:.2f} ms; evaluation of the "
+            f"compiled rules p50 {ms['alone'][0]:.2f} / p95 {ms['alone'][1]:.2f} ms"
+        )
+        print(
+            f"    baselines: load + compile every call p50 {ms['uncached'][0]:.2f} / p95 "
+            f"{ms['uncached'][1]:.2f} ms (cached/uncached p50 {ms['alone'][0] / ms['uncached'][0]:.2f}); "
+            f"naive JSON walk p50 {ms['naive'][0]:.2f} / p95 {ms['naive'][1]:.2f} ms "
+            f"(compiled/naive p50 {ms['alone'][0] / ms['naive'][0]:.2f})"
         )
 
         started = time.perf_counter()
@@ -244,6 +268,16 @@ async def main(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             await search_service.search(manager, q, search_service.SearchOptions(types=types, limit=20))
             times.append(time.perf_counter() - started)
+        from tessera.search.analysis import parse_query
+        from tessera.search.base import Filters
+
+        access = search_service.access_of(manager)
+        filters = Filters(types=frozenset(types))
+        backend = []
+        for q in queries:
+            started = time.perf_counter()
+            await search_service.searcher().search(parse_query(q), access, filters, 20, 0)
+            backend.append(time.perf_counter() - started)
         like = []
         from tessera_knowledge_base.tables import Article
 
@@ -258,8 +292,12 @@ async def main(args: argparse.Namespace) -> int:
             like.append(time.perf_counter() - started)
         print(
             f"  article search ({args.articles:,} articles, staff reader): "
-            f"p50 {statistics.median(times) * 1000:.1f} ms, "
-            f"p95 {percentile(times, 0.95) * 1000:.1f} ms; baseline LIKE scan p50 "
+            f"p50 {statistics.median(times) * 1000:.1f} ms, p95 {percentile(times, 0.95) * 1000:.1f} ms"
+        )
+        print(
+            f"    baselines: search backend query alone p50 {statistics.median(backend) * 1000:.1f} ms, "
+            f"p95 {percentile(backend, 0.95) * 1000:.1f} ms (service/backend p95 "
+            f"{percentile(times, 0.95) / percentile(backend, 0.95):.2f}); LIKE scan p50 "
             f"{statistics.median(like) * 1000:.1f} ms, p95 {percentile(like, 0.95) * 1000:.1f} ms"
         )
     finally:
