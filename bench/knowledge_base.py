@@ -4,6 +4,7 @@ many published articles.
     .venv/bin/python bench/knowledge_base.py                                   # 500 rules, 5,000 articles
     .venv/bin/python bench/knowledge_base.py --rules 500 --articles 50000      # the sizes
     .venv/bin/python bench/knowledge_base.py --pg postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/knowledge_base.py --pg postgresql://... --search postgres --articles 50000
 
 Printed:
 
@@ -157,7 +158,11 @@ async def main(args: argparse.Namespace) -> int:
         url = f"sqlite:///{scratch}/bench.sqlite3"
         backend = "SQLite"
     settings = Settings(
-        database_url=url, data_dir=Path(scratch) / "data", plugins=("knowledge_base",), secure_cookies=False
+        database_url=url,
+        data_dir=Path(scratch) / "data",
+        plugins=("knowledge_base",),
+        secure_cookies=False,
+        search_backend=args.search,
     )
     boot(settings)
     await db.start()
@@ -207,7 +212,10 @@ async def main(args: argparse.Namespace) -> int:
                 {"name": f"Set {i}", "target": "party", "rules": all_rules[i : i + per_set], "priority": i},
             )
         saved = time.perf_counter() - started
-        print(f"Knowledge base benchmark on {backend}: {args.rules} rules saved (validated) in {saved:.2f}s")
+        print(
+            f"Knowledge base benchmark on {backend}, {args.search} search: {args.rules} rules saved "
+            f"(validated) in {saved:.2f}s"
+        )
 
         async def advise() -> None:
             await rules.advise(manager, "party", party["id"], store=False)
@@ -314,5 +322,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--rules", type=int, default=500, help="rules in 5 sets (default 500)")
     parser.add_argument("--articles", type=int, default=5_000, help="published articles (default 5000)")
+    parser.add_argument("--search", choices=("whoosh", "postgres"), default="whoosh", help="search backend")
     parser.add_argument("--pg", default=None, help="PostgreSQL server URL; database bench_kb_<articles>")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -45,9 +45,9 @@ import jsonschema
 import pluggy
 from piccolo.query.functions.aggregate import Max
 from tessera import audit, clock, customfields, db, events
-from tessera.entities import service
+from tessera.entities import service, tasks
 from tessera.entities.tables import Activity, Party, Task
-from tessera.errors import FieldError, NotFound, ValidationFailed
+from tessera.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
 from tessera.plugins import await_me_maybe
 
@@ -591,39 +591,40 @@ async def active_sets(target: str) -> list[dict[str, Any]]:
     )
 
 
-#: (engine, target) -> (ids and versions of the active sets, their rules compiled and ordered)
-_active: dict[tuple[int, str], tuple[tuple[tuple[int, int], ...], list[_Rule]]] = {}
+#: target -> (ids and versions of the active sets, their rules compiled and ordered), of the
+#: database ``_active_engine`` (one process may serve several: tests, tools; the engine itself
+#: is held, not its id, which a later engine could reuse).
+_active: dict[str, tuple[tuple[tuple[int, int], ...], list[_Rule]]] = {}
+_active_engine: list[object] = [None]
 
 
-def forget_compiled(target: str | None = None) -> None:
-    """Drop the compiled rules (of one target): a rule set was saved in this process."""
-    for key in [k for k in _active if target is None or k[1] == target]:
-        _active.pop(key, None)
+def forget_compiled() -> None:
+    """Drop the compiled rules: a rule set was saved in this process."""
+    _active.clear()
 
 
 async def active_rules(target: str) -> list[_Rule]:
     """The active rules on records of ``target``, compiled once and kept while the sets' ids
     and versions stay the same (one small query to check; a save anywhere bumps a version)."""
+    engine = db.get_engine()
+    if _active_engine[0] is not engine:
+        _active.clear()
+        _active_engine[0] = engine
     stamp = tuple(
         (r["id"], r["version"])
         for r in await RuleSet.select(RuleSet.id, RuleSet.version)
         .where(RuleSet.target == target, RuleSet.active == True)  # noqa: E712
         .order_by(RuleSet.id)
     )
-    # The engine in the key: one process may serve several databases (tests, tools).
-    key = (id(db.get_engine()), target)
-    hit = _active.get(key)
+    hit = _active.get(target)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    if not stamp:
-        compiled: list[_Rule] = []
-    else:
+    compiled: list[_Rule] = []
+    if stamp:
         rows = await active_sets(target)
         stamp = tuple((r["id"], r["version"]) for r in rows)
         compiled = compile_sets(rows)
-    if len(_active) > 64:
-        _active.clear()
-    _active[key] = (stamp, compiled)
+    _active[target] = (stamp, compiled)
     return compiled
 
 
@@ -727,7 +728,9 @@ async def _describe_articles(principal: Principal, recs: list[dict[str, Any]]) -
 async def feedback(
     principal: Principal, recommendation_id: int, accepted: bool, comment: str = ""
 ) -> dict[str, Any]:
-    """The person's answer to a recommendation on a record they read: accepted or rejected."""
+    """The person's answer to a recommendation on a record they read: accepted or rejected.
+    Accepting a ``task`` recommendation creates that task (``_task_for``) in the same
+    transaction, once: answering again never creates a second one."""
     row = (
         await Recommendation.select()
         .where(Recommendation.id == recommendation_id)
@@ -737,25 +740,70 @@ async def feedback(
     if row is None:
         raise NotFound(f"knowledge_base.recommendation {recommendation_id} not found")
     try:
-        await records.load(principal, row["kind"], row["record_id"])
+        record = await records.load(principal, row["kind"], row["record_id"])
     except ValidationFailed as exc:
         raise NotFound(f"knowledge_base.recommendation {recommendation_id} not found") from exc
     status = "accepted" if accepted else "rejected"
     now = clock.now()
+    wants_task = accepted and row["action"].get("type") == "task" and row.get("task_id") is None
+    task_values = await _task_for(principal, row, record) if wants_task else None
     async with events.unit_of_work():
+        changes: dict[str, list[Any]] = {"status": [row["status"], status]}
+        if task_values is not None:
+            task = await service.create(tasks.TASK, principal, task_values)
+            row["task_id"] = task["id"]
+            changes["task_id"] = [None, task["id"]]
         await Recommendation.update(
             {
                 Recommendation.status: status,
                 Recommendation.comment: comment[:5000],
                 Recommendation.decided_by: principal.user_id or None,
                 Recommendation.decided_at: now,
+                Recommendation.task_id: row.get("task_id"),
             }
         ).where(Recommendation.id == recommendation_id)
-        await audit.record(
-            "update",
-            "knowledge_base.recommendation",
-            recommendation_id,
-            {"status": [row["status"], status]},
-        )
+        await audit.record("update", "knowledge_base.recommendation", recommendation_id, changes)
     row.update(status=status, comment=comment[:5000], decided_by=principal.user_id or None, decided_at=now)
     return row
+
+
+#: kind -> the record's column naming who is responsible for it
+RESPONSIBLE = {"party": "owner_id", "deal": "owner_id", "ticket": "assignee_id"}
+
+
+async def _task_for(principal: Principal, rec: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The kernel task an accepted task recommendation becomes: given to whoever is responsible
+    for the record (the client's or the deal's owner, the ticket's assignee; the person who
+    accepted when nobody is, or the responsible person is no longer active), on the record's
+    client when the person who accepted may change that client (the task then shows on the
+    client card), its source naming the record (``knowledge_base:ticket:12``), its description
+    the rule's explanation, its deadline ``due_days`` from now."""
+    from tessera.entities.parties import PARTY
+    from tessera.entities.tables import CrmUser
+
+    action, why = rec["action"], rec["explanation"]
+    kind, record_id = rec["kind"], rec["record_id"]
+    assignee = record.get(RESPONSIBLE[kind])
+    if assignee is None or not await CrmUser.exists().where(
+        CrmUser.id == assignee,
+        CrmUser.is_active == True,  # noqa: E712
+    ):
+        assignee = principal.user_id or None
+    party_id = records.party_of(kind, record)
+    if party_id is not None:
+        try:
+            await service.require_writable(PARTY, principal, party_id, "party_id")
+        except (ValidationFailed, NotFound, PermissionDenied):
+            party_id = None
+    facts = "; ".join(f.get("text", "") for f in why.get("facts") or [])
+    label = {"party": "client", "deal": "deal", "ticket": "ticket"}[kind]
+    values: dict[str, Any] = {
+        "title": action["title"],
+        "description": f"{why.get('rule', why.get('rule_key', ''))} ({label} {record_id}): {facts}"[:5000],
+        "assignee_id": assignee,
+        "party_id": party_id,
+        "source": f"knowledge_base:{kind}:{record_id}",
+    }
+    if action.get("due_days") is not None:
+        values["deadline"] = clock.now() + dt.timedelta(days=int(action["due_days"]))
+    return values
