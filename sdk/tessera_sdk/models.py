@@ -1520,6 +1520,7 @@ class KbStoredRecommendationOut(Struct, kw_only=True):
     created_at: datetime.datetime
     decided_by: int | None
     decided_at: datetime.datetime | None
+    task_id: int | UnsetType | None = UNSET
 
 
 class KbTestRulesIn(Struct, kw_only=True):

@@ -50,6 +50,13 @@ def tessera_search_documents(entity: str, record: dict[str, Any]) -> Any:
 
 
 @hookimpl
+def tessera_reports() -> list[Any]:
+    from tessera_knowledge_base.report_defs import reports
+
+    return reports()
+
+
+@hookimpl
 def tessera_record_widgets(kind: str, record_id: int, principal: Any) -> Any:
     from tessera_knowledge_base.integration import record_widgets
 

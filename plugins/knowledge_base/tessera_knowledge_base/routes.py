@@ -555,6 +555,8 @@ class KbStoredRecommendationOut(Struct, kw_only=True):
     created_at: dt.datetime
     decided_by: int | None
     decided_at: dt.datetime | None
+    #: The kernel task created when a "task" recommendation was accepted.
+    task_id: int | None = None
 
 
 @post(
@@ -565,7 +567,9 @@ class KbStoredRecommendationOut(Struct, kw_only=True):
 async def recommendation_feedback(
     principal: Principal, recommendation_id: int, data: KbFeedbackIn
 ) -> KbStoredRecommendationOut:
-    """Accept or reject a recommendation given on a record you read (the reports count both)."""
+    """Accept or reject a recommendation given on a record you read (the reports count both).
+    Accepting a "task" recommendation creates the task (once), given to whoever is responsible
+    for the record and linked to its client; its id comes back as ``task_id``."""
     row = await rules.feedback(principal, recommendation_id, data.accepted, data.comment)
     return to_struct(row, KbStoredRecommendationOut)
 

@@ -14,8 +14,17 @@ Facts of a record of kind K: ``K.<column>`` and ``K.custom.<field>`` (its custom
 ``party.custom.abc_class`` when the marketing plugin provides it), ``history.last_<type>`` (when
 the last done activity of that type — call, meeting, e-mail ... — took place with the client,
 None when never), ``history.open_tasks`` and ``history.open_deals``/``history.open_tickets``
-where those plugins are enabled. A rule naming a fact the kind does not offer is refused when
-it is saved (422 naming the rule's path), never found out when evaluated.
+where those plugins are enabled, and the facts other plugins offer through the knowledge base's
+hooks ``tessera_advice_fact_names``/``tessera_advice_facts`` (``hookspecs.py``: survey answers
+from marketing, ``survey.<survey>.<question>``). A rule naming a fact the kind does not offer is
+refused when it is saved (422 naming the rule's path), never found out when evaluated.
+
+Speed: the active rule sets of a kind are compiled once (closures, sorted by priority) and kept
+per process; a one-line query of their ids and versions tells whether they are still current
+(a save in any process bumps the version), and a save in this process drops them at once. The
+facts of a record take a few queries whatever the number of rules: the record, its party, the
+last activity of each type, the open tasks/deals/tickets in one statement, and one call of the
+other plugins' fact hook.
 
 Conflicts: rules are applied from the highest ``priority`` down (ties: the set's priority, then
 the order in the set). Each action fills a slot — ``priority`` and ``next_step`` hold one value
@@ -26,21 +35,26 @@ first rule to fill a slot wins; the others are reported as ``overridden`` with t
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import jsonschema
+import pluggy
 from piccolo.query.functions.aggregate import Max
-from tessera import audit, clock, customfields, events
-from tessera.entities import service
+from tessera import audit, clock, customfields, db, events
+from tessera.entities import service, tasks
 from tessera.entities.tables import Activity, Party, Task
-from tessera.errors import FieldError, NotFound, ValidationFailed
+from tessera.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
 from tessera.permissions import Principal
+from tessera.plugins import await_me_maybe
 
-from tessera_knowledge_base import records
+from tessera_knowledge_base import hookspecs, records
 from tessera_knowledge_base.tables import Article, Recommendation, RuleSet
+
+log = logging.getLogger("tessera_knowledge_base")
 
 TARGETS = ("party", "deal", "ticket")
 ACTIVITY_TYPES = ("call", "meeting", "email", "letter", "seminar", "mailing", "claim", "note")
@@ -196,6 +210,35 @@ async def known_facts(kind: str) -> dict[str, str]:
     for other in ("deal", "ticket"):
         if records.enabled(other):
             out[f"history.open_{other}s"] = f"open {other}s of the client"
+    for plugin, names in _call(plugin_manager(), "tessera_advice_fact_names", kind=kind):
+        if not isinstance(names, dict):
+            log.error("plugin %s: tessera_advice_fact_names returned %r, not a dict", plugin, type(names))
+            continue
+        for name, description in names.items():
+            if isinstance(name, str) and name and len(name) <= 200:
+                out.setdefault(name, str(description))
+    return out
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The kernel's plugin manager with the knowledge base's hook specs added (once)."""
+    pm = service.plugin_manager()
+    caller = getattr(pm.hook, "tessera_advice_facts", None)
+    if caller is None or caller.spec is None:
+        pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _call(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """``(plugin, result)`` of every implementation; one that raises is logged and left out
+    (advice without its facts beats no advice: its rules then do not match)."""
+    out: list[tuple[str, Any]] = []
+    caller = getattr(pm.hook, hook_name, None)
+    for impl in reversed(caller.get_hookimpls() if caller is not None else []):
+        try:
+            out.append((impl.plugin_name, impl.function(*[kwargs[arg] for arg in impl.argnames])))
+        except Exception:
+            log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
     return out
 
 
@@ -246,7 +289,8 @@ async def validate(target: str, rules: Any) -> list[dict[str, Any]]:
 
 
 async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
-    """The facts of a record the caller read: its fields, its party's, the client's history."""
+    """The facts of a record the caller read: its fields, its party's, the client's history and
+    what other plugins know of it (their ``tessera_advice_facts``), in a few queries."""
     facts: dict[str, Any] = {}
 
     def add(prefix: str, row: dict[str, Any]) -> None:
@@ -259,6 +303,8 @@ async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
 
     add(kind, record)
     party_id = records.party_of(kind, record)
+    for t in ACTIVITY_TYPES:
+        facts[f"history.last_{t}"] = None
     if party_id is not None:
         if kind != "party":
             party = await Party.select().where(Party.id == party_id).first().output(load_json=True)
@@ -269,24 +315,49 @@ async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
             .where(Activity.party_id == party_id, Activity.status == "done")
             .group_by(Activity.type)
         )
-        for t in ACTIVITY_TYPES:
-            facts[f"history.last_{t}"] = None
         for row in last:
             facts[f"history.last_{row['type']}"] = _when(row["at"])
-        facts["history.open_tasks"] = await Task.count().where(
-            Task.party_id == party_id, Task.status.is_in(["open", "in_progress"])
-        )
-        for other, status_col, open_values in (
-            ("deal", "status", ["open"]),
-            ("ticket", "status", ["new", "in_progress", "waiting"]),
-        ):
-            if records.enabled(other):
-                table = records.spec_of(other).table
-                facts[f"history.open_{other}s"] = await table.count().where(
-                    table._meta.get_column_by_name("party_id") == party_id,
-                    table._meta.get_column_by_name(status_col).is_in(open_values),
-                )
+        facts.update(await _open_counts(party_id))
+    for plugin, value in _call(plugin_manager(), "tessera_advice_facts", kind=kind,
+                               record={**record, "party_id": party_id}):  # fmt: skip
+        try:
+            got = await await_me_maybe(value)
+        except Exception:
+            log.exception("plugin %s failed in tessera_advice_facts", plugin)
+            continue
+        for name, v in (got or {}).items() if isinstance(got, dict) else ():
+            facts.setdefault(name, _number(v))
     return facts
+
+
+#: history fact -> (kind whose plugin must be enabled, None: the kernel), the open statuses
+_OPEN = {
+    "history.open_tasks": (None, ("open", "in_progress")),
+    "history.open_deals": ("deal", ("open",)),
+    "history.open_tickets": ("ticket", ("new", "in_progress", "waiting")),
+}
+
+
+async def _open_counts(party_id: int) -> dict[str, int]:
+    """The client's open tasks, deals and tickets (where those plugins are enabled) in one
+    statement of scalar sub-selects (table names are the code's, values are bound)."""
+    parts: list[str] = []
+    args: list[Any] = []
+    names: list[str] = []
+    for fact, (other, statuses) in _OPEN.items():
+        if other is None:
+            table = Task._meta.tablename
+        elif records.enabled(other):
+            table = records.spec_of(other).table._meta.tablename
+        else:
+            continue
+        marks = ", ".join("{}" for _ in statuses)
+        parts.append(f"(SELECT COUNT(*) FROM {table} WHERE party_id = {{}} AND status IN ({marks}))")
+        args.extend([party_id, *statuses])
+        names.append(fact)
+    sql = "SELECT " + ", ".join(f"{p} AS c{i}" for i, p in enumerate(parts))
+    row = (await Task.raw(sql, *args))[0]
+    return {name: int(row[f"c{i}"] or 0) for i, name in enumerate(names)}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -345,14 +416,22 @@ def _test(op: str, actual: Any, value: Any, now: dt.datetime) -> bool:
         return False
 
 
-Matched = list[dict[str, Any]]
+#: A matched leaf: (fact, op, value, actual, the leaf's text without the actual value).
+Match = tuple[str, str, Any, Any, str]
+Matched = list[Match]
 Compiled = Callable[[dict[str, Any], dt.datetime], "Matched | None"]
+
+
+def _leaf_text(fact: str, op: str, value: Any) -> str:
+    return f"{fact} {op} {value if value is not None else ''}".strip()
 
 
 def _compile(condition: dict[str, Any]) -> Compiled:
     """A condition as a function of the facts: the matched facts when it holds, else None."""
     if "all" in condition:
         parts = [_compile(c) for c in condition["all"]]
+        if len(parts) == 1:
+            return parts[0]
 
         def all_(facts: dict[str, Any], now: dt.datetime) -> Matched | None:
             out: Matched = []
@@ -360,7 +439,7 @@ def _compile(condition: dict[str, Any]) -> Compiled:
                 got = p(facts, now)
                 if got is None:
                     return None
-                out.extend(got)
+                out += got
             return out
 
         return all_
@@ -378,24 +457,25 @@ def _compile(condition: dict[str, Any]) -> Compiled:
     if "not" in condition:
         inner = condition["not"]
         part = _compile(inner)
-        leaves = [leaf for leaf, _ in _leaves(inner, [])]
+        leaves = [
+            (
+                x["fact"],
+                "not " + x["op"],
+                x.get("value"),
+                _leaf_text(x["fact"], "not " + x["op"], x.get("value")),
+            )
+            for x, _ in _leaves(inner, [])
+        ]
 
         def not_(facts: dict[str, Any], now: dt.datetime) -> Matched | None:
             if part(facts, now) is not None:
                 return None
-            return [
-                {
-                    "fact": x["fact"],
-                    "op": "not " + x["op"],
-                    "value": x.get("value"),
-                    "actual": facts.get(x["fact"]),
-                }
-                for x in leaves
-            ]
+            return [(f, op, v, facts.get(f), text) for f, op, v, text in leaves]
 
         return not_
     fact, op, value = condition["fact"], condition["op"], condition.get("value")
     test = _predicate(op, value)
+    text = _leaf_text(fact, op, value)
 
     def leaf(facts: dict[str, Any], now: dt.datetime) -> Matched | None:
         actual = facts.get(fact)
@@ -404,7 +484,7 @@ def _compile(condition: dict[str, Any]) -> Compiled:
                 return None
         except (TypeError, ValueError):
             return None
-        return [{"fact": fact, "op": op, "value": value, "actual": actual}]
+        return [(fact, op, value, actual, text)]
 
     return leaf
 
@@ -420,44 +500,37 @@ class _Rule:
     priority: int
     when: Compiled
     then: list[dict[str, Any]]
+    #: The actions' conflict slots, worked out once.
+    slots: list[tuple[Any, ...]]
 
-
-_compiled: dict[tuple[Any, ...], list[_Rule]] = {}
+    @property
+    def order(self) -> tuple[int, int, int, int]:
+        """Conflicts: the highest rule priority first, then the set's, then the set, the order."""
+        return (-self.priority, -self.set_priority, self.set_id, self.index)
 
 
 def compile_set(row: dict[str, Any]) -> list[_Rule]:
-    """The set's rules ready to run (cached per set and version)."""
-    from tessera import db
+    """The set's rules ready to run."""
+    return [
+        _Rule(
+            set_id=row["id"],
+            set_name=row["name"],
+            set_priority=row["priority"],
+            index=i,
+            key=r["key"],
+            name=r.get("name") or r["key"],
+            priority=int(r.get("priority", 0)),
+            when=_compile(r["when"]),
+            then=r["then"],
+            slots=[_slot(a) for a in r["then"]],
+        )
+        for i, r in enumerate(row["rules"])
+    ]
 
-    # The engine in the key: one process may serve several databases (tests, tools).
-    cache_key = (
-        id(db.get_engine()),
-        row["id"],
-        row["version"],
-        str(row.get("updated_at")),
-        len(row["rules"]),
-    )
-    got = _compiled.get(cache_key)
-    if got is None:
-        got = [
-            _Rule(
-                set_id=row["id"],
-                set_name=row["name"],
-                set_priority=row["priority"],
-                index=i,
-                key=r["key"],
-                name=r.get("name") or r["key"],
-                priority=int(r.get("priority", 0)),
-                when=_compile(r["when"]),
-                then=r["then"],
-            )
-            for i, r in enumerate(row["rules"])
-        ]
-        if row["version"] >= 0:  # a set being edited (``version`` -1) is not cached
-            if len(_compiled) > 256:
-                _compiled.clear()
-            _compiled[cache_key] = got
-    return got
+
+def compile_sets(rule_sets: list[dict[str, Any]]) -> list[_Rule]:
+    """Every rule of the sets, compiled, in the order conflicts are resolved."""
+    return sorted((rule for row in rule_sets for rule in compile_set(row)), key=lambda r: r.order)
 
 
 def _slot(action: dict[str, Any]) -> tuple[Any, ...]:
@@ -467,42 +540,42 @@ def _slot(action: dict[str, Any]) -> tuple[Any, ...]:
     return (kind, action.get("article_id") or action.get("product") or action.get("title"))
 
 
-def _text(fact: dict[str, Any]) -> str:
-    actual = fact["actual"]
-    if isinstance(actual, dt.datetime):
-        actual = actual.date().isoformat()
-    if fact["op"].endswith("older_than_days") and actual is None:
-        actual = "never"
-    value = fact.get("value")
-    return f"{fact['fact']} {fact['op']} {value if value is not None else ''}".strip() + f" (is {actual})"
+def _fact_out(m: Match) -> dict[str, Any]:
+    fact, op, value, actual, text = m
+    shown = actual.date().isoformat() if isinstance(actual, dt.datetime) else actual
+    if shown is None and op.endswith("older_than_days"):
+        shown = "never"
+    return {"fact": fact, "op": op, "value": value, "actual": actual, "text": f"{text} (is {shown})"}
 
 
-def evaluate(rule_sets: list[dict[str, Any]], facts: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+def evaluate(
+    rule_sets: list[dict[str, Any]] | list[_Rule], facts: dict[str, Any], now: dt.datetime
+) -> dict[str, Any]:
     """Fire the rules on the facts: recommendations (each with its rule and matched facts) and
-    the actions overridden by a rule of higher priority."""
-    fired: list[tuple[_Rule, Matched]] = []
-    for row in rule_sets:
-        for rule in compile_set(row):
-            matched = rule.when(facts, now)
-            if matched is not None:
-                fired.append((rule, matched))
-    fired.sort(key=lambda x: (-x[0].priority, -x[0].set_priority, x[0].set_id, x[0].index))
+    the actions overridden by a rule of higher priority. ``rule_sets``: rule set rows, or
+    rules already compiled and ordered (``compile_sets``, ``active_rules``)."""
+    compiled: list[_Rule] = (
+        rule_sets if not rule_sets or isinstance(rule_sets[0], _Rule) else compile_sets(rule_sets)  # type: ignore[arg-type]
+    )
     taken: dict[tuple[Any, ...], _Rule] = {}
     recommendations: list[dict[str, Any]] = []
     overridden: list[dict[str, Any]] = []
-    for rule, matched in fired:
+    for rule in compiled:  # already in conflict order: the first rule to fill a slot wins
+        matched = rule.when(facts, now)
+        if matched is None:
+            continue
         why = {
             "rule_set_id": rule.set_id,
             "rule_set": rule.set_name,
             "rule_key": rule.key,
             "rule": rule.name,
             "priority": rule.priority,
-            "facts": [{**m, "text": _text(m)} for m in matched],
+            "facts": [_fact_out(m) for m in matched],
         }
-        for action in rule.then:
-            slot = _slot(action)
-            if slot in taken:
-                overridden.append({"action": action, "explanation": why, "overridden_by": taken[slot].key})
+        for action, slot in zip(rule.then, rule.slots, strict=True):
+            winner = taken.get(slot)
+            if winner is not None:
+                overridden.append({"action": action, "explanation": why, "overridden_by": winner.key})
                 continue
             taken[slot] = rule
             recommendations.append({"action": action, "explanation": why})
@@ -516,6 +589,43 @@ async def active_sets(target: str) -> list[dict[str, Any]]:
         .order_by(RuleSet.id)
         .output(load_json=True)
     )
+
+
+#: target -> (ids and versions of the active sets, their rules compiled and ordered), of the
+#: database ``_active_engine`` (one process may serve several: tests, tools; the engine itself
+#: is held, not its id, which a later engine could reuse).
+_active: dict[str, tuple[tuple[tuple[int, int], ...], list[_Rule]]] = {}
+_active_engine: list[object] = [None]
+
+
+def forget_compiled() -> None:
+    """Drop the compiled rules: a rule set was saved in this process."""
+    _active.clear()
+
+
+async def active_rules(target: str) -> list[_Rule]:
+    """The active rules on records of ``target``, compiled once and kept while the sets' ids
+    and versions stay the same (one small query to check; a save anywhere bumps a version)."""
+    engine = db.get_engine()
+    if _active_engine[0] is not engine:
+        _active.clear()
+        _active_engine[0] = engine
+    stamp = tuple(
+        (r["id"], r["version"])
+        for r in await RuleSet.select(RuleSet.id, RuleSet.version)
+        .where(RuleSet.target == target, RuleSet.active == True)  # noqa: E712
+        .order_by(RuleSet.id)
+    )
+    hit = _active.get(target)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    compiled: list[_Rule] = []
+    if stamp:
+        rows = await active_sets(target)
+        stamp = tuple((r["id"], r["version"]) for r in rows)
+        compiled = compile_sets(rows)
+    _active[target] = (stamp, compiled)
+    return compiled
 
 
 async def advise(
@@ -532,8 +642,8 @@ async def advise(
     set being edited instead of the active ones."""
     record = await records.load(principal, kind, record_id)
     facts = await facts_of(kind, record)
-    sets = [rule_set] if rule_set is not None else await active_sets(kind)
-    result = evaluate(sets, facts, clock.now())
+    compiled = compile_sets([rule_set]) if rule_set is not None else await active_rules(kind)
+    result = evaluate(compiled, facts, clock.now())
     if store and result["recommendations"]:
         async with events.unit_of_work():
             for rec in result["recommendations"]:
@@ -618,7 +728,9 @@ async def _describe_articles(principal: Principal, recs: list[dict[str, Any]]) -
 async def feedback(
     principal: Principal, recommendation_id: int, accepted: bool, comment: str = ""
 ) -> dict[str, Any]:
-    """The person's answer to a recommendation on a record they read: accepted or rejected."""
+    """The person's answer to a recommendation on a record they read: accepted or rejected.
+    Accepting a ``task`` recommendation creates that task (``_task_for``) in the same
+    transaction, once: answering again never creates a second one."""
     row = (
         await Recommendation.select()
         .where(Recommendation.id == recommendation_id)
@@ -628,25 +740,70 @@ async def feedback(
     if row is None:
         raise NotFound(f"knowledge_base.recommendation {recommendation_id} not found")
     try:
-        await records.load(principal, row["kind"], row["record_id"])
+        record = await records.load(principal, row["kind"], row["record_id"])
     except ValidationFailed as exc:
         raise NotFound(f"knowledge_base.recommendation {recommendation_id} not found") from exc
     status = "accepted" if accepted else "rejected"
     now = clock.now()
+    wants_task = accepted and row["action"].get("type") == "task" and row.get("task_id") is None
+    task_values = await _task_for(principal, row, record) if wants_task else None
     async with events.unit_of_work():
+        changes: dict[str, list[Any]] = {"status": [row["status"], status]}
+        if task_values is not None:
+            task = await service.create(tasks.TASK, principal, task_values)
+            row["task_id"] = task["id"]
+            changes["task_id"] = [None, task["id"]]
         await Recommendation.update(
             {
                 Recommendation.status: status,
                 Recommendation.comment: comment[:5000],
                 Recommendation.decided_by: principal.user_id or None,
                 Recommendation.decided_at: now,
+                Recommendation.task_id: row.get("task_id"),
             }
         ).where(Recommendation.id == recommendation_id)
-        await audit.record(
-            "update",
-            "knowledge_base.recommendation",
-            recommendation_id,
-            {"status": [row["status"], status]},
-        )
+        await audit.record("update", "knowledge_base.recommendation", recommendation_id, changes)
     row.update(status=status, comment=comment[:5000], decided_by=principal.user_id or None, decided_at=now)
     return row
+
+
+#: kind -> the record's column naming who is responsible for it
+RESPONSIBLE = {"party": "owner_id", "deal": "owner_id", "ticket": "assignee_id"}
+
+
+async def _task_for(principal: Principal, rec: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The kernel task an accepted task recommendation becomes: given to whoever is responsible
+    for the record (the client's or the deal's owner, the ticket's assignee; the person who
+    accepted when nobody is, or the responsible person is no longer active), on the record's
+    client when the person who accepted may change that client (the task then shows on the
+    client card), its source naming the record (``knowledge_base:ticket:12``), its description
+    the rule's explanation, its deadline ``due_days`` from now."""
+    from tessera.entities.parties import PARTY
+    from tessera.entities.tables import CrmUser
+
+    action, why = rec["action"], rec["explanation"]
+    kind, record_id = rec["kind"], rec["record_id"]
+    assignee = record.get(RESPONSIBLE[kind])
+    if assignee is None or not await CrmUser.exists().where(
+        CrmUser.id == assignee,
+        CrmUser.is_active == True,  # noqa: E712
+    ):
+        assignee = principal.user_id or None
+    party_id = records.party_of(kind, record)
+    if party_id is not None:
+        try:
+            await service.require_writable(PARTY, principal, party_id, "party_id")
+        except (ValidationFailed, NotFound, PermissionDenied):
+            party_id = None
+    facts = "; ".join(f.get("text", "") for f in why.get("facts") or [])
+    label = {"party": "client", "deal": "deal", "ticket": "ticket"}[kind]
+    values: dict[str, Any] = {
+        "title": action["title"],
+        "description": f"{why.get('rule', why.get('rule_key', ''))} ({label} {record_id}): {facts}"[:5000],
+        "assignee_id": assignee,
+        "party_id": party_id,
+        "source": f"knowledge_base:{kind}:{record_id}",
+    }
+    if action.get("due_days") is not None:
+        values["deadline"] = clock.now() + dt.timedelta(days=int(action["due_days"]))
+    return values

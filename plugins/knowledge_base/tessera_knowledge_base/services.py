@@ -71,6 +71,19 @@ async def _prepare_rule_set(
     return values
 
 
+async def _after_rule_set_write(
+    principal: Principal, row: dict[str, Any], existing: dict[str, Any] | None, extras: dict[str, Any]
+) -> list[Any]:
+    """A saved set is compiled afresh on the next evaluation (other processes see its new
+    version: ``rules.active_rules``)."""
+    rules.forget_compiled()
+    return []
+
+
+async def _before_rule_set_delete(principal: Principal, row: dict[str, Any]) -> None:
+    rules.forget_compiled()
+
+
 RULE_SET = service.EntitySpec(
     name="knowledge_base.rule_set",
     table=RuleSet,
@@ -79,6 +92,8 @@ RULE_SET = service.EntitySpec(
     order_fields=("id", "name", "priority"),
     custom_fields=False,
     prepare=_prepare_rule_set,
+    after_write=_after_rule_set_write,
+    before_delete=_before_rule_set_delete,
     permission_overrides={"read": RULES, "write": RULES, "delete": RULES},
 )
 

@@ -138,6 +138,8 @@ class Recommendation(Table, tablename="knowledge_base_recommendation"):
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
     decided_by = Integer(null=True, default=None)
     decided_at = Timestamptz(null=True, default=None)
+    #: The kernel task an accepted "task" recommendation created.
+    task_id = Integer(null=True, default=None)
 
 
 class Tree(Table, tablename="knowledge_base_tree"):

@@ -18,7 +18,7 @@ from tessera.entities.tables import CrmUser
 from tessera.errors import DomainError, ValidationFailed
 from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, field_errors, render
 
-from tessera_knowledge_base import articles, markdown, reports, rules, services, trees
+from tessera_knowledge_base import articles, markdown, records, reports, rules, services, trees
 from tessera_knowledge_base.tables import Article, Category, RuleSet, Tree
 
 i18n.register_labels("knowledge_base.article.audience", articles.AUDIENCE_LABELS)
@@ -543,6 +543,7 @@ async def reports_page(request: Request[Any, Any, Any], months: int = 6) -> Resp
         months=months,
         names=names,
         sets=sets,
+        faster_report=records.enabled("ticket") and principal.can(articles.READ),
     )
 
 
