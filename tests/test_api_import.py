@@ -6,6 +6,7 @@ middle leaves whole chunks that the retry continues from without importing a row
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC
 from typing import Any
 
@@ -340,3 +341,49 @@ async def test_tasks_from_xlsx_resume_after_a_killed_worker_without_duplicates(
     assert tasks[0]["deadline"].astimezone(UTC).hour == 18 and tasks[0]["deadline"].day == 11
     result = (await _job(crm, anna, job_id))["result"]
     assert (result["imported"], result["rejected_count"], result["committed"]) == (7, 0, True)
+
+
+async def test_the_import_page_uploads_shows_the_dry_run_report_and_imports(crm: Any) -> None:
+    """The page: upload with a mapping and a dry run, the job's page with every rejected row
+    (the API's checks), then the real import; in the user's language."""
+    anna = await crm.user("manager", name="anna")
+    romashka, _, _ = await _clients(crm, anna)
+    crm.client.cookies.clear()
+    r = await crm.client.post("/login", data={"email": anna["email"], "password": "correct-horse-battery"})
+    assert r.status_code == 303
+    page = await crm.client.get("/app/imports", headers={"Accept-Language": "ru"})
+    assert page.status_code == 200 and "Импорт" in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    content = (
+        "Вид звонка;Тема;Дата;ИНН\n"
+        "звонок;Первый;02.03.2026 10:00;7701234567\nфакс;Второй;02.03.2026;7701234567\n"
+    )
+    form = {"csrf_token": csrf, "what": "activities", "mapping": "Вид звонка = type", "dry_run": "true"}
+    files = {"file": ("calls.csv", content.encode(), "text/csv")}
+    r = await crm.client.post("/app/imports", data=form, files=files)
+    assert r.status_code == 303, r.text
+    job_page = r.headers["location"]
+    waiting = await crm.client.get(job_page)
+    assert 'http-equiv="refresh"' in waiting.text and "import-progress" in waiting.text
+    await jobs.work(crm.pm, crm.settings)
+    report = await crm.client.get(job_page)
+    assert 'http-equiv="refresh"' not in report.text
+    rejected = re.search(r'<table id="import-rejected">.*?</table>', report.text, re.S).group(0)  # type: ignore[union-attr]
+    assert "<td>3</td>" in rejected and "type" in rejected and "<td>2</td>" not in rejected
+    assert await Activity.count() == 0
+
+    r = await crm.client.post("/app/imports", data={**form, "dry_run": ""}, files=files)
+    await jobs.work(crm.pm, crm.settings)
+    assert [a["party_id"] for a in await Activity.select(Activity.party_id)] == [romashka]
+    listing = await crm.client.get("/app/imports")
+    assert r.headers["location"].rsplit("/", 1)[1] in listing.text and "calls.csv" in listing.text
+
+    # Refused as the API refuses: the field named next to its input, nothing queued.
+    bad = await crm.client.post(
+        "/app/imports", data={**form, "mapping": "Вид звонка = nonsense"}, files=files
+    )
+    assert bad.status_code == 422 and "nonsense" in bad.text
+    boris = await crm.user("manager", name="boris")
+    crm.client.cookies.clear()
+    await crm.client.post("/login", data={"email": boris["email"], "password": "correct-horse-battery"})
+    assert (await crm.client.get(job_page)).status_code == 404  # another user's import
