@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -307,7 +307,9 @@ async def test_tasks_from_xlsx_resume_after_a_killed_worker_without_duplicates(
     sheet = book.active
     sheet.append(["Задача", "Срок", "Приоритет", "Исполнитель", "ИНН", "Примечание"])
     for n in range(1, 8):
-        sheet.append([f"Позвонить {n}", f"1{n}.03.2026", "высокий", anna["email"], "7701234567", "x"])
+        # Dates as text and as a date cell (openpyxl reads it back as a datetime at midnight).
+        deadline: Any = f"1{n}.03.2026" if n % 2 else datetime(2026, 3, 10 + n)
+        sheet.append([f"Позвонить {n}", deadline, "высокий", anna["email"], "7701234567", "x"])
     out = io.BytesIO()
     book.save(out)
     monkeypatch.setattr(record_imports, "CHUNK_ROWS", 3)
@@ -338,7 +340,10 @@ async def test_tasks_from_xlsx_resume_after_a_killed_worker_without_duplicates(
     assert {(t["party_id"], t["priority"], t["assignee_id"]) for t in tasks} == {
         (romashka, "high", anna["id"])
     }
-    assert tasks[0]["deadline"].astimezone(UTC).hour == 18 and tasks[0]["deadline"].day == 11
+    assert [(t["deadline"].astimezone(UTC).day, t["deadline"].astimezone(UTC).hour) for t in tasks[:2]] == [
+        (11, 18),
+        (12, 18),
+    ]
     result = (await _job(crm, anna, job_id))["result"]
     assert (result["imported"], result["rejected_count"], result["committed"]) == (7, 0, True)
 

@@ -252,8 +252,9 @@ def parse_moment(text: str, zone: Any, end_of_day: bool = False) -> datetime:
                 continue
     if value is None:
         raise ValueError(f"{text!r} is not a date (2026-03-02 10:00 or 02.03.2026 10:00)")
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        value = datetime.combine(date.fromisoformat(text), dtime(18 if end_of_day else 9))
+    # A date alone, also as an XLSX date cell reads (``2026-03-02T00:00:00``, a datetime at midnight).
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}(T00:00:00)?", text):
+        value = datetime.combine(date.fromisoformat(text[:10]), dtime(18 if end_of_day else 9))
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
     return value
