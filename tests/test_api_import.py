@@ -6,13 +6,15 @@ middle leaves whole chunks that the retry continues from without importing a row
 from __future__ import annotations
 
 import io
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from entity_helpers import field_errors
 from tessera import imports, jobs
-from tessera.entities.tables import BackgroundJob, Contact, Party
+from tessera.entities.tables import Activity, BackgroundJob, Contact, ExternalRef, Party, Task
 from tessera_sdk import AsyncClient
 
 HEADER = "Наименование,ИНН,Телефон,E-mail,Статус,Контактное лицо,Должность,Телефон контакта\n"
@@ -172,3 +174,221 @@ async def test_a_killed_workers_import_resumes_without_duplicates(
     assert len(names) == len(set(names)) == 35
     result = (await _job(crm, admin, job_id))["result"]
     assert (result["imported"], result["skipped"], result["contacts"]) == (35, 0, 35)
+
+
+# --------------------------------------------------------------------------- activities and tasks
+
+
+async def _clients(crm: Any, owner: dict[str, Any]) -> list[int]:
+    """Three parties to link rows to: by tax id, by phone, by e-mail; the third also by its
+    external id in the accounting system."""
+    ids = []
+    for body in (
+        {"name": "ООО Ромашка", "tax_id": "7701234567"},
+        {"name": "ООО Лютик", "phones": [{"number": "+74951234567"}]},
+        {"name": "ТОВ Калина", "emails": [{"address": "info@kalyna.ua"}]},
+    ):
+        r = await crm.post("/api/parties", owner, json={"kind": "organisation", **body})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    await ExternalRef.insert(
+        ExternalRef(system="1c", entity="party", external_id="1C-000777", entity_id=ids[2])
+    )
+    return ids
+
+
+ACTIVITIES = (
+    "Тип;Тема;Дата;Статус;ИНН;Телефон;Email;Код контрагента;Ответственный;Длительность\n"
+    "звонок;Обсудили цены;02.03.2026 10:00;проведено;7701234567;;;;{anna};15\n"  # line 2: tax id
+    "встреча;Презентация;2026-03-03 15:30;запланировано;;8 (495) 123-45-67;;;;\n"  # 3: phone, any format
+    "письмо;Счёт отправлен;04.03.2026;;;;INFO@kalyna.ua;;;\n"  # 4: e-mail, case-blind
+    "звонок;По коду 1С;05.03.2026 11:00;проведено;;;;1C-000777;;\n"  # 5: external id
+    "факс;Не бывает;05.03.2026;;7701234567;;;;;\n"  # 6: unknown type
+    "звонок;Без даты;вчера;;7701234567;;;;;\n"  # 7: not a date
+    "звонок;Чужой клиент;05.03.2026;;9999999999;;;;;\n"  # 8: no such party
+    "звонок;Кто это;05.03.2026;;7701234567;;;;nobody@example.com;\n"  # 9: unknown user
+    "звонок;;05.03.2026;;7701234567;;;;;\n"  # 10: no subject
+)
+
+
+async def test_activities_link_to_their_parties_and_bad_rows_are_reported_by_line(crm: Any) -> None:
+    anna = await crm.user("manager", name="anna")
+    romashka, lutik, kalyna = await _clients(crm, anna)
+    content = ACTIVITIES.format(anna=anna["email"]).encode("cp1251")
+    fields = {"external_system": "1c", "timezone": "Europe/Moscow"}
+    r = await crm.post(
+        "/api/imports/activities",
+        anna,
+        files={"file": ("activities.csv", content, "text/csv")},
+        data={"dry_run": "true", **fields},
+    )
+    assert r.status_code == 202, r.text
+    assert [s for _, s in await jobs.work(crm.pm, crm.settings)] == ["done"]
+    dry = (await _job(crm, anna, r.json()["job_id"]))["result"]
+    assert {x["line"]: x["errors"][0]["field"] for x in dry["rejected"]} == {
+        6: "type",
+        7: "starts_at",
+        8: "party_tax_id",
+        9: "owner_id",
+        10: "subject",
+    }
+    assert (dry["imported"], dry["rejected_count"], dry["committed"]) == (4, 5, False)
+    assert await Activity.count() == 0  # a dry run writes nothing
+
+    r = await crm.post(
+        "/api/imports/activities",
+        anna,
+        files={"file": ("activities.csv", content, "text/csv")},
+        data=fields,
+        headers={"Idempotency-Key": "activities-1"},
+    )
+    again = await crm.post(
+        "/api/imports/activities",
+        anna,
+        files={"file": ("activities.csv", content, "text/csv")},
+        data=fields,
+        headers={"Idempotency-Key": "activities-1"},
+    )
+    assert again.json()["job_id"] == r.json()["job_id"]
+    await jobs.work(crm.pm, crm.settings)
+    job = await _job(crm, anna, r.json()["job_id"])
+    assert job["status"] == "done" and (job["result"]["imported"], job["result"]["rejected_count"]) == (4, 5)
+    rows = await Activity.select().order_by(Activity.id).output(load_json=True)
+    assert [(a["subject"], a["party_id"], a["type"]) for a in rows] == [
+        ("Обсудили цены", romashka, "call"),
+        ("Презентация", lutik, "meeting"),
+        ("Счёт отправлен", kalyna, "letter"),
+        ("По коду 1С", kalyna, "call"),
+    ]
+    first = rows[0]
+    assert (first["status"], first["duration_minutes"], first["owner_id"]) == ("done", 15, anna["id"])
+    assert first["starts_at"].astimezone(UTC).hour == 7  # 10:00 in Moscow
+    # Created through the kernel's write path: on the card's timeline and audited.
+    card = await crm.get(f"/api/activities?party_id={romashka}", anna)
+    assert [a["subject"] for a in card.json()["items"]] == ["Обсудили цены"]
+
+    # A party the importer may not see is "no party" to them, as in POST /api/activities.
+    boris = await crm.user("manager", name="boris")
+    r = await crm.post(
+        "/api/imports/activities",
+        boris,
+        files={
+            "file": ("a.csv", "Тип;Тема;Дата;ИНН\nзвонок;Чужой;05.03.2026;7701234567\n".encode(), "text/csv")
+        },
+    )
+    await jobs.work(crm.pm, crm.settings)
+    result = (await _job(crm, boris, r.json()["job_id"]))["result"]
+    assert (result["imported"], result["rejected"][0]["line"]) == (0, 2)
+    r = await crm.post(
+        "/api/imports/activities",
+        anna,
+        files={"file": ("a.csv", content, "text/csv")},
+        data={"mapping": '{"Тема": "deadline"}'},
+    )
+    assert r.status_code == 422 and "mapping" in field_errors(r)
+    r = await crm.post(
+        "/api/imports/activities",
+        anna,
+        files={"file": ("a.csv", content, "text/csv")},
+        data={"timezone": "Mars/Base"},
+    )
+    assert r.status_code == 422 and "timezone" in field_errors(r)
+
+
+async def test_tasks_from_xlsx_resume_after_a_killed_worker_without_duplicates(
+    crm: Any, frozen_clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    from tessera import record_imports
+
+    anna = await crm.user("manager", name="anna")
+    romashka, _, _ = await _clients(crm, anna)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Задача", "Срок", "Приоритет", "Исполнитель", "ИНН", "Примечание"])
+    for n in range(1, 8):
+        # Dates as text and as a date cell (openpyxl reads it back as a datetime at midnight).
+        deadline: Any = f"1{n}.03.2026" if n % 2 else datetime(2026, 3, 10 + n)
+        sheet.append([f"Позвонить {n}", deadline, "высокий", anna["email"], "7701234567", "x"])
+    out = io.BytesIO()
+    book.save(out)
+    monkeypatch.setattr(record_imports, "CHUNK_ROWS", 3)
+    async with AsyncClient(
+        "http://testserver", anna["token"], transport=httpx.ASGITransport(app=crm.app)
+    ) as sdk:  # the SDK's typed call
+        started = await sdk.import_records("tasks", "tasks.xlsx", out.getvalue(), mapping={"Примечание": "-"})
+    job_id = started.job_id
+    chunks = 0
+    real_chunk = record_imports.RecordImport.chunk
+
+    async def dying(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 2:  # the second chunk never finishes: the worker is gone
+            raise Killed
+        return await real_chunk(self, *args, **kwargs)
+
+    monkeypatch.setattr(record_imports.RecordImport, "chunk", dying)
+    with pytest.raises(Killed):
+        await jobs.work(crm.pm, crm.settings, node="worker-a")
+    assert await Task.count() == 3  # one whole chunk
+    monkeypatch.setattr(record_imports.RecordImport, "chunk", real_chunk)
+    frozen_clock.advance(hours=2)  # the lease expires: another worker takes the job over
+    assert [s for _, s in await jobs.work(crm.pm, crm.settings, node="worker-b")] == ["done"]
+    tasks = await Task.select().order_by(Task.id).output(load_json=True)
+    assert [t["title"] for t in tasks] == [f"Позвонить {n}" for n in range(1, 8)]
+    assert {(t["party_id"], t["priority"], t["assignee_id"]) for t in tasks} == {
+        (romashka, "high", anna["id"])
+    }
+    assert [(t["deadline"].astimezone(UTC).day, t["deadline"].astimezone(UTC).hour) for t in tasks[:2]] == [
+        (11, 18),
+        (12, 18),
+    ]
+    result = (await _job(crm, anna, job_id))["result"]
+    assert (result["imported"], result["rejected_count"], result["committed"]) == (7, 0, True)
+
+
+async def test_the_import_page_uploads_shows_the_dry_run_report_and_imports(crm: Any) -> None:
+    """The page: upload with a mapping and a dry run, the job's page with every rejected row
+    (the API's checks), then the real import; in the user's language."""
+    anna = await crm.user("manager", name="anna")
+    romashka, _, _ = await _clients(crm, anna)
+    crm.client.cookies.clear()
+    r = await crm.client.post("/login", data={"email": anna["email"], "password": "correct-horse-battery"})
+    assert r.status_code == 303
+    page = await crm.client.get("/app/imports", headers={"Accept-Language": "ru"})
+    assert page.status_code == 200 and "Импорт" in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    content = (
+        "Вид звонка;Тема;Дата;ИНН\n"
+        "звонок;Первый;02.03.2026 10:00;7701234567\nфакс;Второй;02.03.2026;7701234567\n"
+    )
+    form = {"csrf_token": csrf, "what": "activities", "mapping": "Вид звонка = type", "dry_run": "true"}
+    files = {"file": ("calls.csv", content.encode(), "text/csv")}
+    r = await crm.client.post("/app/imports", data=form, files=files)
+    assert r.status_code == 303, r.text
+    job_page = r.headers["location"]
+    waiting = await crm.client.get(job_page)
+    assert 'http-equiv="refresh"' in waiting.text and "import-progress" in waiting.text
+    await jobs.work(crm.pm, crm.settings)
+    report = await crm.client.get(job_page)
+    assert 'http-equiv="refresh"' not in report.text
+    rejected = re.search(r'<table id="import-rejected">.*?</table>', report.text, re.S).group(0)  # type: ignore[union-attr]
+    assert "<td>3</td>" in rejected and "type" in rejected and "<td>2</td>" not in rejected
+    assert await Activity.count() == 0
+
+    r = await crm.client.post("/app/imports", data={**form, "dry_run": ""}, files=files)
+    await jobs.work(crm.pm, crm.settings)
+    assert [a["party_id"] for a in await Activity.select(Activity.party_id)] == [romashka]
+    listing = await crm.client.get("/app/imports")
+    assert r.headers["location"].rsplit("/", 1)[1] in listing.text and "calls.csv" in listing.text
+
+    # Refused as the API refuses: the field named next to its input, nothing queued.
+    bad = await crm.client.post(
+        "/app/imports", data={**form, "mapping": "Вид звонка = nonsense"}, files=files
+    )
+    assert bad.status_code == 422 and "nonsense" in bad.text
+    boris = await crm.user("manager", name="boris")
+    crm.client.cookies.clear()
+    await crm.client.post("/login", data={"email": boris["email"], "password": "correct-horse-battery"})
+    assert (await crm.client.get(job_page)).status_code == 404  # another user's import

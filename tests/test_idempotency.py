@@ -117,3 +117,28 @@ async def test_database_refuses_a_second_record_for_one_key(crm):
     with pytest.raises(Exception, match=r"(?i)unique"):
         await tables.IdempotencyRecord.insert(record())
     assert await tables.IdempotencyRecord.count().where(tables.IdempotencyRecord.key == "dup") == 1
+
+
+async def test_webhook_subscriptions_and_uploads_are_retry_safe(crm: Any) -> None:
+    """The create routes an integration calls outside the record routes: a retried webhook
+    subscription is not a second subscription (which would deliver every event twice) and
+    answers the same secret; a retried upload stores one attachment."""
+    admin = await crm.user("admin")
+    body = {"url": "https://93.184.216.34/crm-hook", "event_types": ["party.*"]}
+    headers = {"Idempotency-Key": "subscribe-erp"}
+    first = await crm.post("/api/webhooks", admin, json=body, headers=headers)
+    again = await crm.post("/api/webhooks", admin, json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201), first.text
+    assert again.headers.get("Idempotent-Replay") == "true"
+    assert again.json() == first.json() and first.json()["secret"].startswith("whsec_")
+    assert await tables.WebhookSubscription.count() == 1
+    other = await crm.post("/api/webhooks", admin, json=body, headers={"Idempotency-Key": "subscribe-2"})
+    assert other.status_code == 201 and await tables.WebhookSubscription.count() == 2
+
+    files = {"file": ("contract.txt", b"signed", "text/plain")}
+    up = [
+        await crm.post("/api/attachments/upload", admin, files=files, headers={"Idempotency-Key": "att-1"})
+        for _ in range(2)
+    ]
+    assert [r.status_code for r in up] == [201, 201] and up[1].json()["id"] == up[0].json()["id"]
+    assert await tables.Attachment.count() == 1

@@ -35,6 +35,7 @@ from tessera.web import openapi as openapi_pages
 from tessera.web import search_page
 from tessera.web.admin import HANDLERS as ADMIN_PAGES
 from tessera.web.errors import page_aware
+from tessera.web.imports import HANDLERS as IMPORT_PAGES
 from tessera.web.list_pages import HANDLERS as LIST_PAGES
 from tessera.web.mail import HANDLERS as MAIL_PAGES
 from tessera.web.pages import WEB_HANDLERS
@@ -157,6 +158,7 @@ def create_app(
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,
+            *IMPORT_PAGES,
             *TELEPHONY_PAGES,
             *web_routers(pm),
             openapi_pages.static_router(),

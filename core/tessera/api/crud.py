@@ -124,6 +124,44 @@ async def _claim_idempotency_key(key: str, user_id: int, path: str) -> int | Non
     return rows[0]["id"] if rows else None
 
 
+async def idempotent_create(
+    key: str | None,
+    user_id: int,
+    path: str,
+    make: Callable[[], Awaitable[Any]],
+    status_code: int = 201,
+) -> Response[Any]:
+    """Run ``make`` (a create that returns the response body) once per ``Idempotency-Key``: a
+    retry with the same key from the same user on the same path answers the stored first
+    result with ``Idempotent-Replay: true``. For create routes outside ``entity_router`` (webhook
+    subscriptions, attachments); the key's row is claimed in the create's transaction."""
+    if key is None:
+        return Response(await make(), status_code=status_code)
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ValidationFailed.field("Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    replay = await _idempotent_replay(key, user_id, path)
+    if replay is not None:
+        return replay
+    async with events.unit_of_work():
+        claim = await _claim_idempotency_key(key, user_id, path)
+        if claim is None:
+            replay = await _idempotent_replay(key, user_id, path)
+            if replay is not None:
+                return replay
+            raise Conflict(
+                "a request with this Idempotency-Key is still in progress; retry it shortly",
+                [FieldError("Idempotency-Key", "is in use by a request still in progress")],
+            )
+        body = await make()
+        await IdempotencyRecord.update(
+            {
+                IdempotencyRecord.status_code: status_code,
+                IdempotencyRecord.body: msgspec.json.encode(body).decode(),
+            }
+        ).where(IdempotencyRecord.id == claim)
+    return Response(body, status_code=status_code)
+
+
 def entity_router(
     *,
     spec: service.EntitySpec,

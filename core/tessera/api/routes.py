@@ -17,7 +17,7 @@ from tessera import audit_visibility, customfields
 from tessera.api import background, mail, webhooks
 from tessera.api import filters as f
 from tessera.api.cards import PARTY_EXTRA_HANDLERS
-from tessera.api.crud import entity_router
+from tessera.api.crud import IdemKey, entity_router, idempotent_create
 from tessera.entities import activities, admin, notes, parties, service, tasks
 from tessera.entities.dto import MAX_ID, to_struct
 from tessera.entities.tables import AuditLog, Job, JobRun, Notification
@@ -76,8 +76,10 @@ async def upload_attachment(
     request: Request[Any, Any, Any],
     principal: Principal,
     data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+    idempotency_key: IdemKey = None,
 ) -> Response[notes.AttachmentOut]:
-    """Upload a file (multipart field ``file``; optional ``party_id`` and ``subject_ref``)."""
+    """Upload a file (multipart field ``file``; optional ``party_id`` and ``subject_ref``).
+    With an ``Idempotency-Key`` a retried upload answers the first attachment."""
     upload = data.get("file")
     if not isinstance(upload, UploadFile):
         raise ValidationFailed.field("file", "a multipart file field named 'file' is required")
@@ -87,16 +89,20 @@ async def upload_attachment(
     except (TypeError, ValueError) as exc:
         raise ValidationFailed.field("party_id", "must be an integer") from exc
     content = await upload.read()
-    row = await notes.store_attachment(
-        principal,
-        request.app.state.settings.data_dir,
-        upload.filename,
-        upload.content_type,
-        content,
-        party_id,
-        str(data.get("subject_ref") or ""),
-    )
-    return Response(to_struct(row, notes.AttachmentOut), status_code=201)
+
+    async def store() -> notes.AttachmentOut:
+        row = await notes.store_attachment(
+            principal,
+            request.app.state.settings.data_dir,
+            upload.filename,
+            upload.content_type,
+            content,
+            party_id,
+            str(data.get("subject_ref") or ""),
+        )
+        return to_struct(row, notes.AttachmentOut)
+
+    return await idempotent_create(idempotency_key, principal.user_id, request.url.path, store)
 
 
 @get("/{attachment_id:int}/content", operation_id="download_attachment")

@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import Request, delete, get, patch, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.params import Parameter
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from tessera import audit, clock, events, webhooks
+from tessera.api.crud import IdemKey, idempotent_create
 from tessera.api.security import settings_of
 from tessera.entities.dto import MAX_ID, set_fields, to_struct
 from tessera.entities.tables import WebhookDelivery, WebhookSubscription
@@ -110,13 +111,20 @@ async def list_webhooks(principal: Principal) -> list[WebhookOut]:
 
 @post("/api/webhooks", operation_id="create_webhook", tags=["webhooks"])
 async def create_webhook(
-    request: Request[Any, Any, Any], principal: Principal, data: WebhookIn
-) -> WebhookCreated:
+    request: Request[Any, Any, Any], principal: Principal, data: WebhookIn, idempotency_key: IdemKey = None
+) -> Response[WebhookCreated]:
     """Subscribe a URL to event types. The URL must be http(s) and resolve to public addresses
     only (or to a network in ``webhook_allowed_networks``): otherwise 422 naming ``url``. The
-    response carries the signing ``secret``, shown this once."""
+    response carries the signing ``secret``, shown this once (and to a retry with the same
+    ``Idempotency-Key``, which creates no second subscription)."""
     principal.require("webhook.manage")
     url = await _check_url(request, data.url)
+    return await idempotent_create(
+        idempotency_key, principal.user_id, request.url.path, lambda: _create_webhook(principal, data, url)
+    )
+
+
+async def _create_webhook(principal: Principal, data: WebhookIn, url: str) -> WebhookCreated:
     now = clock.now()
     secret = webhooks.new_secret()
     fields = {

@@ -242,6 +242,41 @@ class Client(b.BaseClient):
         )
         return self._execute(call)  # type: ignore[no-any-return]
 
+    def import_records(
+        self,
+        kind: Literal["activities", "tasks"],
+        filename: str,
+        content: bytes,
+        *,
+        mapping: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        all_or_nothing: bool = False,
+        external_system: str = "accounting",
+        timezone: str = "",
+        idempotency_key: str | None = None,
+    ) -> m.ImportStarted:
+        """Start importing activities or tasks from a CSV or XLSX file (rows name their party
+        by external id, tax id, e-mail or phone); follow the job with ``background_job``."""
+        data = {
+            "dry_run": "true" if dry_run else "false",
+            "all_or_nothing": "true" if all_or_nothing else "false",
+            "external_system": external_system,
+        }
+        if mapping:
+            data["mapping"] = json.dumps(dict(mapping))
+        if timezone:
+            data["timezone"] = timezone
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        call = Call(
+            "POST",
+            f"/api/imports/{kind}",
+            files={"file": (filename, content, "application/octet-stream")},
+            data=data,
+            headers=headers,
+            model=m.ImportStarted,
+        )
+        return self._execute(call)  # type: ignore[no-any-return]
+
     def background_job(self, job_id: int) -> m.BackgroundJobOut:
         """A background job you started (an import): status, progress, result, error."""
         call = Call("GET", f"/api/jobs/background/{job_id}", model=m.BackgroundJobOut)
