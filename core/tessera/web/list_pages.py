@@ -235,6 +235,7 @@ ACTIVITIES = lists.register(
             QuickFilter("starts_before", N_("Before"), "date"),
         ],
         row_href=lambda r: f"/app/parties/{r['party_id']}" if r.get("party_id") else None,
+        bulk=[BulkAction("owner", ASSIGN_OWNER, "user", "owner_id", owner_changes("owner_id"))],
         presets=[(N_("My planned"), lambda p: {"owner_id": str(p.user_id), "status": "planned"})],
         load=_load_people,
         empty=N_("No activities match."),

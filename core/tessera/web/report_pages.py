@@ -168,7 +168,9 @@ i18n.register_labels(
 
 
 @get("/app/saved-reports/{report_id:int}", include_in_schema=False)
-async def saved_report_page(request: Request[Any, Any, Any], report_id: int) -> Response[Any]:
+async def saved_report_page(
+    request: Request[Any, Any, Any], report_id: int, dashboard_error: str | None = None
+) -> Response[Any]:
     principal = await _require(request)
     pm = request.app.state.pm
     saved = await builder.get_saved(principal, report_id)
@@ -194,6 +196,9 @@ async def saved_report_page(request: Request[Any, Any, Any], report_id: int) -> 
         export_query="",
         saved_export=f"/api/report-builder/saved/{report_id}/export",
         may_export=principal.can("report.export"),
+        saved=saved,
+        my_dashboards=[d for d in await dashboards.visible(principal) if d["owner_id"] == principal.user_id],
+        dashboard_error=i18n.translate_message(dashboard_error) if dashboard_error else "",
     )
 
 
