@@ -45,7 +45,12 @@ WATCHED = "starts_at, owner_id, team_id, type, status, duration_minutes"
 
 def install_sql(postgres: bool) -> list[str]:
     """The statements creating the summary's unique key and the triggers on ``activity``."""
-    out = [f"CREATE UNIQUE INDEX IF NOT EXISTS activity_summary_key ON activity_summary ({COLUMNS})"]
+    out = [
+        f"CREATE UNIQUE INDEX IF NOT EXISTS activity_summary_key ON activity_summary ({COLUMNS})",
+        # A person's or a team's figures of a month (KPI panels) read their own rows only.
+        "CREATE INDEX IF NOT EXISTS activity_summary_owner ON activity_summary (owner_id, day)",
+        "CREATE INDEX IF NOT EXISTS activity_summary_team ON activity_summary (team_id, day)",
+    ]
     if postgres:
         add = _UPSERT.format(values=_values("NEW", "", _PG_DAY))
         sub = _UPSERT.format(values=_values("OLD", "-", _PG_DAY))
