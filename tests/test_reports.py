@@ -629,6 +629,15 @@ async def test_report_builder_page(crm, frozen_clock):
     assert r.status_code == 303 and location.startswith("/app/activities?") and "type=call" in location
     listing = await crm.client.get(location)
     assert listing.text.count('name="ids"') == 2 and 'name="action" value="owner"' in listing.text
+    # Act on exactly those records from there: a task about each call's client, for its owner.
+    ids = re.findall(r'name="ids" value="(\d+)"', listing.text)
+    r = await crm.client.post(
+        "/app/lists/activities/bulk",
+        data={"csrf_token": token, "ids": ids, "action": "task", "task_title": "Call back"},
+    )
+    assert r.status_code == 303, r.text[:2000]
+    made = (await crm.get(f"/api/tasks?party_id={party['id']}", m1)).json()["items"]
+    assert [(t["title"], t["assignee_id"]) for t in made] == [("Call back", m1["id"])] * 2
 
     r = await crm.client.post("/app/report-builder", data=form | {"action": "save", "name": " "})
     assert r.status_code == 422 and beside(r.text, "name")
