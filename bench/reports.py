@@ -68,7 +68,7 @@ async def seed(
     )
     if db.is_postgres():
         when = f"(TIMESTAMPTZ '2025-03-01 00:00:00+00' + make_interval(mins => {minute}::int))"
-        source = f"generate_series(1, {size}) AS s(i)"
+        source = f"generate_series(1::bigint, {size}) AS s(i)"
         prefix = ""
     else:
         when = f"(datetime('2025-03-01 00:00:00', '+' || {minute} || ' minutes') || '+00:00')"

@@ -639,6 +639,15 @@ async def test_report_builder_page(crm, frozen_clock):
     made = (await crm.get(f"/api/tasks?party_id={party['id']}", m1)).json()["items"]
     assert [(t["title"], t["assignee_id"]) for t in made] == [("Call back", m1["id"])] * 2
 
+    # A report page computes only the figures chosen (the activity summary serves those).
+    page = await crm.client.get("/app/reports/activities?group_by=owner&measures=activities&measures=done")
+    head = re.search(r"<thead>(.*?)</thead>", page.text, re.S).group(1)
+    assert page.status_code == 200 and re.findall(r"<th[^>]*>([^<,]+)", head) == [
+        "Manager",
+        "Activities",
+        "Done",
+    ]
+
     r = await crm.client.post("/app/report-builder", data=form | {"action": "save", "name": " "})
     assert r.status_code == 422 and beside(r.text, "name")
     r = await crm.client.post(

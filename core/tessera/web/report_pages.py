@@ -18,16 +18,16 @@ from tessera.reports import builder, catalog, dashboards, framework, kpis, perio
 from tessera.web import charts
 from tessera.web.pages import _require, render
 
-PAGE_PARAMS = ("group_by", "period", "date_from", "date_to")
+PAGE_PARAMS = ("group_by", "period", "date_from", "date_to", "measures")
 
 
 def _params(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The report's parameters from the page's query string (unknown ones: 400)."""
     out: dict[str, Any] = {}
     for name, value in request.query_params.multi_items():
-        if name == "group_by":
+        if name in ("group_by", "measures"):
             if value:
-                out.setdefault("group_by", []).append(value)
+                out.setdefault(name, []).append(value)
         elif name in ("period", "date_from", "date_to"):
             if value:
                 out[name] = value
