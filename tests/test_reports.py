@@ -575,3 +575,224 @@ async def test_scheduled_report_each_recipient_gets_their_own_rows(crm, frozen_c
     finally:
         controller.stop()
         mail.configure(crm.settings)
+
+
+async def test_report_builder_page(crm, frozen_clock):
+    """The builder page: the API's validation beside each field, a table with drill-down links
+    to the list page (where the records can be reassigned in bulk), saving with shares, and a
+    saved report added to a new dashboard."""
+    team = await crm.team()
+    m1 = await crm.user("manager", team_id=team["id"], name="Anna")
+    party = await new_party(crm, m1, name="Alpha")
+    for kind in ("call", "call", "meeting"):
+        await _activity(crm, m1, party, type=kind, starts_at="2026-03-02T10:00:00Z")
+    crm.client.cookies.clear()
+    r = await crm.client.post("/login", data={"email": m1["email"], "password": "correct-horse-battery"})
+    assert r.status_code == 303, r.text
+    page = await crm.client.get("/app/report-builder?entity=activity")
+    assert page.status_code == 200 and 'name="filters.0.field"' in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = {
+        "csrf_token": token,
+        "entity": "activity",
+        "filters.0.field": "duration_minutes",
+        "filters.0.op": "ge",
+        "filters.0.value": "ten",
+        "group_by.0": "owner",
+        "group_by.1": "starts_at:month",
+        "measures.0.agg": "count",
+        "chart": "bar",
+        "action": "show",
+    }
+
+    def beside(text: str, name: str) -> str:
+        block = next(
+            b for b in re.findall(r'<p class="field[^"]*">(.*?)</p>', text, re.S) if f'name="{name}"' in b
+        )
+        match = re.search(r'class="field-error"[^>]*>([^<]+)<', block)
+        return match.group(1) if match else ""
+
+    r = await crm.client.post("/app/report-builder", data=form)
+    assert r.status_code == 422
+    assert beside(r.text, "filters.0.value") == "must be a whole number"
+    assert 'value="ten"' in r.text  # what the user typed is kept
+    form |= {"filters.0.field": "type", "filters.0.op": "eq", "filters.0.value": "call"}
+    r = await crm.client.post(
+        "/app/report-builder", data=form | {"measures.1.agg": "sum", "measures.1.field": "subject"}
+    )
+    assert r.status_code == 422 and beside(r.text, "measures.1.field") == "needs a number field"
+    r = await crm.client.post("/app/report-builder", data=form)
+    assert r.status_code == 200 and "<svg" in r.text and "Anna" in r.text, r.text[:3000]
+    link = re.search(r'href="(/app/report-builder/drill\?[^"]+)"', r.text).group(1).replace("&amp;", "&")
+    r = await crm.client.get(link)
+    location = r.headers["location"]
+    assert r.status_code == 303 and location.startswith("/app/activities?") and "type=call" in location
+    listing = await crm.client.get(location)
+    assert listing.text.count('name="ids"') == 2 and 'name="action" value="owner"' in listing.text
+    # Act on exactly those records from there: a task about each call's client, for its owner.
+    ids = re.findall(r'name="ids" value="(\d+)"', listing.text)
+    r = await crm.client.post(
+        "/app/lists/activities/bulk",
+        data={"csrf_token": token, "ids": ids, "action": "task", "task_title": "Call back"},
+    )
+    assert r.status_code == 303, r.text[:2000]
+    made = (await crm.get(f"/api/tasks?party_id={party['id']}", m1)).json()["items"]
+    assert [(t["title"], t["assignee_id"]) for t in made] == [("Call back", m1["id"])] * 2
+
+    # A report page computes only the figures chosen (the activity summary serves those).
+    page = await crm.client.get("/app/reports/activities?group_by=owner&measures=activities&measures=done")
+    head = re.search(r"<thead>(.*?)</thead>", page.text, re.S).group(1)
+    assert page.status_code == 200 and re.findall(r"<th[^>]*>([^<,]+)", head) == [
+        "Manager",
+        "Activities",
+        "Done",
+    ]
+
+    r = await crm.client.post("/app/report-builder", data=form | {"action": "save", "name": " "})
+    assert r.status_code == 422 and beside(r.text, "name")
+    r = await crm.client.post(
+        "/app/report-builder",
+        data=form | {"action": "save", "name": "Calls by month", "shared_teams": [str(team["id"])]},
+    )
+    assert r.status_code == 303, r.text[:2000]
+    saved_url = r.headers["location"]
+    saved = await crm.get("/api/report-builder/saved/" + saved_url.rsplit("/", 1)[1], m1)
+    assert saved.json()["shared_teams"] == [team["id"]]
+    assert saved.json()["definition"]["filters"] == [{"field": "type", "op": "eq", "value": "call"}]
+    page = await crm.client.get(saved_url)
+    assert "Add to dashboard" in page.text and "/app/report-builder?saved=" in page.text
+    r = await crm.client.post(
+        saved_url + "/dashboard", data={"csrf_token": token, "dashboard_id": "", "new_name": ""}
+    )
+    assert r.status_code == 303 and "dashboard_error=" in r.headers["location"]
+    r = await crm.client.post(
+        saved_url + "/dashboard", data={"csrf_token": token, "dashboard_id": "", "new_name": "Mine"}
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/app/dashboards/")
+    board = await crm.client.get(r.headers["location"])
+    assert "Calls by month" in board.text and "<svg" in board.text
+    crm.client.cookies.clear()
+
+
+async def test_activity_summary_is_exact_and_reports_read_it(crm):
+    """The activity summary kept by triggers equals its rebuild from the activities after
+    creates, changes (owner, status, time, duration), deletes and a client's cascade delete;
+    the ``activities`` report read from it equals the report from the activities themselves
+    for every grouping it serves, and KPIs read it too."""
+    from tessera.permissions import build_principal
+    from tessera.reports import framework, kernel, summary
+
+    team = await crm.team()
+    admin = await crm.user("admin")
+    m1 = await crm.user("manager", team_id=team["id"], name="Anna")
+    m2 = await crm.user("manager", name="Boris")
+    p1 = await new_party(crm, m1, name="Kept")
+    p2 = await new_party(crm, m2, name="Dropped")
+    made = []
+    for i, (user, party, kind, when) in enumerate(
+        [
+            (m1, p1, "call", "2026-01-31T23:59:00Z"),
+            (m1, p1, "call", "2026-02-01T00:00:00Z"),
+            (m1, p1, "meeting", "2026-02-14T09:00:00Z"),
+            (m2, p2, "call", "2026-02-15T12:00:00Z"),
+            (m2, p2, "email", "2026-03-30T12:00:00Z"),
+            (m2, p2, "call", "2026-04-02T08:00:00Z"),
+        ]
+    ):
+        status = "done" if i % 2 == 0 else "planned"
+        made.append(
+            await _activity(
+                crm, user, party, type=kind, starts_at=when, status=status, duration_minutes=5 * i
+            )
+        )
+    before = await summary.snapshot()
+    assert sum(n for n, _ in before.values()) == 6 and sum(m for _, m in before.values()) == 75
+    # Changes of every counted column, a delete, and a client deleted with its activities.
+    a = made[1]
+    r = await crm.patch(
+        f"/api/activities/{a['id']}",
+        admin,
+        json={
+            "owner_id": m2["id"],
+            "status": "done",
+            "starts_at": "2026-03-01T10:00:00Z",
+            "version": a["version"],
+        },
+    )
+    assert r.status_code == 200, r.text
+    b = made[2]
+    r = await crm.patch(
+        f"/api/activities/{b['id']}",
+        admin,
+        json={"duration_minutes": 90, "type": "call", "version": b["version"]},
+    )
+    assert r.status_code == 200, r.text
+    assert (await crm.delete(f"/api/activities/{made[0]['id']}", admin)).status_code == 204
+    assert (await crm.delete(f"/api/parties/{p2['id']}", admin)).status_code == 204
+    kept = await summary.snapshot()
+    await summary.rebuild()
+    assert kept == await summary.snapshot()
+    assert sum(n for n, _ in kept.values()) == 2  # made[1] (moved to Boris, March) and made[2]
+    assert {k[1:]: v for k, v in kept.items()} == {
+        (m2["id"], 0, "call", "done"): (1, 5),
+        (m1["id"], team["id"], "call", "done"): (1, 90),
+    }
+
+    # More rows, then the report from the summary against the report from the activities.
+    for i in range(12):
+        await _activity(
+            crm,
+            m1 if i % 3 else admin,
+            p1,
+            type=("call", "meeting", "email")[i % 3],
+            starts_at=f"2026-0{1 + i % 6}-{10 + i:02d}T{i:02d}:30:00Z",
+            status=("done", "planned", "cancelled")[i % 3],
+            duration_minutes=i,
+        )
+    report = kernel.ACTIVITIES
+    boss = await build_principal(admin["id"])
+    figures = ["activities", "done", "minutes", "done_share"]
+    cases = [
+        {"group_by": ["owner", "period"], "period": "month"},
+        {"group_by": ["team", "type"]},
+        {"group_by": ["status", "period"], "period": "week"},
+        {"group_by": ["period"], "period": "quarter", "date_from": "2026-02-01", "date_to": "2026-03-31"},
+        {"group_by": ["owner"], "filters": {"team": None}},
+        {"group_by": ["period"], "period": "day", "filters": {"type": "call", "owner": m1["id"]}},
+    ]
+    for case in cases:
+        params = case | {"measures": figures}
+        assert (
+            framework._summary_source(report, boss, framework.validate_params(report, params), []) is not None
+        )
+        fast = await framework.run_report(report, boss, params)
+        full = await framework.run_report(report, boss, params, use_summary=False)
+        assert fast == full, case
+        assert fast["totals"]["activities"] == 14 or case.get("filters") or case.get("date_from")
+    # Not from the summary: a reader who sees only their own, or a figure it does not hold.
+    anna = await build_principal(m1["id"])
+    params = framework.validate_params(report, {"group_by": ["owner"], "measures": figures})
+    assert framework._summary_source(report, anna, params, []) is None
+    params = framework.validate_params(report, {"group_by": ["owner"]})
+    assert framework._summary_source(report, boss, params, list(report.measures)) is None
+
+    # A KPI reads the same figures: its actual equals the full report's total.
+    r = await crm.post(
+        "/api/kpis",
+        admin,
+        json={
+            "name": "Done calls",
+            "report_key": "activities",
+            "measure": "done",
+            "params": {"filters": {"type": "call"}},
+        },
+    )
+    assert r.status_code == 201, r.text
+    panel = (await crm.get("/api/kpis/panel?period=2026-01&history=1", admin)).json()
+    full = await framework.run_report(
+        report,
+        boss,
+        {"filters": {"type": "call"}, "date_from": "2026-01-01", "date_to": "2026-01-31"},
+        use_summary=False,
+    )
+    assert panel[0]["actual"] == full["totals"]["done"] > 0

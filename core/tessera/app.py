@@ -34,6 +34,7 @@ from tessera.web import inbox as inbox_pages
 from tessera.web import openapi as openapi_pages
 from tessera.web import search_page
 from tessera.web.admin import HANDLERS as ADMIN_PAGES
+from tessera.web.builder_pages import BUILDER_PAGES
 from tessera.web.errors import page_aware
 from tessera.web.imports import HANDLERS as IMPORT_PAGES
 from tessera.web.list_pages import HANDLERS as LIST_PAGES
@@ -155,6 +156,7 @@ def create_app(
             *RECORD_PAGES,
             *TASK_PAGES,
             *REPORT_PAGES,
+            *BUILDER_PAGES,
             *PASSWORD_PAGES,
             *ADMIN_PAGES,
             *MAIL_PAGES,

@@ -260,9 +260,99 @@ async def load(
                     {"party_id": party["id"], "body": "Клиент предпочитает связь по e-mail."},
                 )
             progress.advance(step)
+        await _demo_reports(ctx, head, now)
 
     await call_each_async(pm, "tessera_demo_data", ctx=ctx)
     return ctx
+
+
+async def _demo_reports(ctx: DemoContext, head: dict[str, Any], now: Any) -> None:
+    """Analytics to look at (docs/analytics.md): two saved builder reports of the head of
+    sales shared with the managers, KPIs (done calls, meetings) with monthly targets per
+    manager and for the company, and a dashboard of them shared with heads and managers. The
+    kernel's reports only (the plugins add theirs through their own demo data)."""
+    import pluggy
+
+    from tessera import hookspecs
+    from tessera.reports import builder, dashboards, kernel, kpis
+
+    kernel_only = pluggy.PluginManager("tessera")
+    kernel_only.add_hookspecs(hookspecs)
+    entities = {e.key: e for e in kernel.ENTITIES}
+    head_p = await build_principal(head["id"])
+    by_month = await builder.save(
+        kernel_only,
+        entities,
+        head_p,
+        {
+            "name": "Активности по менеджерам и месяцам",
+            "definition": {
+                "entity": "activity",
+                "filters": [{"field": "status", "op": "eq", "value": "done"}],
+                "group_by": ["owner", "starts_at:month"],
+                "measures": [{"agg": "count"}, {"agg": "sum", "field": "duration_minutes"}],
+                "chart": "bar",
+            },
+            "shared_roles": ["manager"],
+        },
+    )
+    base = await builder.save(
+        kernel_only,
+        entities,
+        head_p,
+        {
+            "name": "Клиентская база по статусам",
+            "definition": {"entity": "party", "group_by": ["status"], "measures": [{"agg": "count"}]},
+            "shared_roles": ["manager"],
+        },
+    )
+    calls = await kpis.create(
+        kernel_only,
+        ctx.admin,
+        {
+            "name": "Выполненные звонки",
+            "report_key": "activities",
+            "measure": "done",
+            "params": {"filters": {"type": "call"}},
+        },
+    )
+    meetings = await kpis.create(
+        kernel_only,
+        ctx.admin,
+        {
+            "name": "Встречи",
+            "report_key": "activities",
+            "measure": "activities",
+            "params": {"filters": {"type": "meeting"}},
+        },
+    )
+    month = now.replace(day=1)
+    for _ in range(3):
+        period = f"{month.year:04d}-{month.month:02d}"
+        for kpi, each in ((calls, 3), (meetings, 2)):
+            for manager in ctx.managers:
+                await kpis.set_target(
+                    ctx.admin, kpi["id"], {"period": period, "target": each, "user_id": manager["id"]}
+                )
+            await kpis.set_target(
+                ctx.admin, kpi["id"], {"period": period, "target": each * len(ctx.managers)}
+            )
+        month = (month - timedelta(days=1)).replace(day=1)
+    await dashboards.create(
+        kernel_only,
+        head_p,
+        {
+            "name": "Панель отдела продаж",
+            "tiles": [
+                {"kind": "kpi", "id": calls["id"]},
+                {"kind": "kpi", "id": meetings["id"]},
+                {"kind": "saved", "id": by_month["id"]},
+                {"kind": "report", "key": "tasks.discipline", "params": {"group_by": ["assignee"]}},
+                {"kind": "saved", "id": base["id"]},
+            ],
+            "shared_roles": ["head", "manager"],
+        },
+    )
 
 
 async def _reload_context(ctx: DemoContext) -> None:

@@ -121,6 +121,12 @@ async def _send_scheduled_reports(ctx: JobContext) -> int:
     return await schedules.run_due(ctx.pm, ctx.now)
 
 
+async def _reconcile_summary(ctx: JobContext) -> int:
+    from tessera.reports import summary
+
+    return await summary.rebuild()
+
+
 KERNEL_JOBS = [
     JobSpec(
         "kernel.escalate_overdue_tasks",
@@ -163,6 +169,13 @@ KERNEL_JOBS = [
         _send_scheduled_reports,
         every=timedelta(minutes=1),
         description="Send scheduled reports whose time came (each recipient's own visibility)",
+    ),
+    JobSpec(
+        "reports.reconcile_summary",
+        _reconcile_summary,
+        cron="30 3 * * *",
+        timeout=1800,
+        description="Rebuild the activity summary of reports and KPIs from the activities (a safety net)",
     ),
     JobSpec(
         "kernel.mail_in",

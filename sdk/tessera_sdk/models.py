@@ -3060,6 +3060,15 @@ class TicketPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class TileIn(Struct, kw_only=True):
+    """The ``TileIn`` schema of the API."""
+
+    kind: Literal["report", "saved", "kpi"]
+    key: str | UnsetType | None = UNSET
+    id: int | UnsetType | None = UNSET
+    params: dict[str, Any] | UnsetType | None = UNSET
+
+
 class TileOut(Struct, kw_only=True):
     """The ``TileOut`` schema of the API."""
 
@@ -3588,6 +3597,7 @@ MODELS: dict[str, type[Struct]] = {
     "TicketOut": TicketOut,
     "TicketOutPage": TicketOutPage,
     "TicketPatch": TicketPatch,
+    "TileIn": TileIn,
     "TileOut": TileOut,
     "TimelineItem": TimelineItem,
     "TokenCreated": TokenCreated,

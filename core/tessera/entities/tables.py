@@ -461,6 +461,23 @@ class Dashboard(Table, tablename="dashboard"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class ActivitySummary(Table, tablename="activity_summary"):
+    """Activities counted per UTC day, owner, team, type and status (``tessera.reports.summary``,
+    migration ``2026_12_06t03_00``): kept exact by database triggers on ``activity`` (every
+    insert, change and delete, cascades included, in the writing transaction) and rebuilt from
+    the activities by the nightly job ``reports.reconcile_summary``. Reports grouped by what it
+    holds read a few rows per owner and day instead of every activity. A missing owner or
+    team is 0 (so the unique key matches); ``day`` is the day's midnight UTC."""
+
+    day = Timestamptz()
+    owner_id = Integer(default=0)
+    team_id = Integer(default=0)
+    type = Varchar(length=20)
+    status = Varchar(length=20)
+    n = BigInt(default=0)
+    minutes = BigInt(default=0)
+
+
 KERNEL_TABLES: list[type[Table]] = [
     Team,
     CrmUser,
@@ -495,6 +512,7 @@ KERNEL_TABLES: list[type[Table]] = [
     Kpi,
     KpiTarget,
     Dashboard,
+    ActivitySummary,
 ]
 
 

@@ -153,6 +153,25 @@ async def fields_for(entity: Entity, pm: Any) -> list[Field]:
     return out
 
 
+async def offered(
+    pm: Any, entities: dict[str, Entity], principal: Principal
+) -> list[tuple[Entity, list[Field]]]:
+    """The entities the caller may read, each with the fields they may use (the API's
+    ``/entities`` and the builder page offer the same)."""
+    out = []
+    for entity in entities.values():
+        spec = service.specs().get(entity.entity)
+        if spec is None:
+            continue
+        try:
+            spec.require(principal, "read")
+        except PermissionDenied:
+            continue
+        fields = [f for f in await fields_for(entity, pm) if not f.permission or principal.can(f.permission)]
+        out.append((entity, fields))
+    return out
+
+
 def _readable(principal: Principal, f: Field, where: str) -> Field:
     if f.permission and not principal.can(f.permission):
         raise DomainError(
@@ -329,13 +348,28 @@ async def compile_definition(
         )
         report.measures.append(Measure(f"m{i}", f.label, agg, column=f.column or f.key, type=kind))
     conditions = []
+    # A drill-down opens the entity's list page only when the list can apply every filter
+    # too (an ``eq`` on a field with a list parameter); otherwise it lists the records' ids.
+    list_filters: dict[str, str] = {}
     for i, flt in enumerate(definition.get("filters", [])):
         where = f"filters.{i}"
         f = lookup(flt["field"], f"{where}.field")
         if flt["op"] not in ("is_null", "not_null") and "value" not in flt:
             raise ValidationFailed.field(f"{where}.value", "is required")
         conditions.append(_condition(report, f, flt["op"], flt.get("value"), f"{where}.value"))
+        value = flt.get("value")
+        if (
+            flt["op"] == "eq"
+            and f.list_param
+            and isinstance(value, str | int)
+            and not isinstance(value, bool)
+        ):
+            list_filters[f.list_param] = str(value)
+        else:
+            report.list_url = None
     report.where = lambda principal, params: conditions
+    if list_filters:
+        report.list_params = lambda params: dict(list_filters)
     params: dict[str, Any] = {"group_by": group_keys}
     if grain:
         params["period"] = grain

@@ -81,6 +81,18 @@ async def create(pm: Any, principal: Principal, values: dict[str, Any]) -> dict[
     return dashboard_out(row)
 
 
+async def add_tile(pm: Any, principal: Principal, dashboard_id: int, tile: Any) -> dict[str, Any]:
+    """Add a tile to a dashboard the caller owns (checked as on creation). Audited."""
+    board = await get(principal, dashboard_id)
+    if board["owner_id"] != principal.user_id:
+        raise NotFound(f"No dashboard {dashboard_id} of yours")
+    tiles = await _check_tiles(pm, principal, [*board["tiles"], tile])
+    async with events.unit_of_work():
+        await Dashboard.update({Dashboard.tiles: json.dumps(tiles)}).where(Dashboard.id == dashboard_id)
+        await audit.record("update", "dashboard", dashboard_id, {"tiles": [len(board["tiles"]), len(tiles)]})
+    return {**board, "tiles": tiles}
+
+
 async def visible(principal: Principal) -> list[dict[str, Any]]:
     roles = await builder._role_names(principal)
     teams = {principal.team_id} if principal.team_id else set()

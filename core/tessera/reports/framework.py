@@ -96,6 +96,25 @@ class Ratio:
     unit: str = "%"
 
 
+@dataclass(frozen=True)
+class Summary:
+    """A pre-computed table a report reads instead of its own when the result is the same by
+    construction (``tessera.reports.summary``): the reader sees every record (no visibility
+    condition), the report has no fixed conditions, and every dimension, filter and measure
+    asked for is here. Its measures are sums of counters (``Measure(agg="sum", column=...)``,
+    optionally with ``where`` on the summary table)."""
+
+    table: type[Table]
+    #: The summary's day column (midnight UTC), standing for the report's ``period_column``.
+    period_column: str
+    #: Report dimension key -> the summary's column.
+    dimensions: dict[str, str]
+    #: Report measure key -> the measure over the summary.
+    measures: dict[str, Measure]
+    #: Dimensions whose missing value the summary stores as 0.
+    zero_is_null: tuple[str, ...] = ()
+
+
 @dataclass
 class Report:
     key: str
@@ -137,6 +156,10 @@ class Report:
     #: Columns of a ``run`` report: [{"key", "label", "type", "unit"}].
     columns: list[dict[str, Any]] = field(default_factory=list)
     plugin: str = ""
+    #: A pre-computed table read instead when the run allows it (:class:`Summary`).
+    summary: Summary | None = None
+    #: Dimension keys whose missing value the table stores as 0 (a summary's).
+    zero_is_null: tuple[str, ...] = ()
 
     def dimension(self, key: str) -> Dimension:
         for d in self.dimensions:
@@ -264,6 +287,12 @@ def params_schema(report: Report) -> dict[str, Any]:
         }
         if report.period_column:
             properties["period"] = {"enum": list(periods.GRAINS)}
+        properties["measures"] = {
+            "type": "array",
+            "items": {"enum": [m.key for m in report.measures]},
+            "uniqueItems": True,
+            "minItems": 1,
+        }
     if report.period_column or report.run is not None:
         properties["date_from"] = DATE
         properties["date_to"] = DATE
@@ -388,7 +417,7 @@ def _equals(report: Report, dim: Dimension, value: Any, params: Params, field_na
             value = str(value).lower() if isinstance(value, bool) else str(value)
         return WhereRaw("{} = {}", column, value)
     if value is None:
-        return column.is_null()
+        return column == 0 if dim.key in report.zero_is_null else column.is_null()
     return column == value
 
 
@@ -452,9 +481,12 @@ async def names(kind: str, ids: set[Any]) -> dict[Any, str]:
 # --------------------------------------------------------------------------- run
 
 
-async def run_report(report: Report, principal: Principal, raw_params: Any) -> dict[str, Any]:
+async def run_report(
+    report: Report, principal: Principal, raw_params: Any, *, use_summary: bool = True
+) -> dict[str, Any]:
     """Run ``report`` for ``principal``: columns, rows (values and their display labels),
-    totals over every visible row, and the chart kind."""
+    totals over every visible row, and the chart kind. The report's summary table is read
+    when it gives the same result (``use_summary=False``: never; tests compare both)."""
     params = validate_params(report, raw_params)
     principal.require(permission_of(report))
     if report.run is not None:
@@ -469,8 +501,69 @@ async def run_report(report: Report, principal: Principal, raw_params: Any) -> d
             "chart": report.chart,
             "drill_down": report.drill is not None,
         }
+    chosen = _chosen_measures(report, params)
+    source = (_summary_source(report, principal, params, chosen) if use_summary else None) or report
+    return await _grouped(source, report, principal, params, chosen)
+
+
+def _chosen_measures(report: Report, params: Params) -> list[Measure | Ratio]:
+    """The measures asked for (``measures``; default all), with the parts of a ratio."""
+    wanted = params.get("measures")
+    if not wanted:
+        return list(report.measures)
+    keys = set(wanted)
+    for m in report.measures:
+        if isinstance(m, Ratio) and m.key in keys:
+            keys |= {m.numerator, m.denominator}
+    return [m for m in report.measures if m.key in keys]
+
+
+def _summary_source(
+    report: Report, principal: Principal, params: Params, chosen: list[Measure | Ratio]
+) -> Report | None:
+    """The report over its summary table when that gives the same result, else None."""
+    summary = report.summary
+    if summary is None or report.where is not None:
+        return None
+    visibility = report.visibility or (report.spec.visibility if report.spec else None)
+    if visibility is None or visibility(principal) is not None:
+        return None
+    asked = set(params["group_by"]) | set(params.get("filters") or {})
+    if not asked <= set(summary.dimensions) | {"period"}:
+        return None
+    plain = [m for m in chosen if isinstance(m, Measure)]
+    if any(m.key not in summary.measures for m in plain):
+        return None
+    from dataclasses import replace
+
+    return Report(
+        key=report.key,
+        title=report.title,
+        entity=report.entity,
+        table=summary.table,
+        visibility=lambda principal: None,
+        dimensions=[
+            replace(d, column=summary.dimensions[d.key]) if d.kind != "period" else d
+            for d in report.dimensions
+            if d.key in summary.dimensions or d.kind == "period"
+        ],
+        measures=[summary.measures[m.key] if isinstance(m, Measure) else m for m in chosen],
+        period_column=summary.period_column,
+        default_period=report.default_period,
+        chart=report.chart,
+        zero_is_null=summary.zero_is_null,
+    )
+
+
+async def _grouped(
+    report: Report, shown: Report, principal: Principal, params: Params, chosen: list[Measure | Ratio]
+) -> dict[str, Any]:
+    """Run the grouped query of ``report`` (the declared one or its summary); labels and
+    units of ``shown`` (the declared report)."""
     dims = [report.dimension(k) for k in params["group_by"]]
-    plain = [m for m in report.measures if isinstance(m, Measure)]
+    if report is not shown:
+        chosen = list(report.measures)
+    plain = [m for m in chosen if isinstance(m, Measure)]
     conditions = _conditions(report, principal, params)
     table = report.source
     selects: list[Any] = []
@@ -499,7 +592,7 @@ async def run_report(report: Report, principal: Principal, raw_params: Any) -> d
 
     def figures(row: dict[str, Any]) -> dict[str, Any]:
         out = {m.key: _typed(row.get(f"m{i}"), m.type) for i, m in enumerate(plain)}
-        for m in report.measures:
+        for m in chosen:
             if isinstance(m, Ratio):
                 num, den = out.get(m.numerator), out.get(m.denominator)
                 out[m.key] = round(100 * float(num) / float(den), 2) if num is not None and den else None
@@ -516,6 +609,8 @@ async def run_report(report: Report, principal: Principal, raw_params: Any) -> d
         labels: dict[str, str] = {}
         for i, d in enumerate(dims):
             value = r[f"g{i}"]
+            if value == 0 and d.key in report.zero_is_null:
+                value = None
             if isinstance(value, dt.datetime | dt.date):
                 value = value.isoformat()
             values[d.key] = value
@@ -523,13 +618,17 @@ async def run_report(report: Report, principal: Principal, raw_params: Any) -> d
         values.update(figures(r))
         rows.append({"values": values, "labels": labels})
     rows.sort(key=lambda row: [_sort_key(row["values"][d.key]) for d in dims])
+    declared = {m.key: m for m in shown.measures}
     columns = [
         {"key": d.key, "label": d.label, "type": d.kind if d.kind != "value" else "text", "dimension": True}
         for d in dims
-    ] + [{"key": m.key, "label": m.label, "type": m.type, "unit": m.unit} for m in report.measures]
+    ] + [
+        {"key": m.key, "label": m.label, "type": m.type, "unit": m.unit}
+        for m in (declared.get(c.key, c) for c in chosen)
+    ]
     return {
-        "report": report.key,
-        "title": i18n.gettext(report.title),
+        "report": shown.key,
+        "title": i18n.gettext(shown.title),
         "params": params_json(params),
         "columns": [_column_out(c) for c in columns],
         "rows": rows,

@@ -11,12 +11,27 @@ from piccolo.columns.combination import WhereRaw
 from tessera import clock, db
 from tessera.entities.activities import activity_visibility
 from tessera.entities.parties import party_visibility
-from tessera.entities.tables import Activity, Party, PartyStatusChange, Task, TaskHandoff
+from tessera.entities.tables import (
+    Activity,
+    ActivitySummary,
+    Party,
+    PartyStatusChange,
+    Task,
+    TaskHandoff,
+)
 from tessera.entities.tasks import task_visibility
 from tessera.i18n import N_
 from tessera.permissions import Principal
 from tessera.reports.builder import Entity, Field
-from tessera.reports.framework import Dimension, Measure, Params, Ratio, Report, register_list_dates
+from tessera.reports.framework import (
+    Dimension,
+    Measure,
+    Params,
+    Ratio,
+    Report,
+    Summary,
+    register_list_dates,
+)
 
 OPEN_TASK = ("open", "in_progress")
 
@@ -57,6 +72,25 @@ ACTIVITIES = Report(
     ],
     default_group_by=["owner", "type"],
     list_url="/app/activities",
+    # Counts and minutes per day, owner, team, type and status (tessera.reports.summary): read
+    # when the reader sees every activity and the run asks for nothing else (not clients).
+    summary=Summary(
+        table=ActivitySummary,
+        period_column="day",
+        dimensions={"owner": "owner_id", "team": "team_id", "type": "type", "status": "status"},
+        measures={
+            "activities": Measure("activities", N_("Activities"), agg="sum", column="n"),
+            "done": Measure(
+                "done",
+                N_("Done"),
+                agg="sum",
+                column="n",
+                where=lambda p, params: ActivitySummary.status == "done",
+            ),
+            "minutes": Measure("minutes", N_("Duration"), agg="sum", column="minutes", unit=N_("min")),
+        },
+        zero_is_null=("owner", "team"),
+    ),
 )
 
 

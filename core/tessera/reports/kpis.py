@@ -131,7 +131,9 @@ async def _actual(
         filters[kpi["person_dimension"]] = user_id
     elif team_id is not None and kpi["team_dimension"]:
         filters[kpi["team_dimension"]] = team_id
-    params.update(group_by=[], filters=filters)
+    # Only the KPI's measure: an activity KPI then reads the pre-computed summary
+    # (tessera.reports.summary) when the reader sees every activity.
+    params.update(group_by=[], filters=filters, measures=[kpi["measure"]])
     if report.period_column:
         last = (end - timedelta(days=1)).date()
         params.update(date_from=start.date().isoformat(), date_to=last.isoformat())
@@ -187,7 +189,9 @@ async def manager_load(pm: Any, principal: Principal) -> list[dict[str, Any]]:
     registry = catalog.registry(pm)
     tasks = await framework.run_report(registry["tasks.discipline"], principal, {"group_by": ["assignee"]})
     planned = await framework.run_report(
-        registry["activities"], principal, {"group_by": ["owner"], "filters": {"status": "planned"}}
+        registry["activities"],
+        principal,
+        {"group_by": ["owner"], "filters": {"status": "planned"}, "measures": ["activities"]},
     )
     people: dict[Any, dict[str, Any]] = {}
 

@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from tessera import audit, clock, exports, i18n
 from tessera.api.openapi import download
-from tessera.errors import PermissionDenied, ValidationFailed
+from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 from tessera.reports import builder, catalog, dashboards, framework, kpis, schedules
 
@@ -230,22 +230,15 @@ async def builder_entities(request: Request[Any, Any, Any], principal: Principal
     """Entities of the report builder you may read, with the fields you may filter, group and
     aggregate by (custom fields as ``custom.<name>``)."""
     pm = _pm(request)
-    out = []
-    for entity in catalog.entities(pm).values():
-        spec = framework.service.specs().get(entity.entity)
-        if spec is None:
-            continue
-        try:
-            spec.require(principal, "read")
-        except PermissionDenied:
-            continue
-        fields = [
-            BuilderField(f.key, i18n.gettext(f.label), f.type)
-            for f in await builder.fields_for(entity, pm)
-            if not f.permission or principal.can(f.permission)
-        ]
-        out.append(BuilderEntity(entity.key, i18n.gettext(entity.label), entity.plugin, fields))
-    return out
+    return [
+        BuilderEntity(
+            entity.key,
+            i18n.gettext(entity.label),
+            entity.plugin,
+            [BuilderField(f.key, i18n.gettext(f.label), f.type) for f in fields],
+        )
+        for entity, fields in await builder.offered(pm, catalog.entities(pm), principal)
+    ]
 
 
 @post("/run", operation_id="run_report_definition", status_code=200)
@@ -554,6 +547,13 @@ class DashboardOut(Struct):
     shared_teams: list[int]
 
 
+class TileIn(Struct, omit_defaults=True):
+    kind: Literal["report", "saved", "kpi"]
+    key: str | None = None
+    id: int | None = None
+    params: dict[str, Any] | None = None
+
+
 class TileOut(Struct):
     kind: str
     result: ReportResult | None
@@ -599,10 +599,21 @@ async def dashboard_tiles(
     return [msgspec.convert(t, TileOut) for t in tiles]
 
 
+@post("/{dashboard_id:int}/tiles", operation_id="add_dashboard_tile", status_code=200)
+async def dashboard_add_tile(
+    request: Request[Any, Any, Any], principal: Principal, dashboard_id: int, data: TileIn
+) -> DashboardOut:
+    """Add one tile (``{"kind": "saved", "id": 3}`` ...) to a dashboard you own."""
+    import msgspec
+
+    row = await dashboards.add_tile(_pm(request), principal, dashboard_id, msgspec.to_builtins(data))
+    return msgspec.convert(row, DashboardOut)
+
+
 def dashboard_router() -> Router:
     return Router(
         path="/api/dashboards",
-        route_handlers=[dashboard_list, dashboard_create, dashboard_tiles],
+        route_handlers=[dashboard_list, dashboard_create, dashboard_tiles, dashboard_add_tile],
         tags=["reports"],
     )
 

@@ -47,6 +47,29 @@ def add_tag(row: dict[str, Any], value: str) -> dict[str, Any]:
 ASSIGN_OWNER = N_("Assign owner")
 
 
+def task_for(party_key: str) -> Any:
+    """A bulk "create a task" for each row: titled as typed, about the row's client, for its
+    owner (through ``TaskIn`` and the tasks service, as the new-task form)."""
+
+    async def apply(principal: Principal, row: dict[str, Any], value: str) -> None:
+        import msgspec
+
+        from tessera.entities import service
+        from tessera.entities.dto import set_fields
+
+        title = (value or "").strip()
+        if not title or len(title) > 500:
+            raise ValidationFailed.field("task_title", N_("must be 1-500 characters"))
+        body = {"title": title, "party_id": row.get(party_key), "assignee_id": row.get("owner_id")}
+        data = msgspec.convert({k: v for k, v in body.items() if v is not None}, tasks.TaskIn)
+        await service.create(tasks.TASK, principal, set_fields(data))
+
+    return apply
+
+
+CREATE_TASK = N_("Create a task for each, titled")
+
+
 # --------------------------------------------------------------------------- loaders
 
 
@@ -140,6 +163,7 @@ PARTIES = lists.register(
         bulk=[
             BulkAction("owner", ASSIGN_OWNER, "user", "owner_id", owner_changes("owner_id")),
             BulkAction("tag", N_("Add tag"), "text", "tag", add_tag),
+            BulkAction("task", CREATE_TASK, "text", "task_title", apply=task_for("id")),
         ],
         actions=[("/app/parties/new", N_("New client"))],
         presets=[(N_("My clients"), lambda p: {"owner_id": str(p.user_id)})],
@@ -235,6 +259,10 @@ ACTIVITIES = lists.register(
             QuickFilter("starts_before", N_("Before"), "date"),
         ],
         row_href=lambda r: f"/app/parties/{r['party_id']}" if r.get("party_id") else None,
+        bulk=[
+            BulkAction("owner", ASSIGN_OWNER, "user", "owner_id", owner_changes("owner_id")),
+            BulkAction("task", CREATE_TASK, "text", "task_title", apply=task_for("party_id")),
+        ],
         presets=[(N_("My planned"), lambda p: {"owner_id": str(p.user_id), "status": "planned"})],
         load=_load_people,
         empty=N_("No activities match."),

@@ -89,7 +89,8 @@ class QuickFilter:
 
 @dataclass
 class BulkAction:
-    """A change applied to every selected row through ``service.update``."""
+    """An action on every selected row: a change through ``service.update`` (``changes``), or
+    something done for the row (``apply``: a task about it ...)."""
 
     key: str
     label: str
@@ -98,7 +99,9 @@ class BulkAction:
     #: The form field carrying the chosen value.
     field: str
     #: The changes for one row from its current values and what the user chose.
-    changes: Callable[[dict[str, Any], Any], dict[str, Any]]
+    changes: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
+    #: Instead of a change: (principal, row, value) -> done for that row, in the transaction.
+    apply: Callable[[Principal, dict[str, Any], Any], Awaitable[None]] | None = None
 
 
 Loader = Callable[[Principal, list[dict[str, Any]]], Awaitable[dict[str, Any]]]
@@ -767,7 +770,12 @@ async def apply_bulk(
         return BulkOutcome(0, refused)
     async with events.unit_of_work():
         for record_id in ids:
-            await service.update(spec.entity, principal, record_id, action.changes(current[record_id], value))
+            if action.apply is not None:
+                await action.apply(principal, current[record_id], value)
+            elif action.changes is not None:
+                await service.update(
+                    spec.entity, principal, record_id, action.changes(current[record_id], value)
+                )
     return BulkOutcome(len(ids), [])
 
 

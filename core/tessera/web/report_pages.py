@@ -18,16 +18,16 @@ from tessera.reports import builder, catalog, dashboards, framework, kpis, perio
 from tessera.web import charts
 from tessera.web.pages import _require, render
 
-PAGE_PARAMS = ("group_by", "period", "date_from", "date_to")
+PAGE_PARAMS = ("group_by", "period", "date_from", "date_to", "measures")
 
 
 def _params(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The report's parameters from the page's query string (unknown ones: 400)."""
     out: dict[str, Any] = {}
     for name, value in request.query_params.multi_items():
-        if name == "group_by":
+        if name in ("group_by", "measures"):
             if value:
-                out.setdefault("group_by", []).append(value)
+                out.setdefault(name, []).append(value)
         elif name in ("period", "date_from", "date_to"):
             if value:
                 out[name] = value
@@ -168,7 +168,9 @@ i18n.register_labels(
 
 
 @get("/app/saved-reports/{report_id:int}", include_in_schema=False)
-async def saved_report_page(request: Request[Any, Any, Any], report_id: int) -> Response[Any]:
+async def saved_report_page(
+    request: Request[Any, Any, Any], report_id: int, dashboard_error: str | None = None
+) -> Response[Any]:
     principal = await _require(request)
     pm = request.app.state.pm
     saved = await builder.get_saved(principal, report_id)
@@ -194,6 +196,9 @@ async def saved_report_page(request: Request[Any, Any, Any], report_id: int) -> 
         export_query="",
         saved_export=f"/api/report-builder/saved/{report_id}/export",
         may_export=principal.can("report.export"),
+        saved=saved,
+        my_dashboards=[d for d in await dashboards.visible(principal) if d["owner_id"] == principal.user_id],
+        dashboard_error=i18n.translate_message(dashboard_error) if dashboard_error else "",
     )
 
 
