@@ -136,7 +136,7 @@ def _check_schema(definition: Any) -> dict[str, Any]:
             continue
         errors.append(FieldError(path or "definition", error.message))
     if errors:
-        raise ValidationFailed("Invalid report definition", list(dict.fromkeys(errors)))
+        raise ValidationFailed(N_("Invalid report definition"), list(dict.fromkeys(errors)))
     return definition
 
 
@@ -281,7 +281,7 @@ async def compile_definition(
         raise ValidationFailed.field("entity", f"no entity {definition['entity']!r} in the report builder")
     spec = service.specs().get(entity.entity)
     if spec is None:
-        raise ValidationFailed.field("entity", f"entity {entity.entity!r} is not available")
+        raise ValidationFailed.field("entity", N_("is not available in the report builder"))
     spec.require(principal, "read")
     fields = {f.key: f for f in await fields_for(entity, pm)}
 
