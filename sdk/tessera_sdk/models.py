@@ -1737,6 +1737,24 @@ class LineOut(Struct, kw_only=True):
     amount: str
 
 
+class LinkIn(Struct, kw_only=True):
+    """The ``LinkIn`` schema of the API."""
+
+    party_id: int
+    days: int = 14
+
+
+class LinkOut(Struct, kw_only=True):
+    """The ``LinkOut`` schema of the API."""
+
+    id: int
+    survey_id: int
+    party_id: int
+    expires_at: datetime.datetime
+    token: str
+    url: str
+
+
 class LoadOut(Struct, kw_only=True):
     """The ``LoadOut`` schema of the API."""
 
@@ -1974,6 +1992,14 @@ class NotificationOut(Struct, kw_only=True):
     ref: str
     created_at: Any
     read_at: Any
+
+
+class OptionCount(Struct, kw_only=True):
+    """The ``OptionCount`` schema of the API."""
+
+    key: str
+    label: str
+    count: int
 
 
 class OverdueClient(Struct, kw_only=True):
@@ -2309,6 +2335,21 @@ class ProposalTemplateIn(Struct, kw_only=True):
     is_default: bool = True
 
 
+class PublicAnswersIn(Struct, kw_only=True):
+    """The ``PublicAnswersIn`` schema of the API."""
+
+    answers: dict[str, Any]
+
+
+class PublicSurvey(Struct, kw_only=True):
+    """The ``PublicSurvey`` schema of the API."""
+
+    name: str
+    description: str
+    questions: list[dict[str, Any]]
+    expires_at: datetime.datetime
+
+
 class PublishIn(Struct, kw_only=True):
     """The ``PublishIn`` schema of the API."""
 
@@ -2335,6 +2376,19 @@ class QuarantinedOut(Struct, kw_only=True):
     subject: str
     received_at: datetime.datetime
     error: str
+
+
+class QuestionFigures(Struct, kw_only=True):
+    """The ``QuestionFigures`` schema of the API."""
+
+    key: str
+    text: str
+    type: str
+    answered: int
+    options: list[OptionCount]
+    average: float | None
+    minimum: float | None
+    maximum: float | None
 
 
 class QueueIn(Struct, kw_only=True):
@@ -2529,6 +2583,41 @@ class ResetTokenOut(Struct, kw_only=True):
     user_id: int
     token: str
     expires_at: datetime.datetime
+
+
+class ResponseIn(Struct, kw_only=True):
+    """The ``ResponseIn`` schema of the API."""
+
+    party_id: int
+    answers: dict[str, Any]
+
+
+class ResponseOut(Struct, kw_only=True):
+    """The ``ResponseOut`` schema of the API."""
+
+    id: int
+    survey_id: int
+    party_id: int
+    channel: str
+    answers: dict[str, Any]
+    filled_by: int | None
+    submitted_at: datetime.datetime
+
+
+class ResponseRow(Struct, kw_only=True):
+    """The ``ResponseRow`` schema of the API."""
+
+    id: int
+    survey_id: int
+    party_id: int
+    channel: str
+    answers: dict[str, Any]
+    filled_by: int | None
+    submitted_at: datetime.datetime
+    survey_key: str
+    survey_name: str
+    party_name: str
+    link_id: int | None
 
 
 class RetryOut(Struct, kw_only=True):
@@ -2878,6 +2967,58 @@ class SubstitutionPatch(Struct, kw_only=True):
     ends_at: datetime.datetime | UnsetType = UNSET
     reason: str | UnsetType = UNSET
     version: int | UnsetType = UNSET
+
+
+class SurveyIn(Struct, kw_only=True):
+    """The ``SurveyIn`` schema of the API."""
+
+    key: str
+    name: str
+    questions: list[dict[str, Any]]
+    description: str = ""
+    active: bool = True
+
+
+class SurveyOut(Struct, kw_only=True):
+    """The ``SurveyOut`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+    description: str
+    questions: list[dict[str, Any]]
+    active: bool
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class SurveyOutPage(Struct, kw_only=True):
+    """The ``SurveyOutPage`` schema of the API."""
+
+    items: list[SurveyOut]
+    next_cursor: str | None
+
+
+class SurveyPatch(Struct, kw_only=True):
+    """The ``SurveyPatch`` schema of the API."""
+
+    key: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    questions: list[dict[str, Any]] | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class SurveyReport(Struct, kw_only=True):
+    """The ``SurveyReport`` schema of the API."""
+
+    survey_id: int
+    key: str
+    name: str
+    questions: list[QuestionFigures]
 
 
 class TaskIn(Struct, kw_only=True):
@@ -3465,6 +3606,8 @@ MODELS: dict[str, type[Struct]] = {
     "LeadPatch": LeadPatch,
     "LineIn": LineIn,
     "LineOut": LineOut,
+    "LinkIn": LinkIn,
+    "LinkOut": LinkOut,
     "LoadOut": LoadOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
@@ -3487,6 +3630,7 @@ MODELS: dict[str, type[Struct]] = {
     "NoteOutPage": NoteOutPage,
     "NotePatch": NotePatch,
     "NotificationOut": NotificationOut,
+    "OptionCount": OptionCount,
     "OverdueClient": OverdueClient,
     "Participant": Participant,
     "PartyIn": PartyIn,
@@ -3516,9 +3660,12 @@ MODELS: dict[str, type[Struct]] = {
     "PromiseIn": PromiseIn,
     "PromiseOut": PromiseOut,
     "ProposalTemplateIn": ProposalTemplateIn,
+    "PublicAnswersIn": PublicAnswersIn,
+    "PublicSurvey": PublicSurvey,
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
     "QuarantinedOut": QuarantinedOut,
+    "QuestionFigures": QuestionFigures,
     "QueueIn": QueueIn,
     "QueueOut": QueueOut,
     "QueueOutPage": QueueOutPage,
@@ -3539,6 +3686,9 @@ MODELS: dict[str, type[Struct]] = {
     "ResetRequestIn": ResetRequestIn,
     "ResetRequested": ResetRequested,
     "ResetTokenOut": ResetTokenOut,
+    "ResponseIn": ResponseIn,
+    "ResponseOut": ResponseOut,
+    "ResponseRow": ResponseRow,
     "RetryOut": RetryOut,
     "RoleIn": RoleIn,
     "RoleOut": RoleOut,
@@ -3574,6 +3724,11 @@ MODELS: dict[str, type[Struct]] = {
     "SubstitutionOut": SubstitutionOut,
     "SubstitutionOutPage": SubstitutionOutPage,
     "SubstitutionPatch": SubstitutionPatch,
+    "SurveyIn": SurveyIn,
+    "SurveyOut": SurveyOut,
+    "SurveyOutPage": SurveyOutPage,
+    "SurveyPatch": SurveyPatch,
+    "SurveyReport": SurveyReport,
     "TaskIn": TaskIn,
     "TaskOut": TaskOut,
     "TaskOutPage": TaskOutPage,

@@ -20,6 +20,9 @@ PERMISSIONS = {
     ),
     "marketing.mailing.send": N_("Write and send mailings to segments"),
     "marketing.settings.manage": N_("Change the ABC/XYZ thresholds and recompute the classes"),
+    "marketing.survey.read": N_("Read surveys, their answers and reports (within party visibility)"),
+    "marketing.survey.answer": N_("Fill surveys for clients on a call and send them survey links"),
+    "marketing.survey.manage": N_("Define surveys: their questions"),
 }
 
 
@@ -30,9 +33,10 @@ def tessera_tables() -> str:
 
 @hookimpl
 def tessera_routes() -> list[Any]:
+    from tessera_marketing import routes_surveys
     from tessera_marketing.routes import routers
 
-    return routers()
+    return [*routers(), *routes_surveys.routers()]
 
 
 @hookimpl
@@ -57,10 +61,45 @@ def tessera_background_jobs() -> dict[str, Any]:
 
 
 @hookimpl
-def tessera_timeline_items(party_id: int) -> Any:
-    from tessera_marketing.mailings import timeline
+def tessera_timeline_items(party_id: int, principal: Any) -> Any:
+    from tessera_marketing import mailings, surveys
 
-    return timeline(party_id)
+    async def items() -> list[dict[str, Any]]:
+        return [*await mailings.timeline(party_id), *await surveys.timeline(party_id, principal)]
+
+    return items()
+
+
+@hookimpl
+def tessera_card_widgets(party_id: int, principal: Any) -> Any:
+    from tessera_marketing.web_surveys import card_widget
+
+    return card_widget(party_id, principal)
+
+
+@hookimpl(optionalhook=True)
+def tessera_advice_fact_names(kind: str) -> Any:
+    """Facts for the knowledge base's advice rules: ``survey.<survey>.<question>`` -> what it is
+    (the latest answer of the record's party)."""
+    from tessera_marketing.surveys import fact_names
+
+    return fact_names()  # as last read by this process (the facts hook reads them again)
+
+
+@hookimpl(optionalhook=True)
+def tessera_advice_facts(kind: str, record: dict[str, Any]) -> Any:
+    """The latest survey answers of the record's party (``record["party_id"]``, or the party
+    itself when ``kind == "party"``): ``{"survey.<survey>.<question>": value}``."""
+    from tessera_marketing.surveys import facts
+
+    party_id = record.get("id") if kind == "party" else record.get("party_id")
+
+    async def none() -> dict[str, Any]:
+        return {}
+
+    if not isinstance(party_id, int) or isinstance(party_id, bool):
+        return none()
+    return facts(party_id)
 
 
 @hookimpl
@@ -105,12 +144,17 @@ def tessera_translations() -> str:
 @hookimpl
 def tessera_web_routes() -> list[Any]:
     from tessera_marketing.web import HANDLERS
+    from tessera_marketing.web_surveys import HANDLERS as SURVEY_PAGES
 
-    return list(HANDLERS)
+    return [*HANDLERS, *SURVEY_PAGES]
 
 
 @hookimpl
 def tessera_demo_data(ctx: Any) -> Any:
-    from tessera_marketing.demo import load
+    from tessera_marketing import demo, demo_surveys
 
-    return load(ctx)
+    async def load() -> None:
+        await demo.load(ctx)
+        await demo_surveys.load(ctx)
+
+    return load()

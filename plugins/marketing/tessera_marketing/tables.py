@@ -227,6 +227,59 @@ class Unsubscribe(Table, tablename="marketing_unsubscribe"):
     at = Timestamptz(default=TimestamptzNow())
 
 
+class Survey(Table, tablename="marketing_survey"):
+    """A questionnaire: its ``questions`` are a JSON document checked with jsonschema
+    (``surveys.QUESTIONS_SCHEMA``); the survey's ``key`` and each question's ``key`` are stable,
+    so segment rules and facts (``survey.<key>.<question>``) keep naming the same thing."""
+
+    key = Varchar(length=64, unique=True)
+    name = Varchar(length=200)
+    description = Text(default="")
+    questions = JSON(default=[])
+    active = Boolean(default=True)
+    owner_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class SurveyLink(Table, tablename="marketing_survey_link"):
+    """A signed public link that lets one client answer one survey once, until it expires."""
+
+    survey_id = ForeignKey(Survey, on_delete=OnDelete.cascade, index=True)
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class SurveyResponse(Table, tablename="marketing_survey_response"):
+    """One filled questionnaire of a party: by staff on a call, or by the client via a link."""
+
+    survey_id = ForeignKey(Survey, on_delete=OnDelete.cascade, index=True)
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    #: call (staff) | link (the client, through a signed link)
+    channel = Varchar(length=10, default="call")
+    link_id = Integer(null=True, default=None)
+    answers = JSON(default={})
+    filled_by = Integer(null=True, default=None)
+    submitted_at = Timestamptz(default=TimestamptzNow(), index=True)
+
+
+class SurveyAnswer(Table, tablename="marketing_survey_answer"):
+    """The answers of a response, one row per question (per chosen option of a multiple
+    choice), for segment rules and reports in SQL; ``latest`` marks the party's newest answer."""
+
+    response_id = ForeignKey(SurveyResponse, on_delete=OnDelete.cascade, index=True)
+    survey_id = Integer()
+    party_id = Integer(index=True)
+    question_key = Varchar(length=64)
+    value_text = Varchar(length=2000, null=True, default=None)
+    value_num = Numeric(digits=(18, 4), null=True, default=None)
+    latest = Boolean(default=True)
+
+
 TABLES: list[type[Table]] = [
     Segment,
     SegmentMember,
@@ -242,4 +295,8 @@ TABLES: list[type[Table]] = [
     Mailing,
     MailingRecipient,
     Unsubscribe,
+    Survey,
+    SurveyLink,
+    SurveyResponse,
+    SurveyAnswer,
 ]
