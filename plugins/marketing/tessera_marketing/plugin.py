@@ -127,6 +127,20 @@ def tessera_sales_deal_sources(campaign_id: int | None) -> Any:
 
 
 @hookimpl
+def tessera_process_templates() -> list[dict[str, Any]]:
+    from tessera_marketing.leadflow import SHIPPED
+
+    return [dict(t) for t in SHIPPED]
+
+
+@hookimpl
+def tessera_workflow_assignee(rule: str, args: dict[str, Any], instance: dict[str, Any]) -> Any:
+    from tessera_marketing.leadflow import ASSIGNEE_RULE, assignee_of
+
+    return assignee_of(instance) if rule == ASSIGNEE_RULE else None
+
+
+@hookimpl
 def tessera_nav_items() -> list[dict[str, Any]]:
     from tessera.i18n import gettext as _
 
