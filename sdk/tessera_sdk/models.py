@@ -315,6 +315,14 @@ class BounceOut(Struct, kw_only=True):
     next_channel: str
 
 
+class BouncesOut(Struct, kw_only=True):
+    """The ``BouncesOut`` schema of the API."""
+
+    suppressed: int
+    bounced: int
+    ignored: int
+
+
 class BuilderDrillIn(Struct, kw_only=True):
     """The ``BuilderDrillIn`` schema of the API."""
 
@@ -502,6 +510,18 @@ class ChangeIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class ChannelChurn(Struct, kw_only=True):
+    """The ``ChannelChurn`` schema of the API."""
+
+    channel: str
+    acquired: int
+    lost: int
+    churn_rate: float | None
+    reasons: list[ReasonCount]
+    no_reason: int
+    months: int
+
+
 class ChannelFigures(Struct, kw_only=True):
     """The ``ChannelFigures`` schema of the API."""
 
@@ -587,6 +607,65 @@ class CommentIn(Struct, kw_only=True):
     """The ``CommentIn`` schema of the API."""
 
     comment: str = ""
+
+
+class CompetitorMatrix(Struct, kw_only=True):
+    """The ``CompetitorMatrix`` schema of the API."""
+
+    groups: list[MatrixGroup]
+    rows: list[MatrixRow]
+    next_after: int | None
+
+
+class CompetitorProductIn(Struct, kw_only=True):
+    """The ``CompetitorProductIn`` schema of the API."""
+
+    competitor_id: int
+    name: str
+    group_id: int | UnsetType | None = UNSET
+    price: str | UnsetType | None = UNSET
+    currency: str = "RUB"
+    unit: str = ""
+    observed_on: datetime.date | UnsetType | None = UNSET
+    note: str = ""
+
+
+class CompetitorProductOut(Struct, kw_only=True):
+    """The ``CompetitorProductOut`` schema of the API."""
+
+    id: int
+    competitor_id: int
+    group_id: int | None
+    name: str
+    price: str | None
+    currency: str
+    unit: str
+    observed_on: datetime.date | None
+    note: str
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class CompetitorProductOutPage(Struct, kw_only=True):
+    """The ``CompetitorProductOutPage`` schema of the API."""
+
+    items: list[CompetitorProductOut]
+    next_cursor: str | None
+
+
+class CompetitorProductPatch(Struct, kw_only=True):
+    """The ``CompetitorProductPatch`` schema of the API."""
+
+    competitor_id: int | UnsetType = UNSET
+    group_id: int | UnsetType | None = UNSET
+    name: str | UnsetType = UNSET
+    price: str | UnsetType | None = UNSET
+    currency: str | UnsetType = UNSET
+    unit: str | UnsetType = UNSET
+    observed_on: datetime.date | UnsetType | None = UNSET
+    note: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class CompleteIn(Struct, kw_only=True):
@@ -1877,6 +1956,7 @@ class MailingProgress(Struct, kw_only=True):
     failed: int
     late: int
     skipped: int
+    bounced: int = 0
 
 
 class MatrixCell(Struct, kw_only=True):
@@ -1886,6 +1966,31 @@ class MatrixCell(Struct, kw_only=True):
     xyz_class: str
     clients: int
     revenue: str
+
+
+class MatrixCellOut(Struct, kw_only=True):
+    """The ``MatrixCellOut`` schema of the API."""
+
+    group_id: int
+    ours: str | None
+    competitors: list[str]
+    gap: bool
+
+
+class MatrixGroup(Struct, kw_only=True):
+    """The ``MatrixGroup`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+
+
+class MatrixRow(Struct, kw_only=True):
+    """The ``MatrixRow`` schema of the API."""
+
+    party_id: int
+    name: str
+    cells: list[MatrixCellOut]
 
 
 class MeOut(Struct, kw_only=True):
@@ -2277,6 +2382,45 @@ class ProcessTemplateOut(Struct, kw_only=True):
     definition: dict[str, Any]
 
 
+class ProductGroupIn(Struct, kw_only=True):
+    """The ``ProductGroupIn`` schema of the API."""
+
+    key: str
+    name: str
+    skus: list[str] | UnsetType = UNSET
+    position: int = 0
+
+
+class ProductGroupOut(Struct, kw_only=True):
+    """The ``ProductGroupOut`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+    skus: list[str]
+    position: int
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class ProductGroupOutPage(Struct, kw_only=True):
+    """The ``ProductGroupOutPage`` schema of the API."""
+
+    items: list[ProductGroupOut]
+    next_cursor: str | None
+
+
+class ProductGroupPatch(Struct, kw_only=True):
+    """The ``ProductGroupPatch`` schema of the API."""
+
+    key: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    skus: list[str] | UnsetType = UNSET
+    position: int | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class ProductIn(Struct, kw_only=True):
     """The ``ProductIn`` schema of the API."""
 
@@ -2456,6 +2600,13 @@ class RateOut(Struct, kw_only=True):
     rate: str
     created_by: int | None
     created_at: datetime.datetime
+
+
+class ReasonCount(Struct, kw_only=True):
+    """The ``ReasonCount`` schema of the API."""
+
+    reason: str
+    count: int
 
 
 class ReasonIn(Struct, kw_only=True):
@@ -2969,6 +3120,49 @@ class SubstitutionPatch(Struct, kw_only=True):
     version: int | UnsetType = UNSET
 
 
+class SupplyIn(Struct, kw_only=True):
+    """The ``SupplyIn`` schema of the API."""
+
+    party_id: int
+    competitor_id: int
+    group_id: int
+    note: str = ""
+    noted_on: datetime.date | UnsetType | None = UNSET
+
+
+class SupplyOut(Struct, kw_only=True):
+    """The ``SupplyOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    competitor_id: int
+    group_id: int
+    note: str
+    noted_on: datetime.date | None
+    created_by: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class SupplyOutPage(Struct, kw_only=True):
+    """The ``SupplyOutPage`` schema of the API."""
+
+    items: list[SupplyOut]
+    next_cursor: str | None
+
+
+class SupplyPatch(Struct, kw_only=True):
+    """The ``SupplyPatch`` schema of the API."""
+
+    party_id: int | UnsetType = UNSET
+    competitor_id: int | UnsetType = UNSET
+    group_id: int | UnsetType = UNSET
+    note: str | UnsetType = UNSET
+    noted_on: datetime.date | UnsetType | None = UNSET
+    version: int | UnsetType = UNSET
+
+
 class SurveyIn(Struct, kw_only=True):
     """The ``SurveyIn`` schema of the API."""
 
@@ -3475,6 +3669,7 @@ MODELS: dict[str, type[Struct]] = {
     "BackgroundJobOut": BackgroundJobOut,
     "BounceIn": BounceIn,
     "BounceOut": BounceOut,
+    "BouncesOut": BouncesOut,
     "BuilderDrillIn": BuilderDrillIn,
     "BuilderEntity": BuilderEntity,
     "BuilderField": BuilderField,
@@ -3489,6 +3684,7 @@ MODELS: dict[str, type[Struct]] = {
     "CampaignPatch": CampaignPatch,
     "CaseOut": CaseOut,
     "ChangeIn": ChangeIn,
+    "ChannelChurn": ChannelChurn,
     "ChannelFigures": ChannelFigures,
     "ChecklistIn": ChecklistIn,
     "ClassSettings": ClassSettings,
@@ -3497,6 +3693,11 @@ MODELS: dict[str, type[Struct]] = {
     "CloseIn": CloseIn,
     "CollectionRow": CollectionRow,
     "CommentIn": CommentIn,
+    "CompetitorMatrix": CompetitorMatrix,
+    "CompetitorProductIn": CompetitorProductIn,
+    "CompetitorProductOut": CompetitorProductOut,
+    "CompetitorProductOutPage": CompetitorProductOutPage,
+    "CompetitorProductPatch": CompetitorProductPatch,
     "CompleteIn": CompleteIn,
     "ContactBrief": ContactBrief,
     "ContactIn": ContactIn,
@@ -3619,6 +3820,9 @@ MODELS: dict[str, type[Struct]] = {
     "MailingPreview": MailingPreview,
     "MailingProgress": MailingProgress,
     "MatrixCell": MatrixCell,
+    "MatrixCellOut": MatrixCellOut,
+    "MatrixGroup": MatrixGroup,
+    "MatrixRow": MatrixRow,
     "MeOut": MeOut,
     "MembersPage": MembersPage,
     "MessageIn": MessageIn,
@@ -3654,6 +3858,10 @@ MODELS: dict[str, type[Struct]] = {
     "PriceListIn": PriceListIn,
     "ProcessTemplateIn": ProcessTemplateIn,
     "ProcessTemplateOut": ProcessTemplateOut,
+    "ProductGroupIn": ProductGroupIn,
+    "ProductGroupOut": ProductGroupOut,
+    "ProductGroupOutPage": ProductGroupOutPage,
+    "ProductGroupPatch": ProductGroupPatch,
     "ProductIn": ProductIn,
     "ProfileOut": ProfileOut,
     "ProfilePatch": ProfilePatch,
@@ -3672,6 +3880,7 @@ MODELS: dict[str, type[Struct]] = {
     "QueuePatch": QueuePatch,
     "RateIn": RateIn,
     "RateOut": RateOut,
+    "ReasonCount": ReasonCount,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
     "RecomputeOut": RecomputeOut,
@@ -3724,6 +3933,10 @@ MODELS: dict[str, type[Struct]] = {
     "SubstitutionOut": SubstitutionOut,
     "SubstitutionOutPage": SubstitutionOutPage,
     "SubstitutionPatch": SubstitutionPatch,
+    "SupplyIn": SupplyIn,
+    "SupplyOut": SupplyOut,
+    "SupplyOutPage": SupplyOutPage,
+    "SupplyPatch": SupplyPatch,
     "SurveyIn": SurveyIn,
     "SurveyOut": SurveyOut,
     "SurveyOutPage": SurveyOutPage,

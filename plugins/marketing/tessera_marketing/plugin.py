@@ -23,6 +23,9 @@ PERMISSIONS = {
     "marketing.survey.read": N_("Read surveys, their answers and reports (within party visibility)"),
     "marketing.survey.answer": N_("Fill surveys for clients on a call and send them survey links"),
     "marketing.survey.manage": N_("Define surveys: their questions"),
+    "marketing.competitor.read": N_("Read competitors' products and prices and the competitor matrix"),
+    "marketing.competitor.write": N_("Record which competitor a client buys a product group from"),
+    "marketing.competitor.manage": N_("Define product groups and competitors' products and prices"),
 }
 
 
@@ -33,10 +36,10 @@ def tessera_tables() -> str:
 
 @hookimpl
 def tessera_routes() -> list[Any]:
-    from tessera_marketing import routes_surveys
+    from tessera_marketing import routes_bounces, routes_reports, routes_surveys
     from tessera_marketing.routes import routers
 
-    return [*routers(), *routes_surveys.routers()]
+    return [*routers(), *routes_surveys.routers(), *routes_bounces.routers(), *routes_reports.routers()]
 
 
 @hookimpl
@@ -127,6 +130,14 @@ def tessera_sales_deal_sources(campaign_id: int | None) -> Any:
 
 
 @hookimpl
+def tessera_inbound_email(message: Any) -> Any:
+    """Delivery reports and complaints from the bounce mailbox suppress the address."""
+    from tessera_marketing.bounces import on_inbound_email
+
+    return on_inbound_email(message)
+
+
+@hookimpl
 def tessera_process_templates() -> list[dict[str, Any]]:
     from tessera_marketing.leadflow import SHIPPED
 
@@ -158,9 +169,10 @@ def tessera_translations() -> str:
 @hookimpl
 def tessera_web_routes() -> list[Any]:
     from tessera_marketing.web import HANDLERS
+    from tessera_marketing.web_competitors import HANDLERS as COMPETITOR_PAGES
     from tessera_marketing.web_surveys import HANDLERS as SURVEY_PAGES
 
-    return [*HANDLERS, *SURVEY_PAGES]
+    return [*HANDLERS, *SURVEY_PAGES, *COMPETITOR_PAGES]
 
 
 @hookimpl

@@ -211,7 +211,7 @@ class MailingRecipient(Table, tablename="marketing_mailing_recipient"):
     mailing_id = ForeignKey(Mailing, on_delete=OnDelete.cascade, index=True)
     party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
     email = Varchar(length=254)
-    #: queued | sending | sent | failed | late
+    #: queued | sending | sent | failed | late | skipped | bounced (a hard bounce or complaint later)
     status = Varchar(length=10, default="queued")
     message_id = Varchar(length=300, default="")
     sent_at = Timestamptz(null=True, default=None)
@@ -219,12 +219,17 @@ class MailingRecipient(Table, tablename="marketing_mailing_recipient"):
 
 
 class Unsubscribe(Table, tablename="marketing_unsubscribe"):
-    """An address that asked for no more mailings (one-click unsubscribe)."""
+    """An address that receives no more mailings: it unsubscribed (one-click), or a message to
+    it bounced hard or drew a complaint (bounce processing, ``bounces.py``)."""
 
     email = Varchar(length=254, unique=True)
     party_id = Integer(null=True, default=None)
     mailing_id = Integer(null=True, default=None)
     at = Timestamptz(default=TimestamptzNow())
+    #: unsubscribe | hard_bounce | complaint
+    reason = Varchar(length=20, default="unsubscribe")
+    #: The bounce's status code and text, or the complaint's feedback type.
+    detail = Varchar(length=500, default="")
 
 
 class Survey(Table, tablename="marketing_survey"):
@@ -280,6 +285,52 @@ class SurveyAnswer(Table, tablename="marketing_survey_answer"):
     latest = Boolean(default=True)
 
 
+class ProductGroup(Table, tablename="marketing_product_group"):
+    """A group of products for the competitor matrix: our products in it by SKU (the purchases
+    sales reports through ``tessera_marketing_product_purchases``), competitors' by record."""
+
+    key = Varchar(length=64, unique=True)
+    name = Varchar(length=200)
+    #: SKUs of our products in the group.
+    skus = JSON(default=[])
+    position = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class CompetitorProduct(Table, tablename="marketing_competitor_product"):
+    """A competitor's product and its price (the competitor is a party with the relation
+    ``competitor``)."""
+
+    competitor_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    group_id = ForeignKey(ProductGroup, null=True, on_delete=OnDelete.set_null, index=True)
+    name = Varchar(length=300)
+    price = Numeric(digits=MONEY, null=True, default=None)
+    currency = Varchar(length=3, default="RUB")
+    unit = Varchar(length=30, default="")
+    #: When the price was seen (a price list, a tender, a client's word).
+    observed_on = Date(null=True, default=None)
+    note = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class CompetitorSupply(Table, tablename="marketing_competitor_supply"):
+    """A client buys a product group from a competitor (what the manager learnt)."""
+
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    competitor_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    group_id = ForeignKey(ProductGroup, on_delete=OnDelete.cascade, index=True)
+    note = Varchar(length=500, default="")
+    noted_on = Date(null=True, default=None)
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
 TABLES: list[type[Table]] = [
     Segment,
     SegmentMember,
@@ -299,4 +350,7 @@ TABLES: list[type[Table]] = [
     SurveyLink,
     SurveyResponse,
     SurveyAnswer,
+    ProductGroup,
+    CompetitorProduct,
+    CompetitorSupply,
 ]
