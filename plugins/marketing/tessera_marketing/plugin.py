@@ -169,18 +169,20 @@ def tessera_translations() -> str:
 @hookimpl
 def tessera_web_routes() -> list[Any]:
     from tessera_marketing.web import HANDLERS
+    from tessera_marketing.web_churn import HANDLERS as CHURN_PAGES
     from tessera_marketing.web_competitors import HANDLERS as COMPETITOR_PAGES
     from tessera_marketing.web_surveys import HANDLERS as SURVEY_PAGES
 
-    return [*HANDLERS, *SURVEY_PAGES, *COMPETITOR_PAGES]
+    return [*HANDLERS, *SURVEY_PAGES, *COMPETITOR_PAGES, *CHURN_PAGES]
 
 
 @hookimpl
 def tessera_demo_data(ctx: Any) -> Any:
-    from tessera_marketing import demo, demo_surveys
+    from tessera_marketing import demo, demo_competitors, demo_surveys
 
     async def load() -> None:
         await demo.load(ctx)
         await demo_surveys.load(ctx)
+        await demo_competitors.load(ctx)
 
     return load()

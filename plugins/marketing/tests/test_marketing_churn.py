@@ -124,3 +124,13 @@ async def test_churn_per_channel(crm: Any, frozen_clock: Any) -> None:
     assert (
         await crm.get("/api/marketing/reports/return/churn", admin, params={"months": 0})
     ).status_code == 422
+
+    # The page, in Ukrainian.
+    crm.client.cookies.clear()
+    crm.client.headers["Accept-Language"] = "uk"
+    r = await crm.client.post("/login", data={"email": admin["email"], "password": "correct-horse-battery"})
+    assert r.status_code == 303
+    page = await crm.client.get("/marketing/churn", params={"months": 6})
+    assert page.status_code == 200
+    for word in ("Відтік за каналами", "Competitor: 1", "50 %"):
+        assert word in page.text, word

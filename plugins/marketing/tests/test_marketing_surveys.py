@@ -248,15 +248,16 @@ async def test_surveys(crm: Any, frozen_clock: Any) -> None:
     assert r.status_code == 410
 
 
-async def test_demo_survey(crm: Any, frozen_clock: Any) -> None:
+async def test_demo_surveys_and_competitors(crm: Any, frozen_clock: Any) -> None:
     import random
 
     from tessera.demo import DemoContext, system_principal
-    from tessera_marketing import demo_surveys
-    from tessera_marketing.tables import SurveyResponse
+    from tessera_marketing import demo_competitors, demo_surveys
+    from tessera_marketing.tables import CompetitorProduct, CompetitorSupply, SurveyResponse
 
     ctx = DemoContext(random=random.Random(5), admin=system_principal())
     manager = await crm.user("manager")
+    ctx.managers = [manager]
     ctx.parties = [
         (await crm.post("/api/parties", manager, json={"name": f"Demo {i}"})).json() for i in range(14)
     ]
@@ -264,3 +265,6 @@ async def test_demo_survey(crm: Any, frozen_clock: Any) -> None:
     await demo_surveys.load(ctx)  # idempotent
     assert await SurveyResponse.count().where(SurveyResponse.channel == "call") == 12
     assert await SurveyResponse.count().where(SurveyResponse.channel == "link") == 1
+    await demo_competitors.load(ctx)
+    await demo_competitors.load(ctx)  # idempotent
+    assert await CompetitorProduct.count() == 3 and await CompetitorSupply.count() == 8
