@@ -112,7 +112,8 @@ def tessera_inbound_email(message: Any) -> Any:
         ``references``, ``from_address``, ``from_name``, ``to``, ``cc``, ``subject``,
         ``text``, ``html`` (sanitised), ``sent_at``, ``received_at``, ``party_ids`` and
         ``contact_ids`` matched by address (empty: the sender waits in triage),
-        ``activity_ids`` (the e-mail activities stored) and ``attachments``.
+        ``activity_ids`` (the e-mail activities stored), ``attachments`` and ``raw_path`` (the
+        stored raw message, for parsing more than the text: a delivery report, a complaint).
 
     Called once per stored message (deduplicated by Message-ID across polls and nodes), by a
     ``mail.inbound`` background job after the message committed; may return a coroutine. An

@@ -24,6 +24,7 @@ logged (aioimaplib scrubs it from its debug log) nor shown.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import html as html_lib
 import json
@@ -117,6 +118,9 @@ class InboundEmail:
     #: ``{"filename", "content_type", "size", "sha256"}`` per attachment, with
     #: ``"attachment_ids"`` (stored, one per party) or ``"error"`` (too large, not stored).
     attachments: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    #: Where the raw message is kept (``data_dir/attachments/mail``), for a plugin that parses
+    #: more than the text (a delivery report's ``message/delivery-status``); "" when not kept.
+    raw_path: str = ""
 
     @classmethod
     def from_row(cls, row: dict[str, Any], role: str) -> InboundEmail:
@@ -579,7 +583,12 @@ async def load(
     row = await MailMessage.select().where(MailMessage.id == message_row_id).first().output(load_json=True)
     if row is None:
         raise NotFound(f"mail message {message_row_id} not found")
-    return InboundEmail.from_row(row, role or _role_of(settings, row["mailbox"]))
+    message = InboundEmail.from_row(row, role or _role_of(settings, row["mailbox"]))
+    if settings is not None and row.get("raw_sha256"):
+        path = raw_path(settings.data_dir, row["raw_sha256"])
+        if path.exists():
+            message = dataclasses.replace(message, raw_path=str(path))
+    return message
 
 
 @jobs.kernel_kind(KIND, timeout=300.0)

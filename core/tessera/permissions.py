@@ -89,6 +89,9 @@ DEFAULT_ROLES: list[dict[str, Any]] = [
             "service.ticket.read",
             "service.ticket.write",
             "knowledge_base.read",
+            # Marketing surveys: a manager fills them for clients on a call and sends links.
+            "marketing.survey.read",
+            "marketing.survey.answer",
         ],
         "scope": "own",
     },

@@ -315,6 +315,14 @@ class BounceOut(Struct, kw_only=True):
     next_channel: str
 
 
+class BouncesOut(Struct, kw_only=True):
+    """The ``BouncesOut`` schema of the API."""
+
+    suppressed: int
+    bounced: int
+    ignored: int
+
+
 class BuilderDrillIn(Struct, kw_only=True):
     """The ``BuilderDrillIn`` schema of the API."""
 
@@ -502,6 +510,18 @@ class ChangeIn(Struct, kw_only=True):
     comment: str = ""
 
 
+class ChannelChurn(Struct, kw_only=True):
+    """The ``ChannelChurn`` schema of the API."""
+
+    channel: str
+    acquired: int
+    lost: int
+    churn_rate: float | None
+    reasons: list[ReasonCount]
+    no_reason: int
+    months: int
+
+
 class ChannelFigures(Struct, kw_only=True):
     """The ``ChannelFigures`` schema of the API."""
 
@@ -587,6 +607,65 @@ class CommentIn(Struct, kw_only=True):
     """The ``CommentIn`` schema of the API."""
 
     comment: str = ""
+
+
+class CompetitorMatrix(Struct, kw_only=True):
+    """The ``CompetitorMatrix`` schema of the API."""
+
+    groups: list[MatrixGroup]
+    rows: list[MatrixRow]
+    next_after: int | None
+
+
+class CompetitorProductIn(Struct, kw_only=True):
+    """The ``CompetitorProductIn`` schema of the API."""
+
+    competitor_id: int
+    name: str
+    group_id: int | UnsetType | None = UNSET
+    price: str | UnsetType | None = UNSET
+    currency: str = "RUB"
+    unit: str = ""
+    observed_on: datetime.date | UnsetType | None = UNSET
+    note: str = ""
+
+
+class CompetitorProductOut(Struct, kw_only=True):
+    """The ``CompetitorProductOut`` schema of the API."""
+
+    id: int
+    competitor_id: int
+    group_id: int | None
+    name: str
+    price: str | None
+    currency: str
+    unit: str
+    observed_on: datetime.date | None
+    note: str
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class CompetitorProductOutPage(Struct, kw_only=True):
+    """The ``CompetitorProductOutPage`` schema of the API."""
+
+    items: list[CompetitorProductOut]
+    next_cursor: str | None
+
+
+class CompetitorProductPatch(Struct, kw_only=True):
+    """The ``CompetitorProductPatch`` schema of the API."""
+
+    competitor_id: int | UnsetType = UNSET
+    group_id: int | UnsetType | None = UNSET
+    name: str | UnsetType = UNSET
+    price: str | UnsetType | None = UNSET
+    currency: str | UnsetType = UNSET
+    unit: str | UnsetType = UNSET
+    observed_on: datetime.date | UnsetType | None = UNSET
+    note: str | UnsetType = UNSET
+    version: int | UnsetType = UNSET
 
 
 class CompleteIn(Struct, kw_only=True):
@@ -1738,6 +1817,24 @@ class LineOut(Struct, kw_only=True):
     amount: str
 
 
+class LinkIn(Struct, kw_only=True):
+    """The ``LinkIn`` schema of the API."""
+
+    party_id: int
+    days: int = 14
+
+
+class LinkOut(Struct, kw_only=True):
+    """The ``LinkOut`` schema of the API."""
+
+    id: int
+    survey_id: int
+    party_id: int
+    expires_at: datetime.datetime
+    token: str
+    url: str
+
+
 class LoadOut(Struct, kw_only=True):
     """The ``LoadOut`` schema of the API."""
 
@@ -1860,6 +1957,7 @@ class MailingProgress(Struct, kw_only=True):
     failed: int
     late: int
     skipped: int
+    bounced: int = 0
 
 
 class MatrixCell(Struct, kw_only=True):
@@ -1869,6 +1967,31 @@ class MatrixCell(Struct, kw_only=True):
     xyz_class: str
     clients: int
     revenue: str
+
+
+class MatrixCellOut(Struct, kw_only=True):
+    """The ``MatrixCellOut`` schema of the API."""
+
+    group_id: int
+    ours: str | None
+    competitors: list[str]
+    gap: bool
+
+
+class MatrixGroup(Struct, kw_only=True):
+    """The ``MatrixGroup`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+
+
+class MatrixRow(Struct, kw_only=True):
+    """The ``MatrixRow`` schema of the API."""
+
+    party_id: int
+    name: str
+    cells: list[MatrixCellOut]
 
 
 class MeOut(Struct, kw_only=True):
@@ -1975,6 +2098,14 @@ class NotificationOut(Struct, kw_only=True):
     ref: str
     created_at: Any
     read_at: Any
+
+
+class OptionCount(Struct, kw_only=True):
+    """The ``OptionCount`` schema of the API."""
+
+    key: str
+    label: str
+    count: int
 
 
 class OverdueClient(Struct, kw_only=True):
@@ -2252,6 +2383,45 @@ class ProcessTemplateOut(Struct, kw_only=True):
     definition: dict[str, Any]
 
 
+class ProductGroupIn(Struct, kw_only=True):
+    """The ``ProductGroupIn`` schema of the API."""
+
+    key: str
+    name: str
+    skus: list[str] | UnsetType = UNSET
+    position: int = 0
+
+
+class ProductGroupOut(Struct, kw_only=True):
+    """The ``ProductGroupOut`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+    skus: list[str]
+    position: int
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class ProductGroupOutPage(Struct, kw_only=True):
+    """The ``ProductGroupOutPage`` schema of the API."""
+
+    items: list[ProductGroupOut]
+    next_cursor: str | None
+
+
+class ProductGroupPatch(Struct, kw_only=True):
+    """The ``ProductGroupPatch`` schema of the API."""
+
+    key: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    skus: list[str] | UnsetType = UNSET
+    position: int | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
 class ProductIn(Struct, kw_only=True):
     """The ``ProductIn`` schema of the API."""
 
@@ -2310,6 +2480,21 @@ class ProposalTemplateIn(Struct, kw_only=True):
     is_default: bool = True
 
 
+class PublicAnswersIn(Struct, kw_only=True):
+    """The ``PublicAnswersIn`` schema of the API."""
+
+    answers: dict[str, Any]
+
+
+class PublicSurvey(Struct, kw_only=True):
+    """The ``PublicSurvey`` schema of the API."""
+
+    name: str
+    description: str
+    questions: list[dict[str, Any]]
+    expires_at: datetime.datetime
+
+
 class PublishIn(Struct, kw_only=True):
     """The ``PublishIn`` schema of the API."""
 
@@ -2336,6 +2521,19 @@ class QuarantinedOut(Struct, kw_only=True):
     subject: str
     received_at: datetime.datetime
     error: str
+
+
+class QuestionFigures(Struct, kw_only=True):
+    """The ``QuestionFigures`` schema of the API."""
+
+    key: str
+    text: str
+    type: str
+    answered: int
+    options: list[OptionCount]
+    average: float | None
+    minimum: float | None
+    maximum: float | None
 
 
 class QueueIn(Struct, kw_only=True):
@@ -2403,6 +2601,13 @@ class RateOut(Struct, kw_only=True):
     rate: str
     created_by: int | None
     created_at: datetime.datetime
+
+
+class ReasonCount(Struct, kw_only=True):
+    """The ``ReasonCount`` schema of the API."""
+
+    reason: str
+    count: int
 
 
 class ReasonIn(Struct, kw_only=True):
@@ -2530,6 +2735,41 @@ class ResetTokenOut(Struct, kw_only=True):
     user_id: int
     token: str
     expires_at: datetime.datetime
+
+
+class ResponseIn(Struct, kw_only=True):
+    """The ``ResponseIn`` schema of the API."""
+
+    party_id: int
+    answers: dict[str, Any]
+
+
+class ResponseOut(Struct, kw_only=True):
+    """The ``ResponseOut`` schema of the API."""
+
+    id: int
+    survey_id: int
+    party_id: int
+    channel: str
+    answers: dict[str, Any]
+    filled_by: int | None
+    submitted_at: datetime.datetime
+
+
+class ResponseRow(Struct, kw_only=True):
+    """The ``ResponseRow`` schema of the API."""
+
+    id: int
+    survey_id: int
+    party_id: int
+    channel: str
+    answers: dict[str, Any]
+    filled_by: int | None
+    submitted_at: datetime.datetime
+    survey_key: str
+    survey_name: str
+    party_name: str
+    link_id: int | None
 
 
 class RetryOut(Struct, kw_only=True):
@@ -2879,6 +3119,101 @@ class SubstitutionPatch(Struct, kw_only=True):
     ends_at: datetime.datetime | UnsetType = UNSET
     reason: str | UnsetType = UNSET
     version: int | UnsetType = UNSET
+
+
+class SupplyIn(Struct, kw_only=True):
+    """The ``SupplyIn`` schema of the API."""
+
+    party_id: int
+    competitor_id: int
+    group_id: int
+    note: str = ""
+    noted_on: datetime.date | UnsetType | None = UNSET
+
+
+class SupplyOut(Struct, kw_only=True):
+    """The ``SupplyOut`` schema of the API."""
+
+    id: int
+    party_id: int
+    competitor_id: int
+    group_id: int
+    note: str
+    noted_on: datetime.date | None
+    created_by: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class SupplyOutPage(Struct, kw_only=True):
+    """The ``SupplyOutPage`` schema of the API."""
+
+    items: list[SupplyOut]
+    next_cursor: str | None
+
+
+class SupplyPatch(Struct, kw_only=True):
+    """The ``SupplyPatch`` schema of the API."""
+
+    party_id: int | UnsetType = UNSET
+    competitor_id: int | UnsetType = UNSET
+    group_id: int | UnsetType = UNSET
+    note: str | UnsetType = UNSET
+    noted_on: datetime.date | UnsetType | None = UNSET
+    version: int | UnsetType = UNSET
+
+
+class SurveyIn(Struct, kw_only=True):
+    """The ``SurveyIn`` schema of the API."""
+
+    key: str
+    name: str
+    questions: list[dict[str, Any]]
+    description: str = ""
+    active: bool = True
+
+
+class SurveyOut(Struct, kw_only=True):
+    """The ``SurveyOut`` schema of the API."""
+
+    id: int
+    key: str
+    name: str
+    description: str
+    questions: list[dict[str, Any]]
+    active: bool
+    owner_id: int | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class SurveyOutPage(Struct, kw_only=True):
+    """The ``SurveyOutPage`` schema of the API."""
+
+    items: list[SurveyOut]
+    next_cursor: str | None
+
+
+class SurveyPatch(Struct, kw_only=True):
+    """The ``SurveyPatch`` schema of the API."""
+
+    key: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    questions: list[dict[str, Any]] | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    version: int | UnsetType = UNSET
+
+
+class SurveyReport(Struct, kw_only=True):
+    """The ``SurveyReport`` schema of the API."""
+
+    survey_id: int
+    key: str
+    name: str
+    questions: list[QuestionFigures]
 
 
 class TaskIn(Struct, kw_only=True):
@@ -3344,6 +3679,7 @@ MODELS: dict[str, type[Struct]] = {
     "BackgroundJobOut": BackgroundJobOut,
     "BounceIn": BounceIn,
     "BounceOut": BounceOut,
+    "BouncesOut": BouncesOut,
     "BuilderDrillIn": BuilderDrillIn,
     "BuilderEntity": BuilderEntity,
     "BuilderField": BuilderField,
@@ -3358,6 +3694,7 @@ MODELS: dict[str, type[Struct]] = {
     "CampaignPatch": CampaignPatch,
     "CaseOut": CaseOut,
     "ChangeIn": ChangeIn,
+    "ChannelChurn": ChannelChurn,
     "ChannelFigures": ChannelFigures,
     "ChecklistIn": ChecklistIn,
     "ClassSettings": ClassSettings,
@@ -3366,6 +3703,11 @@ MODELS: dict[str, type[Struct]] = {
     "CloseIn": CloseIn,
     "CollectionRow": CollectionRow,
     "CommentIn": CommentIn,
+    "CompetitorMatrix": CompetitorMatrix,
+    "CompetitorProductIn": CompetitorProductIn,
+    "CompetitorProductOut": CompetitorProductOut,
+    "CompetitorProductOutPage": CompetitorProductOutPage,
+    "CompetitorProductPatch": CompetitorProductPatch,
     "CompleteIn": CompleteIn,
     "ContactBrief": ContactBrief,
     "ContactIn": ContactIn,
@@ -3475,6 +3817,8 @@ MODELS: dict[str, type[Struct]] = {
     "LeadPatch": LeadPatch,
     "LineIn": LineIn,
     "LineOut": LineOut,
+    "LinkIn": LinkIn,
+    "LinkOut": LinkOut,
     "LoadOut": LoadOut,
     "LoginIn": LoginIn,
     "LoginOut": LoginOut,
@@ -3486,6 +3830,9 @@ MODELS: dict[str, type[Struct]] = {
     "MailingPreview": MailingPreview,
     "MailingProgress": MailingProgress,
     "MatrixCell": MatrixCell,
+    "MatrixCellOut": MatrixCellOut,
+    "MatrixGroup": MatrixGroup,
+    "MatrixRow": MatrixRow,
     "MeOut": MeOut,
     "MembersPage": MembersPage,
     "MessageIn": MessageIn,
@@ -3497,6 +3844,7 @@ MODELS: dict[str, type[Struct]] = {
     "NoteOutPage": NoteOutPage,
     "NotePatch": NotePatch,
     "NotificationOut": NotificationOut,
+    "OptionCount": OptionCount,
     "OverdueClient": OverdueClient,
     "Participant": Participant,
     "PartyIn": PartyIn,
@@ -3520,21 +3868,29 @@ MODELS: dict[str, type[Struct]] = {
     "PriceListIn": PriceListIn,
     "ProcessTemplateIn": ProcessTemplateIn,
     "ProcessTemplateOut": ProcessTemplateOut,
+    "ProductGroupIn": ProductGroupIn,
+    "ProductGroupOut": ProductGroupOut,
+    "ProductGroupOutPage": ProductGroupOutPage,
+    "ProductGroupPatch": ProductGroupPatch,
     "ProductIn": ProductIn,
     "ProfileOut": ProfileOut,
     "ProfilePatch": ProfilePatch,
     "PromiseIn": PromiseIn,
     "PromiseOut": PromiseOut,
     "ProposalTemplateIn": ProposalTemplateIn,
+    "PublicAnswersIn": PublicAnswersIn,
+    "PublicSurvey": PublicSurvey,
     "PublishIn": PublishIn,
     "PublishOut": PublishOut,
     "QuarantinedOut": QuarantinedOut,
+    "QuestionFigures": QuestionFigures,
     "QueueIn": QueueIn,
     "QueueOut": QueueOut,
     "QueueOutPage": QueueOutPage,
     "QueuePatch": QueuePatch,
     "RateIn": RateIn,
     "RateOut": RateOut,
+    "ReasonCount": ReasonCount,
     "ReasonIn": ReasonIn,
     "ReassignIn": ReassignIn,
     "RecomputeOut": RecomputeOut,
@@ -3549,6 +3905,9 @@ MODELS: dict[str, type[Struct]] = {
     "ResetRequestIn": ResetRequestIn,
     "ResetRequested": ResetRequested,
     "ResetTokenOut": ResetTokenOut,
+    "ResponseIn": ResponseIn,
+    "ResponseOut": ResponseOut,
+    "ResponseRow": ResponseRow,
     "RetryOut": RetryOut,
     "RoleIn": RoleIn,
     "RoleOut": RoleOut,
@@ -3584,6 +3943,15 @@ MODELS: dict[str, type[Struct]] = {
     "SubstitutionOut": SubstitutionOut,
     "SubstitutionOutPage": SubstitutionOutPage,
     "SubstitutionPatch": SubstitutionPatch,
+    "SupplyIn": SupplyIn,
+    "SupplyOut": SupplyOut,
+    "SupplyOutPage": SupplyOutPage,
+    "SupplyPatch": SupplyPatch,
+    "SurveyIn": SurveyIn,
+    "SurveyOut": SurveyOut,
+    "SurveyOutPage": SurveyOutPage,
+    "SurveyPatch": SurveyPatch,
+    "SurveyReport": SurveyReport,
     "TaskIn": TaskIn,
     "TaskOut": TaskOut,
     "TaskOutPage": TaskOutPage,

@@ -42,3 +42,31 @@ def tessera_marketing_suppressions(engine: str) -> Any:
     Receivables answers with the clients in active dunning, service with the clients who have
     an open complaint.
     """
+
+
+@hookspec
+def tessera_marketing_loss_reasons(engine: str) -> Any:
+    """Return why clients were lost, as a list of
+    ``{"key": "sales.lost_deals", "label": <msgid>, "sql": "SELECT party_id, reason, at ..."}``.
+
+    :param engine: ``"sqlite"`` or ``"postgres"``.
+
+    Each SELECT returns ``party_id`` (int), ``reason`` (text a person reads) and ``at`` (when,
+    a timestamp); plugin-written SQL without parameters. The churn of clients per acquisition
+    channel (``GET /api/marketing/reports/return/churn``) shows each lost client's latest
+    reason. Sales answers with the loss reasons of lost deals.
+    """
+
+
+@hookspec
+def tessera_marketing_product_purchases(engine: str) -> Any:
+    """Return what clients bought from us, by product, as a list of
+    ``{"key": "sales.won_lines", "label": <msgid>, "sql": "SELECT party_id, sku, amount, at ..."}``.
+
+    :param engine: ``"sqlite"`` or ``"postgres"``.
+
+    Each SELECT returns ``party_id`` (int), ``sku`` (the product's code, text), ``amount``
+    (numeric) and ``at`` (when, a timestamp); plugin-written SQL without parameters. The
+    competitor matrix (clients x product groups) puts each SKU in the marketing product group
+    that lists it. Sales answers with the lines of won deals.
+    """

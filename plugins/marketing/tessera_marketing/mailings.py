@@ -257,7 +257,7 @@ async def progress(principal: Principal, mailing_id: int) -> dict[str, Any]:
         "SELECT status, COUNT(*) AS n FROM marketing_mailing_recipient WHERE mailing_id = {} GROUP BY status",
         mailing_id,
     )
-    counts = {s: 0 for s in ("queued", "sending", "sent", "failed", "late", "skipped")}
+    counts = {s: 0 for s in ("queued", "sending", "sent", "failed", "late", "skipped", "bounced")}
     counts.update({r["status"]: int(r["n"]) for r in rows})
     return {"mailing_id": mailing_id, "status": mailing["status"], **counts}
 

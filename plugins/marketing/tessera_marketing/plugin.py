@@ -20,6 +20,12 @@ PERMISSIONS = {
     ),
     "marketing.mailing.send": N_("Write and send mailings to segments"),
     "marketing.settings.manage": N_("Change the ABC/XYZ thresholds and recompute the classes"),
+    "marketing.survey.read": N_("Read surveys, their answers and reports (within party visibility)"),
+    "marketing.survey.answer": N_("Fill surveys for clients on a call and send them survey links"),
+    "marketing.survey.manage": N_("Define surveys: their questions"),
+    "marketing.competitor.read": N_("Read competitors' products and prices and the competitor matrix"),
+    "marketing.competitor.write": N_("Record which competitor a client buys a product group from"),
+    "marketing.competitor.manage": N_("Define product groups and competitors' products and prices"),
 }
 
 
@@ -30,9 +36,10 @@ def tessera_tables() -> str:
 
 @hookimpl
 def tessera_routes() -> list[Any]:
+    from tessera_marketing import routes_bounces, routes_reports, routes_surveys
     from tessera_marketing.routes import routers
 
-    return routers()
+    return [*routers(), *routes_surveys.routers(), *routes_bounces.routers(), *routes_reports.routers()]
 
 
 @hookimpl
@@ -57,10 +64,45 @@ def tessera_background_jobs() -> dict[str, Any]:
 
 
 @hookimpl
-def tessera_timeline_items(party_id: int) -> Any:
-    from tessera_marketing.mailings import timeline
+def tessera_timeline_items(party_id: int, principal: Any) -> Any:
+    from tessera_marketing import mailings, surveys
 
-    return timeline(party_id)
+    async def items() -> list[dict[str, Any]]:
+        return [*await mailings.timeline(party_id), *await surveys.timeline(party_id, principal)]
+
+    return items()
+
+
+@hookimpl
+def tessera_card_widgets(party_id: int, principal: Any) -> Any:
+    from tessera_marketing.web_surveys import card_widget
+
+    return card_widget(party_id, principal)
+
+
+@hookimpl(optionalhook=True)
+def tessera_advice_fact_names(kind: str) -> Any:
+    """Facts for the knowledge base's advice rules: ``survey.<survey>.<question>`` -> what it is
+    (the latest answer of the record's party)."""
+    from tessera_marketing.surveys import fact_names
+
+    return fact_names()  # as last read by this process (the facts hook reads them again)
+
+
+@hookimpl(optionalhook=True)
+def tessera_advice_facts(kind: str, record: dict[str, Any]) -> Any:
+    """The latest survey answers of the record's party (``record["party_id"]``, or the party
+    itself when ``kind == "party"``): ``{"survey.<survey>.<question>": value}``."""
+    from tessera_marketing.surveys import facts
+
+    party_id = record.get("id") if kind == "party" else record.get("party_id")
+
+    async def none() -> dict[str, Any]:
+        return {}
+
+    if not isinstance(party_id, int) or isinstance(party_id, bool):
+        return none()
+    return facts(party_id)
 
 
 @hookimpl
@@ -88,6 +130,28 @@ def tessera_sales_deal_sources(campaign_id: int | None) -> Any:
 
 
 @hookimpl
+def tessera_inbound_email(message: Any) -> Any:
+    """Delivery reports and complaints from the bounce mailbox suppress the address."""
+    from tessera_marketing.bounces import on_inbound_email
+
+    return on_inbound_email(message)
+
+
+@hookimpl
+def tessera_process_templates() -> list[dict[str, Any]]:
+    from tessera_marketing.leadflow import SHIPPED
+
+    return [dict(t) for t in SHIPPED]
+
+
+@hookimpl
+def tessera_workflow_assignee(rule: str, args: dict[str, Any], instance: dict[str, Any]) -> Any:
+    from tessera_marketing.leadflow import ASSIGNEE_RULE, assignee_of
+
+    return assignee_of(instance) if rule == ASSIGNEE_RULE else None
+
+
+@hookimpl
 def tessera_nav_items() -> list[dict[str, Any]]:
     from tessera.i18n import gettext as _
 
@@ -105,12 +169,20 @@ def tessera_translations() -> str:
 @hookimpl
 def tessera_web_routes() -> list[Any]:
     from tessera_marketing.web import HANDLERS
+    from tessera_marketing.web_churn import HANDLERS as CHURN_PAGES
+    from tessera_marketing.web_competitors import HANDLERS as COMPETITOR_PAGES
+    from tessera_marketing.web_surveys import HANDLERS as SURVEY_PAGES
 
-    return list(HANDLERS)
+    return [*HANDLERS, *SURVEY_PAGES, *COMPETITOR_PAGES, *CHURN_PAGES]
 
 
 @hookimpl
 def tessera_demo_data(ctx: Any) -> Any:
-    from tessera_marketing.demo import load
+    from tessera_marketing import demo, demo_competitors, demo_surveys
 
-    return load(ctx)
+    async def load() -> None:
+        await demo.load(ctx)
+        await demo_surveys.load(ctx)
+        await demo_competitors.load(ctx)
+
+    return load()

@@ -553,6 +553,8 @@ class MailingProgress(Struct, kw_only=True):
     failed: int
     late: int
     skipped: int
+    #: hard bounces and complaints reported after sending (bounce processing)
+    bounced: int = 0
 
 
 class MailingPreview(Struct, kw_only=True):

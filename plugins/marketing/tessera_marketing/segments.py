@@ -74,6 +74,8 @@ class _Compiler:
         self.count = 0
         self.segment_id = segment_id
         self.nested: list[int] = []
+        #: The surveys (``surveys.rule_schema``), loaded when the rules name one.
+        self.surveys: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ structure
 
@@ -122,6 +124,10 @@ class _Compiler:
             if not KEY.match(key) or key not in self.custom:
                 raise ValidationFailed.field(f"{path}.field", f"unknown field {field!r}")
             ops: tuple[str, ...] = CUSTOM_OPS
+        elif field.startswith("survey."):
+            from tessera_marketing.surveys import rule_sql
+
+            return rule_sql(self.surveys, field, op, rule.get("value"), path, self.pg)
         elif field in FIELDS:
             ops = FIELDS[field]
         else:
@@ -391,6 +397,10 @@ async def compile_rules(rules: Any, path: str = "rules", segment_id: int | None 
     if not isinstance(rules, dict) or not any(k in rules for k in ("all", "any", "not")):
         raise ValidationFailed.field(path, 'must be an object {"all": [...]} or {"any": [...]}')
     compiler = _Compiler(await party_custom_schema(), clock.now(), segment_id)
+    from tessera_marketing import surveys
+
+    if surveys.uses_surveys(rules):
+        compiler.surveys = await surveys.rule_schema()
     sql, args = compiler.node(rules, path, 0)
     if compiler.nested:
         await _check_nested(compiler.nested, segment_id, path)

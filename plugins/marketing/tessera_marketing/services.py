@@ -21,7 +21,7 @@ from tessera.errors import NotFound, ValidationFailed
 from tessera.i18n import N_
 from tessera.permissions import Principal
 
-from tessera_marketing import segments
+from tessera_marketing import leadflow, segments
 from tessera_marketing.tables import Campaign, CampaignCost, Lead, Segment, SegmentMember
 
 CHANNELS = ("email", "web", "exhibition", "event", "ads", "social", "phone", "print", "referral", "other")
@@ -308,6 +308,8 @@ LEAD = service.EntitySpec(
     write_visibility=lead_write_visibility,
     custom_fields=False,
     prepare=_prepare_lead,
+    # A form lead runs through the workflow process marketing.lead (its norm, escalation).
+    after_write=leadflow.after_write,
     order_fields=("id", "received_at"),
     party_in_events=True,
     permission_overrides={

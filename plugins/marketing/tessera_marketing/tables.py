@@ -211,7 +211,7 @@ class MailingRecipient(Table, tablename="marketing_mailing_recipient"):
     mailing_id = ForeignKey(Mailing, on_delete=OnDelete.cascade, index=True)
     party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
     email = Varchar(length=254)
-    #: queued | sending | sent | failed | late
+    #: queued | sending | sent | failed | late | skipped | bounced (a hard bounce or complaint later)
     status = Varchar(length=10, default="queued")
     message_id = Varchar(length=300, default="")
     sent_at = Timestamptz(null=True, default=None)
@@ -219,12 +219,116 @@ class MailingRecipient(Table, tablename="marketing_mailing_recipient"):
 
 
 class Unsubscribe(Table, tablename="marketing_unsubscribe"):
-    """An address that asked for no more mailings (one-click unsubscribe)."""
+    """An address that receives no more mailings: it unsubscribed (one-click), or a message to
+    it bounced hard or drew a complaint (bounce processing, ``bounces.py``)."""
 
     email = Varchar(length=254, unique=True)
     party_id = Integer(null=True, default=None)
     mailing_id = Integer(null=True, default=None)
     at = Timestamptz(default=TimestamptzNow())
+    #: unsubscribe | hard_bounce | complaint
+    reason = Varchar(length=20, default="unsubscribe")
+    #: The bounce's status code and text, or the complaint's feedback type.
+    detail = Varchar(length=500, default="")
+
+
+class Survey(Table, tablename="marketing_survey"):
+    """A questionnaire: its ``questions`` are a JSON document checked with jsonschema
+    (``surveys.QUESTIONS_SCHEMA``); the survey's ``key`` and each question's ``key`` are stable,
+    so segment rules and facts (``survey.<key>.<question>``) keep naming the same thing."""
+
+    key = Varchar(length=64, unique=True)
+    name = Varchar(length=200)
+    description = Text(default="")
+    questions = JSON(default=[])
+    active = Boolean(default=True)
+    owner_id = ForeignKey(CrmUser, null=True, on_delete=OnDelete.set_null)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class SurveyLink(Table, tablename="marketing_survey_link"):
+    """A signed public link that lets one client answer one survey once, until it expires."""
+
+    survey_id = ForeignKey(Survey, on_delete=OnDelete.cascade, index=True)
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class SurveyResponse(Table, tablename="marketing_survey_response"):
+    """One filled questionnaire of a party: by staff on a call, or by the client via a link."""
+
+    survey_id = ForeignKey(Survey, on_delete=OnDelete.cascade, index=True)
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    #: call (staff) | link (the client, through a signed link)
+    channel = Varchar(length=10, default="call")
+    link_id = Integer(null=True, default=None)
+    answers = JSON(default={})
+    filled_by = Integer(null=True, default=None)
+    submitted_at = Timestamptz(default=TimestamptzNow(), index=True)
+
+
+class SurveyAnswer(Table, tablename="marketing_survey_answer"):
+    """The answers of a response, one row per question (per chosen option of a multiple
+    choice), for segment rules and reports in SQL; ``latest`` marks the party's newest answer."""
+
+    response_id = ForeignKey(SurveyResponse, on_delete=OnDelete.cascade, index=True)
+    survey_id = Integer()
+    party_id = Integer(index=True)
+    question_key = Varchar(length=64)
+    value_text = Varchar(length=2000, null=True, default=None)
+    value_num = Numeric(digits=(18, 4), null=True, default=None)
+    latest = Boolean(default=True)
+
+
+class ProductGroup(Table, tablename="marketing_product_group"):
+    """A group of products for the competitor matrix: our products in it by SKU (the purchases
+    sales reports through ``tessera_marketing_product_purchases``), competitors' by record."""
+
+    key = Varchar(length=64, unique=True)
+    name = Varchar(length=200)
+    #: SKUs of our products in the group.
+    skus = JSON(default=[])
+    position = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class CompetitorProduct(Table, tablename="marketing_competitor_product"):
+    """A competitor's product and its price (the competitor is a party with the relation
+    ``competitor``)."""
+
+    competitor_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    group_id = ForeignKey(ProductGroup, null=True, on_delete=OnDelete.set_null, index=True)
+    name = Varchar(length=300)
+    price = Numeric(digits=MONEY, null=True, default=None)
+    currency = Varchar(length=3, default="RUB")
+    unit = Varchar(length=30, default="")
+    #: When the price was seen (a price list, a tender, a client's word).
+    observed_on = Date(null=True, default=None)
+    note = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
+
+
+class CompetitorSupply(Table, tablename="marketing_competitor_supply"):
+    """A client buys a product group from a competitor (what the manager learnt)."""
+
+    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    competitor_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    group_id = ForeignKey(ProductGroup, on_delete=OnDelete.cascade, index=True)
+    note = Varchar(length=500, default="")
+    noted_on = Date(null=True, default=None)
+    created_by = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+    version = Integer(default=1)
 
 
 TABLES: list[type[Table]] = [
@@ -242,4 +346,11 @@ TABLES: list[type[Table]] = [
     Mailing,
     MailingRecipient,
     Unsubscribe,
+    Survey,
+    SurveyLink,
+    SurveyResponse,
+    SurveyAnswer,
+    ProductGroup,
+    CompetitorProduct,
+    CompetitorSupply,
 ]

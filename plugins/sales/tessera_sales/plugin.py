@@ -211,6 +211,22 @@ def tessera_revenue_sources(engine: str) -> list[dict[str, Any]]:
 
 
 @hookimpl(optionalhook=True)
+def tessera_marketing_loss_reasons(engine: str) -> list[dict[str, Any]]:
+    """Why clients were lost (lost deals' reasons) for marketing's churn per channel."""
+    from tessera_sales.revenue_sources import loss_reasons
+
+    return loss_reasons(engine)
+
+
+@hookimpl(optionalhook=True)
+def tessera_marketing_product_purchases(engine: str) -> list[dict[str, Any]]:
+    """What clients bought from us by product (won deal lines) for marketing's competitor matrix."""
+    from tessera_sales.revenue_sources import product_purchases
+
+    return product_purchases(engine)
+
+
+@hookimpl(optionalhook=True)
 def tessera_caller_facts(party_id: int, principal: Any) -> Any:
     from tessera_sales.integrations import caller_facts
 

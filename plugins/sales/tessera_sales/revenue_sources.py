@@ -40,3 +40,36 @@ def _sql(engine: str) -> str:
 
 def revenue_sources(engine: str) -> list[dict[str, Any]]:
     return [{"key": "sales.won_deals", "label": N_("Won deals"), "sql": _sql(engine)}]
+
+
+def loss_reasons(engine: str) -> list[dict[str, Any]]:
+    """The marketing plugin's ``tessera_marketing_loss_reasons``: lost deals with their reason
+    (the managed list's name, else the loss comment), for the churn per acquisition channel."""
+    reason = "COALESCE(r.name, NULLIF(d.loss_comment, ''))"
+    return [
+        {
+            "key": "sales.lost_deals",
+            "label": N_("Lost deals"),
+            "sql": (
+                f"SELECT d.party_id AS party_id, {reason} AS reason, d.closed_at AS at FROM sales_deal d "
+                "LEFT JOIN sales_loss_reason r ON r.id = d.loss_reason_id "
+                f"WHERE d.status = 'lost' AND d.closed_at IS NOT NULL AND {reason} IS NOT NULL"
+            ),
+        }
+    ]
+
+
+def product_purchases(engine: str) -> list[dict[str, Any]]:
+    """The marketing plugin's ``tessera_marketing_product_purchases``: the product lines of won
+    deals (amount as on the line, in the deal's currency), for its competitor matrix."""
+    return [
+        {
+            "key": "sales.won_lines",
+            "label": N_("Won deals"),
+            "sql": (
+                "SELECT d.party_id AS party_id, p.sku AS sku, l.amount AS amount, d.closed_at AS at "
+                "FROM sales_deal_line l JOIN sales_deal d ON d.id = l.deal_id "
+                "JOIN sales_product p ON p.id = l.product_id WHERE d.status = 'won'"
+            ),
+        }
+    ]

@@ -1,0 +1,380 @@
+"""Survey pages (mounted under ``/marketing/``): the survey list and editor (questions as a
+JSON document), each survey's answers and report, the form staff fill for a client on a call
+(opened from the client card), and the public page of a signed survey link.
+
+No ``from __future__ import annotations``: Litestar reads the handlers' annotations.
+"""
+
+import json
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.response import Redirect
+from tessera import i18n
+from tessera.entities import service
+from tessera.entities.parties import PARTY
+from tessera.errors import DomainError, ValidationFailed
+from tessera.i18n import gettext as _
+from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, field_errors, render
+
+from tessera_marketing import surveys
+
+i18n.register_labels("marketing.survey.type", surveys.TYPE_LABELS)
+i18n.register_labels("marketing.survey.channel", surveys.CHANNEL_LABELS)
+SURVEY_FIELDS = frozenset({"key", "name", "description", "questions"})
+EXAMPLE = [
+    {"key": "score", "text": "How likely are you to recommend us?", "type": "scale", "min": 0, "max": 10},
+    {
+        "key": "source",
+        "text": "Where did you hear of us?",
+        "type": "choice",
+        "options": [{"key": "expo", "label": "Exhibition"}, {"key": "web", "label": "Search engine"}],
+    },
+]
+
+
+def _survey_values(data: dict[str, str], creating: bool) -> dict[str, Any]:
+    try:
+        questions = json.loads(data.get("questions") or "null")
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed.field("questions", f"not JSON: {exc.msg} (line {exc.lineno})") from None
+    values: dict[str, Any] = {
+        "name": (data.get("name") or "").strip(),
+        "description": data.get("description") or "",
+        "questions": questions,
+        "active": data.get("active") == "on" or (creating and "active" not in data),
+    }
+    if not values["name"]:
+        raise ValidationFailed.field("name", "required")
+    if creating:
+        values["key"] = (data.get("key") or "").strip()
+    return values
+
+
+@get("/surveys")
+async def surveys_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Surveys with their number of responses, and a form for a new one."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    return await _list_view(
+        request, principal, {"questions": json.dumps(EXAMPLE, ensure_ascii=False, indent=2)}
+    )
+
+
+async def _list_view(
+    request: Request[Any, Any, Any],
+    principal: Any,
+    form: dict[str, Any],
+    errors: Any = None,
+    status: int = 200,
+) -> Response[Any]:
+    try:
+        page = await service.list_page(surveys.SURVEY, principal, [], limit=200)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    from tessera import db
+
+    counts = {
+        int(r["survey_id"]): int(r["n"])
+        for r in await db.raw(
+            "SELECT survey_id, COUNT(*) AS n FROM marketing_survey_response GROUP BY survey_id"
+        )
+    }
+    return render(
+        request,
+        "marketing/surveys.html",
+        status=status,
+        principal=principal,
+        surveys=page.items,
+        counts=counts,
+        form=form,
+        errors=errors or {},
+        can_manage=principal.can("marketing.survey.manage"),
+    )
+
+
+@post("/surveys", status_code=303)
+async def create_survey(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    check_csrf(principal, data)
+    try:
+        row = await service.create(surveys.SURVEY, principal, _survey_values(data, True))
+    except DomainError as exc:
+        if exc.status in (401, 403, 404):
+            return error_page(request, principal, exc)
+        return await _list_view(request, principal, data, field_errors(exc, SURVEY_FIELDS), exc.status)
+    return Redirect(f"/marketing/surveys/{row['id']}", status_code=303)
+
+
+async def _survey_view(
+    request: Request[Any, Any, Any],
+    principal: Any,
+    survey_id: int,
+    form: dict[str, Any] | None = None,
+    errors: Any = None,
+    status: int = 200,
+) -> Response[Any]:
+    try:
+        survey = await service.get(surveys.SURVEY, principal, survey_id)
+        figures = await surveys.report(principal, survey_id)
+        rows = await surveys.responses(principal, survey_id, limit=200)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    questions = surveys._loaded(survey["questions"])
+    if form is None:
+        form = {
+            "name": survey["name"],
+            "description": survey["description"],
+            "questions": json.dumps(questions, ensure_ascii=False, indent=2),
+            "active": "on" if survey["active"] else "",
+        }
+    return render(
+        request,
+        "marketing/survey.html",
+        status=status,
+        principal=principal,
+        survey=survey,
+        questions=questions,
+        figures=figures,
+        responses=rows,
+        form=form,
+        errors=errors or {},
+        can_manage=principal.can("marketing.survey.manage"),
+        show=_show,
+    )
+
+
+def _show(question: dict[str, Any], value: Any) -> str:
+    """An answer as a person reads it (option labels, yes / no)."""
+    labels = {o["key"]: o["label"] for o in question.get("options", [])}
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    if isinstance(value, list):
+        return ", ".join(labels.get(v, v) for v in value)
+    return str(labels.get(value, value)) if isinstance(value, str) else str(value)
+
+
+@get("/surveys/{survey_id:int}")
+async def survey_page(request: Request[Any, Any, Any], survey_id: int) -> Response[Any]:
+    """A survey: its editor, the report over the latest answers, and the responses."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    return await _survey_view(request, principal, survey_id)
+
+
+@post("/surveys/{survey_id:int}", status_code=303)
+async def save_survey(request: Request[Any, Any, Any], survey_id: int, data: Form) -> Response[Any]:
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    check_csrf(principal, data)
+    try:
+        await service.update(surveys.SURVEY, principal, survey_id, _survey_values(data, False))
+    except DomainError as exc:
+        if exc.status in (401, 403, 404):
+            return error_page(request, principal, exc)
+        return await _survey_view(
+            request, principal, survey_id, data, field_errors(exc, SURVEY_FIELDS), exc.status
+        )
+    return Redirect(f"/marketing/surveys/{survey_id}", status_code=303)
+
+
+def answers_of(questions: list[dict[str, Any]], data: dict[str, str]) -> dict[str, Any]:
+    """The answers of a filled HTML form (``q.<key>``; ``q.<key>.<option>`` for several
+    choices); checked by ``surveys.normalise_answers`` afterwards."""
+    out: dict[str, Any] = {}
+    for question in questions:
+        key = question["key"]
+        if question["type"] == "choices":
+            out[key] = [o["key"] for o in question["options"] if data.get(f"q.{key}.{o['key']}")]
+        else:
+            value = (data.get(f"q.{key}") or "").strip()
+            if value:
+                out[key] = value
+    return out
+
+
+def _form_errors(exc: DomainError) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for error in exc.errors:
+        name = error.field.split(".", 1)[1] if error.field.startswith("answers.") else ""
+        out[name] = str(error.message)
+    return out or {"": exc.detail}
+
+
+async def _fill_view(
+    request: Request[Any, Any, Any],
+    principal: Any,
+    survey_id: int,
+    party_id: int,
+    form: dict[str, Any] | None = None,
+    errors: Any = None,
+    link: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response[Any]:
+    try:
+        principal.require("marketing.survey.answer")
+        survey = await service.get(surveys.SURVEY, principal, survey_id)
+        party = await service.get(PARTY, principal, party_id)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    return render(
+        request,
+        "marketing/survey_fill.html",
+        status=status,
+        principal=principal,
+        survey=survey,
+        questions=surveys._loaded(survey["questions"]),
+        party=party,
+        form=form or {},
+        errors=errors or {},
+        link=link,
+        public=False,
+        action=f"/marketing/surveys/{survey_id}/fill?party_id={party_id}",
+    )
+
+
+@get("/surveys/{survey_id:int}/fill")
+async def fill_page(request: Request[Any, Any, Any], survey_id: int, party_id: int) -> Response[Any]:
+    """The survey for one client, filled by staff on a call (from the client card)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    return await _fill_view(request, principal, survey_id, party_id)
+
+
+@post("/surveys/{survey_id:int}/fill", status_code=303)
+async def fill_submit(
+    request: Request[Any, Any, Any], survey_id: int, party_id: int, data: Form
+) -> Response[Any]:
+    """Save the answers (or, with ``action=link``, make a signed link for the client)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    check_csrf(principal, data)
+    try:
+        if data.get("action") == "link":
+            from tessera_marketing.routes_surveys import _base
+
+            link = await surveys.create_link(principal, survey_id, party_id, 14, _base(request))
+            return await _fill_view(request, principal, survey_id, party_id, link=link)
+        survey = await service.get(surveys.SURVEY, principal, survey_id)
+        answers = answers_of(surveys._loaded(survey["questions"]), data)
+        await surveys.answer_on_call(principal, survey_id, party_id, answers)
+    except DomainError as exc:
+        if exc.status in (401, 403, 404):
+            return error_page(request, principal, exc)
+        return await _fill_view(
+            request, principal, survey_id, party_id, data, _form_errors(exc), status=exc.status
+        )
+    return Redirect(f"/app/parties/{party_id}", status_code=303)
+
+
+@get("/survey/{link_id:int}")
+async def public_page(request: Request[Any, Any, Any], link_id: int, t: str = "") -> Response[Any]:
+    """A signed survey link (no sign-in): the questions, or why the link no longer works."""
+    try:
+        _link, survey = await surveys.open_link(link_id, t[:100])
+    except DomainError as exc:
+        return render(
+            request, "marketing/survey_public.html", principal=None, status=exc.status, gone=exc.status
+        )
+    return render(
+        request,
+        "marketing/survey_fill.html",
+        principal=None,
+        survey=survey,
+        questions=survey["questions"],
+        party=None,
+        form={},
+        errors={},
+        link=None,
+        public=True,
+        action=f"/marketing/survey/{link_id}?t={t[:100]}",
+    )
+
+
+@post("/survey/{link_id:int}", status_code=200)
+async def public_submit(
+    request: Request[Any, Any, Any], link_id: int, data: Form, t: str = ""
+) -> Response[Any]:
+    """The client's answers. No CSRF token: the request is bound to the signed link, which a
+    cross-site page cannot know."""
+    token = t[:100]
+    try:
+        _link, survey = await surveys.open_link(link_id, token)
+        await surveys.answer_by_link(link_id, token, answers_of(survey["questions"], data))
+    except ValidationFailed as exc:
+        return render(
+            request,
+            "marketing/survey_fill.html",
+            principal=None,
+            status=422,
+            survey=survey,
+            questions=survey["questions"],
+            party=None,
+            form=data,
+            errors=_form_errors(exc),
+            link=None,
+            public=True,
+            action=f"/marketing/survey/{link_id}?t={token}",
+        )
+    except DomainError as exc:
+        return render(
+            request, "marketing/survey_public.html", principal=None, status=exc.status, gone=exc.status
+        )
+    return render(request, "marketing/survey_public.html", principal=None, gone=0)
+
+
+async def card_widget(party_id: int, principal: Any) -> list[dict[str, Any]]:
+    """The client card's "Surveys" block: the surveys the client answered (newest first) and
+    links to fill an active survey on a call."""
+    if not principal.can("marketing.survey.read"):
+        return []
+    done = await surveys.responses(principal, party_id=party_id, limit=20)
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for r in done:
+        if r["survey_id"] in seen:
+            continue
+        seen.add(r["survey_id"])
+        rows.append(
+            {
+                "label": r["survey_name"],
+                "value": f"{r['submitted_at']:%Y-%m-%d} · {_(surveys.CHANNEL_LABELS.get(r['channel'], ''))}",
+                "href": f"/marketing/surveys/{r['survey_id']}",
+            }
+        )
+    if principal.can("marketing.survey.answer"):
+        from tessera_marketing.tables import Survey
+
+        for s in (
+            await Survey.select(Survey.id, Survey.name)
+            .where(Survey.active == True)  # noqa: E712
+            .order_by(Survey.id)
+            .limit(10)
+        ):
+            rows.append(
+                {
+                    "label": _("Fill in"),
+                    "value": s["name"],
+                    "href": f"/marketing/surveys/{s['id']}/fill?party_id={party_id}",
+                }
+            )
+    return [{"title": _("Surveys"), "rows": rows, "empty": _("No surveys answered.")}]
+
+
+HANDLERS = [
+    surveys_page,
+    create_survey,
+    survey_page,
+    save_survey,
+    fill_page,
+    fill_submit,
+    public_page,
+    public_submit,
+]
