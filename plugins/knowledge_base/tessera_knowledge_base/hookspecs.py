@@ -27,7 +27,9 @@ def tessera_advice_fact_names(kind: str) -> Any:
     A rule naming a fact nobody offers is refused when it is saved; the names listed here are
     accepted. Use a prefix of your own (``survey.``) — the knowledge base's own facts
     (``party.``, ``deal.``, ``ticket.``, ``history.``) win over a plugin's of the same name.
-    Called when rules are saved and when the rule editor lists facts: keep it cheap.
+    May be a coroutine (awaited): read the names from your tables, so a rule saved on any node
+    right after a restart sees them. Called when rules are saved and when the rule editor lists
+    facts: keep it cheap.
     """
 
 

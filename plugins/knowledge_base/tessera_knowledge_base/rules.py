@@ -210,7 +210,12 @@ async def known_facts(kind: str) -> dict[str, str]:
     for other in ("deal", "ticket"):
         if records.enabled(other):
             out[f"history.open_{other}s"] = f"open {other}s of the client"
-    for plugin, names in _call(plugin_manager(), "tessera_advice_fact_names", kind=kind):
+    for plugin, answer in _call(plugin_manager(), "tessera_advice_fact_names", kind=kind):
+        try:
+            names = await await_me_maybe(answer)
+        except Exception:
+            log.exception("plugin %s failed in tessera_advice_fact_names", plugin)
+            continue
         if not isinstance(names, dict):
             log.error("plugin %s: tessera_advice_fact_names returned %r, not a dict", plugin, type(names))
             continue

@@ -84,9 +84,9 @@ def tessera_card_widgets(party_id: int, principal: Any) -> Any:
 def tessera_advice_fact_names(kind: str) -> Any:
     """Facts for the knowledge base's advice rules: ``survey.<survey>.<question>`` -> what it is
     (the latest answer of the record's party)."""
-    from tessera_marketing.surveys import fact_names
+    from tessera_marketing.surveys import load_fact_names
 
-    return fact_names()  # as last read by this process (the facts hook reads them again)
+    return load_fact_names()  # a coroutine: read now, so every node knows the surveys
 
 
 @hookimpl(optionalhook=True)

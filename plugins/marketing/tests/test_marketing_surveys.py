@@ -180,7 +180,7 @@ async def test_surveys(crm: Any, frozen_clock: Any) -> None:
     ]
 
     # Knowledge-base facts: the party's latest answer per question (kind party or a record's party).
-    names = plugin.tessera_advice_fact_names("party")
+    names = await plugin.tessera_advice_fact_names("party")
     assert names["survey.nps.score"] == "Satisfaction: How likely are you to recommend us?"
     facts = await plugin.tessera_advice_facts("party", {"id": a["id"], "name": "Alpha"})
     assert facts == {
