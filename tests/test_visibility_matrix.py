@@ -851,6 +851,10 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/report-builder/schedules/{schedule_id}"): "the owner's own schedule",
     ("POST", "/api/kpis"): "configuration (report.kpi.manage)",
     ("POST", "/api/dashboards"): "the caller's own dashboard",
+    (
+        "POST",
+        "/api/dashboards/{dashboard_id}/tiles",
+    ): "a tile on a dashboard the caller may edit; test_reports",
     ("PUT", "/api/kpis/{kpi_id}/targets"): "configuration (report.kpi.manage)",
     ("PUT", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
     ("DELETE", "/api/report-builder/saved/{report_id}"): "the owner's own saved definition",
@@ -1001,6 +1005,8 @@ OTHER_WRITES: dict[tuple[str, str], str] = {
         "/api/mail/quarantine/{message_id}/ignore",
     ): "quarantined messages (mail.manage); test_mail_admin",
     ("POST", "/api/imports/parties"): "import job (party.write); owners and duplicates in the caller's scope",
+    ("POST", "/api/imports/activities"): "import job (activity.write); parties matched in the caller's scope",
+    ("POST", "/api/imports/tasks"): "import job (task.write); parties matched in the caller's scope",
     # Receivables are read and written only by readers of the client's owner or team (no
     # relation readers); writes need receivables.write / .collect / .manage; plugins/receivables/tests.
     ("POST", "/api/receivables/invoices"): "receivables.write; on a client the caller reads",
