@@ -18,7 +18,7 @@ from typing import Any
 from tessera import audit, clock, events
 from tessera.scheduler import JobSpec
 
-from tessera_receivables.tables import CollectionCase, Invoice
+from tessera_receivables.tables import CollectionCase, Invoice, PartyProfile
 
 #: The entity of ``receivables.invoice.overdue`` events (``entity_id`` is the invoice's id).
 OVERDUE_ENTITY = "receivables.overdue"
@@ -91,7 +91,6 @@ async def _claim(ids: list[int], now: dt.datetime) -> tuple[int, int]:
             entries.append(
                 audit.entry("overdue", "receivables.invoice", r["id"], {"overdue_at": [None, now]})
             )
-        opened = 0
         # Clients with a case already (one query; the insert below stays guarded by the unique
         # index for a case another worker opens meanwhile).
         has_case = {
@@ -100,43 +99,70 @@ async def _claim(ids: list[int], now: dt.datetime) -> tuple[int, int]:
                 CollectionCase.party_id.is_in(list(first_due)), CollectionCase.status != "closed"
             )
         }
-        for party_id, due in first_due.items():
-            if party_id in has_case:
-                continue
-            rows = (
-                await CollectionCase.insert(
-                    CollectionCase(
-                        party_id=party_id,
-                        status="active",
-                        opened_at=now,
-                        overdue_since=due + dt.timedelta(days=1),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                .on_conflict(action="DO NOTHING")
-                .returning(CollectionCase.id)
+        new_cases = [
+            CollectionCase(
+                party_id=party_id,
+                status="active",
+                opened_at=now,
+                overdue_since=due + dt.timedelta(days=1),
+                created_at=now,
+                updated_at=now,
             )
-            if rows:
-                opened += 1
-                case_id = rows[0]["id"]
-                items.append(
-                    (
-                        "receivables.case.opened",
-                        "receivables.case",
-                        case_id,
-                        {
-                            "id": case_id,
-                            "party_id": party_id,
-                            "overdue_since": (due + dt.timedelta(days=1)).isoformat(),
-                        },
-                    )
+            for party_id, due in first_due.items()
+            if party_id not in has_case
+        ]
+        # One statement for the batch's clients.
+        rows = (
+            await CollectionCase.insert(*new_cases)
+            .on_conflict(action="DO NOTHING")
+            .returning(*CollectionCase._meta.columns)
+            if new_cases
+            else []
+        )
+        for case in rows:
+            since = case["overdue_since"]
+            items.append(
+                (
+                    "receivables.case.opened",
+                    "receivables.case",
+                    case["id"],
+                    {"id": case["id"], "party_id": case["party_id"], "overdue_since": since.isoformat()},
                 )
-                entries.append(
-                    audit.entry("create", "receivables.case", case_id, {"party_id": [None, party_id]})
-                )
+            )
+            entries.append(
+                audit.entry("create", "receivables.case", case["id"], {"party_id": [None, case["party_id"]]})
+            )
+        await _start_processes(rows)
         await events.emit_all(items, also=entries)
-    return len(claimed), opened
+    return len(claimed), len(rows)
+
+
+async def _start_processes(cases: list[dict[str, Any]]) -> None:
+    """Each new case's run of its dunning process, in the transaction that opened it."""
+    if not cases:
+        return
+    from tessera.entities.tables import Party
+
+    from tessera_receivables import dunning
+
+    party_ids = [c["party_id"] for c in cases]
+    parties = {
+        p["id"]: p
+        for p in await Party.select(Party.id, Party.name, Party.owner_id, Party.custom)
+        .where(Party.id.is_in(party_ids))
+        .output(load_json=True)
+    }
+    profiles = {
+        p["party_id"]: p
+        for p in await PartyProfile.select()
+        .where(PartyProfile.party_id.is_in(party_ids))
+        .output(load_json=True)
+    }
+    for case in cases:
+        party = parties.get(case["party_id"])
+        if party is not None:
+            prof = profiles.get(case["party_id"]) or {"reliability": dunning.DEFAULT_RELIABILITY}
+            await dunning.start_process(case, party, prof)
 
 
 async def overdue_scan_job(ctx: Any) -> dict[str, int]:
