@@ -63,6 +63,13 @@ def tessera_process_templates() -> list[dict[str, Any]]:
 
 
 @hookimpl
+def tessera_reports() -> list[Any]:
+    from tessera_receivables.report_defs import REPORTS
+
+    return list(REPORTS)
+
+
+@hookimpl
 def tessera_on_event(event: Any) -> Any:
     if event.name not in ("sales.invoice.issued", "service.ticket.created", "service.ticket.status_changed"):
         return None
