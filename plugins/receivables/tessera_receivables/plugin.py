@@ -63,6 +63,13 @@ def tessera_process_templates() -> list[dict[str, Any]]:
 
 
 @hookimpl
+def tessera_cli_commands() -> Any:
+    from tessera_receivables.cli import app
+
+    return app
+
+
+@hookimpl
 def tessera_reports() -> list[Any]:
     from tessera_receivables.report_defs import REPORTS
 
