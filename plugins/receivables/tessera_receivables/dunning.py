@@ -288,6 +288,10 @@ async def _advance(case: dict[str, Any], now: dt.datetime) -> str:
         if not invoices:
             await _close(current, now, _("Nothing is overdue any more"), instance)
             return "closed"
+        if instance is None and not current.get("process_id"):
+            # A new case: its run of the dunning process starts here, in the transaction that
+            # takes its first look (the overdue scan opens cases set-based, many per statement).
+            instance = await start_process(current, party, prof)
         if reason and current["status"] != "paused":
             await _set(current, now, status="paused", pause_reason=reason, paused_at=now)
             await _suspend(instance, reason)
@@ -314,9 +318,6 @@ async def _advance(case: dict[str, Any], now: dt.datetime) -> str:
             )
             await _resume(instance)
             await _contact(current, "resumed", detail=_("Dunning resumed"), at=now)
-        if instance is None and not current.get("process_id"):
-            # A case from before the plugin ran its cases on the engine.
-            instance = await start_process(current, party, prof)
         if instance is not None:
             # The days of the template version the run was started on.
             from tessera.workflow import templates
