@@ -99,7 +99,7 @@ async def seed_pg(size: int, parties: list[int]) -> None:
             "x.due, CASE WHEN (g - 1) % 7 = 0 THEN 'EUR' ELSE 'RUB' END, x.amount, "
             "CASE WHEN g % 10 = 3 THEN round(x.amount / 2, 2) ELSE x.amount END, 'open', NULL, '', 'api', "
             "NULL, '', NULL, {}, {}, 1 "
-            f"FROM generate_series({start}, {end}) g CROSS JOIN LATERAL (SELECT "
+            f"FROM generate_series({start}::bigint, {end}) g CROSS JOIN LATERAL (SELECT "
             f"DATE '{today}' + ((g * 7919) % 426 - 365)::int AS due, "
             "(((g * 104729) % 499001) + 1000) / 100.0 AS amount) x",
             NOW,
