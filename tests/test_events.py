@@ -293,3 +293,15 @@ async def test_a_listener_may_write_while_delivering(crm: Any, recorder: Recorde
     assert r.status_code == 201, r.text
     assert sorted(recorder.names()) == ["party.created", "party.followed"]
     assert all(r["dispatched_at"] is not None for r in await _outbox())
+
+
+async def test_marking_a_huge_delivery_stays_under_the_argument_limit(crm: Any) -> None:
+    """A first overdue scan delivers hundreds of thousands of events in one marking window:
+    PostgreSQL takes at most 32,767 arguments a statement, so the marks go in chunks."""
+    async with events.unit_of_work():
+        await events.emit("test.ping", "test", 1, {})
+    row = await DomainEvent.select(DomainEvent.id).order_by(DomainEvent.id, ascending=False).first()
+    await DomainEvent.update({DomainEvent.dispatched_at: None}).where(DomainEvent.id == row["id"])
+    await events._mark_delivered([*range(10**9, 10**9 + 40_000), row["id"]])
+    marked = await DomainEvent.select(DomainEvent.dispatched_at).where(DomainEvent.id == row["id"]).first()
+    assert marked["dispatched_at"] is not None

@@ -305,8 +305,41 @@ app.command("backup")(backup_cmd.backup)
 app.command("restore")(backup_cmd.restore)
 
 
+def mount_plugin_commands(target: typer.Typer | None = None, only: str | None = None) -> list[str]:
+    """Mount the command groups installed plugins declare (``tessera_cli_commands``) under
+    their plugin's name; returns the names mounted. ``only``: just that plugin (the one the
+    command line names), so other plugins are not even imported. A plugin that fails to load
+    mounts nothing (the commands that boot the kernel name it)."""
+    from tessera.plugins import call_each, get_plugin_manager, installed_plugins
+
+    target = target or app
+    taken = {group.name for group in target.registered_groups} | {
+        command.name or (command.callback.__name__ if command.callback else "")
+        for command in target.registered_commands
+    }
+    installed = installed_plugins()
+    mounted = []
+    for name in [only] if only else sorted(installed):
+        if name not in installed or name in taken:
+            continue
+        try:
+            pm = get_plugin_manager(Settings(plugins=(name,)))
+            groups = call_each(pm, "tessera_cli_commands")
+        except PluginError:
+            continue
+        for plugin, group in groups:
+            if plugin == name and isinstance(group, typer.Typer):
+                target.add_typer(group, name=name)
+                mounted.append(name)
+    return mounted
+
+
 def main() -> None:
     try:
+        # ``tessera receivables import ...`` mounts that plugin's commands; ``tessera --help``
+        # lists every installed plugin's.
+        words = [a for a in sys.argv[1:] if not a.startswith("-")]
+        mount_plugin_commands(only=words[0] if words else None)
         app()
     except PluginError as exc:
         err.print(f"[red]Plugin error:[/red] {exc}")

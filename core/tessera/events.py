@@ -388,12 +388,18 @@ async def _finished_well(delivered: list[int], finishing: list[Awaitable[None]])
     return True
 
 
+#: Event ids per "delivered" mark (PostgreSQL takes at most 32,767 arguments a statement; a
+#: first overdue scan of the receivables plugin delivers hundreds of thousands in one window).
+_MARK_IDS = 10_000
+
+
 async def _mark_delivered(delivered: list[int]) -> None:
     # One write for the whole batch: a crash before it only means these are delivered again
     # (at-least-once), and a busy unit of work no longer pays a commit per event.
-    await DomainEventRow.update(
-        {DomainEventRow.dispatched_at: clock.now(), DomainEventRow.attempts: DomainEventRow.attempts + 1}
-    ).where(DomainEventRow.id.is_in(delivered))
+    for start in range(0, len(delivered), _MARK_IDS):
+        await DomainEventRow.update(
+            {DomainEventRow.dispatched_at: clock.now(), DomainEventRow.attempts: DomainEventRow.attempts + 1}
+        ).where(DomainEventRow.id.is_in(delivered[start : start + _MARK_IDS]))
 
 
 async def _complete_later(delivered: list[int], finishing: list[Awaitable[None]]) -> None:

@@ -180,6 +180,19 @@ def tessera_workflow_action(name: str, args: dict[str, Any], instance: dict[str,
     """
 
 
+@hookspec
+def tessera_cli_commands() -> Any:
+    """Return the plugin's command group for the ``tessera`` command (a ``typer.Typer``), or
+    ``None``. It is mounted as ``tessera <plugin name> ...`` (``tessera receivables import
+    FILE``) unless a kernel command has that name.
+
+    Called once when the command starts, for every *installed* plugin (the configuration is not
+    read yet: ``--config`` comes after the sub-command). A command boots the kernel with
+    ``tessera.cli_kernel.run_kernel`` and should refuse to run when its plugin is not enabled
+    there. Import heavy modules inside the command, not in the hook.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Reports
 # ---------------------------------------------------------------------------------------------

@@ -497,6 +497,7 @@ class CaseOut(Struct, kw_only=True):
     paused_days: int
     template: str
     version: int
+    process_id: int | UnsetType | None = UNSET
 
 
 class ChangeIn(Struct, kw_only=True):

@@ -1,6 +1,7 @@
 """Browser tests (issue 15): Playwright for Python drives Debian's ``chromium`` package against
 the real server (``tessera serve`` in a child process, ``tessera_sdk.live.LiveServer``) on
-loopback, on SQLite and on PostgreSQL, with the sales plugin enabled.
+loopback, on SQLite and on PostgreSQL, with the sales, service, knowledge base and receivables
+plugins enabled (``browser_helpers.PLUGINS``).
 
 * ``site`` — one server per test module and database (``[sqlite]``/``[postgres]``) on a fresh
   database with a small demo organisation (``tessera.demo.load``); the test process has the

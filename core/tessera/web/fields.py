@@ -143,7 +143,12 @@ def custom_fields(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "help": str(prop.get("description") or ""),
                 "kind": kind,
                 "choices": [v for v in prop.get("enum", []) if v is not None],
-                "options": [(str(v), str(v)) for v in prop.get("enum", []) if v is not None],
+                # ``"x-labels": "<label group>"``: the options in words (``i18n.register_labels``).
+                "options": [
+                    (str(v), i18n.label(prop["x-labels"], v) if prop.get("x-labels") else str(v))
+                    for v in prop.get("enum", [])
+                    if v is not None
+                ],
                 "required": name in required,
                 "max_length": prop.get("maxLength"),
                 "minimum": prop.get("minimum"),

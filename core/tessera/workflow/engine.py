@@ -505,8 +505,10 @@ async def _enter_stage(
         ]
         actions_due = min((d for d in deadlines if d is not None), default=None)
     task_id = None
-    if not final and responsible is not None:
-        task_spec = stage.get("task", {})
+    task_spec = stage.get("task", {})
+    # ``"task": {"create": false}``: a stage the system works (a reminder sent by a plugin's
+    # job) gives nobody a task; its norm and deviations still apply.
+    if not final and responsible is not None and task_spec.get("create", True):
         title = render(
             task_spec.get("title", "{template}: {stage_name} — {title}"), instance, definition, stage_key
         )

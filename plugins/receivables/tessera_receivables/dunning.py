@@ -26,7 +26,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from tessera import audit, clock, events
+from tessera import audit, clock, events, i18n
 from tessera.entities.tables import CrmUser, Notification, Party, Task, UserRole
 from tessera.errors import Conflict, NotFound, ValidationFailed
 from tessera.i18n import N_
@@ -55,46 +55,94 @@ STEP_LABELS = {
 }
 
 
-def _template(key: str, name: str, days: tuple[int, int, int, int], description: str) -> dict[str, Any]:
-    stages = [
-        {
-            "key": step,
-            "name": label,
-            "responsible": {"owner": True},
+#: The stages of a dunning process: ``overdue`` (the case is open, nothing sent yet), then one
+#: stage per step taken, then ``closed``. A stage's ``norm`` is the wait until the next step,
+#: so the day of a step is the sum of the norms before it (``step_days``).
+STAGE_NAMES = {
+    "overdue": N_("Overdue"),
+    "reminder": N_("Reminder sent"),
+    "call": N_("Call the client"),
+    "letter": N_("Formal letter sent"),
+    "escalation": N_("Escalated to the head of sales"),
+    "closed": N_("Closed"),
+}
+_OWNER = {"owner": True}
+_HEAD = {"role": "head", "team": "owner"}
+
+
+def _template(key: str, name: str, waits: tuple[int, int, int, int], description: str) -> dict[str, Any]:
+    """``waits``: days overdue of the reminder, then days from each step to the next."""
+    order = ("overdue", *STEPS)
+    stages: list[dict[str, Any]] = []
+    for i, (stage_key, wait) in enumerate(zip(order, (*waits, 7), strict=True)):
+        stage: dict[str, Any] = {
+            "key": stage_key,
+            "name": STAGE_NAMES[stage_key],
+            "responsible": _HEAD if stage_key == "escalation" else _OWNER,
+            "controller": _HEAD,
             "norm": {"days": wait, "calendar": "calendar"},
+            # Onwards to any later step (a case behind its schedule, a broken promise) or closed.
+            "transitions": [{"to": later} for later in (*order[i + 1 :], "closed")],
         }
-        for step, label, wait in zip(
-            STEPS,
-            ("Reminder e-mail", "Call the client", "Formal letter", "Escalate to the head"),
-            days,
-            strict=True,
-        )
-    ]
-    stages.append({"key": "closed", "name": "Closed", "final": True})
-    return {"key": key, "name": name, "description": description, "subject": "party", "stages": stages}
+        if stage_key == "call":
+            # The account manager's call: the stage task, due before the formal letter.
+            stage["task"] = {"title": N_("Call the client about the overdue debt"), "priority": "high"}
+        elif stage_key == "escalation":
+            # The head of sales decides (stage task; a deviation after the norm).
+            stage["task"] = {"title": N_("Decide on the overdue debt"), "priority": "urgent"}
+        else:
+            # Sent by the plugin's job: nobody's task.
+            stage["task"] = {"create": False}
+        stages.append(stage)
+    stages.append({"key": "closed", "name": STAGE_NAMES["closed"], "final": True})
+    return {
+        "key": key,
+        "name": name,
+        "description": description,
+        "subject": "receivables.case",
+        "stages": stages,
+    }
 
 
-#: Days after the previous step: standard = day 1, 7, 21, 45; gentle = day 5, 14, 28, 52.
+#: Standard = day 1, 7, 21, 45; gentle = day 5, 14, 28, 52.
 TEMPLATES = [
     _template(
         "receivables.dunning.standard",
-        "Dunning",
+        N_("Dunning"),
         (1, 6, 14, 24),
-        "Reminder on day 1 overdue, call on day 7, formal letter on day 21, escalation on day 45",
+        N_("Reminder on day 1 overdue, call on day 7, formal letter on day 21, escalation on day 45"),
     ),
     _template(
         "receivables.dunning.gentle",
-        "Dunning (reliable payer)",
+        N_("Dunning (reliable payer)"),
         (5, 9, 14, 24),
-        "A reliable payer or an A-class client: reminder on day 5, call on day 14, letter on day 28, "
-        "escalation on day 52",
+        N_(
+            "A reliable payer or an A-class client: reminder on day 5, call on day 14, letter on "
+            "day 28, escalation on day 52"
+        ),
     ),
 ]
+i18n.register_shipped_texts(
+    {*STAGE_NAMES.values(), *(t["name"] for t in TEMPLATES), *(t["description"] for t in TEMPLATES)}
+    | {N_("Call the client about the overdue debt"), N_("Decide on the overdue debt")},
+    {},
+)
+
+
+def days_of(definition: dict[str, Any]) -> dict[str, int]:
+    """Day of each step (days overdue, the first overdue day = 1) in a template definition:
+    the norms of the stages before it, summed."""
+    out, day = {}, 0
+    for stage in definition["stages"]:
+        if stage["key"] in STEPS:
+            out[stage["key"]] = day
+        day += int((stage.get("norm") or {}).get("days", 0))
+    return out
 
 
 async def step_days(key: str) -> dict[str, int]:
-    """Day of each step (days overdue, counted from the first overdue day = 1) in the current
-    version of template ``key`` (the shipped one when it is not stored yet)."""
+    """Day of each step in the current version of template ``key`` (the shipped one when it is
+    not stored yet)."""
     definition: dict[str, Any] | None = None
     try:
         from tessera.entities import service
@@ -104,14 +152,7 @@ async def step_days(key: str) -> dict[str, int]:
         definition = (await templates.get_version(key))["definition"]
     except (NotFound, RuntimeError):
         definition = None
-    if not definition:
-        definition = next(t for t in TEMPLATES if t["key"] == key)
-    out, day = {}, 0
-    for stage in definition["stages"]:
-        if stage["key"] in STEPS:
-            day += int((stage.get("norm") or {}).get("days", 0))
-            out[stage["key"]] = day
-    return out
+    return days_of(definition or next(t for t in TEMPLATES if t["key"] == key))
 
 
 async def profile(party_id: int) -> dict[str, Any]:
@@ -242,12 +283,18 @@ async def _advance(case: dict[str, Any], now: dt.datetime) -> str:
         )
         if current is None or current["status"] == "closed":
             return ""
+        instance = await process_of(current)
         invoices = await overdue_invoices(case["party_id"], today)
         if not invoices:
-            await _close(current, now, _("Nothing is overdue any more"))
+            await _close(current, now, _("Nothing is overdue any more"), instance)
             return "closed"
+        if instance is None and not current.get("process_id"):
+            # A new case: its run of the dunning process starts here, in the transaction that
+            # takes its first look (the overdue scan opens cases set-based, many per statement).
+            instance = await start_process(current, party, prof)
         if reason and current["status"] != "paused":
             await _set(current, now, status="paused", pause_reason=reason, paused_at=now)
+            await _suspend(instance, reason)
             await _contact(
                 current,
                 "paused",
@@ -269,9 +316,17 @@ async def _advance(case: dict[str, Any], now: dt.datetime) -> str:
                 paused_at=None,
                 paused_days=int(current["paused_days"]) + paused,
             )
+            await _resume(instance)
             await _contact(current, "resumed", detail=_("Dunning resumed"), at=now)
-        key = template_for(party, prof)
-        days = await step_days(key)
+        if instance is not None:
+            # The days of the template version the run was started on.
+            from tessera.workflow import templates
+
+            key = instance["template_key"]
+            days = days_of(await templates.definition_by_id(instance["template_id"]))
+        else:
+            key = template_for(party, prof)
+            days = await step_days(key)
         done = list(current["steps_done"] or [])
         pending = [s for s in STEPS if s not in done]
         if not pending:
@@ -287,8 +342,111 @@ async def _advance(case: dict[str, Any], now: dt.datetime) -> str:
         # step the client is at now, not every missed one in a burst.
         step = due[-1]
         current = await _set(current, now, steps_done=[*done, *due], template=key)
-        await _take(step, current, party, prof, invoices, now)
+        await _take(step, current, party, prof, invoices, now, instance)
     return "step"
+
+
+# --------------------------------------------------------------------------- the process
+
+#: The subject of a dunning process: the collection case.
+SUBJECT = "receivables.case"
+_PROCESS_COLUMNS = (
+    "id",
+    "status",
+    "current_stage",
+    "current_task_id",
+    "template_id",
+    "template_key",
+    "owner_id",
+)
+
+
+async def start_process(
+    case: dict[str, Any], party: dict[str, Any], prof: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Start the case's run of its dunning template (in the caller's transaction), for the
+    client's account manager. A client without an active one: ``None`` (the plugin walks the
+    case alone)."""
+    from tessera.entities import service
+    from tessera.workflow import engine
+
+    owner = party.get("owner_id")
+    if not owner:
+        return None
+    key = template_for(party, prof)
+    try:
+        instance = await engine.start(
+            engine.engine_principal(owner),
+            service.plugin_manager(),
+            key,
+            subject_entity=SUBJECT,
+            subject_id=case["id"],
+            party_id=party["id"],
+            owner_id=owner,
+            title=str(party["name"])[:300],
+        )
+    except ValidationFailed:  # the account manager left
+        return None
+    await CollectionCase.update(
+        {CollectionCase.process_id: instance["id"], CollectionCase.template: key}
+    ).where(CollectionCase.id == case["id"])
+    case.update(process_id=instance["id"], template=key)
+    return {c: instance[c] for c in _PROCESS_COLUMNS}
+
+
+async def process_of(case: dict[str, Any]) -> dict[str, Any] | None:
+    """The case's running (or suspended) process, if it has one."""
+    if not case.get("process_id"):
+        return None
+    from tessera.workflow.tables import WorkflowInstance as WI
+
+    return await (
+        WI.select(*[WI._meta.get_column_by_name(c) for c in _PROCESS_COLUMNS])
+        .where(WI.id == case["process_id"], WI.status.is_in(["running", "suspended"]))
+        .first()
+    )
+
+
+def _actor(instance: dict[str, Any]) -> Principal:
+    from tessera.workflow import engine
+
+    return engine.engine_principal(instance.get("owner_id") or 0)
+
+
+async def _suspend(instance: dict[str, Any] | None, reason: str) -> None:
+    if instance is None or instance["status"] != "running":
+        return
+    from tessera.workflow import engine
+
+    await engine.suspend(_actor(instance), instance["id"], f"receivables: {reason}")
+    instance["status"] = "suspended"
+
+
+async def _resume(instance: dict[str, Any] | None) -> None:
+    """Resume the process: the engine moves its norm and task deadline on by the pause."""
+    if instance is None or instance["status"] != "suspended":
+        return
+    from tessera.workflow import engine
+
+    await engine.resume(_actor(instance), instance["id"], "receivables: resumed")
+    instance["status"] = "running"
+
+
+async def _move(instance: dict[str, Any] | None, to: str, comment: str = "") -> None:
+    """Move the process to the stage of the step taken (or ``closed``), in the caller's
+    transaction."""
+    if instance is None:
+        return
+    await _resume(instance)
+    if instance["current_stage"] == to:
+        return
+    from tessera.entities import service
+    from tessera.workflow import engine
+
+    moved = await engine.advance(
+        _actor(instance), service.plugin_manager(), instance["id"], to=to, comment=comment[:500]
+    )
+    instance.update({c: moved[c] for c in _PROCESS_COLUMNS})
 
 
 async def _set(case: dict[str, Any], now: dt.datetime, **changes: Any) -> dict[str, Any]:
@@ -320,8 +478,11 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date | dt.datetime) else value
 
 
-async def _close(case: dict[str, Any], now: dt.datetime, why: str) -> None:
+async def _close(
+    case: dict[str, Any], now: dt.datetime, why: str, instance: dict[str, Any] | None = None
+) -> None:
     await _set(case, now, status="closed", closed_at=now)
+    await _move(instance if instance is not None else await process_of(case), "closed", why)
     await _contact(case, "closed", detail=why, at=now)
     await events.emit(
         "receivables.case.closed",
@@ -400,7 +561,9 @@ async def _take(
     prof: dict[str, Any],
     invoices: list[dict[str, Any]],
     now: dt.datetime,
+    instance: dict[str, Any] | None = None,
 ) -> None:
+    """Take ``step``: its stage in the case's process, then what the step does."""
     totals = _totals(invoices)
     text = _money_text(totals)
     lines = "\n".join(
@@ -412,6 +575,7 @@ async def _take(
     owner = party.get("owner_id")
     channel = ""
     detail = ""
+    await _move(instance, step, str(STEP_LABELS[step]))
     if step == "reminder":
         channel = channels_for(party, prof)[0]
         if channel == "email":
@@ -440,13 +604,14 @@ async def _take(
             detail = await _letter(case, party, invoices, text, now)
     elif step == "call":
         channel = "phone"
-        await _task(
-            owner,
-            party,
-            _("Call %(name)s about the overdue %(amount)s", name=party["name"], amount=text),
-            now,
-            lines,
-        )
+        title = _("Call %(name)s about the overdue %(amount)s", name=party["name"], amount=text)
+        if instance is not None and instance.get("current_task_id"):
+            # The call stage's task (the engine's, with its norm) says what is owed now.
+            await Task.update({Task.title: title[:500], Task.description: lines}).where(
+                Task.id == instance["current_task_id"]
+            )
+        else:
+            await _task(owner, party, title, now, lines)
         detail = _("Call task for the account manager")
     elif step == "letter":
         channel = "letter"
@@ -612,6 +777,7 @@ async def record_promise(
         promise = rows[0]
         if case is not None and case["status"] != "paused":
             await _set(case, now, status="paused", pause_reason="promise", paused_at=now)
+            await _suspend(await process_of(case), "promise")
         await _contact(
             case,
             "promise",
@@ -704,12 +870,14 @@ async def _judge_promise(promise: dict[str, Any], now: dt.datetime) -> str:
                 case = await _set(
                     case, now, status="active", pause_reason="", paused_at=None, steps_done=list(STEPS)
                 )
+                instance = await process_of(case)
+                await _resume(instance)
                 party = (
                     await Party.select().where(Party.id == case["party_id"]).first().output(load_json=True)
                 )
                 invoices = await overdue_invoices(case["party_id"], now.date())
                 if "escalation" not in done and invoices and party:
-                    await _take("escalation", case, party, prof, invoices, now)
+                    await _take("escalation", case, party, prof, invoices, now, instance)
         await events.emit(
             f"receivables.promise.{outcome}",
             "receivables.promise",

@@ -176,7 +176,7 @@ async def card_widget(party_id: int, principal: Any) -> list[dict[str, Any]]:
             }
         )
     rows.append(
-        {"label": _("Account statement"), "value": _("open"), "href": f"/receivables/parties/{party_id}"}
+        {"label": _("Account statement"), "value": _("Show"), "href": f"/receivables/parties/{party_id}"}
     )
     return [{"title": _("Receivables"), "rows": rows, "empty": _("Nothing owed.")}]
 

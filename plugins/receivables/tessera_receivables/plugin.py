@@ -44,12 +44,16 @@ def tessera_jobs() -> list[Any]:
 def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
     # The channel a client prefers to hear about overdue debt (the kernel has one per contact,
     # none per party).
+    from tessera.i18n import N_
+
     return {
         "party": {
             "preferred_channel": {
                 "type": "string",
                 "enum": ["email", "phone", "letter"],
-                "title": "Preferred channel for payment reminders",
+                "title": N_("Preferred channel for payment reminders"),
+                # The options in words (the labels tessera_receivables.web registers).
+                "x-labels": "receivables.channel",
             }
         }
     }
@@ -60,6 +64,20 @@ def tessera_process_templates() -> list[dict[str, Any]]:
     from tessera_receivables.dunning import TEMPLATES
 
     return [dict(t) for t in TEMPLATES]
+
+
+@hookimpl
+def tessera_cli_commands() -> Any:
+    from tessera_receivables.cli import app
+
+    return app
+
+
+@hookimpl
+def tessera_reports() -> list[Any]:
+    from tessera_receivables.report_defs import REPORTS
+
+    return list(REPORTS)
 
 
 @hookimpl

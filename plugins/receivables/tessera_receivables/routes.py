@@ -407,6 +407,8 @@ class CaseOut(Struct, kw_only=True):
     pause_reason: str
     paused_days: int
     template: str
+    #: The case's run of its dunning process (``/api/workflow/instances/{id}``).
+    process_id: int | None = None
     version: int
 
 

@@ -109,6 +109,9 @@ class CollectionCase(Table, tablename="receivables_case"):
     paused_days = Integer(default=0)
     #: The dunning template followed (``receivables.dunning.standard`` / ``.gentle``).
     template = Varchar(length=100, default="")
+    #: The case's run of its dunning process (``workflow_instance.id``; ``None`` for a client
+    #: without an account manager, whose case the plugin walks alone).
+    process_id = Integer(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
     version = Integer(default=1)

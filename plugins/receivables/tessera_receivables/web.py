@@ -207,9 +207,19 @@ async def _worklist(
         .where(CollectionContact.party_id.is_in(party_ids), CollectionContact.at >= start)
         .order_by(CollectionContact.at)
     )
+    # My collection calls: the plugin's reminder calls and the dunning processes' stage tasks.
+    from tessera.workflow.tables import WorkflowInstance as WI
+
+    dunning_tasks = WI.select(WI.current_task_id).where(
+        WI.template_key.is_in([t["key"] for t in dunning.TEMPLATES]), WI.current_task_id.is_not_null()
+    )
     tasks = (
         await Task.select(Task.id, Task.title, Task.deadline, Task.party_id)
-        .where(Task.assignee_id == principal.user_id, Task.source == "receivables", Task.status == "open")
+        .where(
+            Task.assignee_id == principal.user_id,
+            (Task.source == "receivables") | Task.id.is_in(dunning_tasks),
+            Task.status == "open",
+        )
         .order_by(Task.deadline)
     )
     visible = principal.owner_where(Promise.party_id.owner_id, Promise.party_id.team_id)

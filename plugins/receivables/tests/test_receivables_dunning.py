@@ -45,6 +45,16 @@ async def run_day(clock: Any, d: str) -> dict[str, int]:
     return counts
 
 
+async def process(party_id: int) -> dict[str, Any]:
+    """The collection case's run of its dunning process (the workflow engine's instance)."""
+    from tessera.workflow.tables import WorkflowInstance
+    from tessera_receivables.tables import CollectionCase
+
+    case = await CollectionCase.select().where(CollectionCase.party_id == party_id).first()
+    assert case["process_id"], "the case runs on the workflow engine"
+    return await WorkflowInstance.select().where(WorkflowInstance.id == case["process_id"]).first()
+
+
 async def invoice(crm: Any, ledger: Any, party: Any, amount: str, due: str) -> Any:
     body = {"party_id": party["id"], "issue_date": "2026-02-01", "due_date": due, "amount": amount}
     return await post(crm, f"{API}/invoices", ledger["admin"], body)
@@ -82,6 +92,16 @@ async def test_dunning_walks_the_steps_by_channel_and_reliability(
     assert [m["payload"]["to"] for m in mail] == [["anna-client@example.com"]]
     assert "1000.00 RUB" in mail[0]["payload"]["subject"]
     assert await steps(bp["id"]) == []
+    # Each case is a run of the template chosen for its client; the stage is the step taken.
+    run = await process(ap["id"])
+    assert (run["template_key"], run["current_stage"], run["status"]) == (
+        "receivables.dunning.standard",
+        "reminder",
+        "running",
+    )
+    assert run["responsible_id"] == ledger["anna"]["id"] and run["current_task_id"] is None
+    run = await process(bp["id"])
+    assert (run["template_key"], run["current_stage"]) == ("receivables.dunning.gentle", "overdue")
     invoice_row = (await crm.get(f"{API}/invoices/{inv['id']}", admin)).json()
     assert invoice_row["overdue_at"].startswith("2026-03-03")
 
@@ -101,8 +121,13 @@ async def test_dunning_walks_the_steps_by_channel_and_reliability(
     assert [s[0] for s in await steps(ap["id"])] == ["reminder"]
     await run_day(frozen_clock, "2026-03-09")  # day 7
     assert (await steps(ap["id"]))[-1] == ("call", "phone", "2026-03-09")
-    call = await Task.select(Task.title, Task.assignee_id).where(Task.party_id == ap["id"]).first()
+    call = await Task.select().where(Task.party_id == ap["id"]).first()
     assert call["assignee_id"] == ledger["anna"]["id"] and "600.00 RUB" in call["title"]
+    # The call is the process's stage task, due (its norm) before the formal letter.
+    run = await process(ap["id"])
+    assert (run["current_stage"], run["current_task_id"]) == ("call", call["id"])
+    assert call["source"] == f"workflow:{run['id']}"
+    assert call["deadline"].date().isoformat() == "2026-03-23"
 
     await run_day(frozen_clock, "2026-03-22")
     assert len(await steps(ap["id"])) == 2
@@ -125,6 +150,12 @@ async def test_dunning_walks_the_steps_by_channel_and_reliability(
         Notification.kind == "receivables.escalation"
     )
     assert {n["user_id"] for n in heads} >= {ledger["head"]["id"]}
+    # Through the engine: the escalation stage's task is the head's; the call task was done.
+    run = await process(ap["id"])
+    assert (run["current_stage"], run["responsible_id"]) == ("escalation", ledger["head"]["id"])
+    decide = await Task.select().where(Task.id == run["current_task_id"]).first()
+    assert decide["assignee_id"] == ledger["head"]["id"]
+    assert (await Task.select(Task.status).where(Task.id == call["id"]).first())["status"] == "done"
 
     # Paid in full: the next run closes the case (nothing is reminded any more).
     await post(
@@ -133,6 +164,8 @@ async def test_dunning_walks_the_steps_by_channel_and_reliability(
     assert (await run_day(frozen_clock, "2026-04-17"))["closed"] == 1
     cases = (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()
     assert [c["status"] for c in cases] == ["closed"]
+    run = await process(ap["id"])
+    assert (run["current_stage"], run["status"]) == ("closed", "completed")
     # The card's timeline shows the collection contacts.
     card = (await crm.get(f"/api/parties/{ap['id']}/card", ledger["anna"])).json()
     kinds = {i["kind"] for i in card["timeline"]}
@@ -159,6 +192,7 @@ async def test_claims_pause_dunning_and_promises(crm: Any, frozen_clock: Any, le
     assert (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0][
         "pause_reason"
     ] == "ticket"
+    assert (await process(ap["id"]))["status"] == "suspended"
     await run_day(frozen_clock, "2026-03-09")
     assert [s[0] for s in await steps(ap["id"])] == ["reminder"]
     # Closed a week later: resumed, the call moves on by the 7 paused days.
@@ -168,6 +202,10 @@ async def test_claims_pause_dunning_and_promises(crm: Any, frozen_clock: Any, le
     )
     case = (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0]
     assert (case["status"], case["paused_days"]) == ("active", 7)
+    run = await process(ap["id"])
+    assert (run["status"], run["current_stage"]) == ("running", "reminder")
+    # The engine moved the stage's norm on by the pause: the call is due on day 7 + 7.
+    assert run["stage_due_at"].date().isoformat() == "2026-03-16"
     await run_day(frozen_clock, "2026-03-15")
     assert [s[0] for s in await steps(ap["id"])] == ["reminder"]
     await run_day(frozen_clock, "2026-03-16")
@@ -181,6 +219,7 @@ async def test_claims_pause_dunning_and_promises(crm: Any, frozen_clock: Any, le
     assert (await crm.get(f"{API}/cases", anna, params={"party_id": ap["id"]})).json()[0][
         "status"
     ] == "paused"
+    assert (await process(ap["id"]))["status"] == "suspended"
     # ... it is kept: paid on the 19th; the case closes, reliability rises.
     await post(
         crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-03-19", "amount": "1000"}
@@ -205,6 +244,8 @@ async def test_claims_pause_dunning_and_promises(crm: Any, frozen_clock: Any, le
     assert counts["promises_broken"] == 1
     assert (await dunning.profile(bp["id"]))["reliability"] == 50
     assert [s[0] for s in await steps(bp["id"])][-1] == "escalation"
+    run = await process(bp["id"])
+    assert (run["status"], run["current_stage"]) == ("running", "escalation")
     assert (
         await Notification.count().where(
             Notification.kind == "receivables.escalation", Notification.user_id == ledger["head"]["id"]

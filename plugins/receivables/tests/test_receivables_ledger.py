@@ -199,8 +199,90 @@ async def test_collection_report_per_manager_and_month(crm: Any, frozen_clock: A
     )
     # DSO = 400 / 1000 × 28 days; CEI = (0 + 1000 − 400) / (0 + 1000 − 0) = 60 %.
     assert (row["dso"], row["overdue_ratio"], row["cei"]) == ("11.2", "1.0000", "60.0")
+    # The same figures on the kernel's report framework.
+    r = await crm.post("/api/reports/receivables.collection/run", admin, json=params)
+    assert r.status_code == 200, r.text
+    values = r.json()["rows"][0]["values"]
+    assert (values["closing"], values["dso"], values["overdue_ratio"], values["cei"]) == (
+        "400.00",
+        11.2,
+        100.0,
+        60.0,
+    )
     assert (await crm.get(f"{API}/reports/collection", ledger["boris"], params=params)).json() == []
     csv_text = (await crm.get(f"{API}/reports/collection/export", admin, params=params)).text
     assert csv_text.splitlines()[0].startswith("month,manager_id,currency")
     xlsx = await crm.get(f"{API}/reports/collection/export", admin, params={**params, "format": "xlsx"})
     assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+
+
+async def test_cash_collected_versus_forecast(crm: Any, ledger: Any) -> None:
+    """Hand-computed: March's forecast is what fell due in March and was open on March 1."""
+    admin, ap = ledger["admin"], ledger["anna_party"]
+
+    async def inv(issue: str, due: str, amount: str, currency: str = "RUB") -> None:
+        body = {"party_id": ap["id"], "issue_date": issue, "due_date": due, "amount": amount}
+        await post(crm, f"{API}/invoices", admin, {**body, "currency": currency})
+
+    await inv("2026-02-01", "2026-03-10", "1000")  # 200 of it paid in February: 800 expected
+    await post(
+        crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": "2026-02-20", "amount": "200"}
+    )
+    await inv("2026-03-01", "2026-03-20", "500")  # expected in full
+    await inv("2026-03-01", "2026-04-05", "300")  # due in April: not March's forecast
+    await inv("2026-03-01", "2026-03-15", "100", "EUR")
+    for day, amount in (("2026-03-12", "400"), ("2026-03-25", "100")):
+        await post(crm, f"{API}/payments", admin, {"party_id": ap["id"], "paid_on": day, "amount": amount})
+
+    r = await crm.post(
+        "/api/reports/receivables.cash_forecast/run",
+        admin,
+        json={"date_from": "2026-02-01", "date_to": "2026-03-31"},
+    )
+    assert r.status_code == 200, r.text
+    rows = [row["values"] for row in r.json()["rows"]]
+    assert rows == [
+        {
+            "month": "2026-02",
+            "currency": "RUB",
+            "forecast": "0.00",
+            "collected": "200.00",
+            "difference": "200.00",
+            "collected_share": None,
+        },
+        # 800 + 500 expected, 400 + 100 received: 500 / 1300 = 38.46 %.
+        {
+            "month": "2026-03",
+            "currency": "EUR",
+            "forecast": "100.00",
+            "collected": "0.00",
+            "difference": "-100.00",
+            "collected_share": 0.0,
+        },
+        {
+            "month": "2026-03",
+            "currency": "RUB",
+            "forecast": "1300.00",
+            "collected": "500.00",
+            "difference": "-800.00",
+            "collected_share": 38.46,
+        },
+    ]
+    # Own scope: Boris sees none of Anna's client's money.
+    r = await crm.post(
+        "/api/reports/receivables.cash_forecast/run",
+        ledger["boris"],
+        json={"date_from": "2026-03-01", "date_to": "2026-03-31"},
+    )
+    assert r.status_code == 200 and r.json()["rows"] == []
+    listed = (await crm.get("/api/reports", admin)).json()
+    keys = {item["key"] for item in (listed["items"] if isinstance(listed, dict) else listed)}
+    assert {"receivables.cash_forecast", "receivables.collection"} <= keys
+    r = await crm.get(
+        "/api/reports/receivables.cash_forecast/export",
+        admin,
+        params={"format": "csv", "params": '{"date_from": "2026-03-01", "date_to": "2026-03-31"}'},
+    )
+    assert r.status_code == 200 and "1300.00" in r.text
+    bad = await crm.post("/api/reports/receivables.cash_forecast/run", admin, json={"date_from": "March"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "date_from"

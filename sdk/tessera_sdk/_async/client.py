@@ -7,6 +7,7 @@ renamed), so the two clients always offer the same resources; edit only this fil
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -72,6 +73,8 @@ class AsyncClient(b.BaseClient):
         )
         #: The knowledge base plugin (``/api/knowledge_base``), when the server runs it.
         self.knowledge_base = AsyncKnowledgeBase(self)
+        #: The receivables plugin (``/api/receivables``), when the server runs it.
+        self.receivables = AsyncReceivables(self)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -702,3 +705,113 @@ class AsyncKnowledgeBase:
         params = {"kind": kind, "record_id": record_id}
         call = Call("GET", f"{self.path}/runs", params, model=list[m.KbRunOut])
         return await self._client._execute(call)  # type: ignore[no-any-return]
+
+
+class AsyncReceivables:
+    """The receivables plugin (docs/receivables.md): invoices and payments (Decimal amounts,
+    per currency), allocation, import from accounting, ageing with drill-down, overdue clients,
+    collection cases, promises to pay, statements and the collection report."""
+
+    path = "/api/receivables"
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self.invoices = AsyncEntity[m.InvoiceOut, m.InvoiceIn, m.InvoicePatch](
+            client, f"{self.path}/invoices", m.InvoiceOut, m.InvoiceOutPage
+        )
+        #: Payments and credit notes (``kind``); applied oldest first unless told otherwise.
+        self.payments = AsyncEntity[m.PaymentOut, m.PaymentIn, m.PaymentPatch](
+            client, f"{self.path}/payments", m.PaymentOut, m.PaymentOutPage
+        )
+
+    async def _get(self, path: str, model: Any, **params: Any) -> Any:
+        return await self._client._execute(Call("GET", f"{self.path}{path}", b.params(params), model=model))
+
+    async def _post(self, path: str, body: Any, model: Any) -> Any:
+        return await self._client._execute(Call("POST", f"{self.path}{path}", json=b.body(body), model=model))
+
+    async def allocate(
+        self, payment_id: int, allocations: list[m.AllocationIn] | list[Mapping[str, Any]] | None = None
+    ) -> m.AllocateOut:
+        """Apply what is left of a payment: to the invoices named, or oldest due first."""
+        body = {"allocations": [b.body(a) for a in allocations or []]}
+        return await self._post(f"/payments/{payment_id}/allocate", body, m.AllocateOut)  # type: ignore[no-any-return]
+
+    async def allocations(self, invoice_id: int) -> list[m.AllocationOut]:
+        """What was applied to an invoice."""
+        return await self._get(f"/invoices/{invoice_id}/allocations", list[m.AllocationOut])  # type: ignore[no-any-return]
+
+    async def import_records(
+        self, records: list[Mapping[str, Any]] | None = None, *, csv: str | None = None
+    ) -> m.ImportOut:
+        """Import from accounting (the JSON records, or a CSV file's text); idempotent by
+        external id. The answer lists the rejected rows with their reasons."""
+        body = {"records": [dict(r) for r in records]} if records is not None else {"csv": csv or ""}
+        return await self._post("/import", body, m.ImportOut)  # type: ignore[no-any-return]
+
+    async def ageing(
+        self,
+        *,
+        as_of: datetime.date | None = None,
+        group_by: str = "client",
+        buckets: str | None = None,
+        owner_id: int | None = None,
+        team_id: int | None = None,
+        currency: str | None = None,
+    ) -> m.AgeingOut:
+        """Open receivables per client, manager, team or company and currency, in buckets."""
+        params = {"as_of": as_of, "group_by": group_by, "buckets": buckets, "owner_id": owner_id}
+        params |= {"team_id": team_id, "currency": currency}
+        return await self._get("/ageing", m.AgeingOut, **params)  # type: ignore[no-any-return]
+
+    async def ageing_invoices(
+        self,
+        *,
+        bucket: str,
+        group_by: str = "client",
+        group: int | None = None,
+        as_of: datetime.date | None = None,
+        buckets: str | None = None,
+        currency: str | None = None,
+    ) -> list[m.AgeingInvoice]:
+        """The invoices behind one cell of the ageing table."""
+        params = {"bucket": bucket, "group_by": group_by, "group": group, "as_of": as_of}
+        params |= {"buckets": buckets, "currency": currency}
+        return await self._get("/ageing/invoices", list[m.AgeingInvoice], **params)  # type: ignore[no-any-return]
+
+    async def overdue_clients(
+        self, *, mine: bool = True, as_of: datetime.date | None = None
+    ) -> list[m.OverdueClient]:
+        """Clients with overdue invoices, most urgent first (open amount × days overdue)."""
+        return await self._get("/overdue-clients", list[m.OverdueClient], mine=mine, as_of=as_of)  # type: ignore[no-any-return]
+
+    async def cases(self, *, party_id: int | None = None, status: str | None = None) -> list[m.CaseOut]:
+        """Collection cases (``process_id``: the case's run of its dunning process)."""
+        return await self._get("/cases", list[m.CaseOut], party_id=party_id, status=status)  # type: ignore[no-any-return]
+
+    async def record_promise(self, promise: m.PromiseIn | Mapping[str, Any]) -> m.PromiseOut:
+        """A promise to pay from a call: pauses the client's case until the day."""
+        return await self._post("/promises", promise, m.PromiseOut)  # type: ignore[no-any-return]
+
+    async def promises(self, *, party_id: int | None = None, status: str | None = None) -> list[m.PromiseOut]:
+        return await self._get("/promises", list[m.PromiseOut], party_id=party_id, status=status)  # type: ignore[no-any-return]
+
+    async def bounce(self, party_id: int, channel: str, detail: str = "") -> m.BounceOut:
+        """A channel did not reach the client: later reminders use the next one."""
+        body = {"channel": channel, "detail": detail}
+        return await self._post(f"/parties/{party_id}/bounce", body, m.BounceOut)  # type: ignore[no-any-return]
+
+    async def statement(self, party_id: int) -> m.StatementOut:
+        """A client's account statement: open invoices, unallocated payments, totals."""
+        return await self._get(f"/parties/{party_id}/statement", m.StatementOut)  # type: ignore[no-any-return]
+
+    async def overdue_scan(self) -> m.ScanOut:
+        """Run the overdue scan and the due dunning steps now (``receivables.manage``)."""
+        return await self._post("/overdue-scan", {}, m.ScanOut)  # type: ignore[no-any-return]
+
+    async def collection_report(
+        self, date_from: datetime.date, date_to: datetime.date
+    ) -> list[m.CollectionRow]:
+        """DSO, overdue ratio, CEI and promises kept per month, manager and currency."""
+        params = {"date_from": date_from, "date_to": date_to}
+        return await self._get("/reports/collection", list[m.CollectionRow], **params)  # type: ignore[no-any-return]
