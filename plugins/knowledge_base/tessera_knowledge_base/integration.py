@@ -170,7 +170,50 @@ async def record_widgets(kind: str, record_id: int, principal: Any) -> list[dict
             }
         )
         out.append({"title": _("Decision trees"), "rows": walks})
+    advice = await advice_widget(principal, kind, record_id)
+    if advice is not None:
+        out.append(advice)
     return out
+
+
+async def card_widgets(party_id: int, principal: Any) -> list[dict[str, Any]]:
+    """The client card's block of the expert system's recommendations."""
+    if principal is None:
+        return []
+    advice = await advice_widget(principal, "party", party_id)
+    return [advice] if advice is not None else []
+
+
+async def advice_widget(principal: Any, kind: str, record_id: int) -> dict[str, Any] | None:
+    """The expert system's recommendations stored on the record (given on its changes or on
+    request), newest first, each with its "why" and, while pending, Accept / Reject buttons
+    (``web.recommendation_feedback``); an accepted task recommendation links its task. None for
+    a user who gets no advice or cannot read the record."""
+    from tessera_knowledge_base import rules
+
+    if not (principal.can(articles.READ) or principal.can(articles.SERVICE)):
+        return None
+    try:
+        await records.load(principal, kind, record_id)
+    except DomainError:
+        return None
+    recs = (
+        await Recommendation.select()
+        .where(
+            Recommendation.kind == kind,
+            Recommendation.record_id == record_id,
+            Recommendation.status != "overridden",
+        )
+        .order_by(Recommendation.id, ascending=False)
+        .limit(20)
+        .output(load_json=True)
+    )
+    await rules.describe_articles(principal, recs)
+    return {
+        "title": _("Recommendations"),
+        "template": "knowledge_base/_advice.html",
+        "context": {"recs": recs, "kind": kind, "record_id": record_id},
+    }
 
 
 async def timeline(party_id: int, principal: Any) -> list[dict[str, Any]]:

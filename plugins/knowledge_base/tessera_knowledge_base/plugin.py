@@ -64,6 +64,13 @@ def tessera_record_widgets(kind: str, record_id: int, principal: Any) -> Any:
 
 
 @hookimpl
+def tessera_card_widgets(party_id: int, principal: Any) -> Any:
+    from tessera_knowledge_base.integration import card_widgets
+
+    return card_widgets(party_id, principal)
+
+
+@hookimpl
 def tessera_timeline_items(party_id: int, principal: Any) -> Any:
     from tessera_knowledge_base.integration import timeline
 

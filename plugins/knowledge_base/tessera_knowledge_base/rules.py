@@ -662,7 +662,7 @@ async def advise(
     for rec in result["recommendations"]:
         rec.setdefault("id", None)
         rec.setdefault("status", "pending")
-    await _describe_articles(principal, result["recommendations"])
+    await describe_articles(principal, result["recommendations"])
     return {"kind": kind, "record_id": record_id, **result}
 
 
@@ -706,7 +706,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-async def _describe_articles(principal: Principal, recs: list[dict[str, Any]]) -> None:
+async def describe_articles(principal: Principal, recs: list[dict[str, Any]]) -> None:
     """Give article recommendations the article's title when the caller may read it."""
     from tessera_knowledge_base import articles
 

@@ -16,7 +16,15 @@ from tessera import i18n
 from tessera.entities import service
 from tessera.entities.tables import CrmUser
 from tessera.errors import DomainError, ValidationFailed
-from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, field_errors, render
+from tessera.web.plugin_pages import (
+    Form,
+    check_csrf,
+    current_principal,
+    decode_form,
+    error_page,
+    field_errors,
+    render,
+)
 
 from tessera_knowledge_base import articles, markdown, records, reports, rules, services, trees
 from tessera_knowledge_base.tables import Article, Category, RuleSet, Tree
@@ -429,6 +437,53 @@ async def rule_set_submit(request: Request[Any, Any, Any], data: Form) -> Respon
     return Redirect(f"/knowledge_base/rules/{row['id']}", status_code=303)
 
 
+# --------------------------------------------------------------------------- advice on a record
+
+
+def _record_url(kind: str, record_id: int) -> str:
+    return KIND_URLS[kind].format(record_id) + "#kb-recommendations" if kind in KIND_URLS else "/"
+
+
+@post("/advise", include_in_schema=False, status_code=303)
+async def advise_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
+    """ "Ask for advice" on a record's page: the active rule sets evaluated and their
+    recommendations stored (as ``POST /api/knowledge_base/advise``), back to the record."""
+    from tessera_knowledge_base.routes import KbAdviseIn
+
+    principal = await _signed_in(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    check_csrf(principal, data)
+    try:
+        body = decode_form(KbAdviseIn, data)
+        if not principal.can(articles.SERVICE):
+            principal.require(articles.READ)
+        await rules.advise(principal, body.kind, body.record_id)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    return Redirect(_record_url(body.kind, body.record_id), status_code=303)
+
+
+@post("/recommendations/{recommendation_id:int}/feedback", include_in_schema=False, status_code=303)
+async def recommendation_feedback(
+    request: Request[Any, Any, Any], recommendation_id: int, data: Form
+) -> Response[Any]:
+    """Accept or reject a recommendation from the record's page (as the API's feedback route:
+    accepting a task recommendation creates the task), back to the record."""
+    from tessera_knowledge_base.routes import KbFeedbackIn
+
+    principal = await _signed_in(request)
+    if principal is None:
+        return Redirect("/login", status_code=303)
+    check_csrf(principal, data)
+    try:
+        body = decode_form(KbFeedbackIn, data)
+        row = await rules.feedback(principal, recommendation_id, body.accepted, body.comment)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    return Redirect(_record_url(row["kind"], row["record_id"]), status_code=303)
+
+
 # --------------------------------------------------------------------------- decision trees
 
 
@@ -560,6 +615,8 @@ HANDLERS = [
     new_rule_set,
     rule_set_page,
     rule_set_submit,
+    advise_submit,
+    recommendation_feedback,
     trees_page,
     start_tree,
     run_page,

@@ -103,3 +103,49 @@ async def test_demo_data_loads_once(crm: Any) -> None:
     stages = {r["key"] for r in await Link.select(Link.key).where(Link.kind == "stage")}
     assert stages == {"qualification", "needs", "proposal", "negotiation", "offer"}
     assert await Article.count().where(Article.published_revision.is_null()) == 1
+
+
+async def test_accept_and_reject_recommendations_on_the_record_page(crm: Any) -> None:
+    """The client card shows the expert system's advice with Accept / Reject (the session's CSRF
+    token); accepting a task recommendation shows it accepted with a link to the created task."""
+    admin = await crm.user("admin", name="Admin")
+    body = {"name": "ООО Совет", "status": "current"}
+    party = await ok(await crm.post("/api/parties", admin, json=body), 201)
+    when = {"fact": "party.status", "op": "eq", "value": "current"}
+    rules = [
+        {"key": "call", "when": when, "then": [{"type": "task", "title": "Позвонить клиенту"}]},
+        {"key": "offer", "when": when, "then": [{"type": "next_step", "text": "Предложить скидку"}]},
+    ]  # fmt: skip
+    body = {"name": "Card", "target": "party", "rules": rules}
+    await ok(await crm.post("/api/knowledge_base/rule-sets", admin, json=body), 201)
+    card = f"/app/parties/{party['id']}"
+    try:
+        csrf = await crm.sign_in(admin)
+        assert "No recommendations for it yet." in await crm.page(card)
+        form = {"csrf_token": csrf, "kind": "party", "record_id": str(party["id"])}
+        r = await crm.client.post("/knowledge_base/advise", data=form)
+        assert r.status_code == 303 and r.headers["location"].startswith(card)
+        text = await crm.page(card)
+        assert "Позвонить клиенту" in text and "Предложить скидку" in text and "party.status" in text
+        ids = dict(re.findall(r'kb-recommendation-(\d+)">.*?(Позвонить|Предложить)', text, re.S))
+        task_rec, step_rec = ({v: int(k) for k, v in ids.items()}[w] for w in ("Позвонить", "Предложить"))
+
+        url = "/knowledge_base/recommendations/{}/feedback"
+        r = await crm.client.post(url.format(task_rec), data={"csrf_token": "stale", "accepted": "true"})
+        assert r.status_code == 403  # a forged form is refused, nothing decided
+        r = await crm.client.post(url.format(task_rec), data={"csrf_token": csrf, "accepted": "maybe"})
+        assert r.status_code == 422 and "accepted" in r.text
+        r = await crm.client.post(url.format(99999), data={"csrf_token": csrf, "accepted": "true"})
+        assert r.status_code == 404
+        r = await crm.client.post(url.format(task_rec), data={"csrf_token": csrf, "accepted": "true"})
+        assert r.status_code == 303 and r.headers["location"].startswith(card)
+        r = await crm.client.post(url.format(step_rec), data={"csrf_token": csrf, "accepted": "false"})
+        assert r.status_code == 303
+
+        task = (await ok(await crm.get("/api/tasks", admin, params={"party_id": party["id"]})))["items"]
+        assert [t["title"] for t in task] == ["Позвонить клиенту"]
+        text = await crm.page(card)
+        assert "Accepted" in text and f'href="/app/tasks/{task[0]["id"]}"' in text and "Rejected" in text
+        assert f"recommendations/{task_rec}/feedback" not in text  # decided: no buttons left
+    finally:
+        crm.client.cookies.clear()
