@@ -263,6 +263,10 @@ async def _card(
         error=errors.pop("", None),
         errors=errors,
         may_manage=principal.can("marketing.campaign.manage"),
+        # A deal opened with this campaign (the sales plugin's form, when it is enabled).
+        deal_url=f"/sales/deals/new?campaign_id={campaign_id}"
+        if service.plugin_manager().get_plugin("sales") is not None and principal.can("sales.deal.write")
+        else None,
     )
 
 
