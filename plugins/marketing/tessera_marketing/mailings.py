@@ -11,9 +11,12 @@ SMTP delivery (``tessera.email.compose`` / ``deliver``), with a per-recipient le
   enqueues one ``marketing.mailing.send`` job (deduplicated per mailing) in the same transaction.
 * **Sending**: for each ``queued`` row in id order the job commits ``sending`` with a fixed
   Message-ID, hands the message to the SMTP server, and commits ``sent`` **only after the server
-  accepted it** (a 5xx marks the row ``failed``). A worker killed and restarted (the job's lease
-  runs out, another attempt claims it) continues with the rows not ``sent``: every remaining
-  recipient gets the message, nobody who was marked sent gets it again. The one window left is
+  accepted it** (a 5xx marks the row ``failed``). A worker killed and restarted continues with
+  the rows not ``sent``: every remaining recipient gets the message, nobody who was marked
+  sent gets it again. The job's lease is short (``LEASE``, 2 minutes) and renewed by a
+  heartbeat as it sends, so a killed worker's mailing resumes about two minutes later (not
+  after the job's one-hour timeout); a worker that finds its claim taken over (it stalled past
+  the lease) stops before its next message, so two workers never send at once. The one window left is
   between the server's acceptance and the ``sent`` commit (a kill exactly there re-sends that
   one message, with the same Message-ID, so receiving servers can drop the copy).
 * **Rate** ``per_minute`` (a pause between messages) and **send window** ``send_before``: after it
@@ -26,11 +29,13 @@ SMTP delivery (``tessera.email.compose`` / ``deliver``), with a per-recipient le
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import re
 import secrets
+import time
 from email.utils import make_msgid
 from typing import Any
 from urllib.parse import urlencode
@@ -51,6 +56,13 @@ from tessera_marketing.tables import Mailing, MailingRecipient, Segment, Setting
 
 KIND = "marketing.mailing.send"
 BATCH = 50
+#: The sending job's lease (``JobKind.lease``): a killed worker's mailing is taken over by
+#: another worker this long after its last heartbeat, not after the job's whole timeout.
+LEASE = 120.0
+#: The job renews its lease at least this often (before a message, once this much time has
+#: passed since the last renewal), so a live worker keeps it: a message starts with at least
+#: ``LEASE - HEARTBEAT`` seconds of lease left, longer than the SMTP timeouts of one delivery.
+HEARTBEAT = 15.0
 HTML_ENV = SandboxedEnvironment(autoescape=True)
 TEXT_ENV = SandboxedEnvironment(autoescape=False)
 
@@ -59,7 +71,9 @@ def _everyone(principal: Principal | None) -> Any:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def _compile(env: SandboxedEnvironment, source: str, field: str) -> Any:
+    """The compiled template (cached: a mailing renders the same three for every recipient)."""
     try:
         return env.from_string(source)
     except TemplateSyntaxError as exc:
@@ -285,6 +299,7 @@ async def send_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str, A
     secret = await _secret()
     pause = 60.0 / mailing["per_minute"] if mailing["per_minute"] and mailing["per_minute"] < 60000 else 0.0
     sent = 0
+    beat = time.monotonic()  # the claim was just made
     while True:
         now = clock.now()
         if mailing["send_before"] is not None and now > mailing["send_before"]:
@@ -323,6 +338,12 @@ async def send_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str, A
             )
         }
         for r in batch:
+            if time.monotonic() - beat > HEARTBEAT:
+                if not await ctx.heartbeat():
+                    # Another worker holds the job now (this one stalled past its lease):
+                    # stop before sending anything more, so nobody gets a message twice.
+                    return {"sent": sent, "stopped": "the job was taken over"}
+                beat = time.monotonic()
             if r["email"] in gone:
                 await _mark(r["id"], status="skipped", error="unsubscribed")
                 continue
