@@ -272,8 +272,9 @@ async def main(args: argparse.Namespace) -> int:
     if args.pg:
         name = f"bench_marketing_{args.size}"
         url = db.database_url_for(args.pg, name)
-        await db.execute_on_server(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await db.execute_on_server(args.pg, f'CREATE DATABASE "{name}"')
+        if not args.reuse:
+            await db.execute_on_server(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await db.execute_on_server(args.pg, f'CREATE DATABASE "{name}"')
         backend = "PostgreSQL"
     else:
         url = f"sqlite:///{scratch}/bench.sqlite3"
@@ -295,12 +296,35 @@ async def main(args: argparse.Namespace) -> int:
         system = system_principal()
         from tessera.customfields import set_admin_properties
 
-        await set_admin_properties(
-            service.plugin_manager(), "party", {"industry": {"type": "string"}}, [], None
-        )
         owners: list[tuple[int, int]] = []
         heads: list[int] = []
-        for t in range(2):
+        reused = (
+            args.reuse
+            and args.pg
+            and await db.raw("SELECT 1 AS x FROM crm_user WHERE email = 'u0-0@bench.example'")
+        )
+        if reused:
+            # The seeded database of an earlier run (--reuse): its classes are cleared so the
+            # recomputation below is a first run again (not timed).
+            users = await db.raw(
+                "SELECT id, email FROM crm_user WHERE email LIKE 'u%-0@bench.example' ORDER BY email"
+            )
+            heads = [int(u["id"]) for u in users]
+            await db.raw("DELETE FROM marketing_party_class")
+            await db.raw("DELETE FROM marketing_class_history")
+            await db.raw(
+                "UPDATE party SET custom = (custom::jsonb - 'abc_class' - 'xyz_class' "
+                "- 'abc_xyz_date')::json WHERE (custom->>'abc_class') IS NOT NULL"
+            )
+            await db.raw(
+                "UPDATE party SET tags = array_remove(tags, 'bench-mail') WHERE 'bench-mail' = ANY(tags)"
+            )
+            await db.raw("VACUUM ANALYZE party")
+        else:
+            await set_admin_properties(
+                service.plugin_manager(), "party", {"industry": {"type": "string"}}, [], None
+            )
+        for t in range(0 if reused else 2):
             team = await service.create(admin.TEAM, system, {"name": f"Team {t}"})
             for i in range(6):
                 row = await service.create(
@@ -319,9 +343,12 @@ async def main(args: argparse.Namespace) -> int:
                 else:
                     owners.append((row["id"], team["id"]))
         started = time.perf_counter()
-        deals = await seed(args.size, owners, args.revenue_share)
+        if reused:
+            deals = int((await db.raw("SELECT COUNT(*) AS n FROM sales_deal"))[0]["n"])
+        else:
+            deals = await seed(args.size, owners, args.revenue_share)
+            await db.raw("ANALYZE")
         seeded = time.perf_counter() - started
-        await db.raw("ANALYZE")
         size_note = ""
         if args.pg:
             size_note = ", database " + str(
@@ -329,7 +356,7 @@ async def main(args: argparse.Namespace) -> int:
             )
         print(
             f"Marketing benchmark on {backend}: {args.size:,} parties, {deals:,} won deals "
-            f"seeded in {seeded:.1f}s{size_note}"
+            f"{'reused (seeded by an earlier run)' if reused else f'seeded in {seeded:.1f}s'}{size_note}"
         )
         head = await build_principal(heads[0])
         pg = db.is_postgres()
@@ -381,7 +408,7 @@ async def main(args: argparse.Namespace) -> int:
     finally:
         clock.set_clock(None)
         await db.stop()
-        if args.pg:
+        if args.pg and not args.keep:
             await db.execute_on_server(
                 args.pg, f'DROP DATABASE IF EXISTS "bench_marketing_{args.size}" WITH (FORCE)'
             )
@@ -398,5 +425,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--runs", type=int, default=20, help="timed runs of each count (default 20)")
     parser.add_argument("--mails", type=int, default=1000, help="messages of the mailing run (0: none)")
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database afterwards")
+    parser.add_argument(
+        "--reuse", action="store_true", help="use the database a --keep run left (PostgreSQL; no seeding)"
+    )
     parser.add_argument("--pg", default=None, help="PostgreSQL server URL; database bench_marketing_<size>")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -246,11 +246,13 @@ async def start(principal: Principal, mailing_id: int) -> dict[str, Any]:
             "message_id, error) "
             f"SELECT {{}}, p.id, {email}, 'queued', '', '' FROM party p WHERE p.id IN ({{}}) "
             f"AND {email} IS NOT NULL AND {email} <> '' "
-            f"AND {email} NOT IN (SELECT u.email FROM marketing_unsubscribe u)"
+            # NOT EXISTS rather than NOT IN: a long list (beyond work_mem) is not rescanned per
+            # party, and a NULL in it does not empty the result.
+            f"AND NOT EXISTS (SELECT 1 FROM marketing_unsubscribe u WHERE u.email = {email})"
         )
         suppressed = revenue.suppression_sql() if mailing["promotional"] else None
         if suppressed:
-            sql += f" AND p.id NOT IN ({suppressed})"
+            sql += f" AND NOT EXISTS (SELECT 1 FROM ({suppressed}) sup WHERE sup.party_id = p.id)"
         sql += " ORDER BY p.id ON CONFLICT (mailing_id, email) DO NOTHING"
         await db.raw(sql, mailing_id, query.querystrings[0])
         count = await MailingRecipient.count().where(MailingRecipient.mailing_id == mailing_id)
