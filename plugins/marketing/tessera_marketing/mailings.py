@@ -44,7 +44,7 @@ import nh3
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from tessera import audit, clock, db, jobs
-from tessera.email import compose, deliver
+from tessera.email import SMTPSession, compose
 from tessera.entities import service
 from tessera.entities.parties import party_visibility
 from tessera.entities.tables import Party
@@ -302,84 +302,86 @@ async def send_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str, A
     pause = 60.0 / mailing["per_minute"] if mailing["per_minute"] and mailing["per_minute"] < 60000 else 0.0
     sent = 0
     beat = time.monotonic()  # the claim was just made
-    while True:
-        now = clock.now()
-        if mailing["send_before"] is not None and now > mailing["send_before"]:
-            await MailingRecipient.update({MailingRecipient.status: "late"}).where(
-                MailingRecipient.mailing_id == mailing_id,
-                MailingRecipient.status.is_in(["queued", "sending"]),
+    # One SMTP connection for the run (reopened after an error), not one per message.
+    async with SMTPSession(settings) as smtp:
+        while True:
+            now = clock.now()
+            if mailing["send_before"] is not None and now > mailing["send_before"]:
+                await MailingRecipient.update({MailingRecipient.status: "late"}).where(
+                    MailingRecipient.mailing_id == mailing_id,
+                    MailingRecipient.status.is_in(["queued", "sending"]),
+                )
+                await Mailing.update({Mailing.status: "expired", Mailing.finished_at: now}).where(
+                    Mailing.id == mailing_id
+                )
+                break
+            batch = (
+                await MailingRecipient.select()
+                .where(
+                    MailingRecipient.mailing_id == mailing_id,
+                    MailingRecipient.status.is_in(["queued", "sending"]),
+                )
+                .order_by(MailingRecipient.id)
+                .limit(BATCH)
             )
-            await Mailing.update({Mailing.status: "expired", Mailing.finished_at: now}).where(
-                Mailing.id == mailing_id
-            )
-            break
-        batch = (
-            await MailingRecipient.select()
-            .where(
-                MailingRecipient.mailing_id == mailing_id,
-                MailingRecipient.status.is_in(["queued", "sending"]),
-            )
-            .order_by(MailingRecipient.id)
-            .limit(BATCH)
-        )
-        if not batch:
-            await Mailing.update({Mailing.status: "sent", Mailing.finished_at: now}).where(
-                Mailing.id == mailing_id
-            )
-            break
-        parties = {
-            p["id"]: p
-            for p in await Party.select(Party.id, Party.name, Party.kind, Party.status, Party.custom).where(
-                Party.id.is_in([r["party_id"] for r in batch])
-            )
-        }
-        gone = {
-            u["email"]
-            for u in await Unsubscribe.select(Unsubscribe.email).where(
-                Unsubscribe.email.is_in([r["email"] for r in batch])
-            )
-        }
-        for r in batch:
-            if time.monotonic() - beat > HEARTBEAT:
-                if not await ctx.heartbeat():
-                    # Another worker holds the job now (this one stalled past its lease):
-                    # stop before sending anything more, so nobody gets a message twice.
-                    return {"sent": sent, "stopped": "the job was taken over"}
-                beat = time.monotonic()
-            if r["email"] in gone:
-                await _mark(r["id"], status="skipped", error="unsubscribed")
-                continue
-            message_id = r["message_id"] or make_msgid(domain=domain)
-            if r["status"] != "sending" or not r["message_id"]:
-                await _mark(r["id"], status="sending", message_id=message_id)
-            url = unsubscribe_url(base, secret, r["id"], r["email"])
-            page = unsubscribe_url(base, secret, r["id"], r["email"], page=True)
-            body = render(mailing, parties.get(r["party_id"], {}), r["email"], page)
-            message = compose(
-                {
-                    "to": [r["email"]],
-                    "subject": body["subject"],
-                    "text": body["text"],
-                    "html": body["html"] or None,
-                    "message_id": message_id,
-                    "headers": {
-                        "List-Unsubscribe": f"<{url}>",
-                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            if not batch:
+                await Mailing.update({Mailing.status: "sent", Mailing.finished_at: now}).where(
+                    Mailing.id == mailing_id
+                )
+                break
+            parties = {
+                p["id"]: p
+                for p in await Party.select(
+                    Party.id, Party.name, Party.kind, Party.status, Party.custom
+                ).where(Party.id.is_in([r["party_id"] for r in batch]))
+            }
+            gone = {
+                u["email"]
+                for u in await Unsubscribe.select(Unsubscribe.email).where(
+                    Unsubscribe.email.is_in([r["email"] for r in batch])
+                )
+            }
+            for r in batch:
+                if time.monotonic() - beat > HEARTBEAT:
+                    if not await ctx.heartbeat():
+                        # Another worker holds the job now (this one stalled past its lease):
+                        # stop before sending anything more, so nobody gets a message twice.
+                        return {"sent": sent, "stopped": "the job was taken over"}
+                    beat = time.monotonic()
+                if r["email"] in gone:
+                    await _mark(r["id"], status="skipped", error="unsubscribed")
+                    continue
+                message_id = r["message_id"] or make_msgid(domain=domain)
+                if r["status"] != "sending" or not r["message_id"]:
+                    await _mark(r["id"], status="sending", message_id=message_id)
+                url = unsubscribe_url(base, secret, r["id"], r["email"])
+                page = unsubscribe_url(base, secret, r["id"], r["email"], page=True)
+                body = render(mailing, parties.get(r["party_id"], {}), r["email"], page)
+                message = compose(
+                    {
+                        "to": [r["email"]],
+                        "subject": body["subject"],
+                        "text": body["text"],
+                        "html": body["html"] or None,
+                        "message_id": message_id,
+                        "headers": {
+                            "List-Unsubscribe": f"<{url}>",
+                            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                        },
                     },
-                },
-                mail_from,
-            )
-            try:
-                await deliver(message, settings)
-            except jobs.PermanentFailure as exc:
-                await _mark(r["id"], status="failed", error=str(exc)[:1000])
-                continue
-            # Committed only now: the server has accepted this message.
-            await _mark(r["id"], status="sent", sent_at=clock.now())
-            sent += 1
-            if pause:
-                await asyncio.sleep(pause)
-        await ctx.progress(sent)
+                    mail_from,
+                )
+                try:
+                    await smtp.deliver(message)
+                except jobs.PermanentFailure as exc:
+                    await _mark(r["id"], status="failed", error=str(exc)[:1000])
+                    continue
+                # Committed only now: the server has accepted this message.
+                await _mark(r["id"], status="sent", sent_at=clock.now())
+                sent += 1
+                if pause:
+                    await asyncio.sleep(pause)
+            await ctx.progress(sent)
     return {"sent": sent}
 
 
