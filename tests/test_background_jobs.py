@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from entity_helpers import run_workers_once
-from tessera import events, jobs, scheduler
+from tessera import clock, events, jobs, scheduler
 from tessera.entities.tables import BackgroundJob
 from tessera.hookspecs import hookimpl
 from tessera.plugins import PluginError, get_plugin_manager
@@ -167,6 +167,46 @@ async def test_a_dead_workers_job_is_reclaimed_after_its_lease(crm: Any, frozen_
     row = await _job(job_id)
     assert (row["status"], row["claimed_by"], row["attempts"], row["result"]) == ("done", "alive", 2, "ok")
     assert ran == [("alive", 2), ("dead", 1)]
+
+
+async def test_a_short_lease_is_kept_by_heartbeats_and_a_stalled_worker_learns_it_lost_it(
+    crm: Any, frozen_clock: Any
+) -> None:
+    beats: list[bool] = []
+
+    async def long_job(ctx: Any, payload: dict[str, Any]) -> str:
+        for _ in range(3):
+            frozen_clock.advance(seconds=20)  # working; each step well within the lease
+            beats.append(await ctx.heartbeat())
+        return "ok"
+
+    kinds = {"test.long": jobs.JobKind(long_job, timeout=3600, lease=30)}
+    pm = _pm_with_kinds(crm, kinds)
+    job_id = await _enqueue("test.long", {})
+    # A live worker keeps its 30-second lease past 30 seconds by beating.
+    assert await jobs.work(pm, crm.settings, node="alive") == [(job_id, "done")]
+    assert beats == [True, True, True]
+    # A killed worker's job is taken over after the short lease, not the hour of its timeout.
+    job_id = await _enqueue("test.long", {})
+    [lost] = await jobs.claim_due(jobs.collect_kinds(pm), "dead")
+    row = await _job(job_id)
+    assert row["lease_until"] - clock.now() == timedelta(seconds=30)
+    frozen_clock.advance(seconds=31)
+    beats.clear()
+    assert await jobs.work(pm, crm.settings, node="alive") == [(job_id, "done")]
+    # The stalled worker's next heartbeat says the job is no longer its own.
+    ctx = jobs.JobContext(
+        id=lost.id,
+        kind=lost.kind,
+        attempt=lost.attempt,
+        max_attempts=lost.max_attempts,
+        created_by=None,
+        node="dead",
+        settings=crm.settings,
+        pm=pm,
+        lease=30,
+    )
+    assert await ctx.heartbeat() is False
 
 
 async def test_a_job_whose_worker_died_on_the_last_attempt_fails(crm: Any, frozen_clock: Any) -> None:

@@ -295,3 +295,35 @@ async def test_no_endpoint_returns_the_smtp_password(crm: Any) -> None:
     for path in [*paths, "/schema/openapi.json"]:
         response = await crm.get(path, admin)
         assert SECRET not in response.text, path
+
+
+async def test_a_session_sends_many_messages_over_one_connection(smtp: MailServer, settings: Any) -> None:
+    greetings: list[str] = []
+
+    async def ehlo(
+        server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        greetings.append(hostname)  # twice per connection: before and after STARTTLS
+        session.host_name = hostname  # what aiosmtpd does when no handler answers EHLO
+        return responses
+
+    smtp.handle_EHLO = ehlo  # type: ignore[attr-defined]
+
+    def message(i: int) -> Any:
+        return mail.compose(
+            {"to": [f"r{i}@example.org"], "subject": f"N{i}", "text": "t", "message_id": f"<n{i}@x.org>"},
+            settings.mail_from,
+        )
+
+    async with mail.SMTPSession(settings) as session:
+        for i in range(3):
+            await session.deliver(message(i))
+    assert len(greetings) == 2  # one connection (one STARTTLS and login) for three messages
+    smtp.replies = ["554 5.7.1 Message rejected as spam"]
+    async with mail.SMTPSession(settings) as session:
+        with pytest.raises(jobs.PermanentFailure, match="554"):
+            await session.deliver(message(3))
+        await session.deliver(message(4))  # on a new connection after the refusal
+    assert len(greetings) == 6
+    assert [rcpt for rcpt, _m, _l in smtp.received] == [[f"r{i}@example.org"] for i in (0, 1, 2, 4)]
+    assert all(login == "crm" for _r, _m, login in smtp.received)

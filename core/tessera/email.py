@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -169,37 +170,100 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=settings.smtp_ca_file or None)
 
 
-async def deliver(message: EmailMessage, settings: Settings) -> dict[str, Any]:
-    """Hand the message to the SMTP server; raise ``jobs.PermanentFailure`` on a 5xx and
-    another exception on a temporary failure."""
+def _smtp_options(settings: Settings) -> dict[str, Any]:
     security = settings.smtp_security
-    try:
-        refused, reply = await aiosmtplib.send(
-            message,
-            hostname=settings.smtp_host,
-            port=settings.smtp_port or DEFAULT_PORTS.get(security, 587),
-            username=settings.smtp_username or None,
-            password=settings.smtp_password or None,
-            use_tls=security == "ssl",
-            start_tls=security == "starttls",
-            tls_context=_tls_context(settings) if security != "none" else None,
-            timeout=settings.smtp_timeout,
-        )
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-        if all(500 <= r.code < 600 for r in exc.recipients):
-            raise jobs.PermanentFailure(f"every recipient was refused: {detail}") from None
-        raise TemporarySMTPError(f"recipients refused for now: {detail}") from None
-    except aiosmtplib.SMTPResponseException as exc:
-        if 500 <= exc.code < 600:
-            raise jobs.PermanentFailure(
-                f"SMTP server refused the message: {exc.code} {exc.message}"
-            ) from None
-        raise TemporarySMTPError(f"SMTP server deferred the message: {exc.code} {exc.message}") from None
+    return {
+        "hostname": settings.smtp_host,
+        "port": settings.smtp_port or DEFAULT_PORTS.get(security, 587),
+        "username": settings.smtp_username or None,
+        "password": settings.smtp_password or None,
+        "use_tls": security == "ssl",
+        "start_tls": security == "starttls",
+        "tls_context": _tls_context(settings) if security != "none" else None,
+        "timeout": settings.smtp_timeout,
+    }
+
+
+def _delivered(refused: dict[str, Any], reply: str) -> dict[str, Any]:
     return {
         "refused": {address: f"{code} {text}" for address, (code, text) in refused.items()},
         "reply": reply,
     }
+
+
+def _smtp_error(exc: Exception) -> Exception:
+    """A refusal in the kernel's terms: ``PermanentFailure`` on a 5xx, ``TemporarySMTPError``
+    on a 4xx; anything else (a lost connection) is returned as it is."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        if all(500 <= r.code < 600 for r in exc.recipients):
+            return jobs.PermanentFailure(f"every recipient was refused: {detail}")
+        return TemporarySMTPError(f"recipients refused for now: {detail}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        if 500 <= exc.code < 600:
+            return jobs.PermanentFailure(f"SMTP server refused the message: {exc.code} {exc.message}")
+        return TemporarySMTPError(f"SMTP server deferred the message: {exc.code} {exc.message}")
+    return exc
+
+
+async def deliver(message: EmailMessage, settings: Settings) -> dict[str, Any]:
+    """Hand the message to the SMTP server; raise ``jobs.PermanentFailure`` on a 5xx and
+    another exception on a temporary failure."""
+    try:
+        refused, reply = await aiosmtplib.send(message, **_smtp_options(settings))
+    except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
+        raise _smtp_error(exc) from None
+    return _delivered(refused, reply)
+
+
+class SMTPSession:
+    """One SMTP connection for many messages (a mailing's run): ``deliver`` as above, message
+    by message (each accepted or refused on its own), without a new connection, greeting and
+    login per message. After any error the connection is dropped and the next message opens a
+    new one (so a refused transaction never leaves the session in an unknown state); a
+    connection idle for ``IDLE`` seconds (a slow rate) is replaced too, before servers drop it::
+
+        async with SMTPSession(settings) as smtp:
+            await smtp.deliver(message)
+    """
+
+    IDLE = 10.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._used = 0.0
+
+    async def __aenter__(self) -> SMTPSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None and smtp.is_connected:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+    async def deliver(self, message: EmailMessage) -> dict[str, Any]:
+        if self._smtp is not None and time.monotonic() - self._used > self.IDLE:
+            await self.close()
+        if self._smtp is None or not self._smtp.is_connected:
+            self._smtp = aiosmtplib.SMTP(**_smtp_options(self.settings))
+            await self._smtp.connect()
+        try:
+            refused, reply = await self._smtp.send_message(message)
+        except Exception as exc:
+            smtp, self._smtp = self._smtp, None
+            smtp.close()
+            if isinstance(exc, aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException):
+                raise _smtp_error(exc) from None
+            raise
+        self._used = time.monotonic()
+        return _delivered(refused, reply)
 
 
 class TemporarySMTPError(Exception):

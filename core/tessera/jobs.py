@@ -69,15 +69,42 @@ class JobContext:
     node: str
     settings: Settings | None
     pm: pluggy.PluginManager | None
+    #: Seconds of lease a :meth:`heartbeat` grants (the kind's ``JobKind.lease``); None: the
+    #: claim's lease is the kind's timeout and a heartbeat only checks the claim.
+    lease: float | None = None
 
     async def progress(self, done: int, total: int | None = None, message: str = "") -> None:
-        """Record progress (visible at once through ``GET /api/jobs/background/{id}``)."""
-        value = {"done": done, "total": total, "message": message}
-        await BackgroundJob.update({BackgroundJob.progress: value}).where(
+        """Record progress (visible at once through ``GET /api/jobs/background/{id}``); with a
+        short lease it also renews the lease."""
+        values: dict[Any, Any] = {BackgroundJob.progress: {"done": done, "total": total, "message": message}}
+        if self.lease:
+            values[BackgroundJob.lease_until] = clock.now() + timedelta(seconds=self.lease)
+        await BackgroundJob.update(values).where(
             BackgroundJob.id == self.id,
             BackgroundJob.claimed_by == self.node,
             BackgroundJob.attempts == self.attempt,
         )
+
+    async def heartbeat(self) -> bool:
+        """Renew this attempt's lease (``lease`` seconds from now) and say whether it is still
+        this worker's: False once another worker reclaimed it (this one stalled past its lease)
+        or it was cancelled, and the handler must stop at once. A job whose kind has a short
+        ``lease`` calls it as it goes, so a killed worker's job is taken over after that lease
+        instead of after the whole timeout."""
+        values: dict[Any, Any] = {BackgroundJob.claimed_by: self.node}
+        if self.lease:
+            values[BackgroundJob.lease_until] = clock.now() + timedelta(seconds=self.lease)
+        rows = (
+            await BackgroundJob.update(values)
+            .where(
+                (BackgroundJob.id == self.id)
+                & (BackgroundJob.status == RUNNING)
+                & (BackgroundJob.claimed_by == self.node)
+                & (BackgroundJob.attempts == self.attempt)
+            )
+            .returning(BackgroundJob.id)
+        )
+        return bool(rows)
 
 
 Handler = Callable[[JobContext, dict[str, Any]], Awaitable[Any]]
@@ -90,6 +117,10 @@ class JobKind:
     handler: Handler
     #: Seconds one attempt may take before it counts as failed (and retried).
     timeout: float = 600.0
+    #: Seconds a claim holds without a heartbeat (``JobContext.heartbeat``, ``progress``);
+    #: None: the timeout plus ``LEASE_MARGIN``. A long job that beats as it goes sets it short,
+    #: so the job of a killed worker is taken over promptly; it must beat more often than this.
+    lease: float | None = None
 
 
 # --------------------------------------------------------------------------- declarations
@@ -249,7 +280,10 @@ async def claim_due(kinds: dict[str, JobKind], node: str, limit: int = 1) -> lis
                     }
                 ).where(BackgroundJob.id == row["id"])
                 continue
-            lease = timedelta(seconds=kinds[row["kind"]].timeout) + LEASE_MARGIN
+            kind = kinds[row["kind"]]
+            lease = timedelta(seconds=kind.timeout) + LEASE_MARGIN
+            if kind.lease:
+                lease = timedelta(seconds=kind.lease)
             claimed = (
                 await BackgroundJob.update(
                     {
@@ -312,6 +346,7 @@ async def run_claim(
         node=node,
         settings=settings,
         pm=pm,
+        lease=spec.lease,
     )
     token = events.set_actor(claim.created_by)  # audit entries name who asked for the work
     permanent = False

@@ -14,7 +14,7 @@ import pytest
 from tessera_sdk.live import LiveServer
 from tessera_sdk.testing import POSTGRES_ENV, _password_hash, postgres_url
 
-PLUGINS = ("sales", "service", "knowledge_base", "receivables")
+PLUGINS = ("sales", "service", "knowledge_base", "receivables", "marketing")
 PASSWORD = "correct-horse-battery"  # the password of users made by ``site.user``
 VIEWPORT = {"width": 1280, "height": 800}
 #: Each step of a test waits at most this long (ms): a page that hangs fails fast.

@@ -11,9 +11,12 @@ SMTP delivery (``tessera.email.compose`` / ``deliver``), with a per-recipient le
   enqueues one ``marketing.mailing.send`` job (deduplicated per mailing) in the same transaction.
 * **Sending**: for each ``queued`` row in id order the job commits ``sending`` with a fixed
   Message-ID, hands the message to the SMTP server, and commits ``sent`` **only after the server
-  accepted it** (a 5xx marks the row ``failed``). A worker killed and restarted (the job's lease
-  runs out, another attempt claims it) continues with the rows not ``sent``: every remaining
-  recipient gets the message, nobody who was marked sent gets it again. The one window left is
+  accepted it** (a 5xx marks the row ``failed``). A worker killed and restarted continues with
+  the rows not ``sent``: every remaining recipient gets the message, nobody who was marked
+  sent gets it again. The job's lease is short (``LEASE``, 2 minutes) and renewed by a
+  heartbeat as it sends, so a killed worker's mailing resumes about two minutes later (not
+  after the job's one-hour timeout); a worker that finds its claim taken over (it stalled past
+  the lease) stops before its next message, so two workers never send at once. The one window left is
   between the server's acceptance and the ``sent`` commit (a kill exactly there re-sends that
   one message, with the same Message-ID, so receiving servers can drop the copy).
 * **Rate** ``per_minute`` (a pause between messages) and **send window** ``send_before``: after it
@@ -26,11 +29,13 @@ SMTP delivery (``tessera.email.compose`` / ``deliver``), with a per-recipient le
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import re
 import secrets
+import time
 from email.utils import make_msgid
 from typing import Any
 from urllib.parse import urlencode
@@ -39,7 +44,7 @@ import nh3
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from tessera import audit, clock, db, jobs
-from tessera.email import compose, deliver
+from tessera.email import SMTPSession, compose
 from tessera.entities import service
 from tessera.entities.parties import party_visibility
 from tessera.entities.tables import Party
@@ -51,6 +56,13 @@ from tessera_marketing.tables import Mailing, MailingRecipient, Segment, Setting
 
 KIND = "marketing.mailing.send"
 BATCH = 50
+#: The sending job's lease (``JobKind.lease``): a killed worker's mailing is taken over by
+#: another worker this long after its last heartbeat, not after the job's whole timeout.
+LEASE = 120.0
+#: The job renews its lease at least this often (before a message, once this much time has
+#: passed since the last renewal), so a live worker keeps it: a message starts with at least
+#: ``LEASE - HEARTBEAT`` seconds of lease left, longer than the SMTP timeouts of one delivery.
+HEARTBEAT = 15.0
 HTML_ENV = SandboxedEnvironment(autoescape=True)
 TEXT_ENV = SandboxedEnvironment(autoescape=False)
 
@@ -59,7 +71,9 @@ def _everyone(principal: Principal | None) -> Any:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def _compile(env: SandboxedEnvironment, source: str, field: str) -> Any:
+    """The compiled template (cached: a mailing renders the same three for every recipient)."""
     try:
         return env.from_string(source)
     except TemplateSyntaxError as exc:
@@ -232,11 +246,13 @@ async def start(principal: Principal, mailing_id: int) -> dict[str, Any]:
             "message_id, error) "
             f"SELECT {{}}, p.id, {email}, 'queued', '', '' FROM party p WHERE p.id IN ({{}}) "
             f"AND {email} IS NOT NULL AND {email} <> '' "
-            f"AND {email} NOT IN (SELECT u.email FROM marketing_unsubscribe u)"
+            # NOT EXISTS rather than NOT IN: a long list (beyond work_mem) is not rescanned per
+            # party, and a NULL in it does not empty the result.
+            f"AND NOT EXISTS (SELECT 1 FROM marketing_unsubscribe u WHERE u.email = {email})"
         )
         suppressed = revenue.suppression_sql() if mailing["promotional"] else None
         if suppressed:
-            sql += f" AND p.id NOT IN ({suppressed})"
+            sql += f" AND NOT EXISTS (SELECT 1 FROM ({suppressed}) sup WHERE sup.party_id = p.id)"
         sql += " ORDER BY p.id ON CONFLICT (mailing_id, email) DO NOTHING"
         await db.raw(sql, mailing_id, query.querystrings[0])
         count = await MailingRecipient.count().where(MailingRecipient.mailing_id == mailing_id)
@@ -285,78 +301,87 @@ async def send_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str, A
     secret = await _secret()
     pause = 60.0 / mailing["per_minute"] if mailing["per_minute"] and mailing["per_minute"] < 60000 else 0.0
     sent = 0
-    while True:
-        now = clock.now()
-        if mailing["send_before"] is not None and now > mailing["send_before"]:
-            await MailingRecipient.update({MailingRecipient.status: "late"}).where(
-                MailingRecipient.mailing_id == mailing_id,
-                MailingRecipient.status.is_in(["queued", "sending"]),
+    beat = time.monotonic()  # the claim was just made
+    # One SMTP connection for the run (reopened after an error), not one per message.
+    async with SMTPSession(settings) as smtp:
+        while True:
+            now = clock.now()
+            if mailing["send_before"] is not None and now > mailing["send_before"]:
+                await MailingRecipient.update({MailingRecipient.status: "late"}).where(
+                    MailingRecipient.mailing_id == mailing_id,
+                    MailingRecipient.status.is_in(["queued", "sending"]),
+                )
+                await Mailing.update({Mailing.status: "expired", Mailing.finished_at: now}).where(
+                    Mailing.id == mailing_id
+                )
+                break
+            batch = (
+                await MailingRecipient.select()
+                .where(
+                    MailingRecipient.mailing_id == mailing_id,
+                    MailingRecipient.status.is_in(["queued", "sending"]),
+                )
+                .order_by(MailingRecipient.id)
+                .limit(BATCH)
             )
-            await Mailing.update({Mailing.status: "expired", Mailing.finished_at: now}).where(
-                Mailing.id == mailing_id
-            )
-            break
-        batch = (
-            await MailingRecipient.select()
-            .where(
-                MailingRecipient.mailing_id == mailing_id,
-                MailingRecipient.status.is_in(["queued", "sending"]),
-            )
-            .order_by(MailingRecipient.id)
-            .limit(BATCH)
-        )
-        if not batch:
-            await Mailing.update({Mailing.status: "sent", Mailing.finished_at: now}).where(
-                Mailing.id == mailing_id
-            )
-            break
-        parties = {
-            p["id"]: p
-            for p in await Party.select(Party.id, Party.name, Party.kind, Party.status, Party.custom).where(
-                Party.id.is_in([r["party_id"] for r in batch])
-            )
-        }
-        gone = {
-            u["email"]
-            for u in await Unsubscribe.select(Unsubscribe.email).where(
-                Unsubscribe.email.is_in([r["email"] for r in batch])
-            )
-        }
-        for r in batch:
-            if r["email"] in gone:
-                await _mark(r["id"], status="skipped", error="unsubscribed")
-                continue
-            message_id = r["message_id"] or make_msgid(domain=domain)
-            if r["status"] != "sending" or not r["message_id"]:
-                await _mark(r["id"], status="sending", message_id=message_id)
-            url = unsubscribe_url(base, secret, r["id"], r["email"])
-            page = unsubscribe_url(base, secret, r["id"], r["email"], page=True)
-            body = render(mailing, parties.get(r["party_id"], {}), r["email"], page)
-            message = compose(
-                {
-                    "to": [r["email"]],
-                    "subject": body["subject"],
-                    "text": body["text"],
-                    "html": body["html"] or None,
-                    "message_id": message_id,
-                    "headers": {
-                        "List-Unsubscribe": f"<{url}>",
-                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            if not batch:
+                await Mailing.update({Mailing.status: "sent", Mailing.finished_at: now}).where(
+                    Mailing.id == mailing_id
+                )
+                break
+            parties = {
+                p["id"]: p
+                for p in await Party.select(
+                    Party.id, Party.name, Party.kind, Party.status, Party.custom
+                ).where(Party.id.is_in([r["party_id"] for r in batch]))
+            }
+            gone = {
+                u["email"]
+                for u in await Unsubscribe.select(Unsubscribe.email).where(
+                    Unsubscribe.email.is_in([r["email"] for r in batch])
+                )
+            }
+            for r in batch:
+                if time.monotonic() - beat > HEARTBEAT:
+                    if not await ctx.heartbeat():
+                        # Another worker holds the job now (this one stalled past its lease):
+                        # stop before sending anything more, so nobody gets a message twice.
+                        return {"sent": sent, "stopped": "the job was taken over"}
+                    beat = time.monotonic()
+                if r["email"] in gone:
+                    await _mark(r["id"], status="skipped", error="unsubscribed")
+                    continue
+                message_id = r["message_id"] or make_msgid(domain=domain)
+                if r["status"] != "sending" or not r["message_id"]:
+                    await _mark(r["id"], status="sending", message_id=message_id)
+                url = unsubscribe_url(base, secret, r["id"], r["email"])
+                page = unsubscribe_url(base, secret, r["id"], r["email"], page=True)
+                body = render(mailing, parties.get(r["party_id"], {}), r["email"], page)
+                message = compose(
+                    {
+                        "to": [r["email"]],
+                        "subject": body["subject"],
+                        "text": body["text"],
+                        "html": body["html"] or None,
+                        "message_id": message_id,
+                        "headers": {
+                            "List-Unsubscribe": f"<{url}>",
+                            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                        },
                     },
-                },
-                mail_from,
-            )
-            try:
-                await deliver(message, settings)
-            except jobs.PermanentFailure as exc:
-                await _mark(r["id"], status="failed", error=str(exc)[:1000])
-                continue
-            # Committed only now: the server has accepted this message.
-            await _mark(r["id"], status="sent", sent_at=clock.now())
-            sent += 1
-            if pause:
-                await asyncio.sleep(pause)
-        await ctx.progress(sent)
+                    mail_from,
+                )
+                try:
+                    await smtp.deliver(message)
+                except jobs.PermanentFailure as exc:
+                    await _mark(r["id"], status="failed", error=str(exc)[:1000])
+                    continue
+                # Committed only now: the server has accepted this message.
+                await _mark(r["id"], status="sent", sent_at=clock.now())
+                sent += 1
+                if pause:
+                    await asyncio.sleep(pause)
+            await ctx.progress(sent)
     return {"sent": sent}
 
 

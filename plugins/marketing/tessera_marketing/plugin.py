@@ -60,7 +60,7 @@ def tessera_background_jobs() -> dict[str, Any]:
 
     from tessera_marketing import mailings
 
-    return {mailings.KIND: JobKind(mailings.send_job, timeout=3600.0)}
+    return {mailings.KIND: JobKind(mailings.send_job, timeout=3600.0, lease=mailings.LEASE)}
 
 
 @hookimpl

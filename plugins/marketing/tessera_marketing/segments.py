@@ -404,7 +404,9 @@ async def compile_rules(rules: Any, path: str = "rules", segment_id: int | None 
     sql, args = compiler.node(rules, path, 0)
     if compiler.nested:
         await _check_nested(compiler.nested, segment_id, path)
-    return WhereRaw(sql, *args)
+    # In parentheses: combined with the caller's visibility by AND, an "any" group's OR must
+    # not escape it (``visible AND a OR b`` would count b's parties the caller may not read).
+    return WhereRaw(f"({sql})", *args)
 
 
 async def _check_nested(ids: list[int], segment_id: int | None, path: str) -> None:

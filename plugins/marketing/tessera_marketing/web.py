@@ -6,13 +6,14 @@ user's visibility.
 No ``from __future__ import annotations``: Litestar reads the handlers' annotations.
 """
 
+from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.response import Redirect
 from tessera import i18n
 from tessera.entities import service
-from tessera.errors import DomainError
+from tessera.errors import DomainError, NotFound
 from tessera.i18n import N_
 from tessera.i18n import gettext as _
 from tessera.web import charts
@@ -45,7 +46,12 @@ async def campaigns_page(request: Request[Any, Any, Any]) -> Response[Any]:
     chart = charts.bar_chart(
         _("Return on investment"),
         [
-            charts.Datum(r["name"], round(float(r["roi"]) * 100, 1), key=str(r["campaign_id"]))
+            charts.Datum(
+                r["name"],
+                round(float(r["roi"]) * 100, 1),
+                key=str(r["campaign_id"]),
+                href=f"/marketing/campaigns/{r['campaign_id']}",
+            )
             for r in rows
             if r["roi"] is not None
         ],
@@ -56,7 +62,13 @@ async def campaigns_page(request: Request[Any, Any, Any]) -> Response[Any]:
         ident="campaign-roi",
     )
     return render(
-        request, "marketing/campaigns.html", principal=principal, rows=rows, chart=chart, percent=_percent
+        request,
+        "marketing/campaigns.html",
+        principal=principal,
+        rows=rows,
+        chart=chart,
+        percent=_percent,
+        may_manage=principal.can("marketing.campaign.manage"),
     )
 
 
@@ -71,7 +83,14 @@ async def segments_page(request: Request[Any, Any, Any]) -> Response[Any]:
         counts = {s["id"]: await services.count_segment(principal, s["id"]) for s in page.items}
     except DomainError as exc:
         return error_page(request, principal, exc)
-    return render(request, "marketing/segments.html", principal=principal, segments=page.items, counts=counts)
+    return render(
+        request,
+        "marketing/segments.html",
+        principal=principal,
+        segments=page.items,
+        counts=counts,
+        may_manage=principal.can("marketing.segment.manage"),
+    )
 
 
 @get("/classes")
@@ -86,7 +105,25 @@ async def classes_page(request: Request[Any, Any, Any]) -> Response[Any]:
     except DomainError as exc:
         return error_page(request, principal, exc)
     grid = {(c["abc_class"], c["xyz_class"]): c for c in cells}
-    return render(request, "marketing/classes.html", principal=principal, grid=grid, conf=conf)
+    return render(
+        request, "marketing/classes.html", principal=principal, grid=grid, conf=conf, chart=matrix_chart(grid)
+    )
+
+
+def matrix_chart(grid: dict[tuple[str, str], dict[str, Any]]) -> Any:
+    """Clients per ABC class, one column per XYZ class (the kernel's column chart)."""
+    return charts.column_chart(
+        _("Clients per ABC and XYZ class"),
+        ["A", "B", "C"],
+        [
+            charts.Series(xyz, [int(grid.get((abc, xyz), {}).get("clients", 0)) for abc in "ABC"], key=xyz)
+            for xyz in "XYZ"
+        ],
+        desc=_("For each ABC class (share of revenue) the clients of each XYZ class (steadiness)"),
+        category_header=_("ABC class"),
+        keys=["A", "B", "C"],
+        ident="abc-xyz",
+    )
 
 
 @get("/unsubscribe")
@@ -117,7 +154,24 @@ async def unsubscribe_submit(request: Request[Any, Any, Any], r: int = 0, t: str
     )
 
 
+STATIC = Path(__file__).parent / "static"
+SCRIPTS = frozenset({"segments.js", "mailing.js"})
+
+
+@get("/static/{name:str}")
+async def static_script(name: str) -> Response[Any]:
+    """The pages' scripts (static files: the pages allow no inline script)."""
+    if name not in SCRIPTS:
+        raise NotFound("No such file")
+    return Response(
+        (STATIC / name).read_bytes(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
 def _handlers() -> list[Any]:
+    from tessera_marketing import web_campaigns, web_mailings, web_segments
     from tessera_marketing.lists import lead_inbox
     from tessera_marketing.web_forms import forms_page
 
@@ -129,6 +183,10 @@ def _handlers() -> list[Any]:
         forms_page,
         unsubscribe_page,
         unsubscribe_submit,
+        static_script,
+        *web_segments.HANDLERS,
+        *web_campaigns.HANDLERS,
+        *web_mailings.HANDLERS,
     ]
 
 

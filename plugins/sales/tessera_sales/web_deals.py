@@ -39,7 +39,7 @@ from tessera.web.plugin_pages import (
 )
 from tessera.workflow import engine, templates
 
-from tessera_sales import proposals, services, web
+from tessera_sales import proposals, services, sources, web
 from tessera_sales.pipelines import PROPOSAL_ISSUED
 from tessera_sales.routes import DealIn, MoveIn, TickIn
 from tessera_sales.stats import aware
@@ -49,7 +49,7 @@ from tessera_sales.tables import Deal, LossReason, Product, ProposalTemplate
 LINE_ROWS = 3
 LINE_FIELDS = ("product_id", "name", "quantity", "unit_price", "discount_pct")
 NEW_DEAL_FIELDS = frozenset(
-    {"title", "party_id", "pipeline", "amount", "currency", "expected_close", "source"}
+    {"title", "party_id", "pipeline", "amount", "currency", "expected_close", "source", "campaign_id"}
     | {f"lines-{i}-{f}" for i in range(LINE_ROWS) for f in LINE_FIELDS}
 )
 # The words of deal sources ("sales.source") are registered in labels.py.
@@ -143,6 +143,8 @@ async def _new_deal_view(
         pipelines=await services.list_pipelines(),
         currencies=sorted(services.CURRENCIES),
         sources=[s for s in services.SOURCES if s],
+        # Campaigns other plugins supply (tessera_sales_deal_sources); none: no field shown.
+        campaigns=[c for c in await sources.campaigns() if c.get("active", True)],
         products=products,
         line_rows=range(LINE_ROWS),
         error=errors.pop("", None),
@@ -152,8 +154,11 @@ async def _new_deal_view(
 
 
 @get("/deals/new", include_in_schema=False)
-async def new_deal_page(request: Request[Any, Any, Any], party_id: int | None = None) -> Response[Any]:
-    """The new-deal form; from the client card's Deals tab the client is already chosen."""
+async def new_deal_page(
+    request: Request[Any, Any, Any], party_id: int | None = None, campaign_id: int | None = None
+) -> Response[Any]:
+    """The new-deal form; from the client card's Deals tab the client is already chosen (and
+    from a campaign's card, the campaign)."""
     principal = await current_principal(request)
     if principal is None:
         return Redirect("/login")
@@ -162,6 +167,8 @@ async def new_deal_page(request: Request[Any, Any, Any], party_id: int | None = 
     form = {"pipeline": services.DEFAULT_PIPELINE, "currency": "RUB", "amount": "0"}
     if party_id is not None:
         form["party_id"] = str(party_id)
+    if campaign_id is not None:
+        form["campaign_id"] = str(campaign_id)
     return await _new_deal_view(request, principal, form=form)
 
 

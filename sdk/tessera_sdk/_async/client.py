@@ -75,6 +75,9 @@ class AsyncClient(b.BaseClient):
         self.knowledge_base = AsyncKnowledgeBase(self)
         #: The receivables plugin (``/api/receivables``), when the server runs it.
         self.receivables = AsyncReceivables(self)
+        #: The marketing plugin (``/api/marketing``): segments, campaigns and their costs,
+        #: leads and web forms, mailings, ABC/XYZ classes and the return reports.
+        self.marketing = AsyncMarketing(self)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -815,3 +818,106 @@ class AsyncReceivables:
         """DSO, overdue ratio, CEI and promises kept per month, manager and currency."""
         params = {"date_from": date_from, "date_to": date_to}
         return await self._get("/reports/collection", list[m.CollectionRow], **params)  # type: ignore[no-any-return]
+
+
+class AsyncMarketing:
+    """The marketing plugin: segments (live counts, members, freezing), campaigns with cost
+    lines and their return, leads and web forms (the public submission too), mailings (preview,
+    send, progress), ABC/XYZ classes."""
+
+    path = "/api/marketing"
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self.segments = client.segments
+        self.campaigns = client.campaigns
+        self.costs = AsyncEntity[m.CostOut, m.CostIn, m.CostPatch](
+            client, f"{self.path}/campaign-costs", m.CostOut, m.CostOutPage
+        )
+        self.leads = AsyncEntity[m.LeadOut, m.LeadIn, m.LeadPatch](
+            client, f"{self.path}/leads", m.LeadOut, m.LeadOutPage
+        )
+        self.web_forms = AsyncEntity[m.WebFormOut, m.WebFormIn, m.WebFormPatch](
+            client, f"{self.path}/web-forms", m.WebFormOut, m.WebFormOutPage
+        )
+        self.mailings = AsyncEntity[m.MailingOut, m.MailingIn, m.MailingPatch](
+            client, f"{self.path}/mailings", m.MailingOut, m.MailingOutPage
+        )
+
+    async def _call(self, method: str, path: str, model: Any, body: Any = None, **params: Any) -> Any:
+        call = Call(method, f"{self.path}{path}", b.params(params), json=body, model=model)
+        return await self._client._execute(call)
+
+    # -- segments
+
+    async def count_rules(self, rules: Mapping[str, Any]) -> int:
+        """How many parties you may read match ``rules`` (nothing saved: the editor's count)."""
+        out = await self._call("POST", "/segments/preview", m.CountOut, {"rules": dict(rules)})
+        return int(out.count)
+
+    async def count_members(self, segment_id: int) -> int:
+        """How many of a saved segment's parties you may read (a dynamic one evaluated now)."""
+        out = await self._call("GET", f"/segments/{segment_id}/members/count", m.CountOut)
+        return int(out.count)
+
+    async def members(self, segment_id: int, *, limit: int = 50, cursor: str | None = None) -> m.MembersPage:
+        """One page of the segment's parties you may read (``next_cursor`` for the next)."""
+        return await self._call(
+            "GET", f"/segments/{segment_id}/members", m.MembersPage, limit=limit, cursor=cursor
+        )
+
+    async def freeze(self, segment_id: int) -> m.SegmentOut:
+        """Store a static segment's members again from its rules."""
+        return await self._call("POST", f"/segments/{segment_id}/freeze", m.SegmentOut)
+
+    # -- campaigns and their return
+
+    async def campaign_return(self, campaign_id: int) -> m.CampaignFigures:
+        """A campaign's responses, leads, conversion, revenue, cost per lead and ROI."""
+        return await self._call("GET", f"/campaigns/{campaign_id}/return", m.CampaignFigures)
+
+    async def return_report(self) -> list[m.CampaignFigures]:
+        """The return of every campaign (first-touch attribution)."""
+        return await self._call("GET", "/reports/return", list[m.CampaignFigures])
+
+    async def channel_report(self) -> list[m.ChannelFigures]:
+        """The return per channel."""
+        return await self._call("GET", "/reports/return/channels", list[m.ChannelFigures])
+
+    # -- web forms
+
+    async def submit_form(self, form_key: str, fields: Mapping[str, Any]) -> bool:
+        """Post a web form as the company's site does (no sign-in needed): True when accepted
+        (a filled honeypot is accepted and stores nothing)."""
+        out = await self._call("POST", f"/forms/{form_key}", Any, dict(fields))
+        return bool(out.get("accepted")) if isinstance(out, dict) else False
+
+    # -- mailings
+
+    async def preview_mailing(self, mailing_id: int, party_id: int) -> m.MailingPreview:
+        """The message as ``party_id`` would receive it (subject, sanitised HTML, text)."""
+        return await self._call("GET", f"/mailings/{mailing_id}/preview", m.MailingPreview, party_id=party_id)
+
+    async def send_mailing(self, mailing_id: int) -> m.MailingProgress:
+        """Send the draft to its segment (a background job); its progress so far."""
+        return await self._call("POST", f"/mailings/{mailing_id}/send", m.MailingProgress)
+
+    async def mailing_progress(self, mailing_id: int) -> m.MailingProgress:
+        """Recipients per state: queued, sending, sent, failed, late, skipped."""
+        return await self._call("GET", f"/mailings/{mailing_id}/progress", m.MailingProgress)
+
+    # -- ABC/XYZ
+
+    async def class_settings(self) -> m.ClassSettings:
+        return await self._call("GET", "/classes/settings", m.ClassSettings)
+
+    async def set_class_settings(self, data: m.ClassSettingsIn | Mapping[str, Any]) -> m.ClassSettings:
+        return await self._call("PUT", "/classes/settings", m.ClassSettings, b.body(data))
+
+    async def recompute_classes(self) -> m.RecomputeOut:
+        """Classify every client now (the scheduled job does it nightly)."""
+        return await self._call("POST", "/classes/recompute", m.RecomputeOut)
+
+    async def class_matrix(self) -> list[m.MatrixCell]:
+        """Clients and revenue per ABC x XYZ cell (over the clients you may read)."""
+        return await self._call("GET", "/classes/matrix", list[m.MatrixCell])
