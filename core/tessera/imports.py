@@ -54,7 +54,7 @@ def _rows(path: Path, encoding: str | None) -> tuple[list[str], list[tuple[int, 
     header: list[str] | None = None
     data: list[tuple[int, list[str]]] = []
     for line, cells in read_rows(path, encoding, report):
-        if not any(c.strip() for c in cells):
+        if not ((cells and cells[0].strip()) or any(c.strip() for c in cells)):
             continue
         if header is None:
             header = cells
