@@ -65,7 +65,9 @@ async def load_instance(
     principal: Principal | None, instance_id: int, *, with_task_status: bool = False
 ) -> dict[str, Any]:
     """The instance when it exists and ``principal`` (None = the engine) may see it; else 404.
-    ``with_task_status``: also its stage task's status (``current_task_status``), same query."""
+    ``with_task_status``: also its stage task's status (``current_task_status``), same query;
+    for who sees every instance also the whole task row (``current_task``, None without a
+    task), read with its write lock inside a transaction on PostgreSQL (``_WITH_TASK``)."""
     if principal is not None:
         principal.require("workflow.read")
     visible = instance_visibility(principal) if principal is not None else None
@@ -74,8 +76,8 @@ async def load_instance(
         if not with_task_status:
             found = await statements.get(instance_id)
         else:
-            rows = await _WITH_TASK_STATUS.rows(instance_id)
-            found = statements.loaded(rows[0]) if rows else None
+            rows = await _WITH_TASK[db.is_postgres()].rows(instance_id)
+            found = _split_task(statements.loaded(rows[0])) if rows else None
         if found is None:
             raise NotFound(f"process instance {instance_id} not found")
         return found
@@ -89,12 +91,32 @@ async def load_instance(
     return row
 
 
-#: ``load_instance(..., with_task_status=True)`` for who sees every instance.
-_WITH_TASK_STATUS = db.Statement(
-    f'SELECT {prepared.of(WI).all_columns}, "task"."status" AS "current_task_status" '
-    'FROM "workflow_instance" LEFT JOIN "task" ON "task"."id" = "workflow_instance"."current_task_id" '
-    'WHERE "workflow_instance"."id" = {}'
-)
+_TASK_COLUMNS = [c._meta.name for c in Task._meta.columns]
+#: ``load_instance(..., with_task_status=True)`` for who sees every instance: the instance and
+#: its stage task in one statement (by PostgreSQL, the task locked for the update that
+#: completes it: ``service.update(..., locked=...)`` reads it no more).
+_WITH_TASK = {
+    postgres: db.Statement(
+        f"SELECT {prepared.of(WI).all_columns}, "
+        + ", ".join(f'"task"."{c}" AS "task__{c}"' for c in _TASK_COLUMNS)
+        + ' FROM "workflow_instance" '
+        + (
+            'LEFT JOIN LATERAL (SELECT * FROM "task" '
+            'WHERE "task"."id" = "workflow_instance"."current_task_id" FOR UPDATE) AS "task" ON true '
+            if postgres
+            else 'LEFT JOIN "task" ON "task"."id" = "workflow_instance"."current_task_id" '
+        )
+        + 'WHERE "workflow_instance"."id" = {}'
+    )
+    for postgres in (False, True)
+}
+
+
+def _split_task(row: dict[str, Any]) -> dict[str, Any]:
+    task = {c: row.pop(f"task__{c}") for c in _TASK_COLUMNS}
+    row["current_task"] = prepared.of(Task).loaded(task) if task["id"] is not None else None
+    row["current_task_status"] = task["status"]
+    return row
 
 
 def _as_stored(instance: dict[str, Any]) -> dict[str, Any]:
@@ -773,6 +795,7 @@ async def advance(
             # connection (no thread hop each), and nothing changes between check and write.
             instance = await load_instance(principal, instance_id, with_task_status=True)
             task_status = instance.pop("current_task_status", None)
+            task_row = instance.pop("current_task", None)
             due_now = await _advance_in_transaction(
                 principal,
                 pm,
@@ -782,6 +805,7 @@ async def advance(
                 comment=comment,
                 version=version,
                 task_status=task_status,
+                task_row=task_row,
             )
             # What the transition wrote is the instance now: no reload.
             current = _as_stored(instance)
@@ -801,6 +825,7 @@ async def _advance_in_transaction(
     comment: str,
     version: int | None,
     task_status: str | None,
+    task_row: dict[str, Any] | None = None,
 ) -> list[int]:
     instance_id = instance["id"]
     require_worker(principal, instance)
@@ -865,6 +890,7 @@ async def _advance_in_transaction(
             engine_principal(principal.user_id),
             task_id,
             {"status": "done", "result": comment or f"Stage {stage['name']} completed"},
+            locked=task_row if task_row is not None and task_row["id"] == task_id else None,
         )
     due_now = await _schedule_actions(instance, definition, stage_key, instance["stage_seq"], "leave", now)
     completed = {
