@@ -94,12 +94,17 @@ class TableSQL:
         self.by_pk_locked = db.Statement(f'SELECT {select_list} FROM "{self.name}" {where} FOR UPDATE')
         names = ", ".join(f'"{c._meta.db_column_name}"' for c in self.writable)
         marks = ", ".join("{}" for _ in self.writable)
-        head = f'INSERT INTO "{self.name}" ({names}) VALUES ({marks})'
-        self._insert = {
-            "all": db.Statement(f"{head} {self.returning_all}"),
-            "id": db.Statement(f'{head} RETURNING "{self.pk}" AS "{table._meta.primary_key._meta.name}"'),
-            "none": db.Statement(head),
+        returning = {
+            "all": f" {self.returning_all}",
+            "id": f' RETURNING "{self.pk}" AS "{table._meta.primary_key._meta.name}"',
+            "none": "",
         }
+        head = f'INSERT INTO "{self.name}" ({names}) VALUES ({marks})'
+        self._insert = {k: db.Statement(head + r) for k, r in returning.items()}
+        #: With the primary key given (a restore, an import keeping ids): it goes first.
+        head = f'INSERT INTO "{self.name}" ("{self.pk}", {names}) VALUES ({{}}, {marks})'
+        self._insert_with_pk = {k: db.Statement(head + r) for k, r in returning.items()}
+        self._pk_name = table._meta.primary_key._meta.name
         self._updates: dict[tuple[Any, ...], db.Statement] = {}
         self._in: dict[tuple[Any, ...], db.Statement] = {}
 
@@ -135,8 +140,8 @@ class TableSQL:
 
     def insert(self, values: dict[str, Any], returning: str = "all") -> Bound:
         """INSERT one row: ``values`` by column name, the others take their column default
-        (as ``Table(**values)``); unknown names are an error. ``returning``: ``all`` columns,
-        the ``id`` only, or ``none``."""
+        (as ``Table(**values)``), the primary key its sequence unless given; unknown names are
+        an error. ``returning``: ``all`` columns, the ``id`` only, or ``none``."""
         unknown = values.keys() - self._by_name.keys()
         if unknown:
             raise ValueError(f"Unrecognized columns - {sorted(unknown)}")
@@ -151,6 +156,8 @@ class TableSQL:
                 if value is None and not column._meta.null:
                     raise ValueError(f"{name} wasn't provided")
             args.append(self._sql_value(value, column, is_json))
+        if values.get(self._pk_name) is not None:
+            return Bound(self._insert_with_pk[returning], [values[self._pk_name], *args])
         return Bound(self._insert[returning], args)
 
     @staticmethod
