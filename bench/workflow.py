@@ -684,7 +684,7 @@ def verdict(figures: dict[str, Any]) -> str:
         return f"not judged (the target is stated for --size {TARGET_SIZE})"
     ok = figures["transition_ratio"] >= TARGET_RATIO
     return (
-        f"{'PASS' if ok else 'FAIL'} ({figures['transition_ratio']:.0%} of bare, target {TARGET_RATIO:.0%})"
+        f"{'PASS' if ok else 'FAIL'} ({figures['transition_ratio']:.1%} of bare, target {TARGET_RATIO:.0%})"
     )
 
 
