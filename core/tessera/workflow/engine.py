@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pluggy
-from piccolo.utils.encoding import dump_json
 
 from tessera import audit, clock, db, events, prepared
 from tessera.entities import activities, service, tasks
@@ -420,27 +419,29 @@ def _transition_writes(
     task_id: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """The ``workflow_transition`` row and the audit entry of a change, not written yet: log
-    rows nothing reads back in the transaction, so ``events.emit(..., also=...)`` writes them
-    with the unit of work's events (on PostgreSQL in the events' statement); awaited, each is
+    """The ``workflow_transition`` row and the audit entry of a change, not written yet:
+    ``events.emit(..., also=...)`` writes the row with the change (on PostgreSQL in the stage
+    update's statement) and the audit entry with the unit of work's events; awaited, each is
     written at once."""
     changes = {"stage": [from_stage, to_stage]} if from_stage != to_stage else {}
     return [
-        events.LogRow(
-            "workflow_transition",
-            (
-                ("instance_id", instance_id),
-                ("kind", kind),
-                ("from_stage", from_stage),
-                ("to_stage", to_stage),
-                ("stage_seq", seq),
-                ("user_id", user_id),
-                ("at", clock.now()),
-                ("comment", comment),
-                ("responsible_id", responsible_id),
-                ("task_id", task_id),
-                ("detail", dump_json(detail or {})),
-            ),
+        # Written at once, not as a log row: plugins read an instance's transitions back in
+        # the same transaction (the sales plugin projects a deal's stage history from them).
+        prepared.of(WorkflowTransition).insert(
+            {
+                "instance_id": instance_id,
+                "kind": kind,
+                "from_stage": from_stage,
+                "to_stage": to_stage,
+                "stage_seq": seq,
+                "user_id": user_id,
+                "at": clock.now(),
+                "comment": comment,
+                "responsible_id": responsible_id,
+                "task_id": task_id,
+                "detail": detail or {},
+            },
+            returning="none",
         ),
         audit.entry(kind, "workflow_instance", instance_id, changes, detail=comment, user_id=user_id),
     ]
