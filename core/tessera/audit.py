@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -55,9 +54,6 @@ class Entry(events.LogRow):
         values = dict(self.values)
         values["changes"] = json.loads(values["changes"])
         return AuditLog.insert(AuditLog(**values))
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self.query().__await__()
 
 
 def entry(

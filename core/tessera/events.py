@@ -14,7 +14,7 @@ import contextvars
 import json
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +25,7 @@ from piccolo.query.base import Query
 from piccolo.querystring import QueryString
 from piccolo.utils.encoding import dump_json
 
-from tessera import clock, db
+from tessera import clock, db, prepared
 from tessera.entities.tables import DomainEvent as DomainEventRow
 from tessera.plugins import await_me_maybe
 
@@ -63,15 +63,20 @@ _dispatcher = _Dispatcher()
 
 @dataclass(frozen=True)
 class LogRow:
-    """A row of an append-only log table (the audit log) that nothing reads back inside the
-    transaction that writes it. Handed to ``emit(..., also=[...])`` it is not written at once
-    but with the unit of work's events, at the unit's end (still before commit): one
-    multi-row statement for every log row and event of the change, built without the ORM's
-    per-row objects (``tessera.audit.entry`` returns one)."""
+    """A row of an append-only log table (the audit log, a task's hand-off links, the inbox,
+    a process's transitions) that nothing reads back inside the transaction that writes it.
+    Handed to ``emit(..., also=[...])`` it is not written at once but with the unit of work's
+    events, at the unit's end (still before commit): one multi-row statement for every log row
+    and event of the change (on PostgreSQL), built without the ORM's per-row objects
+    (``tessera.audit.entry`` returns one). Awaited, it is written at once."""
 
     table: str
-    #: column -> value; JSON columns as text, times as aware datetimes.
+    #: column -> value, every column but the id; JSON columns as text, times as aware datetimes.
     values: tuple[tuple[str, Any], ...]
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        columns = tuple(c for c, _ in self.values)
+        return prepared.Bound(_insert(self.table, columns, 1, False), [v for _, v in self.values]).__await__()
 
 
 @dataclass
@@ -142,18 +147,27 @@ _FLUSH_ROWS = 500
 _EVENT_COLUMNS = ("name", "entity", "entity_id", "payload", "user_id", "occurred_at")
 
 
-def _insert_sql(table: str, columns: Sequence[str], rows: int, returning: bool) -> str:
+#: The statements ``_flush`` writes, by SQL text (a few shapes: table, columns, row count).
+_statements: dict[str, db.Statement] = {}
+
+
+def _insert(table: str, columns: Sequence[str], rows: int, returning: bool) -> db.Statement:
     names = ", ".join(f'"{c}"' for c in columns)
     one = "(" + ", ".join("{}" for _ in columns) + ")"
     sql = f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([one] * rows)
-    return sql + (' RETURNING "id"' if returning else "")
+    sql += ' RETURNING "id"' if returning else ""
+    statement = _statements.get(sql)
+    if statement is None:
+        if len(_statements) > 1000:  # shapes are few; never let odd ones pile up
+            _statements.clear()
+        statement = _statements[sql] = db.Statement(sql)
+    return statement
 
 
 async def _flush(unit: _Unit) -> list[DomainEvent]:
     """Write the unit's log rows and events (in the transaction, before commit) and return
     the events with their ids. On PostgreSQL the log rows ride in the events' statement."""
-    engine = db.get_engine()
-    statements: list[QueryString] = []
+    statements: list[prepared.Bound] = []
     by_shape: dict[tuple[str, tuple[str, ...]], list[LogRow]] = {}
     for row in unit.log_rows:
         by_shape.setdefault((row.table, tuple(c for c, _ in row.values)), []).append(row)
@@ -161,7 +175,7 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
         for start in range(0, len(rows), _FLUSH_ROWS):
             chunk = rows[start : start + _FLUSH_ROWS]
             args = [value for row in chunk for _, value in row.values]
-            statements.append(QueryString(_insert_sql(table, columns, len(chunk), False), *args))
+            statements.append(prepared.Bound(_insert(table, columns, len(chunk), False), args))
     ids: list[int] = []
     items = unit.events
     for start in range(0, len(items), _FLUSH_ROWS) if items else ():
@@ -171,16 +185,16 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
             for name, entity, eid, data, uid, at in chunk
             for v in (name, entity, eid, dump_json(data), uid, at)
         ]
-        insert = QueryString(_insert_sql("domain_event", _EVENT_COLUMNS, len(chunk), True), *args)
+        insert = prepared.Bound(_insert("domain_event", _EVENT_COLUMNS, len(chunk), True), args)
         if statements and db.is_postgres():
             ctes = ", ".join(f"log_{i} AS ({{}})" for i in range(len(statements)))
-            insert = QueryString(f"WITH {ctes} {{}}", *statements, insert)
+            insert = prepared.compose(f"WITH {ctes} {{}}", [*statements, insert])
             statements = []
-        rows = await engine.run_querystring(insert, in_pool=True)
+        rows = await insert
         # Ids are handed out in the order of the rows inserted.
         ids.extend(sorted(row["id"] for row in rows))
     for statement in statements:
-        await engine.run_querystring(statement, in_pool=True)
+        await statement
     return [
         DomainEvent(event_id, name, entity, entity_id, data, user_id, occurred_at)
         for event_id, (name, entity, entity_id, data, user_id, occurred_at) in zip(ids, items, strict=True)
@@ -255,7 +269,7 @@ async def emit(
     entity: str,
     entity_id: int | None,
     payload: dict[str, Any] | None = None,
-    also: Sequence[Query[Any, Any] | Also | LogRow] = (),
+    also: Sequence[Query[Any, Any] | prepared.Bound | Also | LogRow] = (),
 ) -> None:
     """Record a domain event in the current unit of work (required: events without a
     transaction could be delivered for changes that were rolled back). ``also``: inserts to
@@ -266,7 +280,7 @@ async def emit(
 
 async def emit_all(
     items: Sequence[tuple[str, str, int | None, dict[str, Any] | None]],
-    also: Sequence[Query[Any, Any] | Also | LogRow] = (),
+    also: Sequence[Query[Any, Any] | prepared.Bound | Also | LogRow] = (),
 ) -> Any:
     """``emit`` for several events of one change (``(name, entity, entity_id, payload)``
     each), in this order. ``also``: the change's other writes: queries run now (on PostgreSQL
@@ -284,7 +298,10 @@ async def emit_all(
     unit.log_rows.extend(a for a in also if isinstance(a, LogRow))
     queries = [a for a in also if not isinstance(a, Also | LogRow)]
     result: Any = None
-    if len(queries) > 1 and db.is_postgres():
+    if len(queries) > 1 and db.is_postgres() and all(isinstance(q, prepared.Bound) for q in queries):
+        ctes = ", ".join(f"also_{i} AS ({{}})" for i in range(len(queries) - 1))
+        result = await prepared.compose(f"WITH {ctes} {{}}", queries)
+    elif len(queries) > 1 and db.is_postgres():
         parts = [q.querystrings[0] for q in queries]
         ctes = ", ".join(f"also_{i} AS ({{}})" for i in range(len(parts) - 1))
         result = await db.get_engine().run_querystring(QueryString(f"WITH {ctes} {{}}", *parts), in_pool=True)

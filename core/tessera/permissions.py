@@ -271,9 +271,16 @@ class _Cached:
 _principals: ReadCache[int, _Cached] = ReadCache(PRINCIPAL_TTL)
 
 
+#: ``{"is_active", "team_id"}`` of users read lately, kept as long as principals are: the
+#: workflow engine and the task service ask about the same few people at every stage and
+#: task write (one query each, bench/workflow.py). ``forget_principals`` clears it.
+recent_users: ReadCache[int, dict[str, Any]] = ReadCache(PRINCIPAL_TTL)
+
+
 def forget_principals() -> None:
     """Drop every cached principal (a user, team, role or substitution changed)."""
     _principals.clear()
+    recent_users.clear()
 
 
 async def cached_principal(

@@ -11,13 +11,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from tessera import audit, clock, events
+from tessera import audit, clock, events, prepared
 from tessera.entities import service
 from tessera.entities.dto import Id, partial
 from tessera.entities.parties import PARTY
-from tessera.entities.tables import CrmUser, Notification, Task, TaskHandoff
+from tessera.entities.tables import CrmUser, Task, TaskHandoff
 from tessera.errors import Conflict, PermissionDenied, ValidationFailed
-from tessera.permissions import Principal
+from tessera.permissions import Principal, recent_users
 
 Priority = Literal["low", "normal", "high", "urgent"]
 TaskStatus = Literal["open", "in_progress", "done", "cancelled"]
@@ -139,14 +139,18 @@ async def _users(user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     if known is not None:
         out = {u: {"id": u, **row} for u in wanted if (row := known.get(u)) is not None}
         missing = [u for u in wanted if u not in known]
+    for user_id in missing:
+        if (recent := recent_users.get(user_id)) is not None:
+            out[user_id] = {"id": user_id, **recent}
+    missing = [u for u in missing if u not in out]
     if missing:
-        rows = await CrmUser.select(CrmUser.id, CrmUser.team_id, CrmUser.is_active).where(
-            CrmUser.id.is_in(missing)
-        )
+        rows = await prepared.of(CrmUser).with_ids(("id", "team_id", "is_active"), missing)
         for row in rows:
             out[row["id"]] = row
+            person = {"is_active": row["is_active"], "team_id": row["team_id"]}
+            recent_users.put(row["id"], person)
             if known is not None:
-                known[row["id"]] = {"is_active": row["is_active"], "team_id": row["team_id"]}
+                known[row["id"]] = person
         if known is not None:
             for user_id in set(missing) - {row["id"] for row in rows}:
                 known[user_id] = None
@@ -209,13 +213,15 @@ async def after_task_write(
     writes: list[Any] = []
     if existing is None or existing["assignee_id"] != row["assignee_id"]:
         writes.append(
-            TaskHandoff.insert(
-                TaskHandoff(
-                    task_id=row["id"],
-                    from_user_id=principal.user_id if existing is None else existing["assignee_id"],
-                    to_user_id=row["assignee_id"],
-                    at=clock.now(),
-                )
+            events.LogRow(
+                "task_handoff",
+                (
+                    ("task_id", row["id"]),
+                    ("from_user_id", principal.user_id if existing is None else existing["assignee_id"]),
+                    ("to_user_id", row["assignee_id"]),
+                    ("at", clock.now()),
+                    ("comment", ""),
+                ),
             )
         )
         # Reassigning by PATCH is a hand-off too: the new assignee must hear about it.
@@ -279,12 +285,20 @@ def decorate(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def notification(user_id: int, kind: str, title: str, body: str = "", ref: str = "") -> Any:
-    """The inbox entry as a query not run yet (see ``notify``)."""
-    return Notification.insert(
-        Notification(
-            user_id=user_id, kind=kind, title=title[:500], body=body, ref=ref, created_at=clock.now()
-        )
+def notification(user_id: int, kind: str, title: str, body: str = "", ref: str = "") -> events.LogRow:
+    """The inbox entry, not written yet: awaited it is written at once; handed to
+    ``events.emit(..., also=[...])`` it is written with the change's events."""
+    return events.LogRow(
+        "notification",
+        (
+            ("user_id", user_id),
+            ("kind", kind),
+            ("title", title[:500]),
+            ("body", body),
+            ("ref", ref),
+            ("created_at", clock.now()),
+            ("read_at", None),
+        ),
     )
 
 

@@ -11,8 +11,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import yaml  # PyYAML: a dependency of litestar (its YAML render plugin)
 from litestar import Request, Router
 from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
+from litestar.serialization import get_serializer
 from litestar.static_files import create_static_files_router
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -44,6 +47,25 @@ class _LocalPage(OpenAPIRenderPlugin):
         ).encode()
 
 
+class _Yaml(YamlRenderPlugin):
+    """The document as YAML, written by libyaml (PyYAML's C emitter) once per app: Litestar's
+    plugin ran the pure-Python emitter on every request, seconds for this schema (the route
+    walk of tests/test_web_security.py spent a third of its time there)."""
+
+    _cached: tuple[dict[str, Any], bytes] | None = None
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if self._cached is not None and self._cached[0] is openapi_schema:
+            return self._cached[1]
+        data = msgspec.to_builtins(
+            openapi_schema, enc_hook=get_serializer(request.route_handler.resolve_type_encoders())
+        )
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        rendered = yaml.dump(data, Dumper=dumper, default_flow_style=False).encode("utf-8")
+        self._cached = (openapi_schema, rendered)
+        return rendered
+
+
 def render_plugins() -> list[OpenAPIRenderPlugin]:
     """Redoc at ``/schema`` and ``/schema/redoc``, Swagger UI at ``/schema/swagger``, and the
     document as JSON and YAML."""
@@ -61,7 +83,7 @@ def render_plugins() -> list[OpenAPIRenderPlugin]:
             styles=[f"{ASSETS}/swagger-ui.css"],
         ),
         JsonRenderPlugin(),
-        YamlRenderPlugin(),
+        _Yaml(),
     ]
 
 

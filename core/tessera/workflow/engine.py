@@ -17,12 +17,12 @@ from typing import Any
 
 import pluggy
 
-from tessera import audit, clock, db, events
+from tessera import audit, clock, db, events, prepared
 from tessera.entities import activities, service, tasks
 from tessera.entities.parties import PARTY
 from tessera.entities.tables import Activity, CrmUser, Party, Task
 from tessera.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
-from tessera.permissions import Principal
+from tessera.permissions import Principal, recent_users
 from tessera.plugins import await_me_maybe
 from tessera.workflow import business_time, templates
 from tessera.workflow.business_time import BusinessCalendar
@@ -64,18 +64,57 @@ async def load_instance(
     principal: Principal | None, instance_id: int, *, with_task_status: bool = False
 ) -> dict[str, Any]:
     """The instance when it exists and ``principal`` (None = the engine) may see it; else 404.
-    ``with_task_status``: also its stage task's status (``current_task_status``), same query."""
+    ``with_task_status``: also its stage task's status (``current_task_status``), same query;
+    for who sees every instance also the whole task row (``current_task``, None without a
+    task), read with its write lock inside a transaction on PostgreSQL (``_WITH_TASK``)."""
     if principal is not None:
         principal.require("workflow.read")
-    conditions = [WI.id == instance_id]
-    if principal is not None and (visible := instance_visibility(principal)) is not None:
-        conditions.append(visible)
+    visible = instance_visibility(principal) if principal is not None else None
+    if visible is None:  # the engine, or who sees every instance: SQL prepared once
+        statements = prepared.of(WI)
+        if not with_task_status:
+            found = await statements.get(instance_id)
+        else:
+            rows = await _WITH_TASK[db.is_postgres()].rows(instance_id)
+            found = _split_task(statements.loaded(rows[0])) if rows else None
+        if found is None:
+            raise NotFound(f"process instance {instance_id} not found")
+        return found
+    conditions = [WI.id == instance_id, visible]
     columns: list[Any] = (
         [WI.current_task_id.status.as_alias("current_task_status")] if with_task_status else []
     )
     row = await WI.select(*WI.all_columns(), *columns).where(*conditions).first().output(load_json=True)
     if row is None:
         raise NotFound(f"process instance {instance_id} not found")
+    return row
+
+
+_TASK_COLUMNS = [c._meta.name for c in Task._meta.columns]
+#: ``load_instance(..., with_task_status=True)`` for who sees every instance: the instance and
+#: its stage task in one statement (by PostgreSQL, the task locked for the update that
+#: completes it: ``service.update(..., locked=...)`` reads it no more).
+_WITH_TASK = {
+    postgres: db.Statement(
+        f"SELECT {prepared.of(WI).all_columns}, "
+        + ", ".join(f'"task"."{c}" AS "task__{c}"' for c in _TASK_COLUMNS)
+        + ' FROM "workflow_instance" '
+        + (
+            'LEFT JOIN LATERAL (SELECT * FROM "task" '
+            'WHERE "task"."id" = "workflow_instance"."current_task_id" FOR UPDATE) AS "task" ON true '
+            if postgres
+            else 'LEFT JOIN "task" ON "task"."id" = "workflow_instance"."current_task_id" '
+        )
+        + 'WHERE "workflow_instance"."id" = {}'
+    )
+    for postgres in (False, True)
+}
+
+
+def _split_task(row: dict[str, Any]) -> dict[str, Any]:
+    task = {c: row.pop(f"task__{c}") for c in _TASK_COLUMNS}
+    row["current_task"] = prepared.of(Task).loaded(task) if task["id"] is not None else None
+    row["current_task_status"] = task["status"]
     return row
 
 
@@ -173,11 +212,17 @@ async def _prefetch_people(*user_ids: int | None) -> None:
     wanted = {u for u in user_ids if u is not None and (known is None or u not in known)}
     if known is None or not wanted:
         return
-    rows = await CrmUser.select(CrmUser.id, CrmUser.is_active, CrmUser.team_id).where(
-        CrmUser.id.is_in(sorted(wanted))
-    )
+    for user_id in list(wanted):
+        if (recent := recent_users.get(user_id)) is not None:
+            known[user_id] = recent
+            wanted.discard(user_id)
+    if not wanted:
+        return
+    rows = await prepared.of(CrmUser).with_ids(("id", "is_active", "team_id"), sorted(wanted))
     for row in rows:
-        known[row["id"]] = {"is_active": row["is_active"], "team_id": row["team_id"]}
+        known[row["id"]] = recent_users.put(
+            row["id"], {"is_active": row["is_active"], "team_id": row["team_id"]}
+        )
     for user_id in wanted - {row["id"] for row in rows}:
         known[user_id] = None
 
@@ -374,25 +419,29 @@ def _transition_writes(
     task_id: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """The ``workflow_transition`` row and the audit entry of a change, as queries not run yet
-    (``events.emit(..., also=...)`` writes them with the change's event: on PostgreSQL one
-    round trip instead of three)."""
+    """The ``workflow_transition`` row and the audit entry of a change, not written yet:
+    ``events.emit(..., also=...)`` writes the row with the change (on PostgreSQL in the stage
+    update's statement) and the audit entry with the unit of work's events; awaited, each is
+    written at once."""
     changes = {"stage": [from_stage, to_stage]} if from_stage != to_stage else {}
     return [
-        WorkflowTransition.insert(
-            WorkflowTransition(
-                instance_id=instance_id,
-                kind=kind,
-                from_stage=from_stage,
-                to_stage=to_stage,
-                stage_seq=seq,
-                user_id=user_id,
-                at=clock.now(),
-                comment=comment,
-                responsible_id=responsible_id,
-                task_id=task_id,
-                detail=detail or {},
-            )
+        # Written at once, not as a log row: plugins read an instance's transitions back in
+        # the same transaction (the sales plugin projects a deal's stage history from them).
+        prepared.of(WorkflowTransition).insert(
+            {
+                "instance_id": instance_id,
+                "kind": kind,
+                "from_stage": from_stage,
+                "to_stage": to_stage,
+                "stage_seq": seq,
+                "user_id": user_id,
+                "at": clock.now(),
+                "comment": comment,
+                "responsible_id": responsible_id,
+                "task_id": task_id,
+                "detail": detail or {},
+            },
+            returning="none",
         ),
         audit.entry(kind, "workflow_instance", instance_id, changes, detail=comment, user_id=user_id),
     ]
@@ -440,23 +489,23 @@ async def _schedule_actions(
     if not actions:
         return []
     calendar = calendar_of(definition)
-    rows = [
-        WorkflowScheduledAction(
-            instance_id=instance["id"],
-            stage=stage_key,
-            stage_seq=seq,
-            trigger=trigger,
-            action=action,
-            due_at=_delay_due(now, action.get("delay"), calendar),
-            status="pending",
-            created_at=now,
-        )
-        for action in actions
-    ]
-    inserted = await WorkflowScheduledAction.insert(*rows).returning(
-        WorkflowScheduledAction.id, WorkflowScheduledAction.due_at
-    )
-    return [r["id"] for r in inserted if r["due_at"] <= now]
+    due_now = []
+    for action in actions:
+        due = _delay_due(now, action.get("delay"), calendar)
+        row = {
+            "instance_id": instance["id"],
+            "stage": stage_key,
+            "stage_seq": seq,
+            "trigger": trigger,
+            "action": action,
+            "due_at": due,
+            "status": "pending",
+            "created_at": now,
+        }
+        inserted = await prepared.of(WorkflowScheduledAction).insert(row, returning="id")
+        if due <= now:
+            due_now.append(inserted[0]["id"])
+    return due_now
 
 
 async def _enter_stage(
@@ -570,11 +619,15 @@ async def _enter_stage(
     emitted.append(("workflow.stage_entered", "workflow_instance", instance["id"], payload))
     if final:
         emitted.append(("workflow.completed", "workflow_instance", instance["id"], payload))
+    by_name = {col._meta.name: value for col, value in values.items()}
     if claim is None:
-        stage_update = WI.update(values).where(WI.id == instance["id"])
+        stage_update = prepared.of(WI).update(by_name, instance["id"])
     else:
-        stage_update = WI.update({**claim, **values, WI.version: WI.version + 1}).where(
-            WI.id == instance["id"], WI.version == instance["version"], WI.status == "running"
+        stage_update = prepared.of(WI).update(
+            {**{col._meta.name: value for col, value in claim.items()}, **by_name},
+            instance["id"],
+            match={"version": instance["version"], "status": "running"},
+            increment=("version",),
         )
     claimed = await events.emit_all(
         emitted,
@@ -582,7 +635,7 @@ async def _enter_stage(
             *_transition_writes(
                 instance["id"], kind, from_stage, stage_key, seq, actor_id, comment, responsible, task_id
             ),
-            stage_update.returning(WI.id),
+            stage_update,
         ],
     )
     if claim is not None:
@@ -745,6 +798,7 @@ async def advance(
             # connection (no thread hop each), and nothing changes between check and write.
             instance = await load_instance(principal, instance_id, with_task_status=True)
             task_status = instance.pop("current_task_status", None)
+            task_row = instance.pop("current_task", None)
             due_now = await _advance_in_transaction(
                 principal,
                 pm,
@@ -754,6 +808,7 @@ async def advance(
                 comment=comment,
                 version=version,
                 task_status=task_status,
+                task_row=task_row,
             )
             # What the transition wrote is the instance now: no reload.
             current = _as_stored(instance)
@@ -773,6 +828,7 @@ async def _advance_in_transaction(
     comment: str,
     version: int | None,
     task_status: str | None,
+    task_row: dict[str, Any] | None = None,
 ) -> list[int]:
     instance_id = instance["id"]
     require_worker(principal, instance)
@@ -837,6 +893,7 @@ async def _advance_in_transaction(
             engine_principal(principal.user_id),
             task_id,
             {"status": "done", "result": comment or f"Stage {stage['name']} completed"},
+            locked=task_row if task_row is not None and task_row["id"] == task_id else None,
         )
     due_now = await _schedule_actions(instance, definition, stage_key, instance["stage_seq"], "leave", now)
     completed = {
