@@ -14,8 +14,9 @@ next task with its hand-off and notification, transition row, audit entries, eve
 hand-written SQL compiled once, one transaction each. The rows each side wrote per transition
 are counted and printed one above the other, so the baseline cannot do less than the engine.
 The bare baselines run before and after the engine's figures and their mean is the reference
-(the machine may be shared). The issue's first baseline, a bare UPDATE + INSERT per transition,
-is printed too (not judged: it writes two of the transition's ~12 rows). CPU time per
+(the machine may be shared). The issue's own baseline, a bare UPDATE + INSERT per transition,
+is printed too, and the verdict needs both ratios at the target: the issue states it against
+UPDATE + INSERT, which writes two of the transition's ~12 rows and so is the stricter one. CPU time per
 transition (this process) is printed as well: it does not swing with the disk's fsync time
 or other processes the way the rates do.
 
@@ -682,9 +683,13 @@ def verdict(figures: dict[str, Any]) -> str:
         return f"FAIL ({len(figures['errors'])} errors)"
     if figures["size"] != TARGET_SIZE:
         return f"not judged (the target is stated for --size {TARGET_SIZE})"
-    ok = figures["transition_ratio"] >= TARGET_RATIO
+    # Judged against the baseline the issue states (a bare UPDATE + INSERT per transition), the
+    # stricter of the two: the same-work baseline writes ~12 rows and so is slower.
+    ratio = figures["update_insert_ratio"]
+    ok = ratio >= TARGET_RATIO and figures["transition_ratio"] >= TARGET_RATIO
     return (
-        f"{'PASS' if ok else 'FAIL'} ({figures['transition_ratio']:.1%} of bare, target {TARGET_RATIO:.0%})"
+        f"{'PASS' if ok else 'FAIL'} ({ratio:.1%} of bare UPDATE + INSERT, "
+        f"{figures['transition_ratio']:.1%} of the same work bare; target {TARGET_RATIO:.0%} of both)"
     )
 
 
