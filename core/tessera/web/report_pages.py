@@ -93,6 +93,11 @@ async def reports_page(request: Request[Any, Any, Any]) -> Response[Any]:
     pm = request.app.state.pm
     reports = [framework.describe(r) for r in catalog.visible_reports(pm, principal)]
     saved = await builder.visible_saved(principal)
+    # Each saved report names its records by their label, never the entity's code.
+    labels = {key: i18n.gettext(e.label) for key, e in catalog.entities(pm).items()}
+    for s in saved:
+        entity = (s.get("definition") or {}).get("entity")
+        s["records_label"] = labels.get(entity, "")
     return render(request, "reports.html", principal=principal, reports=reports, saved=saved)
 
 
