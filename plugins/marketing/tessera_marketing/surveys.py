@@ -174,12 +174,6 @@ async def _check_kept(existing: dict[str, Any], questions: list[dict[str, Any]])
             raise ValidationFailed.field("questions", f"question {key!r} has answers: its type cannot change")
 
 
-async def _after_survey_write(
-    principal: Principal, row: dict[str, Any], existing: dict[str, Any] | None, extras: dict[str, Any]
-) -> None:
-    _FACT_NAMES[row["key"]] = _names_of(row)  # the fact names, before the next read
-
-
 SURVEY = service.EntitySpec(
     name="marketing.survey",
     table=Survey,
@@ -187,7 +181,6 @@ SURVEY = service.EntitySpec(
     visibility=_everyone,
     custom_fields=False,
     prepare=_prepare_survey,
-    after_write=_after_survey_write,
     order_fields=("id", "name"),
     permission_overrides={
         "read": "marketing.survey.read",
@@ -535,12 +528,6 @@ async def report(principal: Principal, survey_id: int) -> dict[str, Any]:
     return {"survey_id": survey_id, "key": survey["key"], "name": survey["name"], "questions": out}
 
 
-#: ``survey.<survey>.<question>`` -> description, per survey key: the fact names the knowledge
-#: base asks for synchronously. Filled by every read of the surveys (``load_fact_names``, the
-#: facts, the segment compiler) and by every survey written in this process.
-_FACT_NAMES: dict[str, dict[str, str]] = {}
-
-
 def _names_of(survey: dict[str, Any]) -> dict[str, str]:
     return {
         f"survey.{survey['key']}.{q['key']}": f"{survey['name']}: {q['text']}"
@@ -548,32 +535,16 @@ def _names_of(survey: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _remember(rows: list[dict[str, Any]]) -> None:
-    _FACT_NAMES.clear()
-    for survey in rows:
-        _FACT_NAMES[survey["key"]] = _names_of(survey)
-
-
-def fact_names() -> dict[str, str]:
-    """``survey.<survey key>.<question key>`` -> the survey's name and the question's text, as
-    last read from the database by this process."""
-    return {name: text for names in _FACT_NAMES.values() for name, text in names.items()}
-
-
 async def load_fact_names() -> dict[str, str]:
-    """Read the surveys again and return the fact names."""
-    _remember(
-        await Survey.select(Survey.key, Survey.name, Survey.questions)
-        .order_by(Survey.id)
-        .output(load_json=True)
-    )
-    return fact_names()
+    """``survey.<survey key>.<question key>`` -> the survey's name and the question's text, read
+    from the database when asked (so every node knows every survey)."""
+    rows = await Survey.select(Survey.key, Survey.name, Survey.questions).order_by(Survey.id)
+    return {name: text for survey in rows for name, text in _names_of(survey).items()}
 
 
 async def facts(party_id: int) -> dict[str, Any]:
     """The party's latest answer to each survey question, as ``{fact name: value}``."""
     rows_s = await Survey.select(Survey.id, Survey.key, Survey.name, Survey.questions).output(load_json=True)
-    _remember(rows_s)
     surveys = {r["id"]: r for r in rows_s}
     rows = (
         await SurveyResponse.select(SurveyResponse.survey_id, SurveyResponse.answers)
@@ -636,7 +607,6 @@ _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=
 async def rule_schema() -> dict[str, dict[str, Any]]:
     """``{survey key: {"id": .., "questions": {question key: question}}}`` for the compiler."""
     rows = await Survey.select(Survey.id, Survey.key, Survey.name, Survey.questions).output(load_json=True)
-    _remember(rows)
     return {r["key"]: {"id": r["id"], "questions": {q["key"]: q for q in r["questions"] or []}} for r in rows}
 
 
