@@ -44,7 +44,10 @@ WATCHED = "starts_at, owner_id, team_id, type, status, duration_minutes"
 
 
 def install_sql(postgres: bool) -> list[str]:
-    """The statements creating the summary's unique key and the triggers on ``activity``."""
+    """The statements creating the summary's unique key and the triggers on ``activity``.
+
+    Migration ``tessera_2026_12_06t03_00`` holds a frozen copy: a change here needs a new
+    migration that replaces the triggers (the bench drops and re-creates them with these)."""
     out = [
         f"CREATE UNIQUE INDEX IF NOT EXISTS activity_summary_key ON activity_summary ({COLUMNS})",
         # A person's or a team's figures of a month (KPI panels) read their own rows only.

@@ -149,3 +149,51 @@ async def test_accept_and_reject_recommendations_on_the_record_page(crm: Any) ->
         assert f"recommendations/{task_rec}/feedback" not in text  # decided: no buttons left
     finally:
         crm.client.cookies.clear()
+
+
+@pytest.mark.plugins("knowledge_base", "sales", "service")
+@pytest.mark.parametrize("kind", ["deal", "ticket"])
+async def test_accept_and_reject_on_deal_and_ticket_pages(crm: Any, kind: str) -> None:
+    """The deal and ticket pages carry the same advice block as the card: "Ask for advice" stores
+    the recommendations, Accept creates the task on the record's client, Reject only records the
+    decision, and the decided block shows no buttons."""
+    admin = await crm.user("admin", name="Admin")
+    party = await ok(await crm.post("/api/parties", admin, json={"name": "ООО Сделка"}), 201)
+    if kind == "deal":
+        body = {"title": "Поставка", "party_id": party["id"], "amount": "100"}
+        record = await ok(await crm.post("/api/sales/deals", admin, json=body), 201)
+        when = {"fact": "deal.stage", "op": "eq", "value": record["stage"]}
+        url = f"/sales/deals/{record['id']}"
+    else:
+        body = {"party_id": party["id"], "subject": "Не печатает", "category": "claim"}
+        record = await ok(await crm.post("/api/service/tickets", admin, json=body), 201)
+        when = {"fact": "ticket.category", "op": "eq", "value": "claim"}
+        url = f"/service/tickets/{record['id']}"
+    rules = [
+        {"key": "call", "when": when, "then": [{"type": "task", "title": "Позвонить клиенту"}]},
+        {"key": "offer", "when": when, "then": [{"type": "next_step", "text": "Предложить скидку"}]},
+    ]  # fmt: skip
+    body = {"name": "Records", "target": kind, "rules": rules}
+    await ok(await crm.post("/api/knowledge_base/rule-sets", admin, json=body), 201)
+    try:
+        csrf = await crm.sign_in(admin)
+        assert "Позвонить клиенту" not in await crm.page(url)
+        form = {"csrf_token": csrf, "kind": kind, "record_id": str(record["id"])}
+        r = await crm.client.post("/knowledge_base/advise", data=form)
+        assert r.status_code == 303 and r.headers["location"].startswith(url)
+        text = await crm.page(url)
+        ids = dict(re.findall(r'kb-recommendation-(\d+)">.*?(Позвонить|Предложить)', text, re.S))
+        by_text = {v: int(k) for k, v in ids.items()}
+        assert set(by_text) == {"Позвонить", "Предложить"}, text
+        feedback = "/knowledge_base/recommendations/{}/feedback"
+        for rec, accepted in ((by_text["Позвонить"], "true"), (by_text["Предложить"], "false")):
+            r = await crm.client.post(feedback.format(rec), data={"csrf_token": csrf, "accepted": accepted})
+            assert r.status_code == 303 and r.headers["location"].startswith(url)
+        tasks = (await ok(await crm.get("/api/tasks", admin, params={"party_id": party["id"]})))["items"]
+        assert [t["title"] for t in tasks if t["title"] == "Позвонить клиенту"] == ["Позвонить клиенту"]
+        text = await crm.page(url)
+        task_id = next(t["id"] for t in tasks if t["title"] == "Позвонить клиенту")
+        assert "Accepted" in text and "Rejected" in text and f'href="/app/tasks/{task_id}"' in text
+        assert "/feedback" not in text  # both decided: no buttons left
+    finally:
+        crm.client.cookies.clear()
