@@ -11,27 +11,12 @@ from typing import Any
 import pytest
 from tessera import clock
 
-PASSWORD = "correct-horse-battery"
-
-
-async def _sign_in(crm: Any, user: dict[str, Any]) -> None:
-    crm.client.cookies.clear()
-    crm.client.headers["Accept-Language"] = "en"
-    r = await crm.client.post("/login", data={"email": user["email"], "password": PASSWORD})
-    assert r.status_code == 303, r.text
-
 
 async def _page(crm: Any, url: str, status: int = 200) -> str:
     r = await crm.client.get(url)
     assert r.status_code == status, (url, r.status_code, r.text[:500])
     # Babel puts narrow no-break spaces in times ("10:30\u202fAM"); compare with plain ones.
     return html.unescape(r.text).replace("\u202f", " ").replace("\xa0", " ")
-
-
-def _csrf(text: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', text)
-    assert match
-    return match.group(1)
 
 
 def _section(text: str, section_id: str) -> str:
@@ -73,7 +58,7 @@ async def test_my_tasks_show_overdue_first_marked_in_words(crm: Any) -> None:
     assert (
         await crm.post(f"/api/tasks/{done['id']}/complete", manager, json={"result": "ok"})
     ).status_code == 200
-    await _sign_in(crm, manager)
+    await crm.sign_in(manager)
     page = await _page(crm, "/app")
     assert "My day" in page
     tasks = _section(page, "my-tasks")
@@ -107,7 +92,7 @@ async def test_a_handed_task_shows_who_handed_it_with_the_comment(crm: Any) -> N
     )
     assert r.status_code == 200, r.text
     own = await _task(crm, anna, "My own idea")
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna)
     handed = _section(await _page(crm, "/app"), "handed")
     assert f'href="/app/tasks/{task["id"]}">Prepare the contract</a>' in handed
     assert "from Boris" in handed and "Call them first" in handed
@@ -130,7 +115,7 @@ async def test_a_planned_meeting_is_in_the_calendar_at_the_users_local_time(
     await _meeting(crm, manager, "Night call", "2026-03-04T22:30:00+00:00")
     await _meeting(crm, manager, "Today's lunch", "2026-03-02T10:00:00+00:00")
     await _meeting(crm, manager, "Sunday visit", "2026-03-01T15:00:00+00:00")  # held? not logged
-    await _sign_in(crm, manager)
+    await crm.sign_in(manager)
 
     day = await _page(crm, "/app/calendar?view=day&date=2026-03-04")
     assert "Morning meeting" in day and "10:30 AM" in day and "11:30 AM" in day
@@ -169,15 +154,15 @@ async def test_a_colleagues_calendar_only_for_who_may_see_them(crm: Any) -> None
     await _meeting(crm, boris, "Boris secret meeting", "2026-03-04T09:00:00+00:00")
     url = f"/app/calendar?view=week&date=2026-03-04&user={boris['id']}"
 
-    await _sign_in(crm, anna)  # own scope: sees only herself
+    await crm.sign_in(anna)  # own scope: sees only herself
     denied = await _page(crm, url, status=403)
     assert "Boris secret meeting" not in denied
     mine = await _page(crm, "/app/calendar?view=week&date=2026-03-04")
     assert "Boris" not in mine and "Boris secret meeting" not in mine  # not even in the choice of users
-    await _sign_in(crm, outsider)  # head of another team
+    await crm.sign_in(outsider)  # head of another team
     assert "Boris secret meeting" not in await _page(crm, url, status=403)
 
-    await _sign_in(crm, head)  # head of Boris's team
+    await crm.sign_in(head)  # head of Boris's team
     seen = await _page(crm, url)
     assert "Calendar of Boris" in seen and "Boris secret meeting" in seen
     assert f'<option value="{boris["id"]}" selected>Boris</option>' in seen
@@ -199,7 +184,7 @@ async def test_search_groups_parties_and_deals_and_hides_what_others_own(crm: An
     call = {"type": "call", "subject": "Quarterly call", "status": "done", "party_id": party["id"]}
     call |= {"starts_at": "2026-03-02T10:00:00+00:00", "agreements": "They will paint zebra stripes"}
     assert (await crm.post("/api/activities", anna, json=call)).status_code == 201
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna)
     page = await _page(crm, "/app/search?q=zebra")
     groups = re.findall(r'<h2 id="group-([\w-]+)">([^<]+) <span class="muted">\((\d+)\)</span></h2>', page)
     found = {(key, label.strip(), int(n)) for key, label, n in groups}
@@ -224,7 +209,7 @@ async def test_search_groups_parties_and_deals_and_hides_what_others_own(crm: An
     unknown = await _page(crm, "/app/search?q=zebra&type=spaceship", status=422)
     assert "There is no such kind of record to search." in unknown
 
-    await _sign_in(crm, boris)
+    await crm.sign_in(boris)
     theirs = await _page(crm, "/app/search?q=zebra")
     assert "Zebra Hidden Holdings" in html.unescape(re.sub(r"</?mark>", "", theirs))
     assert "Logistics" not in theirs and "fleet rollout" not in theirs
@@ -238,13 +223,13 @@ async def test_the_unread_count_falls_as_notifications_are_read(crm: Any) -> Non
     await _task(crm, boris, "Book the room", assignee_id=anna["id"])
     await _task(crm, boris, "Ask about delivery", assignee_id=anna["id"])
     await _task(crm, anna, "Boris's own reminder", assignee_id=boris["id"])
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna)
     page = await _page(crm, "/app/notifications")
     assert _unread(page) == 3
     assert "New task for you" in page and f'href="/app/tasks/{first["id"]}">Send the price list</a>' in page
     ids = [int(i) for i in re.findall(r'action="/app/notifications/(\d+)/read"', page)]
     assert len(ids) == 3
-    token = _csrf(page)
+    token = crm.csrf(page)
     forged = await crm.client.post(f"/app/notifications/{ids[0]}/read", data={"next": "/app/notifications"})
     assert forged.status_code == 403
     assert _unread(await _page(crm, "/app/parties")) == 3  # every page's header shows it
@@ -306,7 +291,7 @@ async def test_the_pages_speak_ukrainian_without_internal_codes(crm: Any, frozen
     ).status_code == 200
     soon = (clock.now() + timedelta(hours=1)).isoformat()
     await _meeting(crm, anna, "Veselka meeting", soon, party_id=party["id"])
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna)
     for url in (
         "/app",
         "/app/calendar?view=week",
@@ -331,7 +316,7 @@ async def test_a_substitute_works_the_absent_colleagues_day_and_calendar(crm: An
     await _task(crm, boris, "Boris's late task", deadline=(now - timedelta(days=1)).isoformat())
     await _meeting(crm, boris, "Boris's meeting", "2026-03-04T09:00:00+00:00")
     url = f"/app/calendar?view=week&date=2026-03-04&user={boris['id']}"
-    await _sign_in(crm, anna)
+    await crm.sign_in(anna)
     assert "Boris's late task" not in await _page(crm, "/app")
     await _page(crm, url, status=403)
 
@@ -353,7 +338,7 @@ async def test_a_substitute_works_the_absent_colleagues_day_and_calendar(crm: An
 
 async def test_search_needs_the_search_permission(crm: Any) -> None:
     auditor = await crm.user("auditor")
-    await _sign_in(crm, auditor)
+    await crm.sign_in(auditor)
     page = await _page(crm, "/app/search?q=anything", status=403)
     assert "You may not use search." in page
     assert "My day" in await _page(crm, "/app")  # an auditor's My day is empty, not an error

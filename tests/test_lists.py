@@ -13,16 +13,6 @@ from typing import Any
 import openpyxl
 
 
-async def _sign_in(crm: Any, user: dict[str, Any]) -> str:
-    crm.client.cookies.clear()
-    r = await crm.client.post("/login", data={"email": user["email"], "password": "correct-horse-battery"})
-    assert r.status_code == 303, r.text
-    page = await crm.client.get("/app/parties")
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text[:500]
-    return match.group(1)
-
-
 def _names(html: str) -> list[str]:
     """The first cell's text of each row of the list table, in order."""
     body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
@@ -50,7 +40,7 @@ async def test_filters_sort_and_paging_both_ways(crm: Any) -> None:
     for i in range(7):
         status = "current" if i % 2 else "potential"
         await _party(crm, admin, f"Acme {i:02d}", status=status, tags=["vip"] if i < 3 else [])
-    await _sign_in(crm, admin)
+    await crm.sign_in(admin)
     page = await crm.client.get("/app/parties", params={"status": "current"})
     assert page.status_code == 200, page.text
     assert _names(page.text) == ["Acme 01", "Acme 03", "Acme 05"]
@@ -91,7 +81,7 @@ async def test_filters_sort_and_paging_both_ways(crm: Any) -> None:
 async def test_unknown_or_invalid_filter_is_reported_not_ignored(crm: Any) -> None:
     admin = await crm.user("admin")
     await _party(crm, admin, "Visible Co")
-    await _sign_in(crm, admin)
+    await crm.sign_in(admin)
     r = await crm.client.get("/app/parties", params={"colour": "red"})
     assert r.status_code == 400
     assert "colour" in r.text and "Visible Co" not in r.text
@@ -118,7 +108,7 @@ async def test_total_is_exact_below_the_cap_and_about_above(crm: Any, monkeypatc
     assert not capped.exact and capped.count >= 3
     # The page says "about" above the cap, in the user's language.
     monkeypatch.setattr(lists, "COUNT_CAP", 3)
-    await _sign_in(crm, admin)
+    await crm.sign_in(admin)
     page = await crm.client.get("/app/parties")
     assert 'data-exact="no"' in page.text and "(about " in page.text
     page = await crm.client.get("/app/parties", headers={"Accept-Language": "ru"})
@@ -132,7 +122,7 @@ async def test_saved_views_are_mine_or_my_teams(crm: Any) -> None:
     ann = await crm.user("manager", team_id=north["id"], name="Ann")
     bob = await crm.user("manager", team_id=north["id"], name="Bob")
     eve = await crm.user("manager", team_id=south["id"], name="Eve")
-    token = await _sign_in(crm, ann)
+    token = await crm.sign_in(ann)
     r = await crm.client.post(
         "/app/views",
         data={
@@ -165,7 +155,7 @@ async def test_saved_views_are_mine_or_my_teams(crm: Any) -> None:
     bob_views = (await crm.get("/api/saved-views", bob, params={"list_name": "parties"})).json()
     assert [v["title"] for v in bob_views] == ["ViewCurrentX"] and not bob_views[0]["mine"]
     assert (await crm.get("/api/saved-views", eve)).json() == []
-    await _sign_in(crm, eve)
+    await crm.sign_in(eve)
     assert "ViewCurrentX" not in (await crm.client.get("/app/parties")).text
     # Only the owner deletes a view.
     shared_id = bob_views[0]["id"]
@@ -180,7 +170,7 @@ async def test_bulk_actions_change_all_or_nothing(crm: Any) -> None:
     colleague = await crm.user("manager", name="Colleague")
     mine = [await _party(crm, me, f"Mine {i}") for i in range(2)]
     theirs = await _party(crm, colleague, "Theirs")
-    token = await _sign_in(crm, me)
+    token = await crm.sign_in(me)
     ids = [str(p["id"]) for p in mine]
     r = await crm.client.post(
         "/app/lists/parties/bulk?order=name",
@@ -214,7 +204,7 @@ async def test_bulk_actions_change_all_or_nothing(crm: Any) -> None:
     head = await crm.user("head", team_id=team["id"])
     member = await crm.user("manager", team_id=team["id"])
     theirs_too = [await _party(crm, head, f"Head's {i}") for i in range(2)]
-    token = await _sign_in(crm, head)
+    token = await crm.sign_in(head)
     r = await crm.client.post(
         "/app/lists/parties/bulk",
         data={
@@ -247,7 +237,7 @@ async def test_export_has_exactly_the_visible_filtered_rows(crm: Any) -> None:
     await _party(crm, me, "Plain Ltd", status="current")
     await _party(crm, me, "Sleeping Ltd", status="former")
     await _party(crm, other, "Not Mine Ltd", status="current")
-    await _sign_in(crm, me)
+    await crm.sign_in(me)
     r = await crm.client.get("/app/lists/parties/export", params={"format": "csv", "status": "current"})
     assert r.status_code == 200, r.text
     rows = list(csv.reader(io.StringIO(r.text)))
@@ -278,7 +268,7 @@ async def test_export_has_exactly_the_visible_filtered_rows(crm: Any) -> None:
     rows = list(csv.reader(io.StringIO(r.text)))
     assert [row[rows[0].index("Subject")] for row in rows[1:]] == ["My call"]
     # A manager without party.export is refused.
-    await _sign_in(crm, other)
+    await crm.sign_in(other)
     assert (await crm.client.get("/app/lists/parties/export", params={"format": "csv"})).status_code == 403
 
 
@@ -300,7 +290,7 @@ async def test_own_scope_manager_sees_no_one_elses_records_in_any_list(crm: Any)
     await crm.post("/api/tasks", other, json={"title": "zebraTask", "deadline": "2026-03-02T09:00:00Z"})
     mine = await _party(crm, me, "MyParty")
     await crm.post("/api/contacts", me, json={"party_id": mine["id"], "name": "MyContact"})
-    await _sign_in(crm, me)
+    await crm.sign_in(me)
     for url, own in [
         ("/app/parties", "MyParty"),
         ("/app/contacts", "MyContact"),
@@ -339,7 +329,7 @@ async def test_task_activity_and_contact_lists(crm: Any) -> None:
         json={"type": "call", "subject": "Next call", "starts_at": future, "party_id": party["id"]},
     )
     await crm.post("/api/contacts", me, json={"party_id": party["id"], "name": "Ann Contact"})
-    token = await _sign_in(crm, me)
+    token = await crm.sign_in(me)
     page = await crm.client.get("/app/tasks", params={"overdue": "true"})
     assert page.status_code == 200 and _names(page.text) == ["Late task"]
     assert f'href="/app/tasks/{late["id"]}"' in page.text and 'href="/app/tasks/new"' in page.text

@@ -3,20 +3,10 @@ and quarantined messages an admin retries or ignores (also through the API)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from tessera.config import ImapMailbox
 from tessera.entities.tables import AuditLog, MailMailbox, MailMessage
-
-
-async def _sign_in(crm: Any, user: dict[str, Any]) -> str:
-    crm.client.cookies.clear()
-    r = await crm.client.post("/login", data={"email": user["email"], "password": "correct-horse-battery"})
-    assert r.status_code == 303
-    page = await crm.client.get("/app/mail/mailboxes")
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    return match.group(1) if match else ""
 
 
 async def test_admins_see_mailbox_state_and_ignore_a_quarantined_message(crm: Any) -> None:
@@ -31,7 +21,7 @@ async def test_admins_see_mailbox_state_and_ignore_a_quarantined_message(crm: An
     ).returning(MailMessage.id)  # fmt: skip
     message_id = failed[0]["id"]
     admin = await crm.user("admin")
-    csrf = await _sign_in(crm, admin)
+    csrf = await crm.sign_in(admin)
     page = await crm.client.get("/app/mail/mailboxes")
     assert page.status_code == 200
     assert "login as support@example.com refused" in page.text and "Invoice 17" in page.text
@@ -48,6 +38,6 @@ async def test_admins_see_mailbox_state_and_ignore_a_quarantined_message(crm: An
     assert r.status_code == 404  # no longer quarantined
 
     manager = await crm.user("manager")
-    await _sign_in(crm, manager)
+    await crm.sign_in(manager)
     assert (await crm.client.get("/app/mail/mailboxes")).status_code == 403
     crm.client.cookies.clear()

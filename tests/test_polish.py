@@ -3,26 +3,10 @@ navigation; the audit log with pipeline and stage names; deals found by words, n
 
 from __future__ import annotations
 
-import re
-
-
-async def _sign_in(crm, user, password="correct-horse-battery"):
-    crm.client.cookies.clear()
-    r = await crm.client.post("/login", data={"email": user["email"], "password": password})
-    assert r.status_code == 303, r.text
-
-
-async def _csrf(crm) -> str:
-    page = await crm.client.get("/app")
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text[:500]
-    return match.group(1)
-
 
 async def test_error_page_speaks_the_signed_in_users_language_with_navigation(crm):
     manager = await crm.user("manager", name="Оксана Менеджер")
-    await _sign_in(crm, manager)
-    token = await _csrf(crm)
+    token = await crm.sign_in(manager)
     await crm.client.post("/app/language", data={"csrf_token": token, "locale": "uk", "next": "/app"})
     # The browser asks for English; the user's profile says Ukrainian.
     r = await crm.client.get("/app/no-such-page", headers={"accept-language": "en"})

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-PASSWORD = "correct-horse-battery"
 SCHEMA = {
     "properties": {
         "segment": {"type": "string", "enum": ["retail", "wholesale"], "title": "Segment"},
@@ -22,16 +21,6 @@ SCHEMA = {
         "founded": {"type": "string", "format": "date", "title": "Founded"},
     }
 }
-
-
-async def _sign_in(crm: Any, user: dict[str, Any]) -> str:
-    crm.client.cookies.clear()
-    r = await crm.client.post("/login", data={"email": user["email"], "password": PASSWORD})
-    assert r.status_code == 303, r.text
-    page = await crm.client.get("/app")
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match
-    return match.group(1)
 
 
 def _field_error(text: str, field: str) -> str | None:
@@ -75,7 +64,7 @@ async def test_create_a_party_with_a_contact_and_custom_fields_then_edit_it(crm:
     admin = await crm.user("admin")
     assert (await crm.put("/api/custom-fields/party", admin, json=SCHEMA)).status_code == 200
     manager = await crm.user("manager", name="Olga Manager")
-    token = await _sign_in(crm, manager)
+    token = await crm.sign_in(manager)
 
     page = await crm.client.get("/app/parties/new")
     assert page.status_code == 200
@@ -165,7 +154,7 @@ async def test_bad_inputs_are_refused_like_the_api_beside_the_field(crm: Any) ->
     admin = await crm.user("admin")
     assert (await crm.put("/api/custom-fields/party", admin, json=SCHEMA)).status_code == 200
     manager = await crm.user("manager")
-    token = await _sign_in(crm, manager)
+    token = await crm.sign_in(manager)
     cases = [
         ({"name": "   "}, "name", "must not be blank"),
         ({"phones.0.number": "12"}, "phones.0.number", "is not a possible phone number"),
@@ -222,7 +211,7 @@ async def test_who_may_only_read_gets_403_and_who_may_not_see_gets_404(crm: Any)
     assert (await crm.post("/api/tasks", owner, json=task)).status_code == 201
 
     # The owner may edit but may not delete (no party.delete): no delete link, 403 by URL.
-    token = await _sign_in(crm, owner)
+    token = await crm.sign_in(owner)
     card = await crm.client.get(f"/app/parties/{party['id']}")
     assert "/edit" in card.text and f"/app/parties/{party['id']}/delete" not in card.text
     assert (await crm.client.get(f"/app/parties/{party['id']}/delete")).status_code == 403
@@ -230,7 +219,7 @@ async def test_who_may_only_read_gets_403_and_who_may_not_see_gets_404(crm: Any)
     assert r.status_code == 403
 
     # The colleague reads the client through the task, and may not change it.
-    token = await _sign_in(crm, colleague)
+    token = await crm.sign_in(colleague)
     card = await crm.client.get(f"/app/parties/{party['id']}")
     assert card.status_code == 200 and f"/app/parties/{party['id']}/edit" not in card.text
     edit = await crm.client.get(f"/app/parties/{party['id']}/edit")
@@ -242,13 +231,13 @@ async def test_who_may_only_read_gets_403_and_who_may_not_see_gets_404(crm: Any)
     assert (await crm.client.get(f"/app/parties/{party['id']}/contacts/new")).status_code == 403
 
     # Who may not see it at all: 404 everywhere, the name nowhere.
-    await _sign_in(crm, stranger)
+    await crm.sign_in(stranger)
     for url in ("", "/edit", "/delete", "/contacts/new"):
         page = await crm.client.get(f"/app/parties/{party['id']}{url}")
         assert page.status_code == 404 and "Acme" not in page.text, url
 
     # Who may delete: asked first, then it is gone.
-    token = await _sign_in(crm, head)
+    token = await crm.sign_in(head)
     confirm = await crm.client.get(f"/app/parties/{party['id']}/delete")
     assert confirm.status_code == 200 and "Acme" in confirm.text and "Yes, delete" in confirm.text
     version = _value(confirm.text, "version")
@@ -265,13 +254,13 @@ async def test_contacts_are_removed_only_by_who_may_delete_them(crm: Any) -> Non
     admin = await crm.user("admin")
     party = (await crm.post("/api/parties", owner, json={"name": "Acme"})).json()
     contact = (await crm.post("/api/contacts", owner, json={"party_id": party["id"], "name": "Ivan"})).json()
-    token = await _sign_in(crm, owner)
+    token = await crm.sign_in(owner)
     card = await crm.client.get(f"/app/parties/{party['id']}")
     assert f"/app/contacts/{contact['id']}/edit" in card.text
     assert f"/app/contacts/{contact['id']}/delete" not in card.text  # no party.delete
     r = await crm.client.post(f"/app/contacts/{contact['id']}/delete", data={"csrf_token": token})
     assert r.status_code == 403
-    token = await _sign_in(crm, admin)
+    token = await crm.sign_in(admin)
     confirm = await crm.client.get(f"/app/contacts/{contact['id']}/delete")
     assert confirm.status_code == 200 and "Ivan" in confirm.text
     r = await crm.client.post(
@@ -298,7 +287,7 @@ async def test_plan_a_meeting_log_a_call_mark_done_and_see_overdue(crm: Any, fro
         "party_id": party["id"],
     }
     assert (await crm.post("/api/activities", manager, json=overdue)).status_code == 201
-    token = await _sign_in(crm, manager)
+    token = await crm.sign_in(manager)
     url = f"/app/parties/{party['id']}/activities"
     when = (now + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
     r = await crm.client.post(
@@ -380,7 +369,7 @@ async def test_plan_a_meeting_log_a_call_mark_done_and_see_overdue(crm: Any, fro
     assert got["participant_contact_ids"] == []
 
     # The colleague takes part but may not change it: no edit link, 403 by URL.
-    await _sign_in(crm, colleague)
+    await crm.sign_in(colleague)
     assert (await crm.client.get(f"/app/activities/{meeting['id']}/edit")).status_code == 403
 
 
@@ -388,7 +377,7 @@ async def test_notes_and_attachments_from_the_card(crm: Any) -> None:
     manager = await crm.user("manager")
     admin = await crm.user("admin")
     party = (await crm.post("/api/parties", manager, json={"name": "Acme"})).json()
-    token = await _sign_in(crm, manager)
+    token = await crm.sign_in(manager)
     r = await crm.client.post(f"/app/parties/{party['id']}/notes", data={"csrf_token": token, "body": " "})
     assert r.status_code == 422 and _field_error(r.text, "body") == "must not be blank"
     r = await crm.client.post(
@@ -422,11 +411,11 @@ async def test_notes_and_attachments_from_the_card(crm: Any) -> None:
 
     # Another manager may neither download nor see it.
     other = await crm.user("manager")
-    await _sign_in(crm, other)
+    await crm.sign_in(other)
     assert (await crm.client.get(f"/app/attachments/{files[0]['id']}")).status_code == 404
 
     # An admin deletes the note and the file (the manager has no note.delete).
-    token = await _sign_in(crm, admin)
+    token = await crm.sign_in(admin)
     note_id = listed[0]["id"]
     assert (await crm.client.get(f"/app/notes/{note_id}/delete")).status_code == 200
     r = await crm.client.post(f"/app/notes/{note_id}/delete", data={"csrf_token": token})
@@ -441,7 +430,7 @@ async def test_a_task_handed_off_with_a_comment_opens_for_the_receiver_with_its_
     author = await crm.user("manager", name="Anna Author")
     receiver = await crm.user("manager", name="Boris Receiver")
     party = (await crm.post("/api/parties", author, json={"name": "Kappa Holdings"})).json()
-    token = await _sign_in(crm, author)
+    token = await crm.sign_in(author)
     new = await crm.client.get("/app/tasks/new", params={"party_id": party["id"]})
     assert new.status_code == 200 and "Kappa Holdings" in new.text
     bad = await crm.client.post(
@@ -490,7 +479,7 @@ async def test_a_task_handed_off_with_a_comment_opens_for_the_receiver_with_its_
     assert (await crm.get(f"/api/tasks/{task_id}", author)).json()["assignee_id"] == receiver["id"]
 
     # The receiver signs in, opens the task, reads the comment and opens the client from it.
-    token = await _sign_in(crm, receiver)
+    token = await crm.sign_in(receiver)
     page = await crm.client.get(f"/app/tasks/{task_id}")
     assert page.status_code == 200
     assert "Boris, the prices are in the file" in page.text and "Anna Author" in page.text
@@ -515,7 +504,7 @@ async def test_a_task_handed_off_with_a_comment_opens_for_the_receiver_with_its_
 async def test_reassign_a_task_from_its_page(crm: Any) -> None:
     author = await crm.user("manager")
     other = await crm.user("manager", name="Vera")
-    token = await _sign_in(crm, author)
+    token = await crm.sign_in(author)
     task = (await crm.post("/api/tasks", author, json={"title": "Check stock"})).json()
     page = await crm.client.get(f"/app/tasks/{task['id']}")
     r = await crm.client.post(
@@ -543,7 +532,7 @@ async def test_every_form_needs_the_csrf_token(crm: Any) -> None:
     task = (await crm.post("/api/tasks", manager, json={"title": "T", "party_id": party["id"]})).json()
     act = {"type": "call", "subject": "S", "starts_at": "2030-01-01T10:00:00+00:00", "party_id": party["id"]}
     activity = (await crm.post("/api/activities", manager, json=act)).json()
-    await _sign_in(crm, manager)
+    await crm.sign_in(manager)
     posts = [
         ("/app/parties/new", {"name": "Forged"}),
         (f"/app/parties/{party['id']}/edit", {"name": "Forged"}),
@@ -578,7 +567,7 @@ async def test_the_sales_card_widget_shows_open_deals_the_user_may_see(crm: Any)
     deal = {"party_id": party["id"], "title": "Pumps for Acme", "amount": "125000.00", "currency": "RUB"}
     r = await crm.post("/api/sales/deals", manager, json=deal)
     assert r.status_code == 201, r.text
-    await _sign_in(crm, manager)
+    await crm.sign_in(manager)
     card = (await crm.client.get(f"/app/parties/{party['id']}")).text
     widget = re.search(r'<div class="card widget widget-sales">(.*?)</div>', card, re.S)
     assert widget, card[:3000]
@@ -595,7 +584,7 @@ async def test_the_sales_card_widget_shows_open_deals_the_user_may_see(crm: Any)
     colleague = await crm.user("manager", name="Pavel")
     task = {"title": "Visit Acme", "party_id": party["id"], "assignee_id": colleague["id"]}
     assert (await crm.post("/api/tasks", manager, json=task)).status_code == 201
-    await _sign_in(crm, colleague)
+    await crm.sign_in(colleague)
     card = await crm.client.get(f"/app/parties/{party['id']}")
     assert card.status_code == 200 and "Acme" in card.text
     assert "Pumps for Acme" not in card.text and "125,000.00" not in card.text
@@ -629,7 +618,7 @@ async def test_every_input_of_the_forms_has_a_label(crm: Any) -> None:
     act = {"type": "call", "subject": "S", "starts_at": "2030-01-01T10:00:00+00:00", "party_id": party["id"]}
     activity = (await crm.post("/api/activities", admin, json=act)).json()
     task = (await crm.post("/api/tasks", admin, json={"title": "T", "party_id": party["id"]})).json()
-    await _sign_in(crm, admin)
+    await crm.sign_in(admin)
     pages = [
         f"/app/parties/{party['id']}",
         "/app/parties/new",
