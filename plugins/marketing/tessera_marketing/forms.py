@@ -33,8 +33,9 @@ from tessera.auth import sha256
 from tessera.entities import service
 from tessera.entities.channels import normalise_email, normalise_phone
 from tessera.entities.parties import PARTY
-from tessera.entities.tables import CrmUser, Notification, Party
+from tessera.entities.tables import CrmUser, Notification, Party, Team
 from tessera.errors import NotFound, ValidationFailed
+from tessera.i18n import N_
 from tessera.i18n import gettext as _
 from tessera.permissions import Principal
 
@@ -45,6 +46,30 @@ MAX_VALUE = 2000
 TARGETS = ("name", "company", "email", "phone", "note")
 MODES = ("user", "round_robin", "least_loaded", "territory", "team_list")
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{1,63}$")
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+#: The API's refusals, in the plugin's catalogue so that pages show them in the reader's
+#: language (``tessera.i18n.translate_message``); the API answers them in English.
+MESSAGES = {
+    "key": N_("2-64 lower-case letters, digits, - and _"),
+    "key_taken": N_("another form has this key"),
+    "field_name": N_("a field name: a Latin letter, then letters, digits, - and _"),
+    "target": N_("is not a field a form can fill: name, company, e-mail, phone, message or a custom field"),
+    "channel": N_("map at least one field to the e-mail or the phone"),
+    "required": N_("is not one of the form's fields"),
+    "origin": N_("a site address like https://example.com"),
+    "campaign": N_("there is no such campaign"),
+    "mode": N_("is not a way of distributing leads"),
+    "user_ids": N_("must be a list of users"),
+    "no_user": N_("there is no such user"),
+    "needs_users": N_("choose at least one manager"),
+    "needs_team": N_("choose the team"),
+    "needs_territory": N_("name the form field and the managers of its values"),
+    "email": N_("not an e-mail address"),
+    "phone": N_("not a phone number"),
+    "contact": N_("give an e-mail address or a phone number"),
+    "missing": N_("this field is required"),
+}
 
 
 class RateLimited(Exception):
@@ -60,36 +85,44 @@ async def _prepare_form(
 ) -> dict[str, Any]:
     values.pop("last_assignee_id", None)
     if "key" in values and not KEY.match(values["key"] or ""):
-        raise ValidationFailed.field("key", "2-64 lower-case letters, digits, - and _")
+        raise ValidationFailed.field("key", MESSAGES["key"])
     if "key" in values:
         query = WebForm.exists().where(WebForm.key == values["key"])
         if existing is not None:
             query = query.where(WebForm.id != existing["id"])
         if await query:
-            raise ValidationFailed.field("key", "another form has this key")
+            raise ValidationFailed.field("key", MESSAGES["key_taken"])
     if "fields" in values:
         from tessera_marketing.segments import party_custom_schema
 
         custom = await party_custom_schema()
         for name, target in (values["fields"] or {}).items():
+            if not FIELD_NAME.match(name):
+                raise ValidationFailed.field(f"fields.{name}", MESSAGES["field_name"])
             if not isinstance(target, str) or not (
                 target in TARGETS or (target.startswith("custom.") and target[7:] in custom)
             ):
-                raise ValidationFailed.field(
-                    f"fields.{name}",
-                    f"unknown target {target!r}: one of {', '.join(TARGETS)} or custom.<field>",
-                )
+                raise ValidationFailed.field(f"fields.{name}", MESSAGES["target"])
         if not {"email", "phone"} & set((values["fields"] or {}).values()):
-            raise ValidationFailed.field("fields", "map at least one field to email or phone")
+            raise ValidationFailed.field("fields", MESSAGES["channel"])
+    if "required" in values or "labels" in values or "fields" in values:
+        names = set((values["fields"] if "fields" in values else (existing or {}).get("fields")) or {})
+        for name in values.get("required", (existing or {}).get("required")) or []:
+            if name not in names:
+                raise ValidationFailed.field(f"required.{name}", MESSAGES["required"])
+        labels = values.get("labels", (existing or {}).get("labels")) or {}
+        for name in labels:
+            if name not in names:
+                raise ValidationFailed.field(f"labels.{name}", MESSAGES["required"])
     for i, origin in enumerate(values.get("allowed_origins") or []):
         if not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?$", origin or ""):
-            raise ValidationFailed.field(f"allowed_origins[{i}]", "an origin like https://example.com")
+            raise ValidationFailed.field(f"allowed_origins[{i}]", MESSAGES["origin"])
     if "distribution" in values:
         await _check_distribution(values["distribution"] or {})
     if values.get("campaign_id") is not None and not await Campaign.exists().where(
         Campaign.id == values["campaign_id"]
     ):
-        raise ValidationFailed.field("campaign_id", f"no campaign {values['campaign_id']}")
+        raise ValidationFailed.field("campaign_id", MESSAGES["campaign"])
     if existing is None:
         values.setdefault("owner_id", principal.user_id or None)
     return values
@@ -98,21 +131,23 @@ async def _prepare_form(
 async def _check_distribution(rule: dict[str, Any]) -> None:
     mode = rule.get("mode", "round_robin")
     if mode not in MODES:
-        raise ValidationFailed.field("distribution.mode", f"must be one of {', '.join(MODES)}")
+        raise ValidationFailed.field("distribution.mode", MESSAGES["mode"])
     users = rule.get("user_ids") or []
     if not isinstance(users, list) or not all(isinstance(u, int) for u in users):
-        raise ValidationFailed.field("distribution.user_ids", "must be a list of user ids")
+        raise ValidationFailed.field("distribution.user_ids", MESSAGES["user_ids"])
     territories = rule.get("territories") or {}
     ids = set(users) | {v for v in territories.values() if isinstance(v, int)}
     known = {r["id"] for r in await CrmUser.select(CrmUser.id).where(CrmUser.id.is_in(list(ids) or [-1]))}
     if ids - known:
-        raise ValidationFailed.field("distribution.user_ids", f"no user {sorted(ids - known)[0]}")
+        raise ValidationFailed.field("distribution.user_ids", MESSAGES["no_user"])
     if mode in ("user", "round_robin", "least_loaded") and not users:
-        raise ValidationFailed.field("distribution.user_ids", f"{mode} needs at least one user")
+        raise ValidationFailed.field("distribution.user_ids", MESSAGES["needs_users"])
     if mode == "team_list" and not isinstance(rule.get("team_id"), int):
-        raise ValidationFailed.field("distribution.team_id", "team_list needs the team")
+        raise ValidationFailed.field("distribution.team_id", MESSAGES["needs_team"])
+    if mode == "team_list" and not await Team.exists().where(Team.id == rule["team_id"]):
+        raise ValidationFailed.field("distribution.team_id", MESSAGES["needs_team"])
     if mode == "territory" and (not rule.get("field") or not isinstance(territories, dict)):
-        raise ValidationFailed.field("distribution.field", "territory needs the form field and territories")
+        raise ValidationFailed.field("distribution.field", MESSAGES["needs_territory"])
 
 
 FORM = service.EntitySpec(
@@ -170,6 +205,11 @@ async def check_rates(form: dict[str, Any], client: str, now: dt.datetime) -> No
 def _values(form: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """The mapped values, checked: an e-mail or a phone is required and must be valid."""
     out: dict[str, Any] = {"custom": {}, "extra": {}}
+    fields = form["fields"] or {}
+    for name in form.get("required") or []:
+        raw = data.get(name)
+        if name in fields and (not isinstance(raw, (str, int, float)) or not str(raw).strip()):
+            raise ValidationFailed.field(name, MESSAGES["missing"])
     for name, raw in data.items():
         if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
             continue
@@ -185,18 +225,19 @@ def _values(form: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
             try:
                 out["email"] = normalise_email(text)
             except ValueError:
-                raise ValidationFailed.field(name, "not an e-mail address") from None
+                raise ValidationFailed.field(name, MESSAGES["email"]) from None
         elif target == "phone":
             try:
                 out["phone"] = normalise_phone(text)
             except ValueError:
-                raise ValidationFailed.field(name, "not a phone number") from None
+                raise ValidationFailed.field(name, MESSAGES["phone"]) from None
         elif target.startswith("custom."):
             out["custom"][target[7:]] = text
         else:
             out[target] = text
     if not out.get("email") and not out.get("phone"):
-        raise ValidationFailed.field("email", "give an e-mail address or a phone number")
+        channel = next((n for n, t in fields.items() if t in ("email", "phone")), "email")
+        raise ValidationFailed.field(channel, MESSAGES["contact"])
     return out
 
 

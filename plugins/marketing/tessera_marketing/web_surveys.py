@@ -14,6 +14,7 @@ from tessera import i18n
 from tessera.entities import service
 from tessera.entities.parties import PARTY
 from tessera.errors import DomainError, ValidationFailed
+from tessera.i18n import N_
 from tessera.i18n import gettext as _
 from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, field_errors, render
 
@@ -198,12 +199,39 @@ def answers_of(questions: list[dict[str, Any]], data: dict[str, str]) -> dict[st
     return out
 
 
-def _form_errors(exc: DomainError) -> dict[str, str]:
+#: The answer checks' refusals (``surveys.normalise_answers``) in words a client reads.
+ANSWER_MESSAGES = {
+    "an answer is required": N_("Please answer this question."),
+    "must be one of": N_("Choose one of the options."),
+    "must be a list of": N_("Choose among the options."),
+    "must be a whole number": N_("Enter a whole number."),
+    "must be a number": N_("Enter a number, e.g. 12 or 12.5."),
+    "must be from": N_("Choose a value from %(low)s to %(high)s."),
+    "must be true or false": N_("Answer yes or no."),
+    "must be a text of at most": N_("Write at most %(n)s characters."),
+    "answer at least one question": N_("Answer at least one question."),
+    "no such question in this survey": N_("The survey has changed: open it again."),
+}
+
+
+def answer_message(question: dict[str, Any] | None, message: str) -> str:
+    """A refused answer in the reader's language (the API's English message otherwise)."""
+    for start, text in ANSWER_MESSAGES.items():
+        if message.startswith(start):
+            low = (question or {}).get("min", "")
+            high = (question or {}).get("max", "")
+            return _(text, low=low, high=high, n=surveys.MAX_TEXT) if "%(" in text else _(text)
+    return i18n.translate_message(message)
+
+
+def _form_errors(exc: DomainError, questions: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """Each refused answer beside its question (``""``: about the whole form)."""
+    by_key = {q["key"]: q for q in questions or []}
     out: dict[str, str] = {}
     for error in exc.errors:
         name = error.field.split(".", 1)[1] if error.field.startswith("answers.") else ""
-        out[name] = str(error.message)
-    return out or {"": exc.detail}
+        out[name] = answer_message(by_key.get(name), str(error.message))
+    return out or {"": i18n.translate_message(exc.detail)}
 
 
 async def _fill_view(
@@ -256,6 +284,7 @@ async def fill_submit(
     if principal is None:
         return Redirect("/login", status_code=303)
     check_csrf(principal, data)
+    survey = None
     try:
         if data.get("action") == "link":
             from tessera_marketing.routes_surveys import _base
@@ -268,66 +297,75 @@ async def fill_submit(
     except DomainError as exc:
         if exc.status in (401, 403, 404):
             return error_page(request, principal, exc)
+        questions = surveys._loaded(survey["questions"]) if survey is not None else []
         return await _fill_view(
-            request, principal, survey_id, party_id, data, _form_errors(exc), status=exc.status
+            request, principal, survey_id, party_id, data, _form_errors(exc, questions), status=exc.status
         )
     return Redirect(f"/app/parties/{party_id}", status_code=303)
 
 
-@get("/survey/{link_id:int}")
-async def public_page(request: Request[Any, Any, Any], link_id: int, t: str = "") -> Response[Any]:
-    """A signed survey link (no sign-in): the questions, or why the link no longer works."""
-    try:
-        _link, survey = await surveys.open_link(link_id, t[:100])
-    except DomainError as exc:
-        return render(
-            request, "marketing/survey_public.html", principal=None, status=exc.status, gone=exc.status
-        )
+def _public(
+    request: Request[Any, Any, Any],
+    link_id: int,
+    token: str,
+    survey: dict[str, Any],
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response[Any]:
     return render(
         request,
         "marketing/survey_fill.html",
         principal=None,
+        status=status,
         survey=survey,
         questions=survey["questions"],
         party=None,
-        form={},
-        errors={},
+        form=form or {},
+        errors=errors or {},
         link=None,
         public=True,
-        action=f"/marketing/survey/{link_id}?t={t[:100]}",
+        action=f"/marketing/survey/{link_id}?t={token}",
     )
+
+
+def _gone(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    """Why the link does not work: used or expired (410), or not a genuine link (404)."""
+    return render(request, "marketing/survey_public.html", principal=None, status=exc.status, gone=exc.status)
+
+
+@get("/survey/{link_id:int}")
+async def public_page(request: Request[Any, Any, Any], link_id: int, t: str = "") -> Response[Any]:
+    """A signed survey link (no sign-in): the questionnaire in the client's language (their
+    browser's), or why the link no longer works."""
+    try:
+        _link, survey = await surveys.open_link(link_id, t[:100])
+    except DomainError as exc:
+        return _gone(request, exc)
+    return _public(request, link_id, t[:100], survey)
 
 
 @post("/survey/{link_id:int}", status_code=200)
 async def public_submit(
     request: Request[Any, Any, Any], link_id: int, data: Form, t: str = ""
 ) -> Response[Any]:
-    """The client's answers. No CSRF token: the request is bound to the signed link, which a
-    cross-site page cannot know."""
+    """The client's answers, checked as the API checks them (``surveys.answer_by_link``): each
+    refused answer beside its question, the rest kept; once accepted, a thank-you page, and the
+    link is used. No CSRF token: the request is bound to the signed link, which a cross-site
+    page cannot know."""
     token = t[:100]
     try:
         _link, survey = await surveys.open_link(link_id, token)
+    except DomainError as exc:
+        return _gone(request, exc)
+    try:
         await surveys.answer_by_link(link_id, token, answers_of(survey["questions"], data))
     except ValidationFailed as exc:
-        return render(
-            request,
-            "marketing/survey_fill.html",
-            principal=None,
-            status=422,
-            survey=survey,
-            questions=survey["questions"],
-            party=None,
-            form=data,
-            errors=_form_errors(exc),
-            link=None,
-            public=True,
-            action=f"/marketing/survey/{link_id}?t={token}",
-        )
+        errors = _form_errors(exc, survey["questions"])
+        return _public(request, link_id, token, survey, data, errors, status=422)
     except DomainError as exc:
-        return render(
-            request, "marketing/survey_public.html", principal=None, status=exc.status, gone=exc.status
-        )
-    return render(request, "marketing/survey_public.html", principal=None, gone=0)
+        return _gone(request, exc)
+    return render(request, "marketing/survey_public.html", principal=None, gone=0, survey=survey)
 
 
 async def card_widget(party_id: int, principal: Any) -> list[dict[str, Any]]:
