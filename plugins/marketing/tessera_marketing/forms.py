@@ -10,9 +10,13 @@ form (``application/x-www-form-urlencoded``) of at most ``MAX_BODY`` bytes. In o
 3. **rate limits** counted in the database (``marketing_rate_bucket``, one row per key and
    hour, incremented by one ``INSERT ... ON CONFLICT DO UPDATE``), so they hold across nodes:
    per hashed client address and form, and per form; over either: 429, nothing stored;
-4. the party is **matched** by e-mail, then by phone in any format (the kernel's
-   ``party_channel_match``: E.164 digits of the party's or a contact's phones), or created;
-5. the **lead** is recorded with the form, its source and campaign, and **distributed**: an
+4. a **required** field of the form left empty is a 422 naming it, and so is an e-mail or a
+   phone that is not one (the field's name, so a page shows the error beside it);
+5. the party is **matched** by e-mail, then by phone in any format (the kernel's
+   ``party_channel_match``: E.164 digits of the party's or a contact's phones), or created
+   (an organisation when the form fills ``company``, with the writer as its contact: ``name``,
+   ``position``, the e-mail and phone; else a person);
+6. the **lead** is recorded with the form, its source and campaign, and **distributed**: an
    existing client goes to its manager; otherwise by the form's rule: ``user`` (one person),
    ``round_robin`` / ``least_loaded`` (fewest ``new`` leads) over ``user_ids``, ``territory``
    (the submitted ``field`` value picks the user in ``territories``, else round-robin), or
@@ -32,7 +36,7 @@ from tessera import audit, clock, db, events
 from tessera.auth import sha256
 from tessera.entities import service
 from tessera.entities.channels import normalise_email, normalise_phone
-from tessera.entities.parties import PARTY
+from tessera.entities.parties import CONTACT, PARTY
 from tessera.entities.tables import CrmUser, Notification, Party, Team
 from tessera.errors import NotFound, ValidationFailed
 from tessera.i18n import N_
@@ -43,7 +47,7 @@ from tessera_marketing.tables import Campaign, Lead, WebForm
 
 MAX_BODY = 16 * 1024
 MAX_VALUE = 2000
-TARGETS = ("name", "company", "email", "phone", "note")
+TARGETS = ("name", "company", "position", "email", "phone", "note")
 MODES = ("user", "round_robin", "least_loaded", "territory", "team_list")
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{1,63}$")
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -54,7 +58,9 @@ MESSAGES = {
     "key": N_("2-64 lower-case letters, digits, - and _"),
     "key_taken": N_("another form has this key"),
     "field_name": N_("a field name: a Latin letter, then letters, digits, - and _"),
-    "target": N_("is not a field a form can fill: name, company, e-mail, phone, message or a custom field"),
+    "target": N_(
+        "is not a field a form can fill: name, company, position, e-mail, phone, message or a custom field"
+    ),
     "channel": N_("map at least one field to the e-mail or the phone"),
     "required": N_("is not one of the form's fields"),
     "origin": N_("a site address like https://example.com"),
@@ -327,6 +333,8 @@ async def submit(key: str, data: dict[str, Any], client: str) -> dict[str, Any] 
                 },
             )
             party = {"id": created["id"], "owner_id": assignee, "team_id": team_id}
+            if values.get("company") and values.get("name"):
+                await service.create(CONTACT, system, _contact(created["id"], values))
         from tessera_marketing.services import LEAD
 
         lead = await service.create(
@@ -359,6 +367,17 @@ async def submit(key: str, data: dict[str, Any], client: str) -> dict[str, Any] 
                 )
             )
     return lead
+
+
+def _contact(party_id: int, values: dict[str, Any]) -> dict[str, Any]:
+    """The person who wrote on behalf of a new organisation: its contact, with their channels."""
+    return {
+        "party_id": party_id,
+        "name": str(values["name"])[:300],
+        "position": str(values.get("position") or "")[:200],
+        "emails": [{"address": values["email"], "type": "work"}] if values.get("email") else [],
+        "phones": [{"number": values["phone"], "type": "work"}] if values.get("phone") else [],
+    }
 
 
 async def _schema() -> dict[str, Any]:

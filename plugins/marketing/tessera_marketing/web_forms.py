@@ -34,6 +34,7 @@ INPUT_TYPES = {"email": "email", "phone": "tel"}
 TARGET_LABELS = {
     "name": N_("Person's name"),
     "company": N_("Company"),
+    "position": N_("Position (of the person writing for a company)"),
     "email": N_("E-mail"),
     "phone": N_("Phone"),
     "note": N_("Message"),

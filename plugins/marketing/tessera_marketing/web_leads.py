@@ -63,7 +63,7 @@ async def _view(
         names=names,
         form=form,
         campaign=campaign,
-        sent=[(k, payload[k]) for k in ("name", "company", "email", "phone") if payload.get(k)],
+        sent=[(k, payload[k]) for k in ("name", "company", "position", "email", "phone") if payload.get(k)],
         extra=list((payload.get("extra") or {}).items()) + list((payload.get("custom") or {}).items()),
         users=await CrmUser.select(CrmUser.id, CrmUser.name)
         .where(CrmUser.is_active == True)  # noqa: E712

@@ -45,8 +45,12 @@ def _definition(csrf: str, anna: dict[str, Any], boris: dict[str, Any], **change
         "field-2-target": "phone",
         "field-3-name": "message",
         "field-3-target": "note",
-        "field-4-name": "",
-        "field-4-target": "name",
+        "field-4-name": "firm",
+        "field-4-target": "company",
+        "field-5-name": "role",
+        "field-5-target": "position",
+        "field-6-name": "",
+        "field-6-target": "name",
         "allowed_origins": "https://shop.example\n",
         "source": "web",
         "mode": "round_robin",
@@ -61,7 +65,7 @@ def _definition(csrf: str, anna: dict[str, Any], boris: dict[str, Any], **change
 
 
 async def test_define_a_form_post_its_snippet_and_see_the_lead_distributed(crm: Any) -> None:
-    from tessera.entities.tables import Party
+    from tessera.entities.tables import Contact, Party
     from tessera_marketing.tables import Lead
 
     admin = await crm.user("admin")
@@ -101,7 +105,14 @@ async def test_define_a_form_post_its_snippet_and_see_the_lead_distributed(crm: 
     assert r.status_code == 303, r.text[:2000]
     page_url = r.headers["location"]
     stored = (await crm.get("/api/marketing/web-forms", admin)).json()["items"][0]
-    assert stored["fields"] == {"fullname": "name", "mail": "email", "tel": "phone", "message": "note"}
+    assert stored["fields"] == {
+        "fullname": "name",
+        "mail": "email",
+        "tel": "phone",
+        "message": "note",
+        "firm": "company",
+        "role": "position",
+    }
     assert stored["required"] == ["fullname"] and stored["labels"] == {"fullname": "Your name"}
     assert stored["distribution"]["user_ids"] == sorted([anna["id"], boris["id"]])
     assert stored["allowed_origins"] == ["https://shop.example"]
@@ -109,7 +120,7 @@ async def test_define_a_form_post_its_snippet_and_see_the_lead_distributed(crm: 
     action = re.search(r'<form method="post" action="([^"]+)">', snippet).group(1)  # type: ignore[union-attr]
     assert urlsplit(action).path == "/api/marketing/forms/contact-us"
     names = re.findall(r'name="([^"]+)"', snippet)
-    assert names == ["fullname", "mail", "tel", "message", "website_url"]
+    assert names == ["fullname", "mail", "tel", "message", "firm", "role", "website_url"]
     assert "Your name *<br>" in snippet and "E-mail<br>" in snippet and "Phone<br>" in snippet
     assert '<input type="text" name="fullname" required>' in snippet
     assert '<input type="email" name="mail">' in snippet
@@ -135,13 +146,23 @@ async def test_define_a_form_post_its_snippet_and_see_the_lead_distributed(crm: 
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "mail"
     r = await crm.client.post(post, data=filled(fullname="Bot", mail="bot@spam.example", website_url="x"))
     assert r.status_code == 202
-    r = await crm.client.post(post, data=filled(fullname="Olga", tel="+7 (916) 000-11-22"))
+    r = await crm.client.post(
+        post, data=filled(fullname="Olga", tel="+7 (916) 000-11-22", firm="Sever Ltd", role="Buyer")
+    )
     assert r.status_code == 202, r.text
     leads = await Lead.select().where(Lead.source == "form").order_by(Lead.id)
     assert [lead["assignee_id"] for lead in leads] == [anna["id"], boris["id"]]
     assert await Party.count().where(Party.name == "Bot") == 0
-    ivan = await Party.select(Party.id).where(Party.name == "Ivan Petrov").first()
-    assert ivan is not None and leads[0]["party_id"] == ivan["id"]
+    ivan = await Party.select(Party.id, Party.kind).where(Party.name == "Ivan Petrov").first()
+    assert ivan is not None and leads[0]["party_id"] == ivan["id"] and ivan["kind"] == "person"
+    # Olga wrote for a company: the organisation is the client, Olga its contact.
+    sever = await Party.select(Party.id, Party.kind).where(Party.name == "Sever Ltd").first()
+    assert sever is not None and leads[1]["party_id"] == sever["id"] and sever["kind"] == "organisation"
+    contacts = await Contact.select(Contact.name, Contact.position, Contact.phones).where(
+        Contact.party_id == sever["id"]
+    )
+    assert [(c["name"], c["position"]) for c in contacts] == [("Olga", "Buyer")]
+    assert "79160001122" in str(contacts[0]["phones"])
 
     # The form's page and the inbox show the leads with the manager each was handed to.
     page = await crm.page(page_url)
@@ -166,11 +187,11 @@ async def test_define_a_form_post_its_snippet_and_see_the_lead_distributed(crm: 
     # takes Olga's.
     await crm.sign_in(anna)
     inbox = await crm.page("/marketing/leads")
-    assert "Ivan Petrov" in inbox and "Olga" not in inbox
+    assert "Ivan Petrov" in inbox and "Sever Ltd" not in inbox
     await crm.page(f"/marketing/leads/{leads[1]['id']}", status=404)
     csrf = await crm.sign_in(admin)
     lead_page = await crm.page(f"/marketing/leads/{leads[1]['id']}")
-    assert "Boris Manager" in lead_page and "Olga" in lead_page
+    assert "Boris Manager" in lead_page and "Sever Ltd" in lead_page and "Olga" in lead_page
     r = await crm.client.post(
         f"/marketing/leads/{leads[0]['id']}",
         data={"csrf_token": csrf, "action": "assign", "assignee_id": str(boris["id"])},
