@@ -6,6 +6,7 @@ No ``from __future__ import annotations``: Litestar reads the handlers' annotati
 """
 
 import json
+import re
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -16,7 +17,8 @@ from tessera.entities.parties import PARTY
 from tessera.errors import DomainError, ValidationFailed
 from tessera.i18n import N_
 from tessera.i18n import gettext as _
-from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, field_errors, render
+from tessera.web.forms import human
+from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, render
 
 from tessera_marketing import surveys
 
@@ -34,6 +36,54 @@ EXAMPLE = [
 ]
 
 
+#: The questions document's refusals (jsonschema's and ``surveys.check_questions``'), matched
+#: by their start or a part, in words an admin reads.
+QUESTION_MESSAGES = [
+    (re.compile(r"^'(options)' is a required property"), N_("give its options (at least two)")),
+    (re.compile(r"^'(min|max)' is a required property"), N_("a scale needs its min and max")),
+    (re.compile(r"^'\w+' is a required property"), N_("every question needs a key, a text and a type")),
+    (re.compile(r" is not one of \["), N_("the type is one of choice, choices, scale, number, yes_no, text")),
+    (re.compile(r" does not match "), N_("a key is lower-case Latin letters, digits and _, from a letter")),
+    (re.compile(r"^Additional properties are not allowed"), N_("has a property a question does not take")),
+    (
+        re.compile(r"should be non-empty|is too short|\[\] should"),
+        N_("too few: a survey needs a question, a choice two options"),
+    ),
+    (re.compile(r"^another question has the key"), N_("another question has this key")),
+    (re.compile(r"^option keys must differ"), N_("option keys must differ")),
+    (re.compile(r"^must be greater than min"), N_("max must be greater than min")),
+    (
+        re.compile(r"^a scale runs between whole numbers"),
+        N_("a scale runs between whole numbers, 100 steps at most"),
+    ),
+    (re.compile(r"has answers: it cannot be removed"), N_("a question that has answers cannot be removed")),
+    (re.compile(r"has answers: its type cannot change"), N_("a question that has answers keeps its type")),
+    (re.compile(r"^not JSON"), N_("this is not a JSON document; check the commas, quotes and brackets")),
+    (re.compile(r" is not of type "), N_("a value has the wrong kind (text, number, list)")),
+]
+
+
+def _survey_errors(exc: DomainError) -> dict[str, str]:
+    """The editor's errors beside its fields: an error inside the questions document beside
+    the questions box, naming the question ("Question 2: ...") in the reader's language."""
+    out: dict[str, str] = {}
+    for error in exc.errors:
+        match = re.match(r"^questions(?:\[(\d+)\])?", error.field)
+        if match is None:
+            key = error.field if error.field in SURVEY_FIELDS else ""
+            text = human(error.message)
+        else:
+            key = "questions"
+            text = next(
+                (_(msg) for pattern, msg in QUESTION_MESSAGES if pattern.search(error.message)),
+                human(error.message),
+            )
+            if match.group(1) is not None:
+                text = _("Question %(n)s: %(reason)s", n=int(match.group(1)) + 1, reason=text)
+        out[key] = f"{out[key]}; {text}" if key in out else text
+    return out or {"": i18n.translate_message(exc.detail)}
+
+
 def _survey_values(data: dict[str, str], creating: bool) -> dict[str, Any]:
     try:
         questions = json.loads(data.get("questions") or "null")
@@ -46,7 +96,7 @@ def _survey_values(data: dict[str, str], creating: bool) -> dict[str, Any]:
         "active": data.get("active") == "on" or (creating and "active" not in data),
     }
     if not values["name"]:
-        raise ValidationFailed.field("name", "required")
+        raise ValidationFailed.field("name", "must not be blank")
     if creating:
         values["key"] = (data.get("key") or "").strip()
     return values
@@ -106,7 +156,7 @@ async def create_survey(request: Request[Any, Any, Any], data: Form) -> Response
     except DomainError as exc:
         if exc.status in (401, 403, 404):
             return error_page(request, principal, exc)
-        return await _list_view(request, principal, data, field_errors(exc, SURVEY_FIELDS), exc.status)
+        return await _list_view(request, principal, data, _survey_errors(exc), exc.status)
     return Redirect(f"/marketing/surveys/{row['id']}", status_code=303)
 
 
@@ -178,10 +228,34 @@ async def save_survey(request: Request[Any, Any, Any], survey_id: int, data: For
     except DomainError as exc:
         if exc.status in (401, 403, 404):
             return error_page(request, principal, exc)
-        return await _survey_view(
-            request, principal, survey_id, data, field_errors(exc, SURVEY_FIELDS), exc.status
-        )
+        return await _survey_view(request, principal, survey_id, data, _survey_errors(exc), exc.status)
     return Redirect(f"/marketing/surveys/{survey_id}", status_code=303)
+
+
+@get("/surveys/{survey_id:int}/preview")
+async def preview_page(request: Request[Any, Any, Any], survey_id: int) -> Response[Any]:
+    """The questionnaire as a client sees it through a link (nothing can be sent from here)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    try:
+        survey = await service.get(surveys.SURVEY, principal, survey_id)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    return render(
+        request,
+        "marketing/survey_fill.html",
+        principal=principal,
+        survey=survey,
+        questions=surveys._loaded(survey["questions"]),
+        party=None,
+        form={},
+        errors={},
+        link=None,
+        public=True,
+        preview=True,
+        action=f"/marketing/surveys/{survey_id}",
+    )
 
 
 def answers_of(questions: list[dict[str, Any]], data: dict[str, str]) -> dict[str, Any]:
@@ -411,6 +485,7 @@ HANDLERS = [
     create_survey,
     survey_page,
     save_survey,
+    preview_page,
     fill_page,
     fill_submit,
     public_page,

@@ -136,3 +136,49 @@ async def test_the_client_answers_through_the_link_page_once(crm: Any, frozen_cl
     frozen_clock.advance(days=2)
     expired = await crm.client.get(f"{parts.path}?{parts.query}")
     assert expired.status_code == 410 and "This link has been used already or has expired." in expired.text
+
+
+async def test_survey_editor_errors_preview_and_answers(crm: Any) -> None:
+    """The editor refuses a bad questions document beside the box, naming the question in the
+    admin's language; the preview shows the questionnaire as a client would; the answers table
+    heads its columns with the questions' texts."""
+    import json
+
+    admin = await crm.user("admin")
+    party = (await crm.post("/api/parties", admin, json={"name": "Answered by phone"})).json()
+    csrf = await crm.sign_in(admin, language="ru")
+    broken = [QUESTIONS[0], {**QUESTIONS[1], "key": "Source"}]
+    r = await crm.client.post(
+        "/marketing/surveys",
+        data={"csrf_token": csrf, "key": "nps", "name": "Our service", "questions": json.dumps(broken)},
+    )
+    assert r.status_code == 422
+    assert _errors(r.text) == {"questions": "Вопрос 2: ключ — строчные латинские буквы, цифры и _, с буквы"}
+    r = await crm.client.post(
+        "/marketing/surveys",
+        data={"csrf_token": csrf, "key": "nps", "name": "Our service", "questions": "[{"},
+    )
+    assert r.status_code == 422 and _errors(r.text)["questions"].startswith("это не JSON-документ")
+    r = await crm.client.post(
+        "/marketing/surveys",
+        data={"csrf_token": csrf, "key": "nps", "name": "Our service", "questions": json.dumps(QUESTIONS)},
+    )
+    assert r.status_code == 303
+    survey_url = r.headers["location"]
+    preview = await crm.page(f"{survey_url}/preview")
+    assert "Так клиент увидит опрос по ссылке." in preview
+    assert (
+        'name="q.source" value="expo"' in preview
+        and 'name="csrf_token"' not in preview.split("data-survey-form")[1]
+    )
+    sid = int(survey_url.rsplit("/", 1)[1])
+    r = await crm.post(
+        f"/api/marketing/surveys/{sid}/responses",
+        admin,
+        json={"party_id": party["id"], "answers": {"score": 8, "source": "expo", "competitor": True}},
+    )
+    assert r.status_code == 201, r.text
+    page = await crm.page(survey_url)
+    heads = re.findall(r'<th scope="col" title="([^"]+)">', page)
+    assert heads == [q["text"] for q in QUESTIONS]
+    assert "Answered by phone" in page and "Exhibition" in page and ">Да<" in page
