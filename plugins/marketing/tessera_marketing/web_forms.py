@@ -68,7 +68,7 @@ def snippet(form: dict[str, Any], base: str, custom: dict[str, str] | None = Non
     labels = form.get("labels") or {}
     lines = [f'<form method="post" action="{esc(base.rstrip("/"))}/api/marketing/forms/{esc(form["key"])}">']
     for name, target in (form["fields"] or {}).items():
-        text = esc(labels.get(name) or _target_label(target, custom))
+        text = html.escape(labels.get(name) or _target_label(target, custom), quote=False)
         need = " required" if name in required else ""
         mark = " *" if need else ""
         if target == "note":
@@ -84,7 +84,7 @@ def snippet(form: dict[str, Any], base: str, custom: dict[str, str] | None = Non
         f'  <input type="text" name="{esc(form["honeypot"])}" tabindex="-1" autocomplete="off" '
         'style="position:absolute;left:-9999px" aria-hidden="true">'
     )
-    lines.append(f'  <p><button type="submit">{esc(_("Send"))}</button></p>')
+    lines.append(f'  <p><button type="submit">{html.escape(_("Send"), quote=False)}</button></p>')
     lines.append("</form>")
     return "\n".join(lines)
 
