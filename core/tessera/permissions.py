@@ -92,6 +92,10 @@ DEFAULT_ROLES: list[dict[str, Any]] = [
             # Marketing surveys: a manager fills them for clients on a call and sends links.
             "marketing.survey.read",
             "marketing.survey.answer",
+            # Web-form leads are handed to managers: they read their leads (the inbox), take a
+            # team list's lead, hand one on and move its status.
+            "marketing.lead.read",
+            "marketing.lead.write",
         ],
         "scope": "own",
     },

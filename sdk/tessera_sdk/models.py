@@ -3555,6 +3555,8 @@ class WebFormIn(Struct, kw_only=True):
     campaign_id: int | UnsetType | None = UNSET
     source: str = "web"
     fields: dict[str, str] | UnsetType = UNSET
+    required: list[str] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
     allowed_origins: list[str] | UnsetType = UNSET
     honeypot: str = "website_url"
     per_ip_per_hour: int = 5
@@ -3572,6 +3574,8 @@ class WebFormOut(Struct, kw_only=True):
     campaign_id: int | None
     source: str
     fields: dict[str, str]
+    required: list[str]
+    labels: dict[str, str]
     allowed_origins: list[str]
     honeypot: str
     per_ip_per_hour: int
@@ -3599,6 +3603,8 @@ class WebFormPatch(Struct, kw_only=True):
     campaign_id: int | UnsetType | None = UNSET
     source: str | UnsetType = UNSET
     fields: dict[str, str] | UnsetType = UNSET
+    required: list[str] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
     allowed_origins: list[str] | UnsetType = UNSET
     honeypot: str | UnsetType = UNSET
     per_ip_per_hour: int | UnsetType = UNSET

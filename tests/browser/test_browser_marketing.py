@@ -77,3 +77,44 @@ async def test_segment_count_campaign_and_its_roi(page: Any, site: Site, shoot: 
     assert (await page.inner_text("[data-figure=roi]")).strip() == "200 %"
     assert await page.get_attribute("#campaign-roi rect.datum", "data-value") == "200"
     await shoot(page, "marketing-campaign-card")
+
+
+async def test_web_form_defined_embedded_and_its_lead_distributed(page: Any, site: Site, shoot: Any) -> None:
+    """An admin defines a web form on its page, copies the embed snippet, a visitor's browser
+    posts the snippet from another page, and the lead shows on the form's page with the manager
+    it was handed to."""
+    admin = await site.user("admin")
+    manager = await site.user("manager", name="Journey Form Manager")
+    await sign_in(page, admin["email"])
+    await page.goto("/marketing/forms/new")
+    await page.fill("input[name=name]", "Journey form")
+    await page.fill("input[name=key]", "journey-form")
+    await page.check(f"input[name=user-{manager['id']}]")
+    async with page.expect_navigation():
+        await page.click("form[action='/marketing/forms/new'] button[type=submit]")
+    assert await page.locator(".field-error").count() == 0
+    form_url = page.url
+    copy = page.locator("button[data-copy]")
+    await expect(copy).to_be_visible()
+    await copy.click()
+    await expect(copy).to_have_text("Copied")
+    snippet = await page.input_value("#snippet")
+    await shoot(page, "marketing-web-form")
+
+    # The snippet on a page of its own (another origin), filled and sent by the visitor.
+    visitor = await page.context.new_page()
+    await visitor.set_content(f"<!doctype html><html><body>{snippet}</body></html>")
+    await visitor.fill("input[name=name]", "Journey Visitor")
+    await visitor.fill("input[name=email]", "journey.visitor@example.com")
+    await visitor.fill("textarea[name=message]", "Call me back")
+    trap = await visitor.locator("input[name=website_url]").bounding_box()
+    assert trap is not None and trap["x"] < 0  # the honeypot is off screen, left empty
+    async with visitor.expect_navigation():
+        await visitor.click("button[type=submit]")
+    assert '"accepted":true' in (await visitor.content()).replace(" ", "")
+    await visitor.close()
+
+    await page.goto(form_url)
+    row = page.locator("tr[data-lead]").first
+    await expect(row).to_contain_text("Journey Visitor")
+    await expect(row.locator("[data-assignee]")).to_have_text("Journey Form Manager")

@@ -10,9 +10,13 @@ form (``application/x-www-form-urlencoded``) of at most ``MAX_BODY`` bytes. In o
 3. **rate limits** counted in the database (``marketing_rate_bucket``, one row per key and
    hour, incremented by one ``INSERT ... ON CONFLICT DO UPDATE``), so they hold across nodes:
    per hashed client address and form, and per form; over either: 429, nothing stored;
-4. the party is **matched** by e-mail, then by phone in any format (the kernel's
-   ``party_channel_match``: E.164 digits of the party's or a contact's phones), or created;
-5. the **lead** is recorded with the form, its source and campaign, and **distributed**: an
+4. a **required** field of the form left empty is a 422 naming it, and so is an e-mail or a
+   phone that is not one (the field's name, so a page shows the error beside it);
+5. the party is **matched** by e-mail, then by phone in any format (the kernel's
+   ``party_channel_match``: E.164 digits of the party's or a contact's phones), or created
+   (an organisation when the form fills ``company``, with the writer as its contact: ``name``,
+   ``position``, the e-mail and phone; else a person);
+6. the **lead** is recorded with the form, its source and campaign, and **distributed**: an
    existing client goes to its manager; otherwise by the form's rule: ``user`` (one person),
    ``round_robin`` / ``least_loaded`` (fewest ``new`` leads) over ``user_ids``, ``territory``
    (the submitted ``field`` value picks the user in ``territories``, else round-robin), or
@@ -32,9 +36,10 @@ from tessera import audit, clock, db, events
 from tessera.auth import sha256
 from tessera.entities import service
 from tessera.entities.channels import normalise_email, normalise_phone
-from tessera.entities.parties import PARTY
-from tessera.entities.tables import CrmUser, Notification, Party
+from tessera.entities.parties import CONTACT, PARTY
+from tessera.entities.tables import CrmUser, Notification, Party, Team
 from tessera.errors import NotFound, ValidationFailed
+from tessera.i18n import N_
 from tessera.i18n import gettext as _
 from tessera.permissions import Principal
 
@@ -42,9 +47,35 @@ from tessera_marketing.tables import Campaign, Lead, WebForm
 
 MAX_BODY = 16 * 1024
 MAX_VALUE = 2000
-TARGETS = ("name", "company", "email", "phone", "note")
+TARGETS = ("name", "company", "position", "email", "phone", "note")
 MODES = ("user", "round_robin", "least_loaded", "territory", "team_list")
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{1,63}$")
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+#: The API's refusals, in the plugin's catalogue so that pages show them in the reader's
+#: language (``tessera.i18n.translate_message``); the API answers them in English.
+MESSAGES = {
+    "key": N_("2-64 lower-case letters, digits, - and _"),
+    "key_taken": N_("another form has this key"),
+    "field_name": N_("a field name: a Latin letter, then letters, digits, - and _"),
+    "target": N_(
+        "is not a field a form can fill: name, company, position, e-mail, phone, message or a custom field"
+    ),
+    "channel": N_("map at least one field to the e-mail or the phone"),
+    "required": N_("is not one of the form's fields"),
+    "origin": N_("a site address like https://example.com"),
+    "campaign": N_("there is no such campaign"),
+    "mode": N_("is not a way of distributing leads"),
+    "user_ids": N_("must be a list of users"),
+    "no_user": N_("there is no such user"),
+    "needs_users": N_("choose at least one manager"),
+    "needs_team": N_("choose the team"),
+    "needs_territory": N_("name the form field and the managers of its values"),
+    "email": N_("not an e-mail address"),
+    "phone": N_("not a phone number"),
+    "contact": N_("give an e-mail address or a phone number"),
+    "missing": N_("this field is required"),
+}
 
 
 class RateLimited(Exception):
@@ -60,36 +91,44 @@ async def _prepare_form(
 ) -> dict[str, Any]:
     values.pop("last_assignee_id", None)
     if "key" in values and not KEY.match(values["key"] or ""):
-        raise ValidationFailed.field("key", "2-64 lower-case letters, digits, - and _")
+        raise ValidationFailed.field("key", MESSAGES["key"])
     if "key" in values:
         query = WebForm.exists().where(WebForm.key == values["key"])
         if existing is not None:
             query = query.where(WebForm.id != existing["id"])
         if await query:
-            raise ValidationFailed.field("key", "another form has this key")
+            raise ValidationFailed.field("key", MESSAGES["key_taken"])
     if "fields" in values:
         from tessera_marketing.segments import party_custom_schema
 
         custom = await party_custom_schema()
         for name, target in (values["fields"] or {}).items():
+            if not FIELD_NAME.match(name):
+                raise ValidationFailed.field(f"fields.{name}", MESSAGES["field_name"])
             if not isinstance(target, str) or not (
                 target in TARGETS or (target.startswith("custom.") and target[7:] in custom)
             ):
-                raise ValidationFailed.field(
-                    f"fields.{name}",
-                    f"unknown target {target!r}: one of {', '.join(TARGETS)} or custom.<field>",
-                )
+                raise ValidationFailed.field(f"fields.{name}", MESSAGES["target"])
         if not {"email", "phone"} & set((values["fields"] or {}).values()):
-            raise ValidationFailed.field("fields", "map at least one field to email or phone")
+            raise ValidationFailed.field("fields", MESSAGES["channel"])
+    if "required" in values or "labels" in values or "fields" in values:
+        names = set((values["fields"] if "fields" in values else (existing or {}).get("fields")) or {})
+        for name in values.get("required", (existing or {}).get("required")) or []:
+            if name not in names:
+                raise ValidationFailed.field(f"required.{name}", MESSAGES["required"])
+        labels = values.get("labels", (existing or {}).get("labels")) or {}
+        for name in labels:
+            if name not in names:
+                raise ValidationFailed.field(f"labels.{name}", MESSAGES["required"])
     for i, origin in enumerate(values.get("allowed_origins") or []):
         if not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?$", origin or ""):
-            raise ValidationFailed.field(f"allowed_origins[{i}]", "an origin like https://example.com")
+            raise ValidationFailed.field(f"allowed_origins[{i}]", MESSAGES["origin"])
     if "distribution" in values:
         await _check_distribution(values["distribution"] or {})
     if values.get("campaign_id") is not None and not await Campaign.exists().where(
         Campaign.id == values["campaign_id"]
     ):
-        raise ValidationFailed.field("campaign_id", f"no campaign {values['campaign_id']}")
+        raise ValidationFailed.field("campaign_id", MESSAGES["campaign"])
     if existing is None:
         values.setdefault("owner_id", principal.user_id or None)
     return values
@@ -98,21 +137,23 @@ async def _prepare_form(
 async def _check_distribution(rule: dict[str, Any]) -> None:
     mode = rule.get("mode", "round_robin")
     if mode not in MODES:
-        raise ValidationFailed.field("distribution.mode", f"must be one of {', '.join(MODES)}")
+        raise ValidationFailed.field("distribution.mode", MESSAGES["mode"])
     users = rule.get("user_ids") or []
     if not isinstance(users, list) or not all(isinstance(u, int) for u in users):
-        raise ValidationFailed.field("distribution.user_ids", "must be a list of user ids")
+        raise ValidationFailed.field("distribution.user_ids", MESSAGES["user_ids"])
     territories = rule.get("territories") or {}
     ids = set(users) | {v for v in territories.values() if isinstance(v, int)}
     known = {r["id"] for r in await CrmUser.select(CrmUser.id).where(CrmUser.id.is_in(list(ids) or [-1]))}
     if ids - known:
-        raise ValidationFailed.field("distribution.user_ids", f"no user {sorted(ids - known)[0]}")
+        raise ValidationFailed.field("distribution.user_ids", MESSAGES["no_user"])
     if mode in ("user", "round_robin", "least_loaded") and not users:
-        raise ValidationFailed.field("distribution.user_ids", f"{mode} needs at least one user")
+        raise ValidationFailed.field("distribution.user_ids", MESSAGES["needs_users"])
     if mode == "team_list" and not isinstance(rule.get("team_id"), int):
-        raise ValidationFailed.field("distribution.team_id", "team_list needs the team")
+        raise ValidationFailed.field("distribution.team_id", MESSAGES["needs_team"])
+    if mode == "team_list" and not await Team.exists().where(Team.id == rule["team_id"]):
+        raise ValidationFailed.field("distribution.team_id", MESSAGES["needs_team"])
     if mode == "territory" and (not rule.get("field") or not isinstance(territories, dict)):
-        raise ValidationFailed.field("distribution.field", "territory needs the form field and territories")
+        raise ValidationFailed.field("distribution.field", MESSAGES["needs_territory"])
 
 
 FORM = service.EntitySpec(
@@ -170,6 +211,11 @@ async def check_rates(form: dict[str, Any], client: str, now: dt.datetime) -> No
 def _values(form: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """The mapped values, checked: an e-mail or a phone is required and must be valid."""
     out: dict[str, Any] = {"custom": {}, "extra": {}}
+    fields = form["fields"] or {}
+    for name in form.get("required") or []:
+        raw = data.get(name)
+        if name in fields and (not isinstance(raw, (str, int, float)) or not str(raw).strip()):
+            raise ValidationFailed.field(name, MESSAGES["missing"])
     for name, raw in data.items():
         if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
             continue
@@ -185,18 +231,19 @@ def _values(form: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
             try:
                 out["email"] = normalise_email(text)
             except ValueError:
-                raise ValidationFailed.field(name, "not an e-mail address") from None
+                raise ValidationFailed.field(name, MESSAGES["email"]) from None
         elif target == "phone":
             try:
                 out["phone"] = normalise_phone(text)
             except ValueError:
-                raise ValidationFailed.field(name, "not a phone number") from None
+                raise ValidationFailed.field(name, MESSAGES["phone"]) from None
         elif target.startswith("custom."):
             out["custom"][target[7:]] = text
         else:
             out[target] = text
     if not out.get("email") and not out.get("phone"):
-        raise ValidationFailed.field("email", "give an e-mail address or a phone number")
+        channel = next((n for n, t in fields.items() if t in ("email", "phone")), "email")
+        raise ValidationFailed.field(channel, MESSAGES["contact"])
     return out
 
 
@@ -286,6 +333,8 @@ async def submit(key: str, data: dict[str, Any], client: str) -> dict[str, Any] 
                 },
             )
             party = {"id": created["id"], "owner_id": assignee, "team_id": team_id}
+            if values.get("company") and values.get("name"):
+                await service.create(CONTACT, system, _contact(created["id"], values))
         from tessera_marketing.services import LEAD
 
         lead = await service.create(
@@ -318,6 +367,17 @@ async def submit(key: str, data: dict[str, Any], client: str) -> dict[str, Any] 
                 )
             )
     return lead
+
+
+def _contact(party_id: int, values: dict[str, Any]) -> dict[str, Any]:
+    """The person who wrote on behalf of a new organisation: its contact, with their channels."""
+    return {
+        "party_id": party_id,
+        "name": str(values["name"])[:300],
+        "position": str(values.get("position") or "")[:200],
+        "emails": [{"address": values["email"], "type": "work"}] if values.get("email") else [],
+        "phones": [{"number": values["phone"], "type": "work"}] if values.get("phone") else [],
+    }
 
 
 async def _schema() -> dict[str, Any]:

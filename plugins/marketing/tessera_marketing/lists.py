@@ -11,7 +11,8 @@ from tessera import i18n
 from tessera.i18n import N_
 from tessera.permissions import Principal
 from tessera.web import lists
-from tessera.web.lists import Cell, ListColumn, ListSpec, QuickFilter
+from tessera.web.list_pages import owner_changes
+from tessera.web.lists import BulkAction, Cell, ListColumn, ListSpec, QuickFilter
 
 from tessera_marketing import services
 from tessera_marketing.routes import lead_filters
@@ -30,7 +31,9 @@ i18n.register_labels("marketing.lead.source", LEAD_SOURCES)
 
 async def _load(principal: Principal, rows: list[dict[str, Any]]) -> dict[str, Any]:
     ctx: dict[str, Any] = await lists.names(
-        user_ids={r["assignee_id"] for r in rows}, party_ids={r["party_id"] for r in rows}
+        user_ids={r["assignee_id"] for r in rows},
+        party_ids={r["party_id"] for r in rows},
+        team_ids={r["team_id"] for r in rows if not r["assignee_id"]},
     )
     campaign_ids = list({r["campaign_id"] for r in rows if r["campaign_id"]}) or [-1]
     ctx["campaigns"] = {
@@ -45,6 +48,15 @@ async def _load(principal: Principal, rows: list[dict[str, Any]]) -> dict[str, A
     return ctx
 
 
+def _manager(row: dict[str, Any], ctx: dict[str, Any]) -> Cell:
+    """The lead's manager, or the team whose lead list holds it (any member may take it)."""
+    if row["assignee_id"]:
+        return Cell(text=ctx["users"].get(row["assignee_id"], ""))
+    if row["team_id"]:
+        return Cell(text=i18n.gettext("Lead list: %(team)s", team=ctx["teams"].get(row["team_id"], "")))
+    return Cell(text="—")
+
+
 LEADS = lists.register(
     ListSpec(
         name="marketing.leads",
@@ -53,6 +65,8 @@ LEADS = lists.register(
         entity=services.LEAD,
         filters=lead_filters,
         default_order="-received_at",
+        row_href=lambda r: f"/marketing/leads/{r['id']}",
+        bulk=[BulkAction("assign", N_("Assign to"), "user", "assignee_id", owner_changes("assignee_id"))],
         columns=[
             ListColumn(
                 "received_at",
@@ -80,7 +94,7 @@ LEADS = lists.register(
                 lambda r, c: Cell(text=c["campaigns"].get(r["campaign_id"], "")),
             ),
             ListColumn("status", N_("Status"), lists.labelled("marketing.lead.status", "status")),
-            ListColumn("assignee", N_("Manager"), lists.user_cell("assignee_id")),
+            ListColumn("assignee", N_("Manager"), _manager),
             ListColumn("note", N_("Message"), lambda r, c: Cell(text=(r["note"] or "")[:120])),
         ],
         quick=[

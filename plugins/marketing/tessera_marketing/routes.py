@@ -374,6 +374,15 @@ class WebFormIn(Struct, kw_only=True, forbid_unknown_fields=True):
         dict[str, str],
         Meta(examples=[{"name": "name", "email": "email", "phone": "phone", "message": "note"}]),
     ] = msgspec.field(default_factory=dict)
+    #: Form fields a submission must fill (a missing one is a 422 naming it).
+    required: Annotated[
+        list[Annotated[str, Meta(max_length=64)]], Meta(max_length=50, examples=[["email"]])
+    ] = msgspec.field(default_factory=list)
+    #: The label a visitor reads beside each field in the embed snippet (default: its name).
+    labels: Annotated[
+        dict[str, Annotated[str, Meta(max_length=200)]],
+        Meta(examples=[{"name": "Your name", "email": "E-mail"}]),
+    ] = msgspec.field(default_factory=dict)
     allowed_origins: list[Annotated[str, Meta(max_length=300)]] = msgspec.field(default_factory=list)
     honeypot: Annotated[str, Meta(min_length=1, max_length=64)] = "website_url"
     per_ip_per_hour: Annotated[int, Meta(ge=1, le=100000)] = 5
@@ -392,6 +401,8 @@ class WebFormOut(Struct, kw_only=True):
     campaign_id: int | None
     source: str
     fields: dict[str, str]
+    required: list[str]
+    labels: dict[str, str]
     allowed_origins: list[str]
     honeypot: str
     per_ip_per_hour: int

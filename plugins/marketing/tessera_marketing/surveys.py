@@ -31,7 +31,7 @@ import jsonschema
 from tessera import audit, clock, db
 from tessera.entities import service
 from tessera.entities.parties import PARTY
-from tessera.errors import DomainError, NotFound, ValidationFailed
+from tessera.errors import DomainError, FieldError, NotFound, ValidationFailed
 from tessera.i18n import N_
 from tessera.permissions import Principal
 
@@ -209,7 +209,8 @@ def normalise_answers(
     questions: list[dict[str, Any]], answers: Any, path: str = "answers"
 ) -> tuple[dict[str, Any], list[tuple[str, str | None, Decimal | None]]]:
     """The answers checked against the questions: ``({key: value}, rows)``, rows being
-    ``(question_key, text, number)`` for ``marketing_survey_answer``. 422 naming the answer."""
+    ``(question_key, text, number)`` for ``marketing_survey_answer``. 422 naming every refused
+    answer (one error per question, so a form shows each beside its question)."""
     if not isinstance(answers, dict):
         raise ValidationFailed.field(path, "must be an object {question key: answer}")
     by_key = {q["key"]: q for q in questions}
@@ -218,53 +219,62 @@ def normalise_answers(
             raise ValidationFailed.field(f"{path}.{key}", "no such question in this survey")
     clean: dict[str, Any] = {}
     rows: list[tuple[str, str | None, Decimal | None]] = []
+    refused: list[FieldError] = []
     for question in questions:
-        key, kind = question["key"], question["type"]
-        where = f"{path}.{key}"
+        key = question["key"]
         value = answers.get(key)
         if value is None or value == "" or value == []:
             if question.get("required"):
-                raise ValidationFailed.field(where, "an answer is required")
+                refused.append(FieldError(f"{path}.{key}", "an answer is required"))
             continue
-        options = [o["key"] for o in question.get("options", [])]
-        if kind == "choice":
-            if value not in options:
-                raise ValidationFailed.field(where, f"must be one of {', '.join(options)}")
-            clean[key] = value
-            rows.append((key, value, None))
-        elif kind == "choices":
-            if not isinstance(value, list) or any(v not in options for v in value):
-                raise ValidationFailed.field(where, f"must be a list of {', '.join(options)}")
-            picked = [o for o in options if o in value]
-            clean[key] = picked
-            rows.extend((key, v, None) for v in picked)
-        elif kind in ("scale", "number"):
-            number = _number(value, where)
-            low, high = question.get("min"), question.get("max")
-            if kind == "scale" and number != number.to_integral_value():
-                raise ValidationFailed.field(where, "must be a whole number")
-            if (low is not None and number < Decimal(str(low))) or (
-                high is not None and number > Decimal(str(high))
-            ):
-                raise ValidationFailed.field(where, f"must be from {low} to {high}")
-            plain = int(number) if number == number.to_integral_value() else float(number)
-            clean[key] = plain
-            rows.append((key, str(plain), number))
-        elif kind == "yes_no":
-            if isinstance(value, str) and value in ("yes", "no"):
-                value = value == "yes"
-            if not isinstance(value, bool):
-                raise ValidationFailed.field(where, "must be true or false")
-            clean[key] = value
-            rows.append((key, "yes" if value else "no", Decimal(int(value))))
-        else:
-            if not isinstance(value, str) or len(value) > MAX_TEXT:
-                raise ValidationFailed.field(where, f"must be a text of at most {MAX_TEXT} characters")
-            clean[key] = value.strip()
-            rows.append((key, value.strip(), None))
+        try:
+            clean[key], found = _answer(question, value, f"{path}.{key}")
+        except ValidationFailed as exc:
+            refused.extend(exc.errors)
+            continue
+        rows.extend(found)
+    if refused:
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in refused), refused)
     if not clean:
         raise ValidationFailed.field(path, "answer at least one question")
     return clean, rows
+
+
+def _answer(
+    question: dict[str, Any], value: Any, where: str
+) -> tuple[Any, list[tuple[str, str | None, Decimal | None]]]:
+    """One answer checked: its stored value and its rows; 422 naming ``where``."""
+    key, kind = question["key"], question["type"]
+    options = [o["key"] for o in question.get("options", [])]
+    if kind == "choice":
+        if value not in options:
+            raise ValidationFailed.field(where, f"must be one of {', '.join(options)}")
+        return value, [(key, value, None)]
+    if kind == "choices":
+        if not isinstance(value, list) or any(v not in options for v in value):
+            raise ValidationFailed.field(where, f"must be a list of {', '.join(options)}")
+        picked = [o for o in options if o in value]
+        return picked, [(key, v, None) for v in picked]
+    if kind in ("scale", "number"):
+        number = _number(value, where)
+        low, high = question.get("min"), question.get("max")
+        if kind == "scale" and number != number.to_integral_value():
+            raise ValidationFailed.field(where, "must be a whole number")
+        if (low is not None and number < Decimal(str(low))) or (
+            high is not None and number > Decimal(str(high))
+        ):
+            raise ValidationFailed.field(where, f"must be from {low} to {high}")
+        plain = int(number) if number == number.to_integral_value() else float(number)
+        return plain, [(key, str(plain), number)]
+    if kind == "yes_no":
+        if isinstance(value, str) and value in ("yes", "no"):
+            value = value == "yes"
+        if not isinstance(value, bool):
+            raise ValidationFailed.field(where, "must be true or false")
+        return value, [(key, "yes" if value else "no", Decimal(int(value)))]
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ValidationFailed.field(where, f"must be a text of at most {MAX_TEXT} characters")
+    return value.strip(), [(key, value.strip(), None)]
 
 
 async def record_response(

@@ -130,6 +130,10 @@ class WebForm(Table, tablename="marketing_web_form"):
     source = Varchar(length=50, default="web")
     #: form field -> target: name | company | email | phone | note | custom.<party field>
     fields = JSON(default={})
+    #: Form fields a submission must fill (names of ``fields``).
+    required = JSON(default=[])
+    #: form field -> the label a visitor reads beside it (the embed snippet); default: its name.
+    labels = JSON(default={})
     #: Origins (``https://example.com``) whose pages may post it from a browser (CORS).
     allowed_origins = JSON(default=[])
     #: A field hidden from people: a submission that fills it is spam.

@@ -155,7 +155,7 @@ async def unsubscribe_submit(request: Request[Any, Any, Any], r: int = 0, t: str
 
 
 STATIC = Path(__file__).parent / "static"
-SCRIPTS = frozenset({"segments.js", "mailing.js"})
+SCRIPTS = frozenset({"segments.js", "mailing.js", "copy.js"})
 
 
 @get("/static/{name:str}")
@@ -173,14 +173,16 @@ async def static_script(name: str) -> Response[Any]:
 def _handlers() -> list[Any]:
     from tessera_marketing import web_campaigns, web_mailings, web_segments
     from tessera_marketing.lists import lead_inbox
-    from tessera_marketing.web_forms import forms_page
+    from tessera_marketing.web_forms import HANDLERS as FORM_PAGES
+    from tessera_marketing.web_leads import HANDLERS as LEAD_PAGES
 
     return [
         campaigns_page,
         segments_page,
         classes_page,
         lead_inbox,
-        forms_page,
+        *FORM_PAGES,
+        *LEAD_PAGES,
         unsubscribe_page,
         unsubscribe_submit,
         static_script,

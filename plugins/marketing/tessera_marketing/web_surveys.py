@@ -6,6 +6,7 @@ No ``from __future__ import annotations``: Litestar reads the handlers' annotati
 """
 
 import json
+import re
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -14,8 +15,10 @@ from tessera import i18n
 from tessera.entities import service
 from tessera.entities.parties import PARTY
 from tessera.errors import DomainError, ValidationFailed
+from tessera.i18n import N_
 from tessera.i18n import gettext as _
-from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, field_errors, render
+from tessera.web.forms import human
+from tessera.web.plugin_pages import Form, check_csrf, current_principal, error_page, render
 
 from tessera_marketing import surveys
 
@@ -33,6 +36,54 @@ EXAMPLE = [
 ]
 
 
+#: The questions document's refusals (jsonschema's and ``surveys.check_questions``'), matched
+#: by their start or a part, in words an admin reads.
+QUESTION_MESSAGES = [
+    (re.compile(r"^'(options)' is a required property"), N_("give its options (at least two)")),
+    (re.compile(r"^'(min|max)' is a required property"), N_("a scale needs its min and max")),
+    (re.compile(r"^'\w+' is a required property"), N_("every question needs a key, a text and a type")),
+    (re.compile(r" is not one of \["), N_("the type is one of choice, choices, scale, number, yes_no, text")),
+    (re.compile(r" does not match "), N_("a key is lower-case Latin letters, digits and _, from a letter")),
+    (re.compile(r"^Additional properties are not allowed"), N_("has a property a question does not take")),
+    (
+        re.compile(r"should be non-empty|is too short|\[\] should"),
+        N_("too few: a survey needs a question, a choice two options"),
+    ),
+    (re.compile(r"^another question has the key"), N_("another question has this key")),
+    (re.compile(r"^option keys must differ"), N_("option keys must differ")),
+    (re.compile(r"^must be greater than min"), N_("max must be greater than min")),
+    (
+        re.compile(r"^a scale runs between whole numbers"),
+        N_("a scale runs between whole numbers, 100 steps at most"),
+    ),
+    (re.compile(r"has answers: it cannot be removed"), N_("a question that has answers cannot be removed")),
+    (re.compile(r"has answers: its type cannot change"), N_("a question that has answers keeps its type")),
+    (re.compile(r"^not JSON"), N_("this is not a JSON document; check the commas, quotes and brackets")),
+    (re.compile(r" is not of type "), N_("a value has the wrong kind (text, number, list)")),
+]
+
+
+def _survey_errors(exc: DomainError) -> dict[str, str]:
+    """The editor's errors beside its fields: an error inside the questions document beside
+    the questions box, naming the question ("Question 2: ...") in the reader's language."""
+    out: dict[str, str] = {}
+    for error in exc.errors:
+        match = re.match(r"^questions(?:\[(\d+)\])?", error.field)
+        if match is None:
+            key = error.field if error.field in SURVEY_FIELDS else ""
+            text = human(error.message)
+        else:
+            key = "questions"
+            text = next(
+                (_(msg) for pattern, msg in QUESTION_MESSAGES if pattern.search(error.message)),
+                human(error.message),
+            )
+            if match.group(1) is not None:
+                text = _("Question %(n)s: %(reason)s", n=int(match.group(1)) + 1, reason=text)
+        out[key] = f"{out[key]}; {text}" if key in out else text
+    return out or {"": i18n.translate_message(exc.detail)}
+
+
 def _survey_values(data: dict[str, str], creating: bool) -> dict[str, Any]:
     try:
         questions = json.loads(data.get("questions") or "null")
@@ -45,7 +96,7 @@ def _survey_values(data: dict[str, str], creating: bool) -> dict[str, Any]:
         "active": data.get("active") == "on" or (creating and "active" not in data),
     }
     if not values["name"]:
-        raise ValidationFailed.field("name", "required")
+        raise ValidationFailed.field("name", "must not be blank")
     if creating:
         values["key"] = (data.get("key") or "").strip()
     return values
@@ -105,7 +156,7 @@ async def create_survey(request: Request[Any, Any, Any], data: Form) -> Response
     except DomainError as exc:
         if exc.status in (401, 403, 404):
             return error_page(request, principal, exc)
-        return await _list_view(request, principal, data, field_errors(exc, SURVEY_FIELDS), exc.status)
+        return await _list_view(request, principal, data, _survey_errors(exc), exc.status)
     return Redirect(f"/marketing/surveys/{row['id']}", status_code=303)
 
 
@@ -177,10 +228,34 @@ async def save_survey(request: Request[Any, Any, Any], survey_id: int, data: For
     except DomainError as exc:
         if exc.status in (401, 403, 404):
             return error_page(request, principal, exc)
-        return await _survey_view(
-            request, principal, survey_id, data, field_errors(exc, SURVEY_FIELDS), exc.status
-        )
+        return await _survey_view(request, principal, survey_id, data, _survey_errors(exc), exc.status)
     return Redirect(f"/marketing/surveys/{survey_id}", status_code=303)
+
+
+@get("/surveys/{survey_id:int}/preview")
+async def preview_page(request: Request[Any, Any, Any], survey_id: int) -> Response[Any]:
+    """The questionnaire as a client sees it through a link (nothing can be sent from here)."""
+    principal = await current_principal(request)
+    if principal is None:
+        return Redirect("/login")
+    try:
+        survey = await service.get(surveys.SURVEY, principal, survey_id)
+    except DomainError as exc:
+        return error_page(request, principal, exc)
+    return render(
+        request,
+        "marketing/survey_fill.html",
+        principal=principal,
+        survey=survey,
+        questions=surveys._loaded(survey["questions"]),
+        party=None,
+        form={},
+        errors={},
+        link=None,
+        public=True,
+        preview=True,
+        action=f"/marketing/surveys/{survey_id}",
+    )
 
 
 def answers_of(questions: list[dict[str, Any]], data: dict[str, str]) -> dict[str, Any]:
@@ -198,12 +273,39 @@ def answers_of(questions: list[dict[str, Any]], data: dict[str, str]) -> dict[st
     return out
 
 
-def _form_errors(exc: DomainError) -> dict[str, str]:
+#: The answer checks' refusals (``surveys.normalise_answers``) in words a client reads.
+ANSWER_MESSAGES = {
+    "an answer is required": N_("Please answer this question."),
+    "must be one of": N_("Choose one of the options."),
+    "must be a list of": N_("Choose among the options."),
+    "must be a whole number": N_("Enter a whole number."),
+    "must be a number": N_("Enter a number, e.g. 12 or 12.5."),
+    "must be from": N_("Choose a value from %(low)s to %(high)s."),
+    "must be true or false": N_("Answer yes or no."),
+    "must be a text of at most": N_("Write at most %(n)s characters."),
+    "answer at least one question": N_("Answer at least one question."),
+    "no such question in this survey": N_("The survey has changed: open it again."),
+}
+
+
+def answer_message(question: dict[str, Any] | None, message: str) -> str:
+    """A refused answer in the reader's language (the API's English message otherwise)."""
+    for start, text in ANSWER_MESSAGES.items():
+        if message.startswith(start):
+            low = (question or {}).get("min", "")
+            high = (question or {}).get("max", "")
+            return _(text, low=low, high=high, n=surveys.MAX_TEXT) if "%(" in text else _(text)
+    return i18n.translate_message(message)
+
+
+def _form_errors(exc: DomainError, questions: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """Each refused answer beside its question (``""``: about the whole form)."""
+    by_key = {q["key"]: q for q in questions or []}
     out: dict[str, str] = {}
     for error in exc.errors:
         name = error.field.split(".", 1)[1] if error.field.startswith("answers.") else ""
-        out[name] = str(error.message)
-    return out or {"": exc.detail}
+        out[name] = answer_message(by_key.get(name), str(error.message))
+    return out or {"": i18n.translate_message(exc.detail)}
 
 
 async def _fill_view(
@@ -256,6 +358,7 @@ async def fill_submit(
     if principal is None:
         return Redirect("/login", status_code=303)
     check_csrf(principal, data)
+    survey = None
     try:
         if data.get("action") == "link":
             from tessera_marketing.routes_surveys import _base
@@ -268,66 +371,75 @@ async def fill_submit(
     except DomainError as exc:
         if exc.status in (401, 403, 404):
             return error_page(request, principal, exc)
+        questions = surveys._loaded(survey["questions"]) if survey is not None else []
         return await _fill_view(
-            request, principal, survey_id, party_id, data, _form_errors(exc), status=exc.status
+            request, principal, survey_id, party_id, data, _form_errors(exc, questions), status=exc.status
         )
     return Redirect(f"/app/parties/{party_id}", status_code=303)
 
 
-@get("/survey/{link_id:int}")
-async def public_page(request: Request[Any, Any, Any], link_id: int, t: str = "") -> Response[Any]:
-    """A signed survey link (no sign-in): the questions, or why the link no longer works."""
-    try:
-        _link, survey = await surveys.open_link(link_id, t[:100])
-    except DomainError as exc:
-        return render(
-            request, "marketing/survey_public.html", principal=None, status=exc.status, gone=exc.status
-        )
+def _public(
+    request: Request[Any, Any, Any],
+    link_id: int,
+    token: str,
+    survey: dict[str, Any],
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response[Any]:
     return render(
         request,
         "marketing/survey_fill.html",
         principal=None,
+        status=status,
         survey=survey,
         questions=survey["questions"],
         party=None,
-        form={},
-        errors={},
+        form=form or {},
+        errors=errors or {},
         link=None,
         public=True,
-        action=f"/marketing/survey/{link_id}?t={t[:100]}",
+        action=f"/marketing/survey/{link_id}?t={token}",
     )
+
+
+def _gone(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    """Why the link does not work: used or expired (410), or not a genuine link (404)."""
+    return render(request, "marketing/survey_public.html", principal=None, status=exc.status, gone=exc.status)
+
+
+@get("/survey/{link_id:int}")
+async def public_page(request: Request[Any, Any, Any], link_id: int, t: str = "") -> Response[Any]:
+    """A signed survey link (no sign-in): the questionnaire in the client's language (their
+    browser's), or why the link no longer works."""
+    try:
+        _link, survey = await surveys.open_link(link_id, t[:100])
+    except DomainError as exc:
+        return _gone(request, exc)
+    return _public(request, link_id, t[:100], survey)
 
 
 @post("/survey/{link_id:int}", status_code=200)
 async def public_submit(
     request: Request[Any, Any, Any], link_id: int, data: Form, t: str = ""
 ) -> Response[Any]:
-    """The client's answers. No CSRF token: the request is bound to the signed link, which a
-    cross-site page cannot know."""
+    """The client's answers, checked as the API checks them (``surveys.answer_by_link``): each
+    refused answer beside its question, the rest kept; once accepted, a thank-you page, and the
+    link is used. No CSRF token: the request is bound to the signed link, which a cross-site
+    page cannot know."""
     token = t[:100]
     try:
         _link, survey = await surveys.open_link(link_id, token)
+    except DomainError as exc:
+        return _gone(request, exc)
+    try:
         await surveys.answer_by_link(link_id, token, answers_of(survey["questions"], data))
     except ValidationFailed as exc:
-        return render(
-            request,
-            "marketing/survey_fill.html",
-            principal=None,
-            status=422,
-            survey=survey,
-            questions=survey["questions"],
-            party=None,
-            form=data,
-            errors=_form_errors(exc),
-            link=None,
-            public=True,
-            action=f"/marketing/survey/{link_id}?t={token}",
-        )
+        errors = _form_errors(exc, survey["questions"])
+        return _public(request, link_id, token, survey, data, errors, status=422)
     except DomainError as exc:
-        return render(
-            request, "marketing/survey_public.html", principal=None, status=exc.status, gone=exc.status
-        )
-    return render(request, "marketing/survey_public.html", principal=None, gone=0)
+        return _gone(request, exc)
+    return render(request, "marketing/survey_public.html", principal=None, gone=0, survey=survey)
 
 
 async def card_widget(party_id: int, principal: Any) -> list[dict[str, Any]]:
@@ -373,6 +485,7 @@ HANDLERS = [
     create_survey,
     survey_page,
     save_survey,
+    preview_page,
     fill_page,
     fill_submit,
     public_page,

@@ -95,7 +95,7 @@ async def test_demo_data(crm: Any, frozen_clock: Any) -> None:
 
     from tessera.demo import DemoContext, system_principal
     from tessera_marketing import demo
-    from tessera_marketing.tables import Campaign, Lead, Segment
+    from tessera_marketing.tables import Campaign, Lead, Segment, WebForm
 
     ctx = DemoContext(random=random.Random(5), admin=system_principal())
     ctx.managers = [await crm.user("manager"), await crm.user("manager")]
@@ -119,9 +119,10 @@ async def test_demo_data(crm: Any, frozen_clock: Any) -> None:
         ("/marketing/segments", ["Ключевые клиенты без встреч 90 дней", "Статический"]),
         ("/marketing/classes", ["Матрица ABC/XYZ"]),
         ("/marketing/leads", ["Лиды", "Веб-форма", "Прошу КП"]),
+        ("/marketing/forms", ["Обратная связь на сайте", "/api/marketing/forms/contact-us"]),
         (
-            "/marketing/forms",
-            ["Обратная связь на сайте", 'name="website_url"', "/api/marketing/forms/contact-us"],
+            f"/marketing/forms/{(await WebForm.select(WebForm.id).first())['id']}",  # type: ignore[index]
+            ["Разместите эту форму на сайте", 'name="website_url"', "Ваше имя *", "ООО «Север»"],
         ),
     ):
         r = await crm.client.get(url)
