@@ -130,3 +130,29 @@ async def test_demo_data(crm: Any, frozen_clock: Any) -> None:
         text = html.unescape(r.text)
         for word in words:
             assert word in text, (url, word)
+
+
+async def test_an_older_manager_role_gets_the_lead_and_survey_permissions(crm: Any) -> None:
+    """A deployment whose ``manager`` role was created before surveys and the lead inbox: the
+    plugin's migration adds exactly the missing grants, once, and managers then read their
+    leads; an administrator's own role is left alone."""
+    from importlib import import_module
+
+    from tessera.entities.tables import Role
+
+    migration = import_module("tessera_marketing.piccolo_migrations.marketing_2026_12_07t00_00_00_000000")
+    row = (await Role.select(Role.permissions).where(Role.name == "manager"))[0]
+    older = [p for p in row["permissions"] if p not in migration.GRANTS]
+    await Role.update({Role.permissions: older}).where(Role.name == "manager")
+    custom = await Role.insert(Role(name="intern", permissions=["party.read"], scope="own"))
+    anna = await crm.user("manager", name="Anna")
+    assert (await crm.get("/api/marketing/leads", anna)).status_code == 403
+
+    assert await migration.grant_to_managers() == 4
+    assert await migration.grant_to_managers() == 0  # run again: nothing more to add
+    after = (await Role.select(Role.permissions).where(Role.name == "manager"))[0]["permissions"]
+    assert after == older + migration.GRANTS
+    intern = await Role.select(Role.permissions).where(Role.id == custom[0]["id"])
+    assert intern[0]["permissions"] == ["party.read"]
+    boris = await crm.user("manager", name="Boris")
+    assert (await crm.get("/api/marketing/leads", boris)).status_code == 200
