@@ -305,3 +305,46 @@ async def test_marking_a_huge_delivery_stays_under_the_argument_limit(crm: Any) 
     await events._mark_delivered([*range(10**9, 10**9 + 40_000), row["id"]])
     marked = await DomainEvent.select(DomainEvent.dispatched_at).where(DomainEvent.id == row["id"]).first()
     assert marked["dispatched_at"] is not None
+
+
+async def test_a_unit_with_more_log_rows_and_events_than_one_statement_binds(crm: Any) -> None:
+    """A set-based change (the receivables plugin's overdue scan) writes thousands of audit
+    entries and events in one unit of work: 6,000 of each bind 78,000 values, more than twice
+    what one statement may (``db.MAX_ARGS``), so they are written in several statements; every
+    event comes back with its own row's id, in order, and every entry is written once."""
+    from tessera import audit
+    from tessera.entities.tables import AuditLog
+
+    n = 6000
+    before = await DomainEvent.count().where(DomainEvent.name == "test.bulk")
+    async with events.unit_of_work():
+        await events.emit_all(
+            [("test.bulk", "test", i, {"i": i}) for i in range(n)],
+            also=audit.entries("bulk", "test", list(range(n)), {"x": [None, 1]}),
+        )
+    rows = (
+        await DomainEvent.select(DomainEvent.id, DomainEvent.entity_id, DomainEvent.payload)
+        .where(DomainEvent.name == "test.bulk")
+        .order_by(DomainEvent.id)
+        .output(load_json=True)
+    )
+    assert before == 0 and [r["entity_id"] for r in rows] == list(range(n))
+    assert all(r["payload"] == {"i": r["entity_id"]} for r in rows)
+    logged = (
+        await AuditLog.select(AuditLog.entity_id, AuditLog.changes)
+        .where(AuditLog.action == "bulk", AuditLog.entity == "test")
+        .output(load_json=True)
+    )
+    assert sorted(r["entity_id"] for r in logged) == list(range(n))
+    assert all(r["changes"] == {"x": [None, 1]} for r in logged)
+
+
+def test_chunks_stay_within_the_bound_values() -> None:
+    items = list(range(10))
+    assert [list(c) for c in db.chunks(items, per_item=3, limit=9)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    # Never more than a statement may bind, whatever limit is asked for.
+    assert [len(c) for c in db.chunks(list(range(40_000)), per_item=2, limit=10**6)] == [
+        16_383,
+        16_383,
+        7_234,
+    ]

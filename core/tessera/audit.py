@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -80,6 +81,27 @@ def entry(
             ("detail", detail),
         ),
     )
+
+
+def entries(
+    action: str,
+    entity: str,
+    entity_ids: Sequence[int],
+    changes: dict[str, Any] | None = None,
+    detail: str = "",
+    user_id: int | None = None,
+) -> list[Entry]:
+    """The same audit entry for many records (a set-based change: the receivables plugin's
+    overdue scan marks thousands of invoices at once), built once and repeated per id; handed
+    to ``events.emit_all(..., also=...)`` they are written in multi-row statements."""
+    if not entity_ids:
+        return []
+    first = entry(action, entity, entity_ids[0], changes, detail, user_id)
+    watch = _watch.get()
+    if watch is not None:
+        watch.entries += len(entity_ids) - 1
+    head, tail = first.values[:4], first.values[5:]
+    return [first, *(Entry(first.table, (*head, ("entity_id", i), *tail)) for i in entity_ids[1:])]
 
 
 async def record(

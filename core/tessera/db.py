@@ -11,9 +11,9 @@ import asyncio
 import sqlite3
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse, urlunparse
 
 from piccolo.engine.base import Engine
@@ -484,6 +484,22 @@ async def raw(sql: str, *args: Any) -> list[dict[str, Any]]:
 
     rows = await get_engine().run_querystring(QueryString(sql, *args), in_pool=True)
     return [dict(row) for row in rows or []]
+
+
+#: Values one statement may bind: PostgreSQL's protocol (asyncpg) takes at most 32,767 and
+#: SQLite (3.32 and later) 32,766 — the smaller for both.
+MAX_ARGS = 32_766
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], per_item: int = 1, limit: int = MAX_ARGS) -> Iterator[Sequence[_T]]:
+    """``items`` in consecutive slices small enough that a statement binding ``per_item``
+    values for each item of a slice binds at most ``limit`` (and never more than ``MAX_ARGS``):
+    multi-row inserts (``per_item`` = the columns written) and ``IN (...)`` lists (1)."""
+    size = max(1, min(limit, MAX_ARGS) // max(1, per_item))
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 class Statement:

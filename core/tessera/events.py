@@ -141,9 +141,10 @@ async def unit_of_work() -> AsyncIterator[None]:
         await deliver_grouped(collected)
 
 
-#: Rows per statement when a unit's log rows and events are written (SQLite allows 32,766
-#: parameters per statement; 500 rows of up to 8 columns stay far below).
-_FLUSH_ROWS = 500
+#: Rows per statement when a unit's log rows and events are written, at most (fewer when the
+#: columns would bind more than ``db.MAX_ARGS`` values: a large unit, such as the receivables
+#: plugin's overdue scan, writes thousands of audit entries and events at once).
+_FLUSH_ROWS = 2000
 _EVENT_COLUMNS = ("name", "entity", "entity_id", "payload", "user_id", "occurred_at")
 
 
@@ -166,20 +167,20 @@ def _insert(table: str, columns: Sequence[str], rows: int, returning: bool) -> d
 
 async def _flush(unit: _Unit) -> list[DomainEvent]:
     """Write the unit's log rows and events (in the transaction, before commit) and return
-    the events with their ids. On PostgreSQL the log rows ride in the events' statement."""
+    the events with their ids. On PostgreSQL the log rows ride in the events' statements, as
+    many as keep each statement within ``db.MAX_ARGS`` bound values."""
     statements: list[prepared.Bound] = []
     by_shape: dict[tuple[str, tuple[str, ...]], list[LogRow]] = {}
     for row in unit.log_rows:
         by_shape.setdefault((row.table, tuple(c for c, _ in row.values)), []).append(row)
     for (table, columns), rows in by_shape.items():
-        for start in range(0, len(rows), _FLUSH_ROWS):
-            chunk = rows[start : start + _FLUSH_ROWS]
+        for chunk in db.chunks(rows, len(columns), _FLUSH_ROWS * len(columns)):
             args = [value for row in chunk for _, value in row.values]
             statements.append(prepared.Bound(_insert(table, columns, len(chunk), False), args))
     ids: list[int] = []
     items = unit.events
-    for start in range(0, len(items), _FLUSH_ROWS) if items else ():
-        chunk = items[start : start + _FLUSH_ROWS]
+    per_event = len(_EVENT_COLUMNS)
+    for chunk in db.chunks(items, per_event, _FLUSH_ROWS * per_event):
         args = [
             v
             for name, entity, eid, data, uid, at in chunk
@@ -187,9 +188,13 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
         ]
         insert = prepared.Bound(_insert("domain_event", _EVENT_COLUMNS, len(chunk), True), args)
         if statements and db.is_postgres():
-            ctes = ", ".join(f"log_{i} AS ({{}})" for i in range(len(statements)))
-            insert = prepared.compose(f"WITH {ctes} {{}}", [*statements, insert])
-            statements = []
+            riders, budget = [], db.MAX_ARGS - len(args)
+            while statements and len(statements[0].args) <= budget:
+                budget -= len(statements[0].args)
+                riders.append(statements.pop(0))
+            if riders:
+                ctes = ", ".join(f"log_{i} AS ({{}})" for i in range(len(riders)))
+                insert = prepared.compose(f"WITH {ctes} {{}}", [*riders, insert])
         rows = await insert
         # Ids are handed out in the order of the rows inserted.
         ids.extend(sorted(row["id"] for row in rows))
@@ -405,18 +410,28 @@ async def _finished_well(delivered: list[int], finishing: list[Awaitable[None]])
     return True
 
 
-#: Event ids per "delivered" mark (PostgreSQL takes at most 32,767 arguments a statement; a
-#: first overdue scan of the receivables plugin delivers hundreds of thousands in one window).
+_MARK_SQL = (
+    "UPDATE domain_event SET dispatched_at = {}, attempts = attempts + 1 WHERE id IN ({})",
+    # PostgreSQL: the ids as one array value (no bound value per id, no limit on their number).
+    "UPDATE domain_event SET dispatched_at = {}, attempts = attempts + 1 WHERE id = ANY({})",
+)
+#: Event ids per "delivered" mark on SQLite (a first overdue scan of the receivables plugin
+#: delivers hundreds of thousands in one window).
 _MARK_IDS = 10_000
 
 
 async def _mark_delivered(delivered: list[int]) -> None:
     # One write for the whole batch: a crash before it only means these are delivered again
     # (at-least-once), and a busy unit of work no longer pays a commit per event.
-    for start in range(0, len(delivered), _MARK_IDS):
-        await DomainEventRow.update(
-            {DomainEventRow.dispatched_at: clock.now(), DomainEventRow.attempts: DomainEventRow.attempts + 1}
-        ).where(DomainEventRow.id.is_in(delivered[start : start + _MARK_IDS]))
+    if not delivered:
+        return
+    if db.is_postgres():
+        await db.raw(_MARK_SQL[1], clock.now(), delivered)
+        return
+    for chunk in db.chunks(delivered, 1, _MARK_IDS):
+        await db.raw(
+            _MARK_SQL[0].replace("({})", "(" + ", ".join("{}" for _ in chunk) + ")"), clock.now(), *chunk
+        )
 
 
 async def _complete_later(delivered: list[int], finishing: list[Awaitable[None]]) -> None:

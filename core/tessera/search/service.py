@@ -29,7 +29,7 @@ from typing import Any
 
 import pluggy
 
-from tessera import clock
+from tessera import clock, db
 from tessera.config import Settings
 from tessera.entities.tables import Party
 from tessera.events import DomainEvent
@@ -44,7 +44,8 @@ from tessera.search.tables import SearchPending
 log = logging.getLogger("tessera.search")
 
 BATCH = 500
-#: Rows or ids bound in one statement: asyncpg allows at most 32,767 values per statement.
+#: Ids in one ``IN (...)`` list, at most (``db.chunks`` keeps every statement within the
+#: values a statement may bind, ``db.MAX_ARGS``).
 _IN_CHUNK = 4000
 Progress = Callable[[int, int], None]
 
@@ -270,10 +271,12 @@ async def enqueue(refs: Iterable[tuple[str, int]], error: str = "") -> None:
         SearchPending(entity=e, entity_id=i, enqueued_at=now, next_attempt_at=now, last_error=error[:2000])
         for e, i in refs
     ]
-    # In chunks: one statement may bind at most 32,767 values (asyncpg), and a bulk write
+    # In chunks: one statement may bind at most ``db.MAX_ARGS`` values, and a bulk write
     # (an import, a plugin's backfill) can queue far more records than that at once.
-    for start in range(0, len(rows), _IN_CHUNK):
-        await SearchPending.insert(*rows[start : start + _IN_CHUNK])
+    for chunk in db.chunks(
+        rows, len(SearchPending._meta.columns), _IN_CHUNK * len(SearchPending._meta.columns)
+    ):
+        await SearchPending.insert(*chunk)
 
 
 _drain_lock: asyncio.Lock | None = None
@@ -342,8 +345,7 @@ async def _load(entity: str, ids: Sequence[int]) -> list[dict[str, Any]]:
     table = _tables()[entity]
     ids = list(ids)
     out: list[dict[str, Any]] = []
-    for start in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[start : start + _IN_CHUNK]
+    for chunk in db.chunks(ids, 1, _IN_CHUNK):
         out.extend(await table.select().where(table._meta.primary_key.is_in(chunk)).output(load_json=True))
     return out
 
@@ -351,9 +353,9 @@ async def _load(entity: str, ids: Sequence[int]) -> list[dict[str, Any]]:
 async def _parties(ids: Iterable[int | None]) -> dict[int, dict[str, Any]]:
     wanted = sorted({i for i in ids if i is not None})
     out: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(wanted), _IN_CHUNK):
+    for chunk in db.chunks(wanted, 1, _IN_CHUNK):
         rows = await Party.select(Party.id, Party.name, Party.owner_id, Party.team_id).where(
-            Party.id.is_in(wanted[start : start + _IN_CHUNK])
+            Party.id.is_in(chunk)
         )
         out.update((r["id"], r) for r in rows)
     return out
@@ -363,11 +365,11 @@ async def _participants(activity_ids: list[int]) -> dict[int, set[int]]:
     from tessera.entities.tables import ActivityParticipant
 
     out: dict[int, set[int]] = {}
-    for start in range(0, len(activity_ids), _IN_CHUNK):
+    for chunk in db.chunks(activity_ids, 1, _IN_CHUNK):
         rows = await ActivityParticipant.select(
             ActivityParticipant.activity_id, ActivityParticipant.user_id
         ).where(
-            ActivityParticipant.activity_id.is_in(activity_ids[start : start + _IN_CHUNK]),
+            ActivityParticipant.activity_id.is_in(chunk),
             ActivityParticipant.user_id.is_not_null(),
         )
         for row in rows:

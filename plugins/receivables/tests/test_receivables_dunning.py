@@ -280,3 +280,57 @@ async def test_a_service_ticket_pauses_the_case_until_it_is_closed(
     assert r.status_code == 200, r.text
     case = (await crm.get(f"{API}/cases", admin, params={"party_id": ap["id"]})).json()[0]
     assert case["status"] == "active"
+
+
+async def test_the_scan_marks_in_chunks_once_across_concurrent_workers(
+    crm: Any, frozen_clock: Any, ledger: Any
+) -> None:
+    """Seven overdue invoices of two clients and one not due, scanned by two workers at once in
+    chunks of two: each overdue invoice is marked once, with one audit entry and one event
+    carrying its balance and days overdue; each client gets one case; a later run finds
+    nothing."""
+    import asyncio
+
+    from tessera.entities.tables import AuditLog, DomainEvent
+    from tessera_receivables import jobs
+
+    ap, bp = ledger["anna_party"], ledger["boris_party"]
+    day(frozen_clock, "2026-03-01")
+    overdue = []
+    dues = [(ap, "2026-02-01"), (bp, "2026-02-10"), (ap, "2026-02-20"), (bp, "2026-02-03")]
+    dues += [(ap, "2026-02-27"), (bp, "2026-02-27"), (ap, "2026-02-28")]
+    for i, (party, due) in enumerate(dues):
+        overdue.append((await invoice(crm, ledger, party, f"{100 + i}.50", due), due))
+    later = await invoice(crm, ledger, ap, "9", "2026-03-10")
+    day(frozen_clock, "2026-03-05")
+
+    first, second = await asyncio.gather(jobs.overdue_scan(batch=2), jobs.overdue_scan(batch=2))
+    assert first["overdue"] + second["overdue"] == 7
+    assert first["cases_opened"] + second["cases_opened"] == 2
+    assert await jobs.overdue_scan(batch=2) == {"overdue": 0, "cases_opened": 0}
+
+    ids = sorted(inv["id"] for inv, _ in overdue)
+    marks = await AuditLog.select(AuditLog.entity_id).where(
+        AuditLog.entity == "receivables.invoice", AuditLog.action == "overdue"
+    )
+    assert sorted(r["entity_id"] for r in marks) == ids
+    sent = (
+        await DomainEvent.select(DomainEvent.entity_id, DomainEvent.payload)
+        .where(DomainEvent.name == "receivables.invoice.overdue")
+        .output(load_json=True)
+    )
+    assert sorted(r["entity_id"] for r in sent) == ids
+    by_id = {r["entity_id"]: r["payload"] for r in sent}
+    for inv, due in overdue:
+        days = (dt.date(2026, 3, 5) - dt.date.fromisoformat(due)).days
+        assert (by_id[inv["id"]]["balance"], by_id[inv["id"]]["days_overdue"]) == (inv["amount"], days)
+    assert later["id"] not in by_id
+    opened = (
+        await DomainEvent.select(DomainEvent.payload)
+        .where(DomainEvent.name == "receivables.case.opened")
+        .output(load_json=True)
+    )
+    # Each case counts from the day after its client's oldest overdue invoice was due.
+    assert sorted((r["payload"]["party_id"], r["payload"]["overdue_since"]) for r in opened) == sorted(
+        [(ap["id"], "2026-02-02"), (bp["id"], "2026-02-04")]
+    )

@@ -62,6 +62,51 @@ async def test_payments_move_the_ageing_buckets_exactly(crm: Any, frozen_clock: 
         (None, "RUB", "1200.15"),
         (None, "EUR", "200.00"),
     }
+    # Company-wide buckets (sums per due day, then buckets), today and as of the day before
+    # the payment (which adds it back): 1000.10 due 02-01 is 28 days overdue on 03-01.
+    assert cells(company) == {
+        (None, "RUB"): {
+            "current": "500.00",
+            "1-30": "700.05",
+            "31-60": "0.00",
+            "61-90": "0.00",
+            "90+": "0.10",
+        },
+        (None, "EUR"): {"current": "0.00", "1-30": "0.00", "31-60": "0.00", "61-90": "200.00", "90+": "0.00"},
+    }
+    before = (
+        await crm.get(f"{API}/ageing", admin, params={"group_by": "company", "as_of": "2026-03-01"})
+    ).json()
+    assert cells(before) == {
+        (None, "RUB"): {
+            "current": "500.00",
+            "1-30": "1000.10",
+            "31-60": "0.00",
+            "61-90": "0.00",
+            "90+": "0.10",
+        },
+        (None, "EUR"): {"current": "0.00", "1-30": "0.00", "31-60": "200.00", "61-90": "0.00", "90+": "0.00"},
+    }
+    # Per manager, as of that day: anna's client and boris's.
+    managers = (
+        await crm.get(f"{API}/ageing", admin, params={"group_by": "manager", "as_of": "2026-03-01"})
+    ).json()
+    assert {k: v for k, v in cells(managers).items() if k[1] == "RUB"} == {
+        (anna["id"], "RUB"): {
+            "current": "500.00",
+            "1-30": "1000.10",
+            "31-60": "0.00",
+            "61-90": "0.00",
+            "90+": "0.00",
+        },
+        (boris["id"], "RUB"): {
+            "current": "0.00",
+            "1-30": "0.00",
+            "31-60": "0.00",
+            "61-90": "0.00",
+            "90+": "0.10",
+        },
+    }
     # Custom buckets: 28 limits put 29 days in 29-60... (1-10, 11-60, 61+).
     custom = (await crm.get(f"{API}/ageing", admin, params={"buckets": "10,60"})).json()
     assert custom["buckets"] == ["current", "1-10", "11-60", "60+"]
