@@ -287,7 +287,9 @@ def tessera_party_participants(party_id: int) -> Any:
 @hookspec
 def tessera_nav_items() -> list[dict[str, Any]]:
     """Return entries for the web UI's navigation: ``{"label": "Deals", "href": "/sales/"}``;
-    ``"more": True`` puts an entry in the header's "More" menu. Called when a page is rendered."""
+    ``"more": True`` puts an entry in the header's "More" menu; ``"permission": "sales.deal.read"``
+    shows it only to users who hold that permission (a link that would answer 403 is not
+    offered). Called when a page is rendered."""
 
 
 @hookspec

@@ -137,7 +137,15 @@ def render(
     """Render a template (``"party.html"``, or a plugin's ``"sales/deals.html"``) with the
     navigation of every enabled plugin."""
     pm = request.app.state.pm
-    nav = header_nav([item for _name, items in call_each(pm, "tessera_nav_items") for item in (items or [])])
+    principal = context.get("principal")
+    nav = header_nav(
+        [
+            item
+            for _name, items in call_each(pm, "tessera_nav_items")
+            for item in (items or [])
+            if not item.get("permission") or (principal is not None and principal.can(item["permission"]))
+        ]
+    )
     use_locale(request)
     context.setdefault("errors", {})
     context.setdefault("form", {})

@@ -155,7 +155,16 @@ def tessera_workflow_assignee(rule: str, args: dict[str, Any], instance: dict[st
 def tessera_nav_items() -> list[dict[str, Any]]:
     from tessera.i18n import gettext as _
 
-    return [{"label": _("Marketing"), "href": "/marketing/campaigns", "more": True}]
+    # Managers read the leads handed to them but not campaigns: each sees the entry they may open.
+    return [
+        {
+            "label": _("Marketing"),
+            "href": "/marketing/campaigns",
+            "more": True,
+            "permission": "marketing.campaign.read",
+        },
+        {"label": _("Leads"), "href": "/marketing/leads", "more": True, "permission": "marketing.lead.read"},
+    ]
 
 
 @hookimpl

@@ -203,3 +203,18 @@ async def test_define_a_form_post_its_snippet_and_see_the_lead_distributed(crm: 
     assert r.status_code == 303
     after = {r["id"]: r["assignee_id"] for r in await Lead.select(Lead.id, Lead.assignee_id)}
     assert after == {leads[0]["id"]: boris["id"], leads[1]["id"]: admin["id"]}
+
+
+async def test_the_menu_offers_each_user_the_marketing_pages_they_may_open(crm: Any) -> None:
+    """A manager reads the leads handed to them but not campaigns: their menu links the lead
+    inbox, not the campaigns page that would answer 403; an administrator gets both."""
+    admin = await crm.user("admin", name="Admin")
+    manager = await crm.user("manager", name="Anna")
+    await crm.sign_in(manager)
+    menu = await crm.page("/app")
+    assert 'href="/marketing/leads"' in menu and 'href="/marketing/campaigns"' not in menu
+    await crm.page("/marketing/leads")
+    await crm.page("/marketing/campaigns", status=403)
+    await crm.sign_in(admin)
+    menu = await crm.page("/app")
+    assert 'href="/marketing/leads"' in menu and 'href="/marketing/campaigns"' in menu
