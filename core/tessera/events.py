@@ -31,6 +31,11 @@ from tessera.plugins import await_me_maybe
 
 log = logging.getLogger(__name__)
 
+try:  # what ``dump_json`` wrote, read back as ``json.loads`` reads it (faster when there)
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
+
 
 @dataclass(frozen=True)
 class DomainEvent:
@@ -83,8 +88,8 @@ class LogRow:
 class _Unit:
     """What the outermost unit of work writes at its end and delivers after commit."""
 
-    #: (name, entity, entity_id, payload as stored JSON, user_id, occurred_at)
-    events: list[tuple[str, str, int | None, dict[str, Any], int | None, datetime]] = field(
+    #: (name, entity, entity_id, payload as stored JSON, user_id, occurred_at, payload as text)
+    events: list[tuple[str, str, int | None, dict[str, Any], int | None, datetime, str]] = field(
         default_factory=list
     )
     log_rows: list[LogRow] = field(default_factory=list)
@@ -181,9 +186,7 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
     for start in range(0, len(items), _FLUSH_ROWS) if items else ():
         chunk = items[start : start + _FLUSH_ROWS]
         args = [
-            v
-            for name, entity, eid, data, uid, at in chunk
-            for v in (name, entity, eid, dump_json(data), uid, at)
+            v for name, entity, eid, _, uid, at, text in chunk for v in (name, entity, eid, text, uid, at)
         ]
         insert = prepared.Bound(_insert("domain_event", _EVENT_COLUMNS, len(chunk), True), args)
         if statements and db.is_postgres():
@@ -197,7 +200,7 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
         await statement
     return [
         DomainEvent(event_id, name, entity, entity_id, data, user_id, occurred_at)
-        for event_id, (name, entity, entity_id, data, user_id, occurred_at) in zip(ids, items, strict=True)
+        for event_id, (name, entity, entity_id, data, user_id, occurred_at, _) in zip(ids, items, strict=True)
     ]
 
 
@@ -312,9 +315,10 @@ async def emit_all(
         return result
     user_id, occurred_at = _actor.get(), clock.now()
     for name, entity, entity_id, payload in items:
-        # Listeners get the payload as stored (JSON types), also when it is delivered at once.
-        stored = json.loads(dump_json(payload or {}))
-        unit.events.append((name, entity, entity_id, stored, user_id, occurred_at))
+        # Listeners get the payload as stored (JSON types), also when it is delivered at once;
+        # the text is what ``_flush`` stores (encoded once).
+        text = dump_json(payload or {})
+        unit.events.append((name, entity, entity_id, _loads(text), user_id, occurred_at, text))
     return result
 
 
