@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Seque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import pluggy
@@ -30,6 +31,7 @@ from tessera.entities.tables import DomainEvent as DomainEventRow
 from tessera.plugins import await_me_maybe
 
 log = logging.getLogger(__name__)
+_first = itemgetter(0)
 
 try:  # what ``dump_json`` wrote, read back as ``json.loads`` reads it (faster when there)
     from orjson import loads as _loads
@@ -80,7 +82,7 @@ class LogRow:
     values: tuple[tuple[str, Any], ...]
 
     def __await__(self) -> Generator[Any, None, Any]:
-        columns = tuple(c for c, _ in self.values)
+        columns = tuple(map(_first, self.values))
         return prepared.Bound(_insert(self.table, columns, 1, False), [v for _, v in self.values]).__await__()
 
 
@@ -136,10 +138,18 @@ async def unit_of_work() -> AsyncIterator[None]:
         return
     unit = _Unit()
     token = _pending.set(unit)
+    carried: list[int] = []
     try:
         async with db.transaction():
             yield
             collected = await _flush(unit)
+            carried = _carry_marks()
+            if carried:
+                await _mark_delivered(carried)
+    except BaseException:
+        if carried:  # rolled back with the unit: the mark is written on its own, later
+            _mark_soon(carried)
+        raise
     finally:
         _pending.reset(token)
     if collected:
@@ -152,20 +162,21 @@ _FLUSH_ROWS = 500
 _EVENT_COLUMNS = ("name", "entity", "entity_id", "payload", "user_id", "occurred_at")
 
 
-#: The statements ``_flush`` writes, by SQL text (a few shapes: table, columns, row count).
-_statements: dict[str, db.Statement] = {}
+#: The statements ``_flush`` writes, by shape (table, columns, row count, returning): a few.
+_statements: dict[tuple[str, tuple[str, ...], int, bool], db.Statement] = {}
 
 
-def _insert(table: str, columns: Sequence[str], rows: int, returning: bool) -> db.Statement:
-    names = ", ".join(f'"{c}"' for c in columns)
-    one = "(" + ", ".join("{}" for _ in columns) + ")"
-    sql = f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([one] * rows)
-    sql += ' RETURNING "id"' if returning else ""
-    statement = _statements.get(sql)
+def _insert(table: str, columns: tuple[str, ...], rows: int, returning: bool) -> db.Statement:
+    key = (table, columns, rows, returning)
+    statement = _statements.get(key)
     if statement is None:
+        names = ", ".join(f'"{c}"' for c in columns)
+        one = "(" + ", ".join("{}" for _ in columns) + ")"
+        sql = f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([one] * rows)
+        sql += ' RETURNING "id"' if returning else ""
         if len(_statements) > 1000:  # shapes are few; never let odd ones pile up
             _statements.clear()
-        statement = _statements[sql] = db.Statement(sql)
+        statement = _statements[key] = db.Statement(sql)
     return statement
 
 
@@ -175,7 +186,7 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
     statements: list[prepared.Bound] = []
     by_shape: dict[tuple[str, tuple[str, ...]], list[LogRow]] = {}
     for row in unit.log_rows:
-        by_shape.setdefault((row.table, tuple(c for c, _ in row.values)), []).append(row)
+        by_shape.setdefault((row.table, tuple(map(_first, row.values))), []).append(row)
     for (table, columns), rows in by_shape.items():
         for start in range(0, len(rows), _FLUSH_ROWS):
             chunk = rows[start : start + _FLUSH_ROWS]
@@ -460,6 +471,19 @@ def _mark_soon(delivered: list[int]) -> None:
         tasks = _finishing.setdefault(loop, set())
         tasks.add(marks.task)
         marks.task.add_done_callback(tasks.discard)
+
+
+def _carry_marks() -> list[int]:
+    """On SQLite, the "delivered" marks waiting for their write (``_mark_soon``), for the unit
+    of work about to commit to write them too: a commit (with its fsync) of their own saved.
+    Sequential transitions of one process wrote one every ``MARK_DELAY_S`` (bench/workflow.py).
+    On PostgreSQL they keep their own transaction (rows of the outbox locked by a user's write
+    for no reason of its own)."""
+    marks = _marks.get(asyncio.get_running_loop())
+    if marks is None or not marks.ids or db.is_postgres():
+        return []
+    ids, marks.ids = marks.ids, []
+    return ids
 
 
 async def _write_marks(marks: _Marks) -> None:
