@@ -154,6 +154,11 @@ async def unit_of_work() -> AsyncIterator[None]:
         _pending.reset(token)
     if collected:
         await deliver_grouped(collected)
+        # Let the work the delivery handed over (search indexing) start now: on SQLite a unit
+        # of work never waits for the database (its statements run on the loop's thread),
+        # so a caller writing one change after another (a job, bench/workflow.py) starved
+        # the indexing until it stopped, and the index then lagged behind by all of them.
+        await asyncio.sleep(0)
 
 
 #: Rows per statement when a unit's log rows and events are written (SQLite allows 32,766
