@@ -348,3 +348,23 @@ def test_chunks_stay_within_the_bound_values() -> None:
         16_383,
         7_234,
     ]
+
+
+async def test_waiting_delivered_marks_are_written_by_the_next_write(crm: Any) -> None:
+    """On SQLite the "delivered" marks waiting for their write go with the next unit of work
+    (no commit of their own); on PostgreSQL they are written on their own, soon after."""
+    async with events.unit_of_work():
+        await events.emit("test.ping", "test", 1, {})
+    await events.settle()
+    row = await DomainEvent.select(DomainEvent.id).where(DomainEvent.name == "test.ping").first()
+    await DomainEvent.update({DomainEvent.dispatched_at: None}).where(DomainEvent.id == row["id"])
+    events._mark_soon([row["id"]])
+    async with events.unit_of_work():
+        await events.emit("test.pong", "test", 2, {})
+    marked = await DomainEvent.select(DomainEvent.dispatched_at).where(DomainEvent.id == row["id"]).first()
+    assert (marked["dispatched_at"] is not None) == (not db.is_postgres())
+    await events.settle()
+    rows = await DomainEvent.select(DomainEvent.dispatched_at).where(
+        DomainEvent.name.is_in(["test.ping", "test.pong"])
+    )
+    assert len(rows) == 2 and all(r["dispatched_at"] is not None for r in rows)

@@ -46,3 +46,31 @@ async def test_prepared_rows_match_what_the_orm_reads(crm: Any) -> None:
     assert await statements.get(123456) is None
     titles = await statements.with_ids(("title",), [row["id"], 9001])
     assert sorted(r["title"] for r in titles) == ["Call back", "Kept id"]
+
+
+def test_sqlite_values_read_back_as_piccolo_reads_them() -> None:
+    """The kernel's SQLite converters (INTEGER, TIMESTAMPTZ, BOOLEAN: no per-value wrapper or
+    Decimal, ``tessera.db``) give what Piccolo's own give, odd stored values included."""
+    import sqlite3
+
+    from piccolo.engine import sqlite as piccolo_sqlite
+    from tessera import db
+
+    cases = {
+        "INTEGER": (
+            piccolo_sqlite.convert_int_out,
+            [b"0", b"42", b"-7", b"1.0", b"2.9", b"-2.9", b"1e3", b" 5 "],
+        ),
+        "TIMESTAMPTZ": (
+            piccolo_sqlite.convert_timestamptz_out,
+            [b"2026-03-04 12:00:00", b"2026-03-04 12:00:00.123456", b"2026-03-04T12:00:00+00:00"],
+        ),
+        "BOOLEAN": (piccolo_sqlite.convert_boolean_out, [b"1", b"0"]),
+    }
+    for declared, (piccolo_converter, values) in cases.items():
+        ours = sqlite3.converters[declared]
+        assert ours.__module__ == db.__name__  # the kernel's are installed
+        for value in values:
+            expected = piccolo_converter(value)
+            got = ours(value)
+            assert (got, type(got)) == (expected, type(expected)), (declared, value)

@@ -31,15 +31,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: Fields ``diff`` leaves out besides the secrets: what every change changes.
+_NOT_DIFFED = frozenset({"updated_at", "version"})
+
+
 def diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, list[Any]]:
     """``{field: [old, new]}`` for every field that differs (secrets omitted)."""
     old = old or {}
     new = new or {}
     changes: dict[str, list[Any]] = {}
-    for key in sorted(set(old) | set(new)):
-        if key in SECRET_FIELDS or key in {"updated_at", "version"}:
-            continue
-        a, b = old.get(key), new.get(key)
+    old_get, new_get = old.get, new.get
+    for key in sorted((old.keys() | new.keys()) - SECRET_FIELDS - _NOT_DIFFED):
+        a, b = old_get(key), new_get(key)
         if a != b:
             changes[key] = [_plain(a), _plain(b)]
     return changes

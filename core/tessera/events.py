@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Seque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import pluggy
@@ -30,6 +31,12 @@ from tessera.entities.tables import DomainEvent as DomainEventRow
 from tessera.plugins import await_me_maybe
 
 log = logging.getLogger(__name__)
+_first = itemgetter(0)
+
+try:  # what ``dump_json`` wrote, read back as ``json.loads`` reads it (faster when there)
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ class LogRow:
     values: tuple[tuple[str, Any], ...]
 
     def __await__(self) -> Generator[Any, None, Any]:
-        columns = tuple(c for c, _ in self.values)
+        columns = tuple(map(_first, self.values))
         return prepared.Bound(_insert(self.table, columns, 1, False), [v for _, v in self.values]).__await__()
 
 
@@ -83,8 +90,8 @@ class LogRow:
 class _Unit:
     """What the outermost unit of work writes at its end and delivers after commit."""
 
-    #: (name, entity, entity_id, payload as stored JSON, user_id, occurred_at)
-    events: list[tuple[str, str, int | None, dict[str, Any], int | None, datetime]] = field(
+    #: (name, entity, entity_id, payload as stored JSON, user_id, occurred_at, payload as text)
+    events: list[tuple[str, str, int | None, dict[str, Any], int | None, datetime, str]] = field(
         default_factory=list
     )
     log_rows: list[LogRow] = field(default_factory=list)
@@ -131,14 +138,27 @@ async def unit_of_work() -> AsyncIterator[None]:
         return
     unit = _Unit()
     token = _pending.set(unit)
+    carried: list[int] = []
     try:
         async with db.transaction():
             yield
             collected = await _flush(unit)
+            carried = _carry_marks()
+            if carried:
+                await _mark_delivered(carried)
+    except BaseException:
+        if carried:  # rolled back with the unit: the mark is written on its own, later
+            _mark_soon(carried)
+        raise
     finally:
         _pending.reset(token)
     if collected:
         await deliver_grouped(collected)
+        # Let the work the delivery handed over (search indexing) start now: on SQLite a unit
+        # of work never waits for the database (its statements run on the loop's thread),
+        # so a caller writing one change after another (a job, bench/workflow.py) starved
+        # the indexing until it stopped, and the index then lagged behind by all of them.
+        await asyncio.sleep(0)
 
 
 #: Rows per statement when a unit's log rows and events are written, at most (fewer when the
@@ -148,20 +168,21 @@ _FLUSH_ROWS = 2000
 _EVENT_COLUMNS = ("name", "entity", "entity_id", "payload", "user_id", "occurred_at")
 
 
-#: The statements ``_flush`` writes, by SQL text (a few shapes: table, columns, row count).
-_statements: dict[str, db.Statement] = {}
+#: The statements ``_flush`` writes, by shape (table, columns, row count, returning): a few.
+_statements: dict[tuple[str, tuple[str, ...], int, bool], db.Statement] = {}
 
 
-def _insert(table: str, columns: Sequence[str], rows: int, returning: bool) -> db.Statement:
-    names = ", ".join(f'"{c}"' for c in columns)
-    one = "(" + ", ".join("{}" for _ in columns) + ")"
-    sql = f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([one] * rows)
-    sql += ' RETURNING "id"' if returning else ""
-    statement = _statements.get(sql)
+def _insert(table: str, columns: tuple[str, ...], rows: int, returning: bool) -> db.Statement:
+    key = (table, columns, rows, returning)
+    statement = _statements.get(key)
     if statement is None:
+        names = ", ".join(f'"{c}"' for c in columns)
+        one = "(" + ", ".join("{}" for _ in columns) + ")"
+        sql = f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([one] * rows)
+        sql += ' RETURNING "id"' if returning else ""
         if len(_statements) > 1000:  # shapes are few; never let odd ones pile up
             _statements.clear()
-        statement = _statements[sql] = db.Statement(sql)
+        statement = _statements[key] = db.Statement(sql)
     return statement
 
 
@@ -172,7 +193,7 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
     statements: list[prepared.Bound] = []
     by_shape: dict[tuple[str, tuple[str, ...]], list[LogRow]] = {}
     for row in unit.log_rows:
-        by_shape.setdefault((row.table, tuple(c for c, _ in row.values)), []).append(row)
+        by_shape.setdefault((row.table, tuple(map(_first, row.values))), []).append(row)
     for (table, columns), rows in by_shape.items():
         for chunk in db.chunks(rows, len(columns), _FLUSH_ROWS * len(columns)):
             args = [value for row in chunk for _, value in row.values]
@@ -182,9 +203,7 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
     per_event = len(_EVENT_COLUMNS)
     for chunk in db.chunks(items, per_event, _FLUSH_ROWS * per_event):
         args = [
-            v
-            for name, entity, eid, data, uid, at in chunk
-            for v in (name, entity, eid, dump_json(data), uid, at)
+            v for name, entity, eid, _, uid, at, text in chunk for v in (name, entity, eid, text, uid, at)
         ]
         insert = prepared.Bound(_insert("domain_event", _EVENT_COLUMNS, len(chunk), True), args)
         if statements and db.is_postgres():
@@ -202,7 +221,7 @@ async def _flush(unit: _Unit) -> list[DomainEvent]:
         await statement
     return [
         DomainEvent(event_id, name, entity, entity_id, data, user_id, occurred_at)
-        for event_id, (name, entity, entity_id, data, user_id, occurred_at) in zip(ids, items, strict=True)
+        for event_id, (name, entity, entity_id, data, user_id, occurred_at, _) in zip(ids, items, strict=True)
     ]
 
 
@@ -317,9 +336,10 @@ async def emit_all(
         return result
     user_id, occurred_at = _actor.get(), clock.now()
     for name, entity, entity_id, payload in items:
-        # Listeners get the payload as stored (JSON types), also when it is delivered at once.
-        stored = json.loads(dump_json(payload or {}))
-        unit.events.append((name, entity, entity_id, stored, user_id, occurred_at))
+        # Listeners get the payload as stored (JSON types), also when it is delivered at once;
+        # the text is what ``_flush`` stores (encoded once).
+        text = dump_json(payload or {})
+        unit.events.append((name, entity, entity_id, _loads(text), user_id, occurred_at, text))
     return result
 
 
@@ -471,6 +491,19 @@ def _mark_soon(delivered: list[int]) -> None:
         tasks = _finishing.setdefault(loop, set())
         tasks.add(marks.task)
         marks.task.add_done_callback(tasks.discard)
+
+
+def _carry_marks() -> list[int]:
+    """On SQLite, the "delivered" marks waiting for their write (``_mark_soon``), for the unit
+    of work about to commit to write them too: a commit (with its fsync) of their own saved.
+    Sequential transitions of one process wrote one every ``MARK_DELAY_S`` (bench/workflow.py).
+    On PostgreSQL they keep their own transaction (rows of the outbox locked by a user's write
+    for no reason of its own)."""
+    marks = _marks.get(asyncio.get_running_loop())
+    if marks is None or not marks.ids or db.is_postgres():
+        return []
+    ids, marks.ids = marks.ids, []
+    return ids
 
 
 async def _write_marks(marks: _Marks) -> None:

@@ -80,7 +80,15 @@ class TableSQL:
         #: Every column but the primary key, in table order (what an insert writes).
         self.writable = [c for c in self.columns if not c._meta.primary_key]
         self.json_names = {c._meta.name for c in table._meta.json_columns}
-        self._writable_meta = [(c._meta.name, c, c._meta.name in self.json_names) for c in self.writable]
+        self._writable_meta = [
+            (
+                c._meta.name,
+                c,
+                c._meta.name in self.json_names,
+                self._constant_default(c, c._meta.name in self.json_names),
+            )
+            for c in self.writable
+        ]
         self._by_name = {c._meta.name: c for c in self.columns}
         select_list = ", ".join(
             f'"{self.name}"."{c._meta.db_column_name}" AS "{c._meta.name}"' for c in self.columns
@@ -107,6 +115,19 @@ class TableSQL:
         self._pk_name = table._meta.primary_key._meta.name
         self._updates: dict[tuple[Any, ...], db.Statement] = {}
         self._in: dict[tuple[Any, ...], db.Statement] = {}
+
+    @classmethod
+    def _constant_default(cls, column: Column, is_json: bool) -> Any:
+        """The value an insert writes for ``column`` when not given, if it is the same every
+        time (a plain constant, not a callable or a ``Default`` such as now()); else
+        ``_VARIES``."""
+        default = getattr(column, "default", None)
+        if callable(default) or isinstance(default, Default):
+            return _VARIES
+        value = column.get_default_value()
+        if type(value) not in _PLAIN or (value is None and not column._meta.null):
+            return _VARIES
+        return cls._sql_value(value, column, is_json)
 
     def column(self, name: str) -> Column:
         return self._by_name[name]
@@ -146,9 +167,12 @@ class TableSQL:
         if unknown:
             raise ValueError(f"Unrecognized columns - {sorted(unknown)}")
         args = []
-        for name, column, is_json in self._writable_meta:
+        for name, column, is_json, constant in self._writable_meta:
             if name in values:
                 value = values[name]
+            elif constant is not _VARIES:
+                args.append(constant)
+                continue
             else:
                 value = column.get_default_value()
                 if isinstance(value, Default):
@@ -206,6 +230,8 @@ class TableSQL:
 
 #: Value types the driver takes as they are (``convert_to_sql_value`` would return them).
 _PLAIN = frozenset({int, str, float, bool, type(None), datetime, date, Decimal})
+#: A column default computed at each insert (``TableSQL._constant_default``).
+_VARIES = object()
 
 _tables: dict[type[Table], TableSQL] = {}
 

@@ -437,8 +437,15 @@ def _split_extras(table: type[Table], values: dict[str, Any]) -> tuple[dict[str,
     return {k: v for k, v in values.items() if k in cols}, {k: v for k, v in values.items() if k not in cols}
 
 
-def _columns(table: type[Table]) -> set[str]:
-    return {c._meta.name for c in table._meta.columns}
+#: Column names by table (read on every create and update; a table's columns do not change).
+_column_names: dict[type[Table], frozenset[str]] = {}
+
+
+def _columns(table: type[Table]) -> frozenset[str]:
+    names = _column_names.get(table)
+    if names is None:
+        names = _column_names[table] = frozenset(c._meta.name for c in table._meta.columns)
+    return names
 
 
 async def update(

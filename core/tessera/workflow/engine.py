@@ -518,14 +518,14 @@ async def _enter_stage(
     comment: str = "",
     from_stage: str | None = None,
     stage_completed: dict[str, Any] | None = None,
-    claim: dict[Any, Any] | None = None,
+    claim: dict[str, Any] | None = None,
 ) -> list[int]:
     """Make ``stage_key`` the current stage: responsible, controller, norm, stage task
     (the hand-off), on-enter actions. Returns ids of actions due at once.
     ``stage_completed``: the payload of the left stage's ``workflow.stage_completed`` event,
     written with this stage's events. ``claim``: the instance's compare-and-set is made by
-    this stage's own UPDATE (with these other columns), not by one of its own (``_claim``):
-    a concurrent change makes it a 409 and the transaction rolls back."""
+    this stage's own UPDATE (with these other columns, by name), not by one of its own
+    (``_claim``): a concurrent change makes it a 409 and the transaction rolls back."""
     now = clock.now()
     stage = templates.stage_map(definition)[stage_key]
     calendar = calendar_of(definition)
@@ -580,26 +580,27 @@ async def _enter_stage(
         )
         task_id = task["id"]
     watch = [d for d in (due, actions_due) if d is not None]
-    values = {
-        WI.current_stage: stage_key,
-        WI.stage_seq: seq,
-        WI.stage_entered_at: now,
-        WI.stage_due_at: due,
-        WI.actions_due_at: actions_due,
-        WI.next_check_at: min(watch) if watch else None,
-        WI.escalated: "",
-        WI.responsible_id: responsible,
-        WI.controller_id: controller,
-        WI.team_id: await _user_team(responsible),
-        WI.current_task_id: task_id,
-        WI.probability: stage.get("probability", instance.get("probability")),
-        WI.updated_at: now,
+    # By column name (a prepared statement's), not by Piccolo column: hashing those costs.
+    by_name = {
+        "current_stage": stage_key,
+        "stage_seq": seq,
+        "stage_entered_at": now,
+        "stage_due_at": due,
+        "actions_due_at": actions_due,
+        "next_check_at": min(watch) if watch else None,
+        "escalated": "",
+        "responsible_id": responsible,
+        "controller_id": controller,
+        "team_id": await _user_team(responsible),
+        "current_task_id": task_id,
+        "probability": stage.get("probability", instance.get("probability")),
+        "updated_at": now,
     }
     if final:
-        values[WI.status] = "completed"
-        values[WI.finished_at] = now
-        values[WI.next_check_at] = None
-    instance.update({col._meta.name: value for col, value in values.items()})
+        by_name["status"] = "completed"
+        by_name["finished_at"] = now
+        by_name["next_check_at"] = None
+    instance.update(by_name)
     payload = {
         "instance_id": instance["id"],
         "template": instance["template_key"],
@@ -619,12 +620,11 @@ async def _enter_stage(
     emitted.append(("workflow.stage_entered", "workflow_instance", instance["id"], payload))
     if final:
         emitted.append(("workflow.completed", "workflow_instance", instance["id"], payload))
-    by_name = {col._meta.name: value for col, value in values.items()}
     if claim is None:
         stage_update = prepared.of(WI).update(by_name, instance["id"])
     else:
         stage_update = prepared.of(WI).update(
-            {**{col._meta.name: value for col, value in claim.items()}, **by_name},
+            {**claim, **by_name},
             instance["id"],
             match={"version": instance["version"], "status": "running"},
             increment=("version",),
@@ -884,7 +884,7 @@ async def _advance_in_transaction(
     now = clock.now()
     # The compare-and-set on the instance's version is made by the new stage's UPDATE at the
     # end (one statement fewer); a concurrent change still makes this a 409 and rolls back.
-    claim = {WI.results: merged} if merged != instance.get("results") else {}
+    claim = {"results": merged} if merged != instance.get("results") else {}
     instance["results"] = merged
     task_id = instance["current_task_id"]
     if task_id is not None and task_status in OPEN_TASK:
