@@ -1348,12 +1348,11 @@ _MAX_VARIABLES = 32766  # SQLite's default limit since 3.32
 
 def _insert_many(raw: Any, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
     """INSERT ``records`` as multi-row ``VALUES (...), (...)`` statements, in the aiosqlite
-    connection's own thread. Unlike ``executemany``, which releases and retakes the GIL for
-    every row (and so waits up to a switch interval, 5 ms, per row while the event loop's thread
-    computes), a statement binds its rows and then runs them all without the GIL: SQLite writes
-    while the caller builds the next batch. Its cursors are closed here too: a cursor freed on
-    another thread resets its statement, which may be the one this thread is running
-    (``sqlite3.InterfaceError: bad parameter or other API misuse``)."""
+    connection's own thread: one statement (one GIL release and retake, one step) per
+    ``INSERT_ROWS`` rows instead of one per row as with ``executemany``. Its cursors are closed
+    here too: a cursor freed on another thread resets its statement, which may be the cached
+    one this thread is running (``sqlite3.InterfaceError: bad parameter or other API misuse``,
+    seen under load with ``executemany``'s cursors freed on the event loop's thread)."""
     width = len(columns)
     per = max(1, min(INSERT_ROWS, _MAX_VARIABLES // width))
     head = f'INSERT INTO "{table}" (' + ", ".join(f'"{c}"' for c in columns) + ") VALUES "
