@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -265,6 +266,9 @@ async def main(args: argparse.Namespace) -> int:
         await db.stop()
         if pg_name:
             await db.execute_on_server(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        # The scratch directory holds the generated file, its stored copy and the SQLite
+        # database: 130 MB at 100,000 rows, left behind by every run before.
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
