@@ -5,6 +5,7 @@ middle leaves whole chunks that the retry continues from without importing a row
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from entity_helpers import field_errors
 from tessera import imports, jobs
 from tessera.entities.tables import Activity, BackgroundJob, Contact, ExternalRef, Party, Task
 from tessera_sdk import AsyncClient
+from tessera_sdk.testing import PASSWORD
 
 HEADER = "Наименование,ИНН,Телефон,E-mail,Статус,Контактное лицо,Должность,Телефон контакта\n"
 
@@ -392,3 +394,49 @@ async def test_the_import_page_uploads_shows_the_dry_run_report_and_imports(crm:
     crm.client.cookies.clear()
     await crm.client.post("/login", data={"email": boris["email"], "password": "correct-horse-battery"})
     assert (await crm.client.get(job_page)).status_code == 404  # another user's import
+
+
+async def test_the_audit_log_says_who_created_each_imported_party(crm: Any) -> None:
+    """An import writes one audit entry per contiguous range of the parties it created, not one
+    per party: filtered by any of those parties, the log still answers "who created it", for
+    the readers who may read that party."""
+    team = await crm.team()
+    other_team = await crm.team()
+    anna = await crm.user("manager", team_id=team["id"], name="anna")
+    head = await crm.user("head", team_id=team["id"])
+    other_head = await crm.user("head", team_id=other_team["id"])
+    admin = await crm.user("admin")
+    content, _ = _csv(12)
+    r = await _upload(crm, anna, content)
+    assert r.status_code == 202, r.text
+    await jobs.work(crm.pm, crm.settings)
+    assert (await _job(crm, anna, r.json()["job_id"]))["status"] == "done"
+    ids = sorted(p["id"] for p in await Party.select(Party.id))
+    assert len(ids) == 12
+
+    async def creators(user: dict[str, Any], party_id: int) -> list[tuple[str, int | None]]:
+        r = await crm.get("/api/audit", user, params={"entity": "party", "entity_id": party_id})
+        assert r.status_code == 200, r.text
+        return [(e["action"], e["user_id"]) for e in r.json()]
+
+    # The first, a middle and the last party of the import: the import's entry, by anna.
+    for party_id in (ids[0], ids[5], ids[-1]):
+        assert await creators(admin, party_id) == [("import", anna["id"])]
+        assert await creators(head, party_id) == [("import", anna["id"])]  # anna's team head
+        assert await creators(other_head, party_id) == []  # may not read anna's parties
+    r = await crm.get("/api/audit", admin, params={"entity": "party", "entity_id": ids[3]})
+    [entry] = r.json()
+    assert entry["changes"]["ids"] == [None, [[ids[0], ids[-1]]]]
+    assert entry["changes"]["created"] == [None, 12]
+    # A party created afterwards, one by one, is not in the import's range.
+    r = await crm.post("/api/parties", anna, json={"name": "Created by hand"})
+    assert r.status_code == 201, r.text
+    assert await creators(admin, r.json()["id"]) == [("create", anna["id"])]
+    # The audit page's filter by record finds the same entry, for anna's head and not the other.
+    for reader, shown in ((head, True), (other_head, False)):
+        crm.client.cookies.clear()
+        signed = await crm.client.post("/login", data={"email": reader["email"], "password": PASSWORD})
+        assert signed.status_code == 303, signed.text
+        page = await crm.client.get("/app/admin/audit", params={"entity": "party", "entity_id": ids[5]})
+        assert page.status_code == 200
+        assert ("import clients.csv: 12 parties created" in html.unescape(page.text)) is shown

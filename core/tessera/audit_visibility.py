@@ -69,3 +69,31 @@ def visibility(principal: Principal) -> Any | None:
     for part in allowed[1:]:
         combined = combined | part
     return combined
+
+
+async def about_record(principal: Principal, entity_id: int, entity: str | None = None) -> Any:
+    """The SQL condition for the entries about record ``entity_id`` (of ``entity``, or of any
+    type) that ``principal`` may read: the record's own entries (``visibility``) and the
+    entries about a range of records that covers it (``entity_id`` .. ``entity_id_last``: an
+    import writes one per contiguous range of the ids it created, so "who created party X" is
+    answered for every party it created). A range entry names the file, the count and the
+    ranges, no record's contents: it is shown to a reader who may read the record asked about."""
+    own = AuditLog.entity_id == entity_id
+    covers = (AuditLog.entity_id_last >= entity_id) & (AuditLog.entity_id <= entity_id)
+    visible = visibility(principal)
+    if visible is None:
+        return own | covers
+    live = {t for config in app_registry().app_configs.values() for t in config.table_classes}
+    readable: list[str] = []
+    for name, spec in sorted(service.specs().items()):
+        if (entity and name != entity) or spec.table not in live:
+            continue
+        try:
+            spec.require(principal, "read")
+        except PermissionDenied:
+            continue
+        if await service.visible_ids(spec, principal, [entity_id]):
+            readable.append(name)
+    if not readable:
+        return own & visible
+    return (own & visible) | (covers & AuditLog.entity.is_in(readable))

@@ -7,9 +7,10 @@ every row with the same rules as ``POST /api/parties`` (name and lengths through
 phones to E.164, e-mails validated, custom fields by their JSON schema), detects duplicates
 against the database and inside the file (tax id, e-mail, normalised phone), and writes the
 good rows in ONE transaction with bulk inserts: the parties and their first status entry, then
-one audit entry for the whole import and ``parties.imported`` outbox events listing the new
-ids (``IMPORTED_EVENT_IDS`` each). After commit the events are delivered (search indexes the
-new parties, plugins hear ``parties.imported``).
+one audit entry per contiguous range of the new ids (found by any of them: "who created party
+X") and ``parties.imported`` outbox events listing the new ids (``IMPORTED_EVENT_IDS`` each).
+After commit the events are delivered (search indexes the new parties, plugins hear
+``parties.imported``).
 
 Default: all or nothing (any invalid row and nothing is written); ``skip_invalid`` imports the
 good rows and leaves the bad ones in ``ImportReport.rejected``; ``dry_run`` writes nothing and
@@ -871,6 +872,7 @@ async def import_parties(
     index: bool = True,
     before_commit: Callable[[ImportReport], Awaitable[None]] | None = None,
     preread: tuple[list[str], list[tuple[int, list[str]]]] | None = None,
+    display_name: str | None = None,
 ) -> ImportReport:
     """Import parties from a CSV or XLSX file; see the module docstring.
 
@@ -888,6 +890,8 @@ async def import_parties(
         the checkpoint commits with the rows or not at all.
     :param preread: ``(header, [(line, cells), ...])`` already read from ``path`` (a background
         import reads the file once and imports it in chunks); ``path`` then only names it.
+    :param display_name: the file's name as the user knows it, for the audit entry and the
+        status history (an uploaded file is stored under its content hash); default its name.
     """
     started = time.perf_counter()
     if on_duplicate not in DUPLICATE_POLICIES:
@@ -916,6 +920,7 @@ async def import_parties(
             principal=principal,
             before_commit=before_commit,
             preread=preread,
+            display_name=display_name,
         )
     if index and announced:
         t0 = time.perf_counter()
@@ -950,16 +955,20 @@ async def _import(
     principal: Principal | None,
     before_commit: Callable[[ImportReport], Awaitable[None]] | None = None,
     preread: tuple[list[str], list[tuple[int, list[str]]]] | None = None,
+    display_name: str | None = None,
 ) -> list[tuple[int, int]]:
     """Read, check and write in one transaction; returns the events to deliver, each with the
     number of parties it is about."""
     mark = started
+    cpu_mark = time.process_time()
 
     def lap(stage: str) -> None:
-        nonlocal mark
+        nonlocal mark, cpu_mark
         now_ = time.perf_counter()
+        cpu_now = time.process_time()
         report.stages[stage] = report.stages.get(stage, 0.0) + now_ - mark
-        mark = now_
+        report.stages["cpu_" + stage] = report.stages.get("cpu_" + stage, 0.0) + cpu_now - cpu_mark
+        mark, cpu_mark = now_, cpu_now
 
     header: list[str] | None = None
     data: list[tuple[int, list[str]]] = []
@@ -1014,7 +1023,7 @@ async def _import(
     lap("check")
 
     async with db.transaction(bulk=True):
-        existing = await _existing_keys({k for r in rows if not r.errors for k, _, _ in r.keys})
+        existing = await _existing_keys_of(rows)
         hidden: set[int] = set()
         if principal is not None and not principal.sees_all:
             matched = sorted(set(existing.values()))
@@ -1052,8 +1061,9 @@ async def _import(
         if actor is None and principal is not None:
             actor = principal.user_id
         async with _larger_page_cache():
-            announced = await _insert(ctx, inserts, default_owner, actor, now, file.name, report, progress)
-            announced += [(i, 1) for i in await _write_updates(changes, actor, now, file.name, report)]
+            name = display_name or file.name
+            announced = await _insert(ctx, inserts, default_owner, actor, now, name, report, progress)
+            announced += [(i, 1) for i in await _write_updates(changes, actor, now, name, report)]
         if before_commit is not None:
             await before_commit(report)
         lap("write")
@@ -1084,24 +1094,47 @@ async def deliver(announced: list[tuple[int, int]], progress: Progress | None = 
 # --------------------------------------------------------------------------- duplicates
 
 
-async def _existing_keys(wanted: set[str]) -> dict[str, int]:
-    """Key -> id of the existing party with that tax id, e-mail or phone, for the keys the
-    file uses (one pass over the parties' tax ids and contact indexes)."""
-    found: dict[str, int] = {}
-    if not wanted:
-        return found
-    # The wanted keys without their prefix, so a stored token is looked up as it is (no new
-    # string per token of every stored party).
-    taxes = {k[4:] for k in wanted if k.startswith("tax:")}
-    tokens = {k[6:] for k in wanted if k.startswith(("email:", "phone:"))}
+_STORED_KEYS_SQL = (
+    "SELECT id, tax_id, contact_index FROM party WHERE tax_id <> '' OR contact_index <> '' ORDER BY id"
+)
+
+
+async def _stored_keys() -> list[tuple[int, str, str]]:
+    """(id, tax id, contact index) of every party that has either, as plain tuples (the
+    connection's dict rows cost a dict per party, and the scan runs once per chunk)."""
     conn = _connection()
-    sql = "SELECT id, tax_id, contact_index FROM party WHERE tax_id <> '' OR contact_index <> '' ORDER BY id"
     if db.is_postgres():
-        rows: Any = await conn.fetch(sql)
-    else:
-        rows = await conn.execute_fetchall(sql)
-    for row in rows:
-        party_id, tax, index_text = row["id"], row["tax_id"], row["contact_index"]
+        return [tuple(r) for r in await conn.fetch(_STORED_KEYS_SQL)]
+    return await _on_sqlite(conn, _fetch_tuples, _STORED_KEYS_SQL)  # type: ignore[no-any-return]
+
+
+async def _on_sqlite(conn: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(raw sqlite3 connection, *args)`` on the thread that owns the connection: queued
+    to an aiosqlite connection's own thread, or called at once on an inline connection (a
+    short write transaction, ``tessera.db``; the activities and tasks imports look duplicates
+    up in one)."""
+    raw = getattr(conn, "raw", None)
+    if raw is not None:
+        return fn(raw, *args)
+    return await conn._execute(fn, conn._conn, *args)
+
+
+def _fetch_tuples(raw: Any, sql: str) -> list[tuple[Any, ...]]:
+    """Run in the aiosqlite connection's own thread (so the cursor never crosses threads)."""
+    cursor = raw.cursor()
+    cursor.row_factory = None
+    try:
+        return cursor.execute(sql).fetchall()
+    finally:
+        cursor.close()
+
+
+def _match_stored(stored: list[tuple[int, str, str]], taxes: set[str], tokens: set[str]) -> dict[str, int]:
+    """Key ("tax:", "email:" or "phone:" + value) -> id of the first stored party that holds it.
+    ``taxes``: normalised tax ids; ``tokens``: e-mails and E.164 digits (an e-mail token has an
+    "@", a phone token never)."""
+    found: dict[str, int] = {}
+    for party_id, tax, index_text in stored:
         if tax and taxes:
             tax = normalise_tax_id(tax)
             if tax in taxes:
@@ -1109,10 +1142,42 @@ async def _existing_keys(wanted: set[str]) -> dict[str, int]:
         if index_text and tokens:
             for token in index_text.split():
                 if token in tokens:
-                    key = ("email:" if "@" in token else "phone:") + token
-                    if key in wanted:
-                        found.setdefault(key, party_id)
+                    found.setdefault(("email:" if "@" in token else "phone:") + token, party_id)
     return found
+
+
+async def _existing_keys(wanted: set[str]) -> dict[str, int]:
+    """Key -> id of the existing party with that tax id, e-mail or phone, for the keys the
+    file uses (one pass over the parties' tax ids and contact indexes)."""
+    if not wanted:
+        return {}
+    stored = await _stored_keys()
+    if not stored:
+        return {}
+    # The wanted keys without their prefix, so a stored token is looked up as it is (no new
+    # string per token of every stored party).
+    taxes = {k[4:] for k in wanted if k.startswith("tax:")}
+    tokens = {k[6:] for k in wanted if k.startswith(("email:", "phone:"))}
+    return _match_stored(stored, taxes, tokens)
+
+
+async def _existing_keys_of(rows: list[_Row]) -> dict[str, int]:
+    """``_existing_keys`` for the keys of the valid rows, the key sets built only when some
+    party holds a tax id, e-mail or phone (never for an import into an empty table)."""
+    stored = await _stored_keys()
+    if not stored:
+        return {}
+    taxes: set[str] = set()
+    tokens: set[str] = set()
+    for r in rows:
+        if r.errors:
+            continue
+        for key, _, _ in r.keys:
+            if key[0] == "t":  # "tax:"
+                taxes.add(key[4:])
+            else:  # "email:" / "phone:"
+                tokens.add(key[6:])
+    return _match_stored(stored, taxes, tokens)
 
 
 def _describe(field_name: str) -> str:
@@ -1276,10 +1341,34 @@ async def _larger_page_cache() -> AsyncIterator[None]:
         await conn.execute(f"PRAGMA cache_size = {before}")
 
 
+#: Rows per multi-row INSERT on SQLite (fewer for wide tables: at most ``_MAX_VARIABLES`` values).
+INSERT_ROWS = 500
+_MAX_VARIABLES = 32766  # SQLite's default limit since 3.32
+
+
+def _insert_many(raw: Any, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
+    """INSERT ``records`` as multi-row ``VALUES (...), (...)`` statements, in the aiosqlite
+    connection's own thread: one statement (one GIL release and retake, one step) per
+    ``INSERT_ROWS`` rows instead of one per row as with ``executemany``. Its cursors are closed
+    here too: a cursor freed on another thread resets its statement, which may be the cached
+    one this thread is running (``sqlite3.InterfaceError: bad parameter or other API misuse``,
+    seen under load with ``executemany``'s cursors freed on the event loop's thread)."""
+    width = len(columns)
+    per = max(1, min(INSERT_ROWS, _MAX_VARIABLES // width))
+    head = f'INSERT INTO "{table}" (' + ", ".join(f'"{c}"' for c in columns) + ") VALUES "
+    row = "(" + ", ".join("?" * width) + ")"
+    full = head + ", ".join([row] * per)
+    for start in range(0, len(records), per):
+        part = records[start : start + per]
+        sql = full if len(part) == per else head + ", ".join([row] * len(part))
+        raw.execute(sql, [value for record in part for value in record]).close()
+
+
 class _Writer:
-    """Bulk inserts into the current transaction. On SQLite each ``executemany`` runs in the
-    connection's thread while the caller builds the next batch (SQLite releases the GIL while it
-    writes), so building rows and writing them overlap; ``flush`` waits for the last one."""
+    """Bulk inserts into the current transaction. On SQLite each batch runs in the
+    connection's thread (``_insert_many``) while the caller builds the next one (SQLite
+    releases the GIL while it writes), so building rows and writing them overlap; ``flush``
+    waits for the last one."""
 
     def __init__(self) -> None:
         self.conn = _connection()
@@ -1292,12 +1381,11 @@ class _Writer:
         if self.pg:
             await self.conn.copy_records_to_table(table, records=records, columns=list(columns))
             return
-        cols = ", ".join(f'"{c}"' for c in columns)
-        marks = ", ".join("?" for _ in columns)
-        sql = f'INSERT INTO "{table}" ({cols}) VALUES ({marks})'
-        self.pending.append(asyncio.ensure_future(self.conn.executemany(sql, records)))
-        # Let the task queue its statement now: the connection's thread runs statements in the
-        # order they were queued, and the caller goes on building without yielding.
+        # aiosqlite's own queue (``_on_sqlite``): the function runs in the connection's
+        # thread in the order queued, after the statements queued before it.
+        queued = _on_sqlite(self.conn, _insert_many, table, columns, records)
+        self.pending.append(asyncio.ensure_future(queued))
+        # Let the task queue its statement now: the caller goes on building without yielding.
         await asyncio.sleep(0)
         if len(self.pending) > 4:  # bound the memory held by batches still being written
             await self.pending.pop(0)
@@ -1343,6 +1431,7 @@ _PARTY_COLUMNS = (
     "version",
 )
 _AUDIT_COLUMNS = ("at", "user_id", "action", "entity", "entity_id", "changes", "detail")
+_RANGE_AUDIT_COLUMNS = (*_AUDIT_COLUMNS[:5], "entity_id_last", *_AUDIT_COLUMNS[5:])
 _EVENT_COLUMNS = (
     "id",
     "name",
@@ -1435,8 +1524,9 @@ async def _insert(
     progress: Progress | None,
 ) -> list[tuple[int, int]]:
     """INSERT the new parties and their first status entry in batches of ``WRITE_BATCH`` rows
-    (executemany on SQLite, COPY on PostgreSQL), then ONE audit entry for the import and one
-    ``parties.imported`` event per ``IMPORTED_EVENT_IDS`` parties. Returns (event id, parties).
+    (multi-row INSERTs on SQLite, COPY on PostgreSQL), then one audit entry per contiguous
+    range of the new ids and one ``parties.imported`` event per ``IMPORTED_EVENT_IDS`` parties.
+    Returns (event id, parties).
 
     A per-party audit entry would repeat the whole row the party table and the file already
     hold, and per-party events would cost a plugin call and an outbox row each: at 100k rows
@@ -1524,25 +1614,29 @@ async def _insert(
             report.contacts += len(contacts)
             if progress:
                 progress("write", min(start + WRITE_BATCH, total), total)
+        # One audit entry per contiguous range of the new ids (one per import on SQLite, whose
+        # ids are a block; PostgreSQL's sequence may interleave another writer's): the log
+        # filtered by a party's id finds the entry of the import that created it
+        # (``audit_visibility.about_record``), without an entry per party repeating the row.
         ranges = id_ranges(party_ids)
-        shown = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges[:20])
-        more = f" and {len(ranges) - 20} more ranges" if len(ranges) > 20 else ""
-        changes = {"file": [None, filename], "created": [None, total], "ids": [None, ranges]}
-        await writer.insert(
-            "audit_log",
-            _AUDIT_COLUMNS,
-            [
+        entries = []
+        for first, last in ranges:
+            count = last - first + 1
+            changes = {"file": [None, filename], "created": [None, count], "ids": [None, [[first, last]]]}
+            shown = f"{first}-{last}" if first != last else str(first)
+            entries.append(
                 (
                     stamp,
                     actor,
                     "import",
                     "party",
-                    None,
+                    first,
+                    last,
                     enc(changes).decode(),
-                    f"import {filename}: {total} parties created (ids {shown}{more})",
+                    f"import {filename}: {count} parties created (ids {shown})",
                 )
-            ],
-        )
+            )
+        await writer.insert("audit_log", _RANGE_AUDIT_COLUMNS, entries)
         chunks = [party_ids[i : i + IMPORTED_EVENT_IDS] for i in range(0, total, IMPORTED_EVENT_IDS)]
         event_ids = await _reserve_ids("domain_event", len(chunks))
         await writer.insert(

@@ -166,6 +166,7 @@ async def _import_job(ctx: jobs.JobContext, payload: dict[str, Any]) -> dict[str
                 skip_invalid=True,
                 before_commit=checkpoint,
                 preread=(header, chunk),
+                display_name=filename,
                 # The new parties' events stay in the outbox: the worker's event delivery
                 # (kernel.events) indexes them for search within a minute, so the search
                 # index never holds the import (it is slower than the import itself).

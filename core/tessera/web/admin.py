@@ -1393,23 +1393,31 @@ def _day_start(value: date) -> datetime:
     return datetime.combine(value, time.min, tzinfo=_zone())
 
 
-def _audit_conditions(principal: Principal, query: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
+async def _audit_conditions(principal: Principal, query: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
     """Conditions of the filters (and the entries ``principal`` may read:
     ``audit_visibility.visibility``, as ``GET /api/audit``), and errors beside the filters."""
     conditions: list[Any] = []
     errors: dict[str, str] = {}
-    visible = audit_visibility.visibility(principal)
-    if visible is not None:
-        conditions.append(visible)
-    if query.get("entity"):
-        conditions.append(AuditLog.entity == query["entity"][:60])
-    for name, column in (("entity_id", AuditLog.entity_id), ("user_id", AuditLog.user_id)):
+    entity = query.get("entity", "")[:60]
+    if entity:
+        conditions.append(AuditLog.entity == entity)
+    ids: dict[str, int] = {}
+    for name in ("entity_id", "user_id"):
         text = query.get(name, "").strip()
         if text:
             if text.isdigit() and service.valid_id(int(text)):
-                conditions.append(column == int(text))
+                ids[name] = int(text)
             else:
                 errors[name] = i18n.gettext("must be a whole number")
+    if "user_id" in ids:
+        conditions.append(AuditLog.user_id == ids["user_id"])
+    if "entity_id" in ids:
+        # The record's own entries and the entries about a range of records that covers it.
+        conditions.append(await audit_visibility.about_record(principal, ids["entity_id"], entity or None))
+    else:
+        visible = audit_visibility.visibility(principal)
+        if visible is not None:
+            conditions.append(visible)
     for name in ("date_from", "date_to"):
         text = query.get(name, "").strip()
         if not text:
@@ -1524,7 +1532,7 @@ async def audit_page(request: Request[Any, Any, Any]) -> Response[Any]:
     if isinstance(principal, Response):
         return principal
     query = {k: v for k, v in request.query_params.items() if k in AUDIT_FILTERS}
-    conditions, errors = _audit_conditions(principal, query)
+    conditions, errors = await _audit_conditions(principal, query)
     before = request.query_params.get("before", "")
     after = request.query_params.get("after", "")
     select = AuditLog.select()
