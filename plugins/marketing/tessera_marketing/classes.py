@@ -10,9 +10,12 @@
 Only clients with revenue in the window are classified. Everything is computed by one SQL
 statement (window functions; the comparison uses CV² so no square root is needed for the
 class), staged in ``marketing_class_stage`` and then, in the same transaction: every change
-appended to ``marketing_class_history``, ``marketing_party_class`` replaced, and the party
-custom fields ``abc_class`` / ``xyz_class`` / ``abc_xyz_date`` (the day the class last changed)
-updated by one ``UPDATE ... FROM`` for the parties whose class changed only.
+appended to ``marketing_class_history``, ``marketing_party_class`` brought up to date in
+place, and the party custom fields ``abc_class`` / ``xyz_class`` / ``abc_xyz_date`` (the day
+the class last changed) updated by one ``UPDATE ... FROM`` for the parties whose class changed
+only. The custom fields stay where every consumer reads them (the service plugin's SLA by
+class, receivables' dunning, the knowledge base's facts, segments, lists and the card): a
+night in which few classes change writes few party rows; the first run writes every one.
 """
 
 from __future__ import annotations
@@ -212,11 +215,25 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "marketing_party_class c WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
                 "WHERE s.party_id = c.party_id))"
             )
-        await db.raw("DELETE FROM marketing_party_class")
+        # The class table brought to the stage's rows in place (not emptied and refilled: each
+        # row inserted again re-checked its party foreign key, which locks the party's row, a
+        # write to every party's page every night).
+        await db.raw(
+            "DELETE FROM marketing_party_class WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
+            "WHERE s.party_id = marketing_party_class.party_id)"
+        )
+        await db.raw(
+            "UPDATE marketing_party_class SET abc_class = s.abc_class, xyz_class = s.xyz_class, "
+            "revenue = s.revenue, cv_pct = s.cv_pct, computed_on = {} FROM marketing_class_stage s "
+            "WHERE s.party_id = marketing_party_class.party_id",
+            today,
+        )
         await db.raw(
             "INSERT INTO marketing_party_class (party_id, abc_class, xyz_class, revenue, "
             "cv_pct, computed_on) "
-            "SELECT party_id, abc_class, xyz_class, revenue, cv_pct, {} FROM marketing_class_stage",
+            "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {} "
+            "FROM marketing_class_stage s WHERE NOT EXISTS "
+            "(SELECT 1 FROM marketing_party_class c WHERE c.party_id = s.party_id)",
             today,
         )
         classified = (await db.raw("SELECT COUNT(*) AS n FROM marketing_class_stage"))[0]["n"]
