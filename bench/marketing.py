@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import smtplib
 import socket
@@ -64,6 +65,22 @@ def _month_start(now: datetime, months: int) -> str:
     """The 10th of the month ``months`` from ``now``'s, noon UTC, as SQL text (both engines)."""
     index = now.year * 12 + now.month - 1 + months
     return f"{index // 12:04d}-{index % 12 + 1:02d}-10 12:00:00+00:00"
+
+
+class Steps(logging.Handler):
+    """Collects ``classes.recompute``'s per-statement times (logged at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def dump(self) -> None:
+        for line in self.lines:
+            print(f"      {line}")
+        self.lines.clear()
 
 
 async def timings(fn: Callable[[], Awaitable[Any]], runs: int) -> list[float]:
@@ -438,6 +455,9 @@ async def main(args: argparse.Namespace) -> int:
             for who, principal in (("administrator", system), ("head of team", head)):
                 await explain(who, principal)
 
+        steps = Steps()
+        logging.getLogger(classes.__name__).addHandler(steps)
+        logging.getLogger(classes.__name__).setLevel(logging.DEBUG)
         started, cpu = time.perf_counter(), time.process_time()
         result = await classes.recompute(NOW.date())
         first = time.perf_counter() - started
@@ -456,11 +476,13 @@ async def main(args: argparse.Namespace) -> int:
             f"{result['changed']:,} changed: first run, every party's custom fields written; "
             f"our process CPU {cpu:.2f} s)"
         )
+        steps.dump()
         started = time.perf_counter()
         again = await classes.recompute(NOW.date())
         print(
             f"  abc/xyz again (no change){time.perf_counter() - started:8.2f} s    changed {again['changed']}"
         )
+        steps.dump()
         # A later night: one client in 20 won a big deal last month, which moves them (and the
         # ABC boundaries) and rewrites the custom fields of those whose class changed only.
         await db.raw(NIGHTLY_DEALS.format(month=_month_start(NOW, -1)))
@@ -471,6 +493,7 @@ async def main(args: argparse.Namespace) -> int:
             f"{RECOMPUTE_TARGET_S:.0f} s)   {nightly['changed']:,} changed (1 client in 20 won a big "
             f"deal); our process CPU {time.process_time() - cpu:.2f} s"
         )
+        steps.dump()
         await db.raw("DELETE FROM sales_deal WHERE title = 'bench nightly'")
         if args.mails:
             await mailing_throughput(settings, system, min(args.mails, args.size))

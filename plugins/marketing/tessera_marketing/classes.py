@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +34,8 @@ from tessera.permissions import Principal
 
 from tessera_marketing import revenue
 from tessera_marketing.tables import Setting
+
+log = logging.getLogger(__name__)
 
 #: PostgreSQL ``work_mem`` of the recompute's transaction (a nightly batch job).
 WORK_MEM = "512MB"
@@ -125,6 +129,15 @@ SELECT party_id, total,
 FROM ranked"""
 
 
+async def _step(sql: str, *args: Any) -> list[dict[str, Any]]:
+    """One statement of the recomputation, its time logged at DEBUG (bench/marketing.py shows
+    where a run's time goes)."""
+    started = time.perf_counter()
+    rows = await db.raw(sql, *args)
+    log.debug("%.2f s %s", time.perf_counter() - started, " ".join(sql.split())[:70])
+    return rows
+
+
 async def recompute(today: dt.date | None = None) -> dict[str, int]:
     """Classify every client again; returns how many are classified and how many changed."""
     today = today or clock.now().date()
@@ -146,10 +159,10 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
         if pg:
             # The (client, month) sort of a year of revenue: at a million clients, 12 million
             # rows spilled ~500 MB to disk under the default 4 MB (bench/marketing.py).
-            await db.raw(f"SET LOCAL work_mem = '{WORK_MEM}'")
-        await db.raw("DELETE FROM marketing_class_stage")
+            await _step(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        await _step("DELETE FROM marketing_class_stage")
         if union is not None:
-            await db.raw(
+            await _step(
                 "INSERT INTO marketing_class_stage (party_id, revenue, cv_pct, abc_class, xyz_class) "
                 f"SELECT party_id, total, cv_pct, abc, xyz FROM ({_classified_sql(union)}) c",
                 *args,
@@ -159,8 +172,8 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
             "FROM marketing_class_stage s LEFT JOIN marketing_party_class c ON c.party_id = s.party_id "
             "WHERE c.party_id IS NULL OR c.abc_class <> s.abc_class OR c.xyz_class <> s.xyz_class"
         )
-        changed = (await db.raw(f"SELECT COUNT(*) AS n {changed_where}"))[0]["n"]
-        await db.raw(
+        changed = (await _step(f"SELECT COUNT(*) AS n {changed_where}"))[0]["n"]
+        await _step(
             "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
             "cv_pct, computed_on, at) "
             "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} " + changed_where,
@@ -173,8 +186,8 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
             # work_mem; at a million clients it rescanned the stage for every row (hours).
             "WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id)"
         )
-        lost = (await db.raw(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
-        await db.raw(
+        lost = (await _step(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
+        await _step(
             "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
             "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
             today,
@@ -183,7 +196,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
         # The parties' custom fields: set where the class changed, removed where it is gone.
         day = today.isoformat()
         if pg:
-            await db.raw(
+            await _step(
                 "UPDATE party SET custom = (COALESCE(party.custom::jsonb, jsonb_build_object()) "
                 "|| jsonb_build_object("
                 "'abc_class', s.abc_class, 'xyz_class', s.xyz_class, 'abc_xyz_date', {}::text))::json, "
@@ -192,7 +205,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "OR (party.custom->>'xyz_class') IS DISTINCT FROM s.xyz_class)",
                 day,
             )
-            await db.raw(
+            await _step(
                 "UPDATE party SET custom = (party.custom::jsonb - 'abc_class' - 'xyz_class' - "
                 "'abc_xyz_date')::json, "
                 "version = party.version + 1 WHERE party.id IN (SELECT c.party_id FROM "
@@ -200,7 +213,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "WHERE s.party_id = c.party_id))"
             )
         else:
-            await db.raw(
+            await _step(
                 "UPDATE party SET custom = json_set(COALESCE(party.custom, json_object()), "
                 "'$.abc_class', s.abc_class, "
                 "'$.xyz_class', s.xyz_class, '$.abc_xyz_date', {}), version = party.version + 1 "
@@ -209,7 +222,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "OR json_extract(party.custom, '$.xyz_class') IS NOT s.xyz_class)",
                 day,
             )
-            await db.raw(
+            await _step(
                 "UPDATE party SET custom = json_remove(party.custom, '$.abc_class', '$.xyz_class', "
                 "'$.abc_xyz_date'), version = party.version + 1 WHERE party.id IN (SELECT c.party_id FROM "
                 "marketing_party_class c WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
@@ -218,17 +231,17 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
         # The class table brought to the stage's rows in place (not emptied and refilled: each
         # row inserted again re-checked its party foreign key, which locks the party's row, a
         # write to every party's page every night).
-        await db.raw(
+        await _step(
             "DELETE FROM marketing_party_class WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
             "WHERE s.party_id = marketing_party_class.party_id)"
         )
-        await db.raw(
+        await _step(
             "UPDATE marketing_party_class SET abc_class = s.abc_class, xyz_class = s.xyz_class, "
             "revenue = s.revenue, cv_pct = s.cv_pct, computed_on = {} FROM marketing_class_stage s "
             "WHERE s.party_id = marketing_party_class.party_id",
             today,
         )
-        await db.raw(
+        await _step(
             "INSERT INTO marketing_party_class (party_id, abc_class, xyz_class, revenue, "
             "cv_pct, computed_on) "
             "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {} "
