@@ -167,33 +167,10 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 f"SELECT party_id, total, cv_pct, abc, xyz FROM ({_classified_sql(union)}) c",
                 *args,
             )
-        # History: new or changed classes, then clients that lost theirs.
-        changed_where = (
-            "FROM marketing_class_stage s LEFT JOIN marketing_party_class c ON c.party_id = s.party_id "
-            "WHERE c.party_id IS NULL OR c.abc_class <> s.abc_class OR c.xyz_class <> s.xyz_class"
-        )
-        changed = (await _step(f"SELECT COUNT(*) AS n {changed_where}"))[0]["n"]
-        await _step(
-            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on, at) "
-            "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} " + changed_where,
-            today,
-            now,
-        )
-        lost_where = (
-            "FROM marketing_party_class c "
-            # NOT EXISTS, never NOT IN: PostgreSQL can only hash a NOT IN list that fits in
-            # work_mem; at a million clients it rescanned the stage for every row (hours).
-            "WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id)"
-        )
-        lost = (await _step(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
-        await _step(
-            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
-            today,
-            now,
-        )
         # The parties' custom fields: set where the class changed, removed where it is gone.
+        # First: the history and class-table rows inserted below check their party foreign key,
+        # which takes a share lock on the party's row; on a row this transaction has already
+        # updated, that lock is already held (no second write to the party's page).
         day = today.isoformat()
         if pg:
             await _step(
@@ -228,6 +205,32 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "marketing_party_class c WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
                 "WHERE s.party_id = c.party_id))"
             )
+        # History: new or changed classes, then clients that lost theirs.
+        changed_where = (
+            "FROM marketing_class_stage s LEFT JOIN marketing_party_class c ON c.party_id = s.party_id "
+            "WHERE c.party_id IS NULL OR c.abc_class <> s.abc_class OR c.xyz_class <> s.xyz_class"
+        )
+        changed = (await _step(f"SELECT COUNT(*) AS n {changed_where}"))[0]["n"]
+        await _step(
+            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
+            "cv_pct, computed_on, at) "
+            "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} " + changed_where,
+            today,
+            now,
+        )
+        lost_where = (
+            "FROM marketing_party_class c "
+            # NOT EXISTS, never NOT IN: PostgreSQL can only hash a NOT IN list that fits in
+            # work_mem; at a million clients it rescanned the stage for every row (hours).
+            "WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id)"
+        )
+        lost = (await _step(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
+        await _step(
+            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
+            "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
+            today,
+            now,
+        )
         # The class table brought to the stage's rows in place (not emptied and refilled: each
         # row inserted again re-checked its party foreign key, which locks the party's row, a
         # write to every party's page every night).
