@@ -17,9 +17,12 @@ ID = "2026-12-07T04:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "Party tags and custom-field pairs indexed"
 
+#: A document holding an escaped NUL (``\u0000``, which ``json`` stores but no ``text`` can
+#: hold) gets no pairs rather than failing the party's write: ``json_each_text`` would raise.
 PAIRS_FUNCTION = (
     "CREATE OR REPLACE FUNCTION tessera_json_pairs(doc json) RETURNS text[] "
-    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN json_typeof(doc) = 'object' THEN "
+    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN json_typeof(doc) = 'object' "
+    r"AND doc::text !~ '(^|[^\\])(\\\\)*\\u0000' THEN "
     "ARRAY(SELECT e.key || chr(31) || e.value FROM json_each_text(doc) e WHERE e.value IS NOT NULL) "
     "END $$"
 )
