@@ -55,7 +55,7 @@ NIGHTLY_DEALS = (
     "INSERT INTO sales_deal (title, party_id, amount, currency, source, pipeline, stage, probability, "
     "status, loss_comment, closed_at, custom, created_at, updated_at, version) "
     "SELECT 'bench nightly', p.id, 5000000, 'RUB', '', 'sales.b2b', 'won', 100, 'won', '', "
-    "'{month}', '{{}}', '{month}', '{month}', 1 FROM party p WHERE p.id % 20 = 0"
+    "'{month}', {empty}, '{month}', '{month}', 1 FROM party p WHERE p.id % 20 = 0"
 )
 COUNT_TARGET_MS = 500.0
 RECOMPUTE_TARGET_S = 60.0
@@ -485,7 +485,8 @@ async def main(args: argparse.Namespace) -> int:
         steps.dump()
         # A later night: one client in 20 won a big deal last month, which moves them (and the
         # ABC boundaries) and rewrites the custom fields of those whose class changed only.
-        await db.raw(NIGHTLY_DEALS.format(month=_month_start(NOW, -1)))
+        empty = "json_build_object()" if pg else "json_object()"
+        await db.raw(NIGHTLY_DEALS.format(month=_month_start(NOW, -1), empty=empty))
         started, cpu = time.perf_counter(), time.process_time()
         nightly = await classes.recompute(NOW.date())
         print(

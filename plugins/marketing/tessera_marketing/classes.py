@@ -167,6 +167,16 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 f"SELECT party_id, total, cv_pct, abc, xyz FROM ({_classified_sql(union)}) c",
                 *args,
             )
+        # Clients that lost their class (no revenue in the window any more): counted once; the
+        # three statements about them (anti-joins of the class table and the stage, seconds each
+        # at a million clients) are skipped on the usual night when there are none.
+        lost_where = (
+            "FROM marketing_party_class c "
+            # NOT EXISTS, never NOT IN: PostgreSQL can only hash a NOT IN list that fits in
+            # work_mem; at a million clients it rescanned the stage for every row (hours).
+            "WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id)"
+        )
+        lost = (await _step(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
         # The parties' custom fields: set where the class changed, removed where it is gone.
         # First: the history and class-table rows inserted below check their party foreign key,
         # which takes a share lock on the party's row; on a row this transaction has already
@@ -182,13 +192,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "OR (party.custom->>'xyz_class') IS DISTINCT FROM s.xyz_class)",
                 day,
             )
-            await _step(
-                "UPDATE party SET custom = (party.custom::jsonb - 'abc_class' - 'xyz_class' - "
-                "'abc_xyz_date')::json, "
-                "version = party.version + 1 WHERE party.id IN (SELECT c.party_id FROM "
-                "marketing_party_class c WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
-                "WHERE s.party_id = c.party_id))"
-            )
+            remove = "(party.custom::jsonb - 'abc_class' - 'xyz_class' - 'abc_xyz_date')::json"
         else:
             await _step(
                 "UPDATE party SET custom = json_set(COALESCE(party.custom, json_object()), "
@@ -199,11 +203,12 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "OR json_extract(party.custom, '$.xyz_class') IS NOT s.xyz_class)",
                 day,
             )
+            remove = "json_remove(party.custom, '$.abc_class', '$.xyz_class', '$.abc_xyz_date')"
+        if lost:
             await _step(
-                "UPDATE party SET custom = json_remove(party.custom, '$.abc_class', '$.xyz_class', "
-                "'$.abc_xyz_date'), version = party.version + 1 WHERE party.id IN (SELECT c.party_id FROM "
-                "marketing_party_class c WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
-                "WHERE s.party_id = c.party_id))"
+                f"UPDATE party SET custom = {remove}, version = party.version + 1 "
+                "WHERE party.id IN (SELECT c.party_id FROM marketing_party_class c WHERE NOT EXISTS "
+                "(SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id))"
             )
         # History: new or changed classes, then clients that lost theirs.
         changed_where = (
@@ -211,47 +216,43 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
             "WHERE c.party_id IS NULL OR c.abc_class <> s.abc_class OR c.xyz_class <> s.xyz_class"
         )
         changed = (await _step(f"SELECT COUNT(*) AS n {changed_where}"))[0]["n"]
-        await _step(
-            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on, at) "
-            "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} " + changed_where,
-            today,
-            now,
-        )
-        lost_where = (
-            "FROM marketing_party_class c "
-            # NOT EXISTS, never NOT IN: PostgreSQL can only hash a NOT IN list that fits in
-            # work_mem; at a million clients it rescanned the stage for every row (hours).
-            "WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id)"
-        )
-        lost = (await _step(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
-        await _step(
-            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
-            today,
-            now,
-        )
+        if changed:
+            await _step(
+                "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
+                "cv_pct, computed_on, at) "
+                "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} " + changed_where,
+                today,
+                now,
+            )
+        if lost:
+            await _step(
+                "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
+                "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
+                today,
+                now,
+            )
+            await _step(
+                "DELETE FROM marketing_party_class WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
+                "WHERE s.party_id = marketing_party_class.party_id)"
+            )
         # The class table brought to the stage's rows in place (not emptied and refilled: each
         # row inserted again re-checked its party foreign key, which locks the party's row, a
         # write to every party's page every night).
-        await _step(
-            "DELETE FROM marketing_party_class WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
-            "WHERE s.party_id = marketing_party_class.party_id)"
-        )
         await _step(
             "UPDATE marketing_party_class SET abc_class = s.abc_class, xyz_class = s.xyz_class, "
             "revenue = s.revenue, cv_pct = s.cv_pct, computed_on = {} FROM marketing_class_stage s "
             "WHERE s.party_id = marketing_party_class.party_id",
             today,
         )
-        await _step(
-            "INSERT INTO marketing_party_class (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on) "
-            "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {} "
-            "FROM marketing_class_stage s WHERE NOT EXISTS "
-            "(SELECT 1 FROM marketing_party_class c WHERE c.party_id = s.party_id)",
-            today,
-        )
+        if changed:
+            await _step(
+                "INSERT INTO marketing_party_class (party_id, abc_class, xyz_class, revenue, "
+                "cv_pct, computed_on) "
+                "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {} "
+                "FROM marketing_class_stage s WHERE NOT EXISTS "
+                "(SELECT 1 FROM marketing_party_class c WHERE c.party_id = s.party_id)",
+                today,
+            )
         classified = (await db.raw("SELECT COUNT(*) AS n FROM marketing_class_stage"))[0]["n"]
         await db.raw("DELETE FROM marketing_class_stage")
         if changed or lost:
