@@ -10,15 +10,20 @@
 Only clients with revenue in the window are classified. Everything is computed by one SQL
 statement (window functions; the comparison uses CV² so no square root is needed for the
 class), staged in ``marketing_class_stage`` and then, in the same transaction: every change
-appended to ``marketing_class_history``, ``marketing_party_class`` replaced, and the party
-custom fields ``abc_class`` / ``xyz_class`` / ``abc_xyz_date`` (the day the class last changed)
-updated by one ``UPDATE ... FROM`` for the parties whose class changed only.
+appended to ``marketing_class_history``, ``marketing_party_class`` brought up to date in
+place, and the party custom fields ``abc_class`` / ``xyz_class`` / ``abc_xyz_date`` (the day
+the class last changed) updated by one ``UPDATE ... FROM`` for the parties whose class changed
+only. The custom fields stay where every consumer reads them (the service plugin's SLA by
+class, receivables' dunning, the knowledge base's facts, segments, lists and the card): a
+night in which few classes change writes few party rows; the first run writes every one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +35,10 @@ from tessera.permissions import Principal
 from tessera_marketing import revenue
 from tessera_marketing.tables import Setting
 
+log = logging.getLogger(__name__)
+
+#: PostgreSQL ``work_mem`` of the recompute's transaction (a nightly batch job).
+WORK_MEM = "512MB"
 DEFAULTS: dict[str, Any] = {"a": 80, "b": 15, "x": 10, "y": 25, "sources": []}
 CUSTOM_FIELDS: dict[str, dict[str, Any]] = {
     "abc_class": {"type": "string", "enum": ["A", "B", "C"], "title": N_("ABC class")},
@@ -87,11 +96,18 @@ def window(today: dt.date) -> tuple[str, str]:
 
 def _classified_sql(union: str) -> str:
     """``party_id, revenue, cv_pct, abc, xyz`` of every client with revenue in the window;
-    placeholders: start month, end month, a share, a+b share, x², y²."""
+    placeholders: start month, end month, a share, a+b share, x², y².
+
+    ``OFFSET 0`` keeps the revenue sources' rows a subquery of their own: PostgreSQL would
+    otherwise pull it up and compute each row's month (``to_char``) and amount (the currency
+    CASE) once for the SELECT and again for each filter on them (3 times a row, 12 million rows
+    at a million clients). SQLite keeps its plan (its OFFSET needs a LIMIT)."""
+    fence = "OFFSET 0" if db.is_postgres() else ""
     return f"""
 WITH monthly AS (
     SELECT r.party_id AS party_id, r.month AS month, SUM(r.amount) AS amt
-    FROM ({union}) r WHERE r.month >= {{}} AND r.month < {{}}
+    FROM (SELECT u.party_id, u.month, u.amount FROM ({union}) u {fence}) r
+    WHERE r.month >= {{}} AND r.month < {{}}
     GROUP BY r.party_id, r.month
 ), per AS (
     SELECT m.party_id AS party_id, SUM(m.amt) AS total, SUM(m.amt * m.amt) AS sq
@@ -113,6 +129,15 @@ SELECT party_id, total,
 FROM ranked"""
 
 
+async def _step(sql: str, *args: Any) -> list[dict[str, Any]]:
+    """One statement of the recomputation, its time logged at DEBUG (bench/marketing.py shows
+    where a run's time goes)."""
+    started = time.perf_counter()
+    rows = await db.raw(sql, *args)
+    log.debug("%.2f s %s", time.perf_counter() - started, " ".join(sql.split())[:70])
+    return rows
+
+
 async def recompute(today: dt.date | None = None) -> dict[str, int]:
     """Classify every client again; returns how many are classified and how many changed."""
     today = today or clock.now().date()
@@ -131,43 +156,34 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
         num((conf["y"] / 100) ** 2),
     ]
     async with db.transaction(bulk=True):
-        await db.raw("DELETE FROM marketing_class_stage")
+        if pg:
+            # The (client, month) sort of a year of revenue: at a million clients, 12 million
+            # rows spilled ~500 MB to disk under the default 4 MB (bench/marketing.py).
+            await _step(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        await _step("DELETE FROM marketing_class_stage")
         if union is not None:
-            await db.raw(
+            await _step(
                 "INSERT INTO marketing_class_stage (party_id, revenue, cv_pct, abc_class, xyz_class) "
                 f"SELECT party_id, total, cv_pct, abc, xyz FROM ({_classified_sql(union)}) c",
                 *args,
             )
-        # History: new or changed classes, then clients that lost theirs.
-        changed_where = (
-            "FROM marketing_class_stage s LEFT JOIN marketing_party_class c ON c.party_id = s.party_id "
-            "WHERE c.party_id IS NULL OR c.abc_class <> s.abc_class OR c.xyz_class <> s.xyz_class"
-        )
-        changed = (await db.raw(f"SELECT COUNT(*) AS n {changed_where}"))[0]["n"]
-        await db.raw(
-            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on, at) "
-            "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} " + changed_where,
-            today,
-            now,
-        )
+        # Clients that lost their class (no revenue in the window any more): counted once; the
+        # three statements about them (anti-joins of the class table and the stage, seconds each
+        # at a million clients) are skipped on the usual night when there are none.
         lost_where = (
             "FROM marketing_party_class c "
             # NOT EXISTS, never NOT IN: PostgreSQL can only hash a NOT IN list that fits in
             # work_mem; at a million clients it rescanned the stage for every row (hours).
             "WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id)"
         )
-        lost = (await db.raw(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
-        await db.raw(
-            "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
-            today,
-            now,
-        )
+        lost = (await _step(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
         # The parties' custom fields: set where the class changed, removed where it is gone.
+        # First: the history and class-table rows inserted below check their party foreign key,
+        # which takes a share lock on the party's row; on a row this transaction has already
+        # updated, that lock is already held (no second write to the party's page).
         day = today.isoformat()
         if pg:
-            await db.raw(
+            await _step(
                 "UPDATE party SET custom = (COALESCE(party.custom::jsonb, jsonb_build_object()) "
                 "|| jsonb_build_object("
                 "'abc_class', s.abc_class, 'xyz_class', s.xyz_class, 'abc_xyz_date', {}::text))::json, "
@@ -176,15 +192,9 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "OR (party.custom->>'xyz_class') IS DISTINCT FROM s.xyz_class)",
                 day,
             )
-            await db.raw(
-                "UPDATE party SET custom = (party.custom::jsonb - 'abc_class' - 'xyz_class' - "
-                "'abc_xyz_date')::json, "
-                "version = party.version + 1 WHERE party.id IN (SELECT c.party_id FROM "
-                "marketing_party_class c WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
-                "WHERE s.party_id = c.party_id))"
-            )
+            remove = "(party.custom::jsonb - 'abc_class' - 'xyz_class' - 'abc_xyz_date')::json"
         else:
-            await db.raw(
+            await _step(
                 "UPDATE party SET custom = json_set(COALESCE(party.custom, json_object()), "
                 "'$.abc_class', s.abc_class, "
                 "'$.xyz_class', s.xyz_class, '$.abc_xyz_date', {}), version = party.version + 1 "
@@ -193,19 +203,56 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "OR json_extract(party.custom, '$.xyz_class') IS NOT s.xyz_class)",
                 day,
             )
-            await db.raw(
-                "UPDATE party SET custom = json_remove(party.custom, '$.abc_class', '$.xyz_class', "
-                "'$.abc_xyz_date'), version = party.version + 1 WHERE party.id IN (SELECT c.party_id FROM "
-                "marketing_party_class c WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
-                "WHERE s.party_id = c.party_id))"
+            remove = "json_remove(party.custom, '$.abc_class', '$.xyz_class', '$.abc_xyz_date')"
+        if lost:
+            await _step(
+                f"UPDATE party SET custom = {remove}, version = party.version + 1 "
+                "WHERE party.id IN (SELECT c.party_id FROM marketing_party_class c WHERE NOT EXISTS "
+                "(SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id))"
             )
-        await db.raw("DELETE FROM marketing_party_class")
-        await db.raw(
-            "INSERT INTO marketing_party_class (party_id, abc_class, xyz_class, revenue, "
-            "cv_pct, computed_on) "
-            "SELECT party_id, abc_class, xyz_class, revenue, cv_pct, {} FROM marketing_class_stage",
+        # History: new or changed classes, then clients that lost theirs.
+        changed_where = (
+            "FROM marketing_class_stage s LEFT JOIN marketing_party_class c ON c.party_id = s.party_id "
+            "WHERE c.party_id IS NULL OR c.abc_class <> s.abc_class OR c.xyz_class <> s.xyz_class"
+        )
+        changed = (await _step(f"SELECT COUNT(*) AS n {changed_where}"))[0]["n"]
+        if changed:
+            await _step(
+                "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
+                "cv_pct, computed_on, at) "
+                "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} " + changed_where,
+                today,
+                now,
+            )
+        if lost:
+            await _step(
+                "INSERT INTO marketing_class_history (party_id, abc_class, xyz_class, revenue, "
+                "cv_pct, computed_on, at) SELECT c.party_id, '', '', 0, NULL, {}, {} " + lost_where,
+                today,
+                now,
+            )
+            await _step(
+                "DELETE FROM marketing_party_class WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
+                "WHERE s.party_id = marketing_party_class.party_id)"
+            )
+        # The class table brought to the stage's rows in place (not emptied and refilled: each
+        # row inserted again re-checked its party foreign key, which locks the party's row, a
+        # write to every party's page every night).
+        await _step(
+            "UPDATE marketing_party_class SET abc_class = s.abc_class, xyz_class = s.xyz_class, "
+            "revenue = s.revenue, cv_pct = s.cv_pct, computed_on = {} FROM marketing_class_stage s "
+            "WHERE s.party_id = marketing_party_class.party_id",
             today,
         )
+        if changed:
+            await _step(
+                "INSERT INTO marketing_party_class (party_id, abc_class, xyz_class, revenue, "
+                "cv_pct, computed_on) "
+                "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {} "
+                "FROM marketing_class_stage s WHERE NOT EXISTS "
+                "(SELECT 1 FROM marketing_party_class c WHERE c.party_id = s.party_id)",
+                today,
+            )
         classified = (await db.raw("SELECT COUNT(*) AS n FROM marketing_class_stage"))[0]["n"]
         await db.raw("DELETE FROM marketing_class_stage")
         if changed or lost:

@@ -254,6 +254,14 @@ class _Compiler:
 
     def _array(self, column: str, op: str, value: Any, path: str, choices: tuple[str, ...] | None) -> Any:
         values = [self._text(value, path, choices)] if op == "has" else self._texts(value, path, choices)
+        if self.pg:
+            # Containment / overlap: what the GIN index ``party_tags`` answers (``{} = ANY(tags)``
+            # is the same test, but no index serves it).
+            marks = self._marks(len(values))
+            test = f'"party"."{column}" {"@>" if op == "has" else "&&"} ARRAY[{marks}]::varchar[]'
+            if op == "has_none":
+                return f'NOT ({test}) OR "party"."{column}" IS NULL', values
+            return test, values
         parts, args = [], []
         for v in values:
             sql, a = self._array_has(column, v)
@@ -271,6 +279,14 @@ class _Compiler:
         return self._array("relations", op, value, path, RELATIONS)
 
     # ------------------------------------------------------------------ custom fields
+
+    def _custom_in(self, key: str, values: list[str]) -> tuple[str, list[Any]]:
+        """PostgreSQL: ``custom->>key IN (values)`` as the GIN index ``party_custom_pairs`` answers
+        it (kernel migration 2026-12-07T04:00): the same rows, since ``tessera_json_pairs``
+        holds ``key <US> custom->>key`` for every key whose value is not a JSON null."""
+        pairs = [f"{key}\x1f{v}" for v in values]
+        op = "@>" if len(pairs) == 1 else "&&"
+        return f'tessera_json_pairs("party"."custom") {op} ARRAY[{self._marks(len(pairs))}]::text[]', pairs
 
     def _custom_expr(self, key: str, numeric: bool) -> tuple[str, list[Any]]:
         if self.pg:
@@ -300,6 +316,8 @@ class _Compiler:
         converted = [
             self._custom_value(prop, v, f"{path}[{i}]" if op == "in" else path) for i, v in enumerate(values)
         ]
+        if self.pg and kind == "string" and op in ("eq", "in"):
+            return self._custom_in(key, converted)
         if op == "in":
             return f"({expr}) IN ({self._marks(len(converted))})", [*args, *converted]
         return f"({expr}) {COMPARE[op]} {{}}", [*args, converted[0]]
@@ -322,8 +340,13 @@ class _Compiler:
             return f"({expr}) IS NULL", args
         if op == "in":
             values = self._texts(value, path, choices)
+            if self.pg:
+                return self._custom_in(key, values)
             return f"({expr}) IN ({self._marks(len(values))})", [*args, *values]
-        return f"({expr}) {COMPARE[op]} {{}}", [*args, self._text(value, path, choices)]
+        text = self._text(value, path, choices)
+        if self.pg and op == "eq":
+            return self._custom_in(key, [text])
+        return f"({expr}) {COMPARE[op]} {{}}", [*args, text]
 
     def r_abc_class(self, op: str, value: Any, path: str, rule: dict[str, Any]) -> Any:
         return self._class("abc_class", op, value, path)

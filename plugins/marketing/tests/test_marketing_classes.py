@@ -112,6 +112,24 @@ async def test_abc_xyz_by_hand(crm: Any, frozen_clock: Any) -> None:
         .order_by(ClassHistory.id)
     )
     assert [h["abc_class"] for h in history] == ["A", "B"]
+    # Client 10 (the smallest, 40 of 10000) loses its revenue: unclassified, its custom fields
+    # removed; the others keep their classes (72.3 % above client 3 stays B at a = 70) and the
+    # class table, kept up to date in place, says so.
+    from tessera import db
+
+    await db.raw("DELETE FROM sales_deal WHERE party_id = {}", ids[10])
+    r = await crm.post("/api/marketing/classes/recompute", admin)
+    assert r.json() == {"classified": 9, "changed": 1}
+    custom = (await crm.get(f"/api/parties/{ids[10]}", admin)).json()["custom"]
+    assert "abc_class" not in custom and "xyz_class" not in custom
+    matrix = (await crm.get("/api/marketing/classes/matrix", admin)).json()
+    assert {(c["abc_class"], c["xyz_class"]): c["clients"] for c in matrix} == {
+        ("A", "X"): 1,
+        ("A", "Y"): 1,
+        ("B", "X"): 2,
+        ("B", "Z"): 2,
+        ("C", "X"): 3,
+    }
     bad = await crm.put("/api/marketing/classes/settings", admin, json={"a": 80, "b": 25})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "b"
 

@@ -42,11 +42,11 @@ async def _world(crm: Any) -> dict[str, Any]:
     r = await crm.put("/api/custom-fields/party", w["admin"], json=FIELDS)
     assert r.status_code == 200, r.text
     specs = [
-        ("m1", "current", ["vip"], {"industry": "retail", "employees": 50}),
-        ("m1", "current", ["vip", "north"], {"industry": "it", "employees": 5}),
-        ("m1", "potential", [], {"industry": "retail"}),
+        ("m1", "current", ["vip"], {"industry": "retail", "employees": 50, "abc_class": "A"}),
+        ("m1", "current", ["vip", "north"], {"industry": "it", "employees": 5, "abc_class": "B"}),
+        ("m1", "potential", [], {"industry": "retail", "abc_class": "C"}),
         ("m1", "former", ["north"], {}),
-        ("m2", "current", ["vip"], {"industry": "horeca", "employees": 300}),
+        ("m2", "current", ["vip"], {"industry": "horeca", "employees": 300, "abc_class": "A"}),
         ("m2", "potential", ["vip2"], {"employees": 12}),
     ]
     w["parties"] = []
@@ -99,6 +99,13 @@ async def test_segment_members_equal_hand_written_sql(crm: Any, frozen_clock: An
     industry = "custom->>'industry'" if pg else "json_extract(custom, '$.industry')"
     employees = "(custom->>'employees')::int" if pg else "json_extract(custom, '$.employees')"
     has_vip = "'vip' = ANY(tags)" if pg else "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = 'vip')"
+    abc = "custom->>'abc_class'" if pg else "json_extract(custom, '$.abc_class')"
+
+    def has(tag: str) -> str:
+        return (
+            f"'{tag}' = ANY(tags)" if pg else f"EXISTS (SELECT 1 FROM json_each(tags) WHERE value = '{tag}')"
+        )
+
     cases = [
         (
             {
@@ -137,6 +144,43 @@ async def test_segment_members_equal_hand_written_sql(crm: Any, frozen_clock: An
             },
             f"SELECT id FROM party WHERE NOT ({has_vip}) AND {employees} IS NULL",
         ),
+        # Tags and text custom fields go through the GIN indexes on PostgreSQL (containment and
+        # overlap instead of ANY / ->>): the same rows as the plain test.
+        (
+            {
+                "all": [
+                    {"field": "tag", "op": "has_any", "value": ["north", "vip2"]},
+                    {"field": "custom.industry", "op": "eq", "value": "retail"},
+                ]
+            },
+            f"SELECT id FROM party WHERE ({has('north')} OR {has('vip2')}) AND {industry} = 'retail'",
+        ),
+        (
+            {"any": [{"field": "tag", "op": "has_any", "value": ["north", "vip2"]}]},
+            f"SELECT id FROM party WHERE {has('north')} OR {has('vip2')}",
+        ),
+        (
+            {"all": [{"field": "abc_class", "op": "eq", "value": "A"}]},
+            f"SELECT id FROM party WHERE {abc} = 'A'",
+        ),
+        (
+            {
+                "all": [
+                    {"field": "abc_class", "op": "in", "value": ["B", "C"]},
+                    {"not": {"field": "custom.industry", "op": "in", "value": ["it"]}},
+                ]
+            },
+            f"SELECT id FROM party WHERE {abc} IN ('B', 'C') AND NOT COALESCE({industry} IN ('it'), FALSE)",
+        ),
+        (
+            {
+                "all": [
+                    {"field": "abc_class", "op": "empty"},
+                    {"field": "tag", "op": "has_none", "value": ["x"]},
+                ]
+            },
+            f"SELECT id FROM party WHERE {abc} IS NULL",
+        ),
     ]
     for rules, sql in cases:
         assert await _members(crm, admin, rules) == await _sql_ids(sql), rules
@@ -169,6 +213,46 @@ async def test_segment_members_equal_hand_written_sql(crm: Any, frozen_clock: An
         ]
     }
     assert (await _post(crm, "/api/marketing/segments/preview", admin, {"rules": nested}, 200))["count"] == 3
+
+
+async def test_tag_and_text_field_rules_are_answered_by_the_party_indexes(crm: Any) -> None:
+    """PostgreSQL: the compiled tag and text custom-field tests are the very expressions the
+    kernel's GIN indexes hold (``party_tags``, ``party_custom_pairs``); were either rewritten,
+    a segment over a million parties would fall back to reading every row (bench/marketing.py)."""
+    if not db.is_postgres():
+        pytest.skip("PostgreSQL indexes")
+    from tessera.entities.tables import Party
+    from tessera_marketing import segments
+
+    admin = await crm.user("admin")
+    r = await crm.put("/api/custom-fields/party", admin, json=FIELDS)
+    assert r.status_code == 200, r.text
+    for rules, index in (
+        ({"all": [{"field": "tag", "op": "has", "value": "vip"}]}, "party_tags"),
+        ({"all": [{"field": "tag", "op": "has_any", "value": ["vip", "north"]}]}, "party_tags"),
+        (
+            {"all": [{"field": "custom.industry", "op": "in", "value": ["retail", "it"]}]},
+            "party_custom_pairs",
+        ),
+        ({"all": [{"field": "abc_class", "op": "eq", "value": "A"}]}, "party_custom_pairs"),
+    ):
+        query = Party.count().where(await segments.compile_rules(rules))
+        async with db.transaction():
+            await db.raw("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(next(iter(row.values())) for row in await db.raw(f"EXPLAIN {query}"))
+        assert f"Bitmap Index Scan on {index}" in plan, (rules, plan)
+    # A custom document holding an escaped NUL (which ``json`` stores and no text can hold)
+    # is still written: the index function leaves it without pairs instead of failing.
+    party = await crm.post("/api/parties", admin, json={"name": "Nul", "custom": {"industry": "it"}})
+    assert party.status_code == 201, party.text
+    await db.raw(
+        "UPDATE party SET custom = {}::json WHERE id = {}",
+        '{"industry": "it", "memo": "a\\u0000b"}',
+        party.json()["id"],
+    )
+    assert (await db.raw("SELECT custom::text AS c FROM party WHERE id = {}", party.json()["id"]))[0][
+        "c"
+    ].endswith('"a\\u0000b"}')
 
 
 async def test_unknown_field_and_bad_rules_are_422_naming_them(crm: Any) -> None:
