@@ -397,7 +397,10 @@ async def _migrated_template(
         base = postgres_url()
         assert base
         target = f"tessera_tpl_{tag}"
-        await _pg_admin(base, f'CREATE DATABASE "{target}"')
+        # Every migration commits: like the tests' copies, the template need not wait for each
+        # commit to reach the disk (the copies are made after the migration, whose commits every
+        # later session sees). ALTER DATABASE settings are not copied with a template.
+        await _pg_admin(base, f'CREATE DATABASE "{target}"', *fast_commit_statements(target))
         templates.pg_databases.append(target)
         settings = settings_base.with_(database_url=_db_url(base, target))
     boot(settings)
