@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from msgspec import Meta, Struct
 
 from tessera import accounting, audit
+from tessera.api.openapi import download
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
 
@@ -105,7 +106,12 @@ async def import_counterparties(principal: Principal, data: CounterpartiesIn) ->
     return ExchangeOut(**report.as_dict())
 
 
-@get("/api/accounting/counterparties", operation_id="export_counterparties", tags=["accounting"])
+@get(
+    "/api/accounting/counterparties",
+    operation_id="export_counterparties",
+    tags=["accounting"],
+    opt=download("text/csv", besides_json=True),
+)
 async def export_counterparties(
     request: Request[Any, Any, Any],
     principal: Principal,

@@ -36,10 +36,11 @@ _PRECONDITION_DESCRIPTIONS = {
 _TEXT_TYPES = ("text/",)
 
 
-def download(*media_types: str) -> dict[str, Any]:
+def download(*media_types: str, besides_json: bool = False) -> dict[str, Any]:
     """``opt`` for a route handler whose 200 answer is a file of one of ``media_types``:
-    ``@get("/export", opt=download("text/csv"))``."""
-    return {"download": list(media_types)}
+    ``@get("/export", opt=download("text/csv"))``; ``besides_json=True`` when the same route
+    answers its JSON model too (``?format=csv`` picks the file)."""
+    return {"download": list(media_types), "download_besides_json": besides_json}
 
 
 def _is_open(schema: Any) -> bool:
@@ -117,6 +118,13 @@ def tell_the_truth(app: Any, openapi: Any) -> Any:
 
     ref = Reference(ref=f"#/components/schemas/{ERROR_SCHEMA_NAME}")
     downloads = _downloads(app)
+    besides_json = {
+        (route.path_format, method.lower())
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", [])
+        if handler.opt.get("download_besides_json")
+        for method in handler.http_methods
+    }
     public = _public(app)
     for path, item in (openapi.paths or {}).items():
         for method in ("get", "put", "post", "delete", "patch"):
@@ -128,7 +136,8 @@ def tell_the_truth(app: Any, openapi: Any) -> Any:
                 operation.security = [{}]  # no credentials needed (the API-wide default needs them)
             media_types = downloads.get((path, method))
             if media_types and isinstance(responses.get("200"), OpenAPIResponse):
-                responses["200"].content = _binary_content(media_types)
+                kept = dict(responses["200"].content or {}) if (path, method) in besides_json else {}
+                responses["200"].content = {**kept, **_binary_content(media_types)}
             headers = {
                 p.name.lower() for p in operation.parameters or [] if getattr(p, "param_in", "") == "header"
             }
