@@ -103,7 +103,8 @@ def entries(
     watch = _watch.get()
     if watch is not None:
         watch.entries += len(entity_ids) - 1
-    head, tail = first.values[:4], first.values[5:]
+    at = [name for name, _ in first.values].index("entity_id")
+    head, tail = first.values[:at], first.values[at + 1 :]
     return [first, *(Entry(first.table, (*head, ("entity_id", i), *tail)) for i in entity_ids[1:])]
 
 

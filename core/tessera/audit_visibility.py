@@ -97,3 +97,14 @@ async def about_record(principal: Principal, entity_id: int, entity: str | None 
     if not readable:
         return own & visible
     return (own & visible) | (covers & AuditLog.entity.is_in(readable))
+
+
+async def condition(
+    principal: Principal, entity_id: int | None = None, entity: str | None = None
+) -> Any | None:
+    """The SQL condition for the entries ``principal`` may read (None: all), narrowed to those
+    about record ``entity_id`` when one is asked for (``about_record``): the one rule the API's
+    ``GET /api/audit`` and the audit page both filter by."""
+    if entity_id is not None:
+        return await about_record(principal, entity_id, entity)
+    return visibility(principal)

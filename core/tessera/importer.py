@@ -1341,9 +1341,8 @@ async def _larger_page_cache() -> AsyncIterator[None]:
         await conn.execute(f"PRAGMA cache_size = {before}")
 
 
-#: Rows per multi-row INSERT on SQLite (fewer for wide tables: at most ``_MAX_VARIABLES`` values).
+#: Rows per multi-row INSERT on SQLite (fewer for wide tables: at most ``db.MAX_ARGS`` values).
 INSERT_ROWS = 500
-_MAX_VARIABLES = 32766  # SQLite's default limit since 3.32
 
 
 def _insert_many(raw: Any, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
@@ -1354,14 +1353,13 @@ def _insert_many(raw: Any, table: str, columns: Sequence[str], records: list[tup
     one this thread is running (``sqlite3.InterfaceError: bad parameter or other API misuse``,
     seen under load with ``executemany``'s cursors freed on the event loop's thread)."""
     width = len(columns)
-    per = max(1, min(INSERT_ROWS, _MAX_VARIABLES // width))
     head = f'INSERT INTO "{table}" (' + ", ".join(f'"{c}"' for c in columns) + ") VALUES "
     row = "(" + ", ".join("?" * width) + ")"
-    full = head + ", ".join([row] * per)
-    for start in range(0, len(records), per):
-        part = records[start : start + per]
-        sql = full if len(part) == per else head + ", ".join([row] * len(part))
-        raw.execute(sql, [value for record in part for value in record]).close()
+    full: tuple[int, str] = (0, "")  # (rows, SQL) of the full-sized statement, built once
+    for part in db.chunks(records, width, INSERT_ROWS * width):
+        if len(part) != full[0]:
+            full = (len(part), head + ", ".join([row] * len(part)))
+        raw.execute(full[1], [value for record in part for value in record]).close()
 
 
 class _Writer:

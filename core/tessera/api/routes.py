@@ -180,13 +180,9 @@ async def list_audit(
     principal.require("audit.read")
     conditions = []
     # Entries hold record contents (old -> new): they follow the visibility of their record.
-    if entity_id is not None:
-        # The record's own entries and the entries about a range of records that covers it.
-        conditions.append(await audit_visibility.about_record(principal, entity_id, entity))
-    else:
-        visible = audit_visibility.visibility(principal)
-        if visible is not None:
-            conditions.append(visible)
+    visible = await audit_visibility.condition(principal, entity_id, entity)
+    if visible is not None:
+        conditions.append(visible)
     if entity:
         conditions.append(AuditLog.entity == entity)
     if user_id is not None:

@@ -1411,13 +1411,9 @@ async def _audit_conditions(principal: Principal, query: dict[str, str]) -> tupl
                 errors[name] = i18n.gettext("must be a whole number")
     if "user_id" in ids:
         conditions.append(AuditLog.user_id == ids["user_id"])
-    if "entity_id" in ids:
-        # The record's own entries and the entries about a range of records that covers it.
-        conditions.append(await audit_visibility.about_record(principal, ids["entity_id"], entity or None))
-    else:
-        visible = audit_visibility.visibility(principal)
-        if visible is not None:
-            conditions.append(visible)
+    visible = await audit_visibility.condition(principal, ids.get("entity_id"), entity or None)
+    if visible is not None:
+        conditions.append(visible)
     for name in ("date_from", "date_to"):
         text = query.get(name, "").strip()
         if not text:
