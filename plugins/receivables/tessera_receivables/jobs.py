@@ -63,9 +63,11 @@ async def _claim(after_id: int, now: dt.datetime, batch: int) -> tuple[int, int,
     their events and audit entries and the clients' new cases; the last id claimed, or
     ``None`` when there was nothing left."""
     today = now.date()
+    # A date argument as each engine compares it with the ``due_date`` column.
+    today_arg = today if db.is_postgres() else today.isoformat()
     async with events.unit_of_work():
         # Another worker's claim of the same rows makes them drop out here (``overdue_at``).
-        claimed = await _CLAIM.rows(now, today if db.is_postgres() else today.isoformat(), after_id, batch)
+        claimed = await _CLAIM.rows(now, today_arg, after_id, batch)
         if not claimed:
             return 0, 0, None
         claimed.sort(key=lambda r: r["id"])
@@ -113,7 +115,7 @@ async def _claim(after_id: int, now: dt.datetime, batch: int) -> tuple[int, int,
                 f"SELECT party_id, MIN(due_date) AS due FROM receivables_invoice WHERE party_id IN ({marks}) "
                 "AND balance > 0 AND status = 'open' AND due_date < {} GROUP BY party_id",
                 *chunk,
-                today if db.is_postgres() else today.isoformat(),
+                today_arg,
             ):
                 first_due[r["party_id"]] = min(first_due[r["party_id"]], _date(r["due"]))
         new_cases = [
