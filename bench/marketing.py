@@ -360,10 +360,6 @@ async def main(args: argparse.Namespace) -> int:
             await db.raw("DELETE FROM marketing_party_class")
             await db.raw("DELETE FROM marketing_class_history")
             await db.raw(
-                "UPDATE party SET custom = (custom::jsonb - 'abc_class' - 'xyz_class' "
-                "- 'abc_xyz_date')::json WHERE (custom->>'abc_class') IS NOT NULL"
-            )
-            await db.raw(
                 "UPDATE party SET tags = array_remove(tags, 'bench-mail') WHERE 'bench-mail' = ANY(tags)"
             )
             await db.raw("VACUUM ANALYZE party")
@@ -473,7 +469,7 @@ async def main(args: argparse.Namespace) -> int:
         print(
             f"  abc/xyz recompute        {first:8.2f} s (target < {RECOMPUTE_TARGET_S:.0f} s)   "
             f"classification query alone {alone:.2f} s   ({result['classified']:,} classified, "
-            f"{result['changed']:,} changed: first run, every party's custom fields written; "
+            f"{result['changed']:,} changed: first run, every client's class new; "
             f"our process CPU {cpu:.2f} s)"
         )
         steps.dump()

@@ -4,6 +4,7 @@ jsonschema on every write of that entity type."""
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import jsonschema
@@ -14,7 +15,7 @@ from tessera import audit, clock, events
 from tessera.cache import ReadCache
 from tessera.entities.tables import CustomFieldSchema
 from tessera.errors import FieldError, ValidationFailed
-from tessera.plugins import call_each
+from tessera.plugins import call_each, call_each_async
 
 KERNEL_TARGETS = ("party", "contact", "activity", "task")
 #: Custom properties the kernel itself writes (an e-mail activity's Message-ID, tessera.email).
@@ -30,6 +31,77 @@ def declared_targets(pm: pluggy.PluginManager) -> dict[str, dict[str, Any]]:
         for entity_type, properties in (value or {}).items():
             targets.setdefault(entity_type, {}).update(properties or {})
     return targets
+
+
+#: plugin manager -> entity type -> the read-only fields plugins declare (hook results never
+#: change while a manager lives; asked on every read of a record).
+_read_only: weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def read_only_fields(pm: pluggy.PluginManager, entity_type: str) -> frozenset[str]:
+    """The custom fields of ``entity_type`` that plugins keep in their own tables (declared
+    ``"readOnly": true``; hook ``tessera_custom_field_values``): never stored in ``custom``,
+    never set by a write."""
+    known = _read_only.setdefault(pm, {})
+    if entity_type not in known:
+        properties = declared_targets(pm).get(entity_type, {})
+        known[entity_type] = frozenset(
+            name for name, prop in properties.items() if isinstance(prop, dict) and prop.get("readOnly")
+        )
+    return known[entity_type]
+
+
+def refuse_read_only(pm: pluggy.PluginManager, entity_type: str, values: dict[str, Any]) -> None:
+    """422 naming each read-only field a write tries to set (or clear)."""
+    names = read_only_fields(pm, entity_type)
+    refused = sorted(name for name in values if name in names)
+    if refused:
+        raise ValidationFailed(
+            "Custom field validation failed",
+            [
+                FieldError(f"custom.{name}", "is computed by a plugin and cannot be set (rule: readOnly)")
+                for name in refused
+            ],
+        )
+
+
+def without_read_only(pm: pluggy.PluginManager, entity_type: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the read-only fields (a value stored before a plugin took the field
+    over is not kept, nor shown)."""
+    names = read_only_fields(pm, entity_type)
+    return {k: v for k, v in values.items() if k not in names} if names else values
+
+
+async def plugin_values(
+    pm: pluggy.PluginManager, entity_type: str, ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """The read-only custom fields' values of the records ``ids``: ``{id: {field: value}}``."""
+    names = read_only_fields(pm, entity_type)
+    out: dict[int, dict[str, Any]] = {}
+    if not names or not ids:
+        return out
+    for _plugin, value in await call_each_async(
+        pm, "tessera_custom_field_values", entity_type=entity_type, ids=list(ids)
+    ):
+        for record_id, values in (value or {}).items():
+            out.setdefault(int(record_id), {}).update({k: v for k, v in values.items() if k in names})
+    return out
+
+
+async def with_plugin_values(
+    pm: pluggy.PluginManager, entity_type: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows (changed in place and returned) with the read-only custom fields' current values
+    in ``custom``, one query per plugin for all of them: what every reader of a record shows."""
+    if not rows or not read_only_fields(pm, entity_type):
+        return rows
+    values = await plugin_values(pm, entity_type, [row["id"] for row in rows])
+    for row in rows:
+        custom = without_read_only(pm, entity_type, row.get("custom") or {})
+        row["custom"] = {**custom, **values.get(row["id"], {})}
+    return rows
 
 
 async def effective_schema(pm: pluggy.PluginManager, entity_type: str) -> dict[str, Any]:
@@ -95,6 +167,7 @@ _schemas: ReadCache[tuple[int, str], tuple[object, dict[str, Any]]] = ReadCache(
 
 
 async def validate(pm: pluggy.PluginManager, entity_type: str, values: dict[str, Any]) -> None:
+    refuse_read_only(pm, entity_type, values)
     key = (id(pm), entity_type)
     hit = _schemas.get(key)
     if hit is None or hit[0] is not pm:

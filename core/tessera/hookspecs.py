@@ -60,6 +60,21 @@ def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
     """
 
 
+@hookspec
+def tessera_custom_field_values(entity_type: str, ids: list[int]) -> Any:
+    """Return the values of the read-only custom fields the plugin keeps in its own tables, for
+    the records ``ids`` of ``entity_type``: ``{id: {field: value}}`` (or a coroutine giving it),
+    fetched in one query; ``{}`` for entity types the plugin does not extend.
+
+    A field is read-only when the plugin declares it with ``"readOnly": true`` in
+    ``tessera_custom_field_targets`` (the marketing plugin's ABC/XYZ class): its value lives in
+    the plugin's table, not in the record's ``custom`` column, so the plugin can recompute it
+    for a million records without rewriting them. The kernel merges the values into ``custom``
+    wherever a record is read (the API, the card, other plugins through
+    ``tessera.customfields.with_plugin_values``); writes that set such a field are refused.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Running: jobs, events, workflow
 # ---------------------------------------------------------------------------------------------

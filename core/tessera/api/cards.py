@@ -12,7 +12,7 @@ from litestar import Request, Response, get
 from litestar.params import Parameter
 from msgspec import Struct
 
-from tessera import audit, clock, events, exports, i18n
+from tessera import audit, clock, customfields, events, exports, i18n
 from tessera.api.openapi import download
 from tessera.entities import service
 from tessera.entities.activities import ACTIVITY
@@ -197,6 +197,7 @@ async def client_card_data(
 ) -> ClientCard:
     """The client card for the API and the web page alike (404 when the party is not visible)."""
     party = await service.get(PARTY, principal, party_id)
+    await customfields.with_plugin_values(pm, "party", [party])
     from tessera.entities.tables import Contact
 
     contacts = await _all(CONTACT, principal, [Contact.party_id == party_id])

@@ -17,7 +17,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import Provide
 from litestar.params import HeaderParameter, Parameter
 
-from tessera import clock, events
+from tessera import clock, customfields, events
 from tessera.entities import service
 from tessera.entities.dto import set_fields, to_struct
 from tessera.entities.tables import IdempotencyRecord
@@ -179,8 +179,15 @@ def entity_router(
     label = name or spec.name
     page = page_struct(out)
 
+    async def shown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows as the API shows them: read-only custom fields filled in by the plugins
+        that keep them, then the entity's own decoration."""
+        if spec.custom_fields:
+            rows = await customfields.with_plugin_values(service.plugin_manager(), spec.name, rows)
+        return await _decorated(rows, decorate)
+
     async def to_out(row: dict[str, Any]) -> Any:
-        return to_struct((await _decorated([row], decorate))[0], out)
+        return to_struct((await shown([row]))[0], out)
 
     orders = [v for f in spec.order_fields for v in (f, f"-{f}")]
 
@@ -200,7 +207,7 @@ def entity_router(
         ] = None,
     ) -> page:  # type: ignore[valid-type]
         result = await service.list_page(spec, principal, conditions, order=order, cursor=cursor, limit=limit)
-        items = await _decorated(result.items, decorate)
+        items = await shown(result.items)
         return page(items=[to_struct(r, out) for r in items], next_cursor=result.next_cursor)
 
     list_records.fn.__doc__ = f"List the {label} records you may see, with filters and keyset pagination."

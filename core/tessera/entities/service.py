@@ -468,7 +468,11 @@ async def update(
             existing = await _locked_for_write(spec, principal, record_id)
         _check_version(spec, existing, expected_version)
         if spec.custom_fields and isinstance(changes.get("custom"), dict):
-            changes["custom"] = merge_custom(existing.get("custom"), changes["custom"])
+            pm = plugin_manager()
+            customfields.refuse_read_only(pm, spec.name, changes["custom"])
+            changes["custom"] = customfields.without_read_only(
+                pm, spec.name, merge_custom(existing.get("custom"), changes["custom"])
+            )
         if spec.prepare:
             changes = await spec.prepare(principal, dict(changes), existing)
         await _validate_custom(spec, changes)

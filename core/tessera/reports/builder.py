@@ -146,7 +146,8 @@ async def fields_for(entity: Entity, pm: Any) -> list[Field]:
     if entity.custom_fields:
         schema = await customfields.effective_schema(pm, entity.custom_fields)
         for name, prop in sorted(schema.get("properties", {}).items()):
-            if not framework.CUSTOM_NAME.match(name):
+            # A field a plugin computes (readOnly) is not in the custom column the builder reads.
+            if not framework.CUSTOM_NAME.match(name) or prop.get("readOnly"):
                 continue
             kind = {"integer": "int", "number": "decimal", "boolean": "bool"}.get(prop.get("type"), "text")
             out.append(Field(f"custom.{name}", prop.get("title") or name, column=f"custom.{name}", type=kind))

@@ -192,7 +192,7 @@ async def card_extras(pm: pluggy.PluginManager, principal: Principal, party_id: 
             )
         ).items
     schema = await customfields.effective_schema(pm, "party")
-    party_fields = custom_fields(schema)
+    party_fields = custom_fields(schema, read_only=True)
     names = await user_names({p.user_id for p in participants} | {t["assignee_id"] for t in open_tasks})
     may_edit = may(principal, PARTY, "write") and await service.may_change(PARTY, principal, party_id)
     return {

@@ -123,14 +123,15 @@ def split_tags(text: str) -> list[str]:
 # --------------------------------------------------------------------------- custom fields
 
 
-def custom_fields(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
+def custom_fields(schema: Mapping[str, Any], *, read_only: bool = False) -> list[dict[str, Any]]:
     """The custom fields of an effective schema (``customfields.effective_schema``) as form
     fields: name, label (the schema's ``title``, else the name in words), kind, choices,
-    required. Kinds the forms cannot edit are left out."""
+    required. Kinds the forms cannot edit are left out, and so are the fields plugins compute
+    (``readOnly``) unless ``read_only`` (a page showing the values, such as the card)."""
     required = set(schema.get("required") or [])
     out = []
     for name, prop in (schema.get("properties") or {}).items():
-        if not isinstance(prop, dict) or prop.get("readOnly"):
+        if not isinstance(prop, dict) or (prop.get("readOnly") and not read_only):
             continue
         kind = _kind(prop)
         if kind is None:

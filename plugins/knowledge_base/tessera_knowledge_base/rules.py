@@ -306,6 +306,10 @@ async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
             else:
                 facts[f"{prefix}.{name}"] = _number(value)
 
+    pm = plugin_manager()
+    if kind == "party":
+        # The party's read-only custom fields (the marketing plugin's ABC class) as facts too.
+        record = (await customfields.with_plugin_values(pm, "party", [dict(record)]))[0]
     add(kind, record)
     party_id = records.party_of(kind, record)
     for t in ACTIVITY_TYPES:
@@ -314,7 +318,7 @@ async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
         if kind != "party":
             party = await Party.select().where(Party.id == party_id).first().output(load_json=True)
             if party:
-                add("party", party)
+                add("party", (await customfields.with_plugin_values(pm, "party", [party]))[0])
         last = (
             await Activity.select(Activity.type, Max(Activity.starts_at).as_alias("at"))
             .where(Activity.party_id == party_id, Activity.status == "done")
@@ -323,7 +327,7 @@ async def facts_of(kind: str, record: dict[str, Any]) -> dict[str, Any]:
         for row in last:
             facts[f"history.last_{row['type']}"] = _when(row["at"])
         facts.update(await _open_counts(party_id))
-    for plugin, value in _call(plugin_manager(), "tessera_advice_facts", kind=kind,
+    for plugin, value in _call(pm, "tessera_advice_facts", kind=kind,
                                record={**record, "party_id": party_id}):  # fmt: skip
         try:
             got = await await_me_maybe(value)

@@ -10,12 +10,14 @@
 Only clients with revenue in the window are classified. Everything is computed by one SQL
 statement (window functions; the comparison uses CV² so no square root is needed for the
 class), staged in ``marketing_class_stage`` and then, in the same transaction: every change
-appended to ``marketing_class_history``, ``marketing_party_class`` brought up to date in
-place, and the party custom fields ``abc_class`` / ``xyz_class`` / ``abc_xyz_date`` (the day
-the class last changed) updated by one ``UPDATE ... FROM`` for the parties whose class changed
-only. The custom fields stay where every consumer reads them (the service plugin's SLA by
-class, receivables' dunning, the knowledge base's facts, segments, lists and the card): a
-night in which few classes change writes few party rows; the first run writes every one.
+appended to ``marketing_class_history`` and ``marketing_party_class`` brought up to date in
+place (the rows whose figures changed only). The class is **not** written into the party row:
+it is shown as the party's read-only custom fields ``abc_class`` / ``xyz_class`` /
+``abc_xyz_date`` (the day the class last changed) through the kernel's hook
+``tessera_custom_field_values``, which every reader of a party gets (the API, the card, the
+service plugin's SLA by class, receivables' dunning, the knowledge base's facts); segments join
+the class table. So a first run at a million clients rewrites no party row and none of the
+party table's indexes (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -40,10 +42,16 @@ log = logging.getLogger(__name__)
 #: PostgreSQL ``work_mem`` of the recompute's transaction (a nightly batch job).
 WORK_MEM = "512MB"
 DEFAULTS: dict[str, Any] = {"a": 80, "b": 15, "x": 10, "y": 25, "sources": []}
+#: The party's read-only custom fields this module keeps (``custom_field_values``).
 CUSTOM_FIELDS: dict[str, dict[str, Any]] = {
-    "abc_class": {"type": "string", "enum": ["A", "B", "C"], "title": N_("ABC class")},
-    "xyz_class": {"type": "string", "enum": ["X", "Y", "Z"], "title": N_("XYZ class")},
-    "abc_xyz_date": {"type": "string", "format": "date", "title": N_("ABC/XYZ class date")},
+    "abc_class": {"type": "string", "enum": ["A", "B", "C"], "title": N_("ABC class"), "readOnly": True},
+    "xyz_class": {"type": "string", "enum": ["X", "Y", "Z"], "title": N_("XYZ class"), "readOnly": True},
+    "abc_xyz_date": {
+        "type": "string",
+        "format": "date",
+        "title": N_("ABC/XYZ class date"),
+        "readOnly": True,
+    },
 }
 
 
@@ -167,9 +175,9 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 f"SELECT party_id, total, cv_pct, abc, xyz FROM ({_classified_sql(union)}) c",
                 *args,
             )
-        # Clients that lost their class (no revenue in the window any more): counted once; the
-        # three statements about them (anti-joins of the class table and the stage, seconds each
-        # at a million clients) are skipped on the usual night when there are none.
+        # Clients that lost their class (no revenue in the window any more, or deleted): counted
+        # once; the statements about them (anti-joins of the class table and the stage, seconds
+        # each at a million clients) are skipped on the usual night when there are none.
         lost_where = (
             "FROM marketing_party_class c "
             # NOT EXISTS, never NOT IN: PostgreSQL can only hash a NOT IN list that fits in
@@ -177,39 +185,6 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
             "WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id)"
         )
         lost = (await _step(f"SELECT COUNT(*) AS n {lost_where}"))[0]["n"]
-        # The parties' custom fields: set where the class changed, removed where it is gone.
-        # First: the history and class-table rows inserted below check their party foreign key,
-        # which takes a share lock on the party's row; on a row this transaction has already
-        # updated, that lock is already held (no second write to the party's page).
-        day = today.isoformat()
-        if pg:
-            await _step(
-                "UPDATE party SET custom = (COALESCE(party.custom::jsonb, jsonb_build_object()) "
-                "|| jsonb_build_object("
-                "'abc_class', s.abc_class, 'xyz_class', s.xyz_class, 'abc_xyz_date', {}::text))::json, "
-                "version = party.version + 1 FROM marketing_class_stage s WHERE s.party_id = party.id AND "
-                "((party.custom->>'abc_class') IS DISTINCT FROM s.abc_class "
-                "OR (party.custom->>'xyz_class') IS DISTINCT FROM s.xyz_class)",
-                day,
-            )
-            remove = "(party.custom::jsonb - 'abc_class' - 'xyz_class' - 'abc_xyz_date')::json"
-        else:
-            await _step(
-                "UPDATE party SET custom = json_set(COALESCE(party.custom, json_object()), "
-                "'$.abc_class', s.abc_class, "
-                "'$.xyz_class', s.xyz_class, '$.abc_xyz_date', {}), version = party.version + 1 "
-                "FROM marketing_class_stage s WHERE s.party_id = party.id AND "
-                "(json_extract(party.custom, '$.abc_class') IS NOT s.abc_class "
-                "OR json_extract(party.custom, '$.xyz_class') IS NOT s.xyz_class)",
-                day,
-            )
-            remove = "json_remove(party.custom, '$.abc_class', '$.xyz_class', '$.abc_xyz_date')"
-        if lost:
-            await _step(
-                f"UPDATE party SET custom = {remove}, version = party.version + 1 "
-                "WHERE party.id IN (SELECT c.party_id FROM marketing_party_class c WHERE NOT EXISTS "
-                "(SELECT 1 FROM marketing_class_stage s WHERE s.party_id = c.party_id))"
-            )
         # History: new or changed classes, then clients that lost theirs.
         changed_where = (
             "FROM marketing_class_stage s LEFT JOIN marketing_party_class c ON c.party_id = s.party_id "
@@ -235,22 +210,28 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 "DELETE FROM marketing_party_class WHERE NOT EXISTS (SELECT 1 FROM marketing_class_stage s "
                 "WHERE s.party_id = marketing_party_class.party_id)"
             )
-        # The class table brought to the stage's rows in place (not emptied and refilled: each
-        # row inserted again re-checked its party foreign key, which locks the party's row, a
-        # write to every party's page every night).
+        # The class rows brought to the stage's in place, only those whose figures changed (a
+        # night within a month changes the revenue of the clients who bought something).
+        distinct = "IS DISTINCT FROM" if pg else "IS NOT"
+        c = "marketing_party_class"
         await _step(
-            "UPDATE marketing_party_class SET abc_class = s.abc_class, xyz_class = s.xyz_class, "
-            "revenue = s.revenue, cv_pct = s.cv_pct, computed_on = {} FROM marketing_class_stage s "
-            "WHERE s.party_id = marketing_party_class.party_id",
+            f"UPDATE {c} SET abc_class = s.abc_class, xyz_class = s.xyz_class, "
+            "revenue = s.revenue, cv_pct = s.cv_pct, computed_on = {}, class_since = CASE WHEN "
+            f"{c}.abc_class = s.abc_class AND {c}.xyz_class = s.xyz_class "
+            f"THEN {c}.class_since ELSE {{}} END FROM marketing_class_stage s "
+            f"WHERE s.party_id = {c}.party_id AND ({c}.abc_class <> s.abc_class "
+            f"OR {c}.xyz_class <> s.xyz_class OR {c}.revenue <> s.revenue OR {c}.cv_pct {distinct} s.cv_pct)",
+            today,
             today,
         )
         if changed:
             await _step(
                 "INSERT INTO marketing_party_class (party_id, abc_class, xyz_class, revenue, "
-                "cv_pct, computed_on) "
-                "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {} "
+                "cv_pct, computed_on, class_since) "
+                "SELECT s.party_id, s.abc_class, s.xyz_class, s.revenue, s.cv_pct, {}, {} "
                 "FROM marketing_class_stage s WHERE NOT EXISTS "
                 "(SELECT 1 FROM marketing_party_class c WHERE c.party_id = s.party_id)",
+                today,
                 today,
             )
         classified = (await db.raw("SELECT COUNT(*) AS n FROM marketing_class_stage"))[0]["n"]
@@ -266,6 +247,34 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
         else:
             audit.unchanged()  # a run that changes no class leaves no trace (the job runs nightly)
     return {"classified": int(classified), "changed": int(changed) + int(lost)}
+
+
+async def custom_field_values(ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The parties' read-only custom fields ``abc_class``, ``xyz_class`` and ``abc_xyz_date``
+    from the class table (the kernel merges them into ``custom`` wherever a party is read)."""
+    from tessera_marketing.tables import PartyClass
+
+    out: dict[int, dict[str, Any]] = {}
+    for chunk in db.chunks(sorted(set(ids))):
+        rows = await PartyClass.select(
+            PartyClass.party_id, PartyClass.abc_class, PartyClass.xyz_class, PartyClass.class_since
+        ).where(PartyClass.party_id.is_in(chunk))
+        for r in rows:
+            since = r["class_since"]
+            out[r["party_id"]] = {
+                "abc_class": r["abc_class"],
+                "xyz_class": r["xyz_class"],
+                **({"abc_xyz_date": since.isoformat()} if since else {}),
+            }
+    return out
+
+
+async def forget_party(party_id: int) -> None:
+    """A deleted party's class and history (the tables hold no foreign key to ``party``)."""
+    from tessera_marketing.tables import ClassHistory, PartyClass
+
+    await PartyClass.delete().where(PartyClass.party_id == party_id)
+    await ClassHistory.delete().where(ClassHistory.party_id == party_id)
 
 
 async def matrix(principal: Principal) -> list[dict[str, Any]]:

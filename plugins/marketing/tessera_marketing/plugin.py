@@ -114,11 +114,25 @@ def tessera_custom_field_targets() -> dict[str, dict[str, Any]]:
 
 @hookimpl
 def tessera_on_event(event: Any) -> Any:
+    if event.name == "party.deleted":
+        from tessera_marketing.classes import forget_party
+
+        return forget_party(int(event.entity_id))
     if event.name != "sales.deal.opened":
         return None
     from tessera_marketing.services import on_deal_opened
 
     return on_deal_opened(dict(event.payload))
+
+
+@hookimpl
+def tessera_custom_field_values(entity_type: str, ids: list[int]) -> Any:
+    """The ABC/XYZ class as the party's read-only custom fields (kept in the class table)."""
+    if entity_type != "party":
+        return None
+    from tessera_marketing.classes import custom_field_values
+
+    return custom_field_values(ids)
 
 
 @hookimpl(optionalhook=True)

@@ -119,6 +119,10 @@ class _Compiler:
         op = rule.get("op")
         if not isinstance(field, str) or not field:
             raise ValidationFailed.field(f"{path}.field", "a rule names a field")
+        if field in ("custom.abc_class", "custom.xyz_class"):
+            field = field[len("custom.") :]  # kept in marketing_party_class, not in party.custom
+        if field.startswith("custom.") and (self.custom.get(field[len("custom.") :]) or {}).get("readOnly"):
+            raise ValidationFailed.field(f"{path}.field", f"{field} is computed and cannot be a rule")
         if field.startswith("custom."):
             key = field[len("custom.") :]
             if not KEY.match(key) or key not in self.custom:
@@ -334,19 +338,18 @@ class _Compiler:
         return self._text(value, path, tuple(enum) if isinstance(enum, list) else None)
 
     def _class(self, key: str, op: str, value: Any, path: str) -> Any:
-        expr, args = self._custom_expr(key, False)
+        """The client's class, kept by ``classes.recompute`` in ``marketing_party_class`` (one row
+        per classified client; none: no class)."""
         choices = CLASSES[key]
+        table = '"marketing_party_class" seg_c'
         if op == "empty":
-            return f"({expr}) IS NULL", args
+            return f'NOT EXISTS (SELECT 1 FROM {table} WHERE seg_c."party_id" = "party"."id")', []
         if op == "in":
             values = self._texts(value, path, choices)
-            if self.pg:
-                return self._custom_in(key, values)
-            return f"({expr}) IN ({self._marks(len(values))})", [*args, *values]
-        text = self._text(value, path, choices)
-        if self.pg and op == "eq":
-            return self._custom_in(key, [text])
-        return f"({expr}) {COMPARE[op]} {{}}", [*args, text]
+            condition, args = f'seg_c."{key}" IN ({self._marks(len(values))})', values
+        else:
+            condition, args = f'seg_c."{key}" {COMPARE[op]} {{}}', [self._text(value, path, choices)]
+        return f'"party"."id" IN (SELECT seg_c."party_id" FROM {table} WHERE {condition})', args
 
     def r_abc_class(self, op: str, value: Any, path: str, rule: dict[str, Any]) -> Any:
         return self._class("abc_class", op, value, path)

@@ -58,15 +58,24 @@ class Setting(Table, tablename="marketing_setting"):
 
 
 class PartyClass(Table, tablename="marketing_party_class"):
-    """A client's current ABC/XYZ class, revenue and coefficient of variation."""
+    """A client's current ABC/XYZ class, revenue and coefficient of variation: the party's
+    read-only custom fields ``abc_class``, ``xyz_class`` and ``abc_xyz_date`` (hook
+    ``tessera_custom_field_values``), kept here so a recomputation never rewrites party rows.
 
-    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, unique=True)
+    ``party_id`` carries no foreign key on PostgreSQL (migration 2026-12-08T00:00): each
+    checked insert locks the party's row, a write to every party page on a first run at a
+    million clients; rows of a deleted party go with its ``party.deleted`` event."""
+
+    party_id = Integer(unique=True)
     abc_class = Varchar(length=1)
     xyz_class = Varchar(length=1)
     revenue = Numeric(digits=MONEY, default=Decimal(0))
     #: Coefficient of variation of the monthly revenue, in percent.
     cv_pct = Numeric(digits=(10, 2), null=True, default=None)
+    #: The recomputation that last changed these figures.
     computed_on = Date()
+    #: The day the client got its current classes (the custom field ``abc_xyz_date``).
+    class_since = Date(null=True, default=None)
 
 
 class ClassStage(Table, tablename="marketing_class_stage"):
@@ -82,7 +91,7 @@ class ClassStage(Table, tablename="marketing_class_stage"):
 class ClassHistory(Table, tablename="marketing_class_history"):
     """Every change of a client's class (the first classification included)."""
 
-    party_id = ForeignKey(Party, on_delete=OnDelete.cascade, index=True)
+    party_id = Integer(index=True)  # no foreign key: see PartyClass
     abc_class = Varchar(length=1, default="")
     xyz_class = Varchar(length=1, default="")
     revenue = Numeric(digits=MONEY, default=Decimal(0))

@@ -263,9 +263,21 @@ async def run(now: dt.datetime | None = None) -> dict[str, int]:
     return counts
 
 
+async def load_party(party_id: int) -> dict[str, Any] | None:
+    """The case's client with its read-only custom fields filled in (the marketing plugin's ABC
+    class, which ``template_for`` reads)."""
+    from tessera import customfields
+    from tessera.entities import service
+
+    party = await Party.select().where(Party.id == party_id).first().output(load_json=True)
+    if party is not None:
+        await customfields.with_plugin_values(service.plugin_manager(), "party", [party])
+    return party
+
+
 async def _advance(case: dict[str, Any], now: dt.datetime) -> str:
     today = now.date()
-    party = await Party.select().where(Party.id == case["party_id"]).first().output(load_json=True)
+    party = await load_party(case["party_id"])
     if party is None:
         return ""
     prof = await profile(case["party_id"])
@@ -872,9 +884,7 @@ async def _judge_promise(promise: dict[str, Any], now: dt.datetime) -> str:
                 )
                 instance = await process_of(case)
                 await _resume(instance)
-                party = (
-                    await Party.select().where(Party.id == case["party_id"]).first().output(load_json=True)
-                )
+                party = await load_party(case["party_id"])
                 invoices = await overdue_invoices(case["party_id"], now.date())
                 if "escalation" not in done and invoices and party:
                     await _take("escalation", case, party, prof, invoices, now, instance)

@@ -17,6 +17,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from tessera import customfields
+from tessera.entities import service
 from tessera.entities.tables import Party
 from tessera.workflow.business_time import BusinessCalendar
 
@@ -104,9 +106,13 @@ async def choose_policy(
 
 async def party_class(party_id: int) -> str:
     """The client's ABC class from its custom field ``abc_class`` (the marketing plugin keeps
-    it; no import of marketing), "" when it has none."""
-    row = await Party.select(Party.custom).where(Party.id == party_id).output(load_json=True).first()
-    value = ((row or {}).get("custom") or {}).get("abc_class")
+    it, as a read-only field the kernel fills in; no import of marketing), "" when it has none."""
+    query = Party.select(Party.id, Party.custom).where(Party.id == party_id)
+    row = await query.first().output(load_json=True)
+    if row is None:
+        return ""
+    await customfields.with_plugin_values(service.plugin_manager(), "party", [row])
+    value = (row.get("custom") or {}).get("abc_class")
     return value if value in CLIENT_CLASSES else ""
 
 
