@@ -17,7 +17,7 @@ from tessera import __version__, db, email, events, i18n, migrations, webhooks
 from tessera.api import openapi
 from tessera.api.accounting import HANDLERS as ACCOUNTING_HANDLERS
 from tessera.api.audit_guard import audit_guard
-from tessera.api.errors import EXCEPTION_HANDLERS, install_error_documentation
+from tessera.api.errors import EXCEPTION_HANDLERS
 from tessera.api.imports import HANDLERS as IMPORT_HANDLERS
 from tessera.api.input import InputGuard
 from tessera.api.profile import PROFILE_HANDLERS
@@ -192,7 +192,6 @@ def create_app(
         ),
         debug=False,
     )
-    install_error_documentation(app)
     openapi.install(app)
     return app
 

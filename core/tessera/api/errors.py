@@ -312,12 +312,3 @@ def document_errors(openapi: Any) -> Any:
                     response.content = None
             operation.responses = dict(sorted(responses.items()))
     return openapi
-
-
-def install_error_documentation(app: Any) -> None:
-    """Build the app's OpenAPI now and post-process it with :func:`document_errors` (Litestar
-    has no public hook for this; the schema is built once and cached by its OpenAPI plugin,
-    so editing the cached object is what ``/schema`` then serves)."""
-    from litestar._openapi.plugin import OpenAPIPlugin
-
-    document_errors(app.plugins.get(OpenAPIPlugin).provide_openapi())

@@ -21,6 +21,7 @@ for every route a plugin adds as well as the kernel's (applied once to the built
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from litestar import MediaType
@@ -151,11 +152,39 @@ def tell_the_truth(app: Any, openapi: Any) -> Any:
 
 
 def install(app: Any) -> None:
-    """Post-process the app's cached OpenAPI document (as ``install_error_documentation``
-    does), then cache its JSON form with the nullable rewrite applied (Litestar serves
-    ``/schema`` from that cache)."""
+    """Make the app's OpenAPI plugin post-process the document it builds (error responses
+    documented, ``tell_the_truth``, the nullable rewrite of its JSON form) — when it is first
+    asked for (``/schema``, the SDK's code generator, a test), not at start-up: building it
+    for some 300 routes was a third of every process's start (``tessera`` commands, workers,
+    each server) that never served ``/schema``."""
     from litestar._openapi.plugin import OpenAPIPlugin
 
     plugin = app.plugins.get(OpenAPIPlugin)
-    tell_the_truth(app, plugin.provide_openapi())
-    plugin._openapi_schema = _fix_nullable(plugin.provide_openapi().to_schema())
+    plugin.__class__ = _postprocessing_plugin(type(plugin))
+
+
+@functools.cache
+def _postprocessing_plugin(base: type[Any]) -> type[Any]:
+    """Litestar's OpenAPI plugin class with our post-processing added (one subclass per base;
+    no new slots, so an existing plugin object can take the class)."""
+    if getattr(base, "_tessera_postprocessing", False):
+        return base
+
+    class PostProcessingOpenAPIPlugin(base):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+        _tessera_postprocessing = True
+
+        def _build_openapi(self) -> Any:
+            from tessera.api.errors import document_errors
+
+            document = super()._build_openapi()
+            document_errors(document)
+            tell_the_truth(self.app, document)
+            return document
+
+        def provide_openapi_schema(self) -> dict[str, Any]:
+            if not self._openapi_schema:
+                self._openapi_schema = _fix_nullable(self.provide_openapi().to_schema())
+            return self._openapi_schema  # type: ignore[no-any-return]
+
+    return PostProcessingOpenAPIPlugin
