@@ -168,13 +168,19 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
             # The (client, month) sort of a year of revenue: at a million clients, 12 million
             # rows spilled ~500 MB to disk under the default 4 MB (bench/marketing.py).
             await _step(f"SET LOCAL work_mem = '{WORK_MEM}'")
-        await _step("DELETE FROM marketing_class_stage")
+            # Every join here is over whole tables: hashed, never a nested loop. The planner took
+            # one for the insert of new class rows when the class table was empty (a first run):
+            # it then re-read the rows the insert itself was adding, for each of a million rows.
+            await _step("SET LOCAL enable_nestloop = off")
+        await _step("TRUNCATE marketing_class_stage" if pg else "DELETE FROM marketing_class_stage")
         if union is not None:
             await _step(
                 "INSERT INTO marketing_class_stage (party_id, revenue, cv_pct, abc_class, xyz_class) "
                 f"SELECT party_id, total, cv_pct, abc, xyz FROM ({_classified_sql(union)}) c",
                 *args,
             )
+            if pg:
+                await _step("ANALYZE marketing_class_stage")  # its size, for the joins below
         # Clients that lost their class (no revenue in the window any more, or deleted): counted
         # once; the statements about them (anti-joins of the class table and the stage, seconds
         # each at a million clients) are skipped on the usual night when there are none.
@@ -235,7 +241,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 today,
             )
         classified = (await db.raw("SELECT COUNT(*) AS n FROM marketing_class_stage"))[0]["n"]
-        await db.raw("DELETE FROM marketing_class_stage")
+        await db.raw("TRUNCATE marketing_class_stage" if pg else "DELETE FROM marketing_class_stage")
         if changed or lost:
             await audit.record(
                 "recompute",
