@@ -90,6 +90,45 @@ async def test_password_is_stored_as_argon2_hash(crm: Any) -> None:
     assert "password_hash" not in r.json()
 
 
+async def test_a_hash_of_another_cost_is_renewed_at_sign_in(crm: Any) -> None:
+    """A password hashed with other argon2 parameters (an older default, or before the
+    administrator changed ``argon2_*``) still signs in, and that sign-in stores a hash of the
+    configured cost; the next one changes nothing."""
+    from argon2 import PasswordHasher
+    from tessera.entities.tables import CrmUser
+
+    user = await crm.user("manager")
+    older = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1).hash(PASSWORD)
+    await CrmUser.update({CrmUser.password_hash: older}).where(CrmUser.id == user["id"])
+    cost = crm.settings
+    configured = f"m={cost.argon2_memory_kib},t={cost.argon2_time_cost},p={cost.argon2_parallelism}"
+
+    async def stored() -> str:
+        row = await CrmUser.select(CrmUser.password_hash).where(CrmUser.id == user["id"]).first()
+        return str(row["password_hash"])
+
+    assert (await _login(crm, user["email"])).status_code == 200
+    renewed = await stored()
+    assert renewed != older and f"${configured}$" in renewed
+    assert (await _login(crm, user["email"])).status_code == 200
+    assert await stored() == renewed
+    details = [e["detail"] for e in await _audit(crm, "login") if e["entity_id"] == user["id"]]
+    assert sum("password hash renewed" in d for d in details) == 1, details
+
+
+def test_the_password_cost_is_a_setting(tmp_path: Any) -> None:
+    missing = tmp_path / "none.toml"
+    default = load_settings(missing, env={})
+    assert (default.argon2_time_cost, default.argon2_memory_kib, default.argon2_parallelism) == (3, 65536, 4)
+    env = {
+        "TESSERA_ARGON2_TIME_COST": "4",
+        "TESSERA_ARGON2_MEMORY_KIB": "131072",
+        "TESSERA_ARGON2_PARALLELISM": "2",
+    }
+    tuned = load_settings(missing, env=env)
+    assert (tuned.argon2_time_cost, tuned.argon2_memory_kib, tuned.argon2_parallelism) == (4, 131072, 2)
+
+
 async def test_no_credentials_is_401(crm: Any) -> None:
     r = await crm.get("/api/parties")
     assert r.status_code == 401

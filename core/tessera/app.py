@@ -13,7 +13,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from tessera import __version__, db, email, events, i18n, migrations, webhooks
+from tessera import __version__, auth, db, email, events, i18n, migrations, webhooks
 from tessera.api import openapi
 from tessera.api.accounting import HANDLERS as ACCOUNTING_HANDLERS
 from tessera.api.audit_guard import audit_guard
@@ -56,6 +56,9 @@ def boot(settings: Settings, plugins: dict[str, ModuleType | object] | None = No
     """Load plugins, select the database and wire the kernel's services. Used by the app, the
     CLI, the worker and tests alike."""
     pm = get_plugin_manager(settings, plugins)
+    auth.configure_password_hashing(
+        settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+    )
     migrations.use_apps(pm)
     db.use_engine(db.make_engine(settings.resolved_database_url))
     service.configure(pm)

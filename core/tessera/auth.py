@@ -17,7 +17,10 @@ from tessera.cache import ReadCache
 from tessera.entities.tables import ApiToken, CrmUser, LoginThrottle, PasswordReset, WebSession
 from tessera.errors import NotAuthenticated, TooManyRequests, ValidationFailed
 
+#: The argon2id hasher of new passwords (``configure_password_hashing``; argon2-cffi's default
+#: cost until then). Verifying reads the parameters a hash was made with.
 _hasher = PasswordHasher()
+_dummy_hash: list[str] = []
 TOKEN_PREFIX = "tsr_"
 MIN_PASSWORD_LENGTH = 8
 
@@ -26,6 +29,34 @@ def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed.field("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
     return _hasher.hash(password)
+
+
+def configure_password_hashing(time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Hash new passwords with this argon2id cost (``Settings.argon2_*``); 422-free: a cost
+    argon2 refuses stops start-up with its message."""
+    global _hasher
+    wanted = (time_cost, memory_kib, parallelism)
+    if (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism) != wanted:
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+        _hasher.hash("tessera-check-the-parameters")  # a bad cost fails now, not at a sign-in
+        _dummy_hash.clear()
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    """Whether a stored hash was made with another cost than the configured one."""
+    try:
+        return bool(stored_hash) and _hasher.check_needs_rehash(stored_hash)
+    except InvalidHashError:
+        return False
+
+
+def _dummy() -> str:
+    """A hash of the configured cost, checked for unknown e-mails so that they take as long as
+    a real account (made on first use: hashing at import cost every process a fifth of a
+    second of CPU)."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash("tessera-dummy-password"))
+    return _dummy_hash[0]
 
 
 def verify_password(stored_hash: str, password: str) -> bool:
@@ -141,7 +172,7 @@ async def login(email: str, password: str, client: str, policy: LoginPolicy) -> 
         )
         raise TooManyRequests(LOCKED_DETAIL, retry_after=locked_for)
     # Spend the same time on an unknown e-mail as on a real check.
-    stored = user["password_hash"] if user is not None else _DUMMY_HASH
+    stored = user["password_hash"] if user is not None else _dummy()
     ok = verify_password(stored, password) and user is not None and bool(user["is_active"])
     if not ok:
         thresholds = {"pair": policy.max_failures, "login": policy.max_failures_any_address}
@@ -164,12 +195,17 @@ async def login(email: str, password: str, client: str, policy: LoginPolicy) -> 
                 expires_at=_session_end(now, now, policy),
             )
         )
-        await audit.record("login", "user", user["id"], user_id=user["id"], detail=f"from {client}")
+        detail = f"from {client}"
+        if needs_rehash(user["password_hash"]):
+            # Made with another cost (an older default, or the administrator changed it): the
+            # password is at hand only now, so it is hashed again with the configured one.
+            await CrmUser.update({CrmUser.password_hash: _hasher.hash(password)}).where(
+                CrmUser.id == user["id"]
+            )
+            detail += "; password hash renewed with the configured cost"
+        await audit.record("login", "user", user["id"], user_id=user["id"], detail=detail)
     absolute_end = now + timedelta(seconds=policy.session_ttl)
     return LoginResult(user_id=user["id"], session_id=session_id, csrf_token=csrf, expires_at=absolute_end)
-
-
-_DUMMY_HASH = _hasher.hash("tessera-dummy-password")
 
 
 def _session_end(created_at: datetime, now: datetime, policy: LoginPolicy) -> datetime:

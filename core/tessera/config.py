@@ -158,6 +158,12 @@ class Settings:
     login_lockout_seconds: int = 900
     #: Failed logins for one login from any address before that login is locked out.
     login_max_failures_any_address: int = 50
+    #: argon2id cost of password hashes: passes, memory (KiB) and lanes. The default is RFC
+    #: 9106's second recommended option (argon2-cffi's). A hash keeps the parameters it was
+    #: made with; a sign-in re-hashes a password whose hash has others (docs/security.md).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
     #: Rows one export may return before it is refused (seed 003: a departing manager must not
     #: silently download the whole base).
     export_row_limit: int = 10_000
@@ -236,6 +242,9 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         values["plugins"] = [p.strip() for p in env["TESSERA_PLUGINS"].split(",") if p.strip()]
     if "TESSERA_SEARCH" in env:
         values["search_backend"] = env["TESSERA_SEARCH"]
+    for name in ("argon2_time_cost", "argon2_memory_kib", "argon2_parallelism"):
+        if f"TESSERA_{name.upper()}" in env:
+            values[name] = int(env[f"TESSERA_{name.upper()}"])
     if "TESSERA_SECURE_COOKIES" in env:
         values["secure_cookies"] = _bool(env["TESSERA_SECURE_COOKIES"])
     if "TESSERA_HOST" in env:

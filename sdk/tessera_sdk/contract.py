@@ -127,7 +127,15 @@ def first_party_plugins(
 def _settings(data_dir: Path, plugins: tuple[str, ...], database_url: str = "") -> Any:
     from tessera.config import Settings
 
-    return Settings(data_dir=data_dir, plugins=plugins, database_url=database_url, secure_cookies=False)
+    from tessera_sdk.testing import TEST_PASSWORD_COST
+
+    return Settings(
+        data_dir=data_dir,
+        plugins=plugins,
+        database_url=database_url,
+        secure_cookies=False,
+        **TEST_PASSWORD_COST,
+    )
 
 
 def _pg_url(name: str) -> str:
