@@ -362,6 +362,7 @@ class CadenceRuleIn(Struct, kw_only=True):
     activity_types: list[str] | UnsetType = UNSET
     party_status: Literal["potential", "current", "former"] = "current"
     category: str = ""
+    client_class: Literal["", "A", "B", "C"] = ""
     active: bool = True
 
 

@@ -275,6 +275,19 @@ async def custom_field_values(ids: list[int]) -> dict[int, dict[str, Any]]:
     return out
 
 
+async def list_values(principal: Principal, ids: list[int]) -> dict[int, str]:
+    """The parties list's ABC/XYZ column: ``"A/X"`` per classified party of the page (the
+    page holds only parties the principal reads; the class is one of their custom fields)."""
+    return {pid: f"{v['abc_class']}/{v['xyz_class']}" for pid, v in (await custom_field_values(ids)).items()}
+
+
+def list_columns(list_name: str) -> list[dict[str, Any]]:
+    """Columns this plugin adds to the kernel's lists: the class on the parties list."""
+    if list_name != "parties":
+        return []
+    return [{"key": "marketing.abc_xyz", "label": N_("ABC/XYZ"), "values": list_values}]
+
+
 async def forget_party(party_id: int) -> None:
     """A deleted party's class and history (the tables hold no foreign key to ``party``)."""
     from tessera_marketing.tables import ClassHistory, PartyClass

@@ -126,6 +126,13 @@ def tessera_on_event(event: Any) -> Any:
 
 
 @hookimpl
+def tessera_list_columns(list_name: str) -> list[dict[str, Any]]:
+    from tessera_marketing.classes import list_columns
+
+    return list_columns(list_name)
+
+
+@hookimpl
 def tessera_custom_field_values(entity_type: str, ids: list[int]) -> Any:
     """The ABC/XYZ class as the party's read-only custom fields (kept in the class table)."""
     if entity_type != "party":

@@ -68,6 +68,22 @@ async def test_the_class_is_read_everywhere_and_never_written_into_the_party(
     page = await crm.page(f"/app/parties/{big['id']}")
     assert "ABC class: A" in page
 
+    # The parties list shows it as a column.
+    parties_page = await crm.page("/app/parties")
+    assert "ABC/XYZ" in parties_page and "A/X" in parties_page and "C/Z" in parties_page
+
+    # A contact-cadence rule of the sales plugin may cover class-A clients only.
+    from tessera_sales import cadence
+
+    r = await crm.post(
+        "/api/sales/cadence-rules", admin, json={"name": "Key clients", "every_days": 14, "client_class": "A"}
+    )
+    assert r.status_code == 201 and r.json()["client_class"] == "A", r.text
+    frozen_clock.advance(days=15)  # neither client has been contacted since it became current
+    assert (await cadence.evaluate())["checked"] == 1  # Big only; Small is class C
+    overdue = (await crm.get("/api/sales/reports/cadence/overdue", admin)).json()
+    assert [o["party_id"] for o in overdue] == [big["id"]], overdue
+
     # No write sets it, and other writes keep it.
     r = await crm.patch(f"/api/parties/{big['id']}", admin, json={"custom": {"abc_class": "C"}})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "custom.abc_class", r.text

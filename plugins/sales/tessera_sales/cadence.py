@@ -2,10 +2,11 @@
 with their clients, by contact type").
 
 A rule says: every party with lifecycle status ``party_status`` (and, when set, custom field
-``sales_category`` equal to ``category``) gets a done activity of one of ``activity_types`` at
-least every ``every_days`` days. The ``sales.cadence`` job evaluates every active rule, replaces
-its flags (one per party in scope) and notifies each manager once a day about newly overdue
-clients; the compliance report reads the flags.
+``sales_category`` equal to ``category``, and the ABC class ``client_class``: the custom field
+``abc_class`` a classifying plugin such as marketing computes) gets a done activity of one of
+``activity_types`` at least every ``every_days`` days. The ``sales.cadence`` job evaluates
+every active rule, replaces its flags (one per party in scope) and notifies each manager once a
+day about newly overdue clients; the compliance report reads the flags.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from tessera import clock, db
+from tessera import clock, customfields, db
+from tessera.entities import service
 from tessera.entities.tables import Activity, Notification, Party
 from tessera.errors import ValidationFailed
 from tessera.permissions import Principal
@@ -37,6 +39,10 @@ def check_rule(values: dict[str, Any]) -> dict[str, Any]:
         raise ValidationFailed.field("every_days", "must be between 1 and 3650")
     if values.get("party_status", "current") not in ("potential", "current", "former"):
         raise ValidationFailed.field("party_status", "must be potential, current or former")
+    if values.get("client_class") and "abc_class" not in customfields.read_only_fields(
+        service.plugin_manager(), "party"
+    ):
+        raise ValidationFailed.field("client_class", "no enabled plugin classifies clients (ABC)")
     return values
 
 
@@ -58,6 +64,10 @@ async def evaluate(now: dt.datetime | None = None) -> dict[str, int]:
             parties = [
                 p for p in parties if str((p["custom"] or {}).get("sales_category", "")) == rule["category"]
             ]
+        if rule.get("client_class"):
+            # The class is a read-only custom field kept by its plugin (not in the party row).
+            await customfields.with_plugin_values(service.plugin_manager(), "party", parties)
+            parties = [p for p in parties if (p["custom"] or {}).get("abc_class") == rule["client_class"]]
         ids = [p["id"] for p in parties]
         last: dict[int, tuple[dt.datetime, str]] = {}
         for chunk in range(0, len(ids), 500):

@@ -569,6 +569,9 @@ class CadenceRuleIn(Struct, kw_only=True, forbid_unknown_fields=True):
     activity_types: list[str] = msgspec.field(default_factory=lambda: ["call", "meeting"])
     party_status: Literal["potential", "current", "former"] = "current"
     category: Annotated[str, Meta(max_length=50)] = ""
+    #: Only clients of this ABC class (custom field ``abc_class``, which the marketing plugin
+    #: computes); "" = any client.
+    client_class: Literal["", "A", "B", "C"] = ""
     active: bool = True
 
 
@@ -581,7 +584,8 @@ async def list_rules(principal: Principal) -> list[dict[str, Any]]:
 
 @post("/cadence-rules", operation_id="create_cadence_rule", status_code=201)
 async def create_rule(principal: Principal, data: CadenceRuleIn) -> dict[str, Any]:
-    """Add a norm: parties of a status (and category) get one of these contacts every N days."""
+    """Add a norm: parties of a status (and category, and ABC class) get one of these contacts
+    every N days."""
     principal.require("sales.settings.manage")
     return await service.create(catalogue.CADENCE_RULE, principal, set_fields(data))
 

@@ -193,6 +193,9 @@ class CadenceRule(Table, tablename="sales_cadence_rule"):
     party_status = Varchar(length=20, default="current")
     #: Party custom field ``sales_category``; "" = any category.
     category = Varchar(length=50, default="")
+    #: The client's ABC class (custom field ``abc_class``, computed by the marketing plugin);
+    #: "" = any client.
+    client_class = Varchar(length=1, default="")
     activity_types = JSON(default=["call", "meeting"])
     every_days = Integer()
     active = Boolean(default=True)

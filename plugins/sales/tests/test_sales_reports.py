@@ -223,6 +223,13 @@ async def test_kpis_and_contact_cadence(crm, world, frozen_clock):
     )
     assert r.status_code == 201, r.text
     rule = r.json()
+    # A rule by ABC class needs a plugin that classifies clients (marketing): none is enabled.
+    r = await crm.post(
+        "/api/sales/cadence-rules",
+        world["admin"],
+        json={"name": "Class A", "every_days": 14, "client_class": "A"},
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "client_class", r.text
     for who in ("anna", "boris"):
         r = await crm.patch(
             f"/api/parties/{world[who + '_party']['id']}",
