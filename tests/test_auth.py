@@ -127,6 +127,11 @@ def test_the_password_cost_is_a_setting(tmp_path: Any) -> None:
     }
     tuned = load_settings(missing, env=env)
     assert (tuned.argon2_time_cost, tuned.argon2_memory_kib, tuned.argon2_parallelism) == (4, 131072, 2)
+    # A cost argon2 refuses stops start-up with the settings named, not the first sign-in.
+    from tessera import auth
+
+    with pytest.raises(ValueError, match="argon2_memory_kib=4"):
+        auth.configure_password_hashing(1, 4, 1)
 
 
 async def test_no_credentials_is_401(crm: Any) -> None:

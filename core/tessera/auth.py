@@ -32,13 +32,21 @@ def hash_password(password: str) -> str:
 
 
 def configure_password_hashing(time_cost: int, memory_kib: int, parallelism: int) -> None:
-    """Hash new passwords with this argon2id cost (``Settings.argon2_*``); 422-free: a cost
-    argon2 refuses stops start-up with its message."""
+    """Hash new passwords with this argon2id cost (``Settings.argon2_*``). A cost argon2
+    refuses stops start-up with a ``ValueError`` naming the settings, not the first sign-in."""
     global _hasher
     wanted = (time_cost, memory_kib, parallelism)
     if (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism) != wanted:
-        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
-        _hasher.hash("tessera-check-the-parameters")  # a bad cost fails now, not at a sign-in
+        try:
+            hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+            hasher.hash("tessera-check-the-parameters")
+        except Exception as exc:
+            raise ValueError(
+                f"argon2_time_cost={time_cost}, argon2_memory_kib={memory_kib}, "
+                f"argon2_parallelism={parallelism}: argon2 refuses them ({exc}); the memory must be "
+                "at least 8 KiB per lane"
+            ) from exc
+        _hasher = hasher
         _dummy_hash.clear()
 
 
