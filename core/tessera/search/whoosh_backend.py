@@ -510,9 +510,13 @@ class WhooshSearcher:
         return self._writer(procs=1, limitmb=limitmb)
 
     def _purge_sync(self, doc_type: str, stamp: float) -> int:
+        q = wq.And([wq.Term("type", doc_type), wq.NumericRange("stamp", None, stamp, endexcl=True)])
+        if self._get_searcher().search(q, limit=1).is_empty():
+            # Nothing stale (a rebuild of a new index, a type with nothing left over): no
+            # writer, no commit and no new index generation for every reader to reopen.
+            return 0
         writer = self._writer()
         try:
-            q = wq.And([wq.Term("type", doc_type), wq.NumericRange("stamp", None, stamp, endexcl=True)])
             count: int = writer.delete_by_query(q)
         except BaseException:
             writer.cancel()
