@@ -163,6 +163,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
         num((conf["x"] / 100) ** 2),
         num((conf["y"] / 100) ** 2),
     ]
+    empty_stage = "TRUNCATE marketing_class_stage" if pg else "DELETE FROM marketing_class_stage"
     async with db.transaction(bulk=True):
         if pg:
             # The (client, month) sort of a year of revenue: at a million clients, 12 million
@@ -172,7 +173,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
             # one for the insert of new class rows when the class table was empty (a first run):
             # it then re-read the rows the insert itself was adding, for each of a million rows.
             await _step("SET LOCAL enable_nestloop = off")
-        await _step("TRUNCATE marketing_class_stage" if pg else "DELETE FROM marketing_class_stage")
+        await _step(empty_stage)
         if union is not None:
             await _step(
                 "INSERT INTO marketing_class_stage (party_id, revenue, cv_pct, abc_class, xyz_class) "
@@ -241,7 +242,7 @@ async def recompute(today: dt.date | None = None) -> dict[str, int]:
                 today,
             )
         classified = (await db.raw("SELECT COUNT(*) AS n FROM marketing_class_stage"))[0]["n"]
-        await db.raw("TRUNCATE marketing_class_stage" if pg else "DELETE FROM marketing_class_stage")
+        await db.raw(empty_stage)
         if changed or lost:
             await audit.record(
                 "recompute",

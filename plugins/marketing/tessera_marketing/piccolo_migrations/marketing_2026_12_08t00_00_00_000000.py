@@ -17,8 +17,6 @@ ID = "2026-12-08T00:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "ABC/XYZ class out of the party row"
 
-KEYS = ("abc_class", "xyz_class", "abc_xyz_date")
-
 
 async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="marketing", description=DESCRIPTION)
